@@ -1,0 +1,55 @@
+# Thin wrapper around CMake: the README's commands.
+#   make demo      build and run the examples
+#   make test      build everything and run every test: a gcc build (with
+#                  valgrind and the Python module), clang ASan+UBSan with the
+#                  engine's invariant checks, and clang TSan
+#   make bench     build the benchmarks and run them
+#   make install   PREFIX=/usr/local
+JOBS   ?= $(shell nproc)
+PREFIX ?= /usr/local
+CMAKE  ?= cmake
+CTEST  ?= ctest
+
+BUILD      = build
+BUILD_ASAN = build-asan
+BUILD_TSAN = build-tsan
+
+.PHONY: all build demo test test-main test-asan test-tsan bench install clean
+
+all: build
+
+build:
+	$(CMAKE) -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) -DFIFOLOCK_VALGRIND=ON \
+		-DFIFOLOCK_PYTHON_TESTS=ON >/dev/null
+	$(CMAKE) --build $(BUILD) -j $(JOBS)
+
+demo: build
+	@for p in $(BUILD)/examples/*; do \
+		[ -f "$$p" ] && [ -x "$$p" ] || continue; \
+		echo "==> $$p"; "$$p" || exit 1; echo; \
+	done
+
+$(BUILD_ASAN)/.configured:
+	CC=clang $(CMAKE) -S . -B $(BUILD_ASAN) -DFIFOLOCK_SANITIZE=address,undefined \
+		-DFIFOLOCK_DEBUG=ON -DFIFOLOCK_BENCH=OFF >/dev/null
+	touch $@
+
+$(BUILD_TSAN)/.configured:
+	CC=clang $(CMAKE) -S . -B $(BUILD_TSAN) -DFIFOLOCK_SANITIZE=thread \
+		-DFIFOLOCK_BENCH=OFF >/dev/null
+	touch $@
+
+test: build $(BUILD_ASAN)/.configured $(BUILD_TSAN)/.configured
+	$(CMAKE) --build $(BUILD_ASAN) -j $(JOBS)
+	$(CMAKE) --build $(BUILD_TSAN) -j $(JOBS)
+	@tests/run_suites.sh "$(CTEST)" $(JOBS) \
+		"gcc + valgrind:$(BUILD)" "clang asan+ubsan:$(BUILD_ASAN)" "clang tsan:$(BUILD_TSAN)"
+
+bench: build
+	@for p in $(BUILD)/bench/bench_*; do [ -x "$$p" ] && { echo "==> $$p"; "$$p"; }; done
+
+install: build
+	$(CMAKE) --install $(BUILD) --prefix $(PREFIX)
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN)

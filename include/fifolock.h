@@ -1,0 +1,269 @@
+/*
+ * fifolock: first-in-first-out locks whose modes the user defines.
+ *
+ * A mode is a predicate over the lock's current hold counts ("how many holders
+ * does each mode have right now?") that answers whether one more holder of
+ * this mode may join. Mutexes, read/write locks, semaphores and intention
+ * locks are all just modes. Requests are granted strictly in the order they
+ * were made: a request never overtakes an earlier one that is still waiting.
+ *
+ * This header is the single-threaded lock for event loops. It never blocks,
+ * never allocates on the common paths, and tells a waiter it got the lock by
+ * calling its `granted` callback. For POSIX threads see fifolock_mt.h.
+ *
+ * Errors are positive errno values returned by the function; errno itself is
+ * never touched, nothing is printed and nothing aborts.
+ */
+#ifndef FIFOLOCK_H
+#define FIFOLOCK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(FIFOLOCK_BUILDING) && defined(__GNUC__)
+#define FIFOLOCK_API __attribute__((visibility("default")))
+#else
+#define FIFOLOCK_API
+#endif
+
+#define FIFOLOCK_VERSION_MAJOR 1
+#define FIFOLOCK_VERSION_MINOR 0
+#define FIFOLOCK_VERSION_PATCH 0
+#define FIFOLOCK_VERSION_STRING "1.0.0"
+
+typedef struct fifolock_mode fifolock_mode;
+typedef struct fifolock_holds fifolock_holds;
+typedef struct fifolock fifolock;
+typedef struct fifolock_waiter fifolock_waiter;
+
+/* ------------------------------------------------------------------------ */
+/* Modes                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * A mode of a lock: configuration, not state.
+ *
+ * A mode's identity is its address: the lock counts holders per
+ * `fifolock_mode *`, so two structs with equal contents are two modes. Modes
+ * need no registration and any number of them may be used on one lock.
+ *
+ * `is_compatible` says whether one more holder of `self` may join the current
+ * holders. It must be a pure, quick function of `holds` and of `*self`: it
+ * runs inside the lock's calls (for fifolock_mt, under its internal lock) and
+ * must not call back into the lock.
+ */
+struct fifolock_mode {
+    bool (*is_compatible)(const fifolock_mode *self, const fifolock_holds *holds);
+    const char *name; /* for messages and tracing; may be NULL */
+    size_t limit;     /* free parameter for the predicate, e.g. a semaphore's size */
+};
+
+/**
+ * Number of current holders of exactly `mode` (0 for a mode never seen).
+ * For use inside predicates and for introspection. This function can't fail;
+ * a NULL `holds` or `mode` reads as 0.
+ */
+FIFOLOCK_API size_t fifolock_held(const fifolock_holds *holds, const fifolock_mode *mode);
+
+/**
+ * Total number of holders, of all modes together. This function can't fail;
+ * a NULL `holds` reads as 0.
+ */
+FIFOLOCK_API size_t fifolock_held_total(const fifolock_holds *holds);
+
+/**
+ * Lists the modes held right now, in no particular order: stores up to `max`
+ * of them in `modes[]` and their counts in `counts[]` (either array may be
+ * NULL when `max` is 0), and returns how many distinct modes are held, which
+ * may exceed `max`. This function can't fail.
+ */
+FIFOLOCK_API size_t fifolock_holds_list(const fifolock_holds *holds, const fifolock_mode **modes,
+                                        size_t *counts, size_t max);
+
+/** Exclusive: compatible only when no other fifolock_mutex is held. */
+FIFOLOCK_API extern const fifolock_mode fifolock_mutex;
+/** Shared: compatible unless fifolock_write is held. */
+FIFOLOCK_API extern const fifolock_mode fifolock_read;
+/** Exclusive: compatible only when neither fifolock_read nor fifolock_write is held. */
+FIFOLOCK_API extern const fifolock_mode fifolock_write;
+
+/**
+ * Intention locks, with the standard matrix (a row may join the columns held):
+ *
+ *            IS   IX   S    SIX  X
+ *      IS    yes  yes  yes  yes  no
+ *      IX    yes  yes  no   no   no
+ *      S     yes  no   yes  no   no
+ *      SIX   yes  no   no   no   no
+ *      X     no   no   no   no   no
+ */
+FIFOLOCK_API extern const fifolock_mode fifolock_is;
+FIFOLOCK_API extern const fifolock_mode fifolock_ix;
+FIFOLOCK_API extern const fifolock_mode fifolock_s;
+FIFOLOCK_API extern const fifolock_mode fifolock_six;
+FIFOLOCK_API extern const fifolock_mode fifolock_x;
+
+/** Semaphore predicate: compatible while fewer than `self->limit` hold `self`. */
+FIFOLOCK_API bool fifolock_semaphore_is_compatible(const fifolock_mode *self,
+                                                   const fifolock_holds *holds);
+
+/** Initializer of a semaphore mode of `size` places: `fifolock_mode sem = FIFOLOCK_SEMAPHORE(3);` */
+#define FIFOLOCK_SEMAPHORE(size) { fifolock_semaphore_is_compatible, "semaphore", (size) }
+
+/* ------------------------------------------------------------------------ */
+/* The lock (single-threaded, for event loops)                               */
+/* ------------------------------------------------------------------------ */
+
+/** Returned by fifolock_acquire() when the request was queued. */
+#define FIFOLOCK_WAITING 1
+
+/** Modes whose counts a lock keeps without allocating. */
+#define FIFOLOCK_INLINE_MODES 3
+
+/**
+ * Called exactly once when a queued request is granted. It runs inside the
+ * fifolock_release() or fifolock_cancel() call (or the fifolock_acquire()
+ * call made from another callback) that made room, after the hold counts
+ * include the new holder. It may call any fifolock_* function on the same
+ * lock, including acquiring, releasing and cancelling; those calls never run
+ * callbacks themselves, the outer call does, in queue order, without
+ * recursion. From the call on, the waiter's memory is the caller's again.
+ */
+typedef void fifolock_granted_fn(fifolock_waiter *waiter, void *arg);
+
+/* One mode's counts. Private: read them with fifolock_held(). */
+struct fifolock_hold {
+    const fifolock_mode *mode;
+    uint32_t held;   /* current holders of `mode` */
+    uint32_t queued; /* waiters of `mode` in the queue */
+};
+
+/* Read-only view of a lock's hold counts. Fields private. */
+struct fifolock_holds {
+    uint32_t used;                /* entries in use: inline first, then more[] */
+    uint32_t more_cap;            /* capacity of more[] */
+    size_t total;                 /* sum of held over all entries */
+    struct fifolock_hold *more;   /* heap overflow, NULL while unused */
+    struct fifolock_hold inline_[FIFOLOCK_INLINE_MODES];
+};
+
+/**
+ * A lock. Embed it anywhere; initialise with fifolock_init(). It must not be
+ * moved or copied while anyone holds or waits on it. All fields are private.
+ */
+struct fifolock {
+    /* private */
+    fifolock_waiter *head; /* oldest waiter, NULL if none */
+    fifolock_waiter *tail; /* newest waiter */
+    size_t waiting;        /* waiters in the queue */
+    unsigned granting;     /* a grant loop is running on this lock */
+    unsigned flags;
+    fifolock_holds holds;
+};
+
+/**
+ * A request for a lock, allocated by the caller (on the stack, inside a
+ * larger struct...). Pass it to fifolock_acquire(); while it is queued it must
+ * stay where it is. Its memory may be reused once it was granted (acquire
+ * returned 0, or `granted` ran) or cancelled. A zeroed waiter, or one set
+ * with FIFOLOCK_WAITER_INIT, is idle. All fields are private but `data`.
+ */
+struct fifolock_waiter {
+    /* public */
+    void *data; /* for the caller; the lock never reads or writes it */
+    /* private */
+    fifolock_waiter *next;
+    fifolock_waiter *prev;
+    fifolock *lock;
+    const fifolock_mode *mode;
+    fifolock_granted_fn *granted;
+    void *arg;
+    uint32_t state;
+};
+
+#define FIFOLOCK_WAITER_INIT { 0 }
+
+/**
+ * Initialises `lock`: unheld, nobody waiting. This function can't fail
+ * (a NULL `lock` is ignored).
+ */
+FIFOLOCK_API void fifolock_init(fifolock *lock);
+
+/**
+ * Finishes with `lock`. Returns 0, EBUSY if it is held or waited on (then
+ * nothing changes and the lock stays usable), or EINVAL for a NULL lock.
+ */
+FIFOLOCK_API int fifolock_destroy(fifolock *lock);
+
+/**
+ * Requests `mode` on `lock`.
+ *
+ * Returns 0 if the lock is held now: nobody was waiting and `mode` is
+ * compatible with the current holders; `granted` is not called. Returns
+ * FIFOLOCK_WAITING if the request joined the tail of the queue: `granted`
+ * will run exactly once, from the release or cancel call that makes room
+ * (never from inside this call, unless this call is itself made from a
+ * callback, whose outer call then runs it). A compatible mode still queues
+ * when anybody is waiting: that is what makes the lock fair.
+ *
+ * Errors (the lock and the waiter are left as they were, and `granted` is
+ * never called): EINVAL for a NULL lock, waiter, mode or `granted`, a mode
+ * without a predicate, or a waiter that is already queued; ENOMEM when the
+ * lock needs memory to count more than FIFOLOCK_INLINE_MODES distinct modes
+ * at once and none is left; EAGAIN if a mode's count would overflow.
+ */
+FIFOLOCK_API int fifolock_acquire(fifolock *lock, fifolock_waiter *waiter,
+                                  const fifolock_mode *mode, fifolock_granted_fn *granted,
+                                  void *arg);
+
+/**
+ * Takes `mode` on `lock` if that can happen now: nobody is waiting and `mode`
+ * is compatible with the current holders. Never queues, never calls a
+ * callback. Returns 0 (held now), EBUSY, EINVAL (NULL lock or mode, mode
+ * without predicate), ENOMEM or EAGAIN (as for fifolock_acquire()).
+ */
+FIFOLOCK_API int fifolock_try_acquire(fifolock *lock, const fifolock_mode *mode);
+
+/**
+ * Drops one hold of `mode`, then grants waiters from the head of the queue
+ * while the head is compatible; their callbacks run inside this call, in
+ * queue order. Returns 0, EPERM if `mode` is not held (nothing changes), or
+ * EINVAL for a NULL lock or mode.
+ */
+FIFOLOCK_API int fifolock_release(fifolock *lock, const fifolock_mode *mode);
+
+/**
+ * Withdraws a queued request. Returns 0 if it was waiting: it leaves the
+ * queue in O(1), its callback will never run, and waiters that it held back
+ * are granted inside this call (their callbacks run here). Returns EALREADY
+ * if it was granted: the caller holds the lock and must release it. Returns
+ * EINVAL for a NULL lock or waiter, a waiter of another lock, or one that is
+ * idle (never queued, or already cancelled). Nothing changes on error.
+ */
+FIFOLOCK_API int fifolock_cancel(fifolock *lock, fifolock_waiter *waiter);
+
+/** Number of queued requests (0 for NULL). This function can't fail. */
+FIFOLOCK_API size_t fifolock_waiting(const fifolock *lock);
+
+/**
+ * The lock's hold counts, to read with fifolock_held() and
+ * fifolock_holds_list(). Valid as long as the lock is. NULL for NULL.
+ */
+FIFOLOCK_API const fifolock_holds *fifolock_holds_of(const fifolock *lock);
+
+/**
+ * A short English message for an error code returned by this library
+ * ("the lock is held or waited on", ...). Never NULL. This function can't fail.
+ */
+FIFOLOCK_API const char *fifolock_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FIFOLOCK_H */

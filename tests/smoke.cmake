@@ -1,0 +1,1 @@
+fifolock_add_test(test_smoke smoke.c LABELS engine)
