@@ -48,6 +48,12 @@
 #define WAITER_WAITING 0x57a17u /* unlikely in uninitialised memory */
 #define WAITER_GRANTED 0x96a27u
 
+/*
+ * FIFOLOCK_MUTANT_* switches build a deliberate bug in, for the mutation
+ * check (tests/mutants): it proves the tests catch each one. Never set them
+ * otherwise.
+ */
+
 /* ---- hold table ---------------------------------------------------------- */
 
 static struct fifolock_hold *hold_at(const fifolock_holds *h, uint32_t i)
@@ -271,7 +277,11 @@ int fifolock_acquire(fifolock *lock, fifolock_waiter *waiter, const fifolock_mod
     if (waiter->state == WAITER_WAITING)
         return EINVAL; /* still queued; reusing it would corrupt that queue */
 
+#ifdef FIFOLOCK_MUTANT_GRANT_PAST_WAITER
+    if (mode->is_compatible(mode, &lock->holds)) {
+#else
     if (lock->head == NULL && mode->is_compatible(mode, &lock->holds)) {
+#endif
         rc = take_now(lock, mode);
         if (rc == 0) {
             waiter->lock = lock;
@@ -305,6 +315,11 @@ int fifolock_release(fifolock *lock, const fifolock_mode *mode)
     if (lock == NULL || mode == NULL)
         return EINVAL;
     e = hold_find(&lock->holds, mode);
+#ifdef FIFOLOCK_MUTANT_WRONG_MODE_RELEASE
+    /* Drops a hold of whichever mode comes first in the table. */
+    if (e != NULL && e->held != 0 && lock->holds.inline_[0].held != 0)
+        e = &lock->holds.inline_[0];
+#endif
     if (e == NULL || e->held == 0)
         return EPERM;
     e->held--;
@@ -335,8 +350,12 @@ int fifolock_cancel(fifolock *lock, fifolock_waiter *waiter)
     e->queued--;
     hold_put(&lock->holds, e);
     /* Only a new head can be compatible: the old one was not (I3). */
+#ifndef FIFOLOCK_MUTANT_SKIP_GRANT_AFTER_CANCEL
     if (was_head && lock->head != NULL)
         grant(lock);
+#else
+    (void)was_head;
+#endif
     CHECK(lock);
     return 0;
 }

@@ -1,1 +1,0 @@
-fifolock_add_test(test_smoke smoke.c LABELS engine)
