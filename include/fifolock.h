@@ -168,10 +168,12 @@ struct fifolock {
 
 /**
  * A request for a lock, allocated by the caller (on the stack, inside a
- * larger struct...). Pass it to fifolock_acquire(); while it is queued it must
+ * larger struct...). Before its first use it must be zeroed or set with
+ * FIFOLOCK_WAITER_INIT (the lock reads its state to refuse a waiter that is
+ * still queued). Pass it to fifolock_acquire(); while it is queued it must
  * stay where it is. Its memory may be reused once it was granted (acquire
- * returned 0, or `granted` ran) or cancelled. A zeroed waiter, or one set
- * with FIFOLOCK_WAITER_INIT, is idle. All fields are private but `data`.
+ * returned 0, or `granted` ran) or cancelled, and it may be passed to
+ * fifolock_acquire() again as it is. All fields are private but `data`.
  */
 struct fifolock_waiter {
     /* public */
@@ -241,7 +243,9 @@ FIFOLOCK_API int fifolock_release(fifolock *lock, const fifolock_mode *mode);
  * Withdraws a queued request. Returns 0 if it was waiting: it leaves the
  * queue in O(1), its callback will never run, and waiters that it held back
  * are granted inside this call (their callbacks run here). Returns EALREADY
- * if it was granted: the caller holds the lock and must release it. Returns
+ * if it was granted (by acquire at once, or later): the hold is the
+ * caller's and must be released once, unless it already was (holds are
+ * counts per mode: a second release drops somebody else's hold). Returns
  * EINVAL for a NULL lock or waiter, a waiter of another lock, or one that is
  * idle (never queued, or already cancelled). Nothing changes on error.
  */
