@@ -102,18 +102,22 @@ static int hold_get(fifolock_holds *h, const fifolock_mode *mode, struct fifoloc
     return 0;
 }
 
+/* An idle lock owns no memory. */
+static void hold_free_more(fifolock_holds *h)
+{
+    free(h->more);
+    h->more = NULL;
+    h->more_cap = 0;
+}
+
 /* Drops `e` if nobody holds or waits for its mode any more. */
 static void hold_put(fifolock_holds *h, struct fifolock_hold *e)
 {
     if (e->held != 0 || e->queued != 0)
         return;
     *e = *hold_at(h, --h->used);
-    if (h->used == 0 && h->more != NULL) {
-        /* An idle lock owns no memory. */
-        free(h->more);
-        h->more = NULL;
-        h->more_cap = 0;
-    }
+    if (h->used == 0 && h->more != NULL)
+        hold_free_more(h);
 }
 
 size_t fifolock_held(const fifolock_holds *holds, const fifolock_mode *mode)
@@ -242,7 +246,16 @@ static int valid_mode(const fifolock_mode *mode)
 static int take_now(fifolock *lock, const fifolock_mode *mode)
 {
     struct fifolock_hold *e;
-    int rc = hold_get(&lock->holds, mode, &e);
+    int rc;
+
+    if (lock->holds.used == 0) {
+        /* The uncontended case: a free lock gets its first holder. */
+        lock->holds.inline_[0] = (struct fifolock_hold){ mode, 1, 0 };
+        lock->holds.used = 1;
+        lock->holds.total = 1;
+        return 0;
+    }
+    rc = hold_get(&lock->holds, mode, &e);
 
     if (rc)
         return rc;
@@ -310,21 +323,34 @@ int fifolock_acquire(fifolock *lock, fifolock_waiter *waiter, const fifolock_mod
 
 int fifolock_release(fifolock *lock, const fifolock_mode *mode)
 {
+    fifolock_holds *h;
     struct fifolock_hold *e;
 
     if (lock == NULL || mode == NULL)
         return EINVAL;
-    e = hold_find(&lock->holds, mode);
+    h = &lock->holds;
+    if (h->used == 1 && h->inline_[0].mode == mode && lock->head == NULL) {
+        /* The uncontended case: one mode held, nobody waiting (so queued == 0). */
+        h->total--;
+        if (--h->inline_[0].held == 0) {
+            h->used = 0;
+            if (h->more != NULL)
+                hold_free_more(h);
+        }
+        CHECK(lock);
+        return 0;
+    }
+    e = hold_find(h, mode);
 #ifdef FIFOLOCK_MUTANT_WRONG_MODE_RELEASE
     /* Drops a hold of whichever mode comes first in the table. */
-    if (e != NULL && e->held != 0 && lock->holds.inline_[0].held != 0)
-        e = &lock->holds.inline_[0];
+    if (e != NULL && e->held != 0 && h->inline_[0].held != 0)
+        e = &h->inline_[0];
 #endif
     if (e == NULL || e->held == 0)
         return EPERM;
     e->held--;
-    lock->holds.total--;
-    hold_put(&lock->holds, e);
+    h->total--;
+    hold_put(h, e);
     if (lock->head != NULL)
         grant(lock);
     CHECK(lock);
