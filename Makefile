@@ -53,3 +53,27 @@ install: build
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN)
+
+# make docs: the reference manual, HTML in docs/html, from the comments of the
+# public headers (doxygen). The man pages are docs/man/*.3, written by hand.
+DOXYGEN ?= doxygen
+FIFOLOCK_VERSION = $(shell awk '/define FIFOLOCK_VERSION_STRING/ { gsub(/"/, "", $$3); print $$3 }' include/fifolock.h)
+
+.PHONY: docs
+
+docs:
+	FIFOLOCK_VERSION=$(FIFOLOCK_VERSION) $(DOXYGEN) docs/Doxyfile
+	@echo "docs/html/index.html"
+
+# make fuzz: fuzz the engine for FUZZ_SECONDS with libFuzzer (clang), from the
+# seed corpus in tests/fuzz/corpus; new inputs and crashes go to build-fuzz/.
+# make check-mutants: build in each deliberate bug, require the tests to fail.
+FUZZ_SECONDS ?= 60
+
+.PHONY: fuzz check-mutants
+
+fuzz:
+	@bash tests/fuzz/run_fuzz.sh $(FUZZ_SECONDS) build-fuzz
+
+check-mutants:
+	@JOBS=$(JOBS) bash tests/mutants/run_mutants.sh

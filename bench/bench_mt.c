@@ -1,0 +1,641 @@
+/*
+ * bench_mt: the thread lock (fifolock_mt) against its anchors, side by side in
+ * one process.
+ *
+ *   fifolock  fifolock_mt with fifolock_mutex, or fifolock_read/fifolock_write
+ *   textbook  the textbook FIFO lock: a pthread mutex guarding a queue, a
+ *             condition variable per waiter, direct handoff on release
+ *   ticket    the same, but each request first draws a ticket with one atomic
+ *             add and is served in ticket order (exclusive only: readers are
+ *             served as writers). The textbook lock is FIFO only among the
+ *             requests that got through its mutex, and that mutex barges; the
+ *             ticket makes the order the order of arrival.
+ *   mutex     pthread_mutex_t (barging, not FIFO; readers are exclusive too)
+ *   rwlock    pthread_rwlock_t (not FIFO)
+ *
+ * Parts
+ *   (1) uncontended acquire+release, with a second thread alive so glibc
+ *       leaves its single-thread fast path;
+ *   (2) contended throughput, 2, 3, 4 and 8 threads, exclusive: (a) an
+ *       empty critical section, back to back; (b) about 0.2 us of work inside
+ *       and 0.2 us outside. Median of several runs, with Jain's fairness
+ *       index of the per-thread operation counts;
+ *   (3) per acquire, with 1, 2, 4 and 8 threads, for an exclusive, a
+ *       write-heavy (20% reads) and a read-heavy (90% reads) mix: wait time
+ *       (p50 / p99 / max) and Jain's index.
+ *
+ * Numbers from a busy machine are noise: the load average is printed at the
+ * start and the end.
+ *
+ * Usage: bench_mt [quick] [parts=123] [spin=N] [yield=N]
+ *   quick        one short run of each, for a smoke test
+ *   parts        which parts to run, e.g. parts=2
+ *   spin, yield  override how fifolock_mt waiters spin and yield before they
+ *                sleep (src/mt_internal.h), to explore the trade-off
+ */
+#define _GNU_SOURCE
+#include "fifolock_mt.h"
+#include "mt_internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- the textbook FIFO lock ---------------------------------------------- */
+
+struct tb_waiter {
+    pthread_cond_t cv;
+    int write;
+    int granted;
+    struct tb_waiter *next;
+};
+
+struct tb_lock {
+    pthread_mutex_t m;
+    int readers;
+    int writer;
+    struct tb_waiter *head, *tail;
+};
+
+static int tb_fits(const struct tb_lock *l, int write)
+{
+    return write ? !l->readers && !l->writer : !l->writer;
+}
+
+static void tb_take(struct tb_lock *l, int write)
+{
+    if (write)
+        l->writer = 1;
+    else
+        l->readers++;
+}
+
+static void tb_acquire(struct tb_lock *l, int write)
+{
+    struct tb_waiter w;
+
+    pthread_mutex_lock(&l->m);
+    if (l->head == NULL && tb_fits(l, write)) {
+        tb_take(l, write);
+        pthread_mutex_unlock(&l->m);
+        return;
+    }
+    pthread_cond_init(&w.cv, NULL);
+    w.write = write;
+    w.granted = 0;
+    w.next = NULL;
+    if (l->tail)
+        l->tail->next = &w;
+    else
+        l->head = &w;
+    l->tail = &w;
+    while (!w.granted)
+        pthread_cond_wait(&w.cv, &l->m);
+    pthread_mutex_unlock(&l->m);
+    pthread_cond_destroy(&w.cv);
+}
+
+static void tb_release(struct tb_lock *l, int write)
+{
+    struct tb_waiter *w;
+
+    pthread_mutex_lock(&l->m);
+    if (write)
+        l->writer = 0;
+    else
+        l->readers--;
+    while ((w = l->head) != NULL && tb_fits(l, w->write)) {
+        l->head = w->next;
+        if (l->head == NULL)
+            l->tail = NULL;
+        tb_take(l, w->write);
+        w->granted = 1; /* counted before told: direct handoff */
+        pthread_cond_signal(&w->cv);
+    }
+    pthread_mutex_unlock(&l->m);
+}
+
+/* ---- the same, served in ticket order ------------------------------------ */
+
+#define TK_SLOTS 64 /* > the most tickets out at once (one per thread) */
+
+struct tk_waiter {
+    pthread_cond_t cv;
+    unsigned long ticket;
+    int granted;
+};
+
+struct tk_lock {
+    pthread_mutex_t m;
+    unsigned long next;    /* ticket dispenser, atomic */
+    unsigned long serving; /* the ticket whose turn is next */
+    int held;
+    struct tk_waiter *slot[TK_SLOTS];
+};
+
+static void tk_acquire(struct tk_lock *l)
+{
+    unsigned long t = __atomic_fetch_add(&l->next, 1, __ATOMIC_RELAXED);
+    struct tk_waiter w;
+
+    pthread_mutex_lock(&l->m);
+    if (!l->held && l->serving == t) {
+        l->held = 1;
+        l->serving++;
+        pthread_mutex_unlock(&l->m);
+        return;
+    }
+    pthread_cond_init(&w.cv, NULL);
+    w.ticket = t;
+    w.granted = 0;
+    l->slot[t % TK_SLOTS] = &w;
+    while (!w.granted)
+        pthread_cond_wait(&w.cv, &l->m);
+    pthread_mutex_unlock(&l->m);
+    pthread_cond_destroy(&w.cv);
+}
+
+static void tk_release(struct tk_lock *l)
+{
+    struct tk_waiter *w;
+
+    pthread_mutex_lock(&l->m);
+    l->held = 0;
+    w = l->slot[l->serving % TK_SLOTS];
+    if (w != NULL && w->ticket == l->serving) {
+        l->slot[l->serving % TK_SLOTS] = NULL;
+        l->held = 1;
+        l->serving++;
+        w->granted = 1;
+        pthread_cond_signal(&w->cv);
+    }
+    /* else the next ticket's owner has not reached the mutex yet; it will
+     * find the lock free and its turn come */
+    pthread_mutex_unlock(&l->m);
+}
+
+/* ---- the locks behind one interface ------------------------------------- */
+
+enum kind { FIFOLOCK, TEXTBOOK, TICKET, MUTEX, RWLOCK, N_KINDS };
+static const char *const kind_name[N_KINDS] = { "fifolock", "textbook", "ticket", "mutex",
+                                                "rwlock" };
+
+static fifolock_mt fl;
+static struct tb_lock tb = { PTHREAD_MUTEX_INITIALIZER, 0, 0, NULL, NULL };
+static struct tk_lock tk = { PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, { NULL } };
+static pthread_mutex_t pm = PTHREAD_MUTEX_INITIALIZER;
+static pthread_rwlock_t prw = PTHREAD_RWLOCK_INITIALIZER;
+
+/* `op`: 0 = exclusive (fifolock_mutex), 1 = read, 2 = write */
+static inline void lock_acquire(enum kind k, int op)
+{
+    switch (k) {
+    case FIFOLOCK:
+        fifolock_mt_acquire(&fl, op == 0   ? &fifolock_mutex
+                                 : op == 1 ? &fifolock_read
+                                           : &fifolock_write);
+        break;
+    case TEXTBOOK:
+        tb_acquire(&tb, op != 1);
+        break;
+    case TICKET:
+        tk_acquire(&tk);
+        break;
+    case MUTEX:
+        pthread_mutex_lock(&pm);
+        break;
+    default:
+        if (op == 1)
+            pthread_rwlock_rdlock(&prw);
+        else
+            pthread_rwlock_wrlock(&prw);
+        break;
+    }
+}
+
+static inline void lock_release(enum kind k, int op)
+{
+    switch (k) {
+    case FIFOLOCK:
+        fifolock_mt_release(&fl, op == 0   ? &fifolock_mutex
+                                 : op == 1 ? &fifolock_read
+                                           : &fifolock_write);
+        break;
+    case TEXTBOOK:
+        tb_release(&tb, op != 1);
+        break;
+    case TICKET:
+        tk_release(&tk);
+        break;
+    case MUTEX:
+        pthread_mutex_unlock(&pm);
+        break;
+    default:
+        pthread_rwlock_unlock(&prw);
+        break;
+    }
+}
+
+/* Whether `op` holds the lock alone under lock kind `k`. */
+static int exclusive(enum kind k, int op)
+{
+    return op != 1 || k == TICKET || k == MUTEX;
+}
+
+/* ---- time and statistics ------------------------------------------------- */
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static inline uint64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* Wait-time histogram: 16 buckets per power of two of nanoseconds. */
+#define HB_SUB 16
+#define HB_N (64 * HB_SUB)
+struct histo {
+    uint64_t n[HB_N];
+    uint64_t max;
+};
+
+static int hb_index(uint64_t ns)
+{
+    int e;
+    if (ns < HB_SUB)
+        return (int)ns;
+    e = 63 - __builtin_clzll(ns); /* ns in [2^e, 2^(e+1)) */
+    return e * HB_SUB + (int)((ns >> (e - 4)) & (HB_SUB - 1));
+}
+
+static double hb_value(int i)
+{
+    int e = i / HB_SUB, sub = i % HB_SUB;
+    if (i < HB_SUB)
+        return i;
+    return (1.0 + (sub + 0.5) / HB_SUB) * (double)(1ull << e);
+}
+
+static double hb_percentile(const struct histo *h, double p)
+{
+    uint64_t total = 0, seen = 0, want;
+    int i;
+    for (i = 0; i < HB_N; i++)
+        total += h->n[i];
+    if (total == 0)
+        return 0;
+    want = (uint64_t)(p * (double)total);
+    if ((double)want < p * (double)total)
+        want++;
+    for (i = 0; i < HB_N; i++) {
+        seen += h->n[i];
+        if (seen >= want)
+            return hb_value(i);
+    }
+    return (double)h->max;
+}
+
+/* ---- contended runs ------------------------------------------------------ */
+
+#define MAX_THREADS 8
+
+struct worker {
+    pthread_t tid;
+    enum kind kind;
+    int read_pct; /* -1: every request exclusive (fifolock_mutex) */
+    int timed;    /* record wait times and overtakes */
+    int work_in, work_out;
+    unsigned seed;
+    uint64_t ops;
+    struct histo *h;
+    char pad[64];
+};
+
+static volatile int stop;
+static pthread_barrier_t start_line;
+static unsigned long shared_counter; /* the critical section's work */
+static int writers_in, readers_in;
+static int violations;
+
+static void work(int n)
+{
+    volatile int i;
+    for (i = 0; i < n; i++)
+        ;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    uint64_t ops = 0;
+    unsigned seed = w->seed;
+
+    pthread_barrier_wait(&start_line);
+    while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) {
+        int op = 0;
+        uint64_t t0 = 0;
+
+        if (w->read_pct >= 0)
+            op = (int)(rand_r(&seed) % 100) < w->read_pct ? 1 : 2;
+        if (w->timed)
+            t0 = now_ns();
+        lock_acquire(w->kind, op);
+        if (w->timed) {
+            uint64_t d = now_ns() - t0;
+            w->h->n[hb_index(d)]++;
+            if (d > w->h->max)
+                w->h->max = d;
+        }
+        if (!exclusive(w->kind, op)) {
+            __atomic_fetch_add(&readers_in, 1, __ATOMIC_RELAXED);
+            if (__atomic_load_n(&writers_in, __ATOMIC_RELAXED))
+                __atomic_fetch_add(&violations, 1, __ATOMIC_RELAXED);
+            work(w->work_in);
+            __atomic_fetch_sub(&readers_in, 1, __ATOMIC_RELAXED);
+        } else {
+            if (__atomic_add_fetch(&writers_in, 1, __ATOMIC_RELAXED) != 1 ||
+                __atomic_load_n(&readers_in, __ATOMIC_RELAXED))
+                __atomic_fetch_add(&violations, 1, __ATOMIC_RELAXED);
+            shared_counter++;
+            work(w->work_in);
+            __atomic_fetch_sub(&writers_in, 1, __ATOMIC_RELAXED);
+        }
+        lock_release(w->kind, op);
+        ops++;
+        work(w->work_out);
+    }
+    w->ops = ops;
+    return NULL;
+}
+
+struct run {
+    double ops_per_s;
+    double jain;
+};
+
+static struct run run_once(enum kind k, int threads, int read_pct, int work_in, int work_out,
+                           double seconds, struct histo *h)
+{
+    struct worker ws[MAX_THREADS];
+    struct run r = { 0, 0 };
+    double sum = 0, sq = 0, t0, t1;
+    int i;
+
+    memset(ws, 0, sizeof ws);
+    stop = 0;
+    pthread_barrier_init(&start_line, NULL, (unsigned)threads + 1);
+    for (i = 0; i < threads; i++) {
+        ws[i].kind = k;
+        ws[i].read_pct = read_pct;
+        ws[i].work_in = work_in;
+        ws[i].work_out = work_out;
+        ws[i].seed = 12345u + (unsigned)i * 7919u;
+        ws[i].timed = h != NULL;
+        if (h) {
+            ws[i].h = calloc(1, sizeof *h);
+            if (ws[i].h == NULL)
+                abort();
+        }
+        pthread_create(&ws[i].tid, NULL, worker_main, &ws[i]);
+    }
+    pthread_barrier_wait(&start_line);
+    t0 = now_s();
+    usleep((useconds_t)(seconds * 1e6));
+    __atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
+    for (i = 0; i < threads; i++)
+        pthread_join(ws[i].tid, NULL);
+    t1 = now_s();
+    pthread_barrier_destroy(&start_line);
+
+    for (i = 0; i < threads; i++) {
+        sum += (double)ws[i].ops;
+        sq += (double)ws[i].ops * (double)ws[i].ops;
+        if (h) {
+            int j;
+            for (j = 0; j < HB_N; j++)
+                h->n[j] += ws[i].h->n[j];
+            if (ws[i].h->max > h->max)
+                h->max = ws[i].h->max;
+            free(ws[i].h);
+        }
+    }
+    r.ops_per_s = sum / (t1 - t0);
+    r.jain = sq > 0 ? sum * sum / (threads * sq) : 1;
+    return r;
+}
+
+/* ---- uncontended --------------------------------------------------------- */
+
+static void *idle_main(void *arg)
+{
+    int *fd = arg;
+    char c;
+    while (read(fd[0], &c, 1) < 0 && errno == EINTR)
+        ;
+    return NULL;
+}
+
+static double uncontended_ns(enum kind k, int op, long n)
+{
+    double t0 = now_s(), t1;
+    long i;
+
+    for (i = 0; i < n; i++) {
+        lock_acquire(k, op);
+        __asm__ __volatile__("" ::: "memory");
+        lock_release(k, op);
+    }
+    t1 = now_s();
+    return (t1 - t0) / (double)n * 1e9;
+}
+
+static void print_load(const char *when)
+{
+    FILE *f = fopen("/proc/loadavg", "r");
+    char buf[128] = "?\n";
+    if (f) {
+        if (fgets(buf, sizeof buf, f) == NULL)
+            strcpy(buf, "?\n");
+        fclose(f);
+    }
+    printf("load average %s: %s", when, buf);
+}
+
+/* ---- the parts ----------------------------------------------------------- */
+
+static int quick, repeats;
+static double seconds;
+
+static void part_uncontended(void)
+{
+    enum { N = 31 };
+    const char *names[4] = { "fifolock_mt mutex", "pthread_mutex", "fifolock_mt read",
+                             "pthread_rwlock rd" };
+    const enum kind kinds[4] = { FIFOLOCK, MUTEX, FIFOLOCK, RWLOCK };
+    const int ops[4] = { 0, 0, 1, 1 };
+    long n = quick ? 100000 : 1000000;
+    int reps = quick ? 1 : N, i, r;
+    double v[4][N], lo[4], med[4];
+    pthread_t idle;
+    int pipefd[2];
+
+    if (pipe(pipefd) != 0 || pthread_create(&idle, NULL, idle_main, pipefd) != 0)
+        exit(1);
+    for (r = 0; r < reps; r++)
+        for (i = 0; i < 4; i++)
+            v[i][r] = uncontended_ns(kinds[i], ops[i], n);
+    printf("\n(1) uncontended acquire+release, ns: min and median of %d runs (an idle second "
+           "thread lives)\n",
+           reps);
+    for (i = 0; i < 4; i++) {
+        med[i] = median(v[i], reps); /* sorts */
+        lo[i] = v[i][0];
+        printf("  %-20s %6.2f %6.2f\n", names[i], lo[i], med[i]);
+    }
+    printf("  fifolock_mt mutex / pthread_mutex = %.2fx (median %.2fx); fifolock_mt read / "
+           "pthread_rwlock = %.2fx (median %.2fx); goal <= 1.30x\n",
+           lo[0] / lo[1], med[0] / med[1], lo[2] / lo[3], med[2] / med[3]);
+    if (write(pipefd[1], "x", 1) != 1)
+        exit(1);
+    pthread_join(idle, NULL);
+    close(pipefd[0]);
+    close(pipefd[1]);
+}
+
+static void part_throughput(const char *title, int work_in, int work_out)
+{
+    static const int counts[] = { 2, 3, 4, 8 };
+    int c, k, r;
+
+    printf("\n(2%s) contended, exclusive, %s: thousand ops/s (median of %d), Jain's index\n",
+           work_in ? "b" : "a", title, repeats);
+    printf("  thr");
+    for (k = 0; k < N_KINDS; k++)
+        printf(" %14s", kind_name[k]);
+    printf("   fifolock / textbook, ticket, mutex\n");
+    for (c = 0; c < 4; c++) {
+        double med[N_KINDS], jain[N_KINDS];
+        for (k = 0; k < N_KINDS; k++) {
+            double v[16], j[16];
+            for (r = 0; r < repeats; r++) {
+                struct run x = run_once((enum kind)k, counts[c], -1, work_in, work_out,
+                                        seconds, NULL);
+                v[r] = x.ops_per_s;
+                j[r] = x.jain;
+            }
+            med[k] = median(v, repeats);
+            jain[k] = median(j, repeats);
+        }
+        printf("  %3d", counts[c]);
+        for (k = 0; k < N_KINDS; k++)
+            printf(" %7.0f (%.2f)", med[k] / 1e3, jain[k]);
+        printf("   %6.2fx %6.2fx %5.2fx\n", med[FIFOLOCK] / med[TEXTBOOK],
+               med[FIFOLOCK] / med[TICKET], med[FIFOLOCK] / med[MUTEX]);
+    }
+}
+
+static void part_waits(void)
+{
+    static const int counts[] = { 1, 2, 4, 8 };
+    static const struct {
+        const char *name;
+        int read_pct;
+    } mixes[] = {
+        { "exclusive", -1 },
+        { "write-heavy (20% reads)", 20 },
+        { "read-heavy (90% reads)", 90 },
+    };
+    int m, c, k;
+
+    for (m = 0; m < 3; m++) {
+        printf("\n(3) %s, empty critical section: wait in acquire p50 / p99 / max (us), "
+               "Jain's index\n",
+               mixes[m].name);
+        printf("  thr");
+        for (k = 0; k < N_KINDS; k++)
+            printf(" %-27s", kind_name[k]);
+        printf("\n");
+        for (c = 0; c < 4; c++) {
+            printf("  %3d", counts[c]);
+            for (k = 0; k < N_KINDS; k++) {
+                struct histo *h = calloc(1, sizeof *h);
+                char cell[64];
+                struct run x;
+                if (h == NULL)
+                    exit(1);
+                x = run_once((enum kind)k, counts[c], mixes[m].read_pct, 0, 0, seconds, h);
+                snprintf(cell, sizeof cell, "%.2f/%.1f/%.0f %.2f", hb_percentile(h, 0.5) / 1e3,
+                         hb_percentile(h, 0.99) / 1e3, (double)h->max / 1e3, x.jain);
+                printf(" %-27s", cell);
+                free(h);
+            }
+            printf("\n");
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    const char *parts = "123";
+    int a;
+
+    for (a = 1; a < argc; a++) {
+        if (strcmp(argv[a], "quick") == 0)
+            quick = 1;
+        else if (strncmp(argv[a], "parts=", 6) == 0)
+            parts = argv[a] + 6;
+        else if (strncmp(argv[a], "spin=", 5) == 0)
+            fifolock_mt__tuning.spin = (unsigned)atoi(argv[a] + 5);
+        else if (strncmp(argv[a], "yield=", 6) == 0)
+            fifolock_mt__tuning.yield = (unsigned)atoi(argv[a] + 6);
+        else {
+            fprintf(stderr, "usage: %s [quick] [parts=123] [spin=N] [yield=N]\n", argv[0]);
+            return 2;
+        }
+    }
+    repeats = quick ? 1 : 5;
+    seconds = quick ? 0.02 : 0.1;
+
+    fifolock_mt_init(&fl);
+    printf("bench_mt: %ld CPUs, %s run, runs of %.0f ms; fifolock_mt waiters spin %u, "
+           "yield %u\n",
+           sysconf(_SC_NPROCESSORS_ONLN), quick ? "quick" : "full", seconds * 1e3,
+           fifolock_mt__tuning.spin, fifolock_mt__tuning.yield);
+    print_load("at start");
+    if (strchr(parts, '1'))
+        part_uncontended();
+    if (strchr(parts, '2')) {
+        part_throughput("empty critical section, back to back", 0, 0);
+        part_throughput("~0.2 us inside, ~0.2 us outside", 300, 300);
+    }
+    if (strchr(parts, '3'))
+        part_waits();
+    printf("\ninvariant violations seen: %d (must be 0; counter %lu)\n", violations,
+           shared_counter);
+    print_load("at end");
+    fifolock_mt_destroy(&fl);
+    return violations != 0;
+}

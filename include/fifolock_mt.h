@@ -1,0 +1,148 @@
+/*
+ * fifolock_mt: the fifolock for POSIX threads.
+ *
+ * The same first-in-first-out lock as fifolock.h, with modes defined by the
+ * user, for threads: fifolock_mt_acquire() blocks until the mode is granted,
+ * fifolock_mt_try_acquire() never blocks, fifolock_mt_timed_acquire() gives
+ * up at a deadline. Requests are granted strictly in the order they were
+ * made (the order in which they take the lock's internal lock, a few
+ * instructions into the call); a request never overtakes an earlier one that
+ * is still waiting, so no thread starves. A grant is a direct handoff: the
+ * releasing thread counts the waiter as a holder before the waiter even
+ * wakes, so no other thread can slip in between.
+ *
+ * Every function is thread-safe. Nothing allocates per call; the lock itself
+ * needs memory only to count more than FIFOLOCK_INLINE_MODES distinct modes at
+ * once. Errors are positive errno values returned by the function; errno itself
+ * is never touched, nothing is printed and nothing aborts.
+ *
+ * Modes. A mode's predicate (`is_compatible`) runs under the lock's internal
+ * lock, in whichever thread acquires, releases, queries or times out; to take
+ * an idle lock at once, acquire may also ask it about an empty hold table
+ * without that lock. Either way it must be quick and pure (a function of the
+ * hold counts and of the mode's own fields only) and must not call any
+ * fifolock_mt_* function. A mode must stay where it is, unchanged, while it
+ * is held or waited for. Hold counts belong to the lock, not to threads: any
+ * thread may release a hold that another thread acquired (as with a
+ * semaphore), and a thread that asks again for a mode it holds queues like
+ * anyone else.
+ *
+ * Linux only (futexes). Deadlines are absolute CLOCK_MONOTONIC times.
+ */
+#ifndef FIFOLOCK_MT_H
+#define FIFOLOCK_MT_H
+
+#include "fifolock.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct fifolock_mt fifolock_mt;
+
+/**
+ * A lock for threads. Embed it anywhere (at most 128 bytes); initialise it
+ * with fifolock_mt_init(). It must not be moved or copied while anyone holds
+ * or waits on it. All fields are private.
+ */
+struct fifolock_mt {
+    /* private */
+    uint64_t word;       /* internal lock and idle fast path (src/mt.c) */
+    void *wake;          /* parked waiters granted under the internal lock */
+    fifolock engine;     /* the FIFO queue and the hold counts */
+    unsigned step_aside; /* a grant went to a thread that is not running */
+};
+
+/**
+ * Initialises `lock`: unheld, nobody waiting. Returns 0, or EINVAL for a NULL
+ * lock. No other call may use the lock during this one.
+ */
+FIFOLOCK_API int fifolock_mt_init(fifolock_mt *lock);
+
+/**
+ * Finishes with `lock`. Returns 0; EBUSY if it is held or waited on (nothing
+ * changes, the lock stays usable); EINVAL for a NULL lock. Thread-safe:
+ * calls in progress in other threads either make it fail with EBUSY or are
+ * done with the lock. Once it returned 0, no call may use the lock until it
+ * is initialised again; its memory may then be freed, even if the thread
+ * that released it last has not returned from fifolock_mt_release() yet.
+ */
+FIFOLOCK_API int fifolock_mt_destroy(fifolock_mt *lock);
+
+/**
+ * Takes one hold of `mode` on `lock`, blocking the calling thread until it is
+ * granted. If nobody is waiting and `mode` is compatible with the current
+ * holders it is granted at once; otherwise the request joins the tail of the
+ * queue (even if it would be compatible now) and is granted when every
+ * earlier request has been and the holders allow it. A waiting thread spins
+ * briefly, then yields, then sleeps on a futex. Signals do not interrupt the
+ * wait.
+ *
+ * Returns 0 (the caller holds `mode`; release it with fifolock_mt_release()),
+ * or, with nothing changed: EINVAL for a NULL lock or mode or a mode without a
+ * predicate; ENOMEM if the lock needs memory to count more than
+ * FIFOLOCK_INLINE_MODES distinct modes at once and none is left; EAGAIN if
+ * the mode's count would overflow. Thread-safe. Predicates run under the
+ * internal lock, in this call or in the call that grants the request.
+ */
+FIFOLOCK_API int fifolock_mt_acquire(fifolock_mt *lock, const fifolock_mode *mode);
+
+/**
+ * Takes one hold of `mode` if that can happen now: nobody is waiting and
+ * `mode` is compatible with the current holders. Never blocks, never queues.
+ * Returns 0 (held now), EBUSY (not now; nothing changed), or EINVAL, ENOMEM,
+ * EAGAIN as fifolock_mt_acquire(). Thread-safe; the predicate runs under the
+ * internal lock.
+ */
+FIFOLOCK_API int fifolock_mt_try_acquire(fifolock_mt *lock, const fifolock_mode *mode);
+
+/**
+ * As fifolock_mt_acquire(), but gives up at `deadline`, an absolute
+ * CLOCK_MONOTONIC time. Returns 0 (held now) or ETIMEDOUT: the request left
+ * the queue without a trace (waiters it held back are let through) and the
+ * caller holds nothing. Never both: if the grant and the deadline race, the
+ * grant wins and 0 is returned. A deadline already past behaves like
+ * fifolock_mt_try_acquire() but reports ETIMEDOUT instead of EBUSY.
+ * Errors as fifolock_mt_acquire(), plus EINVAL for a NULL deadline or one
+ * whose tv_nsec is outside [0, 999999999]. Thread-safe; predicates run under
+ * the internal lock, here or in the call that grants the request, and the
+ * withdrawal of a timed-out head may grant the waiters behind it inside this
+ * call.
+ */
+FIFOLOCK_API int fifolock_mt_timed_acquire(fifolock_mt *lock, const fifolock_mode *mode,
+                                           const struct timespec *deadline);
+
+/**
+ * Drops one hold of `mode` and grants waiters from the head of the queue
+ * while the head is compatible; they are counted as holders inside this call
+ * and woken by it. Returns 0, EPERM if `mode` is not held (nothing changes),
+ * or EINVAL for a NULL lock or mode. Any thread may release. Thread-safe;
+ * the predicates of the waiters at the head run under the internal lock,
+ * in this call.
+ */
+FIFOLOCK_API int fifolock_mt_release(fifolock_mt *lock, const fifolock_mode *mode);
+
+/**
+ * Number of threads queued on `lock` right now (0 for NULL): a snapshot that
+ * may be stale by the time it is read. Thread-safe; it may run a predicate
+ * under the internal lock. This function can't fail.
+ */
+FIFOLOCK_API size_t fifolock_mt_waiting(fifolock_mt *lock);
+
+/**
+ * Number of holders of exactly `mode` right now (0 for a NULL lock or mode, or
+ * a mode never seen): a snapshot that may be stale by the time it is read.
+ * Thread-safe; it may run a predicate under the internal lock. This function
+ * can't fail.
+ */
+FIFOLOCK_API size_t fifolock_mt_held(fifolock_mt *lock, const fifolock_mode *mode);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FIFOLOCK_MT_H */

@@ -1,0 +1,5 @@
+from . import FifoLock as FifoLock, Holds as Holds, LockContext as LockContext
+
+ENGINE_VERSION: str
+
+def _register(cls: type, kind: str, size: int = ..., /) -> None: ...

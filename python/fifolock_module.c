@@ -1,0 +1,1806 @@
+/*
+ * fifolock._fifolock: the asyncio front end of the engine.
+ *
+ * The engine (src/engine.c) does all the queueing and granting; this module
+ * only tells asyncio about it. Each waiting acquisition is an Acquire object
+ * that embeds the engine's fifolock_waiter, and waits on an ordinary asyncio
+ * future that the grant callback resolves with set_result().
+ *
+ * Objects
+ *
+ *   FifoLock      embeds a `fifolock`. lock(Mode) returns a LockContext.
+ *   ModeEntry     one engine mode per mode class: a fifolock_mode plus the
+ *                 class. Ready-made modes (registered by the package, kept in
+ *                 module state) point at the engine's C modes; any other class
+ *                 gets an entry in the lock's own `modes` dict whose predicate
+ *                 is py_is_compatible(), a trampoline into is_compatible().
+ *                 Entries live as long as the lock (or the module), so they
+ *                 outlive every hold and waiter that names them.
+ *   LockContext   what lock(Mode) returns: (lock, entry), no other state, so
+ *                 one context may be used by several tasks at once.
+ *   Acquire       what __aenter__() returns; acquires when first awaited.
+ *   Holds         the read-only mapping passed to Python predicates.
+ *
+ * Who may run Python code when
+ *
+ *   A Python predicate runs inside the engine's acquire or grant loop, where
+ *   the engine must not be entered again. `in_predicate` marks that time:
+ *   acquiring or releasing from there raises RuntimeError, and an Acquire
+ *   abandoned from there (its owner dropped during the predicate, say) is put
+ *   on `deferred` and finished once the outer engine call has returned.
+ *   Grant callbacks (on_granted) may run Python code (set_result schedules
+ *   the waiter's task with call_soon) and may re-enter the engine: the engine
+ *   allows acquire, release and cancel from its callbacks.
+ *
+ * A predicate that raises
+ *
+ *   py_is_compatible() keeps the exception on the lock and answers "yes", so
+ *   the engine grants the waiter it was asked about at once. For a waiter
+ *   taken from the queue, on_granted() runs next, finds the exception, hands
+ *   the hold straight back and makes the waiter's task raise it; for an
+ *   acquire that found the lock free, Acquire does the same when the engine
+ *   returns. The waiter leaves the queue at its turn, as if cancelled, and
+ *   the grant loop goes on in order: the exception reaches the task whose
+ *   mode raised it, and nobody else (not the task whose release ran the
+ *   predicate, not the waiters behind). Answering "no" instead would leave
+ *   the waiter at the head, blocking everybody behind it, until the next
+ *   release asks again. The hold taken to carry the exception is never seen:
+ *   it is given back before any other code runs.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "fifolock.h"
+
+#define CONTAINER_OF(ptr, type, member) \
+    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+typedef struct LockObject LockObject;
+typedef struct EntryObject EntryObject;
+typedef struct AcquireObject AcquireObject;
+typedef struct HoldsObject HoldsObject;
+
+typedef struct {
+    PyTypeObject *lock_type;
+    PyTypeObject *context_type;
+    PyTypeObject *acquire_type;
+    PyTypeObject *entry_type;
+    PyTypeObject *holds_type;
+    PyTypeObject *done_type;
+    PyObject *done;              /* the awaitable __aexit__ returns */
+    PyObject *builtin;           /* dict: ready-made mode class -> ModeEntry */
+    PyObject *get_running_loop;  /* asyncio.get_running_loop */
+    PyObject *invalid_state;     /* asyncio.InvalidStateError */
+    PyObject *str_is_compatible;
+    PyObject *str_create_future;
+    PyObject *str_set_result;
+    PyObject *str_blocking;      /* "_asyncio_future_blocking" */
+    PyObject *str_get_loop;
+    PyObject *str_is_closed;
+} modstate;
+
+static struct PyModuleDef fifolock_module;
+
+/* ---- objects ------------------------------------------------------------- */
+
+enum { KIND_C, KIND_CALL, KIND_PLAIN };
+
+struct EntryObject {
+    PyObject_HEAD
+    fifolock_mode own;         /* user and semaphore modes: the engine's key */
+    const fifolock_mode *mode; /* what the engine sees: &own or a C mode */
+    PyObject *cls;             /* the mode class */
+    PyObject *func;            /* Python predicate, called with the holds view */
+    int kind;                  /* KIND_*: KIND_PLAIN binds func on first use */
+};
+
+struct HoldsObject {
+    PyObject_HEAD
+    LockObject *lock; /* borrowed; the lock clears it when it goes away */
+};
+
+struct LockObject {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    fifolock lock;
+    modstate *st;              /* the module outlives us: our type holds it */
+    PyObject *modes;           /* dict: class -> ModeEntry, this lock's own modes */
+    EntryObject *last;         /* lock(cls) cache: the entry of the last class */
+    HoldsObject *view;         /* the `holds` argument of Python predicates */
+    AcquireObject *queued;     /* every queued Acquire (we own a reference to
+                                  each), for the garbage collector only: the
+                                  engine keeps the queue */
+    AcquireObject *deferred;   /* abandoned during a predicate; finish later */
+    PyObject *pred_exc;        /* raised by a predicate, for the waiter it was
+                                  asked about */
+    int in_predicate;          /* a Python predicate is running */
+    PyObject *weakreflist;
+};
+
+enum { ST_INIT, ST_QUEUED, ST_GRANTED, ST_FAILED, ST_DONE };
+
+/*
+ * One acquisition. INIT until first awaited; then DONE at once if the lock
+ * was free, else QUEUED (in the engine's queue; the lock owns a reference).
+ * on_granted() moves it to GRANTED (holding; the task was woken) or FAILED
+ * (its predicate raised; the exception waits in `ex`). The task's next step
+ * takes it to DONE. If the task is cancelled (throw) or dropped (close,
+ * finalizer) first, abandon() gives back what it has: leaves the queue,
+ * or releases the hold.
+ */
+struct AcquireObject {
+    PyObject_HEAD
+    fifolock_waiter w;
+    LockObject *lock;
+    EntryObject *entry;
+    PyObject *fut;             /* the future the task waits on */
+    PyObject *ex;              /* FAILED: the exception to raise */
+    AcquireObject *qprev, *qnext;   /* in lock->queued while QUEUED */
+    AcquireObject *defer_next;      /* in lock->deferred */
+    unsigned char state;
+    unsigned char abandoned;   /* nobody will take the hold any more */
+    unsigned char deferred;
+};
+
+typedef struct {
+    PyObject_HEAD
+    LockObject *lock;
+    EntryObject *entry;
+} ContextObject;
+
+static bool py_is_compatible(const fifolock_mode *self, const fifolock_holds *holds);
+
+/* ---- small helpers -------------------------------------------------------- */
+
+/* Takes the pending exception as one object (normalised, with traceback). */
+static PyObject *take_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+
+    PyErr_Fetch(&type, &value, &tb);
+    if (type == NULL)
+        return NULL;
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+/* Makes `exc` (stolen) the pending exception, keeping its traceback. */
+static void restore_exception(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+#endif
+}
+
+static void report_unraisable(PyObject *exc, PyObject *where)
+{
+    if (exc == NULL)
+        return;
+    restore_exception(exc);
+    PyErr_WriteUnraisable(where);
+}
+
+static void set_engine_error(int rc)
+{
+    if (rc == ENOMEM)
+        PyErr_NoMemory();
+    else if (rc == EAGAIN)
+        PyErr_SetString(PyExc_OverflowError, fifolock_strerror(rc));
+    else
+        PyErr_Format(PyExc_SystemError, "fifolock: %s (error %d)", fifolock_strerror(rc), rc);
+}
+
+static modstate *state_of_type(PyTypeObject *type)
+{
+#if PY_VERSION_HEX >= 0x030B0000
+    PyObject *m = PyType_GetModuleByDef(type, &fifolock_module);
+    return m ? PyModule_GetState(m) : NULL;
+#else
+    for (PyTypeObject *t = type; t != NULL; t = t->tp_base) {
+        if (PyType_HasFeature(t, Py_TPFLAGS_HEAPTYPE)) {
+            PyObject *m = PyType_GetModule(t);
+            if (m != NULL && PyModule_GetDef(m) == &fifolock_module)
+                return PyModule_GetState(m);
+            PyErr_Clear();
+        }
+    }
+    PyErr_SetString(PyExc_TypeError, "not a fifolock type");
+    return NULL;
+#endif
+}
+
+/* ---- mode entries ------------------------------------------------------- */
+
+static EntryObject *entry_alloc(modstate *st, PyObject *cls)
+{
+    EntryObject *e = PyObject_GC_New(EntryObject, st->entry_type);
+
+    if (e == NULL)
+        return NULL;
+    e->own.is_compatible = NULL;
+    e->own.name = ((PyTypeObject *)cls)->tp_name;
+    e->own.limit = 0;
+    e->mode = &e->own;
+    e->cls = Py_NewRef(cls);
+    e->func = NULL;
+    e->kind = KIND_C;
+    PyObject_GC_Track(e);
+    return e;
+}
+
+/* The raw is_compatible attribute in the class's MRO (new ref), NULL if none. */
+static PyObject *find_is_compatible(modstate *st, PyTypeObject *cls)
+{
+    PyObject *mro = cls->tp_mro;
+
+    if (mro == NULL || !PyTuple_Check(mro))
+        return NULL;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(mro); i++) {
+        PyTypeObject *base = (PyTypeObject *)PyTuple_GET_ITEM(mro, i);
+#if PY_VERSION_HEX >= 0x030C0000
+        PyObject *dict = PyType_GetDict(base);
+#else
+        PyObject *dict = Py_XNewRef(base->tp_dict);
+#endif
+        PyObject *raw;
+
+        if (dict == NULL)
+            continue;
+        raw = PyDict_GetItemWithError(dict, st->str_is_compatible);
+        Py_XINCREF(raw);
+        Py_DECREF(dict);
+        if (raw != NULL || PyErr_Occurred())
+            return raw;
+    }
+    return NULL;
+}
+
+/* A new entry for a mode class whose predicate is Python code. */
+static EntryObject *entry_new_python(modstate *st, PyObject *cls)
+{
+    PyObject *raw, *func = NULL;
+    EntryObject *e;
+    int kind;
+
+    if (!PyType_Check(cls)) {
+        PyErr_Format(PyExc_TypeError,
+                     "a lock mode must be a class (an asyncio.Future subclass with "
+                     "is_compatible), not a '%.200s' instance",
+                     Py_TYPE(cls)->tp_name);
+        return NULL;
+    }
+    raw = find_is_compatible(st, (PyTypeObject *)cls);
+    if (raw == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_TypeError, "lock mode %R has no is_compatible(holds) method",
+                         cls);
+        return NULL;
+    }
+    if (PyObject_TypeCheck(raw, &PyStaticMethod_Type) ||
+        PyObject_TypeCheck(raw, &PyClassMethod_Type)) {
+        kind = KIND_CALL;
+        func = PyObject_GetAttr(cls, st->str_is_compatible);
+        if (func == NULL) {
+            Py_DECREF(raw);
+            return NULL;
+        }
+    } else {
+        kind = KIND_PLAIN; /* a method of instances: bound when first needed */
+        func = Py_NewRef(raw);
+    }
+    Py_DECREF(raw);
+    if (!PyCallable_Check(func)) {
+        PyErr_Format(PyExc_TypeError, "is_compatible of lock mode %R is not callable", cls);
+        Py_DECREF(func);
+        return NULL;
+    }
+    if (kind == KIND_PLAIN)
+        Py_CLEAR(func);
+    e = entry_alloc(st, cls);
+    if (e == NULL) {
+        Py_XDECREF(func);
+        return NULL;
+    }
+    e->own.is_compatible = py_is_compatible;
+    e->func = func;
+    e->kind = kind;
+    return e;
+}
+
+/*
+ * A plain-method predicate is called on an instance of the mode, as in the
+ * original package; one instance per entry serves every call (modes hold
+ * configuration, not state). Made inside the acquiring task, as the
+ * original does for every request.
+ */
+static int entry_bind(modstate *st, EntryObject *e)
+{
+    PyObject *inst, *func;
+
+    if (e->func != NULL || e->cls == NULL)
+        return 0;
+    inst = PyObject_CallNoArgs(e->cls);
+    if (inst == NULL)
+        return -1;
+    func = PyObject_GetAttr(inst, st->str_is_compatible);
+    Py_DECREF(inst);
+    if (func == NULL)
+        return -1;
+    if (e->func == NULL)
+        e->func = func;
+    else
+        Py_DECREF(func);
+    return 0;
+}
+
+static int entry_traverse(EntryObject *e, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(e));
+    Py_VISIT(e->cls);
+    Py_VISIT(e->func);
+    return 0;
+}
+
+static int entry_clear(EntryObject *e)
+{
+    Py_CLEAR(e->func);
+    Py_CLEAR(e->cls);
+    return 0;
+}
+
+static void entry_dealloc(EntryObject *e)
+{
+    PyTypeObject *tp = Py_TYPE(e);
+
+    PyObject_GC_UnTrack(e);
+    entry_clear(e);
+    tp->tp_free(e);
+    Py_DECREF(tp);
+}
+
+static PyObject *entry_repr(EntryObject *e)
+{
+    return PyUnicode_FromFormat("<fifolock mode %R (%s)>", e->cls ? e->cls : Py_None,
+                                e->kind == KIND_C ? "C predicate" : "Python predicate");
+}
+
+static PyType_Slot entry_slots[] = {
+    { Py_tp_dealloc, entry_dealloc },
+    { Py_tp_traverse, entry_traverse },
+    { Py_tp_clear, entry_clear },
+    { Py_tp_repr, entry_repr },
+    { 0, NULL },
+};
+
+static PyType_Spec entry_spec = {
+    .name = "fifolock._fifolock.ModeEntry",
+    .basicsize = sizeof(EntryObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = entry_slots,
+};
+
+/* The entry of `cls` on `lk`: borrowed, NULL if none (check PyErr_Occurred). */
+static EntryObject *entry_lookup(LockObject *lk, PyObject *cls)
+{
+    PyObject *e;
+
+    if (lk->last != NULL && lk->last->cls == cls)
+        return lk->last;
+    e = PyDict_GetItemWithError(lk->st->builtin, cls);
+    if (e == NULL && !PyErr_Occurred() && lk->modes != NULL)
+        e = PyDict_GetItemWithError(lk->modes, cls);
+    return (EntryObject *)e;
+}
+
+/* The entry of `cls` on `lk`, made if needed (new reference). */
+static EntryObject *entry_get(LockObject *lk, PyObject *cls)
+{
+    EntryObject *e = entry_lookup(lk, cls);
+
+    if (e != NULL) {
+        Py_INCREF(e);
+    } else {
+        if (PyErr_Occurred())
+            return NULL;
+        if (lk->modes == NULL) {
+            PyErr_SetString(PyExc_RuntimeError, "this lock was cleared");
+            return NULL;
+        }
+        e = entry_new_python(lk->st, cls);
+        if (e == NULL)
+            return NULL;
+        if (PyDict_SetItem(lk->modes, cls, (PyObject *)e) < 0) {
+            Py_DECREF(e);
+            return NULL;
+        }
+    }
+    Py_XSETREF(lk->last, (EntryObject *)Py_NewRef(e));
+    return e;
+}
+
+/* The entry whose engine mode is `mode` (borrowed), for introspection. */
+static EntryObject *entry_of_mode(LockObject *lk, const fifolock_mode *mode)
+{
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+
+    if (mode->is_compatible == py_is_compatible ||
+        mode->is_compatible == fifolock_semaphore_is_compatible)
+        return CONTAINER_OF(mode, EntryObject, own);
+    while (PyDict_Next(lk->st->builtin, &pos, &key, &value))
+        if (((EntryObject *)value)->mode == mode)
+            return (EntryObject *)value;
+    return NULL;
+}
+
+/* ---- the holds mapping ---------------------------------------------------- */
+
+static size_t holds_count(LockObject *lk, PyObject *cls, int *err)
+{
+    EntryObject *e;
+
+    *err = 0;
+    if (lk == NULL) {
+        *err = PyObject_Hash(cls) == -1; /* a key like any other */
+        return 0;
+    }
+    e = entry_lookup(lk, cls);
+    if (e == NULL) {
+        *err = PyErr_Occurred() != NULL;
+        return 0;
+    }
+    return fifolock_held(fifolock_holds_of(&lk->lock), e->mode);
+}
+
+/* {mode class: holders} for the modes held now. */
+static PyObject *holds_snapshot(LockObject *lk)
+{
+    const fifolock_holds *h;
+    const fifolock_mode **modes;
+    size_t *counts, n;
+    PyObject *d = PyDict_New();
+
+    if (d == NULL || lk == NULL)
+        return d;
+    h = fifolock_holds_of(&lk->lock);
+    n = fifolock_holds_list(h, NULL, NULL, 0);
+    if (n == 0)
+        return d;
+    modes = PyMem_Malloc(n * sizeof *modes);
+    counts = PyMem_Malloc(n * sizeof *counts);
+    if (modes == NULL || counts == NULL) {
+        PyMem_Free(modes);
+        PyMem_Free(counts);
+        Py_DECREF(d);
+        return PyErr_NoMemory();
+    }
+    n = fifolock_holds_list(h, modes, counts, n);
+    /* Entries are alive while held, and hashing a class may run code: the
+       lists were copied first, so that code may change the lock. */
+    for (size_t i = 0; i < n; i++) {
+        EntryObject *e = entry_of_mode(lk, modes[i]);
+        PyObject *v;
+        int rc;
+
+        if (e == NULL || e->cls == NULL)
+            continue;
+        v = PyLong_FromSize_t(counts[i]);
+        rc = v ? PyDict_SetItem(d, e->cls, v) : -1;
+        Py_XDECREF(v);
+        if (rc < 0) {
+            Py_CLEAR(d);
+            break;
+        }
+    }
+    PyMem_Free(modes);
+    PyMem_Free(counts);
+    return d;
+}
+
+static PyObject *holds_subscript(HoldsObject *self, PyObject *cls)
+{
+    int err;
+    size_t n = holds_count(self->lock, cls, &err);
+
+    return err ? NULL : PyLong_FromSize_t(n);
+}
+
+static int holds_contains(HoldsObject *self, PyObject *cls)
+{
+    int err;
+    size_t n = holds_count(self->lock, cls, &err);
+
+    return err ? -1 : n != 0;
+}
+
+static Py_ssize_t holds_length(HoldsObject *self)
+{
+    if (self->lock == NULL)
+        return 0;
+    return (Py_ssize_t)fifolock_holds_list(fifolock_holds_of(&self->lock->lock), NULL, NULL, 0);
+}
+
+static PyObject *holds_iter(HoldsObject *self)
+{
+    PyObject *d = holds_snapshot(self->lock), *it;
+
+    if (d == NULL)
+        return NULL;
+    it = PyObject_GetIter(d);
+    Py_DECREF(d);
+    return it;
+}
+
+static PyObject *holds_get(HoldsObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int err;
+    size_t n;
+
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "get() takes a mode and an optional default");
+        return NULL;
+    }
+    n = holds_count(self->lock, args[0], &err);
+    if (err)
+        return NULL;
+    if (n != 0)
+        return PyLong_FromSize_t(n);
+    return Py_NewRef(nargs > 1 ? args[1] : Py_None);
+}
+
+static PyObject *holds_view_of(HoldsObject *self, const char *method)
+{
+    PyObject *d = holds_snapshot(self->lock), *r;
+
+    if (d == NULL)
+        return NULL;
+    r = PyObject_CallMethod(d, method, NULL);
+    Py_DECREF(d);
+    return r;
+}
+
+static PyObject *holds_keys(HoldsObject *self, PyObject *unused)
+{
+    (void)unused;
+    return holds_view_of(self, "keys");
+}
+
+static PyObject *holds_values(HoldsObject *self, PyObject *unused)
+{
+    (void)unused;
+    return holds_view_of(self, "values");
+}
+
+static PyObject *holds_items(HoldsObject *self, PyObject *unused)
+{
+    (void)unused;
+    return holds_view_of(self, "items");
+}
+
+static PyObject *holds_copy(HoldsObject *self, PyObject *unused)
+{
+    (void)unused;
+    return holds_snapshot(self->lock);
+}
+
+static PyObject *holds_repr(HoldsObject *self)
+{
+    PyObject *d = holds_snapshot(self->lock), *r;
+
+    if (d == NULL)
+        return NULL;
+    r = PyUnicode_FromFormat("fifolock.Holds(%R)", d);
+    Py_DECREF(d);
+    return r;
+}
+
+static PyObject *holds_richcompare(HoldsObject *self, PyObject *other, int op)
+{
+    PyObject *d, *r;
+
+    if (op != Py_EQ && op != Py_NE)
+        Py_RETURN_NOTIMPLEMENTED;
+    d = holds_snapshot(self->lock);
+    if (d == NULL)
+        return NULL;
+    if (Py_TYPE(other) == Py_TYPE(self)) {
+        PyObject *o = holds_snapshot(((HoldsObject *)other)->lock);
+        if (o == NULL) {
+            Py_DECREF(d);
+            return NULL;
+        }
+        r = PyObject_RichCompare(d, o, op);
+        Py_DECREF(o);
+    } else {
+        r = PyObject_RichCompare(d, other, op);
+    }
+    Py_DECREF(d);
+    return r;
+}
+
+static void holds_dealloc(HoldsObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef holds_methods[] = {
+    { "get", (PyCFunction)(void (*)(void))holds_get, METH_FASTCALL,
+      "get(mode, default=None)\n--\n\nThe number of holders of mode, or default if none." },
+    { "keys", (PyCFunction)holds_keys, METH_NOARGS, "The modes held now." },
+    { "values", (PyCFunction)holds_values, METH_NOARGS, "The counts of the modes held now." },
+    { "items", (PyCFunction)holds_items, METH_NOARGS, "(mode, holders) for the modes held now." },
+    { "copy", (PyCFunction)holds_copy, METH_NOARGS, "A dict {mode: holders} of the modes held now." },
+    { NULL, NULL, 0, NULL },
+};
+
+PyDoc_STRVAR(holds_doc,
+"The current holders of a lock, per mode, as passed to is_compatible(holds).\n"
+"\n"
+"holds[Mode] is the number of holders of exactly Mode right now, 0 for a\n"
+"mode nobody holds (like a defaultdict(int)). Iteration, len(), `in`,\n"
+"keys(), values() and items() see only the modes held now. Read-only;\n"
+"it reads the lock's counts live.");
+
+static PyType_Slot holds_slots[] = {
+    { Py_tp_doc, (void *)holds_doc },
+    { Py_tp_dealloc, holds_dealloc },
+    { Py_tp_repr, holds_repr },
+    { Py_tp_iter, holds_iter },
+    { Py_tp_richcompare, holds_richcompare },
+    { Py_tp_hash, PyObject_HashNotImplemented },
+    { Py_tp_methods, holds_methods },
+    { Py_mp_subscript, holds_subscript },
+    { Py_mp_length, holds_length },
+    { Py_sq_contains, holds_contains },
+    { 0, NULL },
+};
+
+static PyType_Spec holds_spec = {
+    .name = "fifolock.Holds",
+    .basicsize = sizeof(HoldsObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_MAPPING,
+    .slots = holds_slots,
+};
+
+/* ---- the predicate trampoline ------------------------------------------- */
+
+static void stash_pred_exc(LockObject *lk, PyObject *exc)
+{
+    /* Only the waiter just asked about can own it, and it takes it at once. */
+    if (lk->pred_exc != NULL)
+        report_unraisable(lk->pred_exc, (PyObject *)lk);
+    lk->pred_exc = exc;
+}
+
+/*
+ * The engine's predicate for modes written in Python. The engine hands every
+ * predicate fifolock_holds_of(lock), which sits inside our LockObject.
+ */
+static bool py_is_compatible(const fifolock_mode *mode, const fifolock_holds *holds)
+{
+    EntryObject *e = CONTAINER_OF(mode, EntryObject, own);
+    LockObject *lk = CONTAINER_OF(holds, LockObject, lock.holds);
+    PyObject *saved = PyErr_Occurred() ? take_exception() : NULL;
+    PyObject *func = e->func, *r;
+    int ok;
+
+    if (func == NULL) {
+        PyErr_Format(PyExc_RuntimeError, "lock mode %R can no longer be used",
+                     e->cls ? e->cls : Py_None);
+        ok = -1;
+    } else {
+        Py_INCREF(func);
+        lk->in_predicate++;
+        r = PyObject_CallOneArg(func, (PyObject *)lk->view);
+        ok = r ? PyObject_IsTrue(r) : -1;
+        Py_XDECREF(r);
+        Py_DECREF(func);
+        lk->in_predicate--;
+    }
+    if (ok < 0) {
+        stash_pred_exc(lk, take_exception());
+        ok = 1; /* grant it, so the waiter leaves the queue; see the top */
+    }
+    if (saved != NULL)
+        restore_exception(saved);
+    return ok != 0;
+}
+
+/* ---- the lock's bookkeeping of Acquire objects ------------------------- */
+
+static void queued_link(LockObject *lk, AcquireObject *a)
+{
+    Py_INCREF(a);
+    a->qprev = NULL;
+    a->qnext = lk->queued;
+    if (lk->queued != NULL)
+        lk->queued->qprev = a;
+    lk->queued = a;
+}
+
+/* The caller takes over the lock's reference. */
+static void queued_unlink(LockObject *lk, AcquireObject *a)
+{
+    if (a->qprev != NULL)
+        a->qprev->qnext = a->qnext;
+    else
+        lk->queued = a->qnext;
+    if (a->qnext != NULL)
+        a->qnext->qprev = a->qprev;
+    a->qprev = a->qnext = NULL;
+}
+
+static void abandon_now(AcquireObject *a);
+
+/* Finishes the Acquires abandoned while a predicate ran. */
+static void flush_deferred(LockObject *lk)
+{
+    PyObject *saved;
+
+    if (lk->deferred == NULL || lk->in_predicate)
+        return;
+    saved = PyErr_Occurred() ? take_exception() : NULL;
+    while (lk->deferred != NULL && !lk->in_predicate) {
+        AcquireObject *a = lk->deferred;
+        lk->deferred = a->defer_next;
+        a->defer_next = NULL;
+        a->deferred = 0;
+        abandon_now(a);
+        Py_DECREF(a);
+    }
+    if (saved != NULL)
+        restore_exception(saved);
+}
+
+/* After every engine call: nothing may be left behind on the lock. */
+static void engine_done(LockObject *lk)
+{
+    if (lk->pred_exc != NULL) {
+        PyObject *exc = lk->pred_exc;
+        lk->pred_exc = NULL;
+        report_unraisable(exc, (PyObject *)lk);
+    }
+    flush_deferred(lk);
+}
+
+static int check_not_in_predicate(LockObject *lk)
+{
+    if (lk->in_predicate) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "is_compatible() must not acquire or release the lock it is asked about");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- grant callback ------------------------------------------------------ */
+
+static int loop_is_closed(modstate *st, PyObject *fut)
+{
+    PyObject *loop = PyObject_CallMethodNoArgs(fut, st->str_get_loop), *r;
+    int closed = 0;
+
+    if (loop != NULL) {
+        r = PyObject_CallMethodNoArgs(loop, st->str_is_closed);
+        closed = r != NULL && PyObject_IsTrue(r) == 1;
+        Py_XDECREF(r);
+        Py_DECREF(loop);
+    }
+    PyErr_Clear();
+    return closed;
+}
+
+/*
+ * Wakes the waiting task. Returns 0 if it can't be told: its future is
+ * already done (cancelled: the task will raise CancelledError instead) or
+ * its loop is closed. Other failures are reported as unraisable.
+ */
+static int wake(AcquireObject *a)
+{
+    modstate *st = a->lock->st;
+    PyObject *r = PyObject_CallMethodOneArg(a->fut, st->str_set_result, Py_None), *exc;
+
+    if (r != NULL) {
+        Py_DECREF(r);
+        return 1;
+    }
+    if (PyErr_ExceptionMatches(st->invalid_state)) {
+        PyErr_Clear();
+        return 0;
+    }
+    exc = take_exception();
+    if (loop_is_closed(st, a->fut))
+        Py_DECREF(exc);
+    else
+        report_unraisable(exc, a->fut);
+    return 0;
+}
+
+static void on_granted(fifolock_waiter *w, void *arg)
+{
+    AcquireObject *a = arg;
+    LockObject *lk = a->lock;
+    PyObject *exc = lk->pred_exc;
+
+    (void)w;
+    lk->pred_exc = NULL;
+    queued_unlink(lk, a); /* its reference is ours until the end */
+    if (exc != NULL || a->abandoned) {
+        /* Hand the hold straight back, before anything else can see it. */
+        (void)fifolock_release(&lk->lock, a->entry->mode);
+        a->state = ST_DONE;
+        if (exc != NULL && !a->abandoned) {
+            a->ex = exc;
+            exc = NULL;
+            a->state = ST_FAILED;
+        }
+        Py_XDECREF(exc);
+    } else {
+        a->state = ST_GRANTED;
+    }
+    /* Without a future, the acquire that is making one sees the new state. */
+    if ((a->state == ST_GRANTED || a->state == ST_FAILED) && a->fut != NULL && !wake(a)) {
+        if (a->state == ST_GRANTED)
+            (void)fifolock_release(&lk->lock, a->entry->mode);
+        a->state = ST_DONE;
+        Py_CLEAR(a->ex);
+    }
+    Py_DECREF(a);
+}
+
+/* ---- Acquire ------------------------------------------------------------ */
+
+/* Gives back what `a` has: its place in the queue or its hold. */
+static void abandon_now(AcquireObject *a)
+{
+    LockObject *lk = a->lock;
+
+    a->abandoned = 1;
+    switch (a->state) {
+    case ST_QUEUED:
+        if (fifolock_cancel(&lk->lock, &a->w) == 0) {
+            a->state = ST_DONE;
+            queued_unlink(lk, a);
+            Py_DECREF(a); /* the lock's; the caller still has one */
+        }
+        break;
+    case ST_GRANTED:
+        (void)fifolock_release(&lk->lock, a->entry->mode);
+        a->state = ST_DONE;
+        break;
+    case ST_FAILED:
+        Py_CLEAR(a->ex);
+        a->state = ST_DONE;
+        break;
+    case ST_INIT:
+        a->state = ST_DONE;
+        break;
+    default:
+        break;
+    }
+}
+
+/* The task will not take what `a` has (cancelled, closed, or dropped). */
+static void abandon(AcquireObject *a)
+{
+    LockObject *lk = a->lock;
+
+    if (lk == NULL)
+        return;
+    if ((a->state == ST_QUEUED || a->state == ST_GRANTED) && lk->in_predicate) {
+        /* The engine is inside this lock's predicate: finish afterwards. A
+           queued one that is granted meanwhile gives its hold straight back. */
+        a->abandoned = 1;
+        if (!a->deferred) {
+            a->deferred = 1;
+            a->defer_next = lk->deferred;
+            lk->deferred = (AcquireObject *)Py_NewRef(a);
+        }
+        return;
+    }
+    abandon_now(a);
+    engine_done(lk);
+}
+
+/* Yields a new future to the task, unless the lock was granted meanwhile. */
+static PySendResult acquire_wait(AcquireObject *a, PyObject **result)
+{
+    modstate *st = a->lock->st;
+    PyObject *loop, *fut;
+
+    Py_CLEAR(a->fut);
+    loop = PyObject_CallNoArgs(st->get_running_loop);
+    fut = loop ? PyObject_CallMethodNoArgs(loop, st->str_create_future) : NULL;
+    Py_XDECREF(loop);
+    if (fut != NULL && PyObject_SetAttr(fut, st->str_blocking, Py_True) < 0)
+        Py_CLEAR(fut);
+    if (fut == NULL) {
+        PyObject *exc = take_exception();
+        abandon(a);
+        restore_exception(exc);
+        return PYGEN_ERROR;
+    }
+    /* Code run above (create_future) may have let the lock be granted. */
+    switch (a->state) {
+    case ST_QUEUED:
+        a->fut = fut;
+        *result = Py_NewRef(fut);
+        return PYGEN_NEXT;
+    case ST_GRANTED:
+        Py_DECREF(fut);
+        a->state = ST_DONE;
+        *result = Py_NewRef(Py_None);
+        return PYGEN_RETURN;
+    case ST_FAILED:
+        Py_DECREF(fut);
+        a->state = ST_DONE;
+        restore_exception(a->ex);
+        a->ex = NULL;
+        return PYGEN_ERROR;
+    default:
+        Py_DECREF(fut);
+        PyErr_SetString(PyExc_RuntimeError, "lock acquisition was abandoned");
+        return PYGEN_ERROR;
+    }
+}
+
+static PySendResult acquire_start(AcquireObject *a, PyObject **result)
+{
+    LockObject *lk = a->lock;
+    EntryObject *e = a->entry;
+    int rc;
+
+    if (lk == NULL || e == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "lock acquisition was cleared");
+        return PYGEN_ERROR;
+    }
+    if (check_not_in_predicate(lk) < 0)
+        return PYGEN_ERROR;
+    if (e->kind == KIND_PLAIN && e->func == NULL && entry_bind(lk->st, e) < 0)
+        return PYGEN_ERROR;
+
+    rc = fifolock_acquire(&lk->lock, &a->w, e->mode, on_granted, a);
+    if (lk->pred_exc != NULL) {
+        /* Its own predicate raised, with the lock free: granted to carry it. */
+        PyObject *exc = lk->pred_exc;
+        lk->pred_exc = NULL;
+        if (rc == 0)
+            (void)fifolock_release(&lk->lock, e->mode);
+        a->state = ST_DONE;
+        engine_done(lk);
+        restore_exception(exc);
+        return PYGEN_ERROR;
+    }
+    if (rc == 0) {
+        a->state = ST_DONE;
+        engine_done(lk);
+        *result = Py_NewRef(Py_None);
+        return PYGEN_RETURN;
+    }
+    if (rc != FIFOLOCK_WAITING) {
+        a->state = ST_DONE;
+        engine_done(lk);
+        set_engine_error(rc);
+        return PYGEN_ERROR;
+    }
+    a->state = ST_QUEUED;
+    queued_link(lk, a);
+    engine_done(lk);
+    return acquire_wait(a, result);
+}
+
+static PySendResult acquire_am_send(AcquireObject *a, PyObject *arg, PyObject **result)
+{
+    (void)arg;
+    switch (a->state) {
+    case ST_INIT:
+        return acquire_start(a, result);
+    case ST_QUEUED:
+        /* Woken while still queued: someone else resolved our future. */
+        return acquire_wait(a, result);
+    case ST_GRANTED:
+        a->state = ST_DONE;
+        Py_CLEAR(a->fut);
+        *result = Py_NewRef(Py_None);
+        return PYGEN_RETURN;
+    case ST_FAILED:
+        a->state = ST_DONE;
+        Py_CLEAR(a->fut);
+        restore_exception(a->ex);
+        a->ex = NULL;
+        return PYGEN_ERROR;
+    default:
+        PyErr_SetString(PyExc_RuntimeError, "cannot reuse an already awaited lock acquisition");
+        return PYGEN_ERROR;
+    }
+}
+
+static PyObject *acquire_iternext(AcquireObject *a)
+{
+    PyObject *result = NULL;
+    PySendResult r = acquire_am_send(a, Py_None, &result);
+
+    if (r == PYGEN_NEXT)
+        return result;
+    Py_XDECREF(result); /* PYGEN_RETURN: None, so a bare StopIteration */
+    return NULL;
+}
+
+static PyObject *acquire_send(AcquireObject *a, PyObject *arg)
+{
+    PyObject *result = NULL;
+    PySendResult r = acquire_am_send(a, arg, &result);
+
+    if (r == PYGEN_NEXT)
+        return result;
+    if (r == PYGEN_RETURN) {
+        Py_DECREF(result);
+        PyErr_SetNone(PyExc_StopIteration);
+    }
+    return NULL;
+}
+
+/* throw(value) or throw(type[, value[, traceback]]): give back, then raise. */
+static PyObject *acquire_throw(AcquireObject *a, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *type, *value = NULL, *tb = NULL;
+
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "throw() takes 1 to 3 arguments");
+        return NULL;
+    }
+    type = args[0];
+    if (nargs > 1 && args[1] != Py_None)
+        value = args[1];
+    if (nargs > 2 && args[2] != Py_None)
+        tb = args[2];
+    if (tb != NULL && !PyTraceBack_Check(tb)) {
+        PyErr_SetString(PyExc_TypeError, "throw() third argument must be a traceback object");
+        return NULL;
+    }
+    abandon(a);
+    if (PyExceptionInstance_Check(type)) {
+        if (value != NULL) {
+            PyErr_SetString(PyExc_TypeError, "instance exception may not have a separate value");
+            return NULL;
+        }
+        value = type;
+        type = (PyObject *)Py_TYPE(value);
+        PyErr_SetObject(type, value);
+    } else if (PyExceptionClass_Check(type)) {
+        if (value != NULL)
+            PyErr_SetObject(type, value);
+        else
+            PyErr_SetNone(type);
+    } else {
+        PyErr_Format(PyExc_TypeError,
+                     "exceptions must be classes or instances deriving from BaseException, "
+                     "not %s",
+                     Py_TYPE(type)->tp_name);
+        return NULL;
+    }
+    if (tb != NULL) {
+        PyObject *exc = take_exception();
+        if (exc != NULL)
+            PyException_SetTraceback(exc, tb);
+        restore_exception(exc);
+    }
+    return NULL;
+}
+
+static PyObject *acquire_close(AcquireObject *a, PyObject *unused)
+{
+    (void)unused;
+    abandon(a);
+    Py_RETURN_NONE;
+}
+
+static PyObject *acquire_await(AcquireObject *a)
+{
+    return Py_NewRef(a);
+}
+
+static void acquire_finalize(AcquireObject *a)
+{
+    PyObject *saved;
+
+    if (a->state == ST_DONE || a->lock == NULL)
+        return;
+    saved = take_exception();
+    abandon(a);
+    if (saved != NULL)
+        restore_exception(saved);
+}
+
+static int acquire_traverse(AcquireObject *a, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(a));
+    Py_VISIT(a->lock);
+    Py_VISIT(a->entry);
+    Py_VISIT(a->fut);
+    Py_VISIT(a->ex);
+    return 0;
+}
+
+static int acquire_clear(AcquireObject *a)
+{
+    Py_CLEAR(a->fut);
+    Py_CLEAR(a->ex);
+    /* Queued or holding, it needs both to give them back (its finalizer,
+       which the collector runs first, normally has). */
+    if (a->state != ST_QUEUED && a->state != ST_GRANTED) {
+        Py_CLEAR(a->lock);
+        Py_CLEAR(a->entry);
+    }
+    return 0;
+}
+
+static void acquire_dealloc(AcquireObject *a)
+{
+    PyTypeObject *tp = Py_TYPE(a);
+
+    if (PyObject_CallFinalizerFromDealloc((PyObject *)a) < 0)
+        return; /* resurrected: deferred until a predicate returns */
+    PyObject_GC_UnTrack(a);
+    Py_CLEAR(a->fut);
+    Py_CLEAR(a->ex);
+    Py_CLEAR(a->lock);
+    Py_CLEAR(a->entry);
+    tp->tp_free(a);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef acquire_methods[] = {
+    { "send", (PyCFunction)acquire_send, METH_O, NULL },
+    { "throw", (PyCFunction)(void (*)(void))acquire_throw, METH_FASTCALL, NULL },
+    { "close", (PyCFunction)acquire_close, METH_NOARGS, NULL },
+    { NULL, NULL, 0, NULL },
+};
+
+static PyType_Slot acquire_slots[] = {
+    { Py_tp_doc, (void *)"An acquisition of a FifoLock in progress: await it once." },
+    { Py_tp_dealloc, acquire_dealloc },
+    { Py_tp_finalize, acquire_finalize },
+    { Py_tp_traverse, acquire_traverse },
+    { Py_tp_clear, acquire_clear },
+    { Py_tp_iter, PyObject_SelfIter },
+    { Py_tp_iternext, acquire_iternext },
+    { Py_tp_methods, acquire_methods },
+    { Py_am_await, acquire_await },
+    { Py_am_send, acquire_am_send },
+    { 0, NULL },
+};
+
+static PyType_Spec acquire_spec = {
+    .name = "fifolock._fifolock.Acquire",
+    .basicsize = sizeof(AcquireObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = acquire_slots,
+};
+
+/* ---- Done: what __aexit__ returns --------------------------------------- */
+
+static PyObject *done_await(PyObject *self)
+{
+    return Py_NewRef(self);
+}
+
+static PySendResult done_am_send(PyObject *self, PyObject *arg, PyObject **result)
+{
+    (void)self;
+    (void)arg;
+    *result = Py_NewRef(Py_None);
+    return PYGEN_RETURN;
+}
+
+static PyObject *done_iternext(PyObject *self)
+{
+    (void)self;
+    return NULL;
+}
+
+static PyObject *done_send(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    (void)arg;
+    PyErr_SetNone(PyExc_StopIteration);
+    return NULL;
+}
+
+static PyObject *done_close(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    Py_RETURN_NONE;
+}
+
+static void done_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef done_methods[] = {
+    { "send", (PyCFunction)done_send, METH_O, NULL },
+    { "close", (PyCFunction)done_close, METH_NOARGS, NULL },
+    { NULL, NULL, 0, NULL },
+};
+
+static PyType_Slot done_slots[] = {
+    { Py_tp_dealloc, done_dealloc },
+    { Py_tp_iter, PyObject_SelfIter },
+    { Py_tp_iternext, done_iternext },
+    { Py_tp_methods, done_methods },
+    { Py_am_await, done_await },
+    { Py_am_send, done_am_send },
+    { 0, NULL },
+};
+
+static PyType_Spec done_spec = {
+    .name = "fifolock._fifolock.Done",
+    .basicsize = sizeof(PyObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = done_slots,
+};
+
+/* ---- LockContext ---------------------------------------------------------- */
+
+static PyObject *context_aenter(ContextObject *c, PyObject *unused)
+{
+    AcquireObject *a;
+
+    (void)unused;
+    if (c->lock == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "this lock context was cleared");
+        return NULL;
+    }
+    a = PyObject_GC_New(AcquireObject, c->lock->st->acquire_type);
+    if (a == NULL)
+        return NULL;
+    memset(&a->w, 0, sizeof a->w);
+    a->lock = (LockObject *)Py_NewRef(c->lock);
+    a->entry = (EntryObject *)Py_NewRef(c->entry);
+    a->fut = NULL;
+    a->ex = NULL;
+    a->qprev = a->qnext = a->defer_next = NULL;
+    a->state = ST_INIT;
+    a->abandoned = 0;
+    a->deferred = 0;
+    PyObject_GC_Track(a);
+    return (PyObject *)a;
+}
+
+static PyObject *context_aexit(ContextObject *c, PyObject *const *args, Py_ssize_t nargs)
+{
+    LockObject *lk = c->lock;
+    int rc;
+
+    (void)args;
+    (void)nargs;
+    if (lk == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "this lock context was cleared");
+        return NULL;
+    }
+    if (check_not_in_predicate(lk) < 0)
+        return NULL;
+    rc = fifolock_release(&lk->lock, c->entry->mode);
+    engine_done(lk);
+    if (rc == EPERM) {
+        PyErr_Format(PyExc_RuntimeError, "release of lock mode %R, which is not held",
+                     c->entry->cls ? c->entry->cls : Py_None);
+        return NULL;
+    }
+    if (rc != 0) {
+        set_engine_error(rc);
+        return NULL;
+    }
+    return Py_NewRef(lk->st->done);
+}
+
+static int context_traverse(ContextObject *c, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(c));
+    Py_VISIT(c->lock);
+    Py_VISIT(c->entry);
+    return 0;
+}
+
+static int context_clear(ContextObject *c)
+{
+    Py_CLEAR(c->lock);
+    Py_CLEAR(c->entry);
+    return 0;
+}
+
+static void context_dealloc(ContextObject *c)
+{
+    PyTypeObject *tp = Py_TYPE(c);
+
+    PyObject_GC_UnTrack(c);
+    context_clear(c);
+    tp->tp_free(c);
+    Py_DECREF(tp);
+}
+
+static PyObject *context_repr(ContextObject *c)
+{
+    return PyUnicode_FromFormat("<fifolock context of %R>",
+                                c->entry && c->entry->cls ? c->entry->cls : Py_None);
+}
+
+static PyObject *context_get_mode(ContextObject *c, void *closure)
+{
+    (void)closure;
+    return Py_NewRef(c->entry && c->entry->cls ? c->entry->cls : Py_None);
+}
+
+static PyObject *context_get_lock(ContextObject *c, void *closure)
+{
+    (void)closure;
+    return Py_NewRef(c->lock ? (PyObject *)c->lock : Py_None);
+}
+
+static PyMethodDef context_methods[] = {
+    { "__aenter__", (PyCFunction)context_aenter, METH_NOARGS,
+      "Wait for the lock in this mode, first in first out." },
+    { "__aexit__", (PyCFunction)(void (*)(void))context_aexit, METH_FASTCALL,
+      "Release one hold of this mode and grant the waiters it made room for." },
+    { NULL, NULL, 0, NULL },
+};
+
+static PyGetSetDef context_getset[] = {
+    { "mode", (getter)context_get_mode, NULL, "The mode class.", NULL },
+    { "lock", (getter)context_get_lock, NULL, "The lock.", NULL },
+    { NULL, NULL, NULL, NULL, NULL },
+};
+
+static PyType_Slot context_slots[] = {
+    { Py_tp_doc, (void *)"lock(Mode): an async context manager that holds lock in Mode.\n\n"
+                         "It keeps no state of its own, so several tasks may use one at once." },
+    { Py_tp_dealloc, context_dealloc },
+    { Py_tp_traverse, context_traverse },
+    { Py_tp_clear, context_clear },
+    { Py_tp_repr, context_repr },
+    { Py_tp_methods, context_methods },
+    { Py_tp_getset, context_getset },
+    { 0, NULL },
+};
+
+static PyType_Spec context_spec = {
+    .name = "fifolock._fifolock.LockContext",
+    .basicsize = sizeof(ContextObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = context_slots,
+};
+
+/* ---- FifoLock ------------------------------------------------------------ */
+
+static PyObject *lock_context(LockObject *lk, PyObject *cls)
+{
+    EntryObject *e = entry_get(lk, cls);
+    ContextObject *c;
+
+    if (e == NULL)
+        return NULL;
+    c = PyObject_GC_New(ContextObject, lk->st->context_type);
+    if (c == NULL) {
+        Py_DECREF(e);
+        return NULL;
+    }
+    c->lock = (LockObject *)Py_NewRef(lk);
+    c->entry = e;
+    PyObject_GC_Track(c);
+    return (PyObject *)c;
+}
+
+static PyObject *lock_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
+                                 PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+
+    if (nargs != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "lock(mode) takes exactly one argument, the mode class");
+        return NULL;
+    }
+    return lock_context((LockObject *)self, args[0]);
+}
+
+static PyObject *lock_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    modstate *st = state_of_type(type);
+    LockObject *lk;
+
+    if (st == NULL)
+        return NULL;
+    if (type == st->lock_type &&
+        (PyTuple_GET_SIZE(args) != 0 || (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0))) {
+        PyErr_SetString(PyExc_TypeError, "FifoLock() takes no arguments");
+        return NULL;
+    }
+    lk = (LockObject *)type->tp_alloc(type, 0);
+    if (lk == NULL)
+        return NULL;
+    lk->vectorcall = lock_vectorcall;
+    fifolock_init(&lk->lock);
+    lk->st = st;
+    lk->modes = PyDict_New();
+    lk->view = PyObject_New(HoldsObject, st->holds_type);
+    if (lk->modes == NULL || lk->view == NULL) {
+        Py_DECREF(lk);
+        return NULL;
+    }
+    lk->view->lock = lk;
+    return (PyObject *)lk;
+}
+
+/* Drops holds nobody can give back any more (the lock is going away). */
+static void lock_drop_holds(LockObject *lk)
+{
+    const fifolock_mode *mode;
+    size_t count;
+
+    if (fifolock_waiting(&lk->lock) != 0)
+        return; /* never: waiters keep the lock alive */
+    while (fifolock_holds_list(fifolock_holds_of(&lk->lock), &mode, &count, 1) != 0)
+        while (count-- > 0)
+            (void)fifolock_release(&lk->lock, mode);
+}
+
+static int lock_traverse(LockObject *lk, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(lk));
+    Py_VISIT(lk->modes);
+    Py_VISIT(lk->last);
+    Py_VISIT(lk->pred_exc);
+    for (AcquireObject *a = lk->queued; a != NULL; a = a->qnext)
+        Py_VISIT(a);
+    for (AcquireObject *a = lk->deferred; a != NULL; a = a->defer_next)
+        Py_VISIT(a);
+    return 0;
+}
+
+static int lock_clear(LockObject *lk)
+{
+    Py_CLEAR(lk->last);
+    Py_CLEAR(lk->pred_exc);
+    /* Queued Acquires need their entries (the collector has run their
+       finalizers, which left the queue, before it clears anything). */
+    if (lk->queued == NULL && lk->deferred == NULL && fifolock_waiting(&lk->lock) == 0) {
+        lock_drop_holds(lk);
+        Py_CLEAR(lk->modes);
+    }
+    return 0;
+}
+
+static void lock_dealloc(LockObject *lk)
+{
+    PyTypeObject *tp = Py_TYPE(lk);
+
+    PyObject_GC_UnTrack(lk);
+    if (lk->weakreflist != NULL)
+        PyObject_ClearWeakRefs((PyObject *)lk);
+    if (lk->view != NULL) {
+        lk->view->lock = NULL;
+        Py_CLEAR(lk->view);
+    }
+    if (fifolock_waiting(&lk->lock) == 0) {
+        lock_drop_holds(lk);
+        (void)fifolock_destroy(&lk->lock);
+    }
+    Py_CLEAR(lk->last);
+    Py_CLEAR(lk->pred_exc);
+    Py_CLEAR(lk->modes);
+    tp->tp_free(lk);
+    Py_DECREF(tp);
+}
+
+static PyObject *lock_get_holds(LockObject *lk, void *closure)
+{
+    (void)closure;
+    return holds_snapshot(lk);
+}
+
+static PyObject *lock_get_waiting(LockObject *lk, void *closure)
+{
+    (void)closure;
+    return PyLong_FromSize_t(fifolock_waiting(&lk->lock));
+}
+
+static PyObject *lock_repr(LockObject *lk)
+{
+    PyObject *d = holds_snapshot(lk), *r;
+
+    if (d == NULL)
+        return NULL;
+    r = PyUnicode_FromFormat("<%s holds=%R waiting=%zu>", Py_TYPE(lk)->tp_name, d,
+                             fifolock_waiting(&lk->lock));
+    Py_DECREF(d);
+    return r;
+}
+
+static PyGetSetDef lock_getset[] = {
+    { "holds", (getter)lock_get_holds, NULL,
+      "A new dict {mode class: number of holders} of the modes held now.", NULL },
+    { "waiting", (getter)lock_get_waiting, NULL,
+      "The number of requests waiting in the queue now.", NULL },
+    { NULL, NULL, NULL, NULL, NULL },
+};
+
+static PyMemberDef lock_members[] = {
+    { "__weaklistoffset__", T_PYSSIZET, offsetof(LockObject, weakreflist), READONLY, NULL },
+    { "__vectorcalloffset__", T_PYSSIZET, offsetof(LockObject, vectorcall), READONLY, NULL },
+    { NULL, 0, 0, 0, NULL },
+};
+
+PyDoc_STRVAR(lock_doc,
+"FifoLock()\n"
+"--\n"
+"\n"
+"A first-in-first-out lock whose modes you define.\n"
+"\n"
+"lock(Mode) is an async context manager that holds the lock in Mode:\n"
+"\n"
+"    async with lock(Mode):\n"
+"        ...\n"
+"\n"
+"A mode is a class (an asyncio.Future subclass, as in the fifolock package)\n"
+"with is_compatible(holds), a staticmethod, classmethod or plain method,\n"
+"that answers whether one more holder of Mode may join the current ones;\n"
+"holds[M] is the number of holders of M. Requests are granted strictly in\n"
+"the order they were made. A task cancelled while waiting leaves the queue;\n"
+"one cancelled after the grant but before it resumed gives the hold back.\n"
+"An exception raised by is_compatible is raised in the task whose request\n"
+"it was asked about; that request leaves the queue and the lock goes on.\n"
+"\n"
+"Not thread-safe: use a lock from one event loop at a time.");
+
+static PyType_Slot lock_slots[] = {
+    { Py_tp_doc, (void *)lock_doc },
+    { Py_tp_new, lock_new },
+    { Py_tp_dealloc, lock_dealloc },
+    { Py_tp_traverse, lock_traverse },
+    { Py_tp_clear, lock_clear },
+    { Py_tp_call, PyVectorcall_Call },
+    { Py_tp_repr, lock_repr },
+    { Py_tp_getset, lock_getset },
+    { Py_tp_members, lock_members },
+    { 0, NULL },
+};
+
+static PyType_Spec lock_spec = {
+    .name = "fifolock.FifoLock",
+    .basicsize = sizeof(LockObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_HAVE_VECTORCALL,
+    .slots = lock_slots,
+};
+
+/* ---- module --------------------------------------------------------------- */
+
+static const struct {
+    const char *kind;
+    const fifolock_mode *mode;
+} ready_made[] = {
+    { "mutex", &fifolock_mutex }, { "read", &fifolock_read }, { "write", &fifolock_write },
+    { "IS", &fifolock_is },       { "IX", &fifolock_ix },     { "S", &fifolock_s },
+    { "SIX", &fifolock_six },     { "X", &fifolock_x },
+};
+
+PyDoc_STRVAR(register_doc,
+"_register(cls, kind, size=0)\n"
+"--\n"
+"\n"
+"Makes the ready-made mode class cls use the engine's C predicate `kind`\n"
+"(mutex, read, write, IS, IX, S, SIX, X, or semaphore with `size`) on every\n"
+"lock. For the fifolock package itself; its classes must not be in use yet.");
+
+static PyObject *module_register(PyObject *module, PyObject *args)
+{
+    modstate *st = PyModule_GetState(module);
+    PyObject *cls;
+    const char *kind;
+    Py_ssize_t size = 0;
+    EntryObject *e;
+    int rc;
+
+    if (!PyArg_ParseTuple(args, "Os|n:_register", &cls, &kind, &size))
+        return NULL;
+    if (!PyType_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "_register() needs a class");
+        return NULL;
+    }
+    rc = PyDict_Contains(st->builtin, cls);
+    if (rc != 0) {
+        if (rc > 0)
+            PyErr_Format(PyExc_ValueError, "%R is already registered", cls);
+        return NULL;
+    }
+    e = entry_alloc(st, cls);
+    if (e == NULL)
+        return NULL;
+    if (strcmp(kind, "semaphore") == 0) {
+        if (size < 1) {
+            Py_DECREF(e);
+            PyErr_SetString(PyExc_ValueError, "a semaphore needs size >= 1");
+            return NULL;
+        }
+        e->own = (fifolock_mode)FIFOLOCK_SEMAPHORE((size_t)size);
+        e->mode = &e->own;
+    } else {
+        e->mode = NULL;
+        for (size_t i = 0; i < sizeof ready_made / sizeof ready_made[0]; i++)
+            if (strcmp(kind, ready_made[i].kind) == 0)
+                e->mode = ready_made[i].mode;
+        if (e->mode == NULL) {
+            Py_DECREF(e);
+            PyErr_Format(PyExc_ValueError, "unknown ready-made mode %s", kind);
+            return NULL;
+        }
+    }
+    rc = PyDict_SetItem(st->builtin, cls, (PyObject *)e);
+    Py_DECREF(e);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    { "_register", module_register, METH_VARARGS, register_doc },
+    { NULL, NULL, 0, NULL },
+};
+
+static int module_exec(PyObject *module)
+{
+    modstate *st = PyModule_GetState(module);
+    PyObject *asyncio;
+
+#define NEW_TYPE(field, spec)                                                        \
+    do {                                                                             \
+        st->field = (PyTypeObject *)PyType_FromModuleAndSpec(module, &(spec), NULL); \
+        if (st->field == NULL)                                                       \
+            return -1;                                                               \
+    } while (0)
+    NEW_TYPE(lock_type, lock_spec);
+    NEW_TYPE(context_type, context_spec);
+    NEW_TYPE(acquire_type, acquire_spec);
+    NEW_TYPE(entry_type, entry_spec);
+    NEW_TYPE(holds_type, holds_spec);
+    NEW_TYPE(done_type, done_spec);
+#undef NEW_TYPE
+
+#define INTERN(field, text)                               \
+    do {                                                  \
+        st->field = PyUnicode_InternFromString(text);     \
+        if (st->field == NULL)                            \
+            return -1;                                    \
+    } while (0)
+    INTERN(str_is_compatible, "is_compatible");
+    INTERN(str_create_future, "create_future");
+    INTERN(str_set_result, "set_result");
+    INTERN(str_blocking, "_asyncio_future_blocking");
+    INTERN(str_get_loop, "get_loop");
+    INTERN(str_is_closed, "is_closed");
+#undef INTERN
+
+    st->done = PyObject_New(PyObject, st->done_type);
+    st->builtin = PyDict_New();
+    if (st->done == NULL || st->builtin == NULL)
+        return -1;
+
+    asyncio = PyImport_ImportModule("asyncio");
+    if (asyncio == NULL)
+        return -1;
+    st->get_running_loop = PyObject_GetAttrString(asyncio, "get_running_loop");
+    st->invalid_state = PyObject_GetAttrString(asyncio, "InvalidStateError");
+    Py_DECREF(asyncio);
+    if (st->get_running_loop == NULL || st->invalid_state == NULL)
+        return -1;
+
+    if (PyModule_AddType(module, st->lock_type) < 0 ||
+        PyModule_AddType(module, st->holds_type) < 0 ||
+        PyModule_AddType(module, st->context_type) < 0 ||
+        PyModule_AddStringConstant(module, "ENGINE_VERSION", FIFOLOCK_VERSION_STRING) < 0)
+        return -1;
+    return 0;
+}
+
+static int module_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    modstate *st = PyModule_GetState(module);
+
+    if (st == NULL)
+        return 0;
+    Py_VISIT(st->lock_type);
+    Py_VISIT(st->context_type);
+    Py_VISIT(st->acquire_type);
+    Py_VISIT(st->entry_type);
+    Py_VISIT(st->holds_type);
+    Py_VISIT(st->done_type);
+    Py_VISIT(st->done);
+    Py_VISIT(st->builtin);
+    Py_VISIT(st->get_running_loop);
+    Py_VISIT(st->invalid_state);
+    return 0;
+}
+
+static int module_clear(PyObject *module)
+{
+    modstate *st = PyModule_GetState(module);
+
+    if (st == NULL)
+        return 0;
+    Py_CLEAR(st->lock_type);
+    Py_CLEAR(st->context_type);
+    Py_CLEAR(st->acquire_type);
+    Py_CLEAR(st->entry_type);
+    Py_CLEAR(st->holds_type);
+    Py_CLEAR(st->done_type);
+    Py_CLEAR(st->done);
+    Py_CLEAR(st->builtin);
+    Py_CLEAR(st->get_running_loop);
+    Py_CLEAR(st->invalid_state);
+    Py_CLEAR(st->str_is_compatible);
+    Py_CLEAR(st->str_create_future);
+    Py_CLEAR(st->str_set_result);
+    Py_CLEAR(st->str_blocking);
+    Py_CLEAR(st->str_get_loop);
+    Py_CLEAR(st->str_is_closed);
+    return 0;
+}
+
+static void module_free(void *module)
+{
+    module_clear((PyObject *)module);
+}
+
+static PyModuleDef_Slot module_slots[] = {
+    { Py_mod_exec, module_exec },
+    { 0, NULL },
+};
+
+PyDoc_STRVAR(module_doc,
+"The C core of the fifolock package: FifoLock on the fifolock engine.\n"
+"Import fifolock, not this module.");
+
+static struct PyModuleDef fifolock_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "fifolock._fifolock",
+    .m_doc = module_doc,
+    .m_size = sizeof(modstate),
+    .m_methods = module_methods,
+    .m_slots = module_slots,
+    .m_traverse = module_traverse,
+    .m_clear = module_clear,
+    .m_free = module_free,
+};
+
+PyMODINIT_FUNC PyInit__fifolock(void);
+
+PyMODINIT_FUNC PyInit__fifolock(void)
+{
+    return PyModuleDef_Init(&fifolock_module);
+}

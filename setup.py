@@ -1,0 +1,54 @@
+"""Builds the fifolock Python package: the engine (src/engine.c, src/modes.c,
+src/strerror.c) and python/fifolock_module.c, compiled into one extension,
+fifolock._fifolock.
+
+    python3 -m pip install --no-build-isolation .
+    python3 setup.py build --build-lib DIR     # what the tests do
+
+Set FIFOLOCK_WERROR=1 to build with the project's warnings as errors.
+"""
+import os
+
+from setuptools import Extension, setup
+from setuptools.command.egg_info import egg_info
+
+# Not build/ (CMake's) and not the sources: python/build/, unless the
+# command line says otherwise (the tests build in CMake's build tree).
+BUILD_BASE = os.path.join("python", "build")
+
+
+class EggInfo(egg_info):
+    def finalize_options(self):
+        if self.egg_base is None:
+            self.egg_base = BUILD_BASE
+        os.makedirs(self.egg_base, exist_ok=True)
+        super().finalize_options()
+
+
+cflags = ["-std=c11", "-fvisibility=hidden"]
+if os.environ.get("FIFOLOCK_WERROR"):
+    cflags += ["-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wstrict-prototypes",
+               "-Wmissing-prototypes"]
+
+extension = Extension(
+    "fifolock._fifolock",
+    sources=[
+        "python/fifolock_module.c",
+        "src/engine.c",
+        "src/modes.c",
+        "src/strerror.c",
+    ],
+    include_dirs=["include", "src"],
+    define_macros=[("_GNU_SOURCE", None)],
+    extra_compile_args=cflags,
+    depends=["include/fifolock.h", "src/internal.h"],
+)
+
+setup(
+    packages=["fifolock"],
+    package_dir={"": "python"},
+    package_data={"fifolock": ["py.typed", "*.pyi"]},
+    ext_modules=[extension],
+    options={"build": {"build_base": BUILD_BASE}},
+    cmdclass={"egg_info": EggInfo},
+)

@@ -1,0 +1,640 @@
+/*
+ * The thread front end: the engine (engine.c) behind an internal lock, with
+ * waiting threads that spin, yield, then sleep on a futex. The engine alone
+ * queues and grants; this file serialises calls into it, keeps one hold of an
+ * idle lock outside it (the fast path), and tells threads what it decided.
+ *
+ * Words
+ *   lock->word   (64 bits) the internal lock L and the fast path:
+ *                  LOCKED    L is held; then every other bit is 0 but SLEEPERS
+ *                  SLEEPERS  threads may sleep on L's futex (the low 32 bits)
+ *                  IDLE      L is free and the engine is idle: nobody holds
+ *                            (but M, below) and nobody waits
+ *                  M         the other bits: 0, or the mode of the one hold
+ *                            taken by the fast path, which the engine does not
+ *                            count (modes are 8-aligned; others never go fast)
+ *   w->state     (32 bits) one per waiting call, in a `struct waiter` on the
+ *                waiting thread's stack (it embeds the engine's waiter):
+ *                  WAITING -> YIELDING -> PARKED -> WAKING -> GRANTED
+ *                  WAITING -> PARKED                (when it does not yield)
+ *                  WAITING or YIELDING -> GRANTED   (told while awake)
+ *   lock->wake   waiters granted while asleep, to wake once L is free.
+ *   lock->step_aside  set under L when a grant went to a thread that yields
+ *                or sleeps (so is likely not on a CPU): see G5.
+ *
+ * Invariants (K: the lock word; J: waiters)
+ *   K1  Only the holder of L reads or writes the engine and lock->wake.
+ *   K2  word == IDLE: L is free and the engine is idle.
+ *   K3  word == M|IDLE: the same, plus exactly one hold of M that the engine
+ *       does not count; the thread that took it may still hand it back (F2).
+ *   K4  word == 0: L is free and every hold is counted by the engine.
+ *   K5  lock->wake is empty whenever L is free (G3 empties it before L3).
+ *   J1  w->state moves only along the arrows above. The waiting thread makes
+ *       WAITING -> YIELDING -> PARKED and WAITING -> PARKED, each by CAS;
+ *       granting threads make the other moves.
+ *   J2  A granting thread touches a waiter's frame only (a) under L while
+ *       the engine grants it (G2), and (b) while its state is WAKING (G4).
+ *   J3  A waiting thread leaves its frame only once its state is GRANTED, or
+ *       once fifolock_cancel() took it out of the queue under L: after that
+ *       no grant can reach it (the engine grants only queued waiters, and
+ *       only under L).
+ *   From J1-J3: nobody touches a frame that has been left.
+ *
+ * The internal lock L: a three-state futex lock (Drepper, "Futexes are
+ * tricky"), with the fast path in the same word
+ *   L1 take   CAS word: u -> LOCKED (LOCKED|SLEEPERS once this thread slept),
+ *             for any u without LOCKED. If u was M|IDLE, count that hold in
+ *             the engine now: fifolock_try_acquire() on an idle engine with a
+ *             mode just found compatible with no holders can't fail. So under
+ *             L the engine sees every hold.
+ *   L2 sleep  after a bounded spin on LOCKED: CAS word LOCKED ->
+ *             LOCKED|SLEEPERS, futex_wait(word, LOCKED|SLEEPERS), back to L1.
+ *   L3 drop   old = XCHG(word, engine idle ? IDLE : 0); if old had SLEEPERS,
+ *             futex_wake(word, 1).
+ *   No lost wakeup on L: a thread sleeps only if the word still reads
+ *   LOCKED|SLEEPERS when the kernel checks; SLEEPERS is cleared only by L3,
+ *   which then wakes one sleeper, and that one takes L with SLEEPERS set
+ *   again, so that its own L3 wakes the next. L is not fair (a woken sleeper
+ *   competes again), but it is held only for one engine call, and a thread
+ *   that spins on it retakes it within a few of them. The FIFO order of
+ *   requests is the order in which they take L.
+ *
+ * The fast path: one atomic instruction each way, no engine call
+ *   F1 acquire   if M's predicate accepts no holders: CAS word IDLE -> M|IDLE.
+ *                Only from K2: nobody waits and M is compatible, exactly when
+ *                the engine would grant at once; so FIFO order holds.
+ *   F2 release   CAS word M|IDLE -> IDLE.
+ *   Every other call takes L (L1), which hands the uncounted hold to the
+ *   engine first; a failed F2 then releases through the engine.
+ *
+ * Acquiring with a wait (thread T, frame f, state s)
+ *   A1 enqueue  under L: s = WAITING; fifolock_acquire() queues f's waiter
+ *               and reports how many wait ahead. Drop L (L3).
+ *   A2 spin     the head of the queue (none ahead) polls s with a pause
+ *               instruction a bounded number of times. s == GRANTED: return 0.
+ *               Then CAS s: WAITING -> YIELDING (if that fails, s is GRANTED:
+ *               return 0) and call sched_yield() a bounded number of times,
+ *               polling s in between. Deadline passed, in either: T1.
+ *   A3 park     CAS s: YIELDING (or WAITING) -> PARKED; if that fails, s is
+ *               GRANTED: return 0.
+ *   A4 sleep    futex_wait(s, PARKED, deadline).
+ *   A5 look     s == GRANTED: return 0. s == WAKING: A6. s == PARKED: deadline
+ *               passed -> T1; otherwise (spurious wakeup, signal) -> A4.
+ *   A6 linger   poll s (pause, then sched_yield) until s == GRANTED: the
+ *               granting thread is between G2 and the end of G4 and may still
+ *               use f. Return 0.
+ *
+ * Timing out
+ *   T1 cancel   take L; fifolock_cancel(f's waiter):
+ *               0        f left the queue without a trace, and the engine
+ *                        granted whoever it held back (G1-G2 run inside the
+ *                        cancel). Drop L and wake them (G3-G4); ETIMEDOUT.
+ *               EALREADY the grant won the race; s is GRANTED or WAKING.
+ *                        Drop L, A6, return 0: the caller holds the lock.
+ *
+ * Granting (thread G, in fifolock_release or T1's fifolock_cancel, under L)
+ *   G1 count    the engine moves f's waiter from the queue to the holders
+ *               (held++), then calls granted(): grant before wake, so that
+ *               nobody can take the lock between the decision and the handoff.
+ *   G2 tell     CAS s: WAITING or YIELDING -> GRANTED (release), retried
+ *               while s is one of those; then G is done with f. If s was
+ *               PARKED instead: s = WAKING; push f on lock->wake. If s was
+ *               YIELDING or PARKED, set lock->step_aside.
+ *   G3 drop     take the list off lock->wake; drop L (L3).
+ *   G4 wake     for each f of the list: read its link, futex_wake(s), then
+ *               s = GRANTED (release). After that store G never touches f.
+ *   G5 step aside  a releasing thread that saw step_aside (it reads and clears
+ *               it under L) calls sched_yield() once before returning. On a
+ *               CPU shared with the thread it handed the lock to, that thread
+ *               runs now, before the releaser can queue again behind it; with
+ *               nobody else waiting the lock then goes idle and each thread
+ *               runs on the fast path in its own time slice, instead of both
+ *               paying a switch per hold. A hint only: correctness never
+ *               depends on it.
+ *
+ * No lost wakeup for waiters: T sleeps (A4) only through futex_wait(s,
+ * PARKED), which atomically checks s == PARKED and queues T in the kernel.
+ * The only move away from PARKED is G2, and each such G2 is followed by G4's
+ * futex_wake on s. If s still read PARKED when T was queued, G2 came later,
+ * so G4's wake finds T asleep and wakes it; otherwise futex_wait returns at
+ * once and T sees WAKING or GRANTED. A WAKING waiter never sleeps again (A6
+ * only polls), so one wake is enough. A wait with a deadline ends at it
+ * anyway and goes through T1, where L orders it against any grant.
+ *
+ * Ordering: the release stores of G2/G4 pair with T's acquire loads of s, and
+ * L1/L3 are acquire/release: what a holder wrote before releasing is seen by
+ * the thread it hands the lock to.
+ *
+ * The lock's own word is used by futex_wake after L is dropped (L3), as in a
+ * pthread mutex: a lock may be destroyed and freed as soon as it can be taken
+ * and is idle, and a late wake on freed memory only ever causes a spurious
+ * wakeup, which every futex wait here tolerates.
+ */
+#include "mt_internal.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifdef FIFOLOCK_DEBUG
+#include <assert.h>
+#define DEBUG_ASSERT(x) assert(x)
+#else
+#define DEBUG_ASSERT(x) ((void)0)
+#endif
+
+_Static_assert(sizeof(fifolock_mt) <= 128, "fifolock_mt must stay within 128 bytes");
+
+#define W_LOCKED 1u
+#define W_SLEEPERS 2u
+#define W_IDLE 4u
+#define W_FLAGS 7u
+
+/* What a predicate sees on an idle lock. */
+static const fifolock_holds no_holds;
+
+#define S_WAITING 0u
+#define S_YIELDING 1u
+#define S_PARKED 2u
+#define S_WAKING 3u
+#define S_GRANTED 4u
+
+struct fifolock_mt__tuning fifolock_mt__tuning = { FIFOLOCK_MT__SPIN, FIFOLOCK_MT__YIELD,
+                                                   FIFOLOCK_MT__LOCK_SPIN };
+void (*fifolock_mt__on_timeout)(fifolock_mt *lock);
+
+/* One waiting call, on its thread's stack. */
+struct waiter {
+    fifolock_waiter w;  /* first: the engine hands this back to granted() */
+    uint32_t state;     /* S_*, atomic */
+    struct waiter *next; /* in lock->wake; written under L */
+};
+
+/* ---- small helpers ------------------------------------------------------- */
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#else
+    __asm__ __volatile__("" ::: "memory");
+#endif
+}
+
+/* The low 32 bits of the 64-bit word: what the futex calls on L look at. */
+static inline uint32_t *word_futex(fifolock_mt *lock)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return (uint32_t *)(void *)&lock->word + 1;
+#else
+    return (uint32_t *)(void *)&lock->word;
+#endif
+}
+
+/* Sleeps while *addr == val, until woken or `deadline` (absolute, CLOCK_MONOTONIC,
+ * NULL: none). Returns 0 or ETIMEDOUT (others: a retry will do). errno is kept. */
+static int futex_wait(uint32_t *addr, uint32_t val, const struct timespec *deadline)
+{
+    int saved = errno, rc = 0;
+
+    if (syscall(SYS_futex, addr, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, val, deadline, NULL,
+                FUTEX_BITSET_MATCH_ANY) != 0)
+        rc = errno;
+    errno = saved;
+    return rc == ETIMEDOUT ? ETIMEDOUT : 0;
+}
+
+static void futex_wake(uint32_t *addr)
+{
+    int saved = errno;
+
+    syscall(SYS_futex, addr, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, NULL, NULL, 0);
+    errno = saved;
+}
+
+static bool deadline_passed(const struct timespec *deadline)
+{
+    struct timespec now;
+
+    if (deadline == NULL)
+        return false;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > deadline->tv_sec ||
+           (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
+}
+
+static bool valid_mode(const fifolock_mode *mode)
+{
+    return mode != NULL && mode->is_compatible != NULL;
+}
+
+static inline uint32_t state_load(struct waiter *w)
+{
+    return __atomic_load_n(&w->state, __ATOMIC_ACQUIRE);
+}
+
+/* ---- the internal lock L ------------------------------------------------- */
+
+static uint64_t ilock_slow(fifolock_mt *lock)
+{
+    unsigned limit = __atomic_load_n(&fifolock_mt__tuning.lock_spin, __ATOMIC_RELAXED);
+    uint64_t take = W_LOCKED, w;
+    unsigned spins = 0;
+
+    for (;;) {
+        w = __atomic_load_n(&lock->word, __ATOMIC_RELAXED);
+        if (!(w & W_LOCKED)) {
+            /* L1 */
+            if (__atomic_compare_exchange_n(&lock->word, &w, take, false, __ATOMIC_ACQUIRE,
+                                            __ATOMIC_RELAXED))
+                return w;
+            continue;
+        }
+        if (spins < limit) {
+            spins++;
+            cpu_relax();
+            continue;
+        }
+        /* L2 */
+        if (!(w & W_SLEEPERS) &&
+            !__atomic_compare_exchange_n(&lock->word, &w, w | W_SLEEPERS, false,
+                                         __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            continue;
+        futex_wait(word_futex(lock), (uint32_t)(W_LOCKED | W_SLEEPERS), NULL);
+        take = W_LOCKED | W_SLEEPERS;
+    }
+}
+
+/* L1: takes L and makes the engine count the fast-path hold, if any. */
+static void ilock(fifolock_mt *lock)
+{
+    uint64_t w = __atomic_load_n(&lock->word, __ATOMIC_RELAXED);
+
+    if ((w & W_LOCKED) ||
+        !__atomic_compare_exchange_n(&lock->word, &w, W_LOCKED, false, __ATOMIC_ACQUIRE,
+                                     __ATOMIC_RELAXED))
+        w = ilock_slow(lock);
+    if (w & ~(uint64_t)W_FLAGS) {
+        int rc = fifolock_try_acquire(&lock->engine,
+                                      (const fifolock_mode *)(uintptr_t)(w & ~(uint64_t)W_FLAGS));
+        DEBUG_ASSERT(rc == 0);
+        (void)rc;
+    }
+}
+
+/* L3 */
+static void iunlock(fifolock_mt *lock)
+{
+    uint64_t v = 0, old;
+
+    if (fifolock_waiting(&lock->engine) == 0 &&
+        fifolock_held_total(fifolock_holds_of(&lock->engine)) == 0)
+        v = W_IDLE;
+    old = __atomic_exchange_n(&lock->word, v, __ATOMIC_RELEASE);
+    if (old & W_SLEEPERS)
+        futex_wake(word_futex(lock));
+}
+
+/* G3: takes the waiters to wake, oldest grant first. Under L. */
+static struct waiter *take_wake_list(fifolock_mt *lock)
+{
+    struct waiter *w = lock->wake, *rev = NULL, *next;
+
+    lock->wake = NULL;
+    for (; w != NULL; w = next) {
+        next = w->next;
+        w->next = rev;
+        rev = w;
+    }
+    return rev;
+}
+
+/* G4: wakes sleeping waiters that were granted under L. Not under L. */
+static void wake_list(struct waiter *w)
+{
+    struct waiter *next;
+
+    for (; w != NULL; w = next) {
+        next = w->next; /* before the store below: then the frame may go */
+#ifndef FIFOLOCK_MUTANT_DROP_WAKEUP
+        futex_wake(&w->state);
+#endif
+        __atomic_store_n(&w->state, S_GRANTED, __ATOMIC_RELEASE);
+    }
+}
+
+/* G3 and G4 after an engine call that may grant. */
+static void iunlock_and_wake(fifolock_mt *lock)
+{
+    struct waiter *list = lock->wake ? take_wake_list(lock) : NULL;
+
+    iunlock(lock);
+    wake_list(list);
+}
+
+/* ---- granting and waiting ------------------------------------------------ */
+
+/* G2: the engine's grant callback, run under L after G1. */
+static void granted(fifolock_waiter *ew, void *arg)
+{
+    fifolock_mt *lock = arg;
+    struct waiter *w = (struct waiter *)ew;
+    uint32_t s = __atomic_load_n(&w->state, __ATOMIC_RELAXED);
+
+#ifdef FIFOLOCK_MUTANT_WAKE_BEFORE_GRANT
+    /*
+     * Deliberate bug: the hold is taken back out of the counts and the
+     * waiter counts itself only once awake, as a lock that wakes before it
+     * grants would. In between, anybody may take the lock.
+     */
+    fifolock_release(&lock->engine, ew->mode);
+#endif
+    while (s == S_WAITING || s == S_YIELDING) {
+        if (__atomic_compare_exchange_n(&w->state, &s, S_GRANTED, false, __ATOMIC_RELEASE,
+                                        __ATOMIC_RELAXED)) {
+            lock->step_aside |= s == S_YIELDING;
+            return;
+        }
+    }
+    DEBUG_ASSERT(s == S_PARKED);
+    __atomic_store_n(&w->state, S_WAKING, __ATOMIC_RELAXED);
+    w->next = lock->wake;
+    lock->wake = w;
+    lock->step_aside = 1;
+}
+
+/* A6: waits until the granting thread is done with our frame. */
+static void linger(struct waiter *w)
+{
+    unsigned i;
+
+    for (i = 0; state_load(w) != S_GRANTED; i++) {
+        if (i < 64)
+            cpu_relax();
+        else
+            sched_yield();
+    }
+}
+
+/* T1: the deadline passed while queued. */
+static int timed_out(fifolock_mt *lock, struct waiter *w)
+{
+    void (*hook)(fifolock_mt *) = __atomic_load_n(&fifolock_mt__on_timeout, __ATOMIC_ACQUIRE);
+    int rc;
+
+    if (hook != NULL)
+        hook(lock);
+    ilock(lock);
+    rc = fifolock_cancel(&lock->engine, &w->w);
+    lock->step_aside = 0; /* this thread leaves the queue: no need */
+    iunlock_and_wake(lock);
+    if (rc == 0)
+        return ETIMEDOUT;
+    DEBUG_ASSERT(rc == EALREADY);
+    linger(w);
+    return 0;
+}
+
+#ifdef FIFOLOCK_MUTANT_WAKE_BEFORE_GRANT
+static int told(fifolock_mt *lock, struct waiter *w)
+{
+    ilock(lock);
+    (void)fifolock_try_acquire(&lock->engine, w->w.mode); /* may fail: the bug */
+    iunlock(lock);
+    return 0;
+}
+#define TOLD(lock, w) told(lock, w)
+#else
+#define TOLD(lock, w) 0
+#endif
+
+/* A2-A6 */
+static int wait_granted(fifolock_mt *lock, struct waiter *w, const struct timespec *deadline,
+                        size_t ahead)
+{
+    unsigned spin = __atomic_load_n(&fifolock_mt__tuning.spin, __ATOMIC_RELAXED);
+    unsigned yields = __atomic_load_n(&fifolock_mt__tuning.yield, __ATOMIC_RELAXED);
+    unsigned i;
+    uint32_t s;
+
+    /*
+     * A2. Only the head spins: its grant is one release away and the holder
+     * is likely running. A waiter further back needs others to run first,
+     * and on a busy machine its spinning would keep them off the CPU; it
+     * yields at once, which hands the CPU to them.
+     */
+    if (ahead > 0)
+        spin = 0;
+    for (i = 0; i < spin; i++) {
+        if (state_load(w) == S_GRANTED)
+            return TOLD(lock, w);
+        cpu_relax();
+        if ((i & 63) == 63 && deadline_passed(deadline))
+            return timed_out(lock, w);
+    }
+    s = S_WAITING;
+    if (yields > 0) {
+        if (!__atomic_compare_exchange_n(&w->state, &s, S_YIELDING, false, __ATOMIC_ACQUIRE,
+                                         __ATOMIC_ACQUIRE))
+            return TOLD(lock, w); /* s is GRANTED */
+        s = S_YIELDING;
+    }
+    for (i = 0; i < yields; i++) {
+        if (state_load(w) == S_GRANTED)
+            return TOLD(lock, w);
+        if (deadline_passed(deadline))
+            return timed_out(lock, w);
+        sched_yield();
+    }
+
+    /* A3 */
+    if (!__atomic_compare_exchange_n(&w->state, &s, S_PARKED, false, __ATOMIC_ACQUIRE,
+                                     __ATOMIC_ACQUIRE))
+        return TOLD(lock, w); /* s is GRANTED */
+    for (;;) {
+        int rc = futex_wait(&w->state, S_PARKED, deadline); /* A4 */
+
+        s = state_load(w); /* A5 */
+        if (s == S_GRANTED)
+            return TOLD(lock, w);
+        if (s == S_WAKING) {
+            linger(w); /* A6 */
+            return TOLD(lock, w);
+        }
+        if (rc == ETIMEDOUT || deadline_passed(deadline))
+            return timed_out(lock, w);
+    }
+}
+
+/* A1, then A2-A6. `deadline` is NULL or in the future. */
+static int acquire_slow(fifolock_mt *lock, const fifolock_mode *mode,
+                        const struct timespec *deadline)
+{
+    struct waiter w = { FIFOLOCK_WAITER_INIT, S_WAITING, NULL };
+    size_t ahead;
+    int rc;
+
+    if (lock == NULL || !valid_mode(mode))
+        return EINVAL;
+    ilock(lock);
+    rc = fifolock_acquire(&lock->engine, &w.w, mode, granted, lock);
+    ahead = fifolock_waiting(&lock->engine);
+    iunlock(lock);
+    if (rc != FIFOLOCK_WAITING)
+        return rc;
+    return wait_granted(lock, &w, deadline, ahead - 1);
+}
+
+/* F1 */
+static inline bool fast_acquire(fifolock_mt *lock, const fifolock_mode *mode)
+{
+    uint64_t w = W_IDLE;
+
+    return lock != NULL && mode != NULL && mode->is_compatible != NULL &&
+           ((uintptr_t)mode & W_FLAGS) == 0 &&
+           __atomic_load_n(&lock->word, __ATOMIC_RELAXED) == W_IDLE &&
+           mode->is_compatible(mode, &no_holds) &&
+           __atomic_compare_exchange_n(&lock->word, &w, (uintptr_t)mode | W_IDLE, false,
+                                       __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+}
+
+/* ---- the public lock ----------------------------------------------------- */
+
+int fifolock_mt_init(fifolock_mt *lock)
+{
+    if (lock == NULL)
+        return EINVAL;
+    lock->word = W_IDLE;
+    lock->wake = NULL;
+    lock->step_aside = 0;
+    fifolock_init(&lock->engine);
+    return 0;
+}
+
+int fifolock_mt_destroy(fifolock_mt *lock)
+{
+    int rc;
+
+    if (lock == NULL)
+        return EINVAL;
+    ilock(lock);
+    rc = fifolock_destroy(&lock->engine);
+    iunlock(lock);
+    return rc;
+}
+
+int fifolock_mt_acquire(fifolock_mt *lock, const fifolock_mode *mode)
+{
+    if (fast_acquire(lock, mode))
+        return 0;
+    return acquire_slow(lock, mode, NULL);
+}
+
+int fifolock_mt_try_acquire(fifolock_mt *lock, const fifolock_mode *mode)
+{
+    int rc;
+
+    if (fast_acquire(lock, mode))
+        return 0;
+    if (lock == NULL || !valid_mode(mode))
+        return EINVAL;
+    ilock(lock);
+    rc = fifolock_try_acquire(&lock->engine, mode);
+    iunlock(lock);
+    return rc;
+}
+
+int fifolock_mt_timed_acquire(fifolock_mt *lock, const fifolock_mode *mode,
+                              const struct timespec *deadline)
+{
+    int rc;
+
+    if (deadline == NULL || deadline->tv_nsec < 0 || deadline->tv_nsec >= 1000000000L)
+        return EINVAL;
+    if (fast_acquire(lock, mode))
+        return 0;
+    if (deadline_passed(deadline)) {
+        rc = fifolock_mt_try_acquire(lock, mode);
+        return rc == EBUSY ? ETIMEDOUT : rc;
+    }
+    return acquire_slow(lock, mode, deadline);
+}
+
+int fifolock_mt_release(fifolock_mt *lock, const fifolock_mode *mode)
+{
+    uint64_t w = (uintptr_t)mode | W_IDLE;
+    unsigned step_aside;
+    int rc;
+
+    if (lock == NULL || mode == NULL)
+        return EINVAL;
+    /* F2 (a misaligned mode never went fast: its word can't match) */
+    if (((uintptr_t)mode & W_FLAGS) == 0 &&
+        __atomic_compare_exchange_n(&lock->word, &w, W_IDLE, false, __ATOMIC_RELEASE,
+                                    __ATOMIC_RELAXED))
+        return 0;
+    ilock(lock);
+    rc = fifolock_release(&lock->engine, mode);
+    step_aside = lock->step_aside;
+    lock->step_aside = 0;
+    iunlock_and_wake(lock);
+    if (step_aside)
+        sched_yield(); /* G5 */
+    return rc;
+}
+
+size_t fifolock_mt_waiting(fifolock_mt *lock)
+{
+    size_t n;
+
+    if (lock == NULL)
+        return 0;
+    ilock(lock);
+    n = fifolock_waiting(&lock->engine);
+    iunlock(lock);
+    return n;
+}
+
+size_t fifolock_mt_held(fifolock_mt *lock, const fifolock_mode *mode)
+{
+    size_t n;
+
+    if (lock == NULL || mode == NULL)
+        return 0;
+    ilock(lock);
+    n = fifolock_held(fifolock_holds_of(&lock->engine), mode);
+    iunlock(lock);
+    return n;
+}
+
+/* ---- probes for tests ---------------------------------------------------- */
+
+size_t fifolock_mt__sleeping(fifolock_mt *lock)
+{
+    const fifolock_waiter *w;
+    size_t n = 0;
+
+    ilock(lock);
+    for (w = lock->engine.head; w != NULL; w = w->next)
+        n += __atomic_load_n(&((const struct waiter *)w)->state, __ATOMIC_RELAXED) == S_PARKED;
+    iunlock(lock);
+    return n;
+}
+
+const fifolock_mode *fifolock_mt__queued_mode(fifolock_mt *lock, size_t i)
+{
+    const fifolock_mode *mode;
+    const fifolock_waiter *w;
+
+    ilock(lock);
+    for (w = lock->engine.head; w != NULL && i > 0; w = w->next)
+        i--;
+    mode = w ? w->mode : NULL;
+    iunlock(lock);
+    return mode;
+}

@@ -1,0 +1,3 @@
+# The thread lock (src/mt.c). A deadlock fails by the 60 s timeout, never hangs.
+fifolock_add_test(test_mt test_mt.c TIMEOUT 60 LABELS mt)
+fifolock_add_test(test_mt_stress test_mt_stress.c TIMEOUT 60 LABELS mt stress)

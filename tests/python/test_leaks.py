@@ -1,0 +1,192 @@
+"""No references or memory left behind, on every path.
+
+A workload that takes every path of the module (uncontended and queued
+acquires of C and Python modes, cancels while waiting and after a grant,
+timeouts, raising predicates, errors in the body, introspection) runs many
+times. After a warm-up, nothing may grow: the reference counts of the mode
+classes and of a long-lived lock, the number of live objects, the memory
+traced by tracemalloc and, on a debug build of Python, sys.gettotalrefcount().
+FIFOLOCK_LEAK_RUNS sets the number of measured runs (default 8).
+"""
+import asyncio
+import gc
+import os
+import sys
+import tracemalloc
+import unittest
+
+from fifolock import FifoLock, IS, Mutex, Read, Semaphore, Write, X
+
+RUNS = int(os.environ.get("FIFOLOCK_LEAK_RUNS", "8"))
+
+
+class UserMode(asyncio.Future):
+    @staticmethod
+    def is_compatible(holds):
+        return not holds[UserMode] and not holds[Write]
+
+
+class PlainMode(asyncio.Future):
+    def is_compatible(self, holds):
+        return holds[PlainMode] < 2
+
+
+class Raising(asyncio.Future):
+    @staticmethod
+    def is_compatible(holds):
+        if holds[X]:
+            return False
+        raise ValueError("raising")
+
+
+CLASSES = (Mutex, Read, Write, IS, X, Semaphore(2), UserMode, PlainMode, Raising)
+LONG_LIVED = FifoLock()
+
+
+async def settle(steps=4):
+    for _ in range(steps):
+        await asyncio.sleep(0)
+
+
+async def hold(lock, mode, gate):
+    async with lock(mode):
+        await gate.wait()
+
+
+async def take(lock, mode):
+    async with lock(mode):
+        await asyncio.sleep(0)
+
+
+async def body_raises(lock, mode):
+    async with lock(mode):
+        raise KeyError(mode)
+
+
+async def workload(lock):
+    # Uncontended, every kind of mode.
+    for mode in (Mutex, Read, Write, IS, Semaphore(2), UserMode, PlainMode):
+        for _ in range(20):
+            async with lock(mode):
+                pass
+    # Queued, with a shared context manager.
+    for mode in (Mutex, UserMode, PlainMode, Semaphore(2)):
+        cm = lock(mode)
+
+        async def use():
+            async with cm:
+                await asyncio.sleep(0)
+
+        await asyncio.gather(*(use() for _ in range(30)))
+    # Cancel while waiting, and right after a grant.
+    gate = asyncio.Event()
+    holder = asyncio.create_task(hold(lock, Write, gate))
+    await settle()
+    waiters = [asyncio.create_task(take(lock, m)) for m in (Read, UserMode, Read, Mutex) * 5]
+    await settle()
+    for w in waiters[::3]:
+        w.cancel()
+    await settle()
+    gate.set()
+    await holder
+    for w in waiters[1::3]:
+        w.cancel()  # some granted a moment ago, not resumed yet
+    await asyncio.gather(*waiters, return_exceptions=True)
+    # Timeouts.
+    gate = asyncio.Event()
+    holder = asyncio.create_task(hold(lock, X, gate))
+    await settle()
+    await asyncio.gather(*(asyncio.wait_for(take(lock, m), 0.001)
+                           for m in (IS, UserMode, PlainMode) * 30),
+                         return_exceptions=True)
+    # Raising predicates: at the head, and on a free lock.
+    raisers = [asyncio.create_task(take(lock, Raising)) for _ in range(5)]
+    await settle()
+    gate.set()
+    await holder
+    await asyncio.gather(*raisers, return_exceptions=True)
+    for _ in range(5):
+        try:
+            await take(lock, Raising)
+        except ValueError:
+            pass
+    # Errors in the body, wrong releases, introspection.
+    for mode in (Mutex, UserMode):
+        try:
+            await body_raises(lock, mode)
+        except KeyError:
+            pass
+        try:
+            await lock(mode).__aexit__(None, None, None)
+        except RuntimeError:
+            pass
+    repr(lock)
+    dict(lock.holds)
+    assert lock.waiting == 0 and lock.holds == {}, lock
+
+
+def run_once():
+    asyncio.run(workload(FifoLock()))
+    asyncio.run(workload(LONG_LIVED))
+    gc.collect()
+
+
+def fifolock_objects():
+    """The module's internal objects alive now, with their reference counts."""
+    return sorted((type(o).__name__, repr(o), sys.getrefcount(o)) for o in gc.get_objects()
+                  if type(o).__module__.startswith("fifolock._fifolock")
+                  and type(o).__name__ in ("Acquire", "LockContext", "ModeEntry"))
+
+
+class LeakTest(unittest.TestCase):
+    def setUp(self):
+        self.unraisable = []
+        self.old_hook = sys.unraisablehook
+        sys.unraisablehook = self.unraisable.append
+        for _ in range(3):
+            run_once()  # warm up caches (semaphore classes, entries, loops)
+
+    def tearDown(self):
+        sys.unraisablehook = self.old_hook
+        self.assertEqual([], [repr(u.exc_value) for u in self.unraisable])
+
+    def test_reference_counts_of_modes_and_locks_do_not_grow(self):
+        before = [sys.getrefcount(c) for c in CLASSES] + [sys.getrefcount(LONG_LIVED)]
+        objects = fifolock_objects()
+        for _ in range(RUNS):
+            run_once()
+        after = [sys.getrefcount(c) for c in CLASSES] + [sys.getrefcount(LONG_LIVED)]
+        self.assertEqual(before, after)
+        self.assertEqual(objects, fifolock_objects())
+
+    def test_live_objects_and_traced_memory_do_not_grow(self):
+        gc.collect()
+        count = len(gc.get_objects())
+        tracemalloc.start()
+        try:
+            run_once()
+            start, _ = tracemalloc.get_traced_memory()
+            for _ in range(RUNS):
+                run_once()
+            end, _ = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        gc.collect()
+        # A leak of one small object per acquisition (about 1500 per run)
+        # would be far above these bounds.
+        self.assertLess(len(gc.get_objects()) - count, 50)
+        self.assertLess(end - start, 64 * 1024)
+
+    @unittest.skipUnless(hasattr(sys, "gettotalrefcount"), "needs a debug build of Python")
+    def test_total_reference_count_does_not_grow(self):
+        deltas = []
+        for _ in range(RUNS):
+            before = sys.gettotalrefcount()
+            run_once()
+            deltas.append(sys.gettotalrefcount() - before)
+        # As regrtest -R does: a leak shows in every run, noise does not.
+        self.assertFalse(all(d > 0 for d in deltas[-3:]), deltas)
+
+
+if __name__ == "__main__":
+    unittest.main()

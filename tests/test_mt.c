@@ -1,0 +1,686 @@
+/*
+ * The thread lock, deterministically: every error code, state after each
+ * call (fifolock_mt_held / fifolock_mt_waiting), FIFO order across threads
+ * queued one at a time, and timeouts that leave no trace. Threads never call
+ * CHECK (the harness is single-threaded): they report, main checks.
+ */
+#define _GNU_SOURCE
+#include "check.h"
+#include "mt_internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static struct timespec in_ms(long ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += (ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
+/* One step of a wait for another thread: quick at first, then gentle. */
+static void pause_a_little(unsigned *i)
+{
+    if ((*i)++ < 100)
+        sched_yield();
+    else
+        usleep(100);
+}
+
+static void wait_queued(fifolock_mt *lock, size_t n)
+{
+    unsigned i = 0;
+
+    while (fifolock_mt_waiting(lock) < n)
+        pause_a_little(&i);
+}
+
+
+static void wait_sleeping(fifolock_mt *lock, size_t n)
+{
+    while (fifolock_mt__sleeping(lock) < n)
+        usleep(200);
+}
+
+/* Only while no thread waits: a wait reads these when it begins. */
+static void set_tuning(unsigned spin, unsigned yield)
+{
+    __atomic_store_n(&fifolock_mt__tuning.spin, spin, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&fifolock_mt__tuning.yield, yield, __ATOMIC_SEQ_CST);
+}
+
+static void default_tuning(void)
+{
+    set_tuning(FIFOLOCK_MT__SPIN, FIFOLOCK_MT__YIELD);
+    __atomic_store_n(&fifolock_mt__on_timeout, NULL, __ATOMIC_SEQ_CST);
+}
+
+/* A thread that acquires (or timed-acquires) one mode, records, releases. */
+struct req {
+    pthread_t tid;
+    fifolock_mt *lock;
+    const fifolock_mode *mode;
+    int id;
+    int timed;              /* use timed_acquire with `deadline` */
+    struct timespec deadline;
+    int hold_until_told;    /* keep the hold until `let_go` is set */
+    int acquire_rc, release_rc;
+    int *order, *pos;       /* where to record the grant order */
+    int granted;            /* set once acquire returned 0 */
+    int let_go;
+    int done;               /* set once acquire returned, whatever it returned */
+};
+
+static void *req_main(void *arg)
+{
+    struct req *r = arg;
+    int rc;
+
+    rc = r->timed ? fifolock_mt_timed_acquire(r->lock, r->mode, &r->deadline)
+                  : fifolock_mt_acquire(r->lock, r->mode);
+    r->acquire_rc = rc;
+    __atomic_store_n(&r->done, 1, __ATOMIC_SEQ_CST);
+    if (rc != 0)
+        return NULL;
+    if (r->order)
+        r->order[__atomic_fetch_add(r->pos, 1, __ATOMIC_SEQ_CST)] = r->id;
+    __atomic_store_n(&r->granted, 1, __ATOMIC_SEQ_CST);
+    while (r->hold_until_told && !__atomic_load_n(&r->let_go, __ATOMIC_SEQ_CST))
+        usleep(100);
+    r->release_rc = fifolock_mt_release(r->lock, r->mode);
+    return NULL;
+}
+
+static void req_start(struct req *r, fifolock_mt *lock, const fifolock_mode *mode, int id)
+{
+    memset(r, 0, sizeof *r);
+    r->lock = lock;
+    r->mode = mode;
+    r->id = id;
+    r->acquire_rc = -1;
+    r->release_rc = -1;
+}
+
+static void req_go(struct req *r)
+{
+    pthread_create(&r->tid, NULL, req_main, r);
+}
+
+static int req_granted(struct req *r)
+{
+    return __atomic_load_n(&r->granted, __ATOMIC_SEQ_CST);
+}
+
+static void wait_granted(struct req *r)
+{
+    unsigned i = 0;
+
+    while (!req_granted(r))
+        pause_a_little(&i);
+}
+
+/* ---- errors -------------------------------------------------------------- */
+
+static void null_and_bad_arguments_are_einval(void)
+{
+    fifolock_mt lock;
+    fifolock_mode no_pred = { NULL, "none", 0 };
+    struct timespec t = in_ms(1000);
+    struct timespec bad_hi = t, bad_lo = t;
+
+    bad_hi.tv_nsec = 1000000000L;
+    bad_lo.tv_nsec = -1;
+    CHECK_EQ(fifolock_mt_init(NULL), EINVAL);
+    CHECK_EQ(fifolock_mt_init(&lock), 0);
+    CHECK_EQ(fifolock_mt_destroy(NULL), EINVAL);
+    CHECK_EQ(fifolock_mt_acquire(NULL, &fifolock_mutex), EINVAL);
+    CHECK_EQ(fifolock_mt_acquire(&lock, NULL), EINVAL);
+    CHECK_EQ(fifolock_mt_acquire(&lock, &no_pred), EINVAL);
+    CHECK_EQ(fifolock_mt_try_acquire(NULL, &fifolock_mutex), EINVAL);
+    CHECK_EQ(fifolock_mt_try_acquire(&lock, NULL), EINVAL);
+    CHECK_EQ(fifolock_mt_try_acquire(&lock, &no_pred), EINVAL);
+    CHECK_EQ(fifolock_mt_timed_acquire(NULL, &fifolock_mutex, &t), EINVAL);
+    CHECK_EQ(fifolock_mt_timed_acquire(&lock, NULL, &t), EINVAL);
+    CHECK_EQ(fifolock_mt_timed_acquire(&lock, &no_pred, &t), EINVAL);
+    CHECK_EQ(fifolock_mt_timed_acquire(&lock, &fifolock_mutex, NULL), EINVAL);
+    CHECK_EQ(fifolock_mt_timed_acquire(&lock, &fifolock_mutex, &bad_hi), EINVAL);
+    CHECK_EQ(fifolock_mt_timed_acquire(&lock, &fifolock_mutex, &bad_lo), EINVAL);
+    CHECK_EQ(fifolock_mt_release(NULL, &fifolock_mutex), EINVAL);
+    CHECK_EQ(fifolock_mt_release(&lock, NULL), EINVAL);
+    CHECK_EQ(fifolock_mt_waiting(NULL), 0);
+    CHECK_EQ(fifolock_mt_held(NULL, &fifolock_mutex), 0);
+    CHECK_EQ(fifolock_mt_held(&lock, NULL), 0);
+    /* nothing was taken by any of those */
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_mutex), 0);
+    CHECK_EQ(fifolock_mt_held(&lock, &no_pred), 0);
+    CHECK_EQ(fifolock_mt_waiting(&lock), 0);
+    CHECK_EQ(fifolock_mt_destroy(&lock), 0);
+}
+
+static void releasing_an_unheld_mode_is_eperm_and_changes_nothing(void)
+{
+    fifolock_mt lock;
+
+    fifolock_mt_init(&lock);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_mutex), EPERM);
+    CHECK_EQ(fifolock_mt_acquire(&lock, &fifolock_read), 0);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_write), EPERM);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_mutex), EPERM);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_read), 1);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_write), 0);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_read), 0);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_read), EPERM);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_read), 0);
+    CHECK_EQ(fifolock_mt_destroy(&lock), 0);
+}
+
+static void destroying_a_held_lock_is_ebusy_and_leaves_it_usable(void)
+{
+    fifolock_mt lock;
+
+    fifolock_mt_init(&lock);
+    /* the first hold of an idle lock may be one the engine does not count yet */
+    CHECK_EQ(fifolock_mt_acquire(&lock, &fifolock_mutex), 0);
+    CHECK_EQ(fifolock_mt_destroy(&lock), EBUSY);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_mutex), 1);
+    CHECK_EQ(fifolock_mt_try_acquire(&lock, &fifolock_mutex), EBUSY);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_mutex), 0);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_mutex), 0);
+    /* the same with a warm idle cache (acquire goes the fast way) */
+    CHECK_EQ(fifolock_mt_acquire(&lock, &fifolock_mutex), 0);
+    CHECK_EQ(fifolock_mt_destroy(&lock), EBUSY);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_mutex), 0);
+    CHECK_EQ(fifolock_mt_destroy(&lock), 0);
+}
+
+static void destroying_a_waited_lock_is_ebusy(void)
+{
+    fifolock_mt lock;
+    struct req r;
+
+    fifolock_mt_init(&lock);
+    CHECK_EQ(fifolock_mt_acquire(&lock, &fifolock_read), 0);
+    req_start(&r, &lock, &fifolock_write, 1);
+    req_go(&r);
+    wait_queued(&lock, 1);
+    CHECK_EQ(fifolock_mt_destroy(&lock), EBUSY);
+    CHECK_EQ(fifolock_mt_waiting(&lock), 1);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_read), 1);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_read), 0);
+    pthread_join(r.tid, NULL);
+    CHECK_EQ(r.acquire_rc, 0);
+    CHECK_EQ(r.release_rc, 0);
+    CHECK_EQ(fifolock_mt_waiting(&lock), 0);
+    CHECK_EQ(fifolock_mt_destroy(&lock), 0);
+}
+
+static void try_is_ebusy_when_incompatible_or_anybody_waits(void)
+{
+    fifolock_mt lock;
+    struct req w;
+
+    fifolock_mt_init(&lock);
+    CHECK_EQ(fifolock_mt_try_acquire(&lock, &fifolock_read), 0);
+    CHECK_EQ(fifolock_mt_try_acquire(&lock, &fifolock_read), 0);
+    CHECK_EQ(fifolock_mt_try_acquire(&lock, &fifolock_write), EBUSY);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_read), 2);
+    req_start(&w, &lock, &fifolock_write, 1);
+    req_go(&w);
+    wait_queued(&lock, 1);
+    /* read is compatible with the holders, but a writer waits: fairness */
+    CHECK_EQ(fifolock_mt_try_acquire(&lock, &fifolock_read), EBUSY);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_read), 2);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_read), 0);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_read), 0);
+    pthread_join(w.tid, NULL);
+    CHECK_EQ(w.acquire_rc, 0);
+    CHECK_EQ(w.release_rc, 0);
+    CHECK_EQ(fifolock_mt_destroy(&lock), 0);
+}
+
+static void past_deadline_is_try_then_etimedout(void)
+{
+    fifolock_mt lock;
+    struct timespec past = in_ms(0);
+
+    past.tv_sec -= 1;
+    fifolock_mt_init(&lock);
+    CHECK_EQ(fifolock_mt_timed_acquire(&lock, &fifolock_mutex, &past), 0);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_mutex), 1);
+    CHECK_EQ(fifolock_mt_timed_acquire(&lock, &fifolock_mutex, &past), ETIMEDOUT);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_mutex), 1);
+    CHECK_EQ(fifolock_mt_waiting(&lock), 0);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_mutex), 0);
+    CHECK_EQ(fifolock_mt_destroy(&lock), 0);
+}
+
+static void errno_is_never_touched(void)
+{
+    fifolock_mt lock;
+    struct timespec soon;
+
+    fifolock_mt_init(&lock);
+    set_tuning(0, 0); /* sleep on the futex at once */
+    errno = 4242;
+    CHECK_EQ(fifolock_mt_acquire(&lock, &fifolock_mutex), 0);
+    soon = in_ms(20);
+    CHECK_EQ(fifolock_mt_timed_acquire(&lock, &fifolock_mutex, &soon), ETIMEDOUT);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_mutex), 0);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_mutex), EPERM);
+    CHECK_EQ(errno, 4242);
+    default_tuning();
+    CHECK_EQ(fifolock_mt_destroy(&lock), 0);
+}
+
+/* ---- counts -------------------------------------------------------------- */
+
+static void held_counts_every_mode_and_semaphore_stops_at_its_size(void)
+{
+    fifolock_mt lock;
+    fifolock_mode sem = FIFOLOCK_SEMAPHORE(3);
+
+    fifolock_mt_init(&lock);
+    CHECK_EQ(fifolock_mt_acquire(&lock, &sem), 0);
+    CHECK_EQ(fifolock_mt_acquire(&lock, &sem), 0);
+    CHECK_EQ(fifolock_mt_try_acquire(&lock, &sem), 0);
+    CHECK_EQ(fifolock_mt_try_acquire(&lock, &sem), EBUSY);
+    CHECK_EQ(fifolock_mt_held(&lock, &sem), 3);
+    CHECK_EQ(fifolock_mt_acquire(&lock, &fifolock_read), 0); /* unrelated mode */
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_read), 1);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_write), 0);
+    CHECK_EQ(fifolock_mt_release(&lock, &sem), 0);
+    CHECK_EQ(fifolock_mt_held(&lock, &sem), 2);
+    CHECK_EQ(fifolock_mt_try_acquire(&lock, &sem), 0);
+    CHECK_EQ(fifolock_mt_release(&lock, &sem), 0);
+    CHECK_EQ(fifolock_mt_release(&lock, &sem), 0);
+    CHECK_EQ(fifolock_mt_release(&lock, &sem), 0);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_read), 0);
+    CHECK_EQ(fifolock_mt_held(&lock, &sem), 0);
+    CHECK_EQ(fifolock_mt_destroy(&lock), 0);
+}
+
+static void fast_hold_is_seen_by_every_other_call(void)
+{
+    fifolock_mt lock;
+
+    fifolock_mt_init(&lock);
+    /* warm the idle cache, then hold the fast way */
+    CHECK_EQ(fifolock_mt_acquire(&lock, &fifolock_write), 0);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_write), 0);
+    CHECK_EQ(fifolock_mt_acquire(&lock, &fifolock_write), 0);
+    CHECK_EQ(fifolock_mt_try_acquire(&lock, &fifolock_read), EBUSY);
+    CHECK_EQ(fifolock_mt_try_acquire(&lock, &fifolock_write), EBUSY);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_read), EPERM);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_write), 1);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_write), 0);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_write), EPERM);
+    /* a cached read lets a second reader in beside the fast one */
+    CHECK_EQ(fifolock_mt_acquire(&lock, &fifolock_read), 0);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_read), 0);
+    CHECK_EQ(fifolock_mt_acquire(&lock, &fifolock_read), 0);
+    CHECK_EQ(fifolock_mt_try_acquire(&lock, &fifolock_read), 0);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_read), 2);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_read), 0);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_read), 0);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_read), 0);
+    CHECK_EQ(fifolock_mt_destroy(&lock), 0);
+}
+
+static void a_mode_that_never_fits_is_never_granted(void)
+{
+    fifolock_mt lock;
+    fifolock_mode none = FIFOLOCK_SEMAPHORE(0);
+    struct timespec soon = in_ms(10), past = in_ms(0);
+    struct req r;
+
+    past.tv_sec -= 1;
+    fifolock_mt_init(&lock);
+    CHECK_EQ(fifolock_mt_try_acquire(&lock, &none), EBUSY);
+    CHECK_EQ(fifolock_mt_timed_acquire(&lock, &none, &past), ETIMEDOUT);
+    CHECK_EQ(fifolock_mt_timed_acquire(&lock, &none, &soon), ETIMEDOUT);
+    CHECK_EQ(fifolock_mt_held(&lock, &none), 0);
+    CHECK_EQ(fifolock_mt_waiting(&lock), 0);
+    /* queued, it holds back every later request, though nobody holds */
+    req_start(&r, &lock, &none, 1);
+    r.timed = 1;
+    r.deadline = in_ms(400);
+    req_go(&r);
+    wait_queued(&lock, 1);
+    CHECK_EQ(fifolock_mt_try_acquire(&lock, &fifolock_mutex), EBUSY);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_mutex), 0);
+    CHECK_EQ(fifolock_mt_try_acquire(&lock, &fifolock_read), EBUSY);
+    CHECK_EQ(fifolock_mt_destroy(&lock), EBUSY);
+    CHECK_FALSE(__atomic_load_n(&r.done, __ATOMIC_SEQ_CST)); /* else the checks were late */
+    pthread_join(r.tid, NULL);
+    CHECK_EQ(r.acquire_rc, ETIMEDOUT);
+    /* the lock is as good as new */
+    CHECK_EQ(fifolock_mt_acquire(&lock, &fifolock_mutex), 0);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_mutex), 0);
+    CHECK_EQ(fifolock_mt_destroy(&lock), 0);
+}
+
+/* ---- FIFO order ---------------------------------------------------------- */
+
+#define N_FIFO 8
+
+/*
+ * Queues N_FIFO threads behind a writer, one at a time, in the pattern
+ * W R R W R W W R; releases; checks the grant order: writers exactly in
+ * queue order, readers between two writers in any order among themselves.
+ */
+static void fifo_order(int sleeping)
+{
+    static const int is_write[N_FIFO] = { 1, 0, 0, 1, 0, 1, 1, 0 };
+    fifolock_mt lock;
+    struct req r[N_FIFO];
+    int order[N_FIFO], pos = 0, i, j;
+
+    if (sleeping)
+        set_tuning(0, 0);
+    fifolock_mt_init(&lock);
+    CHECK_EQ(fifolock_mt_acquire(&lock, &fifolock_write), 0);
+    for (i = 0; i < N_FIFO; i++) {
+        req_start(&r[i], &lock, is_write[i] ? &fifolock_write : &fifolock_read, i);
+        r[i].order = order;
+        r[i].pos = &pos;
+        req_go(&r[i]);
+        wait_queued(&lock, (size_t)i + 1);
+    }
+    if (sleeping)
+        wait_sleeping(&lock, N_FIFO);
+    for (i = 0; i < N_FIFO; i++)
+        CHECK_TRUE(fifolock_mt__queued_mode(&lock, (size_t)i) == r[i].mode);
+    CHECK_EQ(fifolock_mt_waiting(&lock), N_FIFO);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_write), 1);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_write), 0);
+    for (i = 0; i < N_FIFO; i++) {
+        pthread_join(r[i].tid, NULL);
+        CHECK_EQ(r[i].acquire_rc, 0);
+        CHECK_EQ(r[i].release_rc, 0);
+    }
+    CHECK_EQ(pos, N_FIFO);
+    /* compare group by group: a writer alone, or a run of readers */
+    for (i = 0; i < N_FIFO;) {
+        if (is_write[i]) {
+            CHECK_EQ(order[i], i);
+            i++;
+            continue;
+        }
+        for (j = i; j < N_FIFO && !is_write[j]; j++) {
+            int k, found = 0;
+            for (k = i; k < N_FIFO && !is_write[k]; k++)
+                found += order[k] == j;
+            CHECK_EQ(found, 1);
+        }
+        i = j;
+    }
+    CHECK_EQ(fifolock_mt_waiting(&lock), 0);
+    CHECK_EQ(fifolock_mt_destroy(&lock), 0);
+    default_tuning();
+}
+
+static void threads_are_granted_in_queue_order(void)
+{
+    fifo_order(0);
+}
+
+static void sleeping_threads_are_woken_in_queue_order(void)
+{
+    fifo_order(1);
+}
+
+static void readers_queue_behind_a_waiting_writer(void)
+{
+    fifolock_mt lock;
+    struct req w, rd;
+
+    fifolock_mt_init(&lock);
+    CHECK_EQ(fifolock_mt_acquire(&lock, &fifolock_read), 0);
+    req_start(&w, &lock, &fifolock_write, 1);
+    w.hold_until_told = 1;
+    req_go(&w);
+    wait_queued(&lock, 1);
+    req_start(&rd, &lock, &fifolock_read, 2);
+    req_go(&rd);
+    wait_queued(&lock, 2); /* compatible with the holder, queued all the same */
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_read), 1);
+    CHECK_FALSE(req_granted(&rd));
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_read), 0);
+    wait_granted(&w);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_write), 1);
+    CHECK_EQ(fifolock_mt_waiting(&lock), 1);
+    CHECK_FALSE(req_granted(&rd));
+    __atomic_store_n(&w.let_go, 1, __ATOMIC_SEQ_CST);
+    pthread_join(w.tid, NULL);
+    pthread_join(rd.tid, NULL);
+    CHECK_EQ(w.release_rc, 0);
+    CHECK_EQ(rd.acquire_rc, 0);
+    CHECK_EQ(rd.release_rc, 0);
+    CHECK_EQ(fifolock_mt_destroy(&lock), 0);
+}
+
+/* ---- timeouts ------------------------------------------------------------ */
+
+static void timeout_leaves_no_trace(int sleeping)
+{
+    fifolock_mt lock;
+    struct req t, later;
+
+    if (sleeping)
+        set_tuning(0, 0);
+    fifolock_mt_init(&lock);
+    CHECK_EQ(fifolock_mt_acquire(&lock, &fifolock_write), 0);
+    req_start(&t, &lock, &fifolock_write, 1);
+    t.timed = 1;
+    t.deadline = in_ms(30);
+    req_go(&t);
+    pthread_join(t.tid, NULL);
+    CHECK_EQ(t.acquire_rc, ETIMEDOUT);
+    CHECK_EQ(fifolock_mt_waiting(&lock), 0);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_write), 1);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_read), 0);
+    /* a later waiter still gets the lock */
+    req_start(&later, &lock, &fifolock_write, 2);
+    req_go(&later);
+    wait_queued(&lock, 1);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_write), 0);
+    pthread_join(later.tid, NULL);
+    CHECK_EQ(later.acquire_rc, 0);
+    CHECK_EQ(later.release_rc, 0);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_write), 0);
+    CHECK_EQ(fifolock_mt_destroy(&lock), 0);
+    default_tuning();
+}
+
+static void timeout_while_spinning_leaves_no_trace(void)
+{
+    set_tuning(1u << 30, 0); /* spin until the deadline */
+    timeout_leaves_no_trace(0);
+    default_tuning();
+}
+
+static void timeout_while_sleeping_leaves_no_trace(void)
+{
+    timeout_leaves_no_trace(1);
+}
+
+/*
+ * Holder: a reader. Queue: a timed writer (head), then two readers that are
+ * compatible with the holder but wait behind the writer. When the writer
+ * times out, both readers must get in while the first reader still holds.
+ */
+static void timed_out_head_lets_compatible_waiters_through(void)
+{
+    fifolock_mt lock;
+    struct req w, r1, r2;
+    long ms = 100;
+    int round, r2_started;
+    unsigned i;
+
+    for (round = 0; round < 2; round++) {
+        set_tuning(round ? 0 : FIFOLOCK_MT__SPIN, round ? 0 : FIFOLOCK_MT__YIELD);
+        fifolock_mt_init(&lock);
+        CHECK_EQ(fifolock_mt_acquire(&lock, &fifolock_read), 0);
+        req_start(&w, &lock, &fifolock_write, 1);
+        w.timed = 1;
+        w.deadline = in_ms(ms);
+        req_go(&w);
+        wait_queued(&lock, 1);
+        req_start(&r1, &lock, &fifolock_read, 2);
+        r1.hold_until_told = 1;
+        req_go(&r1);
+        req_start(&r2, &lock, &fifolock_read, 3);
+        r2.hold_until_told = 1;
+        /* a slow machine (valgrind) may pass the deadline first: then again, longer */
+        i = 0;
+        while (fifolock_mt_waiting(&lock) < 2 && !__atomic_load_n(&w.done, __ATOMIC_SEQ_CST))
+            pause_a_little(&i);
+        r2_started = fifolock_mt_waiting(&lock) == 2;
+        if (r2_started) {
+            req_go(&r2);
+            while (fifolock_mt_waiting(&lock) < 3 && !__atomic_load_n(&w.done, __ATOMIC_SEQ_CST))
+                pause_a_little(&i);
+            while (round == 1 && fifolock_mt__sleeping(&lock) < 3 &&
+                   !__atomic_load_n(&w.done, __ATOMIC_SEQ_CST))
+                usleep(200);
+        }
+        if (__atomic_load_n(&w.done, __ATOMIC_SEQ_CST)) {
+            /* too late: undo and retry this round with more time */
+            __atomic_store_n(&r1.let_go, 1, __ATOMIC_SEQ_CST);
+            __atomic_store_n(&r2.let_go, 1, __ATOMIC_SEQ_CST);
+            pthread_join(w.tid, NULL);
+            pthread_join(r1.tid, NULL);
+            if (r2_started)
+                pthread_join(r2.tid, NULL);
+            CHECK_EQ(fifolock_mt_release(&lock, &fifolock_read), 0);
+            CHECK_EQ(fifolock_mt_destroy(&lock), 0);
+            ms *= 2;
+            round--;
+            continue;
+        }
+        pthread_join(w.tid, NULL);
+        CHECK_EQ(w.acquire_rc, ETIMEDOUT);
+        wait_granted(&r1);
+        wait_granted(&r2);
+        CHECK_EQ(fifolock_mt_held(&lock, &fifolock_read), 3);
+        CHECK_EQ(fifolock_mt_held(&lock, &fifolock_write), 0);
+        CHECK_EQ(fifolock_mt_waiting(&lock), 0);
+        __atomic_store_n(&r1.let_go, 1, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&r2.let_go, 1, __ATOMIC_SEQ_CST);
+        pthread_join(r1.tid, NULL);
+        pthread_join(r2.tid, NULL);
+        CHECK_EQ(r1.release_rc, 0);
+        CHECK_EQ(r2.release_rc, 0);
+        CHECK_EQ(fifolock_mt_release(&lock, &fifolock_read), 0);
+        CHECK_EQ(fifolock_mt_destroy(&lock), 0);
+    }
+    default_tuning();
+}
+
+static void timed_acquire_granted_before_the_deadline_holds(void)
+{
+    fifolock_mt lock;
+    struct req t;
+
+    set_tuning(0, 0);
+    fifolock_mt_init(&lock);
+    CHECK_EQ(fifolock_mt_acquire(&lock, &fifolock_mutex), 0);
+    req_start(&t, &lock, &fifolock_mutex, 1);
+    t.timed = 1;
+    t.deadline = in_ms(60000);
+    t.hold_until_told = 1;
+    req_go(&t);
+    wait_sleeping(&lock, 1);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_mutex), 0);
+    wait_granted(&t);
+    CHECK_EQ(t.acquire_rc, 0);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_mutex), 1);
+    __atomic_store_n(&t.let_go, 1, __ATOMIC_SEQ_CST);
+    pthread_join(t.tid, NULL);
+    CHECK_EQ(t.release_rc, 0);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_mutex), 0);
+    CHECK_EQ(fifolock_mt_destroy(&lock), 0);
+    default_tuning();
+}
+
+/*
+ * The deadline passes, and the lock is released (granting the request)
+ * after the waiter decided to give up but before it withdrew: the grant
+ * wins, the caller holds the lock, and it is counted once.
+ */
+static int hook_entered, hook_go;
+
+static void pause_at_timeout(fifolock_mt *lock)
+{
+    (void)lock;
+    __atomic_store_n(&hook_entered, 1, __ATOMIC_SEQ_CST);
+    while (!__atomic_load_n(&hook_go, __ATOMIC_SEQ_CST))
+        usleep(100);
+}
+
+static void grant_between_deadline_and_withdrawal_wins(void)
+{
+    fifolock_mt lock;
+    struct req t;
+    int round;
+
+    for (round = 0; round < 2; round++) {
+        set_tuning(round ? 0 : FIFOLOCK_MT__SPIN, round ? 0 : FIFOLOCK_MT__YIELD);
+        hook_entered = hook_go = 0;
+        __atomic_store_n(&fifolock_mt__on_timeout, pause_at_timeout, __ATOMIC_SEQ_CST);
+        fifolock_mt_init(&lock);
+        CHECK_EQ(fifolock_mt_acquire(&lock, &fifolock_mutex), 0);
+        req_start(&t, &lock, &fifolock_mutex, 1);
+        t.timed = 1;
+        t.deadline = in_ms(20);
+        t.hold_until_told = 1;
+        req_go(&t);
+        while (!__atomic_load_n(&hook_entered, __ATOMIC_SEQ_CST))
+            usleep(100);
+        CHECK_EQ(fifolock_mt_waiting(&lock), 1); /* still queued after its deadline */
+        CHECK_EQ(fifolock_mt_release(&lock, &fifolock_mutex), 0);
+        CHECK_EQ(fifolock_mt_held(&lock, &fifolock_mutex), 1); /* granted to it */
+        CHECK_EQ(fifolock_mt_waiting(&lock), 0);
+        __atomic_store_n(&hook_go, 1, __ATOMIC_SEQ_CST);
+        while (!__atomic_load_n(&t.done, __ATOMIC_SEQ_CST))
+            usleep(100);
+        CHECK_EQ(t.acquire_rc, 0);
+        CHECK_EQ(fifolock_mt_held(&lock, &fifolock_mutex), 1);
+        __atomic_store_n(&t.let_go, 1, __ATOMIC_SEQ_CST);
+        pthread_join(t.tid, NULL);
+        CHECK_EQ(t.release_rc, 0);
+        CHECK_EQ(fifolock_mt_held(&lock, &fifolock_mutex), 0);
+        CHECK_EQ(fifolock_mt_destroy(&lock), 0);
+        default_tuning();
+    }
+}
+
+RUN_TESTS(TEST(null_and_bad_arguments_are_einval),
+          TEST(releasing_an_unheld_mode_is_eperm_and_changes_nothing),
+          TEST(destroying_a_held_lock_is_ebusy_and_leaves_it_usable),
+          TEST(destroying_a_waited_lock_is_ebusy),
+          TEST(try_is_ebusy_when_incompatible_or_anybody_waits),
+          TEST(past_deadline_is_try_then_etimedout), TEST(errno_is_never_touched),
+          TEST(held_counts_every_mode_and_semaphore_stops_at_its_size),
+          TEST(fast_hold_is_seen_by_every_other_call),
+          TEST(a_mode_that_never_fits_is_never_granted),
+          TEST(threads_are_granted_in_queue_order),
+          TEST(sleeping_threads_are_woken_in_queue_order),
+          TEST(readers_queue_behind_a_waiting_writer),
+          TEST(timeout_while_spinning_leaves_no_trace),
+          TEST(timeout_while_sleeping_leaves_no_trace),
+          TEST(timed_out_head_lets_compatible_waiters_through),
+          TEST(timed_acquire_granted_before_the_deadline_holds),
+          TEST(grant_between_deadline_and_withdrawal_wins))
