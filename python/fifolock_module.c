@@ -719,7 +719,7 @@ static bool py_is_compatible(const fifolock_mode *mode, const fifolock_holds *ho
     }
     if (ok < 0) {
         stash_pred_exc(lk, take_exception());
-        ok = 1; /* grant it, so the waiter leaves the queue; see the top */
+        ok = 0; /* grant it, so the waiter leaves the queue; see the top */
     }
     if (saved != NULL)
         restore_exception(saved);
@@ -986,6 +986,8 @@ static PySendResult acquire_start(AcquireObject *a, PyObject **result)
         lk->pred_exc = NULL;
         if (rc == 0)
             (void)fifolock_release(&lk->lock, e->mode);
+        else if (rc == FIFOLOCK_WAITING)
+            (void)fifolock_cancel(&lk->lock, &a->w); /* never: a raise answers yes */
         a->state = ST_DONE;
         engine_done(lk);
         restore_exception(exc);

@@ -27,7 +27,7 @@ all=(GRANT_PAST_WAITER SKIP_GRANT_AFTER_CANCEL WRONG_MODE_RELEASE WAKE_BEFORE_GR
 if (($#)); then mutants=("$@"); else mutants=("${all[@]}"); fi
 jobs=${JOBS:-$(nproc)}
 cap=${CTEST_TIMEOUT:-30}
-exclude='valgrind|python|install|example|bench|mutants'
+exclude='valgrind|python|install|example|bench|mutants|model'
 if [ -n "${MUTANTS_DIR:-}" ]; then
     work=$MUTANTS_DIR keep=1
     mkdir -p "$work"

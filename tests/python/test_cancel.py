@@ -13,7 +13,7 @@ async def settle(steps=10):
     for _ in range(steps):
         await asyncio.sleep(0)
 
-def run(coro, timeout=120):
+def run(coro, timeout=30):
     """asyncio.run, failing instead of hanging if the lock deadlocks."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
@@ -38,6 +38,7 @@ class Holder:
         self.entered = False
         self.log = log
         self.name = name
+        self.before_release = None
         self.after_release = None
         self.task = asyncio.create_task(self._run(lock, mode))
 
@@ -47,6 +48,8 @@ class Holder:
             if self.log is not None:
                 self.log.append(self.name)
             await self.gate.wait()
+            if self.before_release is not None:
+                self.before_release()  # same step as the release
         if self.after_release is not None:
             self.after_release()  # same step as the release: nobody ran yet
 
@@ -193,6 +196,30 @@ class CancelAfterGrant(Test):
                     self.assertEqual(["h", "w"], log)
                     self.assertEqual({}, lock.holds)
                     self.assertEqual(0, lock.waiting)
+
+                run(main())
+
+    def test_a_waiter_cancelled_just_before_its_grant_gives_the_hold_back_at_once(self):
+        for mode in (Mutex, UserMutex):
+            with self.subTest(mode=mode):
+                async def main():
+                    lock = FifoLock()
+                    h = Holder(lock, mode)
+                    await settle()
+                    v = Holder(lock, mode)
+                    w = Holder(lock, mode)
+                    await settle()
+                    # v's task is cancelled, has not run, and is granted in
+                    # the same step: it can't be told, so the hold moves on.
+                    h.before_release = v.task.cancel
+                    await h.release()
+                    self.assertEqual({mode: 1}, lock.holds)
+                    self.assertEqual(0, lock.waiting)
+                    await settle()
+                    self.assertTrue(v.task.cancelled())
+                    self.assertTrue(w.entered)
+                    await w.release()
+                    self.assertEqual({}, lock.holds)
 
                 run(main())
 
@@ -425,8 +452,9 @@ class PredicateRaises(Test):
             raising = True
             # Cancel f and release in the same step: f's predicate raises for
             # a waiter whose task is already cancelled.
-            f.task.cancel()
+            m.before_release = f.task.cancel
             await m.release()
+            self.assertEqual({Mutex: 1}, lock.holds)  # n, at once
             await settle()
             self.assertTrue(f.task.cancelled())
             self.assertTrue(n.entered)

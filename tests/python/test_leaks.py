@@ -126,8 +126,9 @@ async def workload(lock):
 
 
 def run_once():
-    asyncio.run(workload(FifoLock()))
-    asyncio.run(workload(LONG_LIVED))
+    # A deadlock fails the test (TimeoutError) instead of hanging it.
+    asyncio.run(asyncio.wait_for(workload(FifoLock()), 30))
+    asyncio.run(asyncio.wait_for(workload(LONG_LIVED), 30))
     gc.collect()
 
 

@@ -15,7 +15,7 @@ async def settle(steps=10):
     for _ in range(steps):
         await asyncio.sleep(0)
 
-def run(coro, timeout=120):
+def run(coro, timeout=30):
     """asyncio.run, failing instead of hanging if the lock deadlocks."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
