@@ -55,7 +55,8 @@ typedef struct fifolock_waiter fifolock_waiter;
  * `is_compatible` says whether one more holder of `self` may join the current
  * holders. It must be a pure, quick function of `holds` and of `*self`: it
  * runs inside the lock's calls (for fifolock_mt, under its internal lock) and
- * must not call back into the lock.
+ * must not call back into the lock. `holds` is always fifolock_holds_of() of
+ * the lock that asks, so a predicate may find its lock from it.
  */
 struct fifolock_mode {
     bool (*is_compatible)(const fifolock_mode *self, const fifolock_holds *holds);

@@ -233,7 +233,7 @@ static EntryObject *entry_alloc(modstate *st, PyObject *cls)
     if (e == NULL)
         return NULL;
     e->own.is_compatible = NULL;
-    e->own.name = ((PyTypeObject *)cls)->tp_name;
+    e->own.name = NULL; /* the class's tp_name may be replaced: not kept */
     e->own.limit = 0;
     e->mode = &e->own;
     e->cls = Py_NewRef(cls);
@@ -648,7 +648,8 @@ static PyMethodDef holds_methods[] = {
     { "keys", (PyCFunction)holds_keys, METH_NOARGS, "The modes held now." },
     { "values", (PyCFunction)holds_values, METH_NOARGS, "The counts of the modes held now." },
     { "items", (PyCFunction)holds_items, METH_NOARGS, "(mode, holders) for the modes held now." },
-    { "copy", (PyCFunction)holds_copy, METH_NOARGS, "A dict {mode: holders} of the modes held now." },
+    { "copy", (PyCFunction)holds_copy, METH_NOARGS,
+      "A dict {mode: holders} of the modes held now." },
     { NULL, NULL, 0, NULL },
 };
 
@@ -684,17 +685,11 @@ static PyType_Spec holds_spec = {
 
 /* ---- the predicate trampoline ------------------------------------------- */
 
-static void stash_pred_exc(LockObject *lk, PyObject *exc)
-{
-    /* Only the waiter just asked about can own it, and it takes it at once. */
-    if (lk->pred_exc != NULL)
-        report_unraisable(lk->pred_exc, (PyObject *)lk);
-    lk->pred_exc = exc;
-}
-
 /*
  * The engine's predicate for modes written in Python. The engine hands every
  * predicate fifolock_holds_of(lock), which sits inside our LockObject.
+ * Everything that may run Python code (the call, bool(), dropping
+ * references) happens while `in_predicate` is set.
  */
 static bool py_is_compatible(const fifolock_mode *mode, const fifolock_holds *holds)
 {
@@ -704,23 +699,28 @@ static bool py_is_compatible(const fifolock_mode *mode, const fifolock_holds *ho
     PyObject *func = e->func, *r;
     int ok;
 
+    lk->in_predicate++;
     if (func == NULL) {
         PyErr_Format(PyExc_RuntimeError, "lock mode %R can no longer be used",
                      e->cls ? e->cls : Py_None);
         ok = -1;
     } else {
         Py_INCREF(func);
-        lk->in_predicate++;
         r = PyObject_CallOneArg(func, (PyObject *)lk->view);
         ok = r ? PyObject_IsTrue(r) : -1;
         Py_XDECREF(r);
         Py_DECREF(func);
-        lk->in_predicate--;
     }
     if (ok < 0) {
-        stash_pred_exc(lk, take_exception());
-        ok = 0; /* grant it, so the waiter leaves the queue; see the top */
+        /* Kept for the waiter just asked about, which takes it at once. */
+        PyObject *exc = take_exception();
+        if (lk->pred_exc == NULL)
+            lk->pred_exc = exc;
+        else
+            Py_XDECREF(exc); /* never: the first one is taken first */
+        ok = 1; /* grant it, so the waiter leaves the queue; see the top */
     }
+    lk->in_predicate--;
     if (saved != NULL)
         restore_exception(saved);
     return ok != 0;
@@ -1161,6 +1161,8 @@ static void acquire_dealloc(AcquireObject *a)
 {
     PyTypeObject *tp = Py_TYPE(a);
 
+    /* Still tracked, as a resurrected object must be (CPython's generators
+       do the same); untracked before anything is cleared. */
     if (PyObject_CallFinalizerFromDealloc((PyObject *)a) < 0)
         return; /* resurrected: deferred until a predicate returns */
     PyObject_GC_UnTrack(a);

@@ -4,7 +4,6 @@ import gc
 import logging
 import sys
 import unittest
-import weakref
 
 from fifolock import FifoLock, IS, IX, Mutex, Read, S, Write, X
 
@@ -28,6 +27,19 @@ class Test(unittest.TestCase):
     def tearDown(self):
         sys.unraisablehook = self.old_hook
         self.assertEqual([], [repr(u.exc_value) for u in self.unraisable])
+
+
+class TrackedLock(FifoLock):
+    """A FifoLock whose instances the tests can count. (A weak reference
+    would not do: the collector clears those of all unreachable objects,
+    even of those it then fails to free.)"""
+
+
+def live_objects(*type_names):
+    gc.collect()
+    gc.collect()
+    return [o for o in gc.get_objects() if type(o).__name__ in type_names
+            and type(o).__module__ in ("fifolock", "fifolock._fifolock", __name__)]
 
 
 class Holder:
@@ -62,6 +74,12 @@ class UserMutex(asyncio.Future):
     @staticmethod
     def is_compatible(holds):
         return not holds[UserMutex]
+
+
+class BehindMutex(asyncio.Future):
+    @staticmethod
+    def is_compatible(holds):
+        return not holds[Mutex]
 
 
 class CancelWhileWaiting(Test):
@@ -312,7 +330,7 @@ class Timeouts(Test):
                 return not holds[X]
 
         async def main():
-            lock = FifoLock()
+            lock = TrackedLock()
             h = Holder(lock, X)
             await settle()
             modes = (IS, X, AfterX, S)  # none compatible with X
@@ -323,15 +341,9 @@ class Timeouts(Test):
             self.assertEqual(0, lock.waiting)
             self.assertEqual({X: 1}, lock.holds)
             await h.release()
-            return weakref.ref(lock)
 
-        ref = run(main())
-        gc.collect()
-        self.assertIsNone(ref())
-        names = ("Acquire", "LockContext")
-        alive = [o for o in gc.get_objects() if type(o).__name__ in names
-                 and type(o).__module__.startswith("fifolock")]
-        self.assertEqual([], alive)
+        run(main())
+        self.assertEqual([], live_objects("TrackedLock", "Acquire", "LockContext"))
 
 
 class PredicateRaises(Test):
@@ -548,6 +560,64 @@ class PredicateRaises(Test):
 
 
 class Abandoned(Test):
+    def test_an_acquisition_dropped_after_its_grant_gives_the_hold_back(self):
+        async def main():
+            lock = FifoLock()
+            h = Holder(lock, Mutex)
+            await settle()
+            acq = lock(Mutex).__aenter__()
+            fut = acq.send(None)  # queued: drive it by hand, then lose it
+            w = Holder(lock, Mutex)
+            await settle()
+            await h.release()
+            self.assertTrue(fut.done())  # granted, never resumed
+            self.assertEqual({Mutex: 1}, lock.holds)
+            del acq
+            self.assertEqual({Mutex: 1}, lock.holds)  # now w's
+            await settle()
+            self.assertTrue(w.entered)
+            await w.release()
+            self.assertEqual({}, lock.holds)
+
+        run(main())
+
+    def test_a_held_lock_with_waiters_on_a_closed_loop_is_collected(self):
+        def start():
+            loop = asyncio.new_event_loop()
+            lock = TrackedLock()
+
+            async def hold_forever():
+                await lock(Mutex).__aenter__()  # never released
+
+            async def wait(mode):
+                async with lock(mode):
+                    pass
+
+            loop.run_until_complete(hold_forever())
+            tasks = [loop.create_task(wait(m)) for m in (Mutex, BehindMutex, Mutex)]
+            loop.run_until_complete(asyncio.sleep(0.01))
+            self.assertEqual(3, lock.waiting)
+            # And one driven by hand, with no coroutine to close it.
+            acq = lock(Mutex).__aenter__()
+            loop.run_until_complete(self.send_once(acq))
+            self.assertEqual(4, lock.waiting)
+            loop.close()
+            del tasks, acq
+
+        logger = logging.getLogger("asyncio")
+        old = logger.disabled
+        logger.disabled = True  # "Task was destroyed but it is pending!"
+        try:
+            start()
+            alive = live_objects("TrackedLock", "Acquire", "LockContext")
+        finally:
+            logger.disabled = old
+        self.assertEqual([], alive)
+
+    @staticmethod
+    async def send_once(acq):
+        acq.send(None)
+
     def test_a_lock_with_tasks_waiting_on_a_closed_loop_is_collected(self):
         holders = []
 
@@ -557,25 +627,23 @@ class Abandoned(Test):
 
         def start():
             loop = asyncio.new_event_loop()
-            lock = FifoLock()
+            lock = TrackedLock()
             for mode in (Mutex, UserMutex, Mutex, UserMutex, Read):
                 holders.append(loop.create_task(user(lock, mode)))
             loop.run_until_complete(asyncio.sleep(0.01))
             self.assertEqual(3, lock.waiting)
             loop.close()
-            return weakref.ref(lock)
 
         logger = logging.getLogger("asyncio")
         old = logger.disabled
         logger.disabled = True  # "Task was destroyed but it is pending!"
         try:
-            ref = start()
+            start()
             holders.clear()
-            gc.collect()
-            gc.collect()
+            alive = live_objects("TrackedLock", "Acquire", "LockContext")
         finally:
             logger.disabled = old
-        self.assertIsNone(ref())
+        self.assertEqual([], alive)
 
 
 if __name__ == "__main__":
