@@ -4,14 +4,23 @@
  * Three threads each make ROUNDS requests on one fifolock_mt, blocking or
  * timed, in a mode chosen anew each round, and release what they got. The
  * model keeps the steps of src/mt.c's top comment and names them where they
- * happen: the word with LOCKED/SLEEPERS/FAST and the mode cache (K2-K4, F1,
- * F2), the internal lock L (L1-L3), waiting (A1-A6), timing out (T1) and
- * granting (G1-G4). Each atomic step is one atomic instruction of the C code
- * (a CAS, an exchange, a load, a store), one futex call, or one engine call
- * made under L: K1 serialises those, so the engine is one abstract step
- * (a FIFO queue of frames with modes, the hold counts, the grant loop).
- * Memory is sequentially consistent here; the C code's orderings are not
- * modelled.
+ * happen: the word with LOCKED/SLEEPERS/IDLE and the fast path's mode (K2-K5,
+ * F1, F2), the internal lock L (L1-L3), waiting (A1-A6), timing out (T1) and
+ * granting (G1-G4). G5 (step aside) is only a sched_yield() hint, which the
+ * model's free choice of the next thread to run already covers; the
+ * step_aside flag it reads is touched only under L and decides nothing else,
+ * so it is left out.
+ *
+ * Each atomic step is one atomic instruction of the C code (a CAS, an
+ * exchange, a load, a store) or one futex call, merged only where that
+ * changes no outcome: an engine call, which runs under L and is one abstract
+ * step here (a FIFO queue of frames with modes, the hold counts, the grant
+ * loop), shares its step with the L3 exchange that ends it, since by K1
+ * nothing other threads do in between touches what the call touches; A5's
+ * load of s shares the step in which futex_wait returns; polls that find
+ * nothing new are left out, a spin being only a delay that may end at any
+ * poll. Memory is sequentially consistent here: the C code's acquire and
+ * release orderings are not modelled.
  *
  * The futexes: every thread that sleeps is in exactly one kernel wait queue,
  * asleep[t] (the lock word FW, or a frame's state FS(f)). futex_wait checks
@@ -27,9 +36,10 @@
  *             hold is granted at once (F1, A1) only with an empty queue.
  *   I3        whenever L is free, the head of the queue (if any) is not
  *             compatible with the holds: no grant is left undone.
- *   K2-K4     what the word says when L is free (monitor process `watch`).
+ *   K1-K5     what the word says (monitor process `watch`); L3 leaves no
+ *             grant unwoken on lock->wake.
  *   ONCE      every hold belongs to exactly one thread: the sum of the
- *             threads' holds is the engine's total plus the word's FAST hold;
+ *             threads' holds is the engine's total plus the fast path's hold;
  *             a call that returned 0 holds exactly one, one that returned
  *             ETIMEDOUT none and is not queued; at the end nothing is held.
  *   J1-J3     a frame's state moves only along the arrows, by the right
@@ -62,6 +72,12 @@
  *                  would force those wakeups.
  *   FOREVER        threads loop for ever (any number of rounds), for the
  *                  liveness run; the frame of a call alternates between two.
+ *   NO_YIELD       no yield phase: A2 goes from spinning straight to A3,
+ *                  as with fifolock_mt__tuning.yield == 0 (without it, each
+ *                  wait yields or not). G2 treats YIELDING as WAITING and
+ *                  only the step_aside hint (not modelled) tells them apart,
+ *                  so this loses no behaviour the checks can see; it keeps
+ *                  the largest configurations small.
  *   NO_SYMMETRY    choose the first requests freely (see init).
  *
  * Deliberate bugs (spin -D..., for tests/model/run_spin.sh --mutants: spin
@@ -71,15 +87,17 @@
  *                            failure ignored), as the C mutant does.
  *   DROP_WAKEUP              G4 stores GRANTED but never calls futex_wake.
  *   SKIP_GRANT_AFTER_CANCEL  fifolock_cancel() does not run the grant loop.
- *   FAST_PAST_WAITER         L3 caches the mode whenever it is compatible
- *                            with the current holds, not only when the engine
- *                            is idle: F1 then grants past waiting requests.
+ *   FAST_PAST_WAITER         F1 also takes the fast path from K4 (word 0: L
+ *                            free but the engine busy), not only from K2
+ *                            (IDLE): a hold past waiting requests.
  *   NO_LINGER                A5 returns on WAKING without A6.
  *   READ_NEXT_LATE           G4 reads f->next after its store of GRANTED.
  *   CANCEL_IGNORES_GRANT     T1 reports ETIMEDOUT also when the cancel
  *                            answered EALREADY.
  *   LOST_L_WAKE              L1 after a sleep takes L as plain LOCKED, not
  *                            LOCKED|SLEEPERS (the classic futex-lock bug).
+ *   G2_WAITING_ONLY          G2 grants by CAS from WAITING only and takes any
+ *                            other state for PARKED (as before YIELDING).
  *   GRANT_PAST_WAITER        fifolock_acquire() grants at once whenever the
  *                            mode is compatible, waiters or not (the engine's
  *                            mutant of that name).
@@ -120,18 +138,19 @@
 #define READ 2
 #define WRITE 3
 
-/* lock->word */
+/* lock->word: flags, and the fast path's mode times 8 (modes are 8-aligned) */
 #define LOCKED 1
 #define SLEEPERS 2
-#define FAST 4
+#define IDLE 4
 #define LS (LOCKED | SLEEPERS)
 #define WMODE(w) ((w) >> 3)
 
 /* w->state */
 #define WAITING 0
-#define PARKED 1
-#define WAKING 2
-#define GRANTED 3
+#define YIELDING 1
+#define PARKED 2
+#define WAKING 3
+#define GRANTED 4
 
 /* The engine's own waiter state (fifolock_waiter.state) */
 #define E_IDLE 0
@@ -159,7 +178,7 @@
 
 /* ---- shared state --------------------------------------------------------- */
 
-byte word;                      /* lock->word */
+byte word = IDLE;               /* lock->word (fifolock_mt_init()) */
 byte wake[NT];                  /* lock->wake, oldest grant first */
 byte nwake;
 
@@ -181,7 +200,7 @@ byte asleep[NT];
 
 /* Ghosts, for the checks only. */
 byte hold[NT];                  /* holds each thread got and has not released */
-byte fast_owner;                /* 1 + the thread whose hold is the word's FAST one */
+byte fast_owner;                /* 1 + the thread whose hold is the word's M (K3) */
 byte cs[4];                     /* threads inside their critical section, per mode */
 byte ndone;                     /* threads that finished every round */
 byte first[NT];                 /* 1 + each thread's first request, until it is made */
@@ -215,9 +234,16 @@ inline g2_tell(f)
     hold[OWNER(f)]--;
 #endif
     if
-    :: st[f] == WAITING -> st[f] = GRANTED      /* the CAS WAITING -> GRANTED */
+#ifndef G2_WAITING_ONLY
+    :: st[f] == WAITING || st[f] == YIELDING ->
+#else
+    :: st[f] == WAITING ->
+#endif
+        st[f] = GRANTED                         /* CAS s -> GRANTED, retried while s moves */
     :: else ->
+#ifndef G2_WAITING_ONLY
         assert(st[f] == PARKED);                /* J1 */
+#endif
         st[f] = WAKING;
         wake[nwake] = f;                        /* push f on lock->wake */
         nwake++
@@ -341,9 +367,9 @@ inline ilock(t)
         old = word;
         word = take;
         if
-        :: old & FAST ->
-            /* count the fast-path hold: try_acquire on an idle engine */
-            assert(qlen == 0 && total == 0);    /* K3 */
+        :: WMODE(old) != 0 ->
+            /* count the fast path's hold: try_acquire on an idle engine */
+            assert((old & IDLE) && qlen == 0 && total == 0);    /* K3 */
             assert(fast_owner != 0);
             held[WMODE(old)]++;
             total++;
@@ -380,13 +406,13 @@ inline ilock(t)
     take = 0
 }
 
-/* L3 drop (mt.c: iunlock()), the exchange: cache cm (K2) if the engine is
- * idle, else 0. With takewake, G3 first (mt.c: iunlock_and_wake(),
+/* L3 drop (mt.c: iunlock()), the exchange: IDLE (K2) if the engine is idle,
+ * else 0 (K4). With takewake, G3 first (mt.c: iunlock_and_wake(),
  * take_wake_list()): take lock->wake into lw. Runs at the end of the atomic
  * step that makes the engine call: under L nobody else reads or writes what
  * that step touches (K1), so the call and the exchange commute with every
  * step of the other threads in between. Keeps the old SLEEPERS bit in old. */
-inline drop_L(cm, takewake)
+inline drop_L(takewake)
 {
     assert(word == LOCKED || word == LS);       /* K1: we hold L */
     if
@@ -397,13 +423,9 @@ inline drop_L(cm, takewake)
         nwake = 0
     :: else -> skip
     fi;
-    assert(nwake == 0);                         /* no grant left unwoken */
+    assert(nwake == 0);                         /* K5: no grant left unwoken */
     old = word & SLEEPERS;
-#ifndef FAST_PAST_WAITER
-    word = ((cm != 0 && qlen == 0 && total == 0) -> cm * 8 : 0)
-#else
-    word = ((cm != 0 && COMPAT(held, cm)) -> cm * 8 : 0)
-#endif
+    word = ((qlen == 0 && total == 0) -> IDLE : 0)
 }
 
 /* L3, after the exchange: if the old word had SLEEPERS, futex_wake(word, 1). */
@@ -502,6 +524,7 @@ proctype thread(byte t)
     byte old;                   /* a word read by L1, or the SLEEPERS bit L3 saw */
     byte take;                  /* the value L1 stores */
     bool tmo;                   /* futex_wait returned ETIMEDOUT */
+    byte exp;                   /* the state A3's CAS expects: WAITING or YIELDING */
     byte lw[NT];                /* the wake list taken at G3 */
     byte lwn;
     byte i;
@@ -510,7 +533,8 @@ proctype thread(byte t)
     :: !MORE_ROUNDS -> break
     :: else ->
         /* fifolock_mt_acquire() or _timed_acquire(): F1 (fast_acquire()),
-         * CAS word: M -> M|FAST */
+         * if M accepts no holders (every modelled mode does), CAS word:
+         * IDLE -> M|IDLE */
         atomic {
             f = t * ROUNDS + r;
             /* this round's request: c = 2 * (m - MODE_LO) + timed */
@@ -526,8 +550,12 @@ proctype thread(byte t)
 #endif
             c = 0;
             if
-            :: word == m * 8 ->
-                word = m * 8 | FAST;
+#ifndef FAST_PAST_WAITER
+            :: word == IDLE ->
+#else
+            :: word == IDLE || word == 0 ->
+#endif
+                word = m * 8 | IDLE;
                 assert(qlen == 0);              /* FIFO: nobody waits */
                 assert(total == 0);             /* K2: the engine is idle */
                 fast_owner = t + 1;
@@ -544,7 +572,7 @@ proctype thread(byte t)
             alive[f] = 1;
             st[f] = WAITING;
             eng_acquire(f, m, t, rc);
-            drop_L(m, 0)                        /* L3 */
+            drop_L(0)                           /* L3 */
         };
         wake_L();
         if
@@ -554,19 +582,37 @@ proctype thread(byte t)
         :: else -> rc = 0
         fi;
 
-        /* wait_granted(): A2 spin, a bounded number of polls of s (one that
-         * sees GRANTED is the same as A3's CAS failing), the deadline may
-         * pass at any of them; then A3 park, CAS s: WAITING -> PARKED */
+        /* wait_granted(): A2 spin (only the head spins), polling s a bounded
+         * number of times, then CAS s: WAITING -> YIELDING and yield a
+         * bounded number of times, polling s (none of either with zero
+         * tuning); the deadline may pass at any poll. A poll that sees
+         * GRANTED returns as the failing CAS after it does. */
+        exp = WAITING;
         if
-        :: timed -> goto t1_cancel              /* A2: deadline_passed() */
-        :: atomic {                             /* A3 */
+        :: timed -> goto t1_cancel              /* A2: deadline_passed() while spinning */
+        :: skip                                 /* no yields: on to A3 */
+#ifndef NO_YIELD
+        :: atomic {                             /* A2: CAS s: WAITING -> YIELDING */
             true ->
             if
-            :: st[f] == WAITING -> st[f] = PARKED       /* J1: the waiter's only move */
-            :: else -> assert(st[f] == GRANTED); goto told
+            :: st[f] == WAITING -> st[f] = YIELDING; exp = YIELDING     /* J1 */
+            :: else -> assert(st[f] == GRANTED); goto told      /* J1: only G2 moved s */
             fi
-           }
+           };
+           if
+           :: timed -> goto t1_cancel           /* A2: deadline_passed() while yielding */
+           :: skip
+           fi
+#endif
         fi;
+
+        /* A3 park: CAS s: YIELDING (or WAITING) -> PARKED */
+        atomic {
+            if
+            :: st[f] == exp -> st[f] = PARKED; exp = 0          /* J1 */
+            :: else -> assert(st[f] == GRANTED); exp = 0; goto told        /* J1: only G2 moved s */
+            fi
+        };
 
 a4_sleep: /* A4 sleep: futex_wait(s, PARKED, deadline): joins the kernel's
          * wait queue only if s is still PARKED */
@@ -600,7 +646,7 @@ t1_cancel: /* T1 cancel (timed_out()): take L, fifolock_cancel() (which may
             :: rc == EALREADY -> assert(st[f] == GRANTED || st[f] == WAKING)
             :: else -> skip
             fi;
-            drop_L(m, 1)
+            drop_L(1)
         };
         wake_L();
         wake_list();                            /* G4 for whoever the cancel let through */
@@ -629,20 +675,20 @@ told:   /* return 0 from wait_granted() */
 #ifdef WAKE_BEFORE_GRANT
         /* the mutant's told(): count our own hold now, if we still can */
         ilock(t);
-        atomic { eng_try_acquire(m, t, rc); rc = 0; drop_L(0, 0) };
+        atomic { eng_try_acquire(m, t, rc); rc = 0; drop_L(0) };
         wake_L();
 #endif
         atomic { leave_granted(); enter_cs() };
 
 holding: /* the critical section, then fifolock_mt_release(): F2, CAS word:
-         * M|FAST -> M */
+         * M|IDLE -> IDLE */
         atomic {
             cs[m]--;
             if
-            :: word == (m * 8 | FAST) ->
-                assert(fast_owner == t + 1);    /* ONCE: the FAST hold is ours */
+            :: word == (m * 8 | IDLE) ->
+                assert(fast_owner == t + 1);    /* ONCE: the fast path's hold is ours */
                 assert(qlen == 0 && total == 0);        /* K2 after */
-                word = m * 8;
+                word = IDLE;
                 fast_owner = 0;
                 hold[t]--;
                 goto next_round
@@ -651,9 +697,9 @@ holding: /* the critical section, then fifolock_mt_release(): F2, CAS word:
         };
         /* the slow release: under L, fifolock_release() (G1, G2 inside), G3, L3 */
         ilock(t);
-        atomic { eng_release(m, t, rc); assert(rc == OK); rc = 0; drop_L(m, 1) };
+        atomic { eng_release(m, t, rc); assert(rc == OK); rc = 0; drop_L(1) };
         wake_L();
-        wake_list();                            /* G4 */
+        wake_list();                            /* G4; then G5's sched_yield() */
 
 next_round:
         NEXT_ROUND
@@ -661,23 +707,23 @@ next_round:
     ndone++
 }
 
-/* K2-K4, I3 and the accounting, checked in every state. */
+/* K1-K5, I3 and the accounting, checked in every state. */
 #define K_OK \
     (((word & LOCKED) == 0 || word == LOCKED || word == LS) && \
-     ((word & LOCKED) != 0 || (word & FAST) == 0 || \
-      (qlen == 0 && total == 0 && fast_owner != 0 && WMODE(word) != 0)) && \
-     ((word & LOCKED) != 0 || WMODE(word) == 0 || (word & FAST) != 0 || \
-      (qlen == 0 && total == 0 && fast_owner == 0)) && \
-     (fast_owner == 0 || ((word & FAST) != 0 && (word & LOCKED) == 0)))
+     ((word & LOCKED) != 0 || word == 0 || word == IDLE || \
+      ((word & IDLE) != 0 && (word & SLEEPERS) == 0 && WMODE(word) != 0)) && \
+     ((word & IDLE) == 0 || (qlen == 0 && total == 0)) && \
+     ((word & LOCKED) != 0 || nwake == 0) && \
+     ((fast_owner != 0) == ((word & LOCKED) == 0 && WMODE(word) != 0)))
 #define I3_OK ((word & LOCKED) != 0 || qlen == 0 || !COMPAT(held, fmode[q[0]]))
-#define ONCE_OK (hold[0] + hold[1] + hold[2] == total + ((word & FAST) != 0))
+#define ONCE_OK (hold[0] + hold[1] + hold[2] == total + (WMODE(word) != 0))
 
 active proctype watch()
 {
 end:
     atomic {
         !(K_OK && I3_OK && ONCE_OK && SAFE(held) && SAFE(cs)) ->
-        assert(K_OK);                           /* K2-K4 */
+        assert(K_OK);                           /* K1-K5 */
         assert(I3_OK);                          /* I3: no grant left undone */
         assert(ONCE_OK);                        /* ONCE: every hold has one owner */
         assert(SAFE(held) && SAFE(cs))          /* SAFE */
@@ -710,7 +756,7 @@ init
     ndone == NT;
     /* ONCE: at the end nothing is held, queued, asleep or left to wake */
     assert(total == 0 && held[MUTEX] == 0 && held[READ] == 0 && held[WRITE] == 0);
-    assert(qlen == 0 && nwake == 0 && (word & (LOCKED | FAST)) == 0);
+    assert(qlen == 0 && nwake == 0 && word == IDLE);
     assert(asleep[0] == NONE && asleep[1] == NONE && asleep[2] == NONE);
     assert(hold[0] == 0 && hold[1] == 0 && hold[2] == 0 && fast_owner == 0)
 }
