@@ -27,11 +27,13 @@
  * Numbers from a busy machine are noise: the load average is printed at the
  * start and the end.
  *
- * Usage: bench_mt [quick] [parts=123] [spin=N] [yield=N]
+ * Usage: bench_mt [quick] [parts=123] [spin=N] [yield=N] [behind=N] [nudge=0|1]
  *   quick        one short run of each, for a smoke test
  *   parts        which parts to run, e.g. parts=2
- *   spin, yield  override how fifolock_mt waiters spin and yield before they
- *                sleep (src/mt_internal.h), to explore the trade-off
+ *   spin, yield, behind, nudge   override how fifolock_mt waiters spin and
+ *                yield before they sleep, and whether a sleeping waiter is
+ *                woken when it becomes the head (src/mt_internal.h), to
+ *                explore the trade-offs
  */
 #define _GNU_SOURCE
 #include "fifolock_mt.h"
@@ -611,8 +613,13 @@ int main(int argc, char **argv)
             fifolock_mt__tuning.spin = (unsigned)atoi(argv[a] + 5);
         else if (strncmp(argv[a], "yield=", 6) == 0)
             fifolock_mt__tuning.yield = (unsigned)atoi(argv[a] + 6);
+        else if (strncmp(argv[a], "behind=", 7) == 0)
+            fifolock_mt__tuning.yield_behind = (unsigned)atoi(argv[a] + 7);
+        else if (strncmp(argv[a], "nudge=", 6) == 0)
+            fifolock_mt__tuning.nudge = (unsigned)atoi(argv[a] + 6);
         else {
-            fprintf(stderr, "usage: %s [quick] [parts=123] [spin=N] [yield=N]\n", argv[0]);
+            fprintf(stderr, "usage: %s [quick] [parts=123] [spin=N] [yield=N] [behind=N] [nudge=0|1]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -621,9 +628,9 @@ int main(int argc, char **argv)
 
     fifolock_mt_init(&fl);
     printf("bench_mt: %ld CPUs, %s run, runs of %.0f ms; fifolock_mt waiters spin %u, "
-           "yield %u\n",
+           "yield %u (behind the head: %u)\n",
            sysconf(_SC_NPROCESSORS_ONLN), quick ? "quick" : "full", seconds * 1e3,
-           fifolock_mt__tuning.spin, fifolock_mt__tuning.yield);
+           fifolock_mt__tuning.spin, fifolock_mt__tuning.yield, fifolock_mt__tuning.yield_behind);
     print_load("at start");
     if (strchr(parts, '1'))
         part_uncontended();

@@ -55,6 +55,7 @@ struct fifolock_mt {
     void *wake;          /* parked waiters granted under the internal lock */
     fifolock engine;     /* the FIFO queue and the hold counts */
     unsigned step_aside; /* a grant went to a thread that is not running */
+    unsigned busy;       /* a hint: threads of this lock share a CPU */
 };
 
 /**
@@ -120,9 +121,11 @@ FIFOLOCK_API int fifolock_mt_timed_acquire(fifolock_mt *lock, const fifolock_mod
  * Drops one hold of `mode` and grants waiters from the head of the queue
  * while the head is compatible; they are counted as holders inside this call
  * and woken by it. Returns 0, EPERM if `mode` is not held (nothing changes),
- * or EINVAL for a NULL lock or mode. Any thread may release. Thread-safe;
- * the predicates of the waiters at the head run under the internal lock,
- * in this call.
+ * or EINVAL for a NULL lock or mode. Any thread may release. When it hands
+ * the lock to a thread that was yielding or asleep, it yields the CPU once
+ * (sched_yield()) before returning, so that on a busy machine that thread
+ * runs at once. Thread-safe; the predicates of the waiters at the head run
+ * under the internal lock, in this call.
  */
 FIFOLOCK_API int fifolock_mt_release(fifolock_mt *lock, const fifolock_mode *mode);
 

@@ -17,23 +17,30 @@
  *                waiting thread's stack (it embeds the engine's waiter):
  *                  WAITING -> YIELDING -> PARKED -> WAKING -> GRANTED
  *                  WAITING -> PARKED                (when it does not yield)
- *                  WAITING or YIELDING -> GRANTED   (told while awake)
+ *                  PARKED -> NUDGED -> WAITING      (woken as the new head)
+ *                  WAITING, YIELDING or NUDGED -> GRANTED   (told while awake)
  *   lock->wake   waiters granted while asleep, to wake once L is free.
- *   lock->step_aside  set under L when a grant went to a thread that yields
- *                or sleeps (so is likely not on a CPU): see G5.
+ *   lock->step_aside  set under L when a grant went to a thread that yields,
+ *                sleeps or was just woken (so is likely not on a CPU): G5.
+ *   lock->busy   a hint, read and written without L: the last sched_yield()
+ *                timed by a thread of this lock ran another thread, so CPUs
+ *                are shared (then N1 is skipped).
  *
  * Invariants (K: the lock word; J: waiters)
- *   K1  Only the holder of L reads or writes the engine and lock->wake.
+ *   K1  Only the holder of L reads or writes the engine, lock->wake and
+ *       lock->step_aside.
  *   K2  word == IDLE: L is free and the engine is idle.
  *   K3  word == M|IDLE: the same, plus exactly one hold of M that the engine
  *       does not count; the thread that took it may still hand it back (F2).
  *   K4  word == 0: L is free and every hold is counted by the engine.
  *   K5  lock->wake is empty whenever L is free (G3 empties it before L3).
  *   J1  w->state moves only along the arrows above. The waiting thread makes
- *       WAITING -> YIELDING -> PARKED and WAITING -> PARKED, each by CAS;
- *       granting threads make the other moves.
- *   J2  A granting thread touches a waiter's frame only (a) under L while
- *       the engine grants it (G2), and (b) while its state is WAKING (G4).
+ *       WAITING -> YIELDING -> PARKED, WAITING -> PARKED and NUDGED ->
+ *       WAITING, each by CAS; other threads make the other moves, under L
+ *       but for WAKING -> GRANTED.
+ *   J2  Another thread touches a waiter's frame only (a) under L while the
+ *       engine grants it (G2) or while it is the head of the queue (N1), and
+ *       (b) while its state is WAKING (G4).
  *   J3  A waiting thread leaves its frame only once its state is GRANTED, or
  *       once fifolock_cancel() took it out of the queue under L: after that
  *       no grant can reach it (the engine grants only queued waiters, and
@@ -73,13 +80,17 @@
  *   A2 spin     the head of the queue (none ahead) polls s with a pause
  *               instruction a bounded number of times. s == GRANTED: return 0.
  *               Then CAS s: WAITING -> YIELDING (if that fails, s is GRANTED:
- *               return 0) and call sched_yield() a bounded number of times,
- *               polling s in between. Deadline passed, in either: T1.
+ *               return 0) and call sched_yield() a bounded number of times
+ *               (fewer when others wait ahead), polling s in between; stop
+ *               early once a yield took long (another thread ran on this
+ *               CPU, so it is shared and sleeping serves better). Deadline
+ *               passed, in either: T1.
  *   A3 park     CAS s: YIELDING (or WAITING) -> PARKED; if that fails, s is
  *               GRANTED: return 0.
  *   A4 sleep    futex_wait(s, PARKED, deadline).
- *   A5 look     s == GRANTED: return 0. s == WAKING: A6. s == PARKED: deadline
- *               passed -> T1; otherwise (spurious wakeup, signal) -> A4.
+ *   A5 look     s == GRANTED: return 0. s == WAKING: A6. s == NUDGED: N2.
+ *               s == PARKED: deadline passed -> T1; otherwise (spurious
+ *               wakeup, signal) -> A4.
  *   A6 linger   poll s (pause, then sched_yield) until s == GRANTED: the
  *               granting thread is between G2 and the end of G4 and may still
  *               use f. Return 0.
@@ -104,22 +115,33 @@
  *   G4 wake     for each f of the list: read its link, futex_wake(s), then
  *               s = GRANTED (release). After that store G never touches f.
  *   G5 step aside  a releasing thread that saw step_aside (it reads and clears
- *               it under L) calls sched_yield() once before returning. On a
- *               CPU shared with the thread it handed the lock to, that thread
- *               runs now, before the releaser can queue again behind it; with
- *               nobody else waiting the lock then goes idle and each thread
- *               runs on the fast path in its own time slice, instead of both
- *               paying a switch per hold. A hint only: correctness never
- *               depends on it.
+ *               it under L) calls sched_yield() once before returning, and
+ *               times it (lock->busy). On a CPU shared with the thread it
+ *               handed the lock to, that thread runs now, before the releaser
+ *               can queue again behind it; the lock then tends to go idle and
+ *               each thread runs on the fast path in its own time slice,
+ *               instead of every hold costing a switch. A hint only:
+ *               correctness never depends on it.
+ *
+ * Nudging the next head (so that on idle CPUs it spins when its grant comes)
+ *   N1 nudge    under L, after a release or a withdrawal changed the head of
+ *               the queue, unless lock->busy: if the new head's s is PARKED,
+ *               CAS it to NUDGED and futex_wake(s), still under L (the head
+ *               can't leave the queue, so its frame, without L).
+ *   N2 rise     a waiter that finds s == NUDGED in A5 makes it WAITING by CAS
+ *               (if that fails, s is GRANTED: return 0) and goes back to A2
+ *               as the head.
  *
  * No lost wakeup for waiters: T sleeps (A4) only through futex_wait(s,
  * PARKED), which atomically checks s == PARKED and queues T in the kernel.
- * The only move away from PARKED is G2, and each such G2 is followed by G4's
- * futex_wake on s. If s still read PARKED when T was queued, G2 came later,
- * so G4's wake finds T asleep and wakes it; otherwise futex_wait returns at
- * once and T sees WAKING or GRANTED. A WAKING waiter never sleeps again (A6
- * only polls), so one wake is enough. A wait with a deadline ends at it
- * anyway and goes through T1, where L orders it against any grant.
+ * The moves away from PARKED are G2 and N1, and each is followed by a
+ * futex_wake on s (G4's, or N1's own). If s still read PARKED when T was
+ * queued, the move came later, so its wake finds T asleep and wakes it;
+ * otherwise futex_wait returns at once and T sees NUDGED, WAKING or GRANTED.
+ * A WAKING waiter never sleeps again (A6 only polls), so one wake is enough;
+ * a NUDGED one sleeps again only after making s PARKED anew (A3), which a
+ * later grant then sees. A wait with a deadline ends at it anyway and goes
+ * through T1, where L orders it against any grant.
  *
  * Ordering: the release stores of G2/G4 pair with T's acquire loads of s, and
  * L1/L3 are acquire/release: what a holder wrote before releasing is seen by
@@ -156,14 +178,19 @@ _Static_assert(sizeof(fifolock_mt) <= 128, "fifolock_mt must stay within 128 byt
 /* What a predicate sees on an idle lock. */
 static const fifolock_holds no_holds;
 
+/* A sched_yield() that takes longer than this ran another thread (A2). */
+#define SHARED_NS 5000L
+
 #define S_WAITING 0u
 #define S_YIELDING 1u
 #define S_PARKED 2u
-#define S_WAKING 3u
-#define S_GRANTED 4u
+#define S_NUDGED 3u
+#define S_WAKING 4u
+#define S_GRANTED 5u
 
 struct fifolock_mt__tuning fifolock_mt__tuning = { FIFOLOCK_MT__SPIN, FIFOLOCK_MT__YIELD,
-                                                   FIFOLOCK_MT__LOCK_SPIN };
+                                                   FIFOLOCK_MT__YIELD_BEHIND,
+                                                   FIFOLOCK_MT__LOCK_SPIN, 1 };
 void (*fifolock_mt__on_timeout)(fifolock_mt *lock);
 
 /* One waiting call, on its thread's stack. */
@@ -217,6 +244,13 @@ static void futex_wake(uint32_t *addr)
     errno = saved;
 }
 
+static bool deadline_passed_at(const struct timespec *deadline, const struct timespec *now)
+{
+    return deadline != NULL &&
+           (now->tv_sec > deadline->tv_sec ||
+            (now->tv_sec == deadline->tv_sec && now->tv_nsec >= deadline->tv_nsec));
+}
+
 static bool deadline_passed(const struct timespec *deadline)
 {
     struct timespec now;
@@ -224,8 +258,7 @@ static bool deadline_passed(const struct timespec *deadline)
     if (deadline == NULL)
         return false;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    return now.tv_sec > deadline->tv_sec ||
-           (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
+    return deadline_passed_at(deadline, &now);
 }
 
 static bool valid_mode(const fifolock_mode *mode)
@@ -300,6 +333,25 @@ static void iunlock(fifolock_mt *lock)
         futex_wake(word_futex(lock));
 }
 
+/*
+ * sched_yield(), and a guess from how long it took: if another thread ran on
+ * this CPU meanwhile, the lock's threads share CPUs (lock->busy, a hint read
+ * by N1). Returns that guess.
+ */
+static bool timed_yield(fifolock_mt *lock)
+{
+    struct timespec t0, t1;
+    unsigned busy;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    sched_yield();
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    busy = (t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec) > SHARED_NS;
+    if (__atomic_load_n(&lock->busy, __ATOMIC_RELAXED) != busy)
+        __atomic_store_n(&lock->busy, busy, __ATOMIC_RELAXED);
+    return busy;
+}
+
 /* G3: takes the waiters to wake, oldest grant first. Under L. */
 static struct waiter *take_wake_list(fifolock_mt *lock)
 {
@@ -337,6 +389,25 @@ static void iunlock_and_wake(fifolock_mt *lock)
     wake_list(list);
 }
 
+/*
+ * N1: under L, after an engine call that changed the head of the queue: if
+ * the new head sleeps, wake it now, so that it spins by the time its grant
+ * comes instead of paying a wakeup then. Its frame can't go away meanwhile:
+ * it is queued, and leaving the queue takes L.
+ */
+static void nudge_head(fifolock_mt *lock, const fifolock_waiter *old_head)
+{
+    struct waiter *h = (struct waiter *)lock->engine.head;
+    uint32_t s = S_PARKED;
+
+    if (h != NULL && &h->w != old_head &&
+        __atomic_load_n(&fifolock_mt__tuning.nudge, __ATOMIC_RELAXED) &&
+        !__atomic_load_n(&lock->busy, __ATOMIC_RELAXED) &&
+        __atomic_compare_exchange_n(&h->state, &s, S_NUDGED, false, __ATOMIC_RELAXED,
+                                    __ATOMIC_RELAXED))
+        futex_wake(&h->state);
+}
+
 /* ---- granting and waiting ------------------------------------------------ */
 
 /* G2: the engine's grant callback, run under L after G1. */
@@ -354,10 +425,10 @@ static void granted(fifolock_waiter *ew, void *arg)
      */
     fifolock_release(&lock->engine, ew->mode);
 #endif
-    while (s == S_WAITING || s == S_YIELDING) {
+    while (s == S_WAITING || s == S_YIELDING || s == S_NUDGED) {
         if (__atomic_compare_exchange_n(&w->state, &s, S_GRANTED, false, __ATOMIC_RELEASE,
                                         __ATOMIC_RELAXED)) {
-            lock->step_aside |= s == S_YIELDING;
+            lock->step_aside |= s != S_WAITING;
             return;
         }
     }
@@ -385,12 +456,15 @@ static void linger(struct waiter *w)
 static int timed_out(fifolock_mt *lock, struct waiter *w)
 {
     void (*hook)(fifolock_mt *) = __atomic_load_n(&fifolock_mt__on_timeout, __ATOMIC_ACQUIRE);
+    const fifolock_waiter *head;
     int rc;
 
     if (hook != NULL)
         hook(lock);
     ilock(lock);
+    head = lock->engine.head;
     rc = fifolock_cancel(&lock->engine, &w->w);
+    nudge_head(lock, head);
     lock->step_aside = 0; /* this thread leaves the queue: no need */
     iunlock_and_wake(lock);
     if (rc == 0)
@@ -425,49 +499,73 @@ static int wait_granted(fifolock_mt *lock, struct waiter *w, const struct timesp
     /*
      * A2. Only the head spins: its grant is one release away and the holder
      * is likely running. A waiter further back needs others to run first,
-     * and on a busy machine its spinning would keep them off the CPU; it
-     * yields at once, which hands the CPU to them.
+     * and its spinning would keep them off the CPU on a busy machine; it
+     * yields at most `yield_behind` times (by default it sleeps at once) and
+     * is woken when it becomes the head (N1).
      */
-    if (ahead > 0)
+    if (ahead > 0) {
+        unsigned behind = __atomic_load_n(&fifolock_mt__tuning.yield_behind, __ATOMIC_RELAXED);
         spin = 0;
-    for (i = 0; i < spin; i++) {
-        if (state_load(w) == S_GRANTED)
-            return TOLD(lock, w);
-        cpu_relax();
-        if ((i & 63) == 63 && deadline_passed(deadline))
-            return timed_out(lock, w);
+        if (yields > behind)
+            yields = behind;
     }
-    s = S_WAITING;
-    if (yields > 0) {
-        if (!__atomic_compare_exchange_n(&w->state, &s, S_YIELDING, false, __ATOMIC_ACQUIRE,
+    for (;;) {
+        for (i = 0; i < spin; i++) {
+            if (state_load(w) == S_GRANTED)
+                return TOLD(lock, w);
+            cpu_relax();
+            if ((i & 63) == 63 && deadline_passed(deadline))
+                return timed_out(lock, w);
+        }
+        s = S_WAITING;
+        if (yields > 0) {
+            if (!__atomic_compare_exchange_n(&w->state, &s, S_YIELDING, false, __ATOMIC_ACQUIRE,
+                                             __ATOMIC_ACQUIRE))
+                return TOLD(lock, w); /* s is GRANTED */
+            s = S_YIELDING;
+        }
+        for (i = 0; i < yields; i++) {
+            struct timespec t0;
+
+            if (state_load(w) == S_GRANTED)
+                return TOLD(lock, w);
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            if (deadline_passed_at(deadline, &t0))
+                return timed_out(lock, w);
+            /*
+             * A long yield means another thread ran on this CPU: it is
+             * shared, and the thread we wait for may well need it. Sleep.
+             */
+            if (timed_yield(lock))
+                break;
+        }
+
+        /* A3 */
+        if (!__atomic_compare_exchange_n(&w->state, &s, S_PARKED, false, __ATOMIC_ACQUIRE,
                                          __ATOMIC_ACQUIRE))
             return TOLD(lock, w); /* s is GRANTED */
-        s = S_YIELDING;
-    }
-    for (i = 0; i < yields; i++) {
-        if (state_load(w) == S_GRANTED)
-            return TOLD(lock, w);
-        if (deadline_passed(deadline))
-            return timed_out(lock, w);
-        sched_yield();
-    }
+        for (;;) {
+            int rc = futex_wait(&w->state, S_PARKED, deadline); /* A4 */
 
-    /* A3 */
-    if (!__atomic_compare_exchange_n(&w->state, &s, S_PARKED, false, __ATOMIC_ACQUIRE,
-                                     __ATOMIC_ACQUIRE))
-        return TOLD(lock, w); /* s is GRANTED */
-    for (;;) {
-        int rc = futex_wait(&w->state, S_PARKED, deadline); /* A4 */
-
-        s = state_load(w); /* A5 */
-        if (s == S_GRANTED)
-            return TOLD(lock, w);
-        if (s == S_WAKING) {
-            linger(w); /* A6 */
-            return TOLD(lock, w);
+            s = state_load(w); /* A5 */
+            if (s == S_GRANTED)
+                return TOLD(lock, w);
+            if (s == S_WAKING) {
+                linger(w); /* A6 */
+                return TOLD(lock, w);
+            }
+            if (s == S_NUDGED) {
+                /* N2: we are the head now; awake again, spin and yield as one */
+                if (!__atomic_compare_exchange_n(&w->state, &s, S_WAITING, false,
+                                                 __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE))
+                    return TOLD(lock, w); /* s is GRANTED */
+                break;
+            }
+            if (rc == ETIMEDOUT || deadline_passed(deadline))
+                return timed_out(lock, w);
         }
-        if (rc == ETIMEDOUT || deadline_passed(deadline))
-            return timed_out(lock, w);
+        spin = __atomic_load_n(&fifolock_mt__tuning.spin, __ATOMIC_RELAXED);
+        yields = __atomic_load_n(&fifolock_mt__tuning.yield, __ATOMIC_RELAXED);
     }
 }
 
@@ -512,6 +610,7 @@ int fifolock_mt_init(fifolock_mt *lock)
     lock->word = W_IDLE;
     lock->wake = NULL;
     lock->step_aside = 0;
+    lock->busy = 0;
     fifolock_init(&lock->engine);
     return 0;
 }
@@ -568,6 +667,7 @@ int fifolock_mt_timed_acquire(fifolock_mt *lock, const fifolock_mode *mode,
 int fifolock_mt_release(fifolock_mt *lock, const fifolock_mode *mode)
 {
     uint64_t w = (uintptr_t)mode | W_IDLE;
+    const fifolock_waiter *head;
     unsigned step_aside;
     int rc;
 
@@ -579,12 +679,14 @@ int fifolock_mt_release(fifolock_mt *lock, const fifolock_mode *mode)
                                     __ATOMIC_RELAXED))
         return 0;
     ilock(lock);
+    head = lock->engine.head;
     rc = fifolock_release(&lock->engine, mode);
+    nudge_head(lock, head);
     step_aside = lock->step_aside;
     lock->step_aside = 0;
     iunlock_and_wake(lock);
     if (step_aside)
-        sched_yield(); /* G5 */
+        timed_yield(lock); /* G5 */
     return rc;
 }
 
@@ -637,4 +739,19 @@ const fifolock_mode *fifolock_mt__queued_mode(fifolock_mt *lock, size_t i)
     mode = w ? w->mode : NULL;
     iunlock(lock);
     return mode;
+}
+
+void fifolock_mt__lock_internal(fifolock_mt *lock)
+{
+    ilock(lock);
+}
+
+void fifolock_mt__unlock_internal(fifolock_mt *lock)
+{
+    iunlock(lock);
+}
+
+int fifolock_mt__internal_has_sleepers(fifolock_mt *lock)
+{
+    return (__atomic_load_n(&lock->word, __ATOMIC_RELAXED) & W_SLEEPERS) != 0;
 }

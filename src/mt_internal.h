@@ -9,23 +9,36 @@
 #include "internal.h"
 
 /*
- * How a queued thread waits before it sleeps on its futex: `spin` polls of
- * its word with a pause instruction in between, then `yield` calls of
- * sched_yield(). `lock_spin`: polls of the internal lock before a thread
- * sleeps on it. Read when a wait begins; tests set them while no thread
- * waits, e.g. spin = yield = 0 to make every waiter sleep at once.
+ * How a queued thread waits before it sleeps on its futex: the head of the
+ * queue polls its word `spin` times with a pause instruction in between,
+ * then calls sched_yield() `yield` times; a waiter with others ahead of it
+ * only yields, at most `yield_behind` times. `lock_spin`: polls of the
+ * internal lock before a thread sleeps on it. Read when a wait begins; tests
+ * set them while no thread waits, e.g. all but lock_spin to 0 to make every
+ * waiter sleep at once.
  */
 struct fifolock_mt__tuning {
     unsigned spin;
     unsigned yield;
+    unsigned yield_behind;
     unsigned lock_spin;
+    unsigned nudge; /* wake a sleeping waiter when it becomes the head (N1) */
 };
 
 FIFOLOCK_HIDDEN extern struct fifolock_mt__tuning fifolock_mt__tuning;
 
-/* The defaults of fifolock_mt__tuning. */
+/*
+ * The defaults of fifolock_mt__tuning. The head spins about a microsecond,
+ * long enough for a handoff between two running threads; then everybody
+ * sleeps. Yielding instead keeps every waiter runnable, which on a machine
+ * with more runnable threads than CPUs turns each handoff into a round of
+ * context switches (bench/bench_mt.c, yield=N, shows it); sleeping waiters,
+ * woken one at a time by a releaser that then steps aside (G5 in src/mt.c),
+ * let the lock go idle between time slices instead.
+ */
 #define FIFOLOCK_MT__SPIN 32u
-#define FIFOLOCK_MT__YIELD 32u
+#define FIFOLOCK_MT__YIELD 100u
+#define FIFOLOCK_MT__YIELD_BEHIND 0u
 #define FIFOLOCK_MT__LOCK_SPIN 100u
 
 /*
@@ -42,6 +55,15 @@ FIFOLOCK_HIDDEN extern void (*fifolock_mt__on_timeout)(fifolock_mt *lock);
  * releasing, to exercise the wakeup path.
  */
 FIFOLOCK_HIDDEN size_t fifolock_mt__sleeping(fifolock_mt *lock);
+
+/*
+ * Take and drop the internal lock (steps L1 and L3 of src/mt.c), and tell
+ * whether a thread announced it sleeps on it (SLEEPERS). For tests of the
+ * internal lock's own wakeup.
+ */
+FIFOLOCK_HIDDEN void fifolock_mt__lock_internal(fifolock_mt *lock);
+FIFOLOCK_HIDDEN void fifolock_mt__unlock_internal(fifolock_mt *lock);
+FIFOLOCK_HIDDEN int fifolock_mt__internal_has_sleepers(fifolock_mt *lock);
 
 /*
  * The mode of the i-th queued waiter (0 = head), or NULL if fewer are

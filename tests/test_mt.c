@@ -506,7 +506,7 @@ static void timeout_leaves_no_trace(int sleeping)
 
 static void timeout_while_spinning_leaves_no_trace(void)
 {
-    set_tuning(1u << 30, 0); /* spin until the deadline */
+    set_tuning(1u << 30, 0); /* the head spins until the deadline */
     timeout_leaves_no_trace(0);
     default_tuning();
 }
@@ -667,6 +667,51 @@ static void grant_between_deadline_and_withdrawal_wins(void)
     }
 }
 
+/*
+ * Threads that find the internal lock taken sleep on its futex (with no
+ * spinning, at once); dropping it must wake them, one after the other.
+ */
+struct counter {
+    pthread_t tid;
+    fifolock_mt *lock;
+    size_t seen;
+};
+
+static void *count_waiting(void *arg)
+{
+    struct counter *c = arg;
+    c->seen = fifolock_mt_waiting(c->lock); /* takes the internal lock */
+    return NULL;
+}
+
+static void sleepers_on_the_internal_lock_are_woken(void)
+{
+    fifolock_mt lock;
+    struct counter c[3];
+    int i;
+    unsigned n = 0;
+
+    __atomic_store_n(&fifolock_mt__tuning.lock_spin, 0, __ATOMIC_SEQ_CST);
+    fifolock_mt_init(&lock);
+    fifolock_mt__lock_internal(&lock);
+    for (i = 0; i < 3; i++) {
+        c[i].lock = &lock;
+        c[i].seen = 99;
+        pthread_create(&c[i].tid, NULL, count_waiting, &c[i]);
+    }
+    while (!fifolock_mt__internal_has_sleepers(&lock))
+        pause_a_little(&n);
+    usleep(20000); /* let the others fall asleep too (not needed to pass) */
+    fifolock_mt__unlock_internal(&lock);
+    for (i = 0; i < 3; i++) {
+        pthread_join(c[i].tid, NULL);
+        CHECK_EQ(c[i].seen, 0);
+    }
+    CHECK_FALSE(fifolock_mt__internal_has_sleepers(&lock));
+    CHECK_EQ(fifolock_mt_destroy(&lock), 0);
+    __atomic_store_n(&fifolock_mt__tuning.lock_spin, FIFOLOCK_MT__LOCK_SPIN, __ATOMIC_SEQ_CST);
+}
+
 RUN_TESTS(TEST(null_and_bad_arguments_are_einval),
           TEST(releasing_an_unheld_mode_is_eperm_and_changes_nothing),
           TEST(destroying_a_held_lock_is_ebusy_and_leaves_it_usable),
@@ -683,4 +728,5 @@ RUN_TESTS(TEST(null_and_bad_arguments_are_einval),
           TEST(timeout_while_sleeping_leaves_no_trace),
           TEST(timed_out_head_lets_compatible_waiters_through),
           TEST(timed_acquire_granted_before_the_deadline_holds),
-          TEST(grant_between_deadline_and_withdrawal_wins))
+          TEST(grant_between_deadline_and_withdrawal_wins),
+          TEST(sleepers_on_the_internal_lock_are_woken))

@@ -30,16 +30,18 @@ static struct timespec in_ns(long ns)
 }
 
 /* Only while no thread waits: a wait reads these when it begins. */
-static void set_tuning(unsigned spin, unsigned yield, unsigned lock_spin)
+static void set_tuning(unsigned spin, unsigned yield, unsigned behind, unsigned lock_spin)
 {
     __atomic_store_n(&fifolock_mt__tuning.spin, spin, __ATOMIC_SEQ_CST);
     __atomic_store_n(&fifolock_mt__tuning.yield, yield, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&fifolock_mt__tuning.yield_behind, behind, __ATOMIC_SEQ_CST);
     __atomic_store_n(&fifolock_mt__tuning.lock_spin, lock_spin, __ATOMIC_SEQ_CST);
 }
 
 static void default_tuning(void)
 {
-    set_tuning(FIFOLOCK_MT__SPIN, FIFOLOCK_MT__YIELD, FIFOLOCK_MT__LOCK_SPIN);
+    set_tuning(FIFOLOCK_MT__SPIN, FIFOLOCK_MT__YIELD, FIFOLOCK_MT__YIELD_BEHIND,
+               FIFOLOCK_MT__LOCK_SPIN);
 }
 
 /* ---- invariants in the critical section --------------------------------- */
@@ -105,10 +107,10 @@ static void *stress_main(void *arg)
         unsigned how = (r >> 8) % 10;
         int rc;
 
-        if (how < 6) {
+        if (how < 5) {
             rc = fifolock_mt_acquire(&lock, m);
         } else if (how < 8) {
-            struct timespec d = in_ns((long)((r >> 12) % 300) * 1000);
+            struct timespec d = in_ns((long)((r >> 12) % 100) * 1000);
             rc = fifolock_mt_timed_acquire(&lock, m, &d);
             if (rc == ETIMEDOUT) {
                 st->timeouts++;
@@ -136,13 +138,13 @@ static void *stress_main(void *arg)
     return NULL;
 }
 
-static void stress_phase(unsigned spin, unsigned yield, unsigned lock_spin)
+static void stress_phase(unsigned spin, unsigned yield, unsigned behind, unsigned lock_spin)
 {
     struct stats st[THREADS];
     long ops = 0, timeouts = 0;
     int i;
 
-    set_tuning(spin, yield, lock_spin);
+    set_tuning(spin, yield, behind, lock_spin);
     CHECK_EQ(fifolock_mt_init(&lock), 0);
     memset(st, 0, sizeof st);
     for (i = 0; i < THREADS; i++) {
@@ -164,30 +166,33 @@ static void stress_phase(unsigned spin, unsigned yield, unsigned lock_spin)
     CHECK_EQ(fifolock_mt_held(&lock, &fifolock_mutex), 0);
     CHECK_EQ(readers + writers + sem_in + mutex_in, 0);
     CHECK_EQ(fifolock_mt_destroy(&lock), 0);
-    printf("  stress spin=%u yield=%u lock_spin=%u: %ld holds, %ld timeouts\n", spin, yield,
-           lock_spin, ops, timeouts);
+    printf("  stress spin=%u yield=%u/%u lock_spin=%u: %ld holds, %ld timeouts\n", spin, yield,
+           behind, lock_spin, ops, timeouts);
     default_tuning();
 }
 
-static void invariants_hold_under_load_spinning(void)
+static void invariants_hold_under_load_with_default_waits(void)
 {
-    stress_phase(FIFOLOCK_MT__SPIN, FIFOLOCK_MT__YIELD, FIFOLOCK_MT__LOCK_SPIN);
+    stress_phase(FIFOLOCK_MT__SPIN, FIFOLOCK_MT__YIELD, FIFOLOCK_MT__YIELD_BEHIND,
+                 FIFOLOCK_MT__LOCK_SPIN);
 }
 
+/* Every waiter sleeps at once (A3-A6 and G3-G5 every time). */
 static void invariants_hold_under_load_sleeping(void)
 {
-    stress_phase(0, 0, FIFOLOCK_MT__LOCK_SPIN);
+    stress_phase(0, 0, 0, FIFOLOCK_MT__LOCK_SPIN);
 }
 
+/* Waiters spin a little, then yield (the YIELDING state), then sleep. */
 static void invariants_hold_under_load_yielding(void)
 {
-    stress_phase(10, 2, FIFOLOCK_MT__LOCK_SPIN);
+    stress_phase(10, 4, 2, FIFOLOCK_MT__LOCK_SPIN);
 }
 
 /* Every contended take of the internal lock sleeps on its futex (L2, L3). */
 static void invariants_hold_when_the_internal_lock_sleeps(void)
 {
-    stress_phase(0, 1, 0);
+    stress_phase(0, 1, 1, 0);
 }
 
 /* ---- grant against deadline ---------------------------------------------- */
@@ -219,7 +224,7 @@ static void grant_and_timeout_race_keeps_the_hold_exactly_once(void)
 
     for (phase = 0; phase < 2; phase++) {
         if (phase)
-            set_tuning(0, 0, 0);
+            set_tuning(0, 0, 0, 0);
         else
             default_tuning();
         for (i = 0; i < n; i++) {
@@ -265,7 +270,8 @@ static void grant_and_timeout_race_keeps_the_hold_exactly_once(void)
     CHECK_EQ(granted + timed_out, 2 * n);
 }
 
-RUN_TESTS(TEST(invariants_hold_under_load_spinning), TEST(invariants_hold_under_load_sleeping),
+RUN_TESTS(TEST(invariants_hold_under_load_with_default_waits),
+          TEST(invariants_hold_under_load_sleeping),
           TEST(invariants_hold_under_load_yielding),
           TEST(invariants_hold_when_the_internal_lock_sleeps),
           TEST(grant_and_timeout_race_keeps_the_hold_exactly_once))
