@@ -54,8 +54,9 @@ typedef struct fifolock_waiter fifolock_waiter;
  *
  * `is_compatible` says whether one more holder of `self` may join the current
  * holders. It must be a pure, quick function of `holds` and of `*self`: it
- * runs inside the lock's calls (for fifolock_mt, under its internal lock) and
- * must not call back into the lock. `holds` is always fifolock_holds_of() of
+ * runs inside the lock's calls (for fifolock_mt, under its internal lock,
+ * or, to take an idle lock at once, on an empty hold table) and must not
+ * call back into the lock. `holds` is always fifolock_holds_of() of
  * the lock that asks, so a predicate may find its lock from it.
  */
 struct fifolock_mode {
