@@ -22,8 +22,6 @@ const char *fifolock_strerror(int err)
         return "out of memory for the hold table";
     case EAGAIN:
         return "too many holders or waiters of one mode";
-    case EDEADLK:
-        return "the calling thread would wait on itself";
     default:
         return "unknown error";
     }
