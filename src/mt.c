@@ -4,6 +4,11 @@
  * queues and grants; this file serialises calls into it, keeps one hold of an
  * idle lock outside it (the fast path), and tells threads what it decided.
  *
+ * The protocol below is also a Promela model, tests/model/fifolock_mt.pml,
+ * checked with spin by tests/model/run_spin.sh (part of `make test`). Each
+ * step name here (L1-L3, F1-F2, A1-A6, T1, G1-G4) labels the same step there
+ * and the code that does it in this file; change them together.
+ *
  * Words
  *   lock->word   (64 bits) the internal lock L and the fast path:
  *                  LOCKED    L is held; then every other bit is 0 but SLEEPERS
