@@ -6,10 +6,12 @@
  * model keeps the steps of src/mt.c's top comment and names them where they
  * happen: the word with LOCKED/SLEEPERS/IDLE and the fast path's mode (K2-K5,
  * F1, F2), the internal lock L (L1-L3), waiting (A1-A6), timing out (T1) and
- * granting (G1-G4). G5 (step aside) is only a sched_yield() hint, which the
+ * granting (G1-G4), nudging the next head (N1, N2). G5 (step aside) is only a sched_yield() hint, which the
  * model's free choice of the next thread to run already covers; the
  * step_aside flag it reads is touched only under L and decides nothing else,
- * so it is left out.
+ * so it is left out. N1 runs unless lock->busy (or the nudge tuning is
+ * off): a hint written without L from timed sched_yield()s, so the model
+ * chooses it freely at every N1.
  *
  * Each atomic step is one atomic instruction of the C code (a CAS, an
  * exchange, a load, a store) or one futex call, merged only where that
@@ -44,8 +46,9 @@
  *             ETIMEDOUT none and is not queued; at the end nothing is held.
  *   J1-J3     a frame's state moves only along the arrows, by the right
  *             thread; the granter touches a frame only while it is alive
- *             (alive[f]) and, after L is dropped, only while WAKING; a
- *             waiter leaves its frame only once GRANTED or cancelled.
+ *             (alive[f]) and, after L is dropped, only while WAKING; the
+ *             nudger (N1) only under L, while the frame is the queued head;
+ *             a waiter leaves its frame only once GRANTED or cancelled.
  *   no lost wakeup: the only valid end state is every thread done. Busy
  *             waits (A2's spin, A6's linger, L's spin) are modelled as waits
  *             for their condition, so a thread waiting for ever, asleep or
@@ -101,6 +104,10 @@
  *   GRANT_PAST_WAITER        fifolock_acquire() grants at once whenever the
  *                            mode is compatible, waiters or not (the engine's
  *                            mutant of that name).
+ *   NUDGE_NO_WAKE            N1 makes the head NUDGED but never calls
+ *                            futex_wake: it sleeps on, and G2, taking a
+ *                            NUDGED waiter for awake, grants it without a
+ *                            wake.
  */
 
 #define NT 3                    /* threads */
@@ -149,8 +156,9 @@
 #define WAITING 0
 #define YIELDING 1
 #define PARKED 2
-#define WAKING 3
-#define GRANTED 4
+#define NUDGED 3
+#define WAKING 4
+#define GRANTED 5
 
 /* The engine's own waiter state (fifolock_waiter.state) */
 #define E_IDLE 0
@@ -235,7 +243,7 @@ inline g2_tell(f)
 #endif
     if
 #ifndef G2_WAITING_ONLY
-    :: st[f] == WAITING || st[f] == YIELDING ->
+    :: st[f] == WAITING || st[f] == YIELDING || st[f] == NUDGED ->
 #else
     :: st[f] == WAITING ->
 #endif
@@ -352,6 +360,42 @@ inline eng_cancel(f, rc)
         gf = 0;
         rc = OK
     fi
+}
+
+/* The head of the queue, plus 1 (0: empty): mt.c's old_head, read under L
+ * before the engine call. */
+#define HEAD ((qlen > 0) -> q[0] + 1 : 0)
+
+/* N1 nudge (mt.c: nudge_head()), under L right after the engine call that
+ * may have changed the head (oh: the head before it): if the new head is
+ * PARKED, CAS its s: PARKED -> NUDGED, unless lock->busy (a free choice).
+ * Leaves in nf the nudged frame plus 1, whose futex_wake(s) follows, still
+ * under L (nudge_wake()). */
+inline nudge_head()
+{
+    if
+    :: qlen > 0 && q[0] + 1 != oh && st[q[0]] == PARKED ->
+        assert(alive[q[0]] && eng[q[0]] == E_QUEUED);   /* J2 (a): the queued head */
+        if
+        :: st[q[0]] = NUDGED; nf = q[0] + 1     /* CAS s: PARKED -> NUDGED (J1) */
+        :: skip                                 /* lock->busy: no nudge */
+        fi
+    :: else -> skip
+    fi;
+    oh = 0
+}
+
+/* N1, the futex_wake(s) of the nudged frame, under L (then L3). */
+inline nudge_wake()
+{
+    atomic {
+        assert(word == LOCKED || word == LS);   /* N1 wakes under L */
+        assert(alive[nf - 1] && eng[nf - 1] == E_QUEUED && q[0] == nf - 1);   /* J2 (a) */
+#ifndef NUDGE_NO_WAKE
+        futex_wake(FS(nf - 1));
+#endif
+        nf = 0
+    }
 }
 
 /* ---- the internal lock L (mt.c: ilock(), ilock_slow(), iunlock()) ------- */
@@ -494,12 +538,13 @@ inline leave_granted()
     fmode[f] = 0
 }
 
-/* A5 look, right as futex_wait returns: GRANTED -> return 0, WAKING -> A6;
- * PARKED falls through. */
+/* A5 look, right as futex_wait returns: GRANTED -> return 0, WAKING -> A6,
+ * NUDGED -> N2; PARKED falls through. */
 inline look()
 {
     if
     :: st[f] == GRANTED -> tmo = 0; goto told
+    :: st[f] == NUDGED -> tmo = 0; goto n2_rise
     :: st[f] == WAKING ->
         tmo = 0;
 #ifndef NO_LINGER
@@ -528,6 +573,8 @@ proctype thread(byte t)
     byte lw[NT];                /* the wake list taken at G3 */
     byte lwn;
     byte i;
+    byte oh;                    /* N1: the head before the engine call, plus 1 */
+    byte nf;                    /* N1: the nudged frame, plus 1 */
 
     do
     :: !MORE_ROUNDS -> break
@@ -587,6 +634,7 @@ proctype thread(byte t)
          * bounded number of times, polling s (none of either with zero
          * tuning); the deadline may pass at any poll. A poll that sees
          * GRANTED returns as the failing CAS after it does. */
+a2_spin:
         exp = WAITING;
         if
         :: timed -> goto t1_cancel              /* A2: deadline_passed() while spinning */
@@ -637,17 +685,35 @@ a4_sleep: /* A4 sleep: futex_wait(s, PARKED, deadline): joins the kernel's
         :: !tmo -> goto a4_sleep
         fi;
 
+n2_rise: /* N2 rise: CAS s: NUDGED -> WAITING, then A2 again as the head */
+        atomic {
+            if
+            :: st[f] == NUDGED -> st[f] = WAITING       /* J1 */
+            :: else -> assert(st[f] == GRANTED); goto told     /* J1: only G2 moved s */
+            fi
+        };
+        goto a2_spin;
+
 t1_cancel: /* T1 cancel (timed_out()): take L, fifolock_cancel() (which may
-         * grant: G1, G2), G3, L3 */
+         * grant: G1, G2), N1, G3, L3 */
         ilock(t);
         atomic {
+            oh = HEAD;
             eng_cancel(f, rc);
             if
             :: rc == EALREADY -> assert(st[f] == GRANTED || st[f] == WAKING)
             :: else -> skip
             fi;
-            drop_L(1)
+            nudge_head();
+            if
+            :: nf == 0 -> drop_L(1)
+            :: else -> skip
+            fi
         };
+        if
+        :: nf != 0 -> nudge_wake(); atomic { drop_L(1) }
+        :: else -> skip
+        fi;
         wake_L();
         wake_list();                            /* G4 for whoever the cancel let through */
 #ifdef CANCEL_IGNORES_GRANT
@@ -695,9 +761,24 @@ holding: /* the critical section, then fifolock_mt_release(): F2, CAS word:
             :: else -> skip
             fi
         };
-        /* the slow release: under L, fifolock_release() (G1, G2 inside), G3, L3 */
+        /* the slow release: under L, fifolock_release() (G1, G2 inside), N1,
+         * G3, L3 */
         ilock(t);
-        atomic { eng_release(m, t, rc); assert(rc == OK); rc = 0; drop_L(1) };
+        atomic {
+            oh = HEAD;
+            eng_release(m, t, rc);
+            assert(rc == OK);
+            rc = 0;
+            nudge_head();
+            if
+            :: nf == 0 -> drop_L(1)
+            :: else -> skip
+            fi
+        };
+        if
+        :: nf != 0 -> nudge_wake(); atomic { drop_L(1) }
+        :: else -> skip
+        fi;
         wake_L();
         wake_list();                            /* G4; then G5's sched_yield() */
 

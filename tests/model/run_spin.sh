@@ -112,6 +112,7 @@ mutants=(
     "CANCEL_IGNORES_GRANT|safety|$rw -DCANCEL_IGNORES_GRANT"
     "LOST_L_WAKE|safety|$rw -DLOST_L_WAKE"
     "G2_WAITING_ONLY|safety|$rw -DG2_WAITING_ONLY"
+    "NUDGE_NO_WAKE|safety|$rw -DNUDGE_NO_WAKE"
 )
 
 passed=0 failed=0
