@@ -6,7 +6,7 @@
  *
  * The protocol below is also a Promela model, tests/model/fifolock_mt.pml,
  * checked with spin by tests/model/run_spin.sh (part of `make test`). Each
- * step name here (L1-L3, F1-F2, A1-A6, T1, G1-G4) labels the same step there
+ * step name here (L1-L3, F1-F2, A1-A6, N1-N2, T1, G1-G4) labels the same step there
  * and the code that does it in this file; change them together.
  *
  * Words
