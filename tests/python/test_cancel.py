@@ -6,27 +6,7 @@ import sys
 import unittest
 
 from fifolock import FifoLock, IS, IX, Mutex, Read, S, Write, X
-
-
-async def settle(steps=10):
-    for _ in range(steps):
-        await asyncio.sleep(0)
-
-def run(coro, timeout=30):
-    """asyncio.run, failing instead of hanging if the lock deadlocks."""
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-
-class Test(unittest.TestCase):
-    def setUp(self):
-        self.unraisable = []
-        self.old_hook = sys.unraisablehook
-        sys.unraisablehook = self.unraisable.append
-
-    def tearDown(self):
-        sys.unraisablehook = self.old_hook
-        self.assertEqual([], [repr(u.exc_value) for u in self.unraisable])
+from support import Test, run, settle
 
 
 class TrackedLock(FifoLock):
@@ -492,6 +472,7 @@ class PredicateRaises(Test):
                         lock(Mutex).__aexit__(None, None, None)
                     except RuntimeError as e:
                         attempts.append(("release", str(e)))
+
                     # Reading is fine.
                     attempts.append(("read", lock.waiting, dict(lock.holds)))
                     return True

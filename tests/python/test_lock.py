@@ -9,29 +9,7 @@ import weakref
 import fifolock
 from fifolock import (FifoLock, IS, IX, S, SIX, X, Mutex, Read, Semaphore,
                       SemaphoreBase, Write)
-
-
-async def settle(steps=10):
-    for _ in range(steps):
-        await asyncio.sleep(0)
-
-def run(coro, timeout=30):
-    """asyncio.run, failing instead of hanging if the lock deadlocks."""
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-
-class Test(unittest.TestCase):
-    """Fails a test on any unraisable exception (a grant callback's, say)."""
-
-    def setUp(self):
-        self.unraisable = []
-        self.old_hook = sys.unraisablehook
-        sys.unraisablehook = self.unraisable.append
-
-    def tearDown(self):
-        sys.unraisablehook = self.old_hook
-        self.assertEqual([], [repr(u.exc_value) for u in self.unraisable])
+from support import Test, run, settle
 
 
 class StaticMode(asyncio.Future):
@@ -274,6 +252,7 @@ class Context(Test):
                 with self.assertRaisesRegex(ValueError, "inside"):
                     async with lock(mode):
                         raise ValueError("inside")
+
                 self.assertEqual({}, lock.holds)
                 async with lock(mode):
                     self.assertEqual({mode: 1}, lock.holds)

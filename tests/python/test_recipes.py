@@ -4,6 +4,8 @@ import sys
 import textwrap
 import unittest
 
+from support import Test, run, settle
+
 # The seed documentation's recipes, verbatim (their `async def` bodies are
 # placeholders there: each test below supplies them).
 MUTEX_RECIPE = '''
@@ -44,6 +46,7 @@ import asyncio
 from fifolock import FifoLock
 
 
+
 class SemaphoreBase(asyncio.Future):
     @classmethod
     def is_compatible(cls, holds):
@@ -61,26 +64,7 @@ def recipe(source):
     return namespace
 
 
-async def settle(steps=10):
-    for _ in range(steps):
-        await asyncio.sleep(0)
-
-def run(coro, timeout=30):
-    """asyncio.run, failing instead of hanging if the lock deadlocks."""
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-
-class RecipeTest(unittest.TestCase):
-    def setUp(self):
-        self.unraisable = []
-        self.old_hook = sys.unraisablehook
-        sys.unraisablehook = self.unraisable.append
-
-    def tearDown(self):
-        sys.unraisablehook = self.old_hook
-        self.assertEqual([], [repr(u.exc_value) for u in self.unraisable])
-
+class RecipeTest(Test):
     def test_mutex_recipe_admits_one_task_at_a_time_in_request_order(self):
         ns = recipe(MUTEX_RECIPE)
         lock, Mutex = ns["lock"], ns["Mutex"]
