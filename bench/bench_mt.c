@@ -28,12 +28,14 @@
  * start and the end.
  *
  * Usage: bench_mt [quick] [parts=123] [spin=N] [yield=N] [behind=N] [nudge=0|1]
+ *                 [shared=NS]
  *   quick        one short run of each, for a smoke test
  *   parts        which parts to run, e.g. parts=2
- *   spin, yield, behind, nudge   override how fifolock_mt waiters spin and
- *                yield before they sleep, and whether a sleeping waiter is
- *                woken when it becomes the head (src/mt_internal.h), to
- *                explore the trade-offs
+ *   spin, yield, behind, nudge, shared   override how fifolock_mt waiters
+ *                spin and yield before they sleep, whether a sleeping waiter
+ *                is woken when it becomes the head, and how long a yield must
+ *                take to end the yielding (src/mt_internal.h), to explore the
+ *                trade-offs
  */
 #define _GNU_SOURCE
 #include "fifolock_mt.h"
@@ -539,17 +541,21 @@ static void part_throughput(const char *title, int work_in, int work_out)
         printf(" %14s", kind_name[k]);
     printf("   fifolock / textbook, ticket, mutex\n");
     for (c = 0; c < 4; c++) {
-        double med[N_KINDS], jain[N_KINDS];
-        for (k = 0; k < N_KINDS; k++) {
-            double v[16], j[16];
-            for (r = 0; r < repeats; r++) {
+        double med[N_KINDS], jain[N_KINDS], v[N_KINDS][16], j[N_KINDS][16];
+        /*
+         * The kinds take turns within each repeat, so that a slow spell of
+         * a shared machine hits them all alike and the ratios stay fair.
+         */
+        for (r = 0; r < repeats; r++)
+            for (k = 0; k < N_KINDS; k++) {
                 struct run x = run_once((enum kind)k, counts[c], -1, work_in, work_out,
                                         seconds, NULL);
-                v[r] = x.ops_per_s;
-                j[r] = x.jain;
+                v[k][r] = x.ops_per_s;
+                j[k][r] = x.jain;
             }
-            med[k] = median(v, repeats);
-            jain[k] = median(j, repeats);
+        for (k = 0; k < N_KINDS; k++) {
+            med[k] = median(v[k], repeats);
+            jain[k] = median(j[k], repeats);
         }
         printf("  %3d", counts[c]);
         for (k = 0; k < N_KINDS; k++)
@@ -617,20 +623,23 @@ int main(int argc, char **argv)
             fifolock_mt__tuning.yield_behind = (unsigned)atoi(argv[a] + 7);
         else if (strncmp(argv[a], "nudge=", 6) == 0)
             fifolock_mt__tuning.nudge = (unsigned)atoi(argv[a] + 6);
+        else if (strncmp(argv[a], "shared=", 7) == 0)
+            fifolock_mt__tuning.shared_ns = (unsigned)atoi(argv[a] + 7);
         else {
-            fprintf(stderr, "usage: %s [quick] [parts=123] [spin=N] [yield=N] [behind=N] [nudge=0|1]\n",
+            fprintf(stderr, "usage: %s [quick] [parts=123] [spin=N] [yield=N] [behind=N] [nudge=0|1] [shared=NS]\n",
                     argv[0]);
             return 2;
         }
     }
-    repeats = quick ? 1 : 5;
+    repeats = quick ? 1 : 9;
     seconds = quick ? 0.02 : 0.1;
 
     fifolock_mt_init(&fl);
     printf("bench_mt: %ld CPUs, %s run, runs of %.0f ms; fifolock_mt waiters spin %u, "
-           "yield %u (behind the head: %u)\n",
+           "yield %u (behind the head: %u, until one takes %u ns)\n",
            sysconf(_SC_NPROCESSORS_ONLN), quick ? "quick" : "full", seconds * 1e3,
-           fifolock_mt__tuning.spin, fifolock_mt__tuning.yield, fifolock_mt__tuning.yield_behind);
+           fifolock_mt__tuning.spin, fifolock_mt__tuning.yield, fifolock_mt__tuning.yield_behind,
+           fifolock_mt__tuning.shared_ns);
     print_load("at start");
     if (strchr(parts, '1'))
         part_uncontended();

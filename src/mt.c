@@ -28,8 +28,8 @@
  *   lock->step_aside  set under L when a grant went to a thread that yields,
  *                sleeps or was just woken (so is likely not on a CPU): G5.
  *   lock->busy   a hint, read and written without L: the last sched_yield()
- *                timed by a thread of this lock ran another thread, so CPUs
- *                are shared (then N1 is skipped).
+ *                timed by a thread of this lock took long (other threads
+ *                ran), so CPUs are crowded (then N1 is skipped).
  *
  * Invariants (K: the lock word; J: waiters)
  *   K1  Only the holder of L reads or writes the engine, lock->wake and
@@ -87,9 +87,10 @@
  *               Then CAS s: WAITING -> YIELDING (if that fails, s is GRANTED:
  *               return 0) and call sched_yield() a bounded number of times
  *               (fewer when others wait ahead), polling s in between; stop
- *               early once a yield took long (another thread ran on this
- *               CPU, so it is shared and sleeping serves better). Deadline
- *               passed, in either: T1.
+ *               early once a yield took very long (other threads ran on
+ *               this CPU, so it is crowded and sleeping serves better). A
+ *               waiter with others ahead does not spin, but yields the
+ *               same way. Deadline passed, in any of these: T1.
  *   A3 park     CAS s: YIELDING (or WAITING) -> PARKED; if that fails, s is
  *               GRANTED: return 0.
  *   A4 sleep    futex_wait(s, PARKED, deadline).
@@ -183,9 +184,6 @@ _Static_assert(sizeof(fifolock_mt) <= 128, "fifolock_mt must stay within 128 byt
 /* What a predicate sees on an idle lock. */
 static const fifolock_holds no_holds;
 
-/* A sched_yield() that takes longer than this ran another thread (A2). */
-#define SHARED_NS 5000L
-
 #define S_WAITING 0u
 #define S_YIELDING 1u
 #define S_PARKED 2u
@@ -195,7 +193,8 @@ static const fifolock_holds no_holds;
 
 struct fifolock_mt__tuning fifolock_mt__tuning = { FIFOLOCK_MT__SPIN, FIFOLOCK_MT__YIELD,
                                                    FIFOLOCK_MT__YIELD_BEHIND,
-                                                   FIFOLOCK_MT__LOCK_SPIN, 1 };
+                                                   FIFOLOCK_MT__LOCK_SPIN, 1,
+                                                   FIFOLOCK_MT__SHARED_NS };
 void (*fifolock_mt__on_timeout)(fifolock_mt *lock);
 
 /* One waiting call, on its thread's stack. */
@@ -351,7 +350,8 @@ static bool timed_yield(fifolock_mt *lock)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     sched_yield();
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    busy = (t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec) > SHARED_NS;
+    busy = (t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec) >
+           (long)__atomic_load_n(&fifolock_mt__tuning.shared_ns, __ATOMIC_RELAXED);
     if (__atomic_load_n(&lock->busy, __ATOMIC_RELAXED) != busy)
         __atomic_store_n(&lock->busy, busy, __ATOMIC_RELAXED);
     return busy;
@@ -505,8 +505,9 @@ static int wait_granted(fifolock_mt *lock, struct waiter *w, const struct timesp
      * A2. Only the head spins: its grant is one release away and the holder
      * is likely running. A waiter further back needs others to run first,
      * and its spinning would keep them off the CPU on a busy machine; it
-     * yields at most `yield_behind` times (by default it sleeps at once) and
-     * is woken when it becomes the head (N1).
+     * yields at most `yield_behind` times, which lets them run yet keeps
+     * it ready to run when its turn comes, then sleeps, and is woken when
+     * it becomes the head (N1).
      */
     if (ahead > 0) {
         unsigned behind = __atomic_load_n(&fifolock_mt__tuning.yield_behind, __ATOMIC_RELAXED);
@@ -538,8 +539,8 @@ static int wait_granted(fifolock_mt *lock, struct waiter *w, const struct timesp
             if (deadline_passed_at(deadline, &t0))
                 return timed_out(lock, w);
             /*
-             * A long yield means another thread ran on this CPU: it is
-             * shared, and the thread we wait for may well need it. Sleep.
+             * A very long yield means other threads ran on this CPU: it is
+             * crowded, and the thread we wait for may well need it. Sleep.
              */
             if (timed_yield(lock))
                 break;

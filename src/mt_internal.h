@@ -12,10 +12,12 @@
  * How a queued thread waits before it sleeps on its futex: the head of the
  * queue polls its word `spin` times with a pause instruction in between,
  * then calls sched_yield() `yield` times; a waiter with others ahead of it
- * only yields, at most `yield_behind` times. `lock_spin`: polls of the
- * internal lock before a thread sleeps on it. Read when a wait begins; tests
- * set them while no thread waits, e.g. all but lock_spin to 0 to make every
- * waiter sleep at once.
+ * only yields, at most `yield_behind` times. Either stops yielding early
+ * once a sched_yield() took more than `shared_ns` nanoseconds (other threads
+ * ran on this CPU meanwhile). `lock_spin`: polls of the internal lock before
+ * a thread sleeps on it. Read when a wait begins; tests set them while no
+ * thread waits, e.g. all but lock_spin to 0 to make every waiter sleep at
+ * once.
  */
 struct fifolock_mt__tuning {
     unsigned spin;
@@ -23,22 +25,28 @@ struct fifolock_mt__tuning {
     unsigned yield_behind;
     unsigned lock_spin;
     unsigned nudge; /* wake a sleeping waiter when it becomes the head (N1) */
+    unsigned shared_ns;
 };
 
 FIFOLOCK_HIDDEN extern struct fifolock_mt__tuning fifolock_mt__tuning;
 
 /*
  * The defaults of fifolock_mt__tuning. The head spins about a microsecond,
- * long enough for a handoff between two running threads; then everybody
- * sleeps. Yielding instead keeps every waiter runnable, which on a machine
- * with more runnable threads than CPUs turns each handoff into a round of
- * context switches (bench/bench_mt.c, yield=N, shows it); sleeping waiters,
- * woken one at a time by a releaser that then steps aside (G5 in src/mt.c),
- * let the lock go idle between time slices instead.
+ * long enough for a handoff between two running threads. Then every waiter
+ * yields a while before it sleeps: with more runnable threads than CPUs, a
+ * yielding waiter keeps its CPU busy and runs again within a round of the
+ * scheduler, while a sleeping one costs a wakeup when its turn comes and,
+ * when too many sleep, leaves a CPU idle (on a virtual machine an idle CPU
+ * is slow to wake). A yield that took long (another thread ran) does not end
+ * the yielding unless it took very long: then the CPU is crowded and
+ * sleeping serves better. bench/bench_mt.c (yield=, behind=, shared=) shows
+ * the trade-offs; these values gave the best medians of its contended runs
+ * with 3, 4 and 8 threads on 2 CPUs.
  */
 #define FIFOLOCK_MT__SPIN 32u
-#define FIFOLOCK_MT__YIELD 100u
-#define FIFOLOCK_MT__YIELD_BEHIND 0u
+#define FIFOLOCK_MT__YIELD 50u
+#define FIFOLOCK_MT__YIELD_BEHIND 20u
+#define FIFOLOCK_MT__SHARED_NS 20000u
 #define FIFOLOCK_MT__LOCK_SPIN 100u
 
 /*
