@@ -28,14 +28,15 @@
  * start and the end.
  *
  * Usage: bench_mt [quick] [parts=123] [spin=N] [yield=N] [behind=N] [nudge=0|1]
- *                 [shared=NS]
+ *                 [shared=NS] [defer=N]
  *   quick        one short run of each, for a smoke test
  *   parts        which parts to run, e.g. parts=2
- *   spin, yield, behind, nudge, shared   override how fifolock_mt waiters
- *                spin and yield before they sleep, whether a sleeping waiter
- *                is woken when it becomes the head, and how long a yield must
- *                take to end the yielding (src/mt_internal.h), to explore the
- *                trade-offs
+ *   spin, yield, behind, nudge, shared, defer   override how fifolock_mt
+ *                waiters spin and yield before they sleep, whether a sleeping
+ *                waiter is woken when it becomes the head, how long a yield
+ *                must take to end the yielding, and behind how many waiters
+ *                a thread yields once before it queues (0: never; see
+ *                src/mt_internal.h), to explore the trade-offs
  */
 #define _GNU_SOURCE
 #include "fifolock_mt.h"
@@ -625,8 +626,10 @@ int main(int argc, char **argv)
             fifolock_mt__tuning.nudge = (unsigned)atoi(argv[a] + 6);
         else if (strncmp(argv[a], "shared=", 7) == 0)
             fifolock_mt__tuning.shared_ns = (unsigned)atoi(argv[a] + 7);
+        else if (strncmp(argv[a], "defer=", 6) == 0)
+            fifolock_mt__tuning.defer = (unsigned)atoi(argv[a] + 6);
         else {
-            fprintf(stderr, "usage: %s [quick] [parts=123] [spin=N] [yield=N] [behind=N] [nudge=0|1] [shared=NS]\n",
+            fprintf(stderr, "usage: %s [quick] [parts=123] [spin=N] [yield=N] [behind=N] [nudge=0|1] [shared=NS] [defer=N]\n",
                     argv[0]);
             return 2;
         }
@@ -636,10 +639,10 @@ int main(int argc, char **argv)
 
     fifolock_mt_init(&fl);
     printf("bench_mt: %ld CPUs, %s run, runs of %.0f ms; fifolock_mt waiters spin %u, "
-           "yield %u (behind the head: %u, until one takes %u ns)\n",
+           "yield %u (behind the head: %u, until one takes %u ns); defer behind %u\n",
            sysconf(_SC_NPROCESSORS_ONLN), quick ? "quick" : "full", seconds * 1e3,
            fifolock_mt__tuning.spin, fifolock_mt__tuning.yield, fifolock_mt__tuning.yield_behind,
-           fifolock_mt__tuning.shared_ns);
+           fifolock_mt__tuning.shared_ns, fifolock_mt__tuning.defer);
     print_load("at start");
     if (strchr(parts, '1'))
         part_uncontended();

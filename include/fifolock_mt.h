@@ -6,8 +6,10 @@
  * fifolock_mt_try_acquire() never blocks, fifolock_mt_timed_acquire() gives
  * up at a deadline. Requests are granted strictly in the order they were
  * made (the order in which they take the lock's internal lock, a few
- * instructions into the call); a request never overtakes an earlier one that
- * is still waiting, so no thread starves. A grant is a direct handoff: the
+ * instructions into the call; a thread that would queue behind others first
+ * yields the CPU once, so its request is made after that); a request never
+ * overtakes an earlier one that is still waiting, so no thread starves. A
+ * grant is a direct handoff: the
  * releasing thread counts the waiter as a holder before the waiter even
  * wakes, so no other thread can slip in between.
  *
@@ -54,8 +56,9 @@ struct fifolock_mt {
     uint64_t word;       /* internal lock and idle fast path (src/mt.c) */
     void *wake;          /* parked waiters granted under the internal lock */
     fifolock engine;     /* the FIFO queue and the hold counts */
-    unsigned step_aside; /* a grant went to a thread that is not running */
-    unsigned busy;       /* a hint: threads of this lock share a CPU */
+    unsigned char step_aside; /* a grant went to a thread that is not running */
+    unsigned char busy;       /* a hint: threads of this lock crowd the CPUs */
+    unsigned queued;          /* a hint: how many waited when L was last dropped */
 };
 
 /**

@@ -7,7 +7,8 @@
  * The protocol below is also a Promela model, tests/model/fifolock_mt.pml,
  * checked with spin by tests/model/run_spin.sh (part of `make test`). Each
  * step name here (L1-L3, F1-F2, A1-A6, N1-N2, T1, G1-G4) labels the same step there
- * and the code that does it in this file; change them together.
+ * and the code that does it in this file; change them together. A0 and G5
+ * are sched_yield() hints that decide nothing; the model leaves them out.
  *
  * Words
  *   lock->word   (64 bits) the internal lock L and the fast path:
@@ -30,6 +31,8 @@
  *   lock->busy   a hint, read and written without L: the last sched_yield()
  *                timed by a thread of this lock took long (other threads
  *                ran), so CPUs are crowded (then N1 is skipped).
+ *   lock->queued a hint, written under L by L3 and read without L by A0: how
+ *                many waited in the queue when L was last dropped.
  *
  * Invariants (K: the lock word; J: waiters)
  *   K1  Only the holder of L reads or writes the engine, lock->wake and
@@ -80,6 +83,9 @@
  *   engine first; a failed F2 then releases through the engine.
  *
  * Acquiring with a wait (thread T, frame f, state s)
+ *   A0 defer    if lock->queued says others wait, sched_yield() once: T is
+ *               only slower to arrive; its request is made at A1. A hint
+ *               only, like G5 (see defer()).
  *   A1 enqueue  under L: s = WAITING; fifolock_acquire() queues f's waiter
  *               and reports how many wait ahead. Drop L (L3).
  *   A2 spin     the head of the queue (none ahead) polls s with a pause
@@ -161,6 +167,7 @@
 #include "mt_internal.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <linux/futex.h>
 #include <sched.h>
 #include <stdbool.h>
@@ -194,7 +201,7 @@ static const fifolock_holds no_holds;
 struct fifolock_mt__tuning fifolock_mt__tuning = { FIFOLOCK_MT__SPIN, FIFOLOCK_MT__YIELD,
                                                    FIFOLOCK_MT__YIELD_BEHIND,
                                                    FIFOLOCK_MT__LOCK_SPIN, 1,
-                                                   FIFOLOCK_MT__SHARED_NS };
+                                                   FIFOLOCK_MT__SHARED_NS, FIFOLOCK_MT__DEFER };
 void (*fifolock_mt__on_timeout)(fifolock_mt *lock);
 
 /* One waiting call, on its thread's stack. */
@@ -327,10 +334,13 @@ static void ilock(fifolock_mt *lock)
 /* L3 */
 static void iunlock(fifolock_mt *lock)
 {
+    size_t waiting = fifolock_waiting(&lock->engine);
+    unsigned queued = waiting > UINT_MAX ? UINT_MAX : (unsigned)waiting;
     uint64_t v = 0, old;
 
-    if (fifolock_waiting(&lock->engine) == 0 &&
-        fifolock_held_total(fifolock_holds_of(&lock->engine)) == 0)
+    if (__atomic_load_n(&lock->queued, __ATOMIC_RELAXED) != queued)
+        __atomic_store_n(&lock->queued, queued, __ATOMIC_RELAXED); /* for A0 */
+    if (waiting == 0 && fifolock_held_total(fifolock_holds_of(&lock->engine)) == 0)
         v = W_IDLE;
     old = __atomic_exchange_n(&lock->word, v, __ATOMIC_RELEASE);
     if (old & W_SLEEPERS)
@@ -575,7 +585,27 @@ static int wait_granted(fifolock_mt *lock, struct waiter *w, const struct timesp
     }
 }
 
-/* A1, then A2-A6. `deadline` is NULL or in the future. */
+/*
+ * A0: a thread that would queue behind others lets the CPU go once before it
+ * queues. On a crowded machine it is the threads that wait in the queue, not
+ * those that run, that the lock has to wait for: a thread that is switched
+ * out while queued stalls everybody behind it when its turn comes, while one
+ * switched out before it queues stalls nobody. So the queue keeps to the
+ * threads that run, and the lock often goes idle between them (then it is
+ * taken on the fast path). The request is made, and its place in the queue
+ * taken, when it is queued (A1); before that the thread is only slower to
+ * arrive, by one sched_yield(). A hint only, from lock->queued, which L3
+ * writes and which is read here without L.
+ */
+static void defer(fifolock_mt *lock)
+{
+    unsigned behind = __atomic_load_n(&fifolock_mt__tuning.defer, __ATOMIC_RELAXED);
+
+    if (behind != 0 && __atomic_load_n(&lock->queued, __ATOMIC_RELAXED) >= behind)
+        sched_yield();
+}
+
+/* A0, A1, then A2-A6. `deadline` is NULL or in the future. */
 static int acquire_slow(fifolock_mt *lock, const fifolock_mode *mode,
                         const struct timespec *deadline)
 {
@@ -585,6 +615,7 @@ static int acquire_slow(fifolock_mt *lock, const fifolock_mode *mode,
 
     if (lock == NULL || !valid_mode(mode))
         return EINVAL;
+    defer(lock);
     ilock(lock);
     rc = fifolock_acquire(&lock->engine, &w.w, mode, granted, lock);
     ahead = fifolock_waiting(&lock->engine);
@@ -617,6 +648,7 @@ int fifolock_mt_init(fifolock_mt *lock)
     lock->wake = NULL;
     lock->step_aside = 0;
     lock->busy = 0;
+    lock->queued = 0;
     fifolock_init(&lock->engine);
     return 0;
 }

@@ -26,6 +26,7 @@ struct fifolock_mt__tuning {
     unsigned lock_spin;
     unsigned nudge; /* wake a sleeping waiter when it becomes the head (N1) */
     unsigned shared_ns;
+    unsigned defer; /* A0: yield once before queueing behind this many (0: never) */
 };
 
 FIFOLOCK_HIDDEN extern struct fifolock_mt__tuning fifolock_mt__tuning;
@@ -47,6 +48,7 @@ FIFOLOCK_HIDDEN extern struct fifolock_mt__tuning fifolock_mt__tuning;
 #define FIFOLOCK_MT__YIELD 50u
 #define FIFOLOCK_MT__YIELD_BEHIND 20u
 #define FIFOLOCK_MT__SHARED_NS 20000u
+#define FIFOLOCK_MT__DEFER 1u
 #define FIFOLOCK_MT__LOCK_SPIN 100u
 
 /*

@@ -403,6 +403,8 @@ static void fifo_order(int sleeping)
     for (i = 0; i < N_FIFO; i++)
         CHECK_TRUE(fifolock_mt__queued_mode(&lock, (size_t)i) == r[i].mode);
     CHECK_EQ(fifolock_mt_waiting(&lock), N_FIFO);
+    /* the hint a thread reads before it queues (A0) follows the queue */
+    CHECK_EQ(__atomic_load_n(&lock.queued, __ATOMIC_RELAXED), N_FIFO);
     CHECK_EQ(fifolock_mt_held(&lock, &fifolock_write), 1);
     CHECK_EQ(fifolock_mt_release(&lock, &fifolock_write), 0);
     for (i = 0; i < N_FIFO; i++) {
@@ -427,6 +429,7 @@ static void fifo_order(int sleeping)
         i = j;
     }
     CHECK_EQ(fifolock_mt_waiting(&lock), 0);
+    CHECK_EQ(__atomic_load_n(&lock.queued, __ATOMIC_RELAXED), 0);
     CHECK_EQ(fifolock_mt_destroy(&lock), 0);
     default_tuning();
 }

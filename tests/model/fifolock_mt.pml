@@ -6,10 +6,12 @@
  * model keeps the steps of src/mt.c's top comment and names them where they
  * happen: the word with LOCKED/SLEEPERS/IDLE and the fast path's mode (K2-K5,
  * F1, F2), the internal lock L (L1-L3), waiting (A1-A6), timing out (T1) and
- * granting (G1-G4), nudging the next head (N1, N2). G5 (step aside) is only a sched_yield() hint, which the
- * model's free choice of the next thread to run already covers; the
- * step_aside flag it reads is touched only under L and decides nothing else,
- * so it is left out. N1 runs unless lock->busy (or the nudge tuning is
+ * granting (G1-G4), nudging the next head (N1, N2). G5 (step aside) and A0
+ * (defer: yield once before queueing behind others) are only sched_yield()
+ * hints, which the model's free choice of the next thread to run already
+ * covers; the step_aside flag G5 reads is touched only under L, and the
+ * lock->queued count A0 reads only chooses whether to yield, so both are left
+ * out. N1 runs unless lock->busy (or the nudge tuning is
  * off): a hint written without L from timed sched_yield()s, so the model
  * chooses it freely at every N1.
  *
