@@ -409,6 +409,12 @@ static struct run run_once(enum kind k, int threads, int read_pct, int work_in, 
     double sum = 0, sq = 0, t0, t1;
     int i;
 
+    /*
+     * A quiet gap first: each run starts on idle CPUs, whatever the run
+     * before it left behind (the scheduler places new threads by how busy
+     * the CPUs were lately).
+     */
+    nanosleep(&(struct timespec){ 0, 50000000L }, NULL);
     memset(ws, 0, sizeof ws);
     stop = 0;
     pthread_barrier_init(&start_line, NULL, (unsigned)threads + 1);
