@@ -539,7 +539,7 @@ static void part_uncontended(void)
 static void part_throughput(const char *title, int work_in, int work_out)
 {
     static const int counts[] = { 2, 3, 4, 8 };
-    int c, k, r;
+    int c, i, k, r;
 
     printf("\n(2%s) contended, exclusive, %s: thousand ops/s (median of %d), Jain's index\n",
            work_in ? "b" : "a", title, repeats);
@@ -550,13 +550,15 @@ static void part_throughput(const char *title, int work_in, int work_out)
     for (c = 0; c < 4; c++) {
         double med[N_KINDS], jain[N_KINDS], v[N_KINDS][16], j[N_KINDS][16];
         /*
-         * The kinds take turns within each repeat, so that a slow spell of
-         * a shared machine hits them all alike and the ratios stay fair.
+         * The kinds take turns within each repeat, each repeat starting with
+         * the next one, so that a slow spell of a shared machine hits them
+         * all alike and the ratios stay fair.
          */
         for (r = 0; r < repeats; r++)
-            for (k = 0; k < N_KINDS; k++) {
-                struct run x = run_once((enum kind)k, counts[c], -1, work_in, work_out,
-                                        seconds, NULL);
+            for (i = 0; i < N_KINDS; i++) {
+                struct run x;
+                k = (r + i) % N_KINDS;
+                x = run_once((enum kind)k, counts[c], -1, work_in, work_out, seconds, NULL);
                 v[k][r] = x.ops_per_s;
                 j[k][r] = x.jain;
             }

@@ -4,14 +4,21 @@
  * The same first-in-first-out lock as fifolock.h, with modes defined by the
  * user, for threads: fifolock_mt_acquire() blocks until the mode is granted,
  * fifolock_mt_try_acquire() never blocks, fifolock_mt_timed_acquire() gives
- * up at a deadline. Requests are granted strictly in the order they were
- * made (the order in which they take the lock's internal lock, a few
- * instructions into the call; a thread that would queue behind others first
- * yields the CPU once, so its request is made after that); a request never
- * overtakes an earlier one that is still waiting, so no thread starves. A
- * grant is a direct handoff: the
- * releasing thread counts the waiter as a holder before the waiter even
- * wakes, so no other thread can slip in between.
+ * up at a deadline.
+ *
+ * Order. Requests are granted strictly in the order they are queued. A call
+ * queues its request at once (under the lock's internal lock, a few
+ * instructions in) when nobody waits; if others already wait, the thread
+ * first yields the CPU once (sched_yield(), which may last a time slice on a
+ * busy machine) and queues after that. So calls that overlap in time may
+ * queue in either order, and a later call may overtake one that is still
+ * yielding. Once a request is queued, no later request is granted before it,
+ * even one whose mode would be compatible now; and since a thread yields at
+ * most once before it queues, no thread starves. To order two threads,
+ * start the second only once fifolock_mt_waiting() shows the first queued.
+ * A grant is a direct handoff: the releasing thread counts the waiter as a
+ * holder before the waiter even wakes, so no other thread can slip in
+ * between.
  *
  * Every function is thread-safe. Nothing allocates per call; the lock itself
  * needs memory only to count more than FIFOLOCK_INLINE_MODES distinct modes at
@@ -56,9 +63,8 @@ struct fifolock_mt {
     uint64_t word;       /* internal lock and idle fast path (src/mt.c) */
     void *wake;          /* parked waiters granted under the internal lock */
     fifolock engine;     /* the FIFO queue and the hold counts */
-    unsigned char step_aside; /* a grant went to a thread that is not running */
-    unsigned char busy;       /* a hint: threads of this lock crowd the CPUs */
-    unsigned queued;          /* a hint: how many waited when L was last dropped */
+    unsigned step_aside; /* a grant went to a thread that is not running */
+    unsigned queued;     /* a hint: how many waited when L was last dropped */
 };
 
 /**
@@ -81,8 +87,9 @@ FIFOLOCK_API int fifolock_mt_destroy(fifolock_mt *lock);
  * Takes one hold of `mode` on `lock`, blocking the calling thread until it is
  * granted. If nobody is waiting and `mode` is compatible with the current
  * holders it is granted at once; otherwise the request joins the tail of the
- * queue (even if it would be compatible now) and is granted when every
- * earlier request has been and the holders allow it. A waiting thread spins
+ * queue (even if it would be compatible now; if others already wait, after
+ * one sched_yield(): see Order above) and is granted when every earlier
+ * request has been and the holders allow it. A waiting thread spins
  * briefly, then yields, then sleeps on a futex. Signals do not interrupt the
  * wait.
  *

@@ -13,6 +13,20 @@
 #define FIFOLOCK_HIDDEN
 #endif
 
+/*
+ * The queue, oldest first: its head (NULL if nobody waits) and the waiter
+ * after `waiter` (NULL at the tail). Only while nobody changes the queue.
+ */
+static inline fifolock_waiter *fifolock__head(const fifolock *lock)
+{
+    return lock->head;
+}
+
+static inline fifolock_waiter *fifolock__next(const fifolock_waiter *waiter)
+{
+    return waiter->next;
+}
+
 /* Nonzero while `waiter` sits in a queue. */
 FIFOLOCK_HIDDEN int fifolock__waiter_is_queued(const fifolock_waiter *waiter);
 

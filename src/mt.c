@@ -28,9 +28,11 @@
  *   lock->wake   waiters granted while asleep, to wake once L is free.
  *   lock->step_aside  set under L when a grant went to a thread that yields,
  *                sleeps or was just woken (so is likely not on a CPU): G5.
- *   lock->busy   a hint, read and written without L: the last sched_yield()
- *                timed by a thread of this lock took long (other threads
- *                ran), so CPUs are crowded (then N1 is skipped).
+ *   busy         a hint for the whole process (not a field of the lock: G5
+ *                runs after L is dropped, when the lock may already be
+ *                freed), read and written without L: the last sched_yield()
+ *                timed here took long (other threads ran), so CPUs are
+ *                crowded (then N1 is skipped).
  *   lock->queued a hint, written under L by L3 and read without L by A0: how
  *                many waited in the queue when L was last dropped.
  *
@@ -72,7 +74,7 @@
  *   again, so that its own L3 wakes the next. L is not fair (a woken sleeper
  *   competes again), but it is held only for one engine call, and a thread
  *   that spins on it retakes it within a few of them. The FIFO order of
- *   requests is the order in which they take L.
+ *   requests is the order in which they take L at A1.
  *
  * The fast path: one atomic instruction each way, no engine call
  *   F1 acquire   if M's predicate accepts no holders: CAS word IDLE -> M|IDLE.
@@ -119,25 +121,27 @@
  *   G1 count    the engine moves f's waiter from the queue to the holders
  *               (held++), then calls granted(): grant before wake, so that
  *               nobody can take the lock between the decision and the handoff.
- *   G2 tell     CAS s: WAITING or YIELDING -> GRANTED (release), retried
- *               while s is one of those; then G is done with f. If s was
- *               PARKED instead: s = WAKING; push f on lock->wake. If s was
- *               YIELDING or PARKED, set lock->step_aside.
+ *   G2 tell     CAS s: WAITING, YIELDING or NUDGED -> GRANTED (release),
+ *               retried while s is one of those; then G is done with f. If s
+ *               was PARKED instead: s = WAKING; push f on lock->wake. If s
+ *               was anything but WAITING, set lock->step_aside.
  *   G3 drop     take the list off lock->wake; drop L (L3).
  *   G4 wake     for each f of the list: read its link, futex_wake(s), then
  *               s = GRANTED (release). After that store G never touches f.
  *   G5 step aside  a releasing thread that saw step_aside (it reads and clears
  *               it under L) calls sched_yield() once before returning, and
- *               times it (lock->busy). On a CPU shared with the thread it
+ *               times it (busy). On a CPU shared with the thread it
  *               handed the lock to, that thread runs now, before the releaser
  *               can queue again behind it; the lock then tends to go idle and
  *               each thread runs on the fast path in its own time slice,
  *               instead of every hold costing a switch. A hint only:
- *               correctness never depends on it.
+ *               correctness never depends on it. It does not touch the lock:
+ *               once L is dropped and the wakes are done, another thread may
+ *               take, release, destroy and free it.
  *
  * Nudging the next head (so that on idle CPUs it spins when its grant comes)
  *   N1 nudge    under L, after a release or a withdrawal changed the head of
- *               the queue, unless lock->busy: if the new head's s is PARKED,
+ *               the queue, unless busy: if the new head's s is PARKED,
  *               CAS it to NUDGED and futex_wake(s), still under L (the head
  *               can't leave the queue, so its frame, without L).
  *   N2 rise     a waiter that finds s == NUDGED in A5 makes it WAITING by CAS
@@ -348,23 +352,31 @@ static void iunlock(fifolock_mt *lock)
 }
 
 /*
- * sched_yield(), and a guess from how long it took: if another thread ran on
- * this CPU meanwhile, the lock's threads share CPUs (lock->busy, a hint read
- * by N1). Returns that guess.
+ * Whether the CPUs seem crowded: the last timed_yield() took long. Whether
+ * other threads compete for the CPUs is a property of the machine, not of
+ * one lock; and G5 must not touch its lock (see there). Atomic, relaxed.
  */
-static bool timed_yield(fifolock_mt *lock)
+static unsigned char busy;
+
+/*
+ * sched_yield(), and a guess from how long it took: if other threads ran on
+ * this CPU meanwhile, CPUs are crowded (busy, a hint read by N1). Returns
+ * that guess. Touches no lock.
+ */
+static bool timed_yield(void)
 {
     struct timespec t0, t1;
-    unsigned busy;
+    int64_t ns;
+    unsigned char crowded;
 
     clock_gettime(CLOCK_MONOTONIC, &t0);
     sched_yield();
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    busy = (t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec) >
-           (long)__atomic_load_n(&fifolock_mt__tuning.shared_ns, __ATOMIC_RELAXED);
-    if (__atomic_load_n(&lock->busy, __ATOMIC_RELAXED) != busy)
-        __atomic_store_n(&lock->busy, busy, __ATOMIC_RELAXED);
-    return busy;
+    ns = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
+    crowded = ns > (int64_t)__atomic_load_n(&fifolock_mt__tuning.shared_ns, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&busy, __ATOMIC_RELAXED) != crowded)
+        __atomic_store_n(&busy, crowded, __ATOMIC_RELAXED);
+    return crowded;
 }
 
 /* G3: takes the waiters to wake, oldest grant first. Under L. */
@@ -412,12 +424,12 @@ static void iunlock_and_wake(fifolock_mt *lock)
  */
 static void nudge_head(fifolock_mt *lock, const fifolock_waiter *old_head)
 {
-    struct waiter *h = (struct waiter *)lock->engine.head;
+    struct waiter *h = (struct waiter *)fifolock__head(&lock->engine);
     uint32_t s = S_PARKED;
 
     if (h != NULL && &h->w != old_head &&
         __atomic_load_n(&fifolock_mt__tuning.nudge, __ATOMIC_RELAXED) &&
-        !__atomic_load_n(&lock->busy, __ATOMIC_RELAXED) &&
+        !__atomic_load_n(&busy, __ATOMIC_RELAXED) &&
         __atomic_compare_exchange_n(&h->state, &s, S_NUDGED, false, __ATOMIC_RELAXED,
                                     __ATOMIC_RELAXED))
         futex_wake(&h->state);
@@ -477,7 +489,7 @@ static int timed_out(fifolock_mt *lock, struct waiter *w)
     if (hook != NULL)
         hook(lock);
     ilock(lock);
-    head = lock->engine.head;
+    head = fifolock__head(&lock->engine);
     rc = fifolock_cancel(&lock->engine, &w->w);
     nudge_head(lock, head);
     lock->step_aside = 0; /* this thread leaves the queue: no need */
@@ -552,7 +564,7 @@ static int wait_granted(fifolock_mt *lock, struct waiter *w, const struct timesp
              * A very long yield means other threads ran on this CPU: it is
              * crowded, and the thread we wait for may well need it. Sleep.
              */
-            if (timed_yield(lock))
+            if (timed_yield())
                 break;
         }
 
@@ -597,12 +609,14 @@ static int wait_granted(fifolock_mt *lock, struct waiter *w, const struct timesp
  * arrive, by one sched_yield(). A hint only, from lock->queued, which L3
  * writes and which is read here without L.
  */
-static void defer(fifolock_mt *lock)
+static bool defer(fifolock_mt *lock)
 {
     unsigned behind = __atomic_load_n(&fifolock_mt__tuning.defer, __ATOMIC_RELAXED);
 
-    if (behind != 0 && __atomic_load_n(&lock->queued, __ATOMIC_RELAXED) >= behind)
-        sched_yield();
+    if (behind == 0 || __atomic_load_n(&lock->queued, __ATOMIC_RELAXED) < behind)
+        return false;
+    sched_yield();
+    return true;
 }
 
 /* A0, A1, then A2-A6. `deadline` is NULL or in the future. */
@@ -615,7 +629,11 @@ static int acquire_slow(fifolock_mt *lock, const fifolock_mode *mode,
 
     if (lock == NULL || !valid_mode(mode))
         return EINVAL;
-    defer(lock);
+    if (defer(lock) && deadline_passed(deadline)) {
+        /* the yield outlasted the deadline: a last try, as for one passed */
+        rc = fifolock_mt_try_acquire(lock, mode);
+        return rc == EBUSY ? ETIMEDOUT : rc;
+    }
     ilock(lock);
     rc = fifolock_acquire(&lock->engine, &w.w, mode, granted, lock);
     ahead = fifolock_waiting(&lock->engine);
@@ -647,7 +665,6 @@ int fifolock_mt_init(fifolock_mt *lock)
     lock->word = W_IDLE;
     lock->wake = NULL;
     lock->step_aside = 0;
-    lock->busy = 0;
     lock->queued = 0;
     fifolock_init(&lock->engine);
     return 0;
@@ -717,14 +734,14 @@ int fifolock_mt_release(fifolock_mt *lock, const fifolock_mode *mode)
                                     __ATOMIC_RELAXED))
         return 0;
     ilock(lock);
-    head = lock->engine.head;
+    head = fifolock__head(&lock->engine);
     rc = fifolock_release(&lock->engine, mode);
     nudge_head(lock, head);
     step_aside = lock->step_aside;
     lock->step_aside = 0;
     iunlock_and_wake(lock);
     if (step_aside)
-        timed_yield(lock); /* G5 */
+        timed_yield(); /* G5: `lock` may be gone by now */
     return rc;
 }
 
@@ -760,7 +777,7 @@ size_t fifolock_mt__sleeping(fifolock_mt *lock)
     size_t n = 0;
 
     ilock(lock);
-    for (w = lock->engine.head; w != NULL; w = w->next)
+    for (w = fifolock__head(&lock->engine); w != NULL; w = fifolock__next(w))
         n += __atomic_load_n(&((const struct waiter *)w)->state, __ATOMIC_RELAXED) == S_PARKED;
     iunlock(lock);
     return n;
@@ -772,7 +789,7 @@ const fifolock_mode *fifolock_mt__queued_mode(fifolock_mt *lock, size_t i)
     const fifolock_waiter *w;
 
     ilock(lock);
-    for (w = lock->engine.head; w != NULL && i > 0; w = w->next)
+    for (w = fifolock__head(&lock->engine); w != NULL && i > 0; w = fifolock__next(w))
         i--;
     mode = w ? w->mode : NULL;
     iunlock(lock);

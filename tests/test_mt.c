@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -715,6 +716,116 @@ static void sleepers_on_the_internal_lock_are_woken(void)
     __atomic_store_n(&fifolock_mt__tuning.lock_spin, FIFOLOCK_MT__LOCK_SPIN, __ATOMIC_SEQ_CST);
 }
 
+/*
+ * A lock may be destroyed and freed as soon as it is idle, even while the
+ * thread that released it last is still inside fifolock_mt_release(). Here
+ * the releaser hands the lock to a sleeping thread on the same CPU and steps
+ * aside (G5); that thread runs, releases, destroys and frees the lock before
+ * the releaser returns. A release that touched the lock after its last wake
+ * would use freed memory (ASan and valgrind see it).
+ */
+struct freer {
+    pthread_t tid;
+    fifolock_mt *lock;
+    int acquire_rc, release_rc, destroy_rc;
+};
+
+static int pin_to_one_cpu(void)
+{
+    static int cpu = -1;
+    cpu_set_t set;
+    int i;
+
+    if (cpu < 0) {
+        if (sched_getaffinity(0, sizeof set, &set) != 0)
+            return -1;
+        for (i = 0; i < CPU_SETSIZE && cpu < 0; i++)
+            if (CPU_ISSET(i, &set))
+                cpu = i;
+    }
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+static void *take_release_destroy_free(void *arg)
+{
+    struct freer *f = arg;
+
+    pin_to_one_cpu();
+    f->acquire_rc = fifolock_mt_acquire(f->lock, &fifolock_mutex);
+    f->release_rc = fifolock_mt_release(f->lock, &fifolock_mutex);
+    f->destroy_rc = fifolock_mt_destroy(f->lock);
+    if (f->destroy_rc == 0)
+        free(f->lock);
+    return NULL;
+}
+
+static void a_lock_freed_during_the_last_release_is_not_touched(void)
+{
+    cpu_set_t all;
+    struct freer f;
+    int round;
+
+    CHECK_EQ(sched_getaffinity(0, sizeof all, &all), 0);
+    for (round = 0; round < 20; round++) {
+        memset(&f, 0, sizeof f);
+        f.lock = malloc(sizeof *f.lock);
+        CHECK_TRUE(f.lock != NULL);
+        CHECK_EQ(pin_to_one_cpu(), 0);
+        set_tuning(0, 0); /* the waiter sleeps at once */
+        CHECK_EQ(fifolock_mt_init(f.lock), 0);
+        CHECK_EQ(fifolock_mt_acquire(f.lock, &fifolock_mutex), 0);
+        pthread_create(&f.tid, NULL, take_release_destroy_free, &f);
+        wait_sleeping(f.lock, 1);
+        CHECK_EQ(fifolock_mt_release(f.lock, &fifolock_mutex), 0); /* may be freed within */
+        pthread_join(f.tid, NULL);
+        CHECK_EQ(f.acquire_rc, 0);
+        CHECK_EQ(f.release_rc, 0);
+        CHECK_EQ(f.destroy_rc, 0);
+        default_tuning();
+        CHECK_EQ(pthread_setaffinity_np(pthread_self(), sizeof all, &all), 0);
+    }
+}
+
+/*
+ * A timed acquire that finds others waiting yields once before it queues
+ * (A0). Deadlines that pass before, during or after that yield all end in
+ * ETIMEDOUT, leave nothing queued, and keep the order of those who wait.
+ */
+static void deadline_while_deferring_leaves_no_trace(void)
+{
+    fifolock_mt lock;
+    struct req w;
+    long us;
+
+    fifolock_mt_init(&lock);
+    CHECK_EQ(fifolock_mt_acquire(&lock, &fifolock_write), 0);
+    req_start(&w, &lock, &fifolock_write, 0);
+    req_go(&w);
+    wait_queued(&lock, 1);
+    CHECK_EQ(__atomic_load_n(&lock.queued, __ATOMIC_RELAXED), 1); /* so A0 yields */
+    for (us = 0; us < 200; us++) {
+        struct timespec d;
+
+        clock_gettime(CLOCK_MONOTONIC, &d);
+        d.tv_nsec += us * 1000;
+        if (d.tv_nsec >= 1000000000L) {
+            d.tv_sec++;
+            d.tv_nsec -= 1000000000L;
+        }
+        CHECK_EQ(fifolock_mt_timed_acquire(&lock, &fifolock_read, &d), ETIMEDOUT);
+        CHECK_EQ(fifolock_mt_waiting(&lock), 1);
+        CHECK_TRUE(fifolock_mt__queued_mode(&lock, 0) == &fifolock_write);
+    }
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_read), 0);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_write), 0);
+    pthread_join(w.tid, NULL);
+    CHECK_EQ(w.acquire_rc, 0);
+    CHECK_EQ(w.release_rc, 0);
+    CHECK_EQ(fifolock_mt_destroy(&lock), 0);
+}
+
 RUN_TESTS(TEST(null_and_bad_arguments_are_einval),
           TEST(releasing_an_unheld_mode_is_eperm_and_changes_nothing),
           TEST(destroying_a_held_lock_is_ebusy_and_leaves_it_usable),
@@ -732,4 +843,6 @@ RUN_TESTS(TEST(null_and_bad_arguments_are_einval),
           TEST(timed_out_head_lets_compatible_waiters_through),
           TEST(timed_acquire_granted_before_the_deadline_holds),
           TEST(grant_between_deadline_and_withdrawal_wins),
-          TEST(sleepers_on_the_internal_lock_are_woken))
+          TEST(sleepers_on_the_internal_lock_are_woken),
+          TEST(a_lock_freed_during_the_last_release_is_not_touched),
+          TEST(deadline_while_deferring_leaves_no_trace))

@@ -11,7 +11,7 @@
  * hints, which the model's free choice of the next thread to run already
  * covers; the step_aside flag G5 reads is touched only under L, and the
  * lock->queued count A0 reads only chooses whether to yield, so both are left
- * out. N1 runs unless lock->busy (or the nudge tuning is
+ * out. N1 runs unless busy (or the nudge tuning is
  * off): a hint written without L from timed sched_yield()s, so the model
  * chooses it freely at every N1.
  *
@@ -370,7 +370,7 @@ inline eng_cancel(f, rc)
 
 /* N1 nudge (mt.c: nudge_head()), under L right after the engine call that
  * may have changed the head (oh: the head before it): if the new head is
- * PARKED, CAS its s: PARKED -> NUDGED, unless lock->busy (a free choice).
+ * PARKED, CAS its s: PARKED -> NUDGED, unless busy (a free choice).
  * Leaves in nf the nudged frame plus 1, whose futex_wake(s) follows, still
  * under L (nudge_wake()). */
 inline nudge_head()
@@ -380,7 +380,7 @@ inline nudge_head()
         assert(alive[q[0]] && eng[q[0]] == E_QUEUED);   /* J2 (a): the queued head */
         if
         :: st[q[0]] = NUDGED; nf = q[0] + 1     /* CAS s: PARKED -> NUDGED (J1) */
-        :: skip                                 /* lock->busy: no nudge */
+        :: skip                                 /* busy: no nudge */
         fi
     :: else -> skip
     fi;
