@@ -195,6 +195,20 @@ static void invariants_hold_when_the_internal_lock_sleeps(void)
     stress_phase(0, 1, 1, 0);
 }
 
+/*
+ * The two hints changed: nobody yields before queueing (A0 off), and every
+ * timed yield counts as crowded, so that no sleeping head is nudged (N1 off).
+ */
+static void invariants_hold_without_defer_or_nudge(void)
+{
+    __atomic_store_n(&fifolock_mt__tuning.defer, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&fifolock_mt__tuning.shared_ns, 0, __ATOMIC_SEQ_CST);
+    stress_phase(FIFOLOCK_MT__SPIN, FIFOLOCK_MT__YIELD, FIFOLOCK_MT__YIELD_BEHIND,
+                 FIFOLOCK_MT__LOCK_SPIN);
+    __atomic_store_n(&fifolock_mt__tuning.defer, FIFOLOCK_MT__DEFER, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&fifolock_mt__tuning.shared_ns, FIFOLOCK_MT__SHARED_NS, __ATOMIC_SEQ_CST);
+}
+
 /* ---- grant against deadline ---------------------------------------------- */
 
 struct racer {
@@ -274,4 +288,5 @@ RUN_TESTS(TEST(invariants_hold_under_load_with_default_waits),
           TEST(invariants_hold_under_load_sleeping),
           TEST(invariants_hold_under_load_yielding),
           TEST(invariants_hold_when_the_internal_lock_sleeps),
+          TEST(invariants_hold_without_defer_or_nudge),
           TEST(grant_and_timeout_race_keeps_the_hold_exactly_once))
