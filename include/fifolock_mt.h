@@ -15,7 +15,8 @@
  * yielding. Once a request is queued, no later request is granted before it,
  * even one whose mode would be compatible now; and since a thread yields at
  * most once before it queues, no thread starves. To order two threads,
- * start the second only once fifolock_mt_waiting() shows the first queued.
+ * start the second only once the first holds the lock or
+ * fifolock_mt_waiting() shows it queued.
  * A grant is a direct handoff: the releasing thread counts the waiter as a
  * holder before the waiter even wakes, so no other thread can slip in
  * between.
@@ -64,7 +65,7 @@ struct fifolock_mt {
     void *wake;          /* parked waiters granted under the internal lock */
     fifolock engine;     /* the FIFO queue and the hold counts */
     unsigned step_aside; /* a grant went to a thread that is not running */
-    unsigned queued;     /* a hint: how many waited when L was last dropped */
+    unsigned queued;     /* a hint: how many waited when the internal lock was last dropped */
 };
 
 /**
@@ -89,9 +90,9 @@ FIFOLOCK_API int fifolock_mt_destroy(fifolock_mt *lock);
  * holders it is granted at once; otherwise the request joins the tail of the
  * queue (even if it would be compatible now; if others already wait, after
  * one sched_yield(): see Order above) and is granted when every earlier
- * request has been and the holders allow it. A waiting thread spins
- * briefly, then yields, then sleeps on a futex. Signals do not interrupt the
- * wait.
+ * request has been and the holders allow it. The thread at the head of the
+ * queue spins briefly; a waiting thread then yields, then sleeps on a futex.
+ * Signals do not interrupt the wait.
  *
  * Returns 0 (the caller holds `mode`; release it with fifolock_mt_release()),
  * or, with nothing changed: EINVAL for a NULL lock or mode or a mode without a
@@ -117,7 +118,8 @@ FIFOLOCK_API int fifolock_mt_try_acquire(fifolock_mt *lock, const fifolock_mode 
  * the queue without a trace (waiters it held back are let through) and the
  * caller holds nothing. Never both: if the grant and the deadline race, the
  * grant wins and 0 is returned. A deadline already past behaves like
- * fifolock_mt_try_acquire() but reports ETIMEDOUT instead of EBUSY.
+ * fifolock_mt_try_acquire() but reports ETIMEDOUT instead of EBUSY; so does
+ * one that passes during the one yield before queueing (see Order).
  * Errors as fifolock_mt_acquire(), plus EINVAL for a NULL deadline or one
  * whose tv_nsec is outside [0, 999999999]. Thread-safe; predicates run under
  * the internal lock, here or in the call that grants the request, and the

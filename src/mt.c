@@ -6,9 +6,12 @@
  *
  * The protocol below is also a Promela model, tests/model/fifolock_mt.pml,
  * checked with spin by tests/model/run_spin.sh (part of `make test`). Each
- * step name here (L1-L3, F1-F2, A1-A6, N1-N2, T1, G1-G4) labels the same step there
- * and the code that does it in this file; change them together. A0 and G5
- * are sched_yield() hints that decide nothing; the model leaves them out.
+ * step name here (L1-L3, F1-F2, A1-A6, N1-N2, T1, G1-G4) labels the same
+ * step there and the code that does it in this file; change them together.
+ * A0 and G5 are sched_yield() hints that only delay a thread (after A0, a
+ * timed call whose deadline passed meanwhile makes one last try under L, as
+ * one whose deadline passed before the call does); the model leaves them
+ * out.
  *
  * Words
  *   lock->word   (64 bits) the internal lock L and the fast path:
@@ -529,7 +532,7 @@ static int wait_granted(fifolock_mt *lock, struct waiter *w, const struct timesp
      * and its spinning would keep them off the CPU on a busy machine; it
      * yields at most `yield_behind` times, which lets them run yet keeps
      * it ready to run when its turn comes, then sleeps, and is woken when
-     * it becomes the head (N1).
+     * it becomes the head (N1; if the CPUs are crowded, only at its grant).
      */
     if (ahead > 0) {
         unsigned behind = __atomic_load_n(&fifolock_mt__tuning.yield_behind, __ATOMIC_RELAXED);

@@ -16,9 +16,10 @@
  * once a sched_yield() took more than `shared_ns` nanoseconds (other threads
  * ran on this CPU meanwhile). `lock_spin`: polls of the internal lock before
  * a thread sleeps on it. `defer`: a thread that finds at least this many
- * waiting yields once before it queues (A0; 0: never). Read when a wait
- * begins; tests set them while no thread waits, e.g. spin and yield to 0
- * to make every waiter sleep at once (`yield` caps `yield_behind` too).
+ * waiting yields once before it queues (A0; 0: never). Read without L when
+ * used (spin, yield and yield_behind when a wait begins); tests set them
+ * while no thread uses the lock, e.g. spin and yield to 0 to make every
+ * waiter sleep at once (`yield` caps `yield_behind` too).
  */
 struct fifolock_mt__tuning {
     unsigned spin;
@@ -39,12 +40,12 @@ FIFOLOCK_HIDDEN extern struct fifolock_mt__tuning fifolock_mt__tuning;
  * yielding waiter keeps its CPU busy and runs again within a round of the
  * scheduler, while a sleeping one costs a wakeup when its turn comes and,
  * when too many sleep, leaves a CPU idle (on a virtual machine an idle CPU
- * is slow to wake). A yield that took long (another thread ran) does not end
- * the yielding unless it took very long: then the CPU is crowded and
- * sleeping serves better. A thread that would queue behind others yields once
- * first (A0 in src/mt.c): with 8 threads on 2 CPUs that alone took the
- * lock from about 1 to about 5 million handoffs a second, as the queue then
- * holds the threads that run. bench/bench_mt.c (spin=, yield=, behind=,
+ * is slow to wake). A yield of up to `shared_ns` (20 us) does not end the
+ * yielding; a longer one means the CPU is crowded, and sleeping serves
+ * better. A thread that would queue behind others yields once first (A0 in
+ * src/mt.c): with 8 threads on 2 CPUs that alone took the lock from about 1
+ * to about 5 million acquisitions a second, as the queue then holds the
+ * threads that run. bench/bench_mt.c (spin=, yield=, behind=,
  * shared=, defer=) shows the trade-offs; these values gave the best medians
  * of its contended runs with 3, 4 and 8 threads on 2 CPUs.
  */

@@ -10,10 +10,12 @@
  * (defer: yield once before queueing behind others) are only sched_yield()
  * hints, which the model's free choice of the next thread to run already
  * covers; the step_aside flag G5 reads is touched only under L, and the
- * lock->queued count A0 reads only chooses whether to yield, so both are left
- * out. N1 runs unless busy (or the nudge tuning is
- * off): a hint written without L from timed sched_yield()s, so the model
- * chooses it freely at every N1.
+ * lock->queued count A0 reads only chooses whether to yield (after which a
+ * timed call whose deadline passed makes one last try under L instead of
+ * queueing, as one whose deadline passed before the call does), so both are
+ * left out. N1 runs unless busy (or the nudge tuning is off): a hint written
+ * without L from timed sched_yield()s, so the model chooses it freely at
+ * every N1.
  *
  * Each atomic step is one atomic instruction of the C code (a CAS, an
  * exchange, a load, a store) or one futex call, merged only where that
