@@ -622,6 +622,17 @@ static bool defer(fifolock_mt *lock)
     return true;
 }
 
+/*
+ * A timed acquire whose deadline has passed before it queued: one try,
+ * which never queues; EBUSY becomes ETIMEDOUT.
+ */
+static int last_try(fifolock_mt *lock, const fifolock_mode *mode)
+{
+    int rc = fifolock_mt_try_acquire(lock, mode);
+
+    return rc == EBUSY ? ETIMEDOUT : rc;
+}
+
 /* A0, A1, then A2-A6. `deadline` is NULL or in the future. */
 static int acquire_slow(fifolock_mt *lock, const fifolock_mode *mode,
                         const struct timespec *deadline)
@@ -632,11 +643,8 @@ static int acquire_slow(fifolock_mt *lock, const fifolock_mode *mode,
 
     if (lock == NULL || !valid_mode(mode))
         return EINVAL;
-    if (defer(lock) && deadline_passed(deadline)) {
-        /* the yield outlasted the deadline: a last try, as for one passed */
-        rc = fifolock_mt_try_acquire(lock, mode);
-        return rc == EBUSY ? ETIMEDOUT : rc;
-    }
+    if (defer(lock) && deadline_passed(deadline))
+        return last_try(lock, mode); /* the yield outlasted the deadline */
     ilock(lock);
     rc = fifolock_acquire(&lock->engine, &w.w, mode, granted, lock);
     ahead = fifolock_waiting(&lock->engine);
@@ -709,16 +717,12 @@ int fifolock_mt_try_acquire(fifolock_mt *lock, const fifolock_mode *mode)
 int fifolock_mt_timed_acquire(fifolock_mt *lock, const fifolock_mode *mode,
                               const struct timespec *deadline)
 {
-    int rc;
-
     if (deadline == NULL || deadline->tv_nsec < 0 || deadline->tv_nsec >= 1000000000L)
         return EINVAL;
     if (fast_acquire(lock, mode))
         return 0;
-    if (deadline_passed(deadline)) {
-        rc = fifolock_mt_try_acquire(lock, mode);
-        return rc == EBUSY ? ETIMEDOUT : rc;
-    }
+    if (deadline_passed(deadline))
+        return last_try(lock, mode);
     return acquire_slow(lock, mode, deadline);
 }
 

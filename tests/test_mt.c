@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include "check.h"
+#include "deadline.h"
 #include "mt_internal.h"
 
 #include <errno.h>
@@ -17,19 +18,6 @@
 #include <unistd.h>
 
 /* ---- helpers ------------------------------------------------------------- */
-
-static struct timespec in_ms(long ms)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    t.tv_sec += ms / 1000;
-    t.tv_nsec += (ms % 1000) * 1000000L;
-    if (t.tv_nsec >= 1000000000L) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000L;
-    }
-    return t;
-}
 
 /* One step of a wait for another thread: quick at first, then gentle. */
 static void pause_a_little(unsigned *i)
@@ -806,14 +794,8 @@ static void deadline_while_deferring_leaves_no_trace(void)
     wait_queued(&lock, 1);
     CHECK_EQ(__atomic_load_n(&lock.queued, __ATOMIC_RELAXED), 1); /* so A0 yields */
     for (us = 0; us < 200; us++) {
-        struct timespec d;
+        struct timespec d = in_ns(us * 1000);
 
-        clock_gettime(CLOCK_MONOTONIC, &d);
-        d.tv_nsec += us * 1000;
-        if (d.tv_nsec >= 1000000000L) {
-            d.tv_sec++;
-            d.tv_nsec -= 1000000000L;
-        }
         CHECK_EQ(fifolock_mt_timed_acquire(&lock, &fifolock_read, &d), ETIMEDOUT);
         CHECK_EQ(fifolock_mt_waiting(&lock), 1);
         CHECK_TRUE(fifolock_mt__queued_mode(&lock, 0) == &fifolock_write);

@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include "check.h"
+#include "deadline.h"
 #include "mt_internal.h"
 
 #include <errno.h>
@@ -16,18 +17,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-static struct timespec in_ns(long ns)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    t.tv_nsec += ns;
-    while (t.tv_nsec >= 1000000000L) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000L;
-    }
-    return t;
-}
 
 /* Only while no thread waits: a wait reads these when it begins. */
 static void set_tuning(unsigned spin, unsigned yield, unsigned behind, unsigned lock_spin)
@@ -42,6 +31,8 @@ static void default_tuning(void)
 {
     set_tuning(FIFOLOCK_MT__SPIN, FIFOLOCK_MT__YIELD, FIFOLOCK_MT__YIELD_BEHIND,
                FIFOLOCK_MT__LOCK_SPIN);
+    __atomic_store_n(&fifolock_mt__tuning.defer, FIFOLOCK_MT__DEFER, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&fifolock_mt__tuning.shared_ns, FIFOLOCK_MT__SHARED_NS, __ATOMIC_SEQ_CST);
 }
 
 /* ---- invariants in the critical section --------------------------------- */
@@ -204,9 +195,7 @@ static void invariants_hold_without_defer_or_nudge(void)
     __atomic_store_n(&fifolock_mt__tuning.defer, 0, __ATOMIC_SEQ_CST);
     __atomic_store_n(&fifolock_mt__tuning.shared_ns, 0, __ATOMIC_SEQ_CST);
     stress_phase(FIFOLOCK_MT__SPIN, FIFOLOCK_MT__YIELD, FIFOLOCK_MT__YIELD_BEHIND,
-                 FIFOLOCK_MT__LOCK_SPIN);
-    __atomic_store_n(&fifolock_mt__tuning.defer, FIFOLOCK_MT__DEFER, __ATOMIC_SEQ_CST);
-    __atomic_store_n(&fifolock_mt__tuning.shared_ns, FIFOLOCK_MT__SHARED_NS, __ATOMIC_SEQ_CST);
+                 FIFOLOCK_MT__LOCK_SPIN); /* ends with default_tuning() */
 }
 
 /* ---- grant against deadline ---------------------------------------------- */
