@@ -614,6 +614,34 @@ static void part_waits(void)
     }
 }
 
+/* The fifolock_mt tuning knobs the command line may set (see the top). */
+static const struct {
+    const char *name; /* with its '=' */
+    unsigned *knob;
+} knobs[] = {
+    { "spin=", &fifolock_mt__tuning.spin },
+    { "yield=", &fifolock_mt__tuning.yield },
+    { "behind=", &fifolock_mt__tuning.yield_behind },
+    { "nudge=", &fifolock_mt__tuning.nudge },
+    { "shared=", &fifolock_mt__tuning.shared_ns },
+    { "defer=", &fifolock_mt__tuning.defer },
+};
+
+/* Sets the knob `arg` names ("spin=32"); 0 if it names none. */
+static int set_knob(const char *arg)
+{
+    size_t i, n;
+
+    for (i = 0; i < sizeof knobs / sizeof knobs[0]; i++) {
+        n = strlen(knobs[i].name);
+        if (strncmp(arg, knobs[i].name, n) == 0) {
+            *knobs[i].knob = (unsigned)atoi(arg + n);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *parts = "123";
@@ -624,19 +652,7 @@ int main(int argc, char **argv)
             quick = 1;
         else if (strncmp(argv[a], "parts=", 6) == 0)
             parts = argv[a] + 6;
-        else if (strncmp(argv[a], "spin=", 5) == 0)
-            fifolock_mt__tuning.spin = (unsigned)atoi(argv[a] + 5);
-        else if (strncmp(argv[a], "yield=", 6) == 0)
-            fifolock_mt__tuning.yield = (unsigned)atoi(argv[a] + 6);
-        else if (strncmp(argv[a], "behind=", 7) == 0)
-            fifolock_mt__tuning.yield_behind = (unsigned)atoi(argv[a] + 7);
-        else if (strncmp(argv[a], "nudge=", 6) == 0)
-            fifolock_mt__tuning.nudge = (unsigned)atoi(argv[a] + 6);
-        else if (strncmp(argv[a], "shared=", 7) == 0)
-            fifolock_mt__tuning.shared_ns = (unsigned)atoi(argv[a] + 7);
-        else if (strncmp(argv[a], "defer=", 6) == 0)
-            fifolock_mt__tuning.defer = (unsigned)atoi(argv[a] + 6);
-        else {
+        else if (!set_knob(argv[a])) {
             fprintf(stderr, "usage: %s [quick] [parts=123] [spin=N] [yield=N] [behind=N] [nudge=0|1] [shared=NS] [defer=N]\n",
                     argv[0]);
             return 2;
