@@ -7,3 +7,4 @@ if(CMAKE_SYSTEM_NAME STREQUAL "Linux" AND CMAKE_C_COMPILER_ID MATCHES "GNU|Clang
   target_compile_definitions(test_engine PRIVATE FIFOLOCK_TEST_WRAP_REALLOC)
 endif()
 fifolock_add_test(test_model test_model.c LABELS engine)
+fifolock_add_test(test_rule test_rule.c LABELS engine)
