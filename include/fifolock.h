@@ -8,8 +8,8 @@
  * were made: a request never overtakes an earlier one that is still waiting.
  *
  * This header is the single-threaded lock for event loops. It never blocks,
- * never allocates on the common paths, and tells a waiter it got the lock by
- * calling its `granted` callback. For POSIX threads see fifolock_mt.h.
+ * allocates only to count more than FIFOLOCK_INLINE_MODES distinct modes at
+ * once, and tells a waiter it got the lock by calling its `granted` callback. For POSIX threads see fifolock_mt.h.
  *
  * Errors are positive errno values returned by the function; errno itself is
  * never touched, nothing is printed and nothing aborts.
@@ -54,10 +54,18 @@ typedef struct fifolock_waiter fifolock_waiter;
  *
  * `is_compatible` says whether one more holder of `self` may join the current
  * holders. It must be a pure, quick function of `holds` and of `*self`: it
- * runs inside the lock's calls (for fifolock_mt, under its internal lock,
- * or, to take an idle lock at once, on an empty hold table) and must not
- * call back into the lock. `holds` is always fifolock_holds_of() of
- * the lock that asks, so a predicate may find its lock from it.
+ * runs inside the lock's calls (for fifolock_mt, under its internal lock)
+ * and must not call back into the lock. `holds` is always fifolock_holds_of()
+ * of the lock that asks (for fifolock_mt, of the fifolock it embeds), so a
+ * predicate may find its lock from it. A hold once granted is kept: an
+ * impure predicate that would refuse it later never takes it back.
+ *
+ * Cost: a lock keeps one count per distinct mode held or queued and finds a
+ * mode's count by a linear search, so each call (and each fifolock_held() in
+ * a predicate) costs time in proportion to the number of distinct modes in
+ * use on that lock at that moment: nothing to notice for the usual few, but
+ * a lock with thousands of distinct modes at once is slow (10,000 distinct
+ * modes: each call walks 10,000 entries).
  */
 struct fifolock_mode {
     bool (*is_compatible)(const fifolock_mode *self, const fifolock_holds *holds);

@@ -23,15 +23,18 @@
  *
  * Every function is thread-safe. Nothing allocates per call; the lock itself
  * needs memory only to count more than FIFOLOCK_INLINE_MODES distinct modes at
- * once. Errors are positive errno values returned by the function; errno itself
+ * once, and each call costs time in proportion to the number of distinct
+ * modes held or queued at that moment (see fifolock.h). Errors are positive errno values returned by the function; errno itself
  * is never touched, nothing is printed and nothing aborts.
  *
  * Modes. A mode's predicate (`is_compatible`) runs under the lock's internal
- * lock, in whichever thread acquires, releases, queries or times out; to take
- * an idle lock at once, acquire may also ask it about an empty hold table
- * without that lock. Either way it must be quick and pure (a function of the
- * hold counts and of the mode's own fields only) and must not call any
- * fifolock_mt_* function. A mode must stay where it is, unchanged, while it
+ * lock, in whichever thread acquires, releases, queries or times out, and
+ * is given the hold table of the fifolock that the fifolock_mt embeds, so it
+ * may find its lock from it as fifolock.h says. (The ready-made modes take
+ * an idle lock without running their predicate at all.) It must be quick and
+ * pure (a function of the hold counts and of the mode's own fields only) and
+ * must not call any fifolock_mt_* function; a hold once granted is kept even
+ * if an impure predicate would now refuse it. A mode must stay where it is, unchanged, while it
  * is held or waited for. Hold counts belong to the lock, not to threads: any
  * thread may release a hold that another thread acquired (as with a
  * semaphore), and a thread that asks again for a mode it holds queues like
@@ -76,11 +79,18 @@ FIFOLOCK_API int fifolock_mt_init(fifolock_mt *lock);
 
 /**
  * Finishes with `lock`. Returns 0; EBUSY if it is held or waited on (nothing
- * changes, the lock stays usable); EINVAL for a NULL lock. Thread-safe:
- * calls in progress in other threads either make it fail with EBUSY or are
- * done with the lock. Once it returned 0, no call may use the lock until it
- * is initialised again; its memory may then be freed, even if the thread
- * that released it last has not returned from fifolock_mt_release() yet.
+ * changes, the lock stays usable); EINVAL for a NULL lock or one already
+ * destroyed.
+ *
+ * What the caller must guarantee, as for pthread_mutex_destroy(): no other
+ * call on the lock is in progress or starts, except release calls that
+ * already dropped their hold (the lock may be freed even if the thread that
+ * released it last has not returned from fifolock_mt_release() yet).
+ * Holders and queued waiters are detected (EBUSY); a call that has not yet
+ * taken its place cannot be, and a call that raced with a successful destroy
+ * fails with EINVAL instead of using the lock, as long as the lock's memory
+ * is still there. Once this returned 0, every call on the lock fails with
+ * EINVAL until fifolock_mt_init() makes it anew; its memory may be freed.
  */
 FIFOLOCK_API int fifolock_mt_destroy(fifolock_mt *lock);
 

@@ -86,7 +86,9 @@ static int hold_get(fifolock_holds *h, const fifolock_mode *mode, struct fifoloc
             uint32_t need = h->used - FIFOLOCK_INLINE_MODES + 1;
             if (need > h->more_cap) {
                 uint32_t cap = h->more_cap ? h->more_cap * 2 : 4;
+                int saved = errno; /* errno is the caller's: a failed realloc sets it */
                 void *p = realloc(h->more, (size_t)cap * sizeof *h->more);
+                errno = saved;
                 if (p == NULL)
                     return ENOMEM;
                 h->more = p;
@@ -264,6 +266,13 @@ static int take_now(fifolock *lock, const fifolock_mode *mode)
     e->held++;
     lock->holds.total++;
     return 0;
+}
+
+int fifolock__count_idle_hold(fifolock *lock, const fifolock_mode *mode)
+{
+    if (lock->head != NULL || lock->holds.used != 0)
+        return EBUSY;
+    return take_now(lock, mode); /* on an idle lock: can't fail */
 }
 
 int fifolock_try_acquire(fifolock *lock, const fifolock_mode *mode)

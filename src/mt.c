@@ -11,7 +11,7 @@
  * A0 and G5 are sched_yield() hints that only delay a thread (after A0, a
  * timed call whose deadline passed meanwhile makes one last try under L, as
  * one whose deadline passed before the call does); the model leaves them
- * out.
+ * out, and D1 (destroy) too.
  *
  * Words
  *   lock->word   (64 bits) the internal lock L and the fast path:
@@ -22,6 +22,8 @@
  *                  M         the other bits: 0, or the mode of the one hold
  *                            taken by the fast path, which the engine does not
  *                            count (modes are 8-aligned; others never go fast)
+ *                  DEAD      SLEEPERS alone: destroyed (D1); never otherwise,
+ *                            as SLEEPERS is set only while LOCKED
  *   w->state     (32 bits) one per waiting call, in a `struct waiter` on the
  *                waiting thread's stack (it embeds the engine's waiter):
  *                  WAITING -> YIELDING -> PARKED -> WAKING -> GRANTED
@@ -63,10 +65,11 @@
  * The internal lock L: a three-state futex lock (Drepper, "Futexes are
  * tricky"), with the fast path in the same word
  *   L1 take   CAS word: u -> LOCKED (LOCKED|SLEEPERS once this thread slept),
- *             for any u without LOCKED. If u was M|IDLE, count that hold in
- *             the engine now: fifolock_try_acquire() on an idle engine with a
- *             mode just found compatible with no holders can't fail. So under
- *             L the engine sees every hold.
+ *             for any u without LOCKED but DEAD (then: EINVAL, see D1). If u
+ *             was M|IDLE, count that hold in the engine now, as granted,
+ *             without asking M's predicate again (a hold once granted is
+ *             never taken back, even from an impure predicate). So under L
+ *             the engine sees every hold.
  *   L2 sleep  after a bounded spin on LOCKED: CAS word LOCKED ->
  *             LOCKED|SLEEPERS, futex_wait(word, LOCKED|SLEEPERS), back to L1.
  *   L3 drop   old = XCHG(word, engine idle ? IDLE : 0); if old had SLEEPERS,
@@ -80,12 +83,26 @@
  *   requests is the order in which they take L at A1.
  *
  * The fast path: one atomic instruction each way, no engine call
- *   F1 acquire   if M's predicate accepts no holders: CAS word IDLE -> M|IDLE.
- *                Only from K2: nobody waits and M is compatible, exactly when
- *                the engine would grant at once; so FIFO order holds.
+ *   F1 acquire   if M is a ready-made mode that admits a first holder
+ *                (fifolock__fits_idle(), which asks no predicate): CAS word
+ *                IDLE -> M|IDLE. Only from K2: nobody waits and M is
+ *                compatible, exactly when the engine would grant at once; so
+ *                FIFO order holds. A user's predicate is asked only under L,
+ *                and always with the engine's own hold table, so that it may
+ *                find its lock from it (fifolock.h); its modes take L.
  *   F2 release   CAS word M|IDLE -> IDLE.
  *   Every other call takes L (L1), which hands the uncounted hold to the
  *   engine first; a failed F2 then releases through the engine.
+ *
+ * Destroying
+ *   D1 destroy   under L, fifolock_destroy() of the engine; if it says 0,
+ *                XCHG word -> DEAD (L is never dropped) and, if SLEEPERS was
+ *                set, wake every sleeper on L. A call that was waiting for L
+ *                then finds DEAD instead of taking it, and fails with EINVAL
+ *                without touching the engine; so does every later call until
+ *                fifolock_mt_init(). This holds while the lock's memory is
+ *                still there; the caller must not free it while other calls
+ *                may be in progress (fifolock_mt.h).
  *
  * Acquiring with a wait (thread T, frame f, state s)
  *   A0 defer    if lock->queued says others wait, sched_yield() once: T is
@@ -194,9 +211,8 @@ _Static_assert(sizeof(fifolock_mt) <= 128, "fifolock_mt must stay within 128 byt
 #define W_SLEEPERS 2u
 #define W_IDLE 4u
 #define W_FLAGS 7u
-
-/* What a predicate sees on an idle lock. */
-static const fifolock_holds no_holds;
+/* Destroyed: no thread takes L any more. SLEEPERS never appears without LOCKED otherwise. */
+#define W_DEAD W_SLEEPERS
 
 #define S_WAITING 0u
 #define S_YIELDING 1u
@@ -254,12 +270,22 @@ static int futex_wait(uint32_t *addr, uint32_t val, const struct timespec *deadl
     return rc == ETIMEDOUT ? ETIMEDOUT : 0;
 }
 
-static void futex_wake(uint32_t *addr)
+static void futex_wake_n(uint32_t *addr, int n)
 {
     int saved = errno;
 
-    syscall(SYS_futex, addr, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, NULL, NULL, 0);
+    syscall(SYS_futex, addr, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, n, NULL, NULL, 0);
     errno = saved;
+}
+
+static void futex_wake(uint32_t *addr)
+{
+    futex_wake_n(addr, 1);
+}
+
+static void futex_wake_all(uint32_t *addr)
+{
+    futex_wake_n(addr, INT_MAX);
 }
 
 static bool deadline_passed_at(const struct timespec *deadline, const struct timespec *now)
@@ -299,6 +325,8 @@ static uint64_t ilock_slow(fifolock_mt *lock)
 
     for (;;) {
         w = __atomic_load_n(&lock->word, __ATOMIC_RELAXED);
+        if (w == W_DEAD)
+            return w; /* D1: destroyed while this thread waited for L */
         if (!(w & W_LOCKED)) {
             /* L1 */
             if (__atomic_compare_exchange_n(&lock->word, &w, take, false, __ATOMIC_ACQUIRE,
@@ -321,21 +349,31 @@ static uint64_t ilock_slow(fifolock_mt *lock)
     }
 }
 
-/* L1: takes L and makes the engine count the fast-path hold, if any. */
-static void ilock(fifolock_mt *lock)
+/*
+ * L1: takes L and makes the engine count the fast-path hold, if any, as it
+ * was granted: without asking its predicate again. Returns 0, or EINVAL if
+ * the lock was destroyed (D1; then L is not taken).
+ */
+static int ilock(fifolock_mt *lock)
 {
     uint64_t w = __atomic_load_n(&lock->word, __ATOMIC_RELAXED);
 
+    if (w == W_DEAD)
+        return EINVAL;
     if ((w & W_LOCKED) ||
         !__atomic_compare_exchange_n(&lock->word, &w, W_LOCKED, false, __ATOMIC_ACQUIRE,
-                                     __ATOMIC_RELAXED))
+                                     __ATOMIC_RELAXED)) {
         w = ilock_slow(lock);
+        if (w == W_DEAD)
+            return EINVAL;
+    }
     if (w & ~(uint64_t)W_FLAGS) {
-        int rc = fifolock_try_acquire(&lock->engine,
-                                      (const fifolock_mode *)(uintptr_t)(w & ~(uint64_t)W_FLAGS));
-        DEBUG_ASSERT(rc == 0);
+        int rc = fifolock__count_idle_hold(
+            &lock->engine, (const fifolock_mode *)(uintptr_t)(w & ~(uint64_t)W_FLAGS));
+        DEBUG_ASSERT(rc == 0); /* K3: the engine is idle */
         (void)rc;
     }
+    return 0;
 }
 
 /* L3 */
@@ -491,7 +529,8 @@ static int timed_out(fifolock_mt *lock, struct waiter *w)
 
     if (hook != NULL)
         hook(lock);
-    ilock(lock);
+    rc = ilock(lock); /* can't fail: a queued waiter makes destroy EBUSY */
+    DEBUG_ASSERT(rc == 0);
     head = fifolock__head(&lock->engine);
     rc = fifolock_cancel(&lock->engine, &w->w);
     nudge_head(lock, head);
@@ -507,7 +546,7 @@ static int timed_out(fifolock_mt *lock, struct waiter *w)
 #ifdef FIFOLOCK_MUTANT_WAKE_BEFORE_GRANT
 static int told(fifolock_mt *lock, struct waiter *w)
 {
-    ilock(lock);
+    (void)ilock(lock);
     (void)fifolock_try_acquire(&lock->engine, w->w.mode); /* may fail: the bug */
     iunlock(lock);
     return 0;
@@ -645,7 +684,8 @@ static int acquire_slow(fifolock_mt *lock, const fifolock_mode *mode,
         return EINVAL;
     if (defer(lock) && deadline_passed(deadline))
         return last_try(lock, mode); /* the yield outlasted the deadline */
-    ilock(lock);
+    if (ilock(lock) != 0)
+        return EINVAL;
     rc = fifolock_acquire(&lock->engine, &w.w, mode, granted, lock);
     ahead = fifolock_waiting(&lock->engine);
     iunlock(lock);
@@ -654,7 +694,7 @@ static int acquire_slow(fifolock_mt *lock, const fifolock_mode *mode,
     return wait_granted(lock, &w, deadline, ahead - 1);
 }
 
-/* F1 */
+/* F1 (a user's predicate is asked only under L, with the lock's own holds) */
 static inline bool fast_acquire(fifolock_mt *lock, const fifolock_mode *mode)
 {
     uint64_t w = W_IDLE;
@@ -662,7 +702,7 @@ static inline bool fast_acquire(fifolock_mt *lock, const fifolock_mode *mode)
     return lock != NULL && mode != NULL && mode->is_compatible != NULL &&
            ((uintptr_t)mode & W_FLAGS) == 0 &&
            __atomic_load_n(&lock->word, __ATOMIC_RELAXED) == W_IDLE &&
-           mode->is_compatible(mode, &no_holds) &&
+           fifolock__fits_idle(mode) &&
            __atomic_compare_exchange_n(&lock->word, &w, (uintptr_t)mode | W_IDLE, false,
                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
 }
@@ -681,16 +721,23 @@ int fifolock_mt_init(fifolock_mt *lock)
     return 0;
 }
 
+/* D1 */
 int fifolock_mt_destroy(fifolock_mt *lock)
 {
+    uint64_t old;
     int rc;
 
-    if (lock == NULL)
+    if (lock == NULL || ilock(lock) != 0)
         return EINVAL;
-    ilock(lock);
     rc = fifolock_destroy(&lock->engine);
-    iunlock(lock);
-    return rc;
+    if (rc != 0) {
+        iunlock(lock);
+        return rc;
+    }
+    old = __atomic_exchange_n(&lock->word, W_DEAD, __ATOMIC_RELEASE);
+    if (old & W_SLEEPERS)
+        futex_wake_all(word_futex(lock));
+    return 0;
 }
 
 int fifolock_mt_acquire(fifolock_mt *lock, const fifolock_mode *mode)
@@ -706,9 +753,8 @@ int fifolock_mt_try_acquire(fifolock_mt *lock, const fifolock_mode *mode)
 
     if (fast_acquire(lock, mode))
         return 0;
-    if (lock == NULL || !valid_mode(mode))
+    if (lock == NULL || !valid_mode(mode) || ilock(lock) != 0)
         return EINVAL;
-    ilock(lock);
     rc = fifolock_try_acquire(&lock->engine, mode);
     iunlock(lock);
     return rc;
@@ -740,7 +786,8 @@ int fifolock_mt_release(fifolock_mt *lock, const fifolock_mode *mode)
         __atomic_compare_exchange_n(&lock->word, &w, W_IDLE, false, __ATOMIC_RELEASE,
                                     __ATOMIC_RELAXED))
         return 0;
-    ilock(lock);
+    if (ilock(lock) != 0)
+        return EINVAL;
     head = fifolock__head(&lock->engine);
     rc = fifolock_release(&lock->engine, mode);
     nudge_head(lock, head);
@@ -756,9 +803,8 @@ size_t fifolock_mt_waiting(fifolock_mt *lock)
 {
     size_t n;
 
-    if (lock == NULL)
+    if (lock == NULL || ilock(lock) != 0)
         return 0;
-    ilock(lock);
     n = fifolock_waiting(&lock->engine);
     iunlock(lock);
     return n;
@@ -768,9 +814,8 @@ size_t fifolock_mt_held(fifolock_mt *lock, const fifolock_mode *mode)
 {
     size_t n;
 
-    if (lock == NULL || mode == NULL)
+    if (lock == NULL || mode == NULL || ilock(lock) != 0)
         return 0;
-    ilock(lock);
     n = fifolock_held(fifolock_holds_of(&lock->engine), mode);
     iunlock(lock);
     return n;
@@ -783,7 +828,8 @@ size_t fifolock_mt__sleeping(fifolock_mt *lock)
     const fifolock_waiter *w;
     size_t n = 0;
 
-    ilock(lock);
+    if (ilock(lock) != 0)
+        return 0;
     for (w = fifolock__head(&lock->engine); w != NULL; w = fifolock__next(w))
         n += __atomic_load_n(&((const struct waiter *)w)->state, __ATOMIC_RELAXED) == S_PARKED;
     iunlock(lock);
@@ -795,7 +841,8 @@ const fifolock_mode *fifolock_mt__queued_mode(fifolock_mt *lock, size_t i)
     const fifolock_mode *mode;
     const fifolock_waiter *w;
 
-    ilock(lock);
+    if (ilock(lock) != 0)
+        return NULL;
     for (w = fifolock__head(&lock->engine); w != NULL && i > 0; w = fifolock__next(w))
         i--;
     mode = w ? w->mode : NULL;
@@ -805,7 +852,7 @@ const fifolock_mode *fifolock_mt__queued_mode(fifolock_mt *lock, size_t i)
 
 void fifolock_mt__lock_internal(fifolock_mt *lock)
 {
-    ilock(lock);
+    (void)ilock(lock);
 }
 
 void fifolock_mt__unlock_internal(fifolock_mt *lock)
