@@ -151,6 +151,75 @@ FIFOLOCK_API int fifolock_mt_timed_acquire(fifolock_mt *lock, const fifolock_mod
  */
 FIFOLOCK_API int fifolock_mt_release(fifolock_mt *lock, const fifolock_mode *mode);
 
+/* ------------------------------------------------------------------------ */
+/* Weighted requests and conversions (the rules of fifolock.h)              */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * As fifolock_mt_acquire(), for `n` holds of `mode` at once, all or nothing:
+ * a waiting request of n keeps its place in the queue and holds back those
+ * behind it, even ones that would fit (a big request is never starved).
+ * Release them with fifolock_mt_release_n(). Errors as fifolock_mt_acquire(),
+ * plus EINVAL for n == 0 and EAGAIN if n more would overflow the mode's count.
+ */
+FIFOLOCK_API int fifolock_mt_acquire_n(fifolock_mt *lock, const fifolock_mode *mode, size_t n);
+
+/** As fifolock_mt_try_acquire(), for `n` holds at once: 0 or EBUSY (nothing taken), ... */
+FIFOLOCK_API int fifolock_mt_try_acquire_n(fifolock_mt *lock, const fifolock_mode *mode,
+                                           size_t n);
+
+/** As fifolock_mt_timed_acquire(), for `n` holds at once. */
+FIFOLOCK_API int fifolock_mt_timed_acquire_n(fifolock_mt *lock, const fifolock_mode *mode,
+                                             size_t n, const struct timespec *deadline);
+
+/**
+ * Drops `n` holds of `mode` at once, then grants as fifolock_mt_release().
+ * Returns 0, EPERM if fewer than n are held (nothing changes), or EINVAL
+ * (also for n == 0).
+ */
+FIFOLOCK_API int fifolock_mt_release_n(fifolock_mt *lock, const fifolock_mode *mode, size_t n);
+
+/**
+ * Turns one hold of `from` into one of `to` without letting go (downgrade a
+ * write to a read; upgrade fifolock_upgradable to fifolock_write), blocking
+ * until that can happen. At once if `to` may join the holders other than
+ * this hold of `from` (waiters that `from` held back are then granted and
+ * woken by this call). Otherwise the request waits ahead of the whole queue,
+ * the caller keeping `from`; nothing else is granted meanwhile, and the
+ * release that makes room switches it (the same direct handoff as a grant).
+ *
+ * Returns 0 (the caller holds `to`, not `from`), or, with nothing changed:
+ * EPERM if `from` is not held; EDEADLK if it would have to wait and another
+ * conversion already waits on the lock (two readers that both upgrade would
+ * wait for each other for ever); EINVAL for a NULL lock or mode, or `to`
+ * without a predicate; ENOMEM, EAGAIN as fifolock_mt_acquire(). Thread-safe.
+ * Which thread converts does not matter (holds belong to the lock), but one
+ * that converts a hold it does not own takes it from whoever does.
+ */
+FIFOLOCK_API int fifolock_mt_convert(fifolock_mt *lock, const fifolock_mode *from,
+                                     const fifolock_mode *to);
+
+/**
+ * As fifolock_mt_convert(), if the switch can be made now; never waits.
+ * Returns 0, EBUSY (the caller still holds `from`), or the errors of
+ * fifolock_mt_convert() but EDEADLK.
+ */
+FIFOLOCK_API int fifolock_mt_try_convert(fifolock_mt *lock, const fifolock_mode *from,
+                                         const fifolock_mode *to);
+
+/**
+ * As fifolock_mt_convert(), but gives up at `deadline` (absolute,
+ * CLOCK_MONOTONIC): ETIMEDOUT, and the caller still holds `from`; the
+ * waiters the conversion held back are let through. If the switch and the
+ * deadline race, exactly one wins: 0 with `to` held, or ETIMEDOUT with
+ * `from` held, never both, never neither. A deadline already past behaves
+ * like fifolock_mt_try_convert() but says ETIMEDOUT instead of EBUSY.
+ * EINVAL also for a NULL deadline or a tv_nsec outside [0, 999999999].
+ */
+FIFOLOCK_API int fifolock_mt_timed_convert(fifolock_mt *lock, const fifolock_mode *from,
+                                           const fifolock_mode *to,
+                                           const struct timespec *deadline);
+
 /**
  * Number of threads queued on `lock` right now (0 for NULL): a snapshot that
  * may be stale by the time it is read. Thread-safe; it may run a predicate

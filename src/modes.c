@@ -18,18 +18,30 @@ static bool read_is_compatible(const fifolock_mode *self, const fifolock_holds *
 static bool write_is_compatible(const fifolock_mode *self, const fifolock_holds *holds)
 {
     (void)self;
-    return fifolock_held(holds, &fifolock_read) == 0 &&
-           fifolock_held(holds, &fifolock_write) == 0;
+    return fifolock_held_total(holds) == 0 ||
+           (fifolock_held(holds, &fifolock_read) == 0 &&
+            fifolock_held(holds, &fifolock_write) == 0 &&
+            fifolock_held(holds, &fifolock_upgradable) == 0);
+}
+
+static bool upgradable_is_compatible(const fifolock_mode *self, const fifolock_holds *holds)
+{
+    (void)self;
+    return fifolock_held(holds, &fifolock_write) == 0 &&
+           fifolock_held(holds, &fifolock_upgradable) == 0;
 }
 
 bool fifolock_semaphore_is_compatible(const fifolock_mode *self, const fifolock_holds *holds)
 {
-    return fifolock_held(holds, self) < self->limit;
+    size_t n = fifolock_asked(holds); /* answers for all of a weighted request at once */
+
+    return n <= self->limit && fifolock_held(holds, self) <= self->limit - n;
 }
 
 const fifolock_mode fifolock_mutex = { mutex_is_compatible, "mutex", 0 };
 const fifolock_mode fifolock_read = { read_is_compatible, "read", 0 };
 const fifolock_mode fifolock_write = { write_is_compatible, "write", 0 };
+const fifolock_mode fifolock_upgradable = { upgradable_is_compatible, "upgradable", 0 };
 
 /*
  * Intention modes: `limit` is the mode's row in the matrix below; bit j of a
@@ -78,7 +90,8 @@ bool fifolock__fits_idle(const fifolock_mode *mode)
 {
     bool (*f)(const fifolock_mode *, const fifolock_holds *) = mode->is_compatible;
 
-    if (f == mutex_is_compatible || f == read_is_compatible || f == write_is_compatible)
+    if (f == mutex_is_compatible || f == read_is_compatible || f == write_is_compatible ||
+        f == upgradable_is_compatible)
         return true;
     if (f == intention_is_compatible)
         return mode->limit < N_INTENTION;

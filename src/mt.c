@@ -661,32 +661,43 @@ static bool defer(fifolock_mt *lock)
     return true;
 }
 
-/*
- * A timed acquire whose deadline has passed before it queued: one try,
- * which never queues; EBUSY becomes ETIMEDOUT.
- */
-static int last_try(fifolock_mt *lock, const fifolock_mode *mode)
+static int try_acquire_slow(fifolock_mt *lock, const fifolock_mode *mode, size_t n)
 {
-    int rc = fifolock_mt_try_acquire(lock, mode);
+    int rc;
+
+    if (lock == NULL || !valid_mode(mode) || n == 0 || ilock(lock) != 0)
+        return EINVAL;
+    rc = fifolock_try_acquire_n(&lock->engine, mode, n);
+    iunlock(lock);
+    return rc;
+}
+
+/*
+ * A timed call whose deadline has passed before it queued: one try, which
+ * never queues; EBUSY becomes ETIMEDOUT.
+ */
+static int last_try(fifolock_mt *lock, const fifolock_mode *mode, size_t n)
+{
+    int rc = try_acquire_slow(lock, mode, n);
 
     return rc == EBUSY ? ETIMEDOUT : rc;
 }
 
 /* A0, A1, then A2-A6. `deadline` is NULL or in the future. */
-static int acquire_slow(fifolock_mt *lock, const fifolock_mode *mode,
+static int acquire_slow(fifolock_mt *lock, const fifolock_mode *mode, size_t n,
                         const struct timespec *deadline)
 {
     struct waiter w = { FIFOLOCK_WAITER_INIT, S_WAITING, NULL };
     size_t ahead;
     int rc;
 
-    if (lock == NULL || !valid_mode(mode))
+    if (lock == NULL || !valid_mode(mode) || n == 0)
         return EINVAL;
     if (defer(lock) && deadline_passed(deadline))
-        return last_try(lock, mode); /* the yield outlasted the deadline */
+        return last_try(lock, mode, n); /* the yield outlasted the deadline */
     if (ilock(lock) != 0)
         return EINVAL;
-    rc = fifolock_acquire(&lock->engine, &w.w, mode, granted, lock);
+    rc = fifolock_acquire_n(&lock->engine, &w.w, mode, n, granted, lock);
     ahead = fifolock_waiting(&lock->engine);
     iunlock(lock);
     if (rc != FIFOLOCK_WAITING)
@@ -705,6 +716,11 @@ static inline bool fast_acquire(fifolock_mt *lock, const fifolock_mode *mode)
            fifolock__fits_idle(mode) &&
            __atomic_compare_exchange_n(&lock->word, &w, (uintptr_t)mode | W_IDLE, false,
                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+}
+
+static bool valid_deadline(const struct timespec *deadline)
+{
+    return deadline != NULL && deadline->tv_nsec >= 0 && deadline->tv_nsec < 1000000000L;
 }
 
 /* ---- the public lock ----------------------------------------------------- */
@@ -744,52 +760,66 @@ int fifolock_mt_acquire(fifolock_mt *lock, const fifolock_mode *mode)
 {
     if (fast_acquire(lock, mode))
         return 0;
-    return acquire_slow(lock, mode, NULL);
+    return acquire_slow(lock, mode, 1, NULL);
+}
+
+int fifolock_mt_acquire_n(fifolock_mt *lock, const fifolock_mode *mode, size_t n)
+{
+    if (n == 1 && fast_acquire(lock, mode))
+        return 0;
+    return acquire_slow(lock, mode, n, NULL);
 }
 
 int fifolock_mt_try_acquire(fifolock_mt *lock, const fifolock_mode *mode)
 {
-    int rc;
-
     if (fast_acquire(lock, mode))
         return 0;
-    if (lock == NULL || !valid_mode(mode) || ilock(lock) != 0)
+    return try_acquire_slow(lock, mode, 1);
+}
+
+int fifolock_mt_try_acquire_n(fifolock_mt *lock, const fifolock_mode *mode, size_t n)
+{
+    if (n == 1 && fast_acquire(lock, mode))
+        return 0;
+    return try_acquire_slow(lock, mode, n);
+}
+
+int fifolock_mt_timed_acquire_n(fifolock_mt *lock, const fifolock_mode *mode, size_t n,
+                                const struct timespec *deadline)
+{
+    if (!valid_deadline(deadline))
         return EINVAL;
-    rc = fifolock_try_acquire(&lock->engine, mode);
-    iunlock(lock);
-    return rc;
+    if (n == 1 && fast_acquire(lock, mode))
+        return 0;
+    if (deadline_passed(deadline))
+        return last_try(lock, mode, n);
+    return acquire_slow(lock, mode, n, deadline);
 }
 
 int fifolock_mt_timed_acquire(fifolock_mt *lock, const fifolock_mode *mode,
                               const struct timespec *deadline)
 {
-    if (deadline == NULL || deadline->tv_nsec < 0 || deadline->tv_nsec >= 1000000000L)
-        return EINVAL;
-    if (fast_acquire(lock, mode))
-        return 0;
-    if (deadline_passed(deadline))
-        return last_try(lock, mode);
-    return acquire_slow(lock, mode, deadline);
+    return fifolock_mt_timed_acquire_n(lock, mode, 1, deadline);
 }
 
-int fifolock_mt_release(fifolock_mt *lock, const fifolock_mode *mode)
+int fifolock_mt_release_n(fifolock_mt *lock, const fifolock_mode *mode, size_t n)
 {
     uint64_t w = (uintptr_t)mode | W_IDLE;
     const fifolock_waiter *head;
     unsigned step_aside;
     int rc;
 
-    if (lock == NULL || mode == NULL)
+    if (lock == NULL || mode == NULL || n == 0)
         return EINVAL;
     /* F2 (a misaligned mode never went fast: its word can't match) */
-    if (((uintptr_t)mode & W_FLAGS) == 0 &&
+    if (n == 1 && ((uintptr_t)mode & W_FLAGS) == 0 &&
         __atomic_compare_exchange_n(&lock->word, &w, W_IDLE, false, __ATOMIC_RELEASE,
                                     __ATOMIC_RELAXED))
         return 0;
     if (ilock(lock) != 0)
         return EINVAL;
     head = fifolock__head(&lock->engine);
-    rc = fifolock_release(&lock->engine, mode);
+    rc = fifolock_release_n(&lock->engine, mode, n);
     nudge_head(lock, head);
     step_aside = lock->step_aside;
     lock->step_aside = 0;
@@ -797,6 +827,68 @@ int fifolock_mt_release(fifolock_mt *lock, const fifolock_mode *mode)
     if (step_aside)
         timed_yield(); /* G5: `lock` may be gone by now */
     return rc;
+}
+
+int fifolock_mt_release(fifolock_mt *lock, const fifolock_mode *mode)
+{
+    return fifolock_mt_release_n(lock, mode, 1);
+}
+
+/*
+ * C1: a conversion, under L like an acquire (A1): the engine switches the
+ * hold now, or queues the request ahead of the whole queue; then it waits
+ * as any waiter (A2-A6), and T1 withdraws it at its deadline (the caller
+ * then keeps `from`). A switch made now may grant waiters that `from` held
+ * back: they are woken as after a release (G3-G4). `try`: never waits.
+ */
+static int convert(fifolock_mt *lock, const fifolock_mode *from, const fifolock_mode *to,
+                   bool try, const struct timespec *deadline)
+{
+    struct waiter w = { FIFOLOCK_WAITER_INIT, S_WAITING, NULL };
+    const fifolock_waiter *head;
+    unsigned step_aside;
+    int rc;
+
+    if (lock == NULL || from == NULL || !valid_mode(to) || ilock(lock) != 0)
+        return EINVAL;
+    head = fifolock__head(&lock->engine);
+    if (try)
+        rc = fifolock_try_convert(&lock->engine, from, to);
+    else
+        rc = fifolock_convert(&lock->engine, &w.w, from, to, granted, lock);
+    nudge_head(lock, head); /* (not this thread: it is awake) */
+    step_aside = lock->step_aside;
+    lock->step_aside = 0;
+    iunlock_and_wake(lock);
+    if (step_aside)
+        timed_yield(); /* G5 */
+    if (rc != FIFOLOCK_WAITING)
+        return rc;
+    return wait_granted(lock, &w, deadline, 0);
+}
+
+int fifolock_mt_convert(fifolock_mt *lock, const fifolock_mode *from, const fifolock_mode *to)
+{
+    return convert(lock, from, to, false, NULL);
+}
+
+int fifolock_mt_try_convert(fifolock_mt *lock, const fifolock_mode *from,
+                            const fifolock_mode *to)
+{
+    return convert(lock, from, to, true, NULL);
+}
+
+int fifolock_mt_timed_convert(fifolock_mt *lock, const fifolock_mode *from,
+                              const fifolock_mode *to, const struct timespec *deadline)
+{
+    int rc;
+
+    if (!valid_deadline(deadline))
+        return EINVAL;
+    if (!deadline_passed(deadline))
+        return convert(lock, from, to, false, deadline);
+    rc = convert(lock, from, to, true, NULL); /* past: one try */
+    return rc == EBUSY ? ETIMEDOUT : rc;
 }
 
 size_t fifolock_mt_waiting(fifolock_mt *lock)

@@ -1,3 +1,4 @@
 # The thread lock (src/mt.c). A deadlock fails by the 60 s timeout, never hangs.
 fifolock_add_test(test_mt test_mt.c TIMEOUT 60 LABELS mt)
 fifolock_add_test(test_mt_stress test_mt_stress.c TIMEOUT 60 LABELS mt stress)
+fifolock_add_test(test_mt_weighted test_mt_weighted.c TIMEOUT 60 LABELS mt)
