@@ -48,12 +48,6 @@
 #define WAITER_WAITING 0x57a17u /* unlikely in uninitialised memory */
 #define WAITER_GRANTED 0x96a27u
 
-/*
- * FIFOLOCK_MUTANT_* switches build a deliberate bug in, for the mutation
- * check (tests/mutants): it proves the tests catch each one. Never set them
- * otherwise.
- */
-
 /* ---- hold table ---------------------------------------------------------- */
 
 static struct fifolock_hold *hold_at(const fifolock_holds *h, uint32_t i)
@@ -435,11 +429,7 @@ int fifolock_acquire_n(fifolock *lock, fifolock_waiter *waiter, const fifolock_m
     if (waiter->state == WAITER_WAITING)
         return EINVAL; /* still queued; reusing it would corrupt that queue */
 
-#ifdef FIFOLOCK_MUTANT_GRANT_PAST_WAITER
-    if (1) {
-#else
     if (lock->head == NULL) {
-#endif
         rc = take_if_fits(lock, mode, n);
         if (rc == 0) {
             waiter->lock = lock;
@@ -498,11 +488,6 @@ int fifolock_release_n(fifolock *lock, const fifolock_mode *mode, size_t n)
         return 0;
     }
     e = hold_find(h, mode);
-#ifdef FIFOLOCK_MUTANT_WRONG_MODE_RELEASE
-    /* Drops a hold of whichever mode comes first in the table. */
-    if (e != NULL && e->held != 0 && h->inline_[0].held != 0)
-        e = &h->inline_[0];
-#endif
     /* A waiting conversion still holds one of its `from`: not this call's to drop. */
     if (e == NULL || e->held < n + (lock->head != NULL && lock->head->from == mode))
         return EPERM;
@@ -623,12 +608,8 @@ int fifolock_cancel(fifolock *lock, fifolock_waiter *waiter)
     e->queued -= (uint32_t)waiter->n;
     hold_put(&lock->holds, e);
     /* Only a new head can be compatible: the old one was not (I3). */
-#ifndef FIFOLOCK_MUTANT_SKIP_GRANT_AFTER_CANCEL
     if (was_head && lock->head != NULL)
         grant(lock);
-#else
-    (void)was_head;
-#endif
     CHECK(lock);
     return 0;
 }

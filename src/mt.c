@@ -441,9 +441,7 @@ static void wake_list(struct waiter *w)
 
     for (; w != NULL; w = next) {
         next = w->next; /* before the store below: then the frame may go */
-#ifndef FIFOLOCK_MUTANT_DROP_WAKEUP
         futex_wake(&w->state);
-#endif
         __atomic_store_n(&w->state, S_GRANTED, __ATOMIC_RELEASE);
     }
 }
@@ -485,14 +483,6 @@ static void granted(fifolock_waiter *ew, void *arg)
     struct waiter *w = (struct waiter *)ew;
     uint32_t s = __atomic_load_n(&w->state, __ATOMIC_RELAXED);
 
-#ifdef FIFOLOCK_MUTANT_WAKE_BEFORE_GRANT
-    /*
-     * Deliberate bug: the hold is taken back out of the counts and the
-     * waiter counts itself only once awake, as a lock that wakes before it
-     * grants would. In between, anybody may take the lock.
-     */
-    fifolock_release(&lock->engine, ew->mode);
-#endif
     while (s == S_WAITING || s == S_YIELDING || s == S_NUDGED) {
         if (__atomic_compare_exchange_n(&w->state, &s, S_GRANTED, false, __ATOMIC_RELEASE,
                                         __ATOMIC_RELAXED)) {
@@ -543,19 +533,6 @@ static int timed_out(fifolock_mt *lock, struct waiter *w)
     return 0;
 }
 
-#ifdef FIFOLOCK_MUTANT_WAKE_BEFORE_GRANT
-static int told(fifolock_mt *lock, struct waiter *w)
-{
-    (void)ilock(lock);
-    (void)fifolock_try_acquire(&lock->engine, w->w.mode); /* may fail: the bug */
-    iunlock(lock);
-    return 0;
-}
-#define TOLD(lock, w) told(lock, w)
-#else
-#define TOLD(lock, w) 0
-#endif
-
 /* A2-A6 */
 static int wait_granted(fifolock_mt *lock, struct waiter *w, const struct timespec *deadline,
                         size_t ahead)
@@ -582,7 +559,7 @@ static int wait_granted(fifolock_mt *lock, struct waiter *w, const struct timesp
     for (;;) {
         for (i = 0; i < spin; i++) {
             if (state_load(w) == S_GRANTED)
-                return TOLD(lock, w);
+                return 0;
             cpu_relax();
             if ((i & 63) == 63 && deadline_passed(deadline))
                 return timed_out(lock, w);
@@ -591,14 +568,14 @@ static int wait_granted(fifolock_mt *lock, struct waiter *w, const struct timesp
         if (yields > 0) {
             if (!__atomic_compare_exchange_n(&w->state, &s, S_YIELDING, false, __ATOMIC_ACQUIRE,
                                              __ATOMIC_ACQUIRE))
-                return TOLD(lock, w); /* s is GRANTED */
+                return 0; /* s is GRANTED */
             s = S_YIELDING;
         }
         for (i = 0; i < yields; i++) {
             struct timespec t0;
 
             if (state_load(w) == S_GRANTED)
-                return TOLD(lock, w);
+                return 0;
             clock_gettime(CLOCK_MONOTONIC, &t0);
             if (deadline_passed_at(deadline, &t0))
                 return timed_out(lock, w);
@@ -613,22 +590,22 @@ static int wait_granted(fifolock_mt *lock, struct waiter *w, const struct timesp
         /* A3 */
         if (!__atomic_compare_exchange_n(&w->state, &s, S_PARKED, false, __ATOMIC_ACQUIRE,
                                          __ATOMIC_ACQUIRE))
-            return TOLD(lock, w); /* s is GRANTED */
+            return 0; /* s is GRANTED */
         for (;;) {
             int rc = futex_wait(&w->state, S_PARKED, deadline); /* A4 */
 
             s = state_load(w); /* A5 */
             if (s == S_GRANTED)
-                return TOLD(lock, w);
+                return 0;
             if (s == S_WAKING) {
                 linger(w); /* A6 */
-                return TOLD(lock, w);
+                return 0;
             }
             if (s == S_NUDGED) {
                 /* N2: we are the head now; awake again, spin and yield as one */
                 if (!__atomic_compare_exchange_n(&w->state, &s, S_WAITING, false,
                                                  __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE))
-                    return TOLD(lock, w); /* s is GRANTED */
+                    return 0; /* s is GRANTED */
                 break;
             }
             if (rc == ETIMEDOUT || deadline_passed(deadline))
