@@ -121,7 +121,10 @@
  *               same way. Deadline passed, in any of these: T1.
  *   A3 park     CAS s: YIELDING (or WAITING) -> PARKED; if that fails, s is
  *               GRANTED: return 0.
- *   A4 sleep    futex_wait(s, PARKED, deadline).
+ *   A4 sleep    futex_wait(s, PARKED, deadline). A wait that may be
+ *               interrupted (fifolock_mt__interrupt, for Python) first asks
+ *               its hook, and sleeps at most a slice (50 ms) before asking
+ *               again; a yes withdraws the request as T1 does, with EINTR.
  *   A5 look     s == GRANTED: return 0. s == WAKING: A6. s == NUDGED: N2.
  *               s == PARKED: deadline passed -> T1; otherwise (spurious
  *               wakeup, signal) -> A4.
@@ -232,7 +235,11 @@ struct waiter {
     fifolock_waiter w;  /* first: the engine hands this back to granted() */
     uint32_t state;     /* S_*, atomic */
     struct waiter *next; /* in lock->wake; written under L */
+    const struct fifolock_mt__interrupt *intr; /* asked before each sleep; NULL: none */
 };
+
+/* How long a wait that can be interrupted sleeps before it asks again. */
+#define INTERRUPT_SLICE_NS 50000000
 
 /* ---- small helpers ------------------------------------------------------- */
 
@@ -293,6 +300,19 @@ static bool deadline_passed_at(const struct timespec *deadline, const struct tim
     return deadline != NULL &&
            (now->tv_sec > deadline->tv_sec ||
             (now->tv_sec == deadline->tv_sec && now->tv_nsec >= deadline->tv_nsec));
+}
+
+static struct timespec in_ns_from_now(long ns)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    t.tv_nsec += ns;
+    while (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
 }
 
 static bool deadline_passed(const struct timespec *deadline)
@@ -510,8 +530,11 @@ static void linger(struct waiter *w)
     }
 }
 
-/* T1: the deadline passed while queued. */
-static int timed_out(fifolock_mt *lock, struct waiter *w)
+/*
+ * T1: the deadline passed while queued (or the wait was interrupted): the
+ * request is withdrawn and `code` returned, unless the grant won the race.
+ */
+static int withdraw(fifolock_mt *lock, struct waiter *w, int code)
 {
     void (*hook)(fifolock_mt *) = __atomic_load_n(&fifolock_mt__on_timeout, __ATOMIC_ACQUIRE);
     const fifolock_waiter *head;
@@ -527,7 +550,7 @@ static int timed_out(fifolock_mt *lock, struct waiter *w)
     lock->step_aside = 0; /* this thread leaves the queue: no need */
     iunlock_and_wake(lock);
     if (rc == 0)
-        return ETIMEDOUT;
+        return code;
     DEBUG_ASSERT(rc == EALREADY);
     linger(w);
     return 0;
@@ -562,7 +585,7 @@ static int wait_granted(fifolock_mt *lock, struct waiter *w, const struct timesp
                 return 0;
             cpu_relax();
             if ((i & 63) == 63 && deadline_passed(deadline))
-                return timed_out(lock, w);
+                return withdraw(lock, w, ETIMEDOUT);
         }
         s = S_WAITING;
         if (yields > 0) {
@@ -578,7 +601,7 @@ static int wait_granted(fifolock_mt *lock, struct waiter *w, const struct timesp
                 return 0;
             clock_gettime(CLOCK_MONOTONIC, &t0);
             if (deadline_passed_at(deadline, &t0))
-                return timed_out(lock, w);
+                return withdraw(lock, w, ETIMEDOUT);
             /*
              * A very long yield means other threads ran on this CPU: it is
              * crowded, and the thread we wait for may well need it. Sleep.
@@ -592,7 +615,19 @@ static int wait_granted(fifolock_mt *lock, struct waiter *w, const struct timesp
                                          __ATOMIC_ACQUIRE))
             return 0; /* s is GRANTED */
         for (;;) {
-            int rc = futex_wait(&w->state, S_PARKED, deadline); /* A4 */
+            const struct timespec *until = deadline;
+            struct timespec slice;
+            int rc;
+
+            if (w->intr != NULL) {
+                /* asked before each sleep, which lasts a slice at most */
+                if (w->intr->interrupted(w->intr->arg))
+                    return withdraw(lock, w, EINTR);
+                slice = in_ns_from_now(INTERRUPT_SLICE_NS);
+                if (deadline == NULL || !deadline_passed_at(deadline, &slice))
+                    until = &slice;
+            }
+            rc = futex_wait(&w->state, S_PARKED, until); /* A4 */
 
             s = state_load(w); /* A5 */
             if (s == S_GRANTED)
@@ -608,8 +643,8 @@ static int wait_granted(fifolock_mt *lock, struct waiter *w, const struct timesp
                     return 0; /* s is GRANTED */
                 break;
             }
-            if (rc == ETIMEDOUT || deadline_passed(deadline))
-                return timed_out(lock, w);
+            if ((rc == ETIMEDOUT && until == deadline) || deadline_passed(deadline))
+                return withdraw(lock, w, ETIMEDOUT);
         }
         spin = __atomic_load_n(&fifolock_mt__tuning.spin, __ATOMIC_RELAXED);
         yields = __atomic_load_n(&fifolock_mt__tuning.yield, __ATOMIC_RELAXED);
@@ -662,9 +697,10 @@ static int last_try(fifolock_mt *lock, const fifolock_mode *mode, size_t n)
 
 /* A0, A1, then A2-A6. `deadline` is NULL or in the future. */
 static int acquire_slow(fifolock_mt *lock, const fifolock_mode *mode, size_t n,
-                        const struct timespec *deadline)
+                        const struct timespec *deadline,
+                        const struct fifolock_mt__interrupt *intr)
 {
-    struct waiter w = { FIFOLOCK_WAITER_INIT, S_WAITING, NULL };
+    struct waiter w = { FIFOLOCK_WAITER_INIT, S_WAITING, NULL, intr };
     size_t ahead;
     int rc;
 
@@ -737,14 +773,14 @@ int fifolock_mt_acquire(fifolock_mt *lock, const fifolock_mode *mode)
 {
     if (fast_acquire(lock, mode))
         return 0;
-    return acquire_slow(lock, mode, 1, NULL);
+    return acquire_slow(lock, mode, 1, NULL, NULL);
 }
 
 int fifolock_mt_acquire_n(fifolock_mt *lock, const fifolock_mode *mode, size_t n)
 {
     if (n == 1 && fast_acquire(lock, mode))
         return 0;
-    return acquire_slow(lock, mode, n, NULL);
+    return acquire_slow(lock, mode, n, NULL, NULL);
 }
 
 int fifolock_mt_try_acquire(fifolock_mt *lock, const fifolock_mode *mode)
@@ -770,7 +806,7 @@ int fifolock_mt_timed_acquire_n(fifolock_mt *lock, const fifolock_mode *mode, si
         return 0;
     if (deadline_passed(deadline))
         return last_try(lock, mode, n);
-    return acquire_slow(lock, mode, n, deadline);
+    return acquire_slow(lock, mode, n, deadline, NULL);
 }
 
 int fifolock_mt_timed_acquire(fifolock_mt *lock, const fifolock_mode *mode,
@@ -819,9 +855,10 @@ int fifolock_mt_release(fifolock_mt *lock, const fifolock_mode *mode)
  * back: they are woken as after a release (G3-G4). `try`: never waits.
  */
 static int convert(fifolock_mt *lock, const fifolock_mode *from, const fifolock_mode *to,
-                   bool try, const struct timespec *deadline)
+                   bool try, const struct timespec *deadline,
+                   const struct fifolock_mt__interrupt *intr)
 {
-    struct waiter w = { FIFOLOCK_WAITER_INIT, S_WAITING, NULL };
+    struct waiter w = { FIFOLOCK_WAITER_INIT, S_WAITING, NULL, intr };
     const fifolock_waiter *head;
     unsigned step_aside;
     int rc;
@@ -846,13 +883,13 @@ static int convert(fifolock_mt *lock, const fifolock_mode *from, const fifolock_
 
 int fifolock_mt_convert(fifolock_mt *lock, const fifolock_mode *from, const fifolock_mode *to)
 {
-    return convert(lock, from, to, false, NULL);
+    return convert(lock, from, to, false, NULL, NULL);
 }
 
 int fifolock_mt_try_convert(fifolock_mt *lock, const fifolock_mode *from,
                             const fifolock_mode *to)
 {
-    return convert(lock, from, to, true, NULL);
+    return convert(lock, from, to, true, NULL, NULL);
 }
 
 int fifolock_mt_timed_convert(fifolock_mt *lock, const fifolock_mode *from,
@@ -863,8 +900,35 @@ int fifolock_mt_timed_convert(fifolock_mt *lock, const fifolock_mode *from,
     if (!valid_deadline(deadline))
         return EINVAL;
     if (!deadline_passed(deadline))
-        return convert(lock, from, to, false, deadline);
-    rc = convert(lock, from, to, true, NULL); /* past: one try */
+        return convert(lock, from, to, false, deadline, NULL);
+    rc = convert(lock, from, to, true, NULL, NULL); /* past: one try */
+    return rc == EBUSY ? ETIMEDOUT : rc;
+}
+
+int fifolock_mt__acquire_interruptible(fifolock_mt *lock, const fifolock_mode *mode, size_t n,
+                                       const struct timespec *deadline,
+                                       const struct fifolock_mt__interrupt *intr)
+{
+    if (deadline != NULL && !valid_deadline(deadline))
+        return EINVAL;
+    if (n == 1 && fast_acquire(lock, mode))
+        return 0;
+    if (deadline_passed(deadline))
+        return last_try(lock, mode, n);
+    return acquire_slow(lock, mode, n, deadline, intr);
+}
+
+int fifolock_mt__convert_interruptible(fifolock_mt *lock, const fifolock_mode *from,
+                                       const fifolock_mode *to, const struct timespec *deadline,
+                                       const struct fifolock_mt__interrupt *intr)
+{
+    int rc;
+
+    if (deadline != NULL && !valid_deadline(deadline))
+        return EINVAL;
+    if (!deadline_passed(deadline))
+        return convert(lock, from, to, false, deadline, intr);
+    rc = convert(lock, from, to, true, NULL, NULL);
     return rc == EBUSY ? ETIMEDOUT : rc;
 }
 

@@ -270,10 +270,71 @@ static void conversion_grant_racing_its_deadline_keeps_exactly_one_mode(void)
     CHECK_EQ(fifolock_mt_destroy(&lock), 0);
 }
 
+/* ---- interruptible waits (for front ends such as Python's) ---------------- */
+
+struct intr_call {
+    pthread_t tid;
+    fifolock_mt *lock;
+    int stop; /* what the hook answers */
+    int asked;
+    int rc;
+};
+
+static int intr_hook(void *arg)
+{
+    struct intr_call *c = arg;
+
+    __atomic_fetch_add(&c->asked, 1, __ATOMIC_SEQ_CST);
+    return __atomic_load_n(&c->stop, __ATOMIC_SEQ_CST);
+}
+
+static void *intr_main(void *arg)
+{
+    struct intr_call *c = arg;
+    struct fifolock_mt__interrupt intr = { intr_hook, c };
+
+    c->rc = fifolock_mt__acquire_interruptible(c->lock, &fifolock_write, 1, NULL, &intr);
+    return NULL;
+}
+
+static void an_interrupted_wait_leaves_no_trace_and_lets_others_in(void)
+{
+    fifolock_mt lock;
+    struct intr_call c = { 0 }, d = { 0 };
+    struct call r;
+
+    fifolock_mt_init(&lock);
+    c.lock = d.lock = &lock;
+    CHECK_EQ(fifolock_mt_acquire(&lock, &fifolock_read), 0);
+    pthread_create(&c.tid, NULL, intr_main, &c);
+    wait_queued(&lock, 1);
+    call_start(&r, &lock, OP_ACQUIRE_N, &fifolock_read, NULL, 1); /* behind the writer */
+    wait_queued(&lock, 2);
+    while (__atomic_load_n(&c.asked, __ATOMIC_SEQ_CST) < 2) /* it sleeps, and asks again */
+        usleep(1000);
+    __atomic_store_n(&c.stop, 1, __ATOMIC_SEQ_CST);
+    pthread_join(c.tid, NULL);
+    CHECK_EQ(c.rc, EINTR);
+    call_join(&r); /* the reader it held back got in */
+    CHECK_EQ(r.rc, 0);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_write), 0);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_read), 2);
+    CHECK_EQ(fifolock_mt_waiting(&lock), 0);
+    /* a hook that says no: the wait goes on and is granted */
+    pthread_create(&d.tid, NULL, intr_main, &d);
+    wait_queued(&lock, 1);
+    CHECK_EQ(fifolock_mt_release_n(&lock, &fifolock_read, 2), 0);
+    pthread_join(d.tid, NULL);
+    CHECK_EQ(d.rc, 0);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_write), 0);
+    CHECK_EQ(fifolock_mt_destroy(&lock), 0);
+}
+
 RUN_TESTS(TEST(weighted_calls_take_and_drop_n_at_once),
           TEST(waiting_big_request_holds_back_small_ones),
           TEST(downgrade_lets_waiting_readers_in_at_once),
           TEST(upgrade_waits_for_readers_ahead_of_a_queued_writer),
           TEST(two_upgrading_readers_get_edeadlk_not_a_deadlock),
           TEST(timed_out_conversion_keeps_from_and_lets_the_queue_go),
-          TEST(conversion_grant_racing_its_deadline_keeps_exactly_one_mode))
+          TEST(conversion_grant_racing_its_deadline_keeps_exactly_one_mode),
+          TEST(an_interrupted_wait_leaves_no_trace_and_lets_others_in))
