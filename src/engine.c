@@ -533,7 +533,10 @@ static int convert_check(fifolock *lock, const fifolock_mode *from, const fifolo
     if (lock == NULL || from == NULL || !valid_mode(to))
         return EINVAL;
     f = hold_find(&lock->holds, from);
-    return f == NULL || f->held == 0 ? EPERM : 0;
+    /* The hold a waiting conversion keeps is not another conversion's to take. */
+    return f == NULL || f->held <= (uint32_t)(lock->head != NULL && lock->head->from == from)
+               ? EPERM
+               : 0;
 }
 
 int fifolock_try_convert(fifolock *lock, const fifolock_mode *from, const fifolock_mode *to)

@@ -266,6 +266,13 @@ static void upgrade_waits_ahead_of_the_queue_and_nothing_else_is_granted(void)
     CHECK_EQ(fifolock_held(fifolock_holds_of(&lock), &fifolock_upgradable), 1); /* kept */
     CHECK_OK(&lock);
     CHECK_EQ(fifolock_release(&lock, &fifolock_upgradable), EPERM); /* the conversion's */
+    CHECK_EQ(fifolock_try_convert(&lock, &fifolock_upgradable, &fifolock_read), EPERM);
+    {
+        fifolock_waiter c2 = FIFOLOCK_WAITER_INIT;
+        CHECK_EQ(fifolock_convert(&lock, &c2, &fifolock_upgradable, &fifolock_read, on_grant,
+                                  ID(7)),
+                 EPERM);
+    }
     CHECK_EQ(fifolock_release(&lock, &fifolock_read), 0);
     CHECK_EQ(ngranted, 1); /* the conversion, ahead of the writer queued before it */
     CHECK_EQ(granted_ids[0], 2);
