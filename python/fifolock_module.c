@@ -45,7 +45,27 @@
  *   predicate, not the waiters behind). Answering "no" instead would leave
  *   the waiter at the head, blocking everybody behind it, until the next
  *   release asks again. The hold taken to carry the exception is never seen:
- *   it is given back before any other code runs.
+ *   it is given back before any other code runs. An answer that is an
+ *   awaitable or a generator (an `async def is_compatible`) is refused the
+ *   same way, as a TypeError (refuse_awaitable), its coroutine closed first.
+ *
+ * One event loop per lock
+ *
+ *   A waiter is woken by set_result() on a future of its loop, which only
+ *   that loop's thread may call: from another thread the loop is not told,
+ *   and the wakeup is lost. So, as asyncio's own primitives do
+ *   (mixins._LoopBoundMixin), the first acquire binds the lock to the
+ *   running loop, for ever (`loop`, even once that loop has closed), and
+ *   bound_loop() refuses an acquire or a release from any other loop, or
+ *   from no loop, with RuntimeError before the engine is entered. Every
+ *   engine call that may grant, and so every set_result(), then runs on the
+ *   loop's own thread. Stricter than asyncio.Lock, which binds only when a
+ *   task first has to wait: an uncontended acquire binds too, so a second
+ *   thread is refused at its first call, not at its first wait. Two ways in
+ *   are not checked, as they must give back what they have whatever loop
+ *   runs: abandon() (a waiting acquire cancelled, closed or collected) and a
+ *   release on the way out of a coroutine being closed (GeneratorExit).
+ *   Reading `holds`, `waiting` or repr() is allowed from anywhere.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -75,6 +95,7 @@ typedef struct {
     PyObject *done;              /* the awaitable __aexit__ returns */
     PyObject *builtin;           /* dict: ready-made mode class -> ModeEntry */
     PyObject *get_running_loop;  /* asyncio.get_running_loop */
+    PyObject *defaultdict;       /* collections.defaultdict */
     PyObject *invalid_state;     /* asyncio.InvalidStateError */
     PyObject *str_is_compatible;
     PyObject *str_create_future;
@@ -119,6 +140,8 @@ struct LockObject {
     PyObject *pred_exc;        /* raised by a predicate, for the waiter it was
                                   asked about */
     int in_predicate;          /* a Python predicate is running */
+    PyObject *loop;            /* the event loop of the first acquire, for
+                                  ever; NULL until then (see bound_loop) */
     PyObject *weakreflist;
 };
 
@@ -593,10 +616,25 @@ static PyObject *holds_items(HoldsObject *self, PyObject *unused)
     return holds_view_of(self, "items");
 }
 
+/* holds_snapshot() as a defaultdict(int): it reads 0 for a mode not held,
+   as the holds argument of a predicate does. */
+static PyObject *holds_defaultdict(modstate *st, LockObject *lk)
+{
+    PyObject *d = holds_snapshot(lk), *r;
+
+    if (d == NULL)
+        return NULL;
+    r = PyObject_CallFunctionObjArgs(st->defaultdict, (PyObject *)&PyLong_Type, d, NULL);
+    Py_DECREF(d);
+    return r;
+}
+
 static PyObject *holds_copy(HoldsObject *self, PyObject *unused)
 {
+    modstate *st = state_of_type(Py_TYPE(self));
+
     (void)unused;
-    return holds_snapshot(self->lock);
+    return st ? holds_defaultdict(st, self->lock) : NULL;
 }
 
 static PyObject *holds_repr(HoldsObject *self)
@@ -649,7 +687,7 @@ static PyMethodDef holds_methods[] = {
     { "values", (PyCFunction)holds_values, METH_NOARGS, "The counts of the modes held now." },
     { "items", (PyCFunction)holds_items, METH_NOARGS, "(mode, holders) for the modes held now." },
     { "copy", (PyCFunction)holds_copy, METH_NOARGS,
-      "A dict {mode: holders} of the modes held now." },
+      "A new collections.defaultdict(int) {mode: holders} of the modes held now." },
     { NULL, NULL, 0, NULL },
 };
 
@@ -658,8 +696,9 @@ PyDoc_STRVAR(holds_doc,
 "\n"
 "holds[Mode] is the number of holders of exactly Mode right now, 0 for a\n"
 "mode nobody holds (like a defaultdict(int)). Iteration, len(), `in`,\n"
-"keys(), values() and items() see only the modes held now. Read-only;\n"
-"it reads the lock's counts live.");
+"get(), keys(), values() and items() see only the modes held now (a\n"
+"defaultdict would keep every mode ever looked up, with 0). Read-only; it\n"
+"reads the lock's counts live. copy() is a defaultdict(int) snapshot.");
 
 static PyType_Slot holds_slots[] = {
     { Py_tp_doc, (void *)holds_doc },
@@ -686,6 +725,39 @@ static PyType_Spec holds_spec = {
 /* ---- the predicate trampoline ------------------------------------------- */
 
 /*
+ * An answer that is awaitable (what an `async def is_compatible` returns) or
+ * a generator is no answer: it is true whatever the predicate meant. Refused
+ * with TypeError (returns -1), after closing a coroutine or generator, so
+ * that it does not warn "never awaited" when it is freed. 0: an answer.
+ */
+static int refuse_awaitable(EntryObject *e, PyObject *r)
+{
+    PyTypeObject *tp = Py_TYPE(r);
+    PyObject *close_exc = NULL;
+
+    if (!(tp->tp_as_async != NULL && tp->tp_as_async->am_await != NULL) && !PyGen_Check(r) &&
+        !PyAsyncGen_CheckExact(r))
+        return 0;
+    if (PyCoro_CheckExact(r) || PyGen_Check(r)) {
+        PyObject *closed = PyObject_CallMethod(r, "close", NULL);
+        if (closed == NULL)
+            close_exc = take_exception(); /* its own finally blocks raised */
+        Py_XDECREF(closed);
+    }
+    PyErr_Format(PyExc_TypeError,
+                 "is_compatible() of lock mode %R returned a '%.200s' object, which is "
+                 "awaitable or a generator, not an answer: a predicate must answer at "
+                 "once (not be an async def)",
+                 e->cls ? e->cls : Py_None, tp->tp_name);
+    if (close_exc != NULL) {
+        PyObject *type_error = take_exception();
+        PyException_SetContext(type_error, close_exc);
+        restore_exception(type_error);
+    }
+    return -1;
+}
+
+/*
  * The engine's predicate for modes written in Python. The engine hands every
  * predicate fifolock_holds_of(lock), which sits inside our LockObject.
  * Everything that may run Python code (the call, bool(), dropping
@@ -707,7 +779,7 @@ static bool py_is_compatible(const fifolock_mode *mode, const fifolock_holds *ho
     } else {
         Py_INCREF(func);
         r = PyObject_CallOneArg(func, (PyObject *)lk->view);
-        ok = r ? PyObject_IsTrue(r) : -1;
+        ok = r == NULL || refuse_awaitable(e, r) < 0 ? -1 : PyObject_IsTrue(r);
         Py_XDECREF(r);
         Py_DECREF(func);
     }
@@ -791,6 +863,29 @@ static int check_not_in_predicate(LockObject *lk)
         return -1;
     }
     return 0;
+}
+
+/*
+ * The running loop (new reference), if this lock may be used from it; else
+ * NULL with RuntimeError set. See "One event loop per lock" at the top.
+ * `bind` binds an unbound lock to the running loop (an acquire); a release
+ * leaves it unbound (an unbound lock holds nothing to release).
+ */
+static PyObject *bound_loop(LockObject *lk, int bind)
+{
+    PyObject *loop = PyObject_CallNoArgs(lk->st->get_running_loop);
+
+    if (loop == NULL)
+        return NULL;
+    if (lk->loop == NULL) {
+        if (bind)
+            lk->loop = Py_NewRef(loop);
+    } else if (loop != lk->loop) {
+        Py_DECREF(loop);
+        PyErr_Format(PyExc_RuntimeError, "%R is bound to a different event loop", lk);
+        return NULL;
+    }
+    return loop;
 }
 
 /* ---- grant callback ------------------------------------------------------ */
@@ -922,16 +1017,21 @@ static void abandon(AcquireObject *a)
     engine_done(lk);
 }
 
-/* Yields a new future to the task, unless the lock was granted meanwhile. */
-static PySendResult acquire_wait(AcquireObject *a, PyObject **result)
+/* Yields a new future of `loop` (the lock's; NULL: check the running loop)
+   to the task, unless the lock was granted meanwhile. */
+static PySendResult acquire_wait(AcquireObject *a, PyObject *loop, PyObject **result)
 {
     modstate *st = a->lock->st;
-    PyObject *loop, *fut;
+    PyObject *fut;
 
     Py_CLEAR(a->fut);
-    loop = PyObject_CallNoArgs(st->get_running_loop);
-    fut = loop ? PyObject_CallMethodNoArgs(loop, st->str_create_future) : NULL;
-    Py_XDECREF(loop);
+    if (loop == NULL) {
+        loop = bound_loop(a->lock, 0);
+        fut = loop ? PyObject_CallMethodNoArgs(loop, st->str_create_future) : NULL;
+        Py_XDECREF(loop);
+    } else {
+        fut = PyObject_CallMethodNoArgs(loop, st->str_create_future);
+    }
     if (fut != NULL && PyObject_SetAttr(fut, st->str_blocking, Py_True) < 0)
         Py_CLEAR(fut);
     if (fut == NULL) {
@@ -964,22 +1064,41 @@ static PySendResult acquire_wait(AcquireObject *a, PyObject **result)
     }
 }
 
+static PySendResult acquire_queued(AcquireObject *a, PyObject *loop, int rc,
+                                   PyObject **result);
+
 static PySendResult acquire_start(AcquireObject *a, PyObject **result)
 {
     LockObject *lk = a->lock;
     EntryObject *e = a->entry;
-    int rc;
+    PyObject *loop;
+    PySendResult r;
 
     if (lk == NULL || e == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "lock acquisition was cleared");
         return PYGEN_ERROR;
     }
-    if (check_not_in_predicate(lk) < 0)
+    loop = bound_loop(lk, 1);
+    if (loop == NULL)
         return PYGEN_ERROR;
-    if (e->kind == KIND_PLAIN && e->func == NULL && entry_bind(lk->st, e) < 0)
+    if (check_not_in_predicate(lk) < 0 ||
+        (e->kind == KIND_PLAIN && e->func == NULL && entry_bind(lk->st, e) < 0)) {
+        Py_DECREF(loop);
         return PYGEN_ERROR;
+    }
+    r = acquire_queued(a, loop, fifolock_acquire(&lk->lock, &a->w, e->mode, on_granted, a),
+                       result);
+    Py_DECREF(loop);
+    return r;
+}
 
-    rc = fifolock_acquire(&lk->lock, &a->w, e->mode, on_granted, a);
+/* Carries on from fifolock_acquire(), which returned `rc`. */
+static PySendResult acquire_queued(AcquireObject *a, PyObject *loop, int rc,
+                                   PyObject **result)
+{
+    LockObject *lk = a->lock;
+    EntryObject *e = a->entry;
+
     if (lk->pred_exc != NULL) {
         /* Its own predicate raised, with the lock free: granted to carry it. */
         PyObject *exc = lk->pred_exc;
@@ -1008,7 +1127,7 @@ static PySendResult acquire_start(AcquireObject *a, PyObject **result)
     a->state = ST_QUEUED;
     queued_link(lk, a);
     engine_done(lk);
-    return acquire_wait(a, result);
+    return acquire_wait(a, loop, result);
 }
 
 static PySendResult acquire_am_send(AcquireObject *a, PyObject *arg, PyObject **result)
@@ -1019,7 +1138,7 @@ static PySendResult acquire_am_send(AcquireObject *a, PyObject *arg, PyObject **
         return acquire_start(a, result);
     case ST_QUEUED:
         /* Woken while still queued: someone else resolved our future. */
-        return acquire_wait(a, result);
+        return acquire_wait(a, NULL, result);
     case ST_GRANTED:
         a->state = ST_DONE;
         Py_CLEAR(a->fut);
@@ -1302,11 +1421,19 @@ static PyObject *context_aexit(ContextObject *c, PyObject *const *args, Py_ssize
     LockObject *lk = c->lock;
     int rc;
 
-    (void)args;
-    (void)nargs;
     if (lk == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "this lock context was cleared");
         return NULL;
+    }
+    /* A coroutine closed (GeneratorExit) by the collector or by hand, with
+       whatever loop running or none, gives its hold back all the same. */
+    if (lk->loop != NULL &&
+        !(nargs >= 1 && PyExceptionClass_Check(args[0]) &&
+          PyErr_GivenExceptionMatches(args[0], PyExc_GeneratorExit))) {
+        PyObject *loop = bound_loop(lk, 0);
+        if (loop == NULL)
+            return NULL;
+        Py_DECREF(loop);
     }
     if (check_not_in_predicate(lk) < 0)
         return NULL;
@@ -1440,10 +1567,19 @@ static PyObject *lock_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 
     if (st == NULL)
         return NULL;
-    if (type == st->lock_type &&
-        (PyTuple_GET_SIZE(args) != 0 || (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0))) {
-        PyErr_SetString(PyExc_TypeError, "FifoLock() takes no arguments");
-        return NULL;
+    /* object's own rule (object_new): arguments are for a subclass's
+       __init__; a __new__ of its own must not pass them up. */
+    if (PyTuple_GET_SIZE(args) != 0 || (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0)) {
+        if (type->tp_new != lock_new) {
+            PyErr_SetString(PyExc_TypeError,
+                            "FifoLock.__new__() takes exactly one argument (the type to "
+                            "instantiate)");
+            return NULL;
+        }
+        if (type->tp_init == PyBaseObject_Type.tp_init) {
+            PyErr_Format(PyExc_TypeError, "%.200s() takes no arguments", type->tp_name);
+            return NULL;
+        }
     }
     lk = (LockObject *)type->tp_alloc(type, 0);
     if (lk == NULL)
@@ -1480,6 +1616,7 @@ static int lock_traverse(LockObject *lk, visitproc visit, void *arg)
     Py_VISIT(lk->modes);
     Py_VISIT(lk->last);
     Py_VISIT(lk->pred_exc);
+    Py_VISIT(lk->loop);
     for (AcquireObject *a = lk->queued; a != NULL; a = a->qnext)
         Py_VISIT(a);
     for (AcquireObject *a = lk->deferred; a != NULL; a = a->defer_next)
@@ -1491,6 +1628,7 @@ static int lock_clear(LockObject *lk)
 {
     Py_CLEAR(lk->last);
     Py_CLEAR(lk->pred_exc);
+    Py_CLEAR(lk->loop); /* garbage: nobody acquires it any more */
     /* Queued Acquires need their entries (the collector has run their
        finalizers, which left the queue, before it clears anything). */
     if (lk->queued == NULL && lk->deferred == NULL && fifolock_waiting(&lk->lock) == 0) {
@@ -1517,6 +1655,7 @@ static void lock_dealloc(LockObject *lk)
     }
     Py_CLEAR(lk->last);
     Py_CLEAR(lk->pred_exc);
+    Py_CLEAR(lk->loop);
     Py_CLEAR(lk->modes);
     tp->tp_free(lk);
     Py_DECREF(tp);
@@ -1525,7 +1664,7 @@ static void lock_dealloc(LockObject *lk)
 static PyObject *lock_get_holds(LockObject *lk, void *closure)
 {
     (void)closure;
-    return holds_snapshot(lk);
+    return holds_defaultdict(lk->st, lk);
 }
 
 static PyObject *lock_get_waiting(LockObject *lk, void *closure)
@@ -1548,7 +1687,9 @@ static PyObject *lock_repr(LockObject *lk)
 
 static PyGetSetDef lock_getset[] = {
     { "holds", (getter)lock_get_holds, NULL,
-      "A new dict {mode class: number of holders} of the modes held now.", NULL },
+      "A new collections.defaultdict(int) {mode class: number of holders} of the\n"
+      "modes held now: like the holds of is_compatible, it reads 0 for a mode\n"
+      "not held. A snapshot: changing it does not change the lock.", NULL },
     { "waiting", (getter)lock_get_waiting, NULL,
       "The number of requests waiting in the queue now.", NULL },
     { NULL, NULL, NULL, NULL, NULL },
@@ -1579,8 +1720,14 @@ PyDoc_STRVAR(lock_doc,
 "one cancelled after the grant but before it resumed gives the hold back.\n"
 "An exception raised by is_compatible is raised in the task whose request\n"
 "it was asked about; that request leaves the queue and the lock goes on.\n"
+"So is a TypeError for an is_compatible that returns an awaitable (an\n"
+"async def): a predicate must answer at once.\n"
 "\n"
-"Not thread-safe: use a lock from one event loop at a time.");
+"A lock belongs to one event loop, as asyncio.Lock does: its first acquire\n"
+"binds it to the running loop for ever (even once that loop has closed),\n"
+"and acquiring or releasing it from any other loop or thread raises\n"
+"RuntimeError and changes nothing. Make one lock per loop; holds, waiting\n"
+"and repr() may be read from anywhere.");
 
 static PyType_Slot lock_slots[] = {
     { Py_tp_doc, (void *)lock_doc },
@@ -1680,7 +1827,7 @@ static PyMethodDef module_methods[] = {
 static int module_exec(PyObject *module)
 {
     modstate *st = PyModule_GetState(module);
-    PyObject *asyncio;
+    PyObject *asyncio, *collections;
 
 #define NEW_TYPE(field, spec)                                                        \
     do {                                                                             \
@@ -1723,6 +1870,13 @@ static int module_exec(PyObject *module)
     Py_DECREF(asyncio);
     if (st->get_running_loop == NULL || st->invalid_state == NULL)
         return -1;
+    collections = PyImport_ImportModule("collections");
+    if (collections == NULL)
+        return -1;
+    st->defaultdict = PyObject_GetAttrString(collections, "defaultdict");
+    Py_DECREF(collections);
+    if (st->defaultdict == NULL)
+        return -1;
 
     if (PyModule_AddType(module, st->lock_type) < 0 ||
         PyModule_AddType(module, st->holds_type) < 0 ||
@@ -1747,6 +1901,7 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->done);
     Py_VISIT(st->builtin);
     Py_VISIT(st->get_running_loop);
+    Py_VISIT(st->defaultdict);
     Py_VISIT(st->invalid_state);
     return 0;
 }
@@ -1766,6 +1921,7 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->done);
     Py_CLEAR(st->builtin);
     Py_CLEAR(st->get_running_loop);
+    Py_CLEAR(st->defaultdict);
     Py_CLEAR(st->invalid_state);
     Py_CLEAR(st->str_is_compatible);
     Py_CLEAR(st->str_create_future);

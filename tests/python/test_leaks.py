@@ -2,8 +2,9 @@
 
 A workload that takes every path of the module (uncontended and queued
 acquires of C and Python modes, cancels while waiting and after a grant,
-timeouts, raising predicates, errors in the body, introspection) runs many
-times. After a warm-up, nothing may grow: the reference counts of the mode
+timeouts, raising and async predicates, use from a loop the lock is not
+bound to, errors in the body, introspection) runs many times, on one event
+loop (a lock belongs to the loop of its first acquire). After a warm-up, nothing may grow: the reference counts of the mode
 classes and of a long-lived lock, the number of live objects, the memory
 traced by tracemalloc and, on a debug build of Python, sys.gettotalrefcount().
 FIFOLOCK_LEAK_RUNS sets the number of measured runs (default 8).
@@ -39,8 +40,16 @@ class Raising(asyncio.Future):
         raise ValueError("raising")
 
 
-CLASSES = (Mutex, Read, Write, IS, X, Semaphore(2), UserMode, PlainMode, Raising)
+class Async(asyncio.Future):
+    @staticmethod
+    async def is_compatible(holds):
+        return not holds[X]
+
+
+CLASSES = (Mutex, Read, Write, IS, X, Semaphore(2), UserMode, PlainMode, Raising, Async)
 LONG_LIVED = FifoLock()
+ELSEWHERE = FifoLock()  # bound to a loop of its own, held there in Mutex
+LOOP = None
 
 
 async def settle(steps=4):
@@ -110,6 +119,32 @@ async def workload(lock):
             await take(lock, Raising)
         except ValueError:
             pass
+    # Async predicates: at the head, and on a free lock.
+    gate = asyncio.Event()
+    holder = asyncio.create_task(hold(lock, X, gate))
+    await settle()
+    first = asyncio.create_task(take(lock, IS))
+    refused = [asyncio.create_task(take(lock, Async)) for _ in range(5)]
+    await settle()
+    gate.set()
+    await holder
+    await first
+    await asyncio.gather(*refused, return_exceptions=True)
+    for _ in range(5):
+        try:
+            await take(lock, Async)
+        except TypeError:
+            pass
+    # A lock bound to another loop.
+    for _ in range(5):
+        try:
+            await take(ELSEWHERE, Read)
+        except RuntimeError:
+            pass
+        try:
+            await ELSEWHERE(Mutex).__aexit__(None, None, None)
+        except RuntimeError:
+            pass
     # Errors in the body, wrong releases, introspection.
     for mode in (Mutex, UserMode):
         try:
@@ -121,14 +156,29 @@ async def workload(lock):
         except RuntimeError:
             pass
     repr(lock)
-    dict(lock.holds)
+    lock.holds[Mutex]
     assert lock.waiting == 0 and lock.holds == {}, lock
+    assert ELSEWHERE.holds == {Mutex: 1}, ELSEWHERE
+
+
+def setUpModule():
+    global LOOP
+    LOOP = asyncio.new_event_loop()
+    elsewhere = asyncio.new_event_loop()
+    try:
+        elsewhere.run_until_complete(ELSEWHERE(Mutex).__aenter__())
+    finally:
+        elsewhere.close()
+
+
+def tearDownModule():
+    LOOP.close()
 
 
 def run_once():
     # A deadlock fails the test (TimeoutError) instead of hanging it.
-    asyncio.run(asyncio.wait_for(workload(FifoLock()), 30))
-    asyncio.run(asyncio.wait_for(workload(LONG_LIVED), 30))
+    LOOP.run_until_complete(asyncio.wait_for(workload(FifoLock()), 30))
+    LOOP.run_until_complete(asyncio.wait_for(workload(LONG_LIVED), 30))
     gc.collect()
 
 

@@ -295,19 +295,29 @@ class Context(Test):
 
         run(main())
 
-    def test_a_lock_works_across_event_loops_one_after_the_other(self):
-        lock = FifoLock()
+    def test_constructor_arguments_are_refused_unless_a_subclass_takes_them(self):
+        class Plain(FifoLock):
+            pass
 
-        async def use():
-            a = Holder(lock, StaticMode)
-            b = Holder(lock, StaticMode)
-            await settle()
-            await a.release()
-            await b.release()
+        class PassesThemUp(FifoLock):
+            def __new__(cls, *args, **kwargs):
+                return super().__new__(cls, *args, **kwargs)
 
-        run(use())
-        run(use())
-        self.assertEqual({}, lock.holds)
+        class Named(FifoLock):
+            def __init__(self, name):
+                super().__init__()
+                self.name = name
+
+        for cls in (FifoLock, Plain, PassesThemUp):
+            for args, kwargs in (((1,), {}), ((1, 2), {"x": 3}), ((), {"x": 3})):
+                with self.subTest(cls=cls.__name__, args=args, kwargs=kwargs):
+                    with self.assertRaisesRegex(TypeError, "takes no arguments|exactly one"):
+                        cls(*args, **kwargs)
+            with self.subTest(cls=cls.__name__):
+                self.assertEqual({}, cls().holds)
+        self.assertEqual("x", Named("x").name)
+        with self.assertRaises(TypeError):
+            Named()  # its own __init__ says what it takes
 
     def test_subclasses_of_fifolock_and_weak_references_work(self):
         class Named(FifoLock):

@@ -1,0 +1,243 @@
+"""A FifoLock belongs to one event loop, as asyncio's own primitives do.
+
+The first acquire binds the lock to the running loop, for ever; acquiring or
+releasing it from any other loop (another thread's, or a later one after the
+first has closed) raises RuntimeError and leaves the lock as it was, instead
+of waking a task on a loop that is not told.
+"""
+import asyncio
+import threading
+import unittest
+
+from fifolock import FifoLock, Mutex, Read, Write
+from support import Test, run, settle
+
+BOUND = "is bound to a different event loop"
+
+
+class Holder:
+    """A task that holds `lock` in `mode` until released."""
+
+    def __init__(self, lock, mode):
+        self.gate = asyncio.Event()
+        self.entered = False
+        self.task = asyncio.create_task(self._run(lock, mode))
+
+    async def _run(self, lock, mode):
+        async with lock(mode):
+            self.entered = True
+            await self.gate.wait()
+
+    async def release(self):
+        self.gate.set()
+        await self.task
+
+
+class LoopThread:
+    """An event loop running in a thread of its own until stopped."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def call(self, coro, timeout=30):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self):
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(30)
+        self.loop.close()
+
+
+class OtherThread(Test):
+    def test_two_threads_each_with_a_loop_get_a_runtime_error_not_lost_wakeups(self):
+        lock = FifoLock()
+        results = {}
+
+        def worker(name):
+            async def main():
+                for _ in range(2000):
+                    async with lock(Mutex):
+                        await asyncio.sleep(0)
+                return "done"
+            try:
+                results[name] = asyncio.run(asyncio.wait_for(main(), 20))
+            except BaseException as e:  # a timeout here is the lost wakeup
+                results[name] = e
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in ("a", "b")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertFalse(any(t.is_alive() for t in threads))
+        outcomes = sorted(r if isinstance(r, str) else f"{type(r).__name__}: {r}"
+                          for r in results.values())
+        # The first acquire binds the lock to its thread's loop: that thread
+        # runs to the end, the other is refused at once; nobody waits for ever.
+        self.assertEqual(2, len(outcomes), outcomes)
+        self.assertEqual("done", outcomes[1], outcomes)
+        self.assertTrue(outcomes[0].startswith("RuntimeError") and BOUND in outcomes[0],
+                        outcomes)
+        self.assertEqual({}, lock.holds)
+        self.assertEqual(0, lock.waiting)
+
+    def test_acquire_and_release_from_another_thread_raise_and_change_nothing(self):
+        lock = FifoLock()
+        other = LoopThread()
+        try:
+            async def hold():
+                self.holder = Holder(lock, Read)
+                self.waiter = Holder(lock, Write)
+                await settle()
+
+            other.call(hold())
+            self.assertEqual(({Read: 1}, 1), (lock.holds, lock.waiting))
+
+            async def misuse():
+                for mode in (Read, Write, Mutex):
+                    with self.assertRaisesRegex(RuntimeError, BOUND):
+                        async with lock(mode):
+                            self.fail("entered")
+                with self.assertRaisesRegex(RuntimeError, BOUND):
+                    await lock(Read).__aexit__(None, None, None)
+
+            run(misuse())
+            self.assertEqual(({Read: 1}, 1), (lock.holds, lock.waiting))
+
+            async def finish():
+                await self.holder.release()
+                await settle()
+                self.assertTrue(self.waiter.entered)
+                await self.waiter.release()
+
+            other.call(finish())
+            self.assertEqual(({}, 0), (lock.holds, lock.waiting))
+        finally:
+            other.stop()
+
+    def test_the_lock_is_bound_by_its_first_acquire_not_where_it_was_made(self):
+        lock = FifoLock()
+        lock(Mutex)  # making a context does not bind
+        self.assertEqual(({}, 0), (lock.holds, lock.waiting))
+        other = LoopThread()
+        try:
+            async def use():
+                async with lock(Mutex):
+                    return dict(lock.holds)
+
+            self.assertEqual({Mutex: 1}, other.call(use()))
+            self.assertEqual({Mutex: 1}, other.call(use()))
+            # Introspection is allowed from anywhere.
+            self.assertEqual(({}, 0), (lock.holds, lock.waiting))
+            self.assertIn("waiting=0", repr(lock))
+        finally:
+            other.stop()
+        with self.assertRaisesRegex(RuntimeError, BOUND):
+            run(use())
+
+
+class LaterLoop(Test):
+    def test_an_idle_lock_stays_bound_to_its_closed_loop_like_asyncio_lock(self):
+        async def contend(lock, cm):
+            async def take():
+                async with cm:
+                    await asyncio.sleep(0)
+            await asyncio.gather(take(), take())
+
+        fifo, plain = FifoLock(), asyncio.Lock()
+        run(contend(fifo, fifo(Mutex)))
+        run(contend(plain, plain))  # binds asyncio.Lock to that loop
+        self.assertFalse(plain.locked())
+        self.assertEqual(({}, 0), (fifo.holds, fifo.waiting))
+        # The first loop is closed now; both locks are idle and still bound.
+        for lock, cm in ((plain, plain), (fifo, fifo(Mutex))):
+            with self.subTest(lock=type(lock).__name__):
+                with self.assertRaisesRegex(RuntimeError, BOUND):
+                    run(contend(lock, cm))
+        self.assertEqual(({}, 0), (fifo.holds, fifo.waiting))
+
+        async def uncontended():
+            async with fifo(Mutex):
+                pass
+
+        # Stricter than asyncio.Lock, which binds only when a task must wait:
+        # a FifoLock is bound by its first acquire, waiting or not.
+        once = FifoLock()
+        fifo = once
+        run(uncontended())
+        with self.assertRaisesRegex(RuntimeError, BOUND):
+            run(uncontended())
+        self.assertEqual(({}, 0), (once.holds, once.waiting))
+
+    def test_a_lock_made_and_used_inside_each_run_works_every_time(self):
+        async def main():
+            lock = FifoLock()
+            a, b = Holder(lock, Mutex), Holder(lock, Mutex)
+            await settle()
+            await a.release()
+            await b.release()
+            return lock.holds
+
+        for _ in range(3):
+            self.assertEqual({}, run(main()))
+
+    def test_the_error_names_the_lock_and_fires_before_the_engine_is_touched(self):
+        lock = FifoLock()
+
+        async def hold_and_queue():
+            self.h = Holder(lock, Mutex)
+            self.w = Holder(lock, Mutex)
+            await settle()
+
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(hold_and_queue())
+
+            async def other():
+                await lock(Mutex).__aenter__()
+
+            with self.assertRaises(RuntimeError) as caught:
+                run(other())
+            self.assertIn("FifoLock", str(caught.exception))
+            self.assertIn(BOUND, str(caught.exception))
+            self.assertEqual(({Mutex: 1}, 1), (lock.holds, lock.waiting))
+
+            async def finish():
+                await self.h.release()
+                await self.w.release()
+
+            loop.run_until_complete(finish())
+            self.assertEqual(({}, 0), (lock.holds, lock.waiting))
+        finally:
+            loop.close()
+
+    def test_a_coroutine_closed_under_another_loop_still_gives_its_hold_back(self):
+        lock = FifoLock()
+        holder = {}
+
+        async def hold():
+            async with lock(Mutex):
+                await asyncio.sleep(3600)
+
+        async def start():
+            holder["coro"] = hold()
+            holder["coro"].send(None)  # acquired; now waits in sleep()
+
+        first = asyncio.new_event_loop()
+        try:
+            first.run_until_complete(start())
+            self.assertEqual({Mutex: 1}, lock.holds)
+
+            async def close_it():
+                holder["coro"].close()  # GeneratorExit through the async with
+
+            run(close_it())
+            self.assertEqual(({}, 0), (lock.holds, lock.waiting))
+        finally:
+            first.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
