@@ -202,11 +202,11 @@ class LeakTest(unittest.TestCase):
         self.assertEqual([], [repr(u.exc_value) for u in self.unraisable])
 
     def test_reference_counts_of_modes_and_locks_do_not_grow(self):
-        before = [sys.getrefcount(c) for c in CLASSES] + [sys.getrefcount(LONG_LIVED)]
+        before = [sys.getrefcount(c) for c in CLASSES + (LONG_LIVED, ELSEWHERE, LOOP)]
         objects = fifolock_objects()
         for _ in range(RUNS):
             run_once()
-        after = [sys.getrefcount(c) for c in CLASSES] + [sys.getrefcount(LONG_LIVED)]
+        after = [sys.getrefcount(c) for c in CLASSES + (LONG_LIVED, ELSEWHERE, LOOP)]
         self.assertEqual(before, after)
         self.assertEqual(objects, fifolock_objects())
 
