@@ -49,23 +49,30 @@
  *   awaitable or a generator (an `async def is_compatible`) is refused the
  *   same way, as a TypeError (refuse_awaitable), its coroutine closed first.
  *
- * One event loop per lock
+ * One event loop, one thread
  *
  *   A waiter is woken by set_result() on a future of its loop, which only
- *   that loop's thread may call: from another thread the loop is not told,
- *   and the wakeup is lost. So, as asyncio's own primitives do
- *   (mixins._LoopBoundMixin), the first acquire binds the lock to the
- *   running loop, for ever (`loop`, even once that loop has closed), and
- *   bound_loop() refuses an acquire or a release from any other loop, or
- *   from no loop, with RuntimeError before the engine is entered. Every
- *   engine call that may grant, and so every set_result(), then runs on the
- *   loop's own thread. Stricter than asyncio.Lock, which binds only when a
- *   task first has to wait: an uncontended acquire binds too, so a second
- *   thread is refused at its first call, not at its first wait. Two ways in
- *   are not checked, as they must give back what they have whatever loop
- *   runs: abandon() (a waiting acquire cancelled, closed or collected) and a
- *   release on the way out of a coroutine being closed (GeneratorExit).
- *   Reading `holds`, `waiting` or repr() is allowed from anywhere.
+ *   that loop's thread may call: called from another thread, the loop is
+ *   not told and the wakeup is lost. So a lock is bound, for ever:
+ *
+ *   - to the thread of its first acquire (`thread`): an acquire or a release
+ *     from any other thread is a RuntimeError (check_thread), raised before
+ *     the engine is entered, so every engine call that may grant, and so
+ *     every set_result(), runs on that thread. This check is a compare of
+ *     thread idents on every call; asking asyncio for the running loop
+ *     instead would cost a getpid() system call on each one.
+ *   - to the loop of its first wait (`loop`), as asyncio's own primitives
+ *     bind themselves (mixins._LoopBoundMixin), even once that loop has
+ *     closed: a request that must wait under another loop is a RuntimeError
+ *     (bound_loop), and it leaves the queue it had just joined.
+ *
+ *   So, within its thread, a lock is as strict as asyncio.Lock, no more: an
+ *   uncontended acquire under a later loop is allowed, as there. Two ways in
+ *   are not checked, as they must give back what they have from whatever
+ *   thread or loop they run: abandon() (a waiting acquire cancelled, closed
+ *   or collected) and a release on the way out of a coroutine that is being
+ *   closed (GeneratorExit). Reading `holds`, `waiting` or repr() is allowed
+ *   from anywhere.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -140,8 +147,10 @@ struct LockObject {
     PyObject *pred_exc;        /* raised by a predicate, for the waiter it was
                                   asked about */
     int in_predicate;          /* a Python predicate is running */
-    PyObject *loop;            /* the event loop of the first acquire, for
-                                  ever; NULL until then (see bound_loop) */
+    PyObject *loop;            /* the event loop of the first wait, for ever;
+                                  NULL until then (see the top) */
+    unsigned long thread;      /* the thread of the first acquire, for ever */
+    int thread_bound;          /* `thread` is set */
     PyObject *weakreflist;
 };
 
@@ -866,20 +875,40 @@ static int check_not_in_predicate(LockObject *lk)
 }
 
 /*
- * The running loop (new reference), if this lock may be used from it; else
- * NULL with RuntimeError set. See "One event loop per lock" at the top.
- * `bind` binds an unbound lock to the running loop (an acquire); a release
- * leaves it unbound (an unbound lock holds nothing to release).
+ * 0 if this lock may be used from the calling thread, else -1 with
+ * RuntimeError set. `bind`: bind an unbound lock to this thread (an
+ * acquire; a release leaves it unbound: it holds nothing to release).
+ * See "One event loop, one thread" at the top.
  */
-static PyObject *bound_loop(LockObject *lk, int bind)
+static int check_thread(LockObject *lk, int bind)
+{
+    unsigned long me = PyThread_get_thread_ident();
+
+    if (!lk->thread_bound) {
+        if (bind) {
+            lk->thread = me;
+            lk->thread_bound = 1;
+        }
+    } else if (me != lk->thread) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "%R is bound to a different event loop (in another thread)", lk);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * The running loop (new reference), binding an unbound lock to it; NULL with
+ * RuntimeError set if it is not the lock's. For a request about to wait.
+ */
+static PyObject *bound_loop(LockObject *lk)
 {
     PyObject *loop = PyObject_CallNoArgs(lk->st->get_running_loop);
 
     if (loop == NULL)
         return NULL;
     if (lk->loop == NULL) {
-        if (bind)
-            lk->loop = Py_NewRef(loop);
+        lk->loop = Py_NewRef(loop);
     } else if (loop != lk->loop) {
         Py_DECREF(loop);
         PyErr_Format(PyExc_RuntimeError, "%R is bound to a different event loop", lk);
@@ -1017,21 +1046,17 @@ static void abandon(AcquireObject *a)
     engine_done(lk);
 }
 
-/* Yields a new future of `loop` (the lock's; NULL: check the running loop)
-   to the task, unless the lock was granted meanwhile. */
-static PySendResult acquire_wait(AcquireObject *a, PyObject *loop, PyObject **result)
+/* Yields a new future of the lock's loop to the task, unless the lock was
+   granted meanwhile. The first wait binds the lock to the running loop. */
+static PySendResult acquire_wait(AcquireObject *a, PyObject **result)
 {
     modstate *st = a->lock->st;
-    PyObject *fut;
+    PyObject *loop, *fut;
 
     Py_CLEAR(a->fut);
-    if (loop == NULL) {
-        loop = bound_loop(a->lock, 0);
-        fut = loop ? PyObject_CallMethodNoArgs(loop, st->str_create_future) : NULL;
-        Py_XDECREF(loop);
-    } else {
-        fut = PyObject_CallMethodNoArgs(loop, st->str_create_future);
-    }
+    loop = bound_loop(a->lock);
+    fut = loop ? PyObject_CallMethodNoArgs(loop, st->str_create_future) : NULL;
+    Py_XDECREF(loop);
     if (fut != NULL && PyObject_SetAttr(fut, st->str_blocking, Py_True) < 0)
         Py_CLEAR(fut);
     if (fut == NULL) {
@@ -1064,41 +1089,22 @@ static PySendResult acquire_wait(AcquireObject *a, PyObject *loop, PyObject **re
     }
 }
 
-static PySendResult acquire_queued(AcquireObject *a, PyObject *loop, int rc,
-                                   PyObject **result);
-
 static PySendResult acquire_start(AcquireObject *a, PyObject **result)
 {
     LockObject *lk = a->lock;
     EntryObject *e = a->entry;
-    PyObject *loop;
-    PySendResult r;
+    int rc;
 
     if (lk == NULL || e == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "lock acquisition was cleared");
         return PYGEN_ERROR;
     }
-    loop = bound_loop(lk, 1);
-    if (loop == NULL)
+    if (check_thread(lk, 1) < 0 || check_not_in_predicate(lk) < 0)
         return PYGEN_ERROR;
-    if (check_not_in_predicate(lk) < 0 ||
-        (e->kind == KIND_PLAIN && e->func == NULL && entry_bind(lk->st, e) < 0)) {
-        Py_DECREF(loop);
+    if (e->kind == KIND_PLAIN && e->func == NULL && entry_bind(lk->st, e) < 0)
         return PYGEN_ERROR;
-    }
-    r = acquire_queued(a, loop, fifolock_acquire(&lk->lock, &a->w, e->mode, on_granted, a),
-                       result);
-    Py_DECREF(loop);
-    return r;
-}
 
-/* Carries on from fifolock_acquire(), which returned `rc`. */
-static PySendResult acquire_queued(AcquireObject *a, PyObject *loop, int rc,
-                                   PyObject **result)
-{
-    LockObject *lk = a->lock;
-    EntryObject *e = a->entry;
-
+    rc = fifolock_acquire(&lk->lock, &a->w, e->mode, on_granted, a);
     if (lk->pred_exc != NULL) {
         /* Its own predicate raised, with the lock free: granted to carry it. */
         PyObject *exc = lk->pred_exc;
@@ -1127,7 +1133,7 @@ static PySendResult acquire_queued(AcquireObject *a, PyObject *loop, int rc,
     a->state = ST_QUEUED;
     queued_link(lk, a);
     engine_done(lk);
-    return acquire_wait(a, loop, result);
+    return acquire_wait(a, result);
 }
 
 static PySendResult acquire_am_send(AcquireObject *a, PyObject *arg, PyObject **result)
@@ -1138,7 +1144,7 @@ static PySendResult acquire_am_send(AcquireObject *a, PyObject *arg, PyObject **
         return acquire_start(a, result);
     case ST_QUEUED:
         /* Woken while still queued: someone else resolved our future. */
-        return acquire_wait(a, NULL, result);
+        return acquire_wait(a, result);
     case ST_GRANTED:
         a->state = ST_DONE;
         Py_CLEAR(a->fut);
@@ -1427,14 +1433,10 @@ static PyObject *context_aexit(ContextObject *c, PyObject *const *args, Py_ssize
     }
     /* A coroutine closed (GeneratorExit) by the collector or by hand, with
        whatever loop running or none, gives its hold back all the same. */
-    if (lk->loop != NULL &&
-        !(nargs >= 1 && PyExceptionClass_Check(args[0]) &&
-          PyErr_GivenExceptionMatches(args[0], PyExc_GeneratorExit))) {
-        PyObject *loop = bound_loop(lk, 0);
-        if (loop == NULL)
-            return NULL;
-        Py_DECREF(loop);
-    }
+    if (!(nargs >= 1 && PyExceptionClass_Check(args[0]) &&
+          PyErr_GivenExceptionMatches(args[0], PyExc_GeneratorExit)) &&
+        check_thread(lk, 0) < 0)
+        return NULL;
     if (check_not_in_predicate(lk) < 0)
         return NULL;
     rc = fifolock_release(&lk->lock, c->entry->mode);
@@ -1585,6 +1587,7 @@ static PyObject *lock_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (lk == NULL)
         return NULL;
     lk->vectorcall = lock_vectorcall;
+    lk->thread_bound = 0;
     fifolock_init(&lk->lock);
     lk->st = st;
     lk->modes = PyDict_New();

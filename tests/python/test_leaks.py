@@ -13,6 +13,7 @@ import asyncio
 import gc
 import os
 import sys
+import threading
 import tracemalloc
 import unittest
 
@@ -48,7 +49,8 @@ class Async(asyncio.Future):
 
 CLASSES = (Mutex, Read, Write, IS, X, Semaphore(2), UserMode, PlainMode, Raising, Async)
 LONG_LIVED = FifoLock()
-ELSEWHERE = FifoLock()  # bound to a loop of its own, held there in Mutex
+OTHER_THREAD = FifoLock()  # bound to another thread, held there in Mutex
+OTHER_LOOP = FifoLock()  # bound to a closed loop of this thread, held in Mutex
 LOOP = None
 
 
@@ -135,14 +137,15 @@ async def workload(lock):
             await take(lock, Async)
         except TypeError:
             pass
-    # A lock bound to another loop.
+    # Locks bound to another thread, and to another loop.
     for _ in range(5):
+        for other in (OTHER_THREAD, OTHER_LOOP):
+            try:
+                await take(other, Read)
+            except RuntimeError:
+                pass
         try:
-            await take(ELSEWHERE, Read)
-        except RuntimeError:
-            pass
-        try:
-            await ELSEWHERE(Mutex).__aexit__(None, None, None)
+            await OTHER_THREAD(Mutex).__aexit__(None, None, None)
         except RuntimeError:
             pass
     # Errors in the body, wrong releases, introspection.
@@ -158,17 +161,25 @@ async def workload(lock):
     repr(lock)
     lock.holds[Mutex]
     assert lock.waiting == 0 and lock.holds == {}, lock
-    assert ELSEWHERE.holds == {Mutex: 1}, ELSEWHERE
+    for other in (OTHER_THREAD, OTHER_LOOP):
+        assert other.holds == {Mutex: 1} and other.waiting == 0, other
 
 
 def setUpModule():
     global LOOP
     LOOP = asyncio.new_event_loop()
-    elsewhere = asyncio.new_event_loop()
-    try:
-        elsewhere.run_until_complete(ELSEWHERE(Mutex).__aenter__())
-    finally:
-        elsewhere.close()
+    thread = threading.Thread(target=asyncio.run, args=(OTHER_THREAD(Mutex).__aenter__(),))
+    thread.start()
+    thread.join()
+
+    async def hold_and_wait():
+        await OTHER_LOOP(Mutex).__aenter__()
+        try:
+            await asyncio.wait_for(OTHER_LOOP(Mutex).__aenter__(), 0.001)  # binds the loop
+        except asyncio.TimeoutError:
+            pass
+
+    asyncio.run(hold_and_wait())
 
 
 def tearDownModule():
@@ -202,11 +213,13 @@ class LeakTest(unittest.TestCase):
         self.assertEqual([], [repr(u.exc_value) for u in self.unraisable])
 
     def test_reference_counts_of_modes_and_locks_do_not_grow(self):
-        before = [sys.getrefcount(c) for c in CLASSES + (LONG_LIVED, ELSEWHERE, LOOP)]
+        before = [sys.getrefcount(c)
+                  for c in CLASSES + (LONG_LIVED, OTHER_THREAD, OTHER_LOOP, LOOP)]
         objects = fifolock_objects()
         for _ in range(RUNS):
             run_once()
-        after = [sys.getrefcount(c) for c in CLASSES + (LONG_LIVED, ELSEWHERE, LOOP)]
+        after = [sys.getrefcount(c)
+                 for c in CLASSES + (LONG_LIVED, OTHER_THREAD, OTHER_LOOP, LOOP)]
         self.assertEqual(before, after)
         self.assertEqual(objects, fifolock_objects())
 

@@ -1,9 +1,10 @@
 """A FifoLock belongs to one event loop, as asyncio's own primitives do.
 
-The first acquire binds the lock to the running loop, for ever; acquiring or
-releasing it from any other loop (another thread's, or a later one after the
-first has closed) raises RuntimeError and leaves the lock as it was, instead
-of waking a task on a loop that is not told.
+Its first acquire binds it to its thread: acquiring or releasing it from any
+other thread raises RuntimeError and leaves the lock as it was, instead of
+waking a task on a loop that is not told. Its first wait binds it to the
+running loop, as asyncio.Lock binds itself: a request that must wait under
+another loop (a later one, after the first has closed) raises RuntimeError.
 """
 import asyncio
 import threading
@@ -139,37 +140,34 @@ class OtherThread(Test):
 
 
 class LaterLoop(Test):
-    def test_an_idle_lock_stays_bound_to_its_closed_loop_like_asyncio_lock(self):
-        async def contend(lock, cm):
+    def test_in_one_thread_later_loops_are_refused_exactly_when_asyncio_lock_refuses(self):
+        async def uncontended(cm):
+            async with cm:
+                pass
+
+        async def contended(cm):
             async def take():
                 async with cm:
                     await asyncio.sleep(0)
             await asyncio.gather(take(), take())
 
-        fifo, plain = FifoLock(), asyncio.Lock()
-        run(contend(fifo, fifo(Mutex)))
-        run(contend(plain, plain))  # binds asyncio.Lock to that loop
-        self.assertFalse(plain.locked())
-        self.assertEqual(({}, 0), (fifo.holds, fifo.waiting))
-        # The first loop is closed now; both locks are idle and still bound.
-        for lock, cm in ((plain, plain), (fifo, fifo(Mutex))):
-            with self.subTest(lock=type(lock).__name__):
-                with self.assertRaisesRegex(RuntimeError, BOUND):
-                    run(contend(lock, cm))
-        self.assertEqual(({}, 0), (fifo.holds, fifo.waiting))
+        def outcome(use, cm):
+            try:
+                run(use(cm))  # a new loop each time; the last one has closed
+                return "ok"
+            except RuntimeError as e:
+                return "bound" if BOUND in str(e) else repr(e)
 
-        async def uncontended():
-            async with fifo(Mutex):
-                pass
-
-        # Stricter than asyncio.Lock, which binds only when a task must wait:
-        # a FifoLock is bound by its first acquire, waiting or not.
-        once = FifoLock()
-        fifo = once
-        run(uncontended())
-        with self.assertRaisesRegex(RuntimeError, BOUND):
-            run(uncontended())
-        self.assertEqual(({}, 0), (once.holds, once.waiting))
+        # asyncio.Lock binds itself to the loop of its first wait, for ever.
+        for uses in ((uncontended, uncontended, contended, uncontended, contended),
+                     (contended, uncontended, contended),
+                     (uncontended, contended, contended)):
+            with self.subTest(uses=[u.__name__ for u in uses]):
+                plain, fifo = asyncio.Lock(), FifoLock()
+                expected = [outcome(use, plain) for use in uses]
+                self.assertEqual(expected, [outcome(use, fifo(Mutex)) for use in uses])
+                self.assertIn("bound", expected)
+                self.assertEqual(({}, 0), (fifo.holds, fifo.waiting))
 
     def test_a_lock_made_and_used_inside_each_run_works_every_time(self):
         async def main():
@@ -213,7 +211,7 @@ class LaterLoop(Test):
         finally:
             loop.close()
 
-    def test_a_coroutine_closed_under_another_loop_still_gives_its_hold_back(self):
+    def test_a_coroutine_closed_in_another_thread_still_gives_its_hold_back(self):
         lock = FifoLock()
         holder = {}
 
@@ -230,10 +228,11 @@ class LaterLoop(Test):
             first.run_until_complete(start())
             self.assertEqual({Mutex: 1}, lock.holds)
 
-            async def close_it():
-                holder["coro"].close()  # GeneratorExit through the async with
-
-            run(close_it())
+            # GeneratorExit through the async with, as when the collector
+            # frees a coroutine that was dropped, in whatever thread it runs.
+            closer = threading.Thread(target=holder["coro"].close)
+            closer.start()
+            closer.join(30)
             self.assertEqual(({}, 0), (lock.holds, lock.waiting))
         finally:
             first.close()
