@@ -1726,11 +1726,12 @@ PyDoc_STRVAR(lock_doc,
 "So is a TypeError for an is_compatible that returns an awaitable (an\n"
 "async def): a predicate must answer at once.\n"
 "\n"
-"A lock belongs to one event loop, as asyncio.Lock does: its first acquire\n"
-"binds it to the running loop for ever (even once that loop has closed),\n"
-"and acquiring or releasing it from any other loop or thread raises\n"
-"RuntimeError and changes nothing. Make one lock per loop; holds, waiting\n"
-"and repr() may be read from anywhere.");
+"A lock belongs to one event loop. Its first acquire binds it to its\n"
+"thread: acquiring or releasing it from another thread raises RuntimeError\n"
+"and changes nothing. Its first wait binds it to the running loop for\n"
+"ever, even once that loop has closed, as asyncio.Lock binds itself: a\n"
+"request that must wait under another loop raises RuntimeError. Make one\n"
+"lock per loop; holds, waiting and repr() may be read from anywhere.");
 
 static PyType_Slot lock_slots[] = {
     { Py_tp_doc, (void *)lock_doc },

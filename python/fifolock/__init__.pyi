@@ -44,10 +44,12 @@ class LockContext:
 class FifoLock:
     """A first-in-first-out lock whose modes you define.
 
-    Bound to one event loop, as asyncio.Lock is: the first acquire binds it
-    to the running loop for ever (even once that loop has closed); an
-    acquire or release from any other loop or thread raises RuntimeError
-    and changes nothing. holds, waiting and repr() may be read anywhere.
+    Bound to one event loop: its first acquire binds it to its thread (an
+    acquire or release from another thread raises RuntimeError and changes
+    nothing); its first wait binds it to the running loop for ever, even
+    once that loop has closed, as asyncio.Lock binds itself (a request that
+    must wait under another loop raises RuntimeError). holds, waiting and
+    repr() may be read from anywhere.
     """
     def __init__(self) -> None: ...
     def __call__(self, mode: type[_Mode], /) -> LockContext: ...

@@ -211,6 +211,35 @@ class ModeClasses(Test):
 
         run(main())
 
+    def test_the_head_is_asked_again_after_a_release_not_at_each_new_request(self):
+        asked = []
+
+        class Counted(asyncio.Future):
+            @staticmethod
+            def is_compatible(holds):
+                asked.append(dict(holds))
+                return not holds[Mutex]
+
+        async def main():
+            lock = FifoLock()
+            m = Holder(lock, Mutex)
+            await settle()
+            head = Holder(lock, Counted)
+            await settle()
+            self.assertEqual([{Mutex: 1}], asked)  # asked once, as it came
+            behind = [Holder(lock, Mutex) for _ in range(3)]
+            await settle()
+            self.assertEqual(1, len(asked))  # new requests do not ask the head
+            await m.release()
+            await settle()
+            self.assertEqual([{Mutex: 1}, {}], asked)
+            self.assertTrue(head.entered)
+            await head.release()
+            for h in behind:
+                await h.release()
+
+        run(main())
+
 
 class ContextObjects(Test):
     def test_one_lock_mode_object_serves_any_number_of_async_with_in_turn_or_at_once(self):
