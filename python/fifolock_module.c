@@ -71,8 +71,10 @@
  *   are not checked, as they must give back what they have from whatever
  *   thread or loop they run: abandon() (a waiting acquire cancelled, closed
  *   or collected) and a release on the way out of a coroutine that is being
- *   closed (GeneratorExit). Reading `holds`, `waiting` or repr() is allowed
- *   from anywhere.
+ *   closed (GeneratorExit). A waiter they grant from another thread is woken
+ *   through its loop's call_soon_threadsafe() (wake_from_elsewhere), so that
+ *   wakeup is not lost either. Reading `holds`, `waiting` or repr() is
+ *   allowed from anywhere.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -110,6 +112,9 @@ typedef struct {
     PyObject *str_blocking;      /* "_asyncio_future_blocking" */
     PyObject *str_get_loop;
     PyObject *str_is_closed;
+    PyObject *str_done;
+    PyObject *str_call_soon_threadsafe;
+    PyObject *wake;              /* _wake, for wake_from_elsewhere() */
 } modstate;
 
 static struct PyModuleDef fifolock_module;
@@ -939,11 +944,16 @@ static int loop_is_closed(modstate *st, PyObject *fut)
  * already done (cancelled: the task will raise CancelledError instead) or
  * its loop is closed. Other failures are reported as unraisable.
  */
+static int wake_from_elsewhere(AcquireObject *a);
+
 static int wake(AcquireObject *a)
 {
     modstate *st = a->lock->st;
-    PyObject *r = PyObject_CallMethodOneArg(a->fut, st->str_set_result, Py_None), *exc;
+    PyObject *r, *exc;
 
+    if (a->lock->thread_bound && PyThread_get_thread_ident() != a->lock->thread)
+        return wake_from_elsewhere(a);
+    r = PyObject_CallMethodOneArg(a->fut, st->str_set_result, Py_None);
     if (r != NULL) {
         Py_DECREF(r);
         return 1;
@@ -957,6 +967,54 @@ static int wake(AcquireObject *a)
         Py_DECREF(exc);
     else
         report_unraisable(exc, a->fut);
+    return 0;
+}
+
+/* _wake(fut): fut.set_result(None) unless fut is done; for call_soon_threadsafe. */
+static PyObject *module_wake(PyObject *self, PyObject *fut)
+{
+    modstate *st = PyModule_GetState(self);
+    PyObject *done = PyObject_CallMethodNoArgs(fut, st->str_done), *r;
+    int is_done = done ? PyObject_IsTrue(done) : -1;
+
+    Py_XDECREF(done);
+    if (is_done != 0)
+        return is_done < 0 ? NULL : Py_NewRef(Py_None);
+    r = PyObject_CallMethodOneArg(fut, st->str_set_result, Py_None);
+    return r;
+}
+
+/*
+ * wake() from a thread that is not the lock's: a release or a cancel that
+ * had to run there (a coroutine closed by the collector; see the top). A
+ * set_result() from here would not wake the loop, so the loop is asked to
+ * make it, with call_soon_threadsafe(). If the task is cancelled first, it
+ * gives the hold back as after any grant (ST_GRANTED), and _wake does nothing.
+ */
+static int wake_from_elsewhere(AcquireObject *a)
+{
+    modstate *st = a->lock->st;
+    PyObject *done = PyObject_CallMethodNoArgs(a->fut, st->str_done), *loop = NULL, *r = NULL;
+    int is_done = done ? PyObject_IsTrue(done) : -1;
+
+    Py_XDECREF(done);
+    if (is_done > 0)
+        return 0;
+    if (is_done == 0)
+        loop = PyObject_CallMethodNoArgs(a->fut, st->str_get_loop);
+    if (loop != NULL) {
+        r = PyObject_CallMethodObjArgs(loop, st->str_call_soon_threadsafe, st->wake, a->fut,
+                                       NULL);
+        Py_DECREF(loop);
+    }
+    if (r != NULL) {
+        Py_DECREF(r);
+        return 1;
+    }
+    if (loop_is_closed(st, a->fut))
+        PyErr_Clear();
+    else
+        PyErr_WriteUnraisable(a->fut);
     return 0;
 }
 
@@ -1825,6 +1883,8 @@ static PyObject *module_register(PyObject *module, PyObject *args)
 
 static PyMethodDef module_methods[] = {
     { "_register", module_register, METH_VARARGS, register_doc },
+    { "_wake", module_wake, METH_O,
+      "_wake(fut)\n--\n\nfut.set_result(None) unless fut is done (the lock's own)." },
     { NULL, NULL, 0, NULL },
 };
 
@@ -1859,6 +1919,8 @@ static int module_exec(PyObject *module)
     INTERN(str_blocking, "_asyncio_future_blocking");
     INTERN(str_get_loop, "get_loop");
     INTERN(str_is_closed, "is_closed");
+    INTERN(str_done, "done");
+    INTERN(str_call_soon_threadsafe, "call_soon_threadsafe");
 #undef INTERN
 
     st->done = PyObject_New(PyObject, st->done_type);
@@ -1880,6 +1942,9 @@ static int module_exec(PyObject *module)
     st->defaultdict = PyObject_GetAttrString(collections, "defaultdict");
     Py_DECREF(collections);
     if (st->defaultdict == NULL)
+        return -1;
+    st->wake = PyObject_GetAttrString(module, "_wake");
+    if (st->wake == NULL)
         return -1;
 
     if (PyModule_AddType(module, st->lock_type) < 0 ||
@@ -1906,6 +1971,7 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->builtin);
     Py_VISIT(st->get_running_loop);
     Py_VISIT(st->defaultdict);
+    Py_VISIT(st->wake);
     Py_VISIT(st->invalid_state);
     return 0;
 }
@@ -1933,6 +1999,9 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->str_blocking);
     Py_CLEAR(st->str_get_loop);
     Py_CLEAR(st->str_is_closed);
+    Py_CLEAR(st->str_done);
+    Py_CLEAR(st->str_call_soon_threadsafe);
+    Py_CLEAR(st->wake);
     return 0;
 }
 

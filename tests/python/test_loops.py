@@ -138,6 +138,38 @@ class OtherThread(Test):
         with self.assertRaisesRegex(RuntimeError, BOUND):
             run(use())
 
+    def test_a_waiter_granted_by_a_coroutine_closed_in_another_thread_is_woken(self):
+        lock = FifoLock()
+        entered = threading.Event()
+        other = LoopThread()
+        try:
+            async def hold():
+                async with lock(Mutex):
+                    await asyncio.sleep(3600)  # the loop sleeps as long, if not woken
+
+            async def wait():
+                async with lock(Mutex):
+                    entered.set()
+
+            async def start():
+                self.coro = hold()
+                self.coro.send(None)  # acquired by hand, in the lock's thread
+                self.waiter = asyncio.create_task(wait())
+                await settle()
+
+            other.call(start())
+            self.assertEqual(({Mutex: 1}, 1), (lock.holds, lock.waiting))
+            self.coro.close()  # here: releases, and grants the waiter over there
+            # Nothing else wakes that loop: only the grant's own wakeup can.
+            self.assertTrue(entered.wait(10), "the waiter was never woken")
+            async def finish():
+                await self.waiter
+
+            other.call(finish())
+            self.assertEqual(({}, 0), (lock.holds, lock.waiting))
+        finally:
+            other.stop()
+
 
 class LaterLoop(Test):
     def test_in_one_thread_later_loops_are_refused_exactly_when_asyncio_lock_refuses(self):
