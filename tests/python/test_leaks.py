@@ -2,8 +2,9 @@
 
 A workload that takes every path of the module (uncontended and queued
 acquires of C and Python modes, cancels while waiting and after a grant,
-timeouts, raising and async predicates, use from a loop the lock is not
-bound to, errors in the body, introspection) runs many times, on one event
+timeouts, raising and async predicates, a release from another thread by a
+closed coroutine, use from a thread or loop the lock is not bound to, errors
+in the body, introspection) runs many times, on one event
 loop (a lock belongs to the loop of its first acquire). After a warm-up, nothing may grow: the reference counts of the mode
 classes and of a long-lived lock, the number of live objects, the memory
 traced by tracemalloc and, on a debug build of Python, sys.gettotalrefcount().
@@ -137,6 +138,17 @@ async def workload(lock):
             await take(lock, Async)
         except TypeError:
             pass
+    # A holder's coroutine closed in another thread: its release there wakes
+    # the waiter through the loop.
+    for _ in range(5):
+        coro = hold(lock, Mutex, asyncio.Event())
+        coro.send(None)
+        waiter = asyncio.create_task(take(lock, Mutex))
+        await settle()
+        closer = threading.Thread(target=coro.close)
+        closer.start()
+        closer.join()
+        await waiter
     # Locks bound to another thread, and to another loop.
     for _ in range(5):
         for other in (OTHER_THREAD, OTHER_LOOP):
