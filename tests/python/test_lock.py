@@ -431,9 +431,14 @@ class ReadyMade(Test):
     def test_ready_made_modes_run_no_python_predicate_and_user_modes_do(self):
         calls = collections.Counter()
 
+        names = {Mutex.is_compatible.__code__: "Mutex.is_compatible",
+                 StaticMode.is_compatible.__code__: "StaticMode.is_compatible"}
+
         def profile(frame, event, arg):
-            if event == "call" and frame.f_code.co_name == "is_compatible":
-                calls[frame.f_code.co_qualname] += 1
+            code = frame.f_code
+            if event == "call" and code.co_name == "is_compatible":
+                # co_qualname is new in Python 3.11.
+                calls[getattr(code, "co_qualname", None) or names.get(code, code.co_name)] += 1
 
         class Sub(Mutex):
             pass
