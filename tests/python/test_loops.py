@@ -75,7 +75,7 @@ class OtherThread(Test):
         self.assertFalse(any(t.is_alive() for t in threads))
         outcomes = sorted(r if isinstance(r, str) else f"{type(r).__name__}: {r}"
                           for r in results.values())
-        # The first acquire binds the lock to its thread's loop: that thread
+        # The first acquire binds the lock to its thread: that thread
         # runs to the end, the other is refused at once; nobody waits for ever.
         self.assertEqual(2, len(outcomes), outcomes)
         self.assertEqual("done", outcomes[1], outcomes)
