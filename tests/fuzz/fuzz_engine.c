@@ -590,23 +590,6 @@ static void do_release(int L, int mode)
     do_release_n(L, mode, 1, 0);
 }
 
-/*
- * BUG (src/engine.c, convert_check): convert and try_convert take the hold
- * a waiting conversion keeps, unlike release (EPERM): the conversion is then
- * left waiting from a mode nobody holds, and granting it dereferences a NULL
- * hold entry. tests/test_model.c has the failing test. Until the engine
- * refuses them, no input makes these calls.
- */
-static int kept_hold_only(const struct model_lock *m, int from)
-{
-#if 0 /* BUG: convert of the hold a waiting conversion keeps; see above */
-    (void)m;
-    (void)from;
-    return 0;
-#else
-    return from < N_MODES && m->held[from] != 0 && model_available(m, from) == 0;
-#endif
-}
 
 /*
  * fifolock_convert() (or, `try`, fifolock_try_convert()) of one hold of
@@ -628,7 +611,7 @@ static void do_convert(int L, int wi, int from, int to, int try_, int quiet, int
     /* EPERM and EINVAL at once: which comes first is not specified */
     if (not_held && (bad_pointer || bad_waiter))
         return;
-    if (kept_hold_only(m, from) || (wi >= 0 && F.in_call[wi]))
+    if ((wi >= 0 && F.in_call[wi]))
         return;
     if (bad_pointer || bad_waiter)
         want = EINVAL;
