@@ -48,6 +48,27 @@
 #define WAITER_WAITING 0x57a17u /* unlikely in uninitialised memory */
 #define WAITER_GRANTED 0x96a27u
 
+/* ---- memory ---------------------------------------------------------------- */
+
+void *(*fifolock__alloc)(void *p, size_t size);
+
+/* Resizes (size > 0) or frees (size 0) through the seam of internal.h. */
+static void *mem_resize(void *p, size_t size)
+{
+    void *(*alloc)(void *, size_t) = fifolock__alloc;
+    int saved = errno; /* errno is the caller's: a failed realloc sets it */
+    void *q = NULL;
+
+    if (alloc != NULL)
+        q = alloc(p, size);
+    else if (size != 0)
+        q = realloc(p, size);
+    else
+        free(p);
+    errno = saved;
+    return q;
+}
+
 /* ---- hold table ---------------------------------------------------------- */
 
 static struct fifolock_hold *hold_at(const fifolock_holds *h, uint32_t i)
@@ -80,9 +101,8 @@ static int hold_get(fifolock_holds *h, const fifolock_mode *mode, struct fifoloc
             uint32_t need = h->used - FIFOLOCK_INLINE_MODES + 1;
             if (need > h->more_cap) {
                 uint32_t cap = h->more_cap ? h->more_cap * 2 : 4;
-                int saved = errno; /* errno is the caller's: a failed realloc sets it */
-                void *p = realloc(h->more, (size_t)cap * sizeof *h->more);
-                errno = saved;
+                void *p = mem_resize(h->more, (size_t)cap * sizeof *h->more);
+
                 if (p == NULL)
                     return ENOMEM;
                 h->more = p;
@@ -101,7 +121,7 @@ static int hold_get(fifolock_holds *h, const fifolock_mode *mode, struct fifoloc
 /* An idle lock owns no memory. */
 static void hold_free_more(fifolock_holds *h)
 {
-    free(h->more);
+    mem_resize(h->more, 0);
     h->more = NULL;
     h->more_cap = 0;
 }
@@ -331,7 +351,7 @@ int fifolock_destroy(fifolock *lock)
         return EINVAL;
     if (lock->head != NULL || lock->holds.used != 0 || lock->granting)
         return EBUSY;
-    free(lock->holds.more); /* NULL when idle; kept for symmetry with init */
+    mem_resize(lock->holds.more, 0); /* NULL when idle; kept for symmetry with init */
     *lock = (fifolock){ 0 };
     return 0;
 }
