@@ -30,12 +30,12 @@ demo: build
 	done
 
 $(BUILD_ASAN)/.configured:
-	CC=clang $(CMAKE) -S . -B $(BUILD_ASAN) -DFIFOLOCK_SANITIZE=address,undefined \
+	CC=clang CXX=clang++ $(CMAKE) -S . -B $(BUILD_ASAN) -DFIFOLOCK_SANITIZE=address,undefined \
 		-DFIFOLOCK_DEBUG=ON -DFIFOLOCK_BENCH=OFF >/dev/null
 	touch $@
 
 $(BUILD_TSAN)/.configured:
-	CC=clang $(CMAKE) -S . -B $(BUILD_TSAN) -DFIFOLOCK_SANITIZE=thread \
+	CC=clang CXX=clang++ $(CMAKE) -S . -B $(BUILD_TSAN) -DFIFOLOCK_SANITIZE=thread \
 		-DFIFOLOCK_BENCH=OFF >/dev/null
 	touch $@
 

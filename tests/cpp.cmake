@@ -1,0 +1,103 @@
+# The C++ header (include/fifolock.hpp). Registered only where a C++ compiler
+# exists; the project itself is C only, so C++ is enabled here, for these
+# tests alone. In the gcc build they build with g++ (and run under valgrind
+# too), in the sanitizer builds with clang++ (the Makefile sets CXX).
+#
+#   test_cpp               mutex, shared_mutex, guard: threads, std lock types
+#   test_cpp_event         event_lock, hold, request (the event-loop lock)
+#   test_cpp_header_*      the header alone, C++17 and C++20, -pedantic and
+#                          more warnings as errors; and with -fno-exceptions
+#   cpp_c_header_first_is_an_error   the message when fifolock.h came first
+#   cpp_exports_every_c_name         every public C name is brought back to
+#                          the global namespace (run as `cmake -P` on this file)
+
+# ---- script mode: the check that fifolock.hpp re-exports every C name --------
+if(CMAKE_SCRIPT_MODE_FILE)
+  set(names "")
+  foreach(h fifolock.h fifolock_mt.h)
+    file(READ ${SRC}/include/${h} text)
+    # a list must not see the semicolons; no preprocessor lines
+    string(REPLACE ";" "@" text "${text}")
+    string(REGEX REPLACE "\n[ \t]*#[^\n]*" "" text "${text}")
+    string(REGEX MATCHALL "FIFOLOCK_API[^@(]*" decls "${text}")
+    string(REGEX MATCHALL "typedef struct [a-z0-9_]+ [a-z0-9_]+@" tdefs "${text}")
+    string(REGEX MATCHALL "typedef [a-z0-9_ ]+ [a-z0-9_]+\\(" fdefs "${text}")
+    foreach(d IN LISTS decls tdefs fdefs)
+      set(CMAKE_MATCH_1 "")
+      string(REGEX MATCH "([a-z0-9_]+)[@(]?$" _ "${d}")
+      set(name "${CMAKE_MATCH_1}")
+      if(name MATCHES "^fifolock_")
+        list(APPEND names ${name})
+      endif()
+    endforeach()
+  endforeach()
+  list(REMOVE_DUPLICATES names)
+  list(LENGTH names n)
+  if(n LESS 20)
+    message(FATAL_ERROR "found only ${n} public names in the C headers: ${names}")
+  endif()
+  file(READ ${SRC}/include/fifolock.hpp hpp)
+  set(missing "")
+  foreach(name IN LISTS names)
+    string(FIND "${hpp}" "using fifolock::c::${name};" at)
+    if(at EQUAL -1)
+      list(APPEND missing ${name})
+    endif()
+  endforeach()
+  if(missing)
+    list(JOIN missing " " missing)
+    message(FATAL_ERROR "include/fifolock.hpp does not bring these C names to the global "
+      "namespace; add `using fifolock::c::NAME;` for each: ${missing}")
+  endif()
+  message(STATUS "fifolock.hpp brings all ${n} public C names to the global namespace")
+  return()
+endif()
+
+# ---- the tests ------------------------------------------------------------------
+include(CheckLanguage)
+check_language(CXX)
+if(NOT CMAKE_CXX_COMPILER)
+  message(STATUS "no C++ compiler found: the C++ tests are not registered")
+  return()
+endif()
+enable_language(CXX)
+
+# C++17 (or `std`) and the project's warnings, less those valid for C only.
+function(fifolock_cxx_target target std)
+  get_target_property(opts ${target} COMPILE_OPTIONS)
+  if(opts)
+    list(REMOVE_ITEM opts -Wstrict-prototypes -Wmissing-prototypes)
+    set_target_properties(${target} PROPERTIES COMPILE_OPTIONS "${opts}")
+  endif()
+  set_target_properties(${target} PROPERTIES
+    CXX_STANDARD ${std} CXX_STANDARD_REQUIRED ON CXX_EXTENSIONS OFF)
+endfunction()
+
+fifolock_add_test(test_cpp test_cpp.cpp TIMEOUT 120 LABELS cpp mt)
+fifolock_cxx_target(test_cpp 17)
+fifolock_add_test(test_cpp_event test_cpp_event.cpp TIMEOUT 60 LABELS cpp)
+fifolock_cxx_target(test_cpp_event 17)
+
+set(FIFOLOCK_CXX_STRICT -pedantic -Wconversion -Wsign-conversion -Wold-style-cast
+  -Wcast-qual -Wnon-virtual-dtor -Woverloaded-virtual -Wundef)
+foreach(std 17 20)
+  fifolock_add_test(test_cpp_header_cxx${std} test_cpp_header.cpp TIMEOUT 60 LABELS cpp
+    NO_VALGRIND)
+  fifolock_cxx_target(test_cpp_header_cxx${std} ${std})
+  target_compile_options(test_cpp_header_cxx${std} PRIVATE ${FIFOLOCK_CXX_STRICT})
+endforeach()
+fifolock_add_test(test_cpp_header_no_exceptions test_cpp_header.cpp TIMEOUT 60 LABELS cpp
+  NO_VALGRIND)
+fifolock_cxx_target(test_cpp_header_no_exceptions 17)
+target_compile_options(test_cpp_header_no_exceptions PRIVATE ${FIFOLOCK_CXX_STRICT}
+  -fno-exceptions)
+
+add_test(NAME cpp_c_header_first_is_an_error
+  COMMAND ${CMAKE_CXX_COMPILER} -std=c++17 -fsyntax-only -I${PROJECT_SOURCE_DIR}/include
+    ${CMAKE_CURRENT_SOURCE_DIR}/test_cpp_c_header_first.cpp)
+set_tests_properties(cpp_c_header_first_is_an_error PROPERTIES
+  PASS_REGULAR_EXPRESSION "include <fifolock.hpp> before <fifolock.h>" TIMEOUT 60 LABELS cpp)
+
+add_test(NAME cpp_exports_every_c_name
+  COMMAND ${CMAKE_COMMAND} -DSRC=${PROJECT_SOURCE_DIR} -P ${CMAKE_CURRENT_LIST_FILE})
+set_tests_properties(cpp_exports_every_c_name PROPERTIES TIMEOUT 60 LABELS cpp)
