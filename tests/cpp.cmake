@@ -10,6 +10,7 @@
 #   cpp_c_header_first_is_an_error   the message when fifolock.h came first
 #   cpp_exports_every_c_name         every public C name is brought back to
 #                          the global namespace (run as `cmake -P` on this file)
+#   example_cpp_*          examples/cpp_*.cpp, with the examples
 
 # ---- script mode: the check that fifolock.hpp re-exports every C name --------
 if(CMAKE_SCRIPT_MODE_FILE)
@@ -101,3 +102,19 @@ set_tests_properties(cpp_c_header_first_is_an_error PROPERTIES
 add_test(NAME cpp_exports_every_c_name
   COMMAND ${CMAKE_COMMAND} -DSRC=${PROJECT_SOURCE_DIR} -P ${CMAKE_CURRENT_LIST_FILE})
 set_tests_properties(cpp_exports_every_c_name PROPERTIES TIMEOUT 60 LABELS cpp)
+
+# examples/cpp_*.cpp: built beside the C examples (so `make demo` runs them)
+# and run as tests, as examples/CMakeLists.txt does for examples/*.c.
+if(FIFOLOCK_EXAMPLES)
+  file(GLOB FIFOLOCK_CPP_EXAMPLES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/examples/cpp_*.cpp)
+  foreach(src ${FIFOLOCK_CPP_EXAMPLES})
+    get_filename_component(name ${src} NAME_WE)
+    add_executable(example_${name} ${src})
+    fifolock_cxx_target(example_${name} 17)
+    set_target_properties(example_${name} PROPERTIES OUTPUT_NAME ${name}
+      RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/examples)
+    target_link_libraries(example_${name} PRIVATE fifolock_static Threads::Threads)
+    add_test(NAME example_${name} COMMAND example_${name})
+    set_tests_properties(example_${name} PROPERTIES TIMEOUT 60 LABELS "example;cpp")
+  endforeach()
+endif()
