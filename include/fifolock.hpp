@@ -38,85 +38,48 @@
  * on the fast path; built with -fno-exceptions, what would throw calls
  * std::abort() instead.
  *
- * The C API in C++. In C the event-loop lock is `struct fifolock`; C++
- * cannot have a class and a namespace of one name in one scope, so this
- * header includes fifolock.h and fifolock_mt.h inside namespace fifolock::c
- * (their functions keep C linkage: the same library symbols) and brings
- * every public C name but `fifolock` itself back to the global namespace
- * (fifolock_mt, fifolock_mode, fifolock_mutex, fifolock_mt_acquire, ...,
- * and the macros work as in C). The event-loop lock's C type is
- * fifolock::c::fifolock. So in C++, include this header before any other
- * fifolock header (including fifolock.h first is an error here, with a
- * message that says so), and include it in every C++ file that uses
- * fifolock types, so that they name one type.
+ * The C API in C++. In C the event-loop lock is `struct fifolock`, and C++
+ * cannot have a class and a namespace of one name in one scope. So this
+ * header includes fifolock.h and fifolock_mt.h with that one name spelled
+ * `fifolock_c_lock`: in a C++ file that includes it, the event-loop lock's C
+ * type is fifolock_c_lock (the same struct, the same functions and symbols:
+ * only the tag differs), and every other C name (fifolock_mt, fifolock_mode,
+ * fifolock_mutex, fifolock_mt_acquire, the macros, ...) is the global one
+ * it is in C. Include this header before any other fifolock header:
+ * fifolock.h included first is an error here, with a message that says so.
  */
 #ifndef FIFOLOCK_HPP
 #define FIFOLOCK_HPP
 
 #if defined(FIFOLOCK_H) || defined(FIFOLOCK_MT_H)
-#error "In C++ include <fifolock.hpp> before <fifolock.h> and <fifolock_mt.h>: it declares them inside namespace fifolock::c"
+#error "In C++ include <fifolock.hpp> before <fifolock.h> and <fifolock_mt.h>: it declares their struct fifolock as fifolock_c_lock, since namespace fifolock takes that name"
 #endif
-
-/* What the C headers include, at global scope first, so that including them
-   inside a namespace adds only their own declarations. */
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <time.h>
 
 #include <cassert>
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
 #include <cstdlib>
+#include <ctime>
 #include <mutex>
 #include <system_error>
 #include <type_traits>
 #include <utility>
 
-namespace fifolock {
-namespace c {
+/* What the C headers include, first, so that the renaming below touches
+   their own declarations only. */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#ifdef fifolock
+#error "fifolock.hpp: `fifolock` is defined as a macro"
+#endif
+#define fifolock fifolock_c_lock
 #include "fifolock.h"
 #include "fifolock_mt.h"
-} // namespace c
-} // namespace fifolock
-
-/* Every public C name but the struct `fifolock` (that name is the
-   namespace's): tests/cpp.cmake checks this list against the C headers. */
-using fifolock::c::fifolock_mode;
-using fifolock::c::fifolock_holds;
-using fifolock::c::fifolock_waiter;
-using fifolock::c::fifolock_granted_fn;
-using fifolock::c::fifolock_held;
-using fifolock::c::fifolock_held_total;
-using fifolock::c::fifolock_holds_list;
-using fifolock::c::fifolock_mutex;
-using fifolock::c::fifolock_read;
-using fifolock::c::fifolock_write;
-using fifolock::c::fifolock_is;
-using fifolock::c::fifolock_ix;
-using fifolock::c::fifolock_s;
-using fifolock::c::fifolock_six;
-using fifolock::c::fifolock_x;
-using fifolock::c::fifolock_semaphore_is_compatible;
-using fifolock::c::fifolock_init;
-using fifolock::c::fifolock_destroy;
-using fifolock::c::fifolock_acquire;
-using fifolock::c::fifolock_try_acquire;
-using fifolock::c::fifolock_release;
-using fifolock::c::fifolock_cancel;
-using fifolock::c::fifolock_waiting;
-using fifolock::c::fifolock_holds_of;
-using fifolock::c::fifolock_strerror;
-using fifolock::c::fifolock_mt;
-using fifolock::c::fifolock_mt_init;
-using fifolock::c::fifolock_mt_destroy;
-using fifolock::c::fifolock_mt_acquire;
-using fifolock::c::fifolock_mt_try_acquire;
-using fifolock::c::fifolock_mt_timed_acquire;
-using fifolock::c::fifolock_mt_release;
-using fifolock::c::fifolock_mt_waiting;
-using fifolock::c::fifolock_mt_held;
+#undef fifolock
 
 /* Checks of the caller's own contract (unlock() of a lock it does not hold,
    destroying a lock in use): undefined behaviour for the standard's
@@ -176,7 +139,7 @@ timespec deadline_after(const std::chrono::duration<Rep, Period> &rel, bool &cap
 /* fifolock_mt_timed_acquire() for `rel` on the steady clock: 0, ETIMEDOUT
    or the C library's error. A time <= 0 makes one try. */
 template <class Rep, class Period>
-int acquire_for(c::fifolock_mt *lock, const c::fifolock_mode *mode,
+int acquire_for(::fifolock_mt *lock, const ::fifolock_mode *mode,
                 const std::chrono::duration<Rep, Period> &rel)
 {
     static const timespec past = { 0, 0 }; /* CLOCK_MONOTONIC's origin */
@@ -184,10 +147,10 @@ int acquire_for(c::fifolock_mt *lock, const c::fifolock_mode *mode,
     int rc;
 
     if (rel <= rel.zero())
-        return c::fifolock_mt_timed_acquire(lock, mode, &past);
+        return ::fifolock_mt_timed_acquire(lock, mode, &past);
     do {
         timespec deadline = deadline_after(rel, capped);
-        rc = c::fifolock_mt_timed_acquire(lock, mode, &deadline);
+        rc = ::fifolock_mt_timed_acquire(lock, mode, &deadline);
     } while (rc == ETIMEDOUT && capped);
     return rc;
 }
@@ -196,7 +159,7 @@ int acquire_for(c::fifolock_mt *lock, const c::fifolock_mode *mode,
    time left into a CLOCK_MONOTONIC deadline and asks again while the clock
    says time is left after that deadline passed. */
 template <class Clock, class Duration>
-int acquire_until(c::fifolock_mt *lock, const c::fifolock_mode *mode,
+int acquire_until(::fifolock_mt *lock, const ::fifolock_mode *mode,
                   const std::chrono::time_point<Clock, Duration> &abs_time)
 {
     static const timespec past = { 0, 0 };
@@ -206,11 +169,11 @@ int acquire_until(c::fifolock_mt *lock, const c::fifolock_mode *mode,
         int rc;
 
         if (abs_time <= now) {
-            rc = c::fifolock_mt_timed_acquire(lock, mode, &past);
+            rc = ::fifolock_mt_timed_acquire(lock, mode, &past);
         } else {
             bool capped;
             timespec deadline = deadline_after(abs_time - now, capped);
-            rc = c::fifolock_mt_timed_acquire(lock, mode, &deadline);
+            rc = ::fifolock_mt_timed_acquire(lock, mode, &deadline);
         }
         if (rc != ETIMEDOUT || !(Clock::now() < abs_time))
             return rc;
@@ -238,15 +201,15 @@ inline bool granted_or_timed_out(int rc, const char *what)
  */
 class mutex {
 public:
-    using native_handle_type = c::fifolock_mt *;
+    using native_handle_type = ::fifolock_mt *;
 
     /** Unlocked. This function can't fail. */
-    mutex() noexcept { (void)c::fifolock_mt_init(&mt_); }
+    mutex() noexcept { (void)::fifolock_mt_init(&mt_); }
 
     /** The mutex must be unlocked and unwaited (asserted). */
     ~mutex()
     {
-        [[maybe_unused]] int rc = c::fifolock_mt_destroy(&mt_);
+        [[maybe_unused]] int rc = ::fifolock_mt_destroy(&mt_);
         FIFOLOCK_HPP_ASSERT(rc == 0 && "fifolock::mutex destroyed while locked or waited on");
     }
 
@@ -256,19 +219,19 @@ public:
     /** Blocks until this thread holds the mutex. Can't fail for this mode. */
     void lock()
     {
-        int rc = c::fifolock_mt_acquire(&mt_, &c::fifolock_mutex);
+        int rc = ::fifolock_mt_acquire(&mt_, &::fifolock_mutex);
         if (rc != 0)
             detail::fail(rc, "fifolock::mutex::lock");
     }
 
     /** Takes it if nobody holds or waits for it; never blocks. */
-    bool try_lock() noexcept { return c::fifolock_mt_try_acquire(&mt_, &c::fifolock_mutex) == 0; }
+    bool try_lock() noexcept { return ::fifolock_mt_try_acquire(&mt_, &::fifolock_mutex) == 0; }
 
     /** As lock(), but gives up after `rel` on the steady clock: false. */
     template <class Rep, class Period>
     bool try_lock_for(const std::chrono::duration<Rep, Period> &rel)
     {
-        return detail::granted_or_timed_out(detail::acquire_for(&mt_, &c::fifolock_mutex, rel),
+        return detail::granted_or_timed_out(detail::acquire_for(&mt_, &::fifolock_mutex, rel),
                                             "fifolock::mutex::try_lock_for");
     }
 
@@ -277,14 +240,14 @@ public:
     bool try_lock_until(const std::chrono::time_point<Clock, Duration> &abs_time)
     {
         return detail::granted_or_timed_out(
-            detail::acquire_until(&mt_, &c::fifolock_mutex, abs_time),
+            detail::acquire_until(&mt_, &::fifolock_mutex, abs_time),
             "fifolock::mutex::try_lock_until");
     }
 
     /** Hands the mutex to the first waiter, if any. The caller must hold it (asserted). */
     void unlock() noexcept
     {
-        [[maybe_unused]] int rc = c::fifolock_mt_release(&mt_, &c::fifolock_mutex);
+        [[maybe_unused]] int rc = ::fifolock_mt_release(&mt_, &::fifolock_mutex);
         FIFOLOCK_HPP_ASSERT(rc == 0 && "fifolock::mutex::unlock of a mutex not locked");
     }
 
@@ -292,7 +255,7 @@ public:
     native_handle_type native_handle() noexcept { return &mt_; }
 
 private:
-    c::fifolock_mt mt_;
+    ::fifolock_mt mt_;
 };
 
 /**
@@ -305,15 +268,15 @@ private:
  */
 class shared_mutex {
 public:
-    using native_handle_type = c::fifolock_mt *;
+    using native_handle_type = ::fifolock_mt *;
 
     /** Unlocked. This function can't fail. */
-    shared_mutex() noexcept { (void)c::fifolock_mt_init(&mt_); }
+    shared_mutex() noexcept { (void)::fifolock_mt_init(&mt_); }
 
     /** It must be unlocked and unwaited (asserted). */
     ~shared_mutex()
     {
-        [[maybe_unused]] int rc = c::fifolock_mt_destroy(&mt_);
+        [[maybe_unused]] int rc = ::fifolock_mt_destroy(&mt_);
         FIFOLOCK_HPP_ASSERT(rc == 0 &&
                             "fifolock::shared_mutex destroyed while locked or waited on");
     }
@@ -324,18 +287,18 @@ public:
     /** Blocks until this thread holds it exclusively. Can't fail for this mode. */
     void lock()
     {
-        int rc = c::fifolock_mt_acquire(&mt_, &c::fifolock_write);
+        int rc = ::fifolock_mt_acquire(&mt_, &::fifolock_write);
         if (rc != 0)
             detail::fail(rc, "fifolock::shared_mutex::lock");
     }
 
     /** Exclusive, if nobody holds or waits; never blocks. */
-    bool try_lock() noexcept { return c::fifolock_mt_try_acquire(&mt_, &c::fifolock_write) == 0; }
+    bool try_lock() noexcept { return ::fifolock_mt_try_acquire(&mt_, &::fifolock_write) == 0; }
 
     template <class Rep, class Period>
     bool try_lock_for(const std::chrono::duration<Rep, Period> &rel)
     {
-        return detail::granted_or_timed_out(detail::acquire_for(&mt_, &c::fifolock_write, rel),
+        return detail::granted_or_timed_out(detail::acquire_for(&mt_, &::fifolock_write, rel),
                                             "fifolock::shared_mutex::try_lock_for");
     }
 
@@ -343,14 +306,14 @@ public:
     bool try_lock_until(const std::chrono::time_point<Clock, Duration> &abs_time)
     {
         return detail::granted_or_timed_out(
-            detail::acquire_until(&mt_, &c::fifolock_write, abs_time),
+            detail::acquire_until(&mt_, &::fifolock_write, abs_time),
             "fifolock::shared_mutex::try_lock_until");
     }
 
     /** Ends an exclusive hold. The caller must hold it so (asserted). */
     void unlock() noexcept
     {
-        [[maybe_unused]] int rc = c::fifolock_mt_release(&mt_, &c::fifolock_write);
+        [[maybe_unused]] int rc = ::fifolock_mt_release(&mt_, &::fifolock_write);
         FIFOLOCK_HPP_ASSERT(rc == 0 && "fifolock::shared_mutex::unlock of a mutex not locked");
     }
 
@@ -360,7 +323,7 @@ public:
      */
     void lock_shared()
     {
-        int rc = c::fifolock_mt_acquire(&mt_, &c::fifolock_read);
+        int rc = ::fifolock_mt_acquire(&mt_, &::fifolock_read);
         if (rc != 0)
             detail::fail(rc, "fifolock::shared_mutex::lock_shared");
     }
@@ -368,13 +331,13 @@ public:
     /** Shared, if no writer holds it and nobody waits; never blocks. */
     bool try_lock_shared() noexcept
     {
-        return c::fifolock_mt_try_acquire(&mt_, &c::fifolock_read) == 0;
+        return ::fifolock_mt_try_acquire(&mt_, &::fifolock_read) == 0;
     }
 
     template <class Rep, class Period>
     bool try_lock_shared_for(const std::chrono::duration<Rep, Period> &rel)
     {
-        return detail::granted_or_timed_out(detail::acquire_for(&mt_, &c::fifolock_read, rel),
+        return detail::granted_or_timed_out(detail::acquire_for(&mt_, &::fifolock_read, rel),
                                             "fifolock::shared_mutex::try_lock_shared_for");
     }
 
@@ -382,14 +345,14 @@ public:
     bool try_lock_shared_until(const std::chrono::time_point<Clock, Duration> &abs_time)
     {
         return detail::granted_or_timed_out(
-            detail::acquire_until(&mt_, &c::fifolock_read, abs_time),
+            detail::acquire_until(&mt_, &::fifolock_read, abs_time),
             "fifolock::shared_mutex::try_lock_shared_until");
     }
 
     /** Ends a shared hold. The caller must hold one (asserted). */
     void unlock_shared() noexcept
     {
-        [[maybe_unused]] int rc = c::fifolock_mt_release(&mt_, &c::fifolock_read);
+        [[maybe_unused]] int rc = ::fifolock_mt_release(&mt_, &::fifolock_read);
         FIFOLOCK_HPP_ASSERT(rc == 0 &&
                             "fifolock::shared_mutex::unlock_shared of a mutex not shared");
     }
@@ -397,7 +360,7 @@ public:
     native_handle_type native_handle() noexcept { return &mt_; }
 
 private:
-    c::fifolock_mt mt_;
+    ::fifolock_mt mt_;
 };
 
 /**
@@ -409,15 +372,15 @@ private:
  */
 class thread_lock {
 public:
-    using native_handle_type = c::fifolock_mt *;
+    using native_handle_type = ::fifolock_mt *;
 
     /** Unheld, nobody waiting. This function can't fail. */
-    thread_lock() noexcept { (void)c::fifolock_mt_init(&mt_); }
+    thread_lock() noexcept { (void)::fifolock_mt_init(&mt_); }
 
     /** It must be unheld and unwaited (asserted). */
     ~thread_lock()
     {
-        [[maybe_unused]] int rc = c::fifolock_mt_destroy(&mt_);
+        [[maybe_unused]] int rc = ::fifolock_mt_destroy(&mt_);
         FIFOLOCK_HPP_ASSERT(rc == 0 && "fifolock::thread_lock destroyed while held or waited on");
     }
 
@@ -431,7 +394,7 @@ public:
      */
     void acquire(const fifolock_mode &mode)
     {
-        int rc = c::fifolock_mt_acquire(&mt_, &mode);
+        int rc = ::fifolock_mt_acquire(&mt_, &mode);
         if (rc != 0)
             detail::fail(rc, "fifolock::thread_lock::acquire");
     }
@@ -439,7 +402,7 @@ public:
     /** One hold of `mode` if that can happen now: true; false (EBUSY); throws as acquire(). */
     bool try_acquire(const fifolock_mode &mode)
     {
-        int rc = c::fifolock_mt_try_acquire(&mt_, &mode);
+        int rc = ::fifolock_mt_try_acquire(&mt_, &mode);
         if (rc == EBUSY)
             return false;
         if (rc != 0)
@@ -467,21 +430,21 @@ public:
     /** Drops one hold of `mode`. Throws std::system_error (EPERM) if none is held. */
     void release(const fifolock_mode &mode)
     {
-        int rc = c::fifolock_mt_release(&mt_, &mode);
+        int rc = ::fifolock_mt_release(&mt_, &mode);
         if (rc != 0)
             detail::fail(rc, "fifolock::thread_lock::release");
     }
 
     /** Threads queued now (a snapshot). This function can't fail. */
-    std::size_t waiting() noexcept { return c::fifolock_mt_waiting(&mt_); }
+    std::size_t waiting() noexcept { return ::fifolock_mt_waiting(&mt_); }
 
     /** Holders of exactly `mode` now (a snapshot). This function can't fail. */
-    std::size_t held(const fifolock_mode &mode) noexcept { return c::fifolock_mt_held(&mt_, &mode); }
+    std::size_t held(const fifolock_mode &mode) noexcept { return ::fifolock_mt_held(&mt_, &mode); }
 
     native_handle_type native_handle() noexcept { return &mt_; }
 
 private:
-    c::fifolock_mt mt_;
+    ::fifolock_mt mt_;
 };
 
 /**
@@ -575,7 +538,7 @@ public:
     ~guard()
     {
         if (owns_)
-            (void)c::fifolock_mt_release(lock_, mode_);
+            (void)::fifolock_mt_release(lock_, mode_);
     }
 
     /**
@@ -586,7 +549,7 @@ public:
     void lock()
     {
         check_can_take("fifolock::guard::lock");
-        int rc = c::fifolock_mt_acquire(lock_, mode_);
+        int rc = ::fifolock_mt_acquire(lock_, mode_);
         if (rc != 0)
             detail::fail(rc, "fifolock::guard::lock");
         owns_ = true;
@@ -596,7 +559,7 @@ public:
     bool try_lock()
     {
         check_can_take("fifolock::guard::try_lock");
-        int rc = c::fifolock_mt_try_acquire(lock_, mode_);
+        int rc = ::fifolock_mt_try_acquire(lock_, mode_);
         if (rc != 0 && rc != EBUSY)
             detail::fail(rc, "fifolock::guard::try_lock");
         owns_ = rc == 0;
@@ -627,7 +590,7 @@ public:
         if (!owns_)
             detail::fail(EPERM, "fifolock::guard::unlock");
         owns_ = false;
-        int rc = c::fifolock_mt_release(lock_, mode_);
+        int rc = ::fifolock_mt_release(lock_, mode_);
         if (rc != 0)
             detail::fail(rc, "fifolock::guard::unlock");
     }
@@ -662,7 +625,7 @@ public:
     hold() noexcept = default;
 
     /** Takes over a hold of `mode` on `lock` that the caller has. This function can't fail. */
-    hold(c::fifolock &lock, const fifolock_mode &mode, std::adopt_lock_t) noexcept
+    hold(::fifolock_c_lock &lock, const fifolock_mode &mode, std::adopt_lock_t) noexcept
         : lock_(&lock), mode_(&mode)
     {
     }
@@ -691,19 +654,19 @@ public:
     void release() noexcept
     {
         if (lock_ != nullptr) {
-            c::fifolock *lock = std::exchange(lock_, nullptr);
-            [[maybe_unused]] int rc = c::fifolock_release(lock, std::exchange(mode_, nullptr));
+            ::fifolock_c_lock *lock = std::exchange(lock_, nullptr);
+            [[maybe_unused]] int rc = ::fifolock_release(lock, std::exchange(mode_, nullptr));
             FIFOLOCK_HPP_ASSERT(rc == 0 && "fifolock::hold released behind its back");
         }
     }
 
     bool owns() const noexcept { return lock_ != nullptr; }
     explicit operator bool() const noexcept { return owns(); }
-    c::fifolock *lock_handle() const noexcept { return lock_; }
+    ::fifolock_c_lock *lock_handle() const noexcept { return lock_; }
     const fifolock_mode *mode() const noexcept { return mode_; }
 
 private:
-    c::fifolock *lock_ = nullptr;
+    ::fifolock_c_lock *lock_ = nullptr;
     const fifolock_mode *mode_ = nullptr;
 };
 
@@ -714,15 +677,15 @@ private:
  */
 class event_lock {
 public:
-    using native_handle_type = c::fifolock *;
+    using native_handle_type = ::fifolock_c_lock *;
 
     /** Unheld, nobody waiting. This function can't fail. */
-    event_lock() noexcept { c::fifolock_init(&lock_); }
+    event_lock() noexcept { ::fifolock_init(&lock_); }
 
     /** It must be unheld and unwaited (asserted). */
     ~event_lock()
     {
-        [[maybe_unused]] int rc = c::fifolock_destroy(&lock_);
+        [[maybe_unused]] int rc = ::fifolock_destroy(&lock_);
         FIFOLOCK_HPP_ASSERT(rc == 0 && "fifolock::event_lock destroyed while held or waited on");
     }
 
@@ -736,7 +699,7 @@ public:
      */
     hold try_acquire(const fifolock_mode &mode)
     {
-        int rc = c::fifolock_try_acquire(&lock_, &mode);
+        int rc = ::fifolock_try_acquire(&lock_, &mode);
         if (rc == EBUSY)
             return hold();
         if (rc != 0)
@@ -745,18 +708,18 @@ public:
     }
 
     /** Queued requests. This function can't fail. */
-    std::size_t waiting() const noexcept { return c::fifolock_waiting(&lock_); }
+    std::size_t waiting() const noexcept { return ::fifolock_waiting(&lock_); }
 
     /** Holders of exactly `mode`. This function can't fail. */
     std::size_t held(const fifolock_mode &mode) const noexcept
     {
-        return c::fifolock_held(c::fifolock_holds_of(&lock_), &mode);
+        return ::fifolock_held(::fifolock_holds_of(&lock_), &mode);
     }
 
     native_handle_type native_handle() noexcept { return &lock_; }
 
 private:
-    c::fifolock lock_;
+    ::fifolock_c_lock lock_;
 };
 
 /**
@@ -776,9 +739,9 @@ public:
     ~request()
     {
         if (queued_)
-            (void)c::fifolock_cancel(lock_, &waiter_);
+            (void)::fifolock_cancel(lock_, &waiter_);
         else if (owns_)
-            (void)c::fifolock_release(lock_, mode_);
+            (void)::fifolock_release(lock_, mode_);
     }
 
     request(const request &) = delete;
@@ -825,7 +788,7 @@ public:
         if (!queued_)
             return false;
         queued_ = false;
-        [[maybe_unused]] int rc = c::fifolock_cancel(lock_, &waiter_);
+        [[maybe_unused]] int rc = ::fifolock_cancel(lock_, &waiter_);
         FIFOLOCK_HPP_ASSERT(rc == 0);
         return true;
     }
@@ -850,13 +813,13 @@ public:
     fifolock_waiter *native_handle() noexcept { return &waiter_; }
 
 private:
-    bool start(c::fifolock &lock, const fifolock_mode &mode, callback *on_granted, void *arg)
+    bool start(::fifolock_c_lock &lock, const fifolock_mode &mode, callback *on_granted, void *arg)
     {
         if (queued_ || owns_)
             detail::fail(EINVAL, "fifolock::request::acquire");
         on_granted_ = on_granted;
         arg_ = arg;
-        int rc = c::fifolock_acquire(&lock, &waiter_, &mode, &granted, this);
+        int rc = ::fifolock_acquire(&lock, &waiter_, &mode, &granted, this);
         if (rc != 0 && rc != FIFOLOCK_WAITING)
             detail::fail(rc, "fifolock::request::acquire");
         lock_ = &lock;
@@ -875,7 +838,7 @@ private:
     /* The C callback. Noexcept: an exception can't cross the C library's
        frames. The request's state is set before the user's callback runs,
        and not touched after it (the callback may destroy the request). */
-    static void granted(c::fifolock_waiter *, void *self) noexcept
+    static void granted(::fifolock_waiter *, void *self) noexcept
     {
         request *req = static_cast<request *>(self);
         req->queued_ = false;
@@ -883,8 +846,8 @@ private:
         req->on_granted_(*req, req->arg_);
     }
 
-    c::fifolock_waiter waiter_{}; /* FIFOLOCK_WAITER_INIT */
-    c::fifolock *lock_ = nullptr;
+    ::fifolock_waiter waiter_{}; /* FIFOLOCK_WAITER_INIT */
+    ::fifolock_c_lock *lock_ = nullptr;
     const fifolock_mode *mode_ = nullptr;
     callback *on_granted_ = nullptr;
     void *arg_ = nullptr;

@@ -6,55 +6,12 @@
 #   test_cpp               mutex, shared_mutex, guard: threads, std lock types
 #   test_cpp_event         event_lock, hold, request (the event-loop lock)
 #   test_cpp_header_*      the header alone, C++17 and C++20, -pedantic and
-#                          more warnings as errors; and with -fno-exceptions
+#                          more warnings as errors; and with -fno-exceptions;
+#                          linked with a C++ file that includes the C headers
+#                          only (the C types are the same in both)
 #   cpp_c_header_first_is_an_error   the message when fifolock.h came first
-#   cpp_exports_every_c_name         every public C name is brought back to
-#                          the global namespace (run as `cmake -P` on this file)
 #   example_cpp_*          examples/cpp_*.cpp, with the examples
 
-# ---- script mode: the check that fifolock.hpp re-exports every C name --------
-if(CMAKE_SCRIPT_MODE_FILE)
-  set(names "")
-  foreach(h fifolock.h fifolock_mt.h)
-    file(READ ${SRC}/include/${h} text)
-    # a list must not see the semicolons; no preprocessor lines
-    string(REPLACE ";" "@" text "${text}")
-    string(REGEX REPLACE "\n[ \t]*#[^\n]*" "" text "${text}")
-    string(REGEX MATCHALL "FIFOLOCK_API[^@(]*" decls "${text}")
-    string(REGEX MATCHALL "typedef struct [a-z0-9_]+ [a-z0-9_]+@" tdefs "${text}")
-    string(REGEX MATCHALL "typedef [a-z0-9_ ]+ [a-z0-9_]+\\(" fdefs "${text}")
-    foreach(d IN LISTS decls tdefs fdefs)
-      set(CMAKE_MATCH_1 "")
-      string(REGEX MATCH "([a-z0-9_]+)[@(]?$" _ "${d}")
-      set(name "${CMAKE_MATCH_1}")
-      if(name MATCHES "^fifolock_")
-        list(APPEND names ${name})
-      endif()
-    endforeach()
-  endforeach()
-  list(REMOVE_DUPLICATES names)
-  list(LENGTH names n)
-  if(n LESS 20)
-    message(FATAL_ERROR "found only ${n} public names in the C headers: ${names}")
-  endif()
-  file(READ ${SRC}/include/fifolock.hpp hpp)
-  set(missing "")
-  foreach(name IN LISTS names)
-    string(FIND "${hpp}" "using fifolock::c::${name};" at)
-    if(at EQUAL -1)
-      list(APPEND missing ${name})
-    endif()
-  endforeach()
-  if(missing)
-    list(JOIN missing " " missing)
-    message(FATAL_ERROR "include/fifolock.hpp does not bring these C names to the global "
-      "namespace; add `using fifolock::c::NAME;` for each: ${missing}")
-  endif()
-  message(STATUS "fifolock.hpp brings all ${n} public C names to the global namespace")
-  return()
-endif()
-
-# ---- the tests ------------------------------------------------------------------
 include(CheckLanguage)
 check_language(CXX)
 if(NOT CMAKE_CXX_COMPILER)
@@ -82,12 +39,13 @@ fifolock_cxx_target(test_cpp_event 17)
 set(FIFOLOCK_CXX_STRICT -pedantic -Wconversion -Wsign-conversion -Wold-style-cast
   -Wcast-qual -Wnon-virtual-dtor -Woverloaded-virtual -Wundef)
 foreach(std 17 20)
-  fifolock_add_test(test_cpp_header_cxx${std} test_cpp_header.cpp TIMEOUT 60 LABELS cpp
+  fifolock_add_test(test_cpp_header_cxx${std} test_cpp_header.cpp test_cpp_plain_c.cpp TIMEOUT 60 LABELS cpp
     NO_VALGRIND)
   fifolock_cxx_target(test_cpp_header_cxx${std} ${std})
   target_compile_options(test_cpp_header_cxx${std} PRIVATE ${FIFOLOCK_CXX_STRICT})
 endforeach()
-fifolock_add_test(test_cpp_header_no_exceptions test_cpp_header.cpp TIMEOUT 60 LABELS cpp
+fifolock_add_test(test_cpp_header_no_exceptions test_cpp_header.cpp test_cpp_plain_c.cpp
+  TIMEOUT 60 LABELS cpp
   NO_VALGRIND)
 fifolock_cxx_target(test_cpp_header_no_exceptions 17)
 target_compile_options(test_cpp_header_no_exceptions PRIVATE ${FIFOLOCK_CXX_STRICT}
@@ -98,10 +56,6 @@ add_test(NAME cpp_c_header_first_is_an_error
     ${CMAKE_CURRENT_SOURCE_DIR}/test_cpp_c_header_first.cpp)
 set_tests_properties(cpp_c_header_first_is_an_error PROPERTIES
   PASS_REGULAR_EXPRESSION "include <fifolock.hpp> before <fifolock.h>" TIMEOUT 60 LABELS cpp)
-
-add_test(NAME cpp_exports_every_c_name
-  COMMAND ${CMAKE_COMMAND} -DSRC=${PROJECT_SOURCE_DIR} -P ${CMAKE_CURRENT_LIST_FILE})
-set_tests_properties(cpp_exports_every_c_name PROPERTIES TIMEOUT 60 LABELS cpp)
 
 # examples/cpp_*.cpp: built beside the C examples (so `make demo` runs them)
 # and run as tests, as examples/CMakeLists.txt does for examples/*.c.

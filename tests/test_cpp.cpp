@@ -628,7 +628,8 @@ static void guard_on_a_semaphore_admits_its_size_then_queues(void)
     CHECK_EQ(lock.held(sem), 0);
 }
 
-/* IS and IX share; S must wait for IX; an IS behind a waiting S waits too (FIFO). */
+/* IS and IX share; S must wait for IX; an IX behind the waiting S waits for
+   S too, though it could share with the holders when it came (FIFO). */
 static void guard_with_intention_modes_keeps_the_matrix_and_the_order(void)
 {
     fifolock::thread_lock lock;
@@ -652,11 +653,12 @@ static void guard_with_intention_modes_keeps_the_matrix_and_the_order(void)
     std::thread s(taker, &fifolock_s, 1);
     wait_queued(lock.native_handle(), 1);
     CHECK_FALSE(lock.try_acquire(fifolock_is)); /* compatible now, but S waits first */
-    std::thread is2(taker, &fifolock_is, 2);
+    std::thread ix2(taker, &fifolock_ix, 2);
     wait_queued(lock.native_handle(), 2);
-    ix.unlock(); /* S fits now (with IS); then the IS behind it */
+    CHECK_EQ(lock.held(fifolock_ix), 1);
+    ix.unlock(); /* S fits now (with IS); the IX behind it waits for S */
     s.join();
-    is2.join();
+    ix2.join();
     CHECK_EQ(order.size(), 2);
     if (order.size() == 2) {
         CHECK_EQ(order[0], 1);
@@ -665,6 +667,7 @@ static void guard_with_intention_modes_keeps_the_matrix_and_the_order(void)
     ix.lock(); /* relock the same guard */
     CHECK_TRUE(ix.owns_lock());
     CHECK_EQ(lock.held(fifolock_ix), 1);
+    CHECK_EQ(lock.held(fifolock_s), 0);
 }
 
 static void guard_and_thread_lock_report_misuse_as_system_error(void)

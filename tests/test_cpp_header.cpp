@@ -2,7 +2,7 @@
  * fifolock.hpp compiles cleanly on its own: built by tests/cpp.cmake as
  * C++17 and C++20 with -Wall -Wextra -Werror -pedantic and more
  * (-Wconversion, -Wold-style-cast, ...), and once with -fno-exceptions.
- * Every template is instantiated here, so that its warnings show; the
+ * Linked with test_cpp_plain_c.cpp. Every template is instantiated here, so that its warnings show; the
  * calls never block. Prints one line, exits 0.
  */
 #include <fifolock.hpp>
@@ -36,6 +36,9 @@ void on_granted(fifolock::request &, void *arg)
 
 } // namespace
 
+/* In test_cpp_plain_c.cpp, which includes fifolock_mt.h and not this header. */
+std::size_t plain_c_holders(fifolock_mt *lock, const fifolock_mode *mode);
+
 int main()
 {
     using namespace std::chrono_literals;
@@ -48,6 +51,8 @@ int main()
     {
         std::unique_lock<fifolock::mutex> a(m, std::chrono::steady_clock::now() + 1ms);
         expect(a.owns_lock(), "unique_lock until");
+        expect(plain_c_holders(m.native_handle(), &fifolock_mutex) == 1,
+               "the C types are the same with and without fifolock.hpp");
         expect(!m.try_lock_for(1us), "try_lock_for a held mutex");
         expect(!m.try_lock_until(std::chrono::system_clock::now()), "try_lock_until a held mutex");
     }
