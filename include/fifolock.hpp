@@ -137,7 +137,9 @@ timespec deadline_after(const std::chrono::duration<Rep, Period> &rel, bool &cap
 }
 
 /* fifolock_mt_timed_acquire() for `rel` on the steady clock: 0, ETIMEDOUT
-   or the C library's error. A time <= 0 makes one try. */
+   or the C library's error. A time <= 0 makes one try. A request that
+   would be granted at once (nobody waits, the mode fits) is, by
+   fifolock_mt_try_acquire(), before any clock is read. */
 template <class Rep, class Period>
 int acquire_for(::fifolock_mt *lock, const ::fifolock_mode *mode,
                 const std::chrono::duration<Rep, Period> &rel)
@@ -148,6 +150,9 @@ int acquire_for(::fifolock_mt *lock, const ::fifolock_mode *mode,
 
     if (rel <= rel.zero())
         return ::fifolock_mt_timed_acquire(lock, mode, &past);
+    rc = ::fifolock_mt_try_acquire(lock, mode); /* granted at once: no clock to read */
+    if (rc != EBUSY)
+        return rc;
     do {
         timespec deadline = deadline_after(rel, capped);
         rc = ::fifolock_mt_timed_acquire(lock, mode, &deadline);
@@ -157,13 +162,18 @@ int acquire_for(::fifolock_mt *lock, const ::fifolock_mode *mode,
 
 /* fifolock_mt_timed_acquire() until `abs_time` on any clock: converts the
    time left into a CLOCK_MONOTONIC deadline and asks again while the clock
-   says time is left after that deadline passed. */
+   says time is left after that deadline passed. First, as acquire_for(),
+   one try that reads no clock: the standard's "as if by try_lock()" for a
+   time already past, and the same grant as the timed call otherwise. */
 template <class Clock, class Duration>
 int acquire_until(::fifolock_mt *lock, const ::fifolock_mode *mode,
                   const std::chrono::time_point<Clock, Duration> &abs_time)
 {
     static const timespec past = { 0, 0 };
+    int first = ::fifolock_mt_try_acquire(lock, mode); /* granted at once: no clock to read */
 
+    if (first != EBUSY)
+        return first;
     for (;;) {
         auto now = Clock::now();
         int rc;
