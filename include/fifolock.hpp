@@ -515,11 +515,26 @@ public:
         try_lock_for(rel);
     }
 
+    template <class Rep, class Period>
+    guard(fifolock_mt &lock, const fifolock_mode &mode,
+          const std::chrono::duration<Rep, Period> &rel)
+        : lock_(&lock), mode_(&mode)
+    {
+        try_lock_for(rel);
+    }
+
     /** Waits until `abs_time` of any clock; owns_lock() says whether it holds. */
     template <class Clock, class Duration>
     guard(thread_lock &lock, const fifolock_mode &mode,
           const std::chrono::time_point<Clock, Duration> &abs_time)
         : lock_(lock.native_handle()), mode_(&mode)
+    {
+        try_lock_until(abs_time);
+    }
+    template <class Clock, class Duration>
+    guard(fifolock_mt &lock, const fifolock_mode &mode,
+          const std::chrono::time_point<Clock, Duration> &abs_time)
+        : lock_(&lock), mode_(&mode)
     {
         try_lock_until(abs_time);
     }

@@ -725,6 +725,41 @@ static void guard_and_thread_lock_report_misuse_as_system_error(void)
     lock.release(fifolock_six);
 }
 
+/* At most `limit` holders, and never together with fifolock_write: the README's own mode. */
+static bool limited_reader(const fifolock_mode *self, const fifolock_holds *holds)
+{
+    return fifolock_held(holds, self) < self->limit && fifolock_held(holds, &fifolock_write) == 0;
+}
+
+static void guard_with_a_users_own_mode(void)
+{
+    static const fifolock_mode reader2 = { limited_reader, "reader2", 2 };
+    fifolock::thread_lock lock;
+    std::atomic<int> third_in{ 0 };
+
+    {
+        fifolock::guard a(lock, reader2), b(*lock.native_handle(), reader2, 5ms);
+        CHECK_TRUE(a.owns_lock() && b.owns_lock());
+        CHECK_FALSE(fifolock::guard(lock, reader2, std::try_to_lock).owns_lock());
+        CHECK_FALSE(fifolock::guard(*lock.native_handle(), reader2,
+                                    std::chrono::system_clock::now() + 5ms)
+                        .owns_lock());
+        std::thread t([&] {
+            fifolock::guard c(lock, reader2);
+            third_in = 1;
+        });
+        wait_queued(lock.native_handle(), 1);
+        CHECK_EQ(third_in.load(), 0);
+        b.unlock(); /* room for one more: the waiting one */
+        t.join();
+        CHECK_EQ(third_in.load(), 1);
+        CHECK_EQ(lock.held(reader2), 1);
+    }
+    CHECK_EQ(lock.held(reader2), 0);
+    fifolock::guard w(lock, fifolock_write); /* the joiner's predicate decides: reader2's says no */
+    CHECK_FALSE(fifolock::guard(lock, reader2, std::try_to_lock).owns_lock());
+}
+
 /* A guard is a Lockable: condition_variable_any waits on it directly. */
 static void condition_variable_any_waits_on_a_guard(void)
 {
@@ -778,6 +813,7 @@ RUN_TESTS(TEST(mutex_grants_waiters_in_the_order_they_queued),
           TEST(unique_lock_timed_constructors_work_with_fifolock_mutex),
           TEST(guard_on_a_semaphore_admits_its_size_then_queues),
           TEST(guard_with_intention_modes_keeps_the_matrix_and_the_order),
+          TEST(guard_with_a_users_own_mode),
           TEST(guard_and_thread_lock_report_misuse_as_system_error),
           TEST(condition_variable_any_waits_on_a_guard),
           TEST(guard_takes_a_native_fifolock_mt))
