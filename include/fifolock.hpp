@@ -160,6 +160,28 @@ int acquire_for(::fifolock_mt *lock, const ::fifolock_mode *mode,
     return rc;
 }
 
+/* `to - from` in seconds, as a double: it can't overflow whatever the two
+   durations are (time_point::max() of hours, say), so it guards the exact
+   arithmetic below, which it may only approximate. */
+template <class Clock, class D1, class D2>
+double seconds_between(const std::chrono::time_point<Clock, D1> &from,
+                       const std::chrono::time_point<Clock, D2> &to)
+{
+    using seconds = std::chrono::duration<double>;
+    return seconds(to.time_since_epoch()).count() - seconds(from.time_since_epoch()).count();
+}
+
+/* Whether `abs_time` has come on its clock at `now`. */
+template <class Clock, class D1, class D2>
+bool has_come(const std::chrono::time_point<Clock, D1> &now,
+              const std::chrono::time_point<Clock, D2> &abs_time)
+{
+    double left = seconds_between(now, abs_time);
+    if (left >= static_cast<double>(max_wait_seconds))
+        return false;
+    return left <= -static_cast<double>(max_wait_seconds) || abs_time <= now;
+}
+
 /* fifolock_mt_timed_acquire() until `abs_time` on any clock: converts the
    time left into a CLOCK_MONOTONIC deadline and asks again while the clock
    says time is left after that deadline passed. First, as acquire_for(),
@@ -170,22 +192,24 @@ int acquire_until(::fifolock_mt *lock, const ::fifolock_mode *mode,
                   const std::chrono::time_point<Clock, Duration> &abs_time)
 {
     static const timespec past = { 0, 0 };
-    int first = ::fifolock_mt_try_acquire(lock, mode); /* granted at once: no clock to read */
+    int rc = ::fifolock_mt_try_acquire(lock, mode); /* granted at once: no clock to read */
 
-    if (first != EBUSY)
-        return first;
+    if (rc != EBUSY)
+        return rc;
     for (;;) {
         auto now = Clock::now();
-        int rc;
 
-        if (abs_time <= now) {
+        if (has_come(now, abs_time)) {
             rc = ::fifolock_mt_timed_acquire(lock, mode, &past);
         } else {
             bool capped;
-            timespec deadline = deadline_after(abs_time - now, capped);
+            timespec deadline =
+                seconds_between(now, abs_time) >= static_cast<double>(max_wait_seconds)
+                    ? monotonic_after(max_wait_seconds * 1000000000LL)
+                    : deadline_after(abs_time - now, capped);
             rc = ::fifolock_mt_timed_acquire(lock, mode, &deadline);
         }
-        if (rc != ETIMEDOUT || !(Clock::now() < abs_time))
+        if (rc != ETIMEDOUT || has_come(Clock::now(), abs_time))
             return rc;
     }
 }

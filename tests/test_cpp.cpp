@@ -316,6 +316,26 @@ static bool attempt_while_held(M &m, F attempt)
     return got;
 }
 
+/* Runs `attempt` in another thread while this one holds `m`, lets go once
+   it waits (or returned), and returns what it returned. */
+template <class F>
+static bool granted_when_let_go(fifolock::mutex &m, F attempt)
+{
+    std::atomic<bool> got{ false }, done{ false };
+
+    m.lock();
+    std::thread t([&] {
+        got = attempt();
+        done = true;
+        if (got)
+            m.unlock();
+    });
+    wait_until([&] { return done.load() || fifolock_mt_waiting(m.native_handle()) == 1; });
+    m.unlock();
+    t.join();
+    return got;
+}
+
 static void try_lock_for_gives_up_after_the_time_and_leaves_no_trace(void)
 {
     fifolock::mutex m;
@@ -416,25 +436,25 @@ static void extreme_times_try_once_or_wait_without_overflow(void)
     m.unlock();
     CHECK_TRUE(m.try_lock_until(steady_clock::time_point::max()));
     m.unlock();
+    /* coarse durations: converted to the clock's nanoseconds, max() and min() overflow */
+    using hours_point = std::chrono::time_point<steady_clock, std::chrono::hours>;
+    using minutes_point = std::chrono::time_point<std::chrono::system_clock, std::chrono::minutes>;
+    CHECK_TRUE(m.try_lock_until(hours_point::max()));
+    m.unlock();
+    CHECK_FALSE(attempt_while_held(m, [&] { return m.try_lock_until(minutes_point::min()); }));
+    CHECK_FALSE(attempt_while_held(m, [&] { return m.try_lock_until(hours_point::min()); }));
     CHECK_TRUE(m.try_lock_for(std::chrono::duration<double>(1e300)));
     m.unlock();
     CHECK_TRUE(m.try_lock_for(1.5ms)); /* a floating duration */
     m.unlock();
 
     /* held, then let go: the longest waits are granted, not overflowed into the past */
-    bool got_for = false, got_until = false;
-    m.lock();
-    std::thread t([&] {
-        got_for = m.try_lock_for(std::chrono::hours::max());
-        m.unlock();
-        got_until = m.try_lock_until(std::chrono::system_clock::time_point::max());
-        m.unlock();
-    });
-    wait_queued(m.native_handle(), 1);
+    CHECK_TRUE(granted_when_let_go(m, [&] { return m.try_lock_for(std::chrono::hours::max()); }));
+    CHECK_TRUE(granted_when_let_go(
+        m, [&] { return m.try_lock_until(std::chrono::system_clock::time_point::max()); }));
+    CHECK_TRUE(granted_when_let_go(m, [&] { return m.try_lock_until(hours_point::max()); }));
+    CHECK_TRUE(m.try_lock());
     m.unlock();
-    t.join();
-    CHECK_TRUE(got_for);
-    CHECK_TRUE(got_until);
 }
 
 /* A clock that is not steady: time left on it is what counts, however long
