@@ -433,6 +433,10 @@ public:
             detail::fail(rc, "fifolock::thread_lock::acquire");
     }
 
+    /* A mode is known by its address, which a temporary loses. */
+    void acquire(const fifolock_mode &&mode) = delete;
+    bool try_acquire(const fifolock_mode &&mode) = delete;
+
     /** One hold of `mode` if that can happen now: true; false (EBUSY); throws as acquire(). */
     bool try_acquire(const fifolock_mode &mode)
     {
@@ -562,6 +566,10 @@ public:
     {
         try_lock_until(abs_time);
     }
+
+    /* A mode is known by its address, which a temporary loses. */
+    template <class Lock, class... Args>
+    guard(Lock &lock, const fifolock_mode &&mode, Args &&...args) = delete;
 
     guard(guard &&other) noexcept
         : lock_(std::exchange(other.lock_, nullptr)), mode_(std::exchange(other.mode_, nullptr)),
@@ -756,6 +764,9 @@ public:
         return hold(lock_, mode, std::adopt_lock);
     }
 
+    /* A mode is known by its address, which a temporary loses. */
+    hold try_acquire(const fifolock_mode &&mode) = delete;
+
     /** Queued requests. This function can't fail. */
     std::size_t waiting() const noexcept { return ::fifolock_waiting(&lock_); }
 
@@ -826,6 +837,10 @@ public:
                       "a callable object; pass a function as (function, arg)");
         return start(*lock.native_handle(), mode, &call<F>, static_cast<void *>(&on_granted));
     }
+
+    /* A mode is known by its address, which a temporary loses. */
+    template <class... Args>
+    bool acquire(event_lock &lock, const fifolock_mode &&mode, Args &&...args) = delete;
 
     /**
      * Withdraws the request if it is queued: true (its callback will never

@@ -59,6 +59,24 @@ static_assert(noexcept(std::declval<fifolock::shared_mutex &>().unlock_shared())
 static_assert(!noexcept(std::declval<fifolock::shared_mutex &>().lock_shared()), "");
 static_assert(std::is_same<fifolock::mutex::native_handle_type, fifolock_mt *>::value, "");
 
+/* A mode is known by its address: a temporary one does not bind where it is kept or released. */
+static_assert(std::is_constructible<fifolock::guard, fifolock::thread_lock &, fifolock_mode &>::value, "");
+static_assert(!std::is_constructible<fifolock::guard, fifolock::thread_lock &, fifolock_mode>::value, "");
+static_assert(!std::is_constructible<fifolock::guard, fifolock_mt &, fifolock_mode, std::try_to_lock_t>::value,
+              "");
+static_assert(std::is_constructible<fifolock::guard, fifolock_mt &, const fifolock_mode &,
+                                    std::chrono::milliseconds>::value,
+              "");
+static_assert(!std::is_constructible<fifolock::guard, fifolock_mt &, fifolock_mode,
+                                     std::chrono::milliseconds>::value,
+              "");
+template <class L, class M, class = void>
+struct can_acquire : std::false_type {};
+template <class L, class M>
+struct can_acquire<L, M, decltype(std::declval<L &>().acquire(std::declval<M>()))> : std::true_type {};
+static_assert(can_acquire<fifolock::thread_lock, const fifolock_mode &>::value, "");
+static_assert(!can_acquire<fifolock::thread_lock, fifolock_mode>::value, "");
+
 /* ---- helpers --------------------------------------------------------------- */
 
 /* Waits (yielding, then sleeping) until `done()`; a hang fails by the CTest timeout. */

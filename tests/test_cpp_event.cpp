@@ -11,6 +11,8 @@
 
 #include <memory>
 #include <system_error>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 template <class F>
@@ -25,6 +27,24 @@ static int error_of(F f)
     }
     return 0;
 }
+
+/* A mode is known by its address: a temporary one does not bind where it is kept. */
+template <class M, class = void>
+struct can_try : std::false_type {};
+template <class M>
+struct can_try<M, decltype((void)std::declval<fifolock::event_lock &>().try_acquire(std::declval<M>()))>
+    : std::true_type {};
+static_assert(can_try<const fifolock_mode &>::value, "");
+static_assert(!can_try<fifolock_mode>::value, "");
+template <class M, class = void>
+struct can_request : std::false_type {};
+template <class M>
+struct can_request<M, decltype((void)std::declval<fifolock::request &>().acquire(
+                          std::declval<fifolock::event_lock &>(), std::declval<M>(),
+                          static_cast<fifolock::request::callback *>(nullptr), nullptr))>
+    : std::true_type {};
+static_assert(can_request<const fifolock_mode &>::value, "");
+static_assert(!can_request<fifolock_mode>::value, "");
 
 /* A callable that logs its id when its request is granted. */
 struct logger {
