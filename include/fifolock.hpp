@@ -261,7 +261,11 @@ public:
     /** Takes it if nobody holds or waits for it; never blocks. */
     bool try_lock() noexcept { return ::fifolock_mt_try_acquire(&mt_, &::fifolock_mutex) == 0; }
 
-    /** As lock(), but gives up after `rel` on the steady clock: false. */
+    /**
+     * As lock(), but gives up after `rel` on the steady clock: false, and
+     * the request left the queue without a trace. Throws only what the
+     * duration's arithmetic throws.
+     */
     template <class Rep, class Period>
     bool try_lock_for(const std::chrono::duration<Rep, Period> &rel)
     {
@@ -269,7 +273,11 @@ public:
                                             "fifolock::mutex::try_lock_for");
     }
 
-    /** As lock(), but gives up at `abs_time` of any clock: false. */
+    /**
+     * As lock(), but gives up at `abs_time` of any clock (see Deadlines
+     * above): false, no trace left. Throws only what the clock's now() and
+     * the time arithmetic throw.
+     */
     template <class Clock, class Duration>
     bool try_lock_until(const std::chrono::time_point<Clock, Duration> &abs_time)
     {
@@ -329,6 +337,11 @@ public:
     /** Exclusive, if nobody holds or waits; never blocks. */
     bool try_lock() noexcept { return ::fifolock_mt_try_acquire(&mt_, &::fifolock_write) == 0; }
 
+    /**
+     * As lock(), but gives up after `rel` on the steady clock: false, and
+     * the request left the queue without a trace. Throws only what the
+     * duration's arithmetic throws.
+     */
     template <class Rep, class Period>
     bool try_lock_for(const std::chrono::duration<Rep, Period> &rel)
     {
@@ -336,6 +349,7 @@ public:
                                             "fifolock::shared_mutex::try_lock_for");
     }
 
+    /** As lock(), but gives up at `abs_time` of any clock (see Deadlines above): false. */
     template <class Clock, class Duration>
     bool try_lock_until(const std::chrono::time_point<Clock, Duration> &abs_time)
     {
@@ -368,6 +382,7 @@ public:
         return ::fifolock_mt_try_acquire(&mt_, &::fifolock_read) == 0;
     }
 
+    /** As lock_shared(), but gives up after `rel` on the steady clock: false, no trace left. */
     template <class Rep, class Period>
     bool try_lock_shared_for(const std::chrono::duration<Rep, Period> &rel)
     {
@@ -375,6 +390,7 @@ public:
                                             "fifolock::shared_mutex::try_lock_shared_for");
     }
 
+    /** As lock_shared(), but gives up at `abs_time` of any clock: false, no trace left. */
     template <class Clock, class Duration>
     bool try_lock_shared_until(const std::chrono::time_point<Clock, Duration> &abs_time)
     {
@@ -391,6 +407,7 @@ public:
                             "fifolock::shared_mutex::unlock_shared of a mutex not shared");
     }
 
+    /** The C lock, for fifolock_mt_waiting() and fifolock_mt_held(). */
     native_handle_type native_handle() noexcept { return &mt_; }
 
 private:
@@ -479,6 +496,7 @@ public:
     /** Holders of exactly `mode` now (a snapshot). This function can't fail. */
     std::size_t held(const fifolock_mode &mode) noexcept { return ::fifolock_mt_held(&mt_, &mode); }
 
+    /** The C lock, for the fifolock_mt_* calls and for fifolock::guard. */
     native_handle_type native_handle() noexcept { return &mt_; }
 
 private:
@@ -581,7 +599,7 @@ public:
     {
         if (this != &other) {
             if (owns_)
-                unlock();
+                (void)::fifolock_mt_release(lock_, mode_);
             lock_ = std::exchange(other.lock_, nullptr);
             mode_ = std::exchange(other.mode_, nullptr);
             owns_ = std::exchange(other.owns_, false);
@@ -623,6 +641,7 @@ public:
         return owns_;
     }
 
+    /** As lock(), but gives up after `rel` on the steady clock: false. */
     template <class Rep, class Period>
     bool try_lock_for(const std::chrono::duration<Rep, Period> &rel)
     {
@@ -632,6 +651,7 @@ public:
         return owns_;
     }
 
+    /** As lock(), but gives up at `abs_time` of any clock: false. */
     template <class Clock, class Duration>
     bool try_lock_until(const std::chrono::time_point<Clock, Duration> &abs_time)
     {
@@ -652,6 +672,7 @@ public:
             detail::fail(rc, "fifolock::guard::unlock");
     }
 
+    /** Whether it holds its mode now; its lock (NULL for none) and mode. Can't fail. */
     bool owns_lock() const noexcept { return owns_; }
     explicit operator bool() const noexcept { return owns_; }
     fifolock_mt *lock_handle() const noexcept { return lock_; }
@@ -717,6 +738,7 @@ public:
         }
     }
 
+    /** Whether it has a hold; its lock (NULL for none) and mode. Can't fail. */
     bool owns() const noexcept { return lock_ != nullptr; }
     explicit operator bool() const noexcept { return owns(); }
     ::fifolock_c_lock *lock_handle() const noexcept { return lock_; }
@@ -776,6 +798,7 @@ public:
         return ::fifolock_held(::fifolock_holds_of(&lock_), &mode);
     }
 
+    /** The C lock (struct fifolock, spelled fifolock_c_lock in C++), for the fifolock_* calls. */
     native_handle_type native_handle() noexcept { return &lock_; }
 
 private:
@@ -869,6 +892,7 @@ public:
     /** Releases the hold of a granted request, if it has one. This function can't fail. */
     void release() noexcept { (void)take(); }
 
+    /** Whether it waits in the queue; whether it holds its mode; that mode. Can't fail. */
     bool queued() const noexcept { return queued_; }
     bool owns() const noexcept { return owns_; }
     const fifolock_mode *mode() const noexcept { return mode_; }
