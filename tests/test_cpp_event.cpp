@@ -5,6 +5,10 @@
  * unchanged: callbacks run inside the release or cancel that made room, in
  * queue order, and may call back into the lock or destroy their request.
  */
+/* The header's checks of the caller's contract, counted instead of asserted. */
+static int contract_breaches;
+#define FIFOLOCK_HPP_ASSERT(cond) ((cond) ? (void)0 : (void)++contract_breaches)
+
 #include <fifolock.hpp>
 
 #include "check.h"
@@ -274,6 +278,36 @@ static void the_c_handles_stay_usable(void)
     CHECK_TRUE(req.native_handle()->data == &lock);
 }
 
+/* Undefined for the standard's mutexes; here refused, reported to
+   FIFOLOCK_HPP_ASSERT, and nothing changes. */
+static void unlocking_what_is_not_held_is_reported_and_changes_nothing(void)
+{
+    contract_breaches = 0;
+    {
+        fifolock::mutex m;
+        fifolock::shared_mutex s;
+        fifolock::event_lock lock;
+
+        m.unlock();
+        CHECK_EQ(contract_breaches, 1);
+        s.lock_shared();
+        s.unlock(); /* holds read, not write */
+        s.unlock_shared();
+        s.unlock_shared();
+        CHECK_EQ(contract_breaches, 3);
+        CHECK_TRUE(m.try_lock() && s.try_lock());
+        m.unlock();
+        s.unlock();
+        {
+            fifolock::hold h = lock.try_acquire(fifolock_write);
+            CHECK_EQ(fifolock_release(lock.native_handle(), &fifolock_write), 0); /* behind its back */
+        } /* the hold's release finds nothing held */
+        CHECK_EQ(contract_breaches, 4);
+        CHECK_EQ(lock.held(fifolock_write), 0);
+    }
+    CHECK_EQ(contract_breaches, 4); /* destroyed unheld: nothing to report */
+}
+
 RUN_TESTS(TEST(try_acquire_returns_a_hold_released_on_destruction),
           TEST(requests_are_granted_in_queue_order_inside_the_release),
           TEST(a_request_destroyed_while_queued_cancels_and_lets_those_behind_in),
@@ -281,4 +315,5 @@ RUN_TESTS(TEST(try_acquire_returns_a_hold_released_on_destruction),
           TEST(cancel_withdraws_a_queued_request_only),
           TEST(request_misuse_is_einval_and_changes_nothing),
           TEST(callbacks_may_destroy_their_request_or_call_back_into_the_lock),
-          TEST(the_c_handles_stay_usable))
+          TEST(the_c_handles_stay_usable),
+          TEST(unlocking_what_is_not_held_is_reported_and_changes_nothing))
