@@ -1,4 +1,4 @@
-# Thin wrapper around CMake: the README's commands.
+# Thin wrapper around CMake and its presets (CMakePresets.json): the README's commands.
 #   make demo      build and run the examples
 #   make test      build everything and run every test: a gcc build (with
 #                  valgrind and the Python module), clang ASan+UBSan with the
@@ -19,9 +19,8 @@ BUILD_TSAN = build-tsan
 all: build
 
 build:
-	$(CMAKE) -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) -DFIFOLOCK_VALGRIND=ON \
-		-DFIFOLOCK_PYTHON_TESTS=ON >/dev/null
-	$(CMAKE) --build $(BUILD) -j $(JOBS)
+	$(CMAKE) --preset default -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	$(CMAKE) --build --preset default -j $(JOBS)
 
 demo: build
 	@for p in $(BUILD)/examples/*; do \
@@ -30,18 +29,16 @@ demo: build
 	done
 
 $(BUILD_ASAN)/.configured:
-	CC=clang CXX=clang++ $(CMAKE) -S . -B $(BUILD_ASAN) -DFIFOLOCK_SANITIZE=address,undefined \
-		-DFIFOLOCK_DEBUG=ON -DFIFOLOCK_BENCH=OFF >/dev/null
+	$(CMAKE) --preset asan >/dev/null
 	touch $@
 
 $(BUILD_TSAN)/.configured:
-	CC=clang CXX=clang++ $(CMAKE) -S . -B $(BUILD_TSAN) -DFIFOLOCK_SANITIZE=thread \
-		-DFIFOLOCK_BENCH=OFF >/dev/null
+	$(CMAKE) --preset tsan >/dev/null
 	touch $@
 
 test: build $(BUILD_ASAN)/.configured $(BUILD_TSAN)/.configured
-	$(CMAKE) --build $(BUILD_ASAN) -j $(JOBS)
-	$(CMAKE) --build $(BUILD_TSAN) -j $(JOBS)
+	$(CMAKE) --build --preset asan -j $(JOBS)
+	$(CMAKE) --build --preset tsan -j $(JOBS)
 	@tests/run_suites.sh "$(CTEST)" $(JOBS) \
 		"gcc + valgrind:$(BUILD)" "clang asan+ubsan:$(BUILD_ASAN)" "clang tsan:$(BUILD_TSAN)"
 

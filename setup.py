@@ -2,8 +2,10 @@
 src/strerror.c) and python/fifolock_module.c, compiled into one extension,
 fifolock._fifolock.
 
-    python3 -m pip install --no-build-isolation .
-    python3 setup.py build --build-lib DIR     # what the tests do
+    python3 -m pip install .                         # isolated build (fetches setuptools, wheel)
+    python3 -m pip install --no-build-isolation .    # with the setuptools and wheel installed
+    python3 -m pip install --no-build-isolation -e . # editable
+    python3 setup.py build --build-lib DIR           # what the tests do
 
 Set FIFOLOCK_WERROR=1 to build with the project's warnings as errors.
 """

@@ -9,6 +9,11 @@
  *   enqueue       an acquire that has to queue
  *   cancel        withdrawing a queued waiter: the head (the grant loop runs
  *                 and finds the next head still blocked), or one in the middle
+ *   weighted      acquire_n + release_n of n = 1, 1000 and 10^6 holds of a
+ *                 semaphore of 10^9 (its predicate answers for n at once)
+ *   convert       uncontended: write, convert down to read, release; and
+ *                 upgradable, convert up to write, release (the whole cycle:
+ *                 compare with try_acquire + release of write)
  *
  * Each operation is timed with clock_gettime(CLOCK_MONOTONIC) around a loop
  * of many calls; the table shows the median over several runs (and the
@@ -290,6 +295,77 @@ static void teardown_cancel_middle(void)
         die("cancel middle: teardown failed");
 }
 
+/* ---- weighted requests and conversions ------------------------------------- */
+
+static const fifolock_mode big_semaphore = FIFOLOCK_SEMAPHORE(1000000000);
+
+static void acquire_n_release_n(size_t n, size_t units)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (fifolock_acquire_n(&lock, &waiters[0], &big_semaphore, units, on_granted, NULL) !=
+                0 ||
+            fifolock_release_n(&lock, &big_semaphore, units) != 0)
+            die("uncontended acquire_n failed");
+}
+
+MEASURED static size_t op_acquire_n_1(size_t n)
+{
+    acquire_n_release_n(n, 1);
+    return n;
+}
+
+MEASURED static size_t op_acquire_n_1000(size_t n)
+{
+    acquire_n_release_n(n, 1000);
+    return n;
+}
+
+MEASURED static size_t op_acquire_n_1000000(size_t n)
+{
+    acquire_n_release_n(n, 1000000);
+    return n;
+}
+
+/* The baseline of the two conversion cycles below. */
+MEASURED static size_t op_try_write(size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (fifolock_try_acquire(&lock, &fifolock_write) != 0 ||
+            fifolock_release(&lock, &fifolock_write) != 0)
+            die("uncontended write failed");
+    return n;
+}
+
+MEASURED static size_t op_convert_down(size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (fifolock_try_acquire(&lock, &fifolock_write) != 0 ||
+            fifolock_convert(&lock, &waiters[0], &fifolock_write, &fifolock_read, on_granted,
+                             NULL) != 0 ||
+            fifolock_release(&lock, &fifolock_read) != 0)
+            die("downgrade failed");
+    return n;
+}
+
+MEASURED static size_t op_convert_up(size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (fifolock_try_acquire(&lock, &fifolock_upgradable) != 0 ||
+            fifolock_convert(&lock, &waiters[0], &fifolock_upgradable, &fifolock_write,
+                             on_granted, NULL) != 0 ||
+            fifolock_release(&lock, &fifolock_write) != 0)
+            die("upgrade failed");
+    return n;
+}
+
 /* ---- the harness ----------------------------------------------------------- */
 
 struct bench {
@@ -318,6 +394,12 @@ static const struct bench benches[] = {
       teardown_cancel_head },
     { "cancel, queued in the middle", OP(op_cancel_middle), 10, BATCH - 2, setup_mutex_queue,
       teardown_cancel_middle },
+    { "acquire_n + release_n, n = 1 (sem 10^9)", OP(op_acquire_n_1), 0, 0, NULL, NULL },
+    { "acquire_n + release_n, n = 1000", OP(op_acquire_n_1000), 0, 0, NULL, NULL },
+    { "acquire_n + release_n, n = 10^6", OP(op_acquire_n_1000000), 0, 0, NULL, NULL },
+    { "try_acquire + release, write", OP(op_try_write), 0, 0, NULL, NULL },
+    { "write, convert to read, release", OP(op_convert_down), 0, 0, NULL, NULL },
+    { "upgradable, convert to write, release", OP(op_convert_up), 0, 0, NULL, NULL },
 };
 
 #define N_BENCHES (sizeof benches / sizeof benches[0])

@@ -22,12 +22,16 @@
  *       index of the per-thread operation counts;
  *   (3) per acquire, with 1, 2, 4 and 8 threads, for an exclusive, a
  *       write-heavy (20% reads) and a read-heavy (90% reads) mix: wait time
- *       (p50 / p99 / max) and Jain's index.
+ *       (p50 / p99 / max) and Jain's index;
+ *   (4) uncontended weighted requests and conversions of fifolock_mt:
+ *       acquire_n + release_n of n = 1, 1000 and 10^6 on a semaphore of 10^9,
+ *       and the cycles write -> convert to read -> release and upgradable ->
+ *       convert to write -> release, beside acquire + release of write.
  *
  * Numbers from a busy machine are noise: the load average is printed at the
  * start and the end.
  *
- * Usage: bench_mt [quick] [parts=123] [spin=N] [yield=N] [behind=N] [nudge=0|1]
+ * Usage: bench_mt [quick] [parts=1234] [spin=N] [yield=N] [behind=N] [nudge=0|1]
  *                 [shared=NS] [defer=N]
  *   quick        one short run of each, for a smoke test
  *   parts        which parts to run, e.g. parts=2
@@ -536,6 +540,101 @@ static void part_uncontended(void)
     close(pipefd[1]);
 }
 
+/* ---- (4) weighted requests and conversions, uncontended ------------------ */
+
+static const fifolock_mode big_semaphore = FIFOLOCK_SEMAPHORE(1000000000);
+static int weighted_errors;
+
+static void loop_write(long n)
+{
+    for (long i = 0; i < n; i++)
+        weighted_errors += fifolock_mt_acquire(&fl, &fifolock_write) != 0 ||
+                           fifolock_mt_release(&fl, &fifolock_write) != 0;
+}
+
+static void loop_acquire_n(long n, size_t units)
+{
+    for (long i = 0; i < n; i++)
+        weighted_errors += fifolock_mt_acquire_n(&fl, &big_semaphore, units) != 0 ||
+                           fifolock_mt_release_n(&fl, &big_semaphore, units) != 0;
+}
+
+static void loop_acquire_n_1(long n)
+{
+    loop_acquire_n(n, 1);
+}
+
+static void loop_acquire_n_1000(long n)
+{
+    loop_acquire_n(n, 1000);
+}
+
+static void loop_acquire_n_1000000(long n)
+{
+    loop_acquire_n(n, 1000000);
+}
+
+static void loop_convert_down(long n)
+{
+    for (long i = 0; i < n; i++)
+        weighted_errors += fifolock_mt_acquire(&fl, &fifolock_write) != 0 ||
+                           fifolock_mt_convert(&fl, &fifolock_write, &fifolock_read) != 0 ||
+                           fifolock_mt_release(&fl, &fifolock_read) != 0;
+}
+
+static void loop_convert_up(long n)
+{
+    for (long i = 0; i < n; i++)
+        weighted_errors += fifolock_mt_acquire(&fl, &fifolock_upgradable) != 0 ||
+                           fifolock_mt_convert(&fl, &fifolock_upgradable, &fifolock_write) != 0 ||
+                           fifolock_mt_release(&fl, &fifolock_write) != 0;
+}
+
+static void part_weighted_convert(void)
+{
+    enum { N = 31, ROWS = 6 };
+    static const struct {
+        const char *name;
+        void (*loop)(long n);
+    } rows[ROWS] = {
+        { "acquire + release, write", loop_write },
+        { "acquire_n + release_n, n = 1", loop_acquire_n_1 },
+        { "acquire_n + release_n, n = 1000", loop_acquire_n_1000 },
+        { "acquire_n + release_n, n = 10^6", loop_acquire_n_1000000 },
+        { "write, convert to read, release", loop_convert_down },
+        { "upgradable, convert to write, release", loop_convert_up },
+    };
+    long n = quick ? 100000 : 1000000;
+    int reps = quick ? 1 : N, i, r;
+    double v[ROWS][N];
+    pthread_t idle;
+    int pipefd[2];
+
+    if (pipe(pipefd) != 0 || pthread_create(&idle, NULL, idle_main, pipefd) != 0)
+        exit(1);
+    for (r = 0; r < reps; r++)
+        for (i = 0; i < ROWS; i++) {
+            double t0 = now_s();
+            rows[i].loop(n);
+            v[i][r] = (now_s() - t0) / (double)n * 1e9;
+        }
+    printf("\n(4) fifolock_mt, uncontended, semaphore of 10^9: ns per cycle, min and median of "
+           "%d runs (an idle second thread lives)\n",
+           reps);
+    for (i = 0; i < ROWS; i++) {
+        double med = median(v[i], reps); /* sorts */
+        printf("  %-40s %7.2f %7.2f\n", rows[i].name, v[i][0], med);
+    }
+    if (weighted_errors)
+        printf("  %d calls failed\n", weighted_errors);
+    violations += weighted_errors;
+    if (write(pipefd[1], "x", 1) != 1)
+        exit(1);
+    pthread_join(idle, NULL);
+    close(pipefd[0]);
+    close(pipefd[1]);
+}
+
 static void part_throughput(const char *title, int work_in, int work_out)
 {
     static const int counts[] = { 2, 3, 4, 8 };
@@ -644,7 +743,7 @@ static int set_knob(const char *arg)
 
 int main(int argc, char **argv)
 {
-    const char *parts = "123";
+    const char *parts = "1234";
     int a;
 
     for (a = 1; a < argc; a++) {
@@ -653,7 +752,7 @@ int main(int argc, char **argv)
         else if (strncmp(argv[a], "parts=", 6) == 0)
             parts = argv[a] + 6;
         else if (!set_knob(argv[a])) {
-            fprintf(stderr, "usage: %s [quick] [parts=123] [spin=N] [yield=N] [behind=N] [nudge=0|1] [shared=NS] [defer=N]\n",
+            fprintf(stderr, "usage: %s [quick] [parts=1234] [spin=N] [yield=N] [behind=N] [nudge=0|1] [shared=NS] [defer=N]\n",
                     argv[0]);
             return 2;
         }
@@ -676,6 +775,8 @@ int main(int argc, char **argv)
     }
     if (strchr(parts, '3'))
         part_waits();
+    if (strchr(parts, '4'))
+        part_weighted_convert();
     printf("\ninvariant violations seen: %d (must be 0; counter %lu)\n", violations,
            shared_counter);
     print_load("at end");

@@ -9,7 +9,7 @@ interleaved within each repeat and each time is the median of the repeats
 
 Anchors:
   asyncio      asyncio.Lock / asyncio.Semaphore (where they apply);
-  pure Python  PyFifoLock below: DESIGN.md's algorithm written in Python
+  pure Python  PyFifoLock below: the lock's rules written in plain Python
                (a FIFO deque of futures, a defaultdict of holds, the grant
                loop), the baseline this C module replaces.
 Cases:
@@ -32,10 +32,10 @@ import fifolock
 from fifolock import FifoLock, Mutex, Read, Semaphore
 
 
-# ---- the pure-Python baseline, from DESIGN.md ---------------------------------
+# ---- the pure-Python baseline: the lock's rules in plain Python -------------
 
 class PyFifoLock:
-    """DESIGN.md's algorithm in plain Python: a FIFO deque of (future, mode),
+    """The lock's rules in plain Python: a FIFO deque of (future, mode),
     a defaultdict of hold counts, and the grant loop."""
 
     def __init__(self):

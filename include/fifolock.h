@@ -8,8 +8,8 @@
  * were made: a request never overtakes an earlier one that is still waiting.
  *
  * This header is the single-threaded lock for event loops. It never blocks,
- * never allocates on the common paths, and tells a waiter it got the lock by
- * calling its `granted` callback. For POSIX threads see fifolock_mt.h.
+ * allocates only to count more than FIFOLOCK_INLINE_MODES distinct modes at
+ * once, and tells a waiter it got the lock by calling its `granted` callback. For POSIX threads see fifolock_mt.h.
  *
  * Errors are positive errno values returned by the function; errno itself is
  * never touched, nothing is printed and nothing aborts.
@@ -54,10 +54,18 @@ typedef struct fifolock_waiter fifolock_waiter;
  *
  * `is_compatible` says whether one more holder of `self` may join the current
  * holders. It must be a pure, quick function of `holds` and of `*self`: it
- * runs inside the lock's calls (for fifolock_mt, under its internal lock,
- * or, to take an idle lock at once, on an empty hold table) and must not
- * call back into the lock. `holds` is always fifolock_holds_of() of
- * the lock that asks, so a predicate may find its lock from it.
+ * runs inside the lock's calls (for fifolock_mt, under its internal lock)
+ * and must not call back into the lock. `holds` is always fifolock_holds_of()
+ * of the lock that asks (for fifolock_mt, of the fifolock it embeds), so a
+ * predicate may find its lock from it. A hold once granted is kept: an
+ * impure predicate that would refuse it later never takes it back.
+ *
+ * Cost: a lock keeps one count per distinct mode held or queued and finds a
+ * mode's count by a linear search, so each call (and each fifolock_held() in
+ * a predicate) costs time in proportion to the number of distinct modes in
+ * use on that lock at that moment: nothing to notice for the usual few, but
+ * a lock with thousands of distinct modes at once is slow (10,000 distinct
+ * modes: each call walks 10,000 entries).
  */
 struct fifolock_mode {
     bool (*is_compatible)(const fifolock_mode *self, const fifolock_holds *holds);
@@ -71,6 +79,20 @@ struct fifolock_mode {
  * a NULL `holds` or `mode` reads as 0.
  */
 FIFOLOCK_API size_t fifolock_held(const fifolock_holds *holds, const fifolock_mode *mode);
+
+/**
+ * For a predicate: how many holders of its mode are being asked for at once
+ * (n of a weighted request, fifolock_acquire_n(); 1 otherwise).
+ *
+ * A predicate that never calls this is asked once per holder, each time with
+ * the ones before counted: n questions for a request of n. A predicate that
+ * calls it answers for all n at once, and is asked once: whether n more
+ * holders of its mode may join `holds` (the ready-made semaphore does so,
+ * so taking a million units costs what taking one does). Its answer must be
+ * the one that n single questions would give. This function can't fail; a
+ * NULL `holds`, or a table outside a lock's call, reads as 1.
+ */
+FIFOLOCK_API size_t fifolock_asked(const fifolock_holds *holds);
 
 /**
  * Total number of holders, of all modes together. This function can't fail;
@@ -110,7 +132,19 @@ FIFOLOCK_API extern const fifolock_mode fifolock_s;
 FIFOLOCK_API extern const fifolock_mode fifolock_six;
 FIFOLOCK_API extern const fifolock_mode fifolock_x;
 
-/** Semaphore predicate: compatible while fewer than `self->limit` hold `self`. */
+/**
+ * Upgradable read: shares with fifolock_read, excludes fifolock_write and
+ * other upgradables (and fifolock_write excludes it). So at most one reader
+ * at a time holds it, and that one may later convert it to fifolock_write
+ * (fifolock_convert()) without letting go: two upgradable readers can't
+ * wait for each other.
+ */
+FIFOLOCK_API extern const fifolock_mode fifolock_upgradable;
+
+/**
+ * Semaphore predicate: compatible while fewer than `self->limit` hold `self`;
+ * for a weighted request of n, while held + n <= limit, in one question.
+ */
 FIFOLOCK_API bool fifolock_semaphore_is_compatible(const fifolock_mode *self,
                                                    const fifolock_holds *holds);
 
@@ -121,8 +155,11 @@ FIFOLOCK_API bool fifolock_semaphore_is_compatible(const fifolock_mode *self,
 /* The lock (single-threaded, for event loops)                               */
 /* ------------------------------------------------------------------------ */
 
-/** Returned by fifolock_acquire() when the request was queued. */
-#define FIFOLOCK_WAITING 1
+/**
+ * Returned by fifolock_acquire() (and fifolock_acquire_n(), fifolock_convert())
+ * when the request was queued: a status, negative, so equal to no errno value.
+ */
+#define FIFOLOCK_WAITING (-1)
 
 /** Modes whose counts a lock keeps without allocating. */
 #define FIFOLOCK_INLINE_MODES 3
@@ -149,6 +186,8 @@ struct fifolock_hold {
 struct fifolock_holds {
     uint32_t used;                /* entries in use: inline first, then more[] */
     uint32_t more_cap;            /* capacity of more[] */
+    uint32_t asked;               /* > 1 while a weighted request is asked about */
+    uint32_t answered;            /* set by fifolock_asked() during that question */
     size_t total;                 /* sum of held over all entries */
     struct fifolock_hold *more;   /* heap overflow, NULL while unused */
     struct fifolock_hold inline_[FIFOLOCK_INLINE_MODES];
@@ -162,9 +201,8 @@ struct fifolock {
     /* private */
     fifolock_waiter *head; /* oldest waiter, NULL if none */
     fifolock_waiter *tail; /* newest waiter */
-    size_t waiting;        /* waiters in the queue */
-    unsigned granting;     /* a grant loop is running on this lock */
-    unsigned flags;
+    uint32_t waiting;      /* waiters in the queue */
+    uint32_t granting;     /* a grant loop is running on this lock */
     fifolock_holds holds;
 };
 
@@ -187,6 +225,8 @@ struct fifolock_waiter {
     const fifolock_mode *mode;
     fifolock_granted_fn *granted;
     void *arg;
+    const fifolock_mode *from; /* a conversion: the mode it holds now; else NULL */
+    size_t n;                  /* holds asked for */
     uint32_t state;
 };
 
@@ -253,7 +293,71 @@ FIFOLOCK_API int fifolock_release(fifolock *lock, const fifolock_mode *mode);
  */
 FIFOLOCK_API int fifolock_cancel(fifolock *lock, fifolock_waiter *waiter);
 
-/** Number of queued requests (0 for NULL). This function can't fail. */
+/* ------------------------------------------------------------------------ */
+/* Weighted requests and conversions                                        */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * As fifolock_acquire(), for `n` holds of `mode` at once (a semaphore's n
+ * permits). All or nothing: granted when n more holders of `mode` may join,
+ * asked one after another with each one before counted (or at once, through
+ * the mode's is_compatible_n). Waiting, it keeps its place in the queue like
+ * any request and holds back everybody behind it, even requests that would
+ * fit now: a big request is never starved by small ones. Release the holds
+ * with fifolock_release_n() (or n fifolock_release() calls). Errors as
+ * fifolock_acquire(), plus EINVAL for n == 0 and EAGAIN if n more would
+ * overflow the mode's count. fifolock_acquire() is this with n == 1.
+ */
+FIFOLOCK_API int fifolock_acquire_n(fifolock *lock, fifolock_waiter *waiter,
+                                    const fifolock_mode *mode, size_t n,
+                                    fifolock_granted_fn *granted, void *arg);
+
+/**
+ * As fifolock_try_acquire(), for `n` holds at once, all or nothing: 0 or
+ * EBUSY (nothing taken), EINVAL (also for n == 0), ENOMEM, EAGAIN.
+ */
+FIFOLOCK_API int fifolock_try_acquire_n(fifolock *lock, const fifolock_mode *mode, size_t n);
+
+/**
+ * Drops `n` holds of `mode` at once, then grants as fifolock_release().
+ * Returns 0, EPERM if fewer than n are held (nothing changes), or EINVAL for
+ * a NULL lock or mode or n == 0.
+ */
+FIFOLOCK_API int fifolock_release_n(fifolock *lock, const fifolock_mode *mode, size_t n);
+
+/**
+ * Turns one hold of `from` into one hold of `to` without letting go: a
+ * writer downgrades to a reader, an upgradable reader upgrades to a writer.
+ *
+ * Returns 0 if `to` may join the holders other than this one hold of `from`:
+ * the switch is made now (`granted` is not called), and waiters that `from`
+ * held back are granted inside this call (their callbacks run here).
+ * Otherwise the conversion waits ahead of the whole queue (its caller already
+ * holds the lock) and returns FIFOLOCK_WAITING: the caller keeps `from`,
+ * nothing else is granted meanwhile and new requests queue behind it;
+ * `granted` runs once, from the release or cancel call that made room, when
+ * the switch is made. fifolock_cancel() withdraws a waiting conversion (0:
+ * the caller still holds `from`) or says EALREADY (it holds `to`).
+ *
+ * Errors (nothing changes, `granted` is never called): EINVAL for NULL
+ * pointers, `to` without a predicate or a waiter that is queued; EPERM if
+ * `from` is not held; EDEADLK if the switch can't be made now and another
+ * conversion already waits on this lock (two readers that both upgrade would
+ * wait for each other for ever); ENOMEM, EAGAIN as for fifolock_acquire().
+ */
+FIFOLOCK_API int fifolock_convert(fifolock *lock, fifolock_waiter *waiter,
+                                  const fifolock_mode *from, const fifolock_mode *to,
+                                  fifolock_granted_fn *granted, void *arg);
+
+/**
+ * Turns one hold of `from` into `to` if that can happen now (as
+ * fifolock_convert() returning 0); never waits. Returns 0, EBUSY (nothing
+ * changed), EPERM, EINVAL, ENOMEM or EAGAIN.
+ */
+FIFOLOCK_API int fifolock_try_convert(fifolock *lock, const fifolock_mode *from,
+                                      const fifolock_mode *to);
+
+/** Number of queued requests (0 for NULL), a waiting conversion included. This function can't fail. */
 FIFOLOCK_API size_t fifolock_waiting(const fifolock *lock);
 
 /**

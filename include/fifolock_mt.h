@@ -23,15 +23,18 @@
  *
  * Every function is thread-safe. Nothing allocates per call; the lock itself
  * needs memory only to count more than FIFOLOCK_INLINE_MODES distinct modes at
- * once. Errors are positive errno values returned by the function; errno itself
+ * once, and each call costs time in proportion to the number of distinct
+ * modes held or queued at that moment (see fifolock.h). Errors are positive errno values returned by the function; errno itself
  * is never touched, nothing is printed and nothing aborts.
  *
  * Modes. A mode's predicate (`is_compatible`) runs under the lock's internal
- * lock, in whichever thread acquires, releases, queries or times out; to take
- * an idle lock at once, acquire may also ask it about an empty hold table
- * without that lock. Either way it must be quick and pure (a function of the
- * hold counts and of the mode's own fields only) and must not call any
- * fifolock_mt_* function. A mode must stay where it is, unchanged, while it
+ * lock, in whichever thread acquires, releases, queries or times out, and
+ * is given the hold table of the fifolock that the fifolock_mt embeds, so it
+ * may find its lock from it as fifolock.h says. (The ready-made modes take
+ * an idle lock without running their predicate at all.) It must be quick and
+ * pure (a function of the hold counts and of the mode's own fields only) and
+ * must not call any fifolock_mt_* function; a hold once granted is kept even
+ * if an impure predicate would now refuse it. A mode must stay where it is, unchanged, while it
  * is held or waited for. Hold counts belong to the lock, not to threads: any
  * thread may release a hold that another thread acquired (as with a
  * semaphore), and a thread that asks again for a mode it holds queues like
@@ -76,11 +79,18 @@ FIFOLOCK_API int fifolock_mt_init(fifolock_mt *lock);
 
 /**
  * Finishes with `lock`. Returns 0; EBUSY if it is held or waited on (nothing
- * changes, the lock stays usable); EINVAL for a NULL lock. Thread-safe:
- * calls in progress in other threads either make it fail with EBUSY or are
- * done with the lock. Once it returned 0, no call may use the lock until it
- * is initialised again; its memory may then be freed, even if the thread
- * that released it last has not returned from fifolock_mt_release() yet.
+ * changes, the lock stays usable); EINVAL for a NULL lock or one already
+ * destroyed.
+ *
+ * What the caller must guarantee, as for pthread_mutex_destroy(): no other
+ * call on the lock is in progress or starts, except release calls that
+ * already dropped their hold (the lock may be freed even if the thread that
+ * released it last has not returned from fifolock_mt_release() yet).
+ * Holders and queued waiters are detected (EBUSY); a call that has not yet
+ * taken its place cannot be, and a call that raced with a successful destroy
+ * fails with EINVAL instead of using the lock, as long as the lock's memory
+ * is still there. Once this returned 0, every call on the lock fails with
+ * EINVAL until fifolock_mt_init() makes it anew; its memory may be freed.
  */
 FIFOLOCK_API int fifolock_mt_destroy(fifolock_mt *lock);
 
@@ -140,6 +150,75 @@ FIFOLOCK_API int fifolock_mt_timed_acquire(fifolock_mt *lock, const fifolock_mod
  * under the internal lock, in this call.
  */
 FIFOLOCK_API int fifolock_mt_release(fifolock_mt *lock, const fifolock_mode *mode);
+
+/* ------------------------------------------------------------------------ */
+/* Weighted requests and conversions (the rules of fifolock.h)              */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * As fifolock_mt_acquire(), for `n` holds of `mode` at once, all or nothing:
+ * a waiting request of n keeps its place in the queue and holds back those
+ * behind it, even ones that would fit (a big request is never starved).
+ * Release them with fifolock_mt_release_n(). Errors as fifolock_mt_acquire(),
+ * plus EINVAL for n == 0 and EAGAIN if n more would overflow the mode's count.
+ */
+FIFOLOCK_API int fifolock_mt_acquire_n(fifolock_mt *lock, const fifolock_mode *mode, size_t n);
+
+/** As fifolock_mt_try_acquire(), for `n` holds at once: 0 or EBUSY (nothing taken), ... */
+FIFOLOCK_API int fifolock_mt_try_acquire_n(fifolock_mt *lock, const fifolock_mode *mode,
+                                           size_t n);
+
+/** As fifolock_mt_timed_acquire(), for `n` holds at once. */
+FIFOLOCK_API int fifolock_mt_timed_acquire_n(fifolock_mt *lock, const fifolock_mode *mode,
+                                             size_t n, const struct timespec *deadline);
+
+/**
+ * Drops `n` holds of `mode` at once, then grants as fifolock_mt_release().
+ * Returns 0, EPERM if fewer than n are held (nothing changes), or EINVAL
+ * (also for n == 0).
+ */
+FIFOLOCK_API int fifolock_mt_release_n(fifolock_mt *lock, const fifolock_mode *mode, size_t n);
+
+/**
+ * Turns one hold of `from` into one of `to` without letting go (downgrade a
+ * write to a read; upgrade fifolock_upgradable to fifolock_write), blocking
+ * until that can happen. At once if `to` may join the holders other than
+ * this hold of `from` (waiters that `from` held back are then granted and
+ * woken by this call). Otherwise the request waits ahead of the whole queue,
+ * the caller keeping `from`; nothing else is granted meanwhile, and the
+ * release that makes room switches it (the same direct handoff as a grant).
+ *
+ * Returns 0 (the caller holds `to`, not `from`), or, with nothing changed:
+ * EPERM if `from` is not held; EDEADLK if it would have to wait and another
+ * conversion already waits on the lock (two readers that both upgrade would
+ * wait for each other for ever); EINVAL for a NULL lock or mode, or `to`
+ * without a predicate; ENOMEM, EAGAIN as fifolock_mt_acquire(). Thread-safe.
+ * Which thread converts does not matter (holds belong to the lock), but one
+ * that converts a hold it does not own takes it from whoever does.
+ */
+FIFOLOCK_API int fifolock_mt_convert(fifolock_mt *lock, const fifolock_mode *from,
+                                     const fifolock_mode *to);
+
+/**
+ * As fifolock_mt_convert(), if the switch can be made now; never waits.
+ * Returns 0, EBUSY (the caller still holds `from`), or the errors of
+ * fifolock_mt_convert() but EDEADLK.
+ */
+FIFOLOCK_API int fifolock_mt_try_convert(fifolock_mt *lock, const fifolock_mode *from,
+                                         const fifolock_mode *to);
+
+/**
+ * As fifolock_mt_convert(), but gives up at `deadline` (absolute,
+ * CLOCK_MONOTONIC): ETIMEDOUT, and the caller still holds `from`; the
+ * waiters the conversion held back are let through. If the switch and the
+ * deadline race, exactly one wins: 0 with `to` held, or ETIMEDOUT with
+ * `from` held, never both, never neither. A deadline already past behaves
+ * like fifolock_mt_try_convert() but says ETIMEDOUT instead of EBUSY.
+ * EINVAL also for a NULL deadline or a tv_nsec outside [0, 999999999].
+ */
+FIFOLOCK_API int fifolock_mt_timed_convert(fifolock_mt *lock, const fifolock_mode *from,
+                                           const fifolock_mode *to,
+                                           const struct timespec *deadline);
 
 /**
  * Number of threads queued on `lock` right now (0 for NULL): a snapshot that

@@ -45,7 +45,36 @@
  *   predicate, not the waiters behind). Answering "no" instead would leave
  *   the waiter at the head, blocking everybody behind it, until the next
  *   release asks again. The hold taken to carry the exception is never seen:
- *   it is given back before any other code runs.
+ *   it is given back before any other code runs. An answer that is an
+ *   awaitable or a generator (an `async def is_compatible`) is refused the
+ *   same way, as a TypeError (refuse_awaitable), its coroutine closed first.
+ *
+ * One event loop, one thread
+ *
+ *   A waiter is woken by set_result() on a future of its loop, which only
+ *   that loop's thread may call: called from another thread, the loop is
+ *   not told and the wakeup is lost. So a lock is bound, for ever:
+ *
+ *   - to the thread of its first acquire (`thread`): an acquire or a release
+ *     from any other thread is a RuntimeError (check_thread), raised before
+ *     the engine is entered, so every engine call that may grant, and so
+ *     every set_result(), runs on that thread. This check is a compare of
+ *     thread idents on every call; asking asyncio for the running loop
+ *     instead would cost a getpid() system call on each one.
+ *   - to the loop of its first wait (`loop`), as asyncio's own primitives
+ *     bind themselves (mixins._LoopBoundMixin), even once that loop has
+ *     closed: a request that must wait under another loop is a RuntimeError
+ *     (bound_loop), and it leaves the queue it had just joined.
+ *
+ *   So, within its thread, a lock is as strict as asyncio.Lock, no more: an
+ *   uncontended acquire under a later loop is allowed, as there. Two ways in
+ *   are not checked, as they must give back what they have from whatever
+ *   thread or loop they run: abandon() (a waiting acquire cancelled, closed
+ *   or collected) and a release on the way out of a coroutine that is being
+ *   closed (GeneratorExit). A waiter they grant from another thread is woken
+ *   through its loop's call_soon_threadsafe() (wake_from_elsewhere), so that
+ *   wakeup is not lost either. Reading `holds`, `waiting` or repr() is
+ *   allowed from anywhere.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -75,6 +104,7 @@ typedef struct {
     PyObject *done;              /* the awaitable __aexit__ returns */
     PyObject *builtin;           /* dict: ready-made mode class -> ModeEntry */
     PyObject *get_running_loop;  /* asyncio.get_running_loop */
+    PyObject *defaultdict;       /* collections.defaultdict */
     PyObject *invalid_state;     /* asyncio.InvalidStateError */
     PyObject *str_is_compatible;
     PyObject *str_create_future;
@@ -82,6 +112,9 @@ typedef struct {
     PyObject *str_blocking;      /* "_asyncio_future_blocking" */
     PyObject *str_get_loop;
     PyObject *str_is_closed;
+    PyObject *str_done;
+    PyObject *str_call_soon_threadsafe;
+    PyObject *wake;              /* _wake, for wake_from_elsewhere() */
 } modstate;
 
 static struct PyModuleDef fifolock_module;
@@ -119,6 +152,10 @@ struct LockObject {
     PyObject *pred_exc;        /* raised by a predicate, for the waiter it was
                                   asked about */
     int in_predicate;          /* a Python predicate is running */
+    PyObject *loop;            /* the event loop of the first wait, for ever;
+                                  NULL until then (see the top) */
+    unsigned long thread;      /* the thread of the first acquire, for ever */
+    int thread_bound;          /* `thread` is set */
     PyObject *weakreflist;
 };
 
@@ -593,10 +630,25 @@ static PyObject *holds_items(HoldsObject *self, PyObject *unused)
     return holds_view_of(self, "items");
 }
 
+/* holds_snapshot() as a defaultdict(int): it reads 0 for a mode not held,
+   as the holds argument of a predicate does. */
+static PyObject *holds_defaultdict(modstate *st, LockObject *lk)
+{
+    PyObject *d = holds_snapshot(lk), *r;
+
+    if (d == NULL)
+        return NULL;
+    r = PyObject_CallFunctionObjArgs(st->defaultdict, (PyObject *)&PyLong_Type, d, NULL);
+    Py_DECREF(d);
+    return r;
+}
+
 static PyObject *holds_copy(HoldsObject *self, PyObject *unused)
 {
+    modstate *st = state_of_type(Py_TYPE(self));
+
     (void)unused;
-    return holds_snapshot(self->lock);
+    return st ? holds_defaultdict(st, self->lock) : NULL;
 }
 
 static PyObject *holds_repr(HoldsObject *self)
@@ -649,7 +701,7 @@ static PyMethodDef holds_methods[] = {
     { "values", (PyCFunction)holds_values, METH_NOARGS, "The counts of the modes held now." },
     { "items", (PyCFunction)holds_items, METH_NOARGS, "(mode, holders) for the modes held now." },
     { "copy", (PyCFunction)holds_copy, METH_NOARGS,
-      "A dict {mode: holders} of the modes held now." },
+      "A new collections.defaultdict(int) {mode: holders} of the modes held now." },
     { NULL, NULL, 0, NULL },
 };
 
@@ -658,8 +710,9 @@ PyDoc_STRVAR(holds_doc,
 "\n"
 "holds[Mode] is the number of holders of exactly Mode right now, 0 for a\n"
 "mode nobody holds (like a defaultdict(int)). Iteration, len(), `in`,\n"
-"keys(), values() and items() see only the modes held now. Read-only;\n"
-"it reads the lock's counts live.");
+"get(), keys(), values() and items() see only the modes held now (a\n"
+"defaultdict would keep every mode ever looked up, with 0). Read-only; it\n"
+"reads the lock's counts live. copy() is a defaultdict(int) snapshot.");
 
 static PyType_Slot holds_slots[] = {
     { Py_tp_doc, (void *)holds_doc },
@@ -686,6 +739,39 @@ static PyType_Spec holds_spec = {
 /* ---- the predicate trampoline ------------------------------------------- */
 
 /*
+ * An answer that is awaitable (what an `async def is_compatible` returns) or
+ * a generator is no answer: it is true whatever the predicate meant. Refused
+ * with TypeError (returns -1), after closing a coroutine or generator, so
+ * that it does not warn "never awaited" when it is freed. 0: an answer.
+ */
+static int refuse_awaitable(EntryObject *e, PyObject *r)
+{
+    PyTypeObject *tp = Py_TYPE(r);
+    PyObject *close_exc = NULL;
+
+    if (!(tp->tp_as_async != NULL && tp->tp_as_async->am_await != NULL) && !PyGen_Check(r) &&
+        !PyAsyncGen_CheckExact(r))
+        return 0;
+    if (PyCoro_CheckExact(r) || PyGen_Check(r)) {
+        PyObject *closed = PyObject_CallMethod(r, "close", NULL);
+        if (closed == NULL)
+            close_exc = take_exception(); /* its own finally blocks raised */
+        Py_XDECREF(closed);
+    }
+    PyErr_Format(PyExc_TypeError,
+                 "is_compatible() of lock mode %R returned a '%.200s' object, which is "
+                 "awaitable or a generator, not an answer: a predicate must answer at "
+                 "once (not be an async def)",
+                 e->cls ? e->cls : Py_None, tp->tp_name);
+    if (close_exc != NULL) {
+        PyObject *type_error = take_exception();
+        PyException_SetContext(type_error, close_exc);
+        restore_exception(type_error);
+    }
+    return -1;
+}
+
+/*
  * The engine's predicate for modes written in Python. The engine hands every
  * predicate fifolock_holds_of(lock), which sits inside our LockObject.
  * Everything that may run Python code (the call, bool(), dropping
@@ -707,7 +793,7 @@ static bool py_is_compatible(const fifolock_mode *mode, const fifolock_holds *ho
     } else {
         Py_INCREF(func);
         r = PyObject_CallOneArg(func, (PyObject *)lk->view);
-        ok = r ? PyObject_IsTrue(r) : -1;
+        ok = r == NULL || refuse_awaitable(e, r) < 0 ? -1 : PyObject_IsTrue(r);
         Py_XDECREF(r);
         Py_DECREF(func);
     }
@@ -793,6 +879,49 @@ static int check_not_in_predicate(LockObject *lk)
     return 0;
 }
 
+/*
+ * 0 if this lock may be used from the calling thread, else -1 with
+ * RuntimeError set. `bind`: bind an unbound lock to this thread (an
+ * acquire; a release leaves it unbound: it holds nothing to release).
+ * See "One event loop, one thread" at the top.
+ */
+static int check_thread(LockObject *lk, int bind)
+{
+    unsigned long me = PyThread_get_thread_ident();
+
+    if (!lk->thread_bound) {
+        if (bind) {
+            lk->thread = me;
+            lk->thread_bound = 1;
+        }
+    } else if (me != lk->thread) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "%R is bound to a different event loop (in another thread)", lk);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * The running loop (new reference), binding an unbound lock to it; NULL with
+ * RuntimeError set if it is not the lock's. For a request about to wait.
+ */
+static PyObject *bound_loop(LockObject *lk)
+{
+    PyObject *loop = PyObject_CallNoArgs(lk->st->get_running_loop);
+
+    if (loop == NULL)
+        return NULL;
+    if (lk->loop == NULL) {
+        lk->loop = Py_NewRef(loop);
+    } else if (loop != lk->loop) {
+        Py_DECREF(loop);
+        PyErr_Format(PyExc_RuntimeError, "%R is bound to a different event loop", lk);
+        return NULL;
+    }
+    return loop;
+}
+
 /* ---- grant callback ------------------------------------------------------ */
 
 static int loop_is_closed(modstate *st, PyObject *fut)
@@ -815,11 +944,16 @@ static int loop_is_closed(modstate *st, PyObject *fut)
  * already done (cancelled: the task will raise CancelledError instead) or
  * its loop is closed. Other failures are reported as unraisable.
  */
+static int wake_from_elsewhere(AcquireObject *a);
+
 static int wake(AcquireObject *a)
 {
     modstate *st = a->lock->st;
-    PyObject *r = PyObject_CallMethodOneArg(a->fut, st->str_set_result, Py_None), *exc;
+    PyObject *r, *exc;
 
+    if (a->lock->thread_bound && PyThread_get_thread_ident() != a->lock->thread)
+        return wake_from_elsewhere(a);
+    r = PyObject_CallMethodOneArg(a->fut, st->str_set_result, Py_None);
     if (r != NULL) {
         Py_DECREF(r);
         return 1;
@@ -833,6 +967,54 @@ static int wake(AcquireObject *a)
         Py_DECREF(exc);
     else
         report_unraisable(exc, a->fut);
+    return 0;
+}
+
+/* _wake(fut): fut.set_result(None) unless fut is done; for call_soon_threadsafe. */
+static PyObject *module_wake(PyObject *self, PyObject *fut)
+{
+    modstate *st = PyModule_GetState(self);
+    PyObject *done = PyObject_CallMethodNoArgs(fut, st->str_done), *r;
+    int is_done = done ? PyObject_IsTrue(done) : -1;
+
+    Py_XDECREF(done);
+    if (is_done != 0)
+        return is_done < 0 ? NULL : Py_NewRef(Py_None);
+    r = PyObject_CallMethodOneArg(fut, st->str_set_result, Py_None);
+    return r;
+}
+
+/*
+ * wake() from a thread that is not the lock's: a release or a cancel that
+ * had to run there (a coroutine closed by the collector; see the top). A
+ * set_result() from here would not wake the loop, so the loop is asked to
+ * make it, with call_soon_threadsafe(). If the task is cancelled first, it
+ * gives the hold back as after any grant (ST_GRANTED), and _wake does nothing.
+ */
+static int wake_from_elsewhere(AcquireObject *a)
+{
+    modstate *st = a->lock->st;
+    PyObject *done = PyObject_CallMethodNoArgs(a->fut, st->str_done), *loop = NULL, *r = NULL;
+    int is_done = done ? PyObject_IsTrue(done) : -1;
+
+    Py_XDECREF(done);
+    if (is_done > 0)
+        return 0;
+    if (is_done == 0)
+        loop = PyObject_CallMethodNoArgs(a->fut, st->str_get_loop);
+    if (loop != NULL) {
+        r = PyObject_CallMethodObjArgs(loop, st->str_call_soon_threadsafe, st->wake, a->fut,
+                                       NULL);
+        Py_DECREF(loop);
+    }
+    if (r != NULL) {
+        Py_DECREF(r);
+        return 1;
+    }
+    if (loop_is_closed(st, a->fut))
+        PyErr_Clear();
+    else
+        PyErr_WriteUnraisable(a->fut);
     return 0;
 }
 
@@ -922,14 +1104,15 @@ static void abandon(AcquireObject *a)
     engine_done(lk);
 }
 
-/* Yields a new future to the task, unless the lock was granted meanwhile. */
+/* Yields a new future of the lock's loop to the task, unless the lock was
+   granted meanwhile. The first wait binds the lock to the running loop. */
 static PySendResult acquire_wait(AcquireObject *a, PyObject **result)
 {
     modstate *st = a->lock->st;
     PyObject *loop, *fut;
 
     Py_CLEAR(a->fut);
-    loop = PyObject_CallNoArgs(st->get_running_loop);
+    loop = bound_loop(a->lock);
     fut = loop ? PyObject_CallMethodNoArgs(loop, st->str_create_future) : NULL;
     Py_XDECREF(loop);
     if (fut != NULL && PyObject_SetAttr(fut, st->str_blocking, Py_True) < 0)
@@ -974,7 +1157,7 @@ static PySendResult acquire_start(AcquireObject *a, PyObject **result)
         PyErr_SetString(PyExc_RuntimeError, "lock acquisition was cleared");
         return PYGEN_ERROR;
     }
-    if (check_not_in_predicate(lk) < 0)
+    if (check_thread(lk, 1) < 0 || check_not_in_predicate(lk) < 0)
         return PYGEN_ERROR;
     if (e->kind == KIND_PLAIN && e->func == NULL && entry_bind(lk->st, e) < 0)
         return PYGEN_ERROR;
@@ -1302,12 +1485,16 @@ static PyObject *context_aexit(ContextObject *c, PyObject *const *args, Py_ssize
     LockObject *lk = c->lock;
     int rc;
 
-    (void)args;
-    (void)nargs;
     if (lk == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "this lock context was cleared");
         return NULL;
     }
+    /* A coroutine closed (GeneratorExit) by the collector or by hand, with
+       whatever loop running or none, gives its hold back all the same. */
+    if (!(nargs >= 1 && PyExceptionClass_Check(args[0]) &&
+          PyErr_GivenExceptionMatches(args[0], PyExc_GeneratorExit)) &&
+        check_thread(lk, 0) < 0)
+        return NULL;
     if (check_not_in_predicate(lk) < 0)
         return NULL;
     rc = fifolock_release(&lk->lock, c->entry->mode);
@@ -1440,15 +1627,25 @@ static PyObject *lock_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 
     if (st == NULL)
         return NULL;
-    if (type == st->lock_type &&
-        (PyTuple_GET_SIZE(args) != 0 || (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0))) {
-        PyErr_SetString(PyExc_TypeError, "FifoLock() takes no arguments");
-        return NULL;
+    /* object's own rule (object_new): arguments are for a subclass's
+       __init__; a __new__ of its own must not pass them up. */
+    if (PyTuple_GET_SIZE(args) != 0 || (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0)) {
+        if (type->tp_new != lock_new) {
+            PyErr_SetString(PyExc_TypeError,
+                            "FifoLock.__new__() takes exactly one argument (the type to "
+                            "instantiate)");
+            return NULL;
+        }
+        if (type->tp_init == PyBaseObject_Type.tp_init) {
+            PyErr_Format(PyExc_TypeError, "%.200s() takes no arguments", type->tp_name);
+            return NULL;
+        }
     }
     lk = (LockObject *)type->tp_alloc(type, 0);
     if (lk == NULL)
         return NULL;
     lk->vectorcall = lock_vectorcall;
+    lk->thread_bound = 0;
     fifolock_init(&lk->lock);
     lk->st = st;
     lk->modes = PyDict_New();
@@ -1480,6 +1677,7 @@ static int lock_traverse(LockObject *lk, visitproc visit, void *arg)
     Py_VISIT(lk->modes);
     Py_VISIT(lk->last);
     Py_VISIT(lk->pred_exc);
+    Py_VISIT(lk->loop);
     for (AcquireObject *a = lk->queued; a != NULL; a = a->qnext)
         Py_VISIT(a);
     for (AcquireObject *a = lk->deferred; a != NULL; a = a->defer_next)
@@ -1491,6 +1689,7 @@ static int lock_clear(LockObject *lk)
 {
     Py_CLEAR(lk->last);
     Py_CLEAR(lk->pred_exc);
+    Py_CLEAR(lk->loop); /* garbage: nobody acquires it any more */
     /* Queued Acquires need their entries (the collector has run their
        finalizers, which left the queue, before it clears anything). */
     if (lk->queued == NULL && lk->deferred == NULL && fifolock_waiting(&lk->lock) == 0) {
@@ -1517,6 +1716,7 @@ static void lock_dealloc(LockObject *lk)
     }
     Py_CLEAR(lk->last);
     Py_CLEAR(lk->pred_exc);
+    Py_CLEAR(lk->loop);
     Py_CLEAR(lk->modes);
     tp->tp_free(lk);
     Py_DECREF(tp);
@@ -1525,7 +1725,7 @@ static void lock_dealloc(LockObject *lk)
 static PyObject *lock_get_holds(LockObject *lk, void *closure)
 {
     (void)closure;
-    return holds_snapshot(lk);
+    return holds_defaultdict(lk->st, lk);
 }
 
 static PyObject *lock_get_waiting(LockObject *lk, void *closure)
@@ -1548,7 +1748,9 @@ static PyObject *lock_repr(LockObject *lk)
 
 static PyGetSetDef lock_getset[] = {
     { "holds", (getter)lock_get_holds, NULL,
-      "A new dict {mode class: number of holders} of the modes held now.", NULL },
+      "A new collections.defaultdict(int) {mode class: number of holders} of the\n"
+      "modes held now: like the holds of is_compatible, it reads 0 for a mode\n"
+      "not held. A snapshot: changing it does not change the lock.", NULL },
     { "waiting", (getter)lock_get_waiting, NULL,
       "The number of requests waiting in the queue now.", NULL },
     { NULL, NULL, NULL, NULL, NULL },
@@ -1579,8 +1781,15 @@ PyDoc_STRVAR(lock_doc,
 "one cancelled after the grant but before it resumed gives the hold back.\n"
 "An exception raised by is_compatible is raised in the task whose request\n"
 "it was asked about; that request leaves the queue and the lock goes on.\n"
+"So is a TypeError for an is_compatible that returns an awaitable (an\n"
+"async def): a predicate must answer at once.\n"
 "\n"
-"Not thread-safe: use a lock from one event loop at a time.");
+"A lock belongs to one event loop. Its first acquire binds it to its\n"
+"thread: acquiring or releasing it from another thread raises RuntimeError\n"
+"and changes nothing. Its first wait binds it to the running loop for\n"
+"ever, even once that loop has closed, as asyncio.Lock binds itself: a\n"
+"request that must wait under another loop raises RuntimeError. Make one\n"
+"lock per loop; holds, waiting and repr() may be read from anywhere.");
 
 static PyType_Slot lock_slots[] = {
     { Py_tp_doc, (void *)lock_doc },
@@ -1674,13 +1883,15 @@ static PyObject *module_register(PyObject *module, PyObject *args)
 
 static PyMethodDef module_methods[] = {
     { "_register", module_register, METH_VARARGS, register_doc },
+    { "_wake", module_wake, METH_O,
+      "_wake(fut)\n--\n\nfut.set_result(None) unless fut is done (the lock's own)." },
     { NULL, NULL, 0, NULL },
 };
 
 static int module_exec(PyObject *module)
 {
     modstate *st = PyModule_GetState(module);
-    PyObject *asyncio;
+    PyObject *asyncio, *collections;
 
 #define NEW_TYPE(field, spec)                                                        \
     do {                                                                             \
@@ -1708,6 +1919,8 @@ static int module_exec(PyObject *module)
     INTERN(str_blocking, "_asyncio_future_blocking");
     INTERN(str_get_loop, "get_loop");
     INTERN(str_is_closed, "is_closed");
+    INTERN(str_done, "done");
+    INTERN(str_call_soon_threadsafe, "call_soon_threadsafe");
 #undef INTERN
 
     st->done = PyObject_New(PyObject, st->done_type);
@@ -1722,6 +1935,16 @@ static int module_exec(PyObject *module)
     st->invalid_state = PyObject_GetAttrString(asyncio, "InvalidStateError");
     Py_DECREF(asyncio);
     if (st->get_running_loop == NULL || st->invalid_state == NULL)
+        return -1;
+    collections = PyImport_ImportModule("collections");
+    if (collections == NULL)
+        return -1;
+    st->defaultdict = PyObject_GetAttrString(collections, "defaultdict");
+    Py_DECREF(collections);
+    if (st->defaultdict == NULL)
+        return -1;
+    st->wake = PyObject_GetAttrString(module, "_wake");
+    if (st->wake == NULL)
         return -1;
 
     if (PyModule_AddType(module, st->lock_type) < 0 ||
@@ -1747,6 +1970,8 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->done);
     Py_VISIT(st->builtin);
     Py_VISIT(st->get_running_loop);
+    Py_VISIT(st->defaultdict);
+    Py_VISIT(st->wake);
     Py_VISIT(st->invalid_state);
     return 0;
 }
@@ -1766,6 +1991,7 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->done);
     Py_CLEAR(st->builtin);
     Py_CLEAR(st->get_running_loop);
+    Py_CLEAR(st->defaultdict);
     Py_CLEAR(st->invalid_state);
     Py_CLEAR(st->str_is_compatible);
     Py_CLEAR(st->str_create_future);
@@ -1773,6 +1999,9 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->str_blocking);
     Py_CLEAR(st->str_get_loop);
     Py_CLEAR(st->str_is_closed);
+    Py_CLEAR(st->str_done);
+    Py_CLEAR(st->str_call_soon_threadsafe);
+    Py_CLEAR(st->wake);
     return 0;
 }
 

@@ -48,12 +48,6 @@
 #define WAITER_WAITING 0x57a17u /* unlikely in uninitialised memory */
 #define WAITER_GRANTED 0x96a27u
 
-/*
- * FIFOLOCK_MUTANT_* switches build a deliberate bug in, for the mutation
- * check (tests/mutants): it proves the tests catch each one. Never set them
- * otherwise.
- */
-
 /* ---- hold table ---------------------------------------------------------- */
 
 static struct fifolock_hold *hold_at(const fifolock_holds *h, uint32_t i)
@@ -86,7 +80,9 @@ static int hold_get(fifolock_holds *h, const fifolock_mode *mode, struct fifoloc
             uint32_t need = h->used - FIFOLOCK_INLINE_MODES + 1;
             if (need > h->more_cap) {
                 uint32_t cap = h->more_cap ? h->more_cap * 2 : 4;
+                int saved = errno; /* errno is the caller's: a failed realloc sets it */
                 void *p = realloc(h->more, (size_t)cap * sizeof *h->more);
+                errno = saved;
                 if (p == NULL)
                     return ENOMEM;
                 h->more = p;
@@ -128,6 +124,14 @@ size_t fifolock_held(const fifolock_holds *holds, const fifolock_mode *mode)
         return 0;
     e = hold_find(holds, mode);
     return e ? e->held : 0;
+}
+
+size_t fifolock_asked(const fifolock_holds *holds)
+{
+    if (holds == NULL || holds->asked <= 1)
+        return 1;
+    ((fifolock_holds *)holds)->answered = 1; /* the table is the lock's, never const */
+    return holds->asked;
 }
 
 size_t fifolock_held_total(const fifolock_holds *holds)
@@ -172,6 +176,19 @@ static void queue_push(fifolock *lock, fifolock_waiter *w)
     lock->waiting++;
 }
 
+/* A conversion waits ahead of the whole queue (I5). */
+static void queue_push_front(fifolock *lock, fifolock_waiter *w)
+{
+    w->prev = NULL;
+    w->next = lock->head;
+    if (lock->head)
+        lock->head->prev = w;
+    else
+        lock->tail = w;
+    lock->head = w;
+    lock->waiting++;
+}
+
 static void queue_unlink(fifolock *lock, fifolock_waiter *w)
 {
     if (w->prev)
@@ -190,6 +207,83 @@ static void queue_unlink(fifolock *lock, fifolock_waiter *w)
 #endif
 }
 
+/* ---- the questions asked of modes ---------------------------------------- */
+
+/*
+ * Whether `n` more holders of `mode` may join now. `e` is the mode's entry;
+ * it may be NULL only when n == 1. Each one is asked with those before it
+ * counted: the counts are raised for the question and put back after it.
+ */
+static bool admits(fifolock *lock, const fifolock_mode *mode, struct fifolock_hold *e, size_t n)
+{
+    fifolock_holds *h = &lock->holds;
+    size_t k;
+    bool ok;
+
+    if (n == 1)
+        return mode->is_compatible(mode, h);
+    /* The first question: for all n, if the predicate reads fifolock_asked(). */
+    h->asked = (uint32_t)n; /* n fits: the caller made room for n (hold_reserve) */
+    h->answered = 0;
+    ok = mode->is_compatible(mode, h);
+    h->asked = 0;
+    if (h->answered || !ok)
+        return ok;
+    /* It answered for the first one: ask for each of the others in turn. */
+    for (k = 1; k < n && ok; k++) {
+        e->held++;
+        h->total++;
+        ok = mode->is_compatible(mode, h);
+    }
+    e->held -= (uint32_t)(k - 1);
+    h->total -= k - 1;
+    return ok;
+}
+
+/* Whether `to` may join the holders other than one hold of `from` (held). */
+static bool converts(fifolock *lock, const fifolock_mode *from, const fifolock_mode *to)
+{
+    struct fifolock_hold *f = hold_find(&lock->holds, from);
+    bool ok;
+
+    f->held--;
+    lock->holds.total--;
+    ok = to->is_compatible(to, &lock->holds);
+    f->held++;
+    lock->holds.total++;
+    return ok;
+}
+
+/* Whether a queued request may be granted now (the head, or a check). */
+static bool fits(fifolock *lock, const fifolock_waiter *w)
+{
+    if (w->from != NULL)
+        return converts(lock, w->from, w->mode);
+    return admits(lock, w->mode, hold_find(&lock->holds, w->mode), w->n);
+}
+
+/* ---- granting ------------------------------------------------------------ */
+
+/*
+ * Moves a waiter's request from queued to held (the waiter was unlinked):
+ * n holds of its mode, or, for a conversion, one hold of `from` becomes one
+ * of `to` (the total stays).
+ */
+static void count_granted(fifolock_holds *h, const fifolock_waiter *w)
+{
+    struct fifolock_hold *e = hold_find(h, w->mode);
+
+    e->queued -= (uint32_t)w->n;
+    e->held += (uint32_t)w->n;
+    if (w->from == NULL) {
+        h->total += w->n;
+        return;
+    }
+    e = hold_find(h, w->from);
+    e->held--;
+    hold_put(h, e);
+}
+
 /*
  * The grant rule. Runs until the head is incompatible or the queue is empty;
  * a nested call (from a callback) returns at once and the outer loop picks up
@@ -203,13 +297,9 @@ static void grant(fifolock *lock)
     if (lock->granting)
         return;
     lock->granting = 1;
-    while ((w = lock->head) != NULL && w->mode->is_compatible(w->mode, &lock->holds)) {
-        struct fifolock_hold *e = hold_find(&lock->holds, w->mode);
-
+    while ((w = lock->head) != NULL && fits(lock, w)) {
         queue_unlink(lock, w);
-        e->queued--;
-        e->held++;
-        lock->holds.total++;
+        count_granted(&lock->holds, w);
         w->state = WAITER_GRANTED;
         w->granted(w, w->arg);
     }
@@ -242,6 +332,26 @@ static int valid_mode(const fifolock_mode *mode)
     return mode != NULL && mode->is_compatible != NULL;
 }
 
+/*
+ * The entry of `mode`, with room to count `n` more of it (held + queued
+ * stays within 32 bits). On error nothing changed: ENOMEM, EAGAIN.
+ */
+static int hold_reserve(fifolock_holds *h, const fifolock_mode *mode, size_t n,
+                        struct fifolock_hold **out)
+{
+    struct fifolock_hold *e;
+    int rc = hold_get(h, mode, &e);
+
+    if (rc)
+        return rc;
+    if (n > UINT32_MAX || (uint64_t)e->held + e->queued + n > UINT32_MAX) {
+        hold_put(h, e); /* drops it only if it was just made */
+        return EAGAIN;
+    }
+    *out = e;
+    return 0;
+}
+
 /* Takes one hold of `mode` now (the caller checked it may). */
 static int take_now(fifolock *lock, const fifolock_mode *mode)
 {
@@ -255,64 +365,95 @@ static int take_now(fifolock *lock, const fifolock_mode *mode)
         lock->holds.total = 1;
         return 0;
     }
-    rc = hold_get(&lock->holds, mode, &e);
-
+    rc = hold_reserve(&lock->holds, mode, 1, &e);
     if (rc)
         return rc;
-    if ((uint64_t)e->held + e->queued >= UINT32_MAX)
-        return EAGAIN; /* an entry that exists can't be empty: nothing to undo */
     e->held++;
     lock->holds.total++;
     return 0;
 }
 
-int fifolock_try_acquire(fifolock *lock, const fifolock_mode *mode)
+int fifolock__count_idle_hold(fifolock *lock, const fifolock_mode *mode)
 {
-    int rc;
-
-    if (lock == NULL || !valid_mode(mode))
-        return EINVAL;
-    if (lock->head != NULL || !mode->is_compatible(mode, &lock->holds))
+    if (lock->head != NULL || lock->holds.used != 0)
         return EBUSY;
-    rc = take_now(lock, mode);
-    CHECK(lock);
-    return rc;
+    return take_now(lock, mode); /* on an idle lock: can't fail */
 }
 
-int fifolock_acquire(fifolock *lock, fifolock_waiter *waiter, const fifolock_mode *mode,
-                     fifolock_granted_fn *granted, void *arg)
+/* Takes n holds of `mode` if they fit the holders now, whoever waits: 0 or EBUSY... */
+static int take_if_fits(fifolock *lock, const fifolock_mode *mode, size_t n)
 {
     struct fifolock_hold *e;
     int rc;
 
-    if (lock == NULL || waiter == NULL || !valid_mode(mode) || granted == NULL)
+    if (n == 1) /* the common case asks first and counts after */
+        return mode->is_compatible(mode, &lock->holds) ? take_now(lock, mode) : EBUSY;
+    rc = hold_reserve(&lock->holds, mode, n, &e);
+    if (rc)
+        return rc;
+    if (!admits(lock, mode, e, n)) {
+        hold_put(&lock->holds, e);
+        return EBUSY;
+    }
+    e->held += (uint32_t)n;
+    lock->holds.total += n;
+    return 0;
+}
+
+int fifolock_try_acquire_n(fifolock *lock, const fifolock_mode *mode, size_t n)
+{
+    int rc;
+
+    if (lock == NULL || !valid_mode(mode) || n == 0)
+        return EINVAL;
+    if (lock->head != NULL)
+        return EBUSY;
+    rc = take_if_fits(lock, mode, n);
+    CHECK(lock);
+    return rc;
+}
+
+int fifolock_try_acquire(fifolock *lock, const fifolock_mode *mode)
+{
+    return fifolock_try_acquire_n(lock, mode, 1);
+}
+
+int fifolock_acquire_n(fifolock *lock, fifolock_waiter *waiter, const fifolock_mode *mode,
+                       size_t n, fifolock_granted_fn *granted, void *arg)
+{
+    struct fifolock_hold *e;
+    int rc;
+
+    if (lock == NULL || waiter == NULL || !valid_mode(mode) || granted == NULL || n == 0)
         return EINVAL;
     if (waiter->state == WAITER_WAITING)
         return EINVAL; /* still queued; reusing it would corrupt that queue */
 
-#ifdef FIFOLOCK_MUTANT_GRANT_PAST_WAITER
-    if (mode->is_compatible(mode, &lock->holds)) {
-#else
-    if (lock->head == NULL && mode->is_compatible(mode, &lock->holds)) {
-#endif
-        rc = take_now(lock, mode);
+    if (lock->head == NULL) {
+        rc = take_if_fits(lock, mode, n);
         if (rc == 0) {
             waiter->lock = lock;
             waiter->mode = mode;
+            waiter->from = NULL;
+            waiter->n = n;
             waiter->state = WAITER_GRANTED;
         }
-        CHECK(lock);
-        return rc;
+        if (rc != EBUSY) {
+            CHECK(lock);
+            return rc;
+        }
     }
 
-    rc = hold_get(&lock->holds, mode, &e);
+    if (lock->waiting == UINT32_MAX)
+        return EAGAIN;
+    rc = hold_reserve(&lock->holds, mode, n, &e);
     if (rc)
         return rc;
-    if ((uint64_t)e->held + e->queued >= UINT32_MAX)
-        return EAGAIN;
-    e->queued++;
+    e->queued += (uint32_t)n;
     waiter->lock = lock;
     waiter->mode = mode;
+    waiter->from = NULL;
+    waiter->n = n;
     waiter->granted = granted;
     waiter->arg = arg;
     waiter->state = WAITER_WAITING;
@@ -321,15 +462,21 @@ int fifolock_acquire(fifolock *lock, fifolock_waiter *waiter, const fifolock_mod
     return FIFOLOCK_WAITING;
 }
 
-int fifolock_release(fifolock *lock, const fifolock_mode *mode)
+int fifolock_acquire(fifolock *lock, fifolock_waiter *waiter, const fifolock_mode *mode,
+                     fifolock_granted_fn *granted, void *arg)
+{
+    return fifolock_acquire_n(lock, waiter, mode, 1, granted, arg);
+}
+
+int fifolock_release_n(fifolock *lock, const fifolock_mode *mode, size_t n)
 {
     fifolock_holds *h;
     struct fifolock_hold *e;
 
-    if (lock == NULL || mode == NULL)
+    if (lock == NULL || mode == NULL || n == 0)
         return EINVAL;
     h = &lock->holds;
-    if (h->used == 1 && h->inline_[0].mode == mode && lock->head == NULL) {
+    if (n == 1 && h->used == 1 && h->inline_[0].mode == mode && lock->head == NULL) {
         /* The uncontended case: one mode held, nobody waiting (so queued == 0). */
         h->total--;
         if (--h->inline_[0].held == 0) {
@@ -341,20 +488,108 @@ int fifolock_release(fifolock *lock, const fifolock_mode *mode)
         return 0;
     }
     e = hold_find(h, mode);
-#ifdef FIFOLOCK_MUTANT_WRONG_MODE_RELEASE
-    /* Drops a hold of whichever mode comes first in the table. */
-    if (e != NULL && e->held != 0 && h->inline_[0].held != 0)
-        e = &h->inline_[0];
-#endif
-    if (e == NULL || e->held == 0)
+    /* A waiting conversion still holds one of its `from`: not this call's to drop. */
+    if (e == NULL || e->held < n + (lock->head != NULL && lock->head->from == mode))
         return EPERM;
-    e->held--;
-    h->total--;
+    e->held -= (uint32_t)n;
+    h->total -= n;
     hold_put(h, e);
     if (lock->head != NULL)
         grant(lock);
     CHECK(lock);
     return 0;
+}
+
+int fifolock_release(fifolock *lock, const fifolock_mode *mode)
+{
+    return fifolock_release_n(lock, mode, 1);
+}
+
+/*
+ * Switches one hold of `from` (held) to `to` now: 0, or ENOMEM/EAGAIN with
+ * nothing changed. Then grants: `from` may have held the queue back.
+ */
+static int convert_now(fifolock *lock, const fifolock_mode *from, const fifolock_mode *to)
+{
+    struct fifolock_hold *e;
+    int rc = hold_reserve(&lock->holds, to, 1, &e);
+
+    if (rc)
+        return rc;
+    e->held++;
+    e = hold_find(&lock->holds, from); /* after the reserve, which may move entries */
+    e->held--;
+    hold_put(&lock->holds, e);
+    if (lock->head != NULL)
+        grant(lock);
+    return 0;
+}
+
+/* The checks common to both conversions: 0, EINVAL or EPERM. */
+static int convert_check(fifolock *lock, const fifolock_mode *from, const fifolock_mode *to)
+{
+    const struct fifolock_hold *f;
+
+    if (lock == NULL || from == NULL || !valid_mode(to))
+        return EINVAL;
+    f = hold_find(&lock->holds, from);
+    /* The hold a waiting conversion keeps is not another conversion's to take. */
+    return f == NULL || f->held <= (uint32_t)(lock->head != NULL && lock->head->from == from)
+               ? EPERM
+               : 0;
+}
+
+int fifolock_try_convert(fifolock *lock, const fifolock_mode *from, const fifolock_mode *to)
+{
+    int rc = convert_check(lock, from, to);
+
+    if (rc)
+        return rc;
+    rc = converts(lock, from, to) ? convert_now(lock, from, to) : EBUSY;
+    CHECK(lock);
+    return rc;
+}
+
+int fifolock_convert(fifolock *lock, fifolock_waiter *waiter, const fifolock_mode *from,
+                     const fifolock_mode *to, fifolock_granted_fn *granted, void *arg)
+{
+    struct fifolock_hold *e;
+    int rc = convert_check(lock, from, to);
+
+    if (rc)
+        return rc;
+    if (waiter == NULL || granted == NULL || waiter->state == WAITER_WAITING)
+        return EINVAL;
+    if (converts(lock, from, to)) {
+        rc = convert_now(lock, from, to);
+        if (rc == 0) {
+            waiter->lock = lock;
+            waiter->mode = to;
+            waiter->from = from;
+            waiter->n = 1;
+            waiter->state = WAITER_GRANTED;
+        }
+        CHECK(lock);
+        return rc;
+    }
+    if (lock->head != NULL && lock->head->from != NULL)
+        return EDEADLK;
+    if (lock->waiting == UINT32_MAX)
+        return EAGAIN;
+    rc = hold_reserve(&lock->holds, to, 1, &e);
+    if (rc)
+        return rc;
+    e->queued++;
+    waiter->lock = lock;
+    waiter->mode = to;
+    waiter->from = from;
+    waiter->n = 1;
+    waiter->granted = granted;
+    waiter->arg = arg;
+    waiter->state = WAITER_WAITING;
+    queue_push_front(lock, waiter);
+    CHECK(lock);
+    return FIFOLOCK_WAITING;
 }
 
 int fifolock_cancel(fifolock *lock, fifolock_waiter *waiter)
@@ -373,15 +608,11 @@ int fifolock_cancel(fifolock *lock, fifolock_waiter *waiter)
     queue_unlink(lock, waiter);
     waiter->state = WAITER_IDLE;
     e = hold_find(&lock->holds, waiter->mode);
-    e->queued--;
+    e->queued -= (uint32_t)waiter->n;
     hold_put(&lock->holds, e);
     /* Only a new head can be compatible: the old one was not (I3). */
-#ifndef FIFOLOCK_MUTANT_SKIP_GRANT_AFTER_CANCEL
     if (was_head && lock->head != NULL)
         grant(lock);
-#else
-    (void)was_head;
-#endif
     CHECK(lock);
     return 0;
 }
@@ -416,6 +647,10 @@ const char *fifolock__check_invariants(const fifolock *lock)
             return "queue: prev link broken";
         if (w->state != WAITER_WAITING || w->lock != lock)
             return "queue: member not marked waiting on this lock";
+        if (w->n == 0 || (w->from != NULL && (w != lock->head || w->n != 1)))
+            return "queue: a conversion behind the head, or a request of 0";
+        if (w->from != NULL && fifolock_held(h, w->from) == 0)
+            return "queue: a conversion from a mode not held";
         if (++n > lock->waiting)
             return "queue: longer than the waiting count";
     }
@@ -436,7 +671,7 @@ const char *fifolock__check_invariants(const fifolock *lock)
             if (hold_at(h, j)->mode == e->mode)
                 return "holds: mode counted twice";
         for (w = lock->head; w != NULL; w = w->next)
-            q += w->mode == e->mode;
+            q += w->mode == e->mode ? w->n : 0;
         if (q != e->queued)
             return "holds: queued count differs from the queue";
         total += e->held;
@@ -448,8 +683,7 @@ const char *fifolock__check_invariants(const fifolock *lock)
         return "holds: total differs from the sum";
 
     /* I3 */
-    if (!lock->granting && lock->head != NULL &&
-        lock->head->mode->is_compatible(lock->head->mode, h))
+    if (!lock->granting && lock->head != NULL && fits((fifolock *)lock, lock->head))
         return "grant: compatible head left waiting";
     return NULL;
 }

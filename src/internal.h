@@ -47,6 +47,21 @@ static inline fifolock_waiter *fifolock__next(const fifolock_waiter *waiter)
     return waiter->next;
 }
 
+/*
+ * Counts one hold of `mode` on an idle lock (nobody holds, nobody waits)
+ * without asking its predicate: for a hold that was already granted outside
+ * the engine (fifolock_mt's fast path), which must never be taken back.
+ * Returns 0, or EBUSY (and changes nothing) if the lock is not idle.
+ */
+FIFOLOCK_HIDDEN int fifolock__count_idle_hold(fifolock *lock, const fifolock_mode *mode);
+
+/*
+ * True if `mode` (with a predicate) is known, without asking it, to admit
+ * one holder on a lock that nobody holds: the ready-made modes (src/modes.c).
+ * False means "ask". This function can't fail.
+ */
+FIFOLOCK_HIDDEN bool fifolock__fits_idle(const fifolock_mode *mode);
+
 /* Nonzero while `waiter` sits in a queue. */
 FIFOLOCK_HIDDEN int fifolock__waiter_is_queued(const fifolock_waiter *waiter);
 

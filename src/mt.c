@@ -11,7 +11,7 @@
  * A0 and G5 are sched_yield() hints that only delay a thread (after A0, a
  * timed call whose deadline passed meanwhile makes one last try under L, as
  * one whose deadline passed before the call does); the model leaves them
- * out.
+ * out, and D1 (destroy) too.
  *
  * Words
  *   lock->word   (64 bits) the internal lock L and the fast path:
@@ -22,6 +22,8 @@
  *                  M         the other bits: 0, or the mode of the one hold
  *                            taken by the fast path, which the engine does not
  *                            count (modes are 8-aligned; others never go fast)
+ *                  DEAD      SLEEPERS alone: destroyed (D1); never otherwise,
+ *                            as SLEEPERS is set only while LOCKED
  *   w->state     (32 bits) one per waiting call, in a `struct waiter` on the
  *                waiting thread's stack (it embeds the engine's waiter):
  *                  WAITING -> YIELDING -> PARKED -> WAKING -> GRANTED
@@ -63,10 +65,11 @@
  * The internal lock L: a three-state futex lock (Drepper, "Futexes are
  * tricky"), with the fast path in the same word
  *   L1 take   CAS word: u -> LOCKED (LOCKED|SLEEPERS once this thread slept),
- *             for any u without LOCKED. If u was M|IDLE, count that hold in
- *             the engine now: fifolock_try_acquire() on an idle engine with a
- *             mode just found compatible with no holders can't fail. So under
- *             L the engine sees every hold.
+ *             for any u without LOCKED but DEAD (then: EINVAL, see D1). If u
+ *             was M|IDLE, count that hold in the engine now, as granted,
+ *             without asking M's predicate again (a hold once granted is
+ *             never taken back, even from an impure predicate). So under L
+ *             the engine sees every hold.
  *   L2 sleep  after a bounded spin on LOCKED: CAS word LOCKED ->
  *             LOCKED|SLEEPERS, futex_wait(word, LOCKED|SLEEPERS), back to L1.
  *   L3 drop   old = XCHG(word, engine idle ? IDLE : 0); if old had SLEEPERS,
@@ -80,12 +83,26 @@
  *   requests is the order in which they take L at A1.
  *
  * The fast path: one atomic instruction each way, no engine call
- *   F1 acquire   if M's predicate accepts no holders: CAS word IDLE -> M|IDLE.
- *                Only from K2: nobody waits and M is compatible, exactly when
- *                the engine would grant at once; so FIFO order holds.
+ *   F1 acquire   if M is a ready-made mode that admits a first holder
+ *                (fifolock__fits_idle(), which asks no predicate): CAS word
+ *                IDLE -> M|IDLE. Only from K2: nobody waits and M is
+ *                compatible, exactly when the engine would grant at once; so
+ *                FIFO order holds. A user's predicate is asked only under L,
+ *                and always with the engine's own hold table, so that it may
+ *                find its lock from it (fifolock.h); its modes take L.
  *   F2 release   CAS word M|IDLE -> IDLE.
  *   Every other call takes L (L1), which hands the uncounted hold to the
  *   engine first; a failed F2 then releases through the engine.
+ *
+ * Destroying
+ *   D1 destroy   under L, fifolock_destroy() of the engine; if it says 0,
+ *                XCHG word -> DEAD (L is never dropped) and, if SLEEPERS was
+ *                set, wake every sleeper on L. A call that was waiting for L
+ *                then finds DEAD instead of taking it, and fails with EINVAL
+ *                without touching the engine; so does every later call until
+ *                fifolock_mt_init(). This holds while the lock's memory is
+ *                still there; the caller must not free it while other calls
+ *                may be in progress (fifolock_mt.h).
  *
  * Acquiring with a wait (thread T, frame f, state s)
  *   A0 defer    if lock->queued says others wait, sched_yield() once: T is
@@ -104,7 +121,10 @@
  *               same way. Deadline passed, in any of these: T1.
  *   A3 park     CAS s: YIELDING (or WAITING) -> PARKED; if that fails, s is
  *               GRANTED: return 0.
- *   A4 sleep    futex_wait(s, PARKED, deadline).
+ *   A4 sleep    futex_wait(s, PARKED, deadline). A wait that may be
+ *               interrupted (fifolock_mt__interrupt, for Python) first asks
+ *               its hook, and sleeps at most a slice (50 ms) before asking
+ *               again; a yes withdraws the request as T1 does, with EINTR.
  *   A5 look     s == GRANTED: return 0. s == WAKING: A6. s == NUDGED: N2.
  *               s == PARKED: deadline passed -> T1; otherwise (spurious
  *               wakeup, signal) -> A4.
@@ -194,9 +214,8 @@ _Static_assert(sizeof(fifolock_mt) <= 128, "fifolock_mt must stay within 128 byt
 #define W_SLEEPERS 2u
 #define W_IDLE 4u
 #define W_FLAGS 7u
-
-/* What a predicate sees on an idle lock. */
-static const fifolock_holds no_holds;
+/* Destroyed: no thread takes L any more. SLEEPERS never appears without LOCKED otherwise. */
+#define W_DEAD W_SLEEPERS
 
 #define S_WAITING 0u
 #define S_YIELDING 1u
@@ -216,7 +235,11 @@ struct waiter {
     fifolock_waiter w;  /* first: the engine hands this back to granted() */
     uint32_t state;     /* S_*, atomic */
     struct waiter *next; /* in lock->wake; written under L */
+    const struct fifolock_mt__interrupt *intr; /* asked before each sleep; NULL: none */
 };
+
+/* How long a wait that can be interrupted sleeps before it asks again. */
+#define INTERRUPT_SLICE_NS 50000000
 
 /* ---- small helpers ------------------------------------------------------- */
 
@@ -254,12 +277,22 @@ static int futex_wait(uint32_t *addr, uint32_t val, const struct timespec *deadl
     return rc == ETIMEDOUT ? ETIMEDOUT : 0;
 }
 
-static void futex_wake(uint32_t *addr)
+static void futex_wake_n(uint32_t *addr, int n)
 {
     int saved = errno;
 
-    syscall(SYS_futex, addr, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, NULL, NULL, 0);
+    syscall(SYS_futex, addr, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, n, NULL, NULL, 0);
     errno = saved;
+}
+
+static void futex_wake(uint32_t *addr)
+{
+    futex_wake_n(addr, 1);
+}
+
+static void futex_wake_all(uint32_t *addr)
+{
+    futex_wake_n(addr, INT_MAX);
 }
 
 static bool deadline_passed_at(const struct timespec *deadline, const struct timespec *now)
@@ -267,6 +300,19 @@ static bool deadline_passed_at(const struct timespec *deadline, const struct tim
     return deadline != NULL &&
            (now->tv_sec > deadline->tv_sec ||
             (now->tv_sec == deadline->tv_sec && now->tv_nsec >= deadline->tv_nsec));
+}
+
+static struct timespec in_ns_from_now(long ns)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    t.tv_nsec += ns;
+    while (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
 }
 
 static bool deadline_passed(const struct timespec *deadline)
@@ -299,6 +345,8 @@ static uint64_t ilock_slow(fifolock_mt *lock)
 
     for (;;) {
         w = __atomic_load_n(&lock->word, __ATOMIC_RELAXED);
+        if (w == W_DEAD)
+            return w; /* D1: destroyed while this thread waited for L */
         if (!(w & W_LOCKED)) {
             /* L1 */
             if (__atomic_compare_exchange_n(&lock->word, &w, take, false, __ATOMIC_ACQUIRE,
@@ -321,21 +369,31 @@ static uint64_t ilock_slow(fifolock_mt *lock)
     }
 }
 
-/* L1: takes L and makes the engine count the fast-path hold, if any. */
-static void ilock(fifolock_mt *lock)
+/*
+ * L1: takes L and makes the engine count the fast-path hold, if any, as it
+ * was granted: without asking its predicate again. Returns 0, or EINVAL if
+ * the lock was destroyed (D1; then L is not taken).
+ */
+static int ilock(fifolock_mt *lock)
 {
     uint64_t w = __atomic_load_n(&lock->word, __ATOMIC_RELAXED);
 
+    if (w == W_DEAD)
+        return EINVAL;
     if ((w & W_LOCKED) ||
         !__atomic_compare_exchange_n(&lock->word, &w, W_LOCKED, false, __ATOMIC_ACQUIRE,
-                                     __ATOMIC_RELAXED))
+                                     __ATOMIC_RELAXED)) {
         w = ilock_slow(lock);
+        if (w == W_DEAD)
+            return EINVAL;
+    }
     if (w & ~(uint64_t)W_FLAGS) {
-        int rc = fifolock_try_acquire(&lock->engine,
-                                      (const fifolock_mode *)(uintptr_t)(w & ~(uint64_t)W_FLAGS));
-        DEBUG_ASSERT(rc == 0);
+        int rc = fifolock__count_idle_hold(
+            &lock->engine, (const fifolock_mode *)(uintptr_t)(w & ~(uint64_t)W_FLAGS));
+        DEBUG_ASSERT(rc == 0); /* K3: the engine is idle */
         (void)rc;
     }
+    return 0;
 }
 
 /* L3 */
@@ -403,9 +461,7 @@ static void wake_list(struct waiter *w)
 
     for (; w != NULL; w = next) {
         next = w->next; /* before the store below: then the frame may go */
-#ifndef FIFOLOCK_MUTANT_DROP_WAKEUP
         futex_wake(&w->state);
-#endif
         __atomic_store_n(&w->state, S_GRANTED, __ATOMIC_RELEASE);
     }
 }
@@ -447,14 +503,6 @@ static void granted(fifolock_waiter *ew, void *arg)
     struct waiter *w = (struct waiter *)ew;
     uint32_t s = __atomic_load_n(&w->state, __ATOMIC_RELAXED);
 
-#ifdef FIFOLOCK_MUTANT_WAKE_BEFORE_GRANT
-    /*
-     * Deliberate bug: the hold is taken back out of the counts and the
-     * waiter counts itself only once awake, as a lock that wakes before it
-     * grants would. In between, anybody may take the lock.
-     */
-    fifolock_release(&lock->engine, ew->mode);
-#endif
     while (s == S_WAITING || s == S_YIELDING || s == S_NUDGED) {
         if (__atomic_compare_exchange_n(&w->state, &s, S_GRANTED, false, __ATOMIC_RELEASE,
                                         __ATOMIC_RELAXED)) {
@@ -482,8 +530,11 @@ static void linger(struct waiter *w)
     }
 }
 
-/* T1: the deadline passed while queued. */
-static int timed_out(fifolock_mt *lock, struct waiter *w)
+/*
+ * T1: the deadline passed while queued (or the wait was interrupted): the
+ * request is withdrawn and `code` returned, unless the grant won the race.
+ */
+static int withdraw(fifolock_mt *lock, struct waiter *w, int code)
 {
     void (*hook)(fifolock_mt *) = __atomic_load_n(&fifolock_mt__on_timeout, __ATOMIC_ACQUIRE);
     const fifolock_waiter *head;
@@ -491,31 +542,19 @@ static int timed_out(fifolock_mt *lock, struct waiter *w)
 
     if (hook != NULL)
         hook(lock);
-    ilock(lock);
+    rc = ilock(lock); /* can't fail: a queued waiter makes destroy EBUSY */
+    DEBUG_ASSERT(rc == 0);
     head = fifolock__head(&lock->engine);
     rc = fifolock_cancel(&lock->engine, &w->w);
     nudge_head(lock, head);
     lock->step_aside = 0; /* this thread leaves the queue: no need */
     iunlock_and_wake(lock);
     if (rc == 0)
-        return ETIMEDOUT;
+        return code;
     DEBUG_ASSERT(rc == EALREADY);
     linger(w);
     return 0;
 }
-
-#ifdef FIFOLOCK_MUTANT_WAKE_BEFORE_GRANT
-static int told(fifolock_mt *lock, struct waiter *w)
-{
-    ilock(lock);
-    (void)fifolock_try_acquire(&lock->engine, w->w.mode); /* may fail: the bug */
-    iunlock(lock);
-    return 0;
-}
-#define TOLD(lock, w) told(lock, w)
-#else
-#define TOLD(lock, w) 0
-#endif
 
 /* A2-A6 */
 static int wait_granted(fifolock_mt *lock, struct waiter *w, const struct timespec *deadline,
@@ -543,26 +582,26 @@ static int wait_granted(fifolock_mt *lock, struct waiter *w, const struct timesp
     for (;;) {
         for (i = 0; i < spin; i++) {
             if (state_load(w) == S_GRANTED)
-                return TOLD(lock, w);
+                return 0;
             cpu_relax();
             if ((i & 63) == 63 && deadline_passed(deadline))
-                return timed_out(lock, w);
+                return withdraw(lock, w, ETIMEDOUT);
         }
         s = S_WAITING;
         if (yields > 0) {
             if (!__atomic_compare_exchange_n(&w->state, &s, S_YIELDING, false, __ATOMIC_ACQUIRE,
                                              __ATOMIC_ACQUIRE))
-                return TOLD(lock, w); /* s is GRANTED */
+                return 0; /* s is GRANTED */
             s = S_YIELDING;
         }
         for (i = 0; i < yields; i++) {
             struct timespec t0;
 
             if (state_load(w) == S_GRANTED)
-                return TOLD(lock, w);
+                return 0;
             clock_gettime(CLOCK_MONOTONIC, &t0);
             if (deadline_passed_at(deadline, &t0))
-                return timed_out(lock, w);
+                return withdraw(lock, w, ETIMEDOUT);
             /*
              * A very long yield means other threads ran on this CPU: it is
              * crowded, and the thread we wait for may well need it. Sleep.
@@ -574,26 +613,38 @@ static int wait_granted(fifolock_mt *lock, struct waiter *w, const struct timesp
         /* A3 */
         if (!__atomic_compare_exchange_n(&w->state, &s, S_PARKED, false, __ATOMIC_ACQUIRE,
                                          __ATOMIC_ACQUIRE))
-            return TOLD(lock, w); /* s is GRANTED */
+            return 0; /* s is GRANTED */
         for (;;) {
-            int rc = futex_wait(&w->state, S_PARKED, deadline); /* A4 */
+            const struct timespec *until = deadline;
+            struct timespec slice;
+            int rc;
+
+            if (w->intr != NULL) {
+                /* asked before each sleep, which lasts a slice at most */
+                if (w->intr->interrupted(w->intr->arg))
+                    return withdraw(lock, w, EINTR);
+                slice = in_ns_from_now(INTERRUPT_SLICE_NS);
+                if (deadline == NULL || !deadline_passed_at(deadline, &slice))
+                    until = &slice;
+            }
+            rc = futex_wait(&w->state, S_PARKED, until); /* A4 */
 
             s = state_load(w); /* A5 */
             if (s == S_GRANTED)
-                return TOLD(lock, w);
+                return 0;
             if (s == S_WAKING) {
                 linger(w); /* A6 */
-                return TOLD(lock, w);
+                return 0;
             }
             if (s == S_NUDGED) {
                 /* N2: we are the head now; awake again, spin and yield as one */
                 if (!__atomic_compare_exchange_n(&w->state, &s, S_WAITING, false,
                                                  __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE))
-                    return TOLD(lock, w); /* s is GRANTED */
+                    return 0; /* s is GRANTED */
                 break;
             }
-            if (rc == ETIMEDOUT || deadline_passed(deadline))
-                return timed_out(lock, w);
+            if ((rc == ETIMEDOUT && until == deadline) || deadline_passed(deadline))
+                return withdraw(lock, w, ETIMEDOUT);
         }
         spin = __atomic_load_n(&fifolock_mt__tuning.spin, __ATOMIC_RELAXED);
         yields = __atomic_load_n(&fifolock_mt__tuning.yield, __ATOMIC_RELAXED);
@@ -622,31 +673,44 @@ static bool defer(fifolock_mt *lock)
     return true;
 }
 
-/*
- * A timed acquire whose deadline has passed before it queued: one try,
- * which never queues; EBUSY becomes ETIMEDOUT.
- */
-static int last_try(fifolock_mt *lock, const fifolock_mode *mode)
+static int try_acquire_slow(fifolock_mt *lock, const fifolock_mode *mode, size_t n)
 {
-    int rc = fifolock_mt_try_acquire(lock, mode);
+    int rc;
+
+    if (lock == NULL || !valid_mode(mode) || n == 0 || ilock(lock) != 0)
+        return EINVAL;
+    rc = fifolock_try_acquire_n(&lock->engine, mode, n);
+    iunlock(lock);
+    return rc;
+}
+
+/*
+ * A timed call whose deadline has passed before it queued: one try, which
+ * never queues; EBUSY becomes ETIMEDOUT.
+ */
+static int last_try(fifolock_mt *lock, const fifolock_mode *mode, size_t n)
+{
+    int rc = try_acquire_slow(lock, mode, n);
 
     return rc == EBUSY ? ETIMEDOUT : rc;
 }
 
 /* A0, A1, then A2-A6. `deadline` is NULL or in the future. */
-static int acquire_slow(fifolock_mt *lock, const fifolock_mode *mode,
-                        const struct timespec *deadline)
+static int acquire_slow(fifolock_mt *lock, const fifolock_mode *mode, size_t n,
+                        const struct timespec *deadline,
+                        const struct fifolock_mt__interrupt *intr)
 {
-    struct waiter w = { FIFOLOCK_WAITER_INIT, S_WAITING, NULL };
+    struct waiter w = { FIFOLOCK_WAITER_INIT, S_WAITING, NULL, intr };
     size_t ahead;
     int rc;
 
-    if (lock == NULL || !valid_mode(mode))
+    if (lock == NULL || !valid_mode(mode) || n == 0)
         return EINVAL;
     if (defer(lock) && deadline_passed(deadline))
-        return last_try(lock, mode); /* the yield outlasted the deadline */
-    ilock(lock);
-    rc = fifolock_acquire(&lock->engine, &w.w, mode, granted, lock);
+        return last_try(lock, mode, n); /* the yield outlasted the deadline */
+    if (ilock(lock) != 0)
+        return EINVAL;
+    rc = fifolock_acquire_n(&lock->engine, &w.w, mode, n, granted, lock);
     ahead = fifolock_waiting(&lock->engine);
     iunlock(lock);
     if (rc != FIFOLOCK_WAITING)
@@ -654,7 +718,7 @@ static int acquire_slow(fifolock_mt *lock, const fifolock_mode *mode,
     return wait_granted(lock, &w, deadline, ahead - 1);
 }
 
-/* F1 */
+/* F1 (a user's predicate is asked only under L, with the lock's own holds) */
 static inline bool fast_acquire(fifolock_mt *lock, const fifolock_mode *mode)
 {
     uint64_t w = W_IDLE;
@@ -662,9 +726,14 @@ static inline bool fast_acquire(fifolock_mt *lock, const fifolock_mode *mode)
     return lock != NULL && mode != NULL && mode->is_compatible != NULL &&
            ((uintptr_t)mode & W_FLAGS) == 0 &&
            __atomic_load_n(&lock->word, __ATOMIC_RELAXED) == W_IDLE &&
-           mode->is_compatible(mode, &no_holds) &&
+           fifolock__fits_idle(mode) &&
            __atomic_compare_exchange_n(&lock->word, &w, (uintptr_t)mode | W_IDLE, false,
                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+}
+
+static bool valid_deadline(const struct timespec *deadline)
+{
+    return deadline != NULL && deadline->tv_nsec >= 0 && deadline->tv_nsec < 1000000000L;
 }
 
 /* ---- the public lock ----------------------------------------------------- */
@@ -681,68 +750,89 @@ int fifolock_mt_init(fifolock_mt *lock)
     return 0;
 }
 
+/* D1 */
 int fifolock_mt_destroy(fifolock_mt *lock)
 {
+    uint64_t old;
     int rc;
 
-    if (lock == NULL)
+    if (lock == NULL || ilock(lock) != 0)
         return EINVAL;
-    ilock(lock);
     rc = fifolock_destroy(&lock->engine);
-    iunlock(lock);
-    return rc;
+    if (rc != 0) {
+        iunlock(lock);
+        return rc;
+    }
+    old = __atomic_exchange_n(&lock->word, W_DEAD, __ATOMIC_RELEASE);
+    if (old & W_SLEEPERS)
+        futex_wake_all(word_futex(lock));
+    return 0;
 }
 
 int fifolock_mt_acquire(fifolock_mt *lock, const fifolock_mode *mode)
 {
     if (fast_acquire(lock, mode))
         return 0;
-    return acquire_slow(lock, mode, NULL);
+    return acquire_slow(lock, mode, 1, NULL, NULL);
+}
+
+int fifolock_mt_acquire_n(fifolock_mt *lock, const fifolock_mode *mode, size_t n)
+{
+    if (n == 1 && fast_acquire(lock, mode))
+        return 0;
+    return acquire_slow(lock, mode, n, NULL, NULL);
 }
 
 int fifolock_mt_try_acquire(fifolock_mt *lock, const fifolock_mode *mode)
 {
-    int rc;
-
     if (fast_acquire(lock, mode))
         return 0;
-    if (lock == NULL || !valid_mode(mode))
+    return try_acquire_slow(lock, mode, 1);
+}
+
+int fifolock_mt_try_acquire_n(fifolock_mt *lock, const fifolock_mode *mode, size_t n)
+{
+    if (n == 1 && fast_acquire(lock, mode))
+        return 0;
+    return try_acquire_slow(lock, mode, n);
+}
+
+int fifolock_mt_timed_acquire_n(fifolock_mt *lock, const fifolock_mode *mode, size_t n,
+                                const struct timespec *deadline)
+{
+    if (!valid_deadline(deadline))
         return EINVAL;
-    ilock(lock);
-    rc = fifolock_try_acquire(&lock->engine, mode);
-    iunlock(lock);
-    return rc;
+    if (n == 1 && fast_acquire(lock, mode))
+        return 0;
+    if (deadline_passed(deadline))
+        return last_try(lock, mode, n);
+    return acquire_slow(lock, mode, n, deadline, NULL);
 }
 
 int fifolock_mt_timed_acquire(fifolock_mt *lock, const fifolock_mode *mode,
                               const struct timespec *deadline)
 {
-    if (deadline == NULL || deadline->tv_nsec < 0 || deadline->tv_nsec >= 1000000000L)
-        return EINVAL;
-    if (fast_acquire(lock, mode))
-        return 0;
-    if (deadline_passed(deadline))
-        return last_try(lock, mode);
-    return acquire_slow(lock, mode, deadline);
+    return fifolock_mt_timed_acquire_n(lock, mode, 1, deadline);
 }
 
-int fifolock_mt_release(fifolock_mt *lock, const fifolock_mode *mode)
+int fifolock_mt_release_n(fifolock_mt *lock, const fifolock_mode *mode, size_t n)
 {
     uint64_t w = (uintptr_t)mode | W_IDLE;
     const fifolock_waiter *head;
     unsigned step_aside;
     int rc;
 
-    if (lock == NULL || mode == NULL)
+    if (lock == NULL || mode == NULL || n == 0)
         return EINVAL;
     /* F2 (a misaligned mode never went fast: its word can't match) */
-    if (((uintptr_t)mode & W_FLAGS) == 0 &&
+    if (n == 1 && ((uintptr_t)mode & W_FLAGS) == 0 &&
         __atomic_compare_exchange_n(&lock->word, &w, W_IDLE, false, __ATOMIC_RELEASE,
                                     __ATOMIC_RELAXED))
         return 0;
-    ilock(lock);
+    if (ilock(lock) != 0)
+        return EINVAL;
     head = fifolock__head(&lock->engine);
-    rc = fifolock_release(&lock->engine, mode);
+    rc = fifolock_release_n(&lock->engine, mode, n);
     nudge_head(lock, head);
     step_aside = lock->step_aside;
     lock->step_aside = 0;
@@ -752,13 +842,102 @@ int fifolock_mt_release(fifolock_mt *lock, const fifolock_mode *mode)
     return rc;
 }
 
+int fifolock_mt_release(fifolock_mt *lock, const fifolock_mode *mode)
+{
+    return fifolock_mt_release_n(lock, mode, 1);
+}
+
+/*
+ * C1: a conversion, under L like an acquire (A1): the engine switches the
+ * hold now, or queues the request ahead of the whole queue; then it waits
+ * as any waiter (A2-A6), and T1 withdraws it at its deadline (the caller
+ * then keeps `from`). A switch made now may grant waiters that `from` held
+ * back: they are woken as after a release (G3-G4). `try`: never waits.
+ */
+static int convert(fifolock_mt *lock, const fifolock_mode *from, const fifolock_mode *to,
+                   bool try, const struct timespec *deadline,
+                   const struct fifolock_mt__interrupt *intr)
+{
+    struct waiter w = { FIFOLOCK_WAITER_INIT, S_WAITING, NULL, intr };
+    const fifolock_waiter *head;
+    unsigned step_aside;
+    int rc;
+
+    if (lock == NULL || from == NULL || !valid_mode(to) || ilock(lock) != 0)
+        return EINVAL;
+    head = fifolock__head(&lock->engine);
+    if (try)
+        rc = fifolock_try_convert(&lock->engine, from, to);
+    else
+        rc = fifolock_convert(&lock->engine, &w.w, from, to, granted, lock);
+    nudge_head(lock, head); /* (not this thread: it is awake) */
+    step_aside = lock->step_aside;
+    lock->step_aside = 0;
+    iunlock_and_wake(lock);
+    if (step_aside)
+        timed_yield(); /* G5 */
+    if (rc != FIFOLOCK_WAITING)
+        return rc;
+    return wait_granted(lock, &w, deadline, 0);
+}
+
+int fifolock_mt_convert(fifolock_mt *lock, const fifolock_mode *from, const fifolock_mode *to)
+{
+    return convert(lock, from, to, false, NULL, NULL);
+}
+
+int fifolock_mt_try_convert(fifolock_mt *lock, const fifolock_mode *from,
+                            const fifolock_mode *to)
+{
+    return convert(lock, from, to, true, NULL, NULL);
+}
+
+int fifolock_mt_timed_convert(fifolock_mt *lock, const fifolock_mode *from,
+                              const fifolock_mode *to, const struct timespec *deadline)
+{
+    int rc;
+
+    if (!valid_deadline(deadline))
+        return EINVAL;
+    if (!deadline_passed(deadline))
+        return convert(lock, from, to, false, deadline, NULL);
+    rc = convert(lock, from, to, true, NULL, NULL); /* past: one try */
+    return rc == EBUSY ? ETIMEDOUT : rc;
+}
+
+int fifolock_mt__acquire_interruptible(fifolock_mt *lock, const fifolock_mode *mode, size_t n,
+                                       const struct timespec *deadline,
+                                       const struct fifolock_mt__interrupt *intr)
+{
+    if (deadline != NULL && !valid_deadline(deadline))
+        return EINVAL;
+    if (n == 1 && fast_acquire(lock, mode))
+        return 0;
+    if (deadline_passed(deadline))
+        return last_try(lock, mode, n);
+    return acquire_slow(lock, mode, n, deadline, intr);
+}
+
+int fifolock_mt__convert_interruptible(fifolock_mt *lock, const fifolock_mode *from,
+                                       const fifolock_mode *to, const struct timespec *deadline,
+                                       const struct fifolock_mt__interrupt *intr)
+{
+    int rc;
+
+    if (deadline != NULL && !valid_deadline(deadline))
+        return EINVAL;
+    if (!deadline_passed(deadline))
+        return convert(lock, from, to, false, deadline, intr);
+    rc = convert(lock, from, to, true, NULL, NULL);
+    return rc == EBUSY ? ETIMEDOUT : rc;
+}
+
 size_t fifolock_mt_waiting(fifolock_mt *lock)
 {
     size_t n;
 
-    if (lock == NULL)
+    if (lock == NULL || ilock(lock) != 0)
         return 0;
-    ilock(lock);
     n = fifolock_waiting(&lock->engine);
     iunlock(lock);
     return n;
@@ -768,9 +947,8 @@ size_t fifolock_mt_held(fifolock_mt *lock, const fifolock_mode *mode)
 {
     size_t n;
 
-    if (lock == NULL || mode == NULL)
+    if (lock == NULL || mode == NULL || ilock(lock) != 0)
         return 0;
-    ilock(lock);
     n = fifolock_held(fifolock_holds_of(&lock->engine), mode);
     iunlock(lock);
     return n;
@@ -783,7 +961,8 @@ size_t fifolock_mt__sleeping(fifolock_mt *lock)
     const fifolock_waiter *w;
     size_t n = 0;
 
-    ilock(lock);
+    if (ilock(lock) != 0)
+        return 0;
     for (w = fifolock__head(&lock->engine); w != NULL; w = fifolock__next(w))
         n += __atomic_load_n(&((const struct waiter *)w)->state, __ATOMIC_RELAXED) == S_PARKED;
     iunlock(lock);
@@ -795,7 +974,8 @@ const fifolock_mode *fifolock_mt__queued_mode(fifolock_mt *lock, size_t i)
     const fifolock_mode *mode;
     const fifolock_waiter *w;
 
-    ilock(lock);
+    if (ilock(lock) != 0)
+        return NULL;
     for (w = fifolock__head(&lock->engine); w != NULL && i > 0; w = fifolock__next(w))
         i--;
     mode = w ? w->mode : NULL;
@@ -805,7 +985,7 @@ const fifolock_mode *fifolock_mt__queued_mode(fifolock_mt *lock, size_t i)
 
 void fifolock_mt__lock_internal(fifolock_mt *lock)
 {
-    ilock(lock);
+    (void)ilock(lock);
 }
 
 void fifolock_mt__unlock_internal(fifolock_mt *lock)

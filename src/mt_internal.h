@@ -65,6 +65,32 @@ FIFOLOCK_HIDDEN extern struct fifolock_mt__tuning fifolock_mt__tuning;
 FIFOLOCK_HIDDEN extern void (*fifolock_mt__on_timeout)(fifolock_mt *lock);
 
 /*
+ * For front ends whose waits must end on a signal (Python's KeyboardInterrupt):
+ * `interrupted(arg)` is asked before each sleep of a wait, and a sleep lasts
+ * at most 50 ms; if it returns nonzero the request is withdrawn as at a
+ * deadline (T1) and EINTR is returned, unless the grant won the race (then
+ * 0). It runs on the waiting thread, under no lock.
+ */
+struct fifolock_mt__interrupt {
+    int (*interrupted)(void *arg);
+    void *arg;
+};
+
+/*
+ * fifolock_mt_timed_acquire_n() (a NULL deadline: none) and
+ * fifolock_mt_timed_convert() whose waits ask `intr` (NULL: never).
+ */
+FIFOLOCK_HIDDEN int fifolock_mt__acquire_interruptible(fifolock_mt *lock,
+                                                       const fifolock_mode *mode, size_t n,
+                                                       const struct timespec *deadline,
+                                                       const struct fifolock_mt__interrupt *intr);
+FIFOLOCK_HIDDEN int fifolock_mt__convert_interruptible(fifolock_mt *lock,
+                                                       const fifolock_mode *from,
+                                                       const fifolock_mode *to,
+                                                       const struct timespec *deadline,
+                                                       const struct fifolock_mt__interrupt *intr);
+
+/*
  * Number of threads queued on `lock` that sleep on their futex right now.
  * Takes the internal lock. For tests: wait until a waiter sleeps before
  * releasing, to exercise the wakeup path.

@@ -8,8 +8,10 @@ const char *fifolock_strerror(int err)
     switch (err) {
     case 0:
         return "success";
-    case EPERM: /* == FIFOLOCK_WAITING, which is not an error */
-        return "the mode is not held (or: the request is waiting)";
+    case FIFOLOCK_WAITING:
+        return "the request is waiting (not an error)";
+    case EPERM:
+        return "the mode is not held";
     case EINVAL:
         return "invalid argument";
     case EBUSY:
@@ -22,6 +24,8 @@ const char *fifolock_strerror(int err)
         return "out of memory for the hold table";
     case EAGAIN:
         return "too many holders or waiters of one mode";
+    case EDEADLK:
+        return "another conversion already waits on this lock";
     default:
         return "unknown error";
     }

@@ -1,13 +1,16 @@
 /*
  * A tiny test harness: CHECK_EQ and friends print both values and the line,
- * count the failure and go on; TEST_MAIN runs every registered test and
- * exits non-zero when any check failed.
+ * count the failure and go on; RUN_TESTS(TEST(a), TEST(b), ...) is main(): it
+ * runs every test, or only those named on the command line
+ * (`test_engine cancelled_head_unblocks_readers_behind_it`), and exits
+ * non-zero when any check failed or a name matched no test.
  */
 #ifndef FIFOLOCK_TEST_CHECK_H
 #define FIFOLOCK_TEST_CHECK_H
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int check_failures;
 static const char *check_current = "";
@@ -45,13 +48,27 @@ struct check_test {
     check_test_fn *fn;
 };
 
+/* Whether test `name` is one of those asked for (all when none are). */
+static inline int check_wanted(const char *name, int argc, char **argv)
+{
+    int i;
+
+    for (i = 1; i < argc; i++)
+        if (strcmp(argv[i], name) == 0)
+            return 1;
+    return argc <= 1;
+}
+
 #define RUN_TESTS(...)                                                                   \
-    int main(void)                                                                       \
+    int main(int argc, char **argv)                                                      \
     {                                                                                    \
         static const struct check_test tests_[] = { __VA_ARGS__ };                      \
-        size_t i_, failed_ = 0;                                                          \
+        size_t i_, ran_ = 0, failed_ = 0;                                                \
         for (i_ = 0; i_ < sizeof tests_ / sizeof tests_[0]; i_++) {                      \
             int before_ = check_failures;                                                \
+            if (!check_wanted(tests_[i_].name, argc, argv))                              \
+                continue;                                                                \
+            ran_++;                                                                      \
             check_current = tests_[i_].name;                                             \
             tests_[i_].fn();                                                             \
             if (check_failures != before_) {                                             \
@@ -59,7 +76,11 @@ struct check_test {
                 fprintf(stderr, "FAIL %s\n", tests_[i_].name);                           \
             }                                                                            \
         }                                                                                \
-        printf("%zu passed, %zu failed\n", sizeof tests_ / sizeof tests_[0] - failed_,   \
+        if (ran_ < (size_t)(argc > 1 ? argc - 1 : 0) || (argc > 1 && ran_ == 0)) {       \
+            fprintf(stderr, "no such test among those named\n");                         \
+            failed_++;                                                                   \
+        }                                                                                \
+        printf("%zu passed, %zu failed\n", ran_ - (failed_ > ran_ ? ran_ : failed_),     \
                failed_);                                                                 \
         return failed_ ? 1 : 0;                                                          \
     }

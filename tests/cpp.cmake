@@ -12,6 +12,9 @@
 #   cpp_c_header_first_is_an_error   the message when fifolock.h came first
 #   example_cpp_*          examples/cpp_*.cpp, with the examples
 
+if(NOT FIFOLOCK_LINUX)
+  return() # the header wraps the thread lock: Linux only
+endif()
 include(CheckLanguage)
 check_language(CXX)
 if(NOT CMAKE_CXX_COMPILER)

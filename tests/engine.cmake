@@ -8,3 +8,4 @@ if(CMAKE_SYSTEM_NAME STREQUAL "Linux" AND CMAKE_C_COMPILER_ID MATCHES "GNU|Clang
 endif()
 fifolock_add_test(test_model test_model.c LABELS engine)
 fifolock_add_test(test_rule test_rule.c LABELS engine)
+fifolock_add_test(test_weighted test_weighted.c LABELS engine)

@@ -15,9 +15,6 @@ target_include_directories(fuzz_engine PRIVATE ${PROJECT_SOURCE_DIR}/include
 # FIFOLOCK_DEBUG's checks are assert()s: keep them on in release build types.
 target_compile_definitions(fuzz_engine PRIVATE FIFOLOCK_DEBUG)
 target_compile_options(fuzz_engine PRIVATE -UNDEBUG)
-if(FIFOLOCK_MUTANT)
-  target_compile_definitions(fuzz_engine PRIVATE FIFOLOCK_MUTANT_${FIFOLOCK_MUTANT})
-endif()
 # Given files (not a directory), libFuzzer runs each once and exits.
 add_test(NAME fuzz_corpus COMMAND fuzz_engine ${FIFOLOCK_FUZZ_CORPUS})
 if(CMAKE_C_COMPILER_ID STREQUAL "Clang" AND FIFOLOCK_SANITIZE MATCHES "address")

@@ -33,3 +33,12 @@ if(FIFOLOCK_PYTHON_TESTS)
     ENVIRONMENT "PYTHONPATH=${FIFOLOCK_PY_LIB};PYTHONDONTWRITEBYTECODE=1"
     TIMEOUT 600 LABELS python)
 endif()
+
+# The package installs as the README says (pip wheel, pip install ., --no-build-isolation,
+# -e), offline, on a copy of the tree. About a minute; label python and packaging.
+if(FIFOLOCK_PYTHON_TESTS)
+  add_test(NAME python_packaging
+    COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/packaging/run.sh ${Python3_EXECUTABLE})
+  set_tests_properties(python_packaging PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77
+    LABELS "python;packaging")
+endif()

@@ -1628,9 +1628,38 @@ static int realloc_fails;
 
 void *__wrap_realloc(void *p, size_t n)
 {
-    if (realloc_fails)
+    if (realloc_fails) {
+        errno = ENOMEM; /* as a real failure does */
         return NULL;
+    }
     return __real_realloc(p, n);
+}
+
+static void errno_is_kept_when_the_hold_table_cannot_grow(void)
+{
+    fifolock lock;
+    fifolock_mode sem[4];
+    fifolock_waiter w = FIFOLOCK_WAITER_INIT;
+    int i;
+
+    for (i = 0; i < 4; i++)
+        sem[i] = (fifolock_mode)FIFOLOCK_SEMAPHORE(1);
+    fifolock_init(&lock);
+    for (i = 0; i < FIFOLOCK_INLINE_MODES; i++)
+        CHECK_EQ(fifolock_try_acquire(&lock, &sem[i]), 0);
+    realloc_fails = 1;
+    errno = 4242;
+    CHECK_EQ(fifolock_try_acquire(&lock, &sem[3]), ENOMEM);
+    CHECK_EQ(errno, 4242);
+    CHECK_EQ(fifolock_acquire(&lock, &w, &sem[3], on_grant, NULL), ENOMEM);
+    CHECK_EQ(errno, 4242);
+    realloc_fails = 0;
+    CHECK_EQ(fifolock_try_acquire(&lock, &sem[3]), 0);
+    CHECK_EQ(errno, 4242);
+    for (i = 0; i < 4; i++)
+        CHECK_EQ(fifolock_release(&lock, &sem[i]), 0);
+    CHECK_EQ(errno, 4242);
+    CHECK_EQ(fifolock_destroy(&lock), 0);
 }
 
 static void out_of_memory_for_the_hold_table_is_enomem_and_changes_nothing(void)
@@ -1683,7 +1712,9 @@ static void out_of_memory_for_the_hold_table_is_enomem_and_changes_nothing(void)
     CHECK_OK(&lock);
     CHECK_EQ(fifolock_destroy(&lock), 0);
 }
-#define ENOMEM_TESTS TEST(out_of_memory_for_the_hold_table_is_enomem_and_changes_nothing),
+#define ENOMEM_TESTS                                                                     \
+    TEST(out_of_memory_for_the_hold_table_is_enomem_and_changes_nothing),                \
+        TEST(errno_is_kept_when_the_hold_table_cannot_grow),
 #else
 #define ENOMEM_TESTS
 #endif

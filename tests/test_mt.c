@@ -808,6 +808,170 @@ static void deadline_while_deferring_leaves_no_trace(void)
     CHECK_EQ(fifolock_mt_destroy(&lock), 0);
 }
 
+/* ---- promises to hostile callers ----------------------------------------- */
+
+/* An impure predicate: it reads a flag that the test flips while the hold lasts. */
+static int flag_open = 1;
+
+static bool flag_is_compatible(const fifolock_mode *self, const fifolock_holds *holds)
+{
+    return __atomic_load_n(&flag_open, __ATOMIC_SEQ_CST) && fifolock_held(holds, self) == 0;
+}
+
+static void a_granted_hold_is_never_taken_back(void)
+{
+    fifolock_mt lock;
+    fifolock_mode flag = { flag_is_compatible, "flag", 0 };
+    int round;
+
+    fifolock_mt_init(&lock);
+    for (round = 0; round < 3; round++) {
+        __atomic_store_n(&flag_open, 1, __ATOMIC_SEQ_CST);
+        if (round == 0)
+            CHECK_EQ(fifolock_mt_acquire(&lock, &flag), 0);
+        else if (round == 1)
+            CHECK_EQ(fifolock_mt_try_acquire(&lock, &flag), 0);
+        else {
+            struct timespec d = in_ms(1000);
+            CHECK_EQ(fifolock_mt_timed_acquire(&lock, &flag, &d), 0);
+        }
+        __atomic_store_n(&flag_open, 0, __ATOMIC_SEQ_CST); /* now nobody would be let in */
+        CHECK_EQ(fifolock_mt_held(&lock, &flag), 1);
+        CHECK_EQ(fifolock_mt_waiting(&lock), 0);
+        CHECK_EQ(fifolock_mt_try_acquire(&lock, &fifolock_mutex), 0);
+        CHECK_EQ(fifolock_mt_release(&lock, &fifolock_mutex), 0);
+        CHECK_EQ(fifolock_mt_held(&lock, &flag), 1);
+        CHECK_EQ(fifolock_mt_destroy(&lock), EBUSY);
+        CHECK_EQ(fifolock_mt_release(&lock, &flag), 0);
+        CHECK_EQ(fifolock_mt_held(&lock, &flag), 0);
+    }
+    __atomic_store_n(&flag_open, 1, __ATOMIC_SEQ_CST);
+    CHECK_EQ(fifolock_mt_destroy(&lock), 0);
+}
+
+/* A predicate that finds its lock from `holds`, as fifolock.h allows. */
+static fifolock_mt *asked_lock;
+static int asked_elsewhere;
+
+static bool own_lock_is_compatible(const fifolock_mode *self, const fifolock_holds *holds)
+{
+    fifolock_mt *lock = (fifolock_mt *)(void *)((char *)holds - offsetof(fifolock_mt, engine) -
+                                                offsetof(fifolock, holds));
+
+    if (lock != __atomic_load_n(&asked_lock, __ATOMIC_SEQ_CST))
+        __atomic_fetch_add(&asked_elsewhere, 1, __ATOMIC_SEQ_CST);
+    return fifolock_held(holds, self) == 0;
+}
+
+static void a_predicate_is_asked_with_its_own_locks_holds(void)
+{
+    fifolock_mt lock;
+    fifolock_mode own = { own_lock_is_compatible, "own", 0 };
+    struct timespec d = in_ms(1000);
+    struct req r;
+    int i;
+
+    fifolock_mt_init(&lock);
+    __atomic_store_n(&asked_lock, &lock, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&asked_elsewhere, 0, __ATOMIC_SEQ_CST);
+    for (i = 0; i < 3; i++) { /* idle lock, every way in */
+        CHECK_EQ(fifolock_mt_acquire(&lock, &own), 0);
+        CHECK_EQ(fifolock_mt_release(&lock, &own), 0);
+        CHECK_EQ(fifolock_mt_try_acquire(&lock, &own), 0);
+        CHECK_EQ(fifolock_mt_release(&lock, &own), 0);
+        CHECK_EQ(fifolock_mt_timed_acquire(&lock, &own, &d), 0);
+        CHECK_EQ(fifolock_mt_release(&lock, &own), 0);
+    }
+    CHECK_EQ(fifolock_mt_acquire(&lock, &own), 0); /* and granted to a waiter */
+    req_start(&r, &lock, &own, 0);
+    req_go(&r);
+    wait_queued(&lock, 1);
+    CHECK_EQ(fifolock_mt_release(&lock, &own), 0);
+    pthread_join(r.tid, NULL);
+    CHECK_EQ(r.acquire_rc, 0);
+    CHECK_EQ(r.release_rc, 0);
+    CHECK_EQ(__atomic_load_n(&asked_elsewhere, __ATOMIC_SEQ_CST), 0);
+    CHECK_EQ(fifolock_mt_destroy(&lock), 0);
+}
+
+static void calls_on_a_destroyed_lock_are_einval(void)
+{
+    fifolock_mt lock;
+    struct timespec d = in_ms(1000);
+
+    fifolock_mt_init(&lock);
+    CHECK_EQ(fifolock_mt_acquire(&lock, &fifolock_mutex), 0);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_mutex), 0);
+    CHECK_EQ(fifolock_mt_destroy(&lock), 0);
+    CHECK_EQ(fifolock_mt_acquire(&lock, &fifolock_mutex), EINVAL);
+    CHECK_EQ(fifolock_mt_try_acquire(&lock, &fifolock_read), EINVAL);
+    CHECK_EQ(fifolock_mt_timed_acquire(&lock, &fifolock_write, &d), EINVAL);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_mutex), EINVAL);
+    CHECK_EQ(fifolock_mt_waiting(&lock), 0);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_mutex), 0);
+    CHECK_EQ(fifolock_mt_destroy(&lock), EINVAL);
+    CHECK_EQ(fifolock_mt_init(&lock), 0); /* and it can be made anew */
+    CHECK_EQ(fifolock_mt_acquire(&lock, &fifolock_mutex), 0);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_mutex), 0);
+    CHECK_EQ(fifolock_mt_destroy(&lock), 0);
+}
+
+struct blocked_call {
+    pthread_t tid;
+    fifolock_mt *lock;
+    int destroy; /* destroy instead of try_acquire */
+    int rc;
+};
+
+static void *blocked_call_main(void *arg)
+{
+    struct blocked_call *c = arg;
+
+    c->rc = c->destroy ? fifolock_mt_destroy(c->lock)
+                       : fifolock_mt_try_acquire(c->lock, &fifolock_mutex);
+    return NULL;
+}
+
+/*
+ * A call blocked on the internal lock while fifolock_mt_destroy() succeeds
+ * fails with EINVAL; it never takes the destroyed lock. Either order of the
+ * two calls is allowed; "both succeeded" never is.
+ */
+static void a_call_blocked_when_destroy_succeeds_fails(void)
+{
+    int round, destroyed = 0;
+
+    for (round = 0; round < 20; round++) {
+        fifolock_mt lock;
+        struct blocked_call d = { .lock = &lock, .destroy = 1 }, t = { .lock = &lock };
+        struct blocked_call *first = round % 2 ? &t : &d, *second = round % 2 ? &d : &t;
+
+        fifolock_mt_init(&lock);
+        __atomic_store_n(&fifolock_mt__tuning.lock_spin, 0, __ATOMIC_SEQ_CST);
+        fifolock_mt__lock_internal(&lock);
+        pthread_create(&first->tid, NULL, blocked_call_main, first);
+        while (!fifolock_mt__internal_has_sleepers(&lock))
+            usleep(100);
+        pthread_create(&second->tid, NULL, blocked_call_main, second);
+        usleep(2000); /* let it block too */
+        fifolock_mt__unlock_internal(&lock);
+        pthread_join(first->tid, NULL);
+        pthread_join(second->tid, NULL);
+        __atomic_store_n(&fifolock_mt__tuning.lock_spin, FIFOLOCK_MT__LOCK_SPIN,
+                         __ATOMIC_SEQ_CST);
+        if (d.rc == 0) {
+            destroyed++;
+            CHECK_EQ(t.rc, EINVAL);
+        } else {
+            CHECK_EQ(d.rc, EBUSY);
+            CHECK_EQ(t.rc, 0);
+            CHECK_EQ(fifolock_mt_release(&lock, &fifolock_mutex), 0);
+            CHECK_EQ(fifolock_mt_destroy(&lock), 0);
+        }
+    }
+    CHECK_LT(0, destroyed); /* the interesting order happened */
+}
+
 RUN_TESTS(TEST(null_and_bad_arguments_are_einval),
           TEST(releasing_an_unheld_mode_is_eperm_and_changes_nothing),
           TEST(destroying_a_held_lock_is_ebusy_and_leaves_it_usable),
@@ -827,4 +991,8 @@ RUN_TESTS(TEST(null_and_bad_arguments_are_einval),
           TEST(grant_between_deadline_and_withdrawal_wins),
           TEST(sleepers_on_the_internal_lock_are_woken),
           TEST(a_lock_freed_during_the_last_release_is_not_touched),
-          TEST(deadline_while_deferring_leaves_no_trace))
+          TEST(deadline_while_deferring_leaves_no_trace),
+          TEST(a_granted_hold_is_never_taken_back),
+          TEST(a_predicate_is_asked_with_its_own_locks_holds),
+          TEST(calls_on_a_destroyed_lock_are_einval),
+          TEST(a_call_blocked_when_destroy_succeeds_fails))

@@ -28,6 +28,10 @@ the intention modes :class:`IS`, :class:`IX`, :class:`S`, :class:`SIX` and
 :class:`X`. Their ``is_compatible`` is also written out in Python, so they
 are used exactly like modes of your own (and subclassing one gives an
 ordinary Python mode).
+
+A lock belongs to one event loop: to the thread of its first acquire, and,
+as asyncio.Lock, to the loop of its first wait (see :class:`FifoLock`).
+Where this module differs from the ``fifolock`` package: docs/porting.md.
 """
 import asyncio as _asyncio
 from collections.abc import Mapping as _Mapping

@@ -1,4 +1,5 @@
 import asyncio
+from collections import defaultdict
 from collections.abc import Awaitable, ItemsView, Iterator, KeysView, Mapping, ValuesView
 from typing import Any, Protocol, TypeVar, final, overload
 
@@ -20,10 +21,14 @@ class Holds(Mapping[type, int]):
     def keys(self) -> KeysView[type]: ...
     def values(self) -> ValuesView[int]: ...
     def items(self) -> ItemsView[type, int]: ...
-    def copy(self) -> dict[type, int]: ...
+    def copy(self) -> defaultdict[type, int]:
+        """A defaultdict(int) snapshot of the modes held now."""
 
 class _Mode(Protocol):
-    """A mode class: is_compatible(holds) as staticmethod, classmethod or method."""
+    """A mode class: is_compatible(holds) as staticmethod, classmethod or method.
+
+    It must answer at once: an awaitable answer (an async def) is a TypeError
+    raised in the acquiring task."""
     def is_compatible(self, holds: Holds, /) -> Any: ...
 
 @final
@@ -37,12 +42,21 @@ class LockContext:
     def __aexit__(self, exc_type: object, exc: object, tb: object, /) -> Awaitable[None]: ...
 
 class FifoLock:
-    """A first-in-first-out lock whose modes you define."""
+    """A first-in-first-out lock whose modes you define.
+
+    Bound to one event loop: its first acquire binds it to its thread (an
+    acquire or release from another thread raises RuntimeError and changes
+    nothing); its first wait binds it to the running loop for ever, even
+    once that loop has closed, as asyncio.Lock binds itself (a request that
+    must wait under another loop raises RuntimeError). holds, waiting and
+    repr() may be read from anywhere.
+    """
     def __init__(self) -> None: ...
     def __call__(self, mode: type[_Mode], /) -> LockContext: ...
     @property
-    def holds(self) -> dict[type, int]:
-        """A new dict {mode class: number of holders} of the modes held now."""
+    def holds(self) -> defaultdict[type, int]:
+        """A new defaultdict(int) {mode class: number of holders} of the modes
+        held now: 0 for a mode not held, as in is_compatible's holds."""
     @property
     def waiting(self) -> int:
         """The number of requests waiting in the queue now."""

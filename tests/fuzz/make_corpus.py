@@ -2,21 +2,27 @@
 """Writes the hand-made seeds of tests/fuzz/corpus/ (fuzz_engine.c says the format).
 
 Run from anywhere: python3 tests/fuzz/make_corpus.py. Inputs the fuzzer found
-and minimised (min-*) sit beside these and are left alone.
+(fuzz-*, min-*) sit beside these and are left alone; since operation bytes with
+bit 6 set became the weighted and converting operations, those run other
+programs than the ones they were found as, and the one whose case mattered
+(an ENOMEM that leaves its waiter alone) is written here again.
 """
 import os
 
-MUTEX, READ, WRITE, SEM2, SEM3, IS, IX, S, SIX, X, C0, C1, C2, C3, NULLMODE, NOPRED = range(16)
+MUTEX, READ, WRITE, SEM2, SEM3, IS, IX, S, SIX, X, C0, C1, C2, C3, UPG, NULLMODE, NOPRED = range(17)
 NULLWAITER = 12
+ALL = 0x7FFF  # may join every pool mode
 
 
-def custom(may_join=0, limit=0, need=None):
-    """3 header bytes of one custom mode."""
-    hi = (may_join >> 8) & 0x3F
+def custom(may_join=0, limit=0, need=None, asks=False):
+    """3 header bytes of one custom mode; `asks`: it answers for n at once."""
+    hi = (may_join >> 8) & 0x7F
     b = limit & 3
     if need is not None:
         hi |= 0x80
         b |= need << 2
+    if asks:
+        b |= 0x80
     return bytes([may_join & 0xFF, hi, b])
 
 
@@ -77,6 +83,49 @@ def short_list(max_, lock=0):
     return op(15, lock, 0, max_)
 
 
+# The weighted and converting operations (bit 6; step_weighted() in fuzz_engine.c).
+def wop(code, lock=0, quiet=0, *args, nomem=0):
+    return bytes([lock << 7 | 0x40 | nomem << 5 | quiet << 4 | code, *args])
+
+
+def acquire_n(w, mode, n, lock=0, quiet=0, nomem=0):
+    return wop(0, lock, quiet, w, mode, n, nomem=nomem)
+
+
+def try_acquire_n(mode, n, lock=0, nomem=0):
+    return wop(3, lock, 0, mode, n, nomem=nomem)
+
+
+def release_n(mode, n, lock=0):
+    return wop(4, lock, 0, mode, n)
+
+
+def release_kept(n=1, lock=0):
+    """Releases n holds of the mode the waiting conversion keeps a hold of."""
+    return wop(6, lock, 0, (n - 1) | 2)
+
+
+def convert(w, from_, to, lock=0, quiet=0, nomem=0):
+    return wop(9, lock, quiet, w, from_, to, nomem=nomem)
+
+
+def try_convert(from_, to, lock=0, nomem=0):
+    return wop(10, lock, 0, from_, to, nomem=nomem)
+
+
+def cancel_head(lock=0):
+    return wop(13, lock)
+
+
+def convert_own(to, lock=0, quiet=0):
+    """In a callback: converts what its waiter got, with that waiter."""
+    return wop(14, lock, quiet, 0, to)
+
+
+def bad_weighted(mode, rw, rf, lock=0):
+    return wop(15, lock, 0, mode, rw, rf)
+
+
 def cb(*ops):
     """What a busy grant callback does: the count byte, then its operations."""
     return bytes([len(ops)]) + b"".join(ops)
@@ -84,7 +133,7 @@ def cb(*ops):
 
 QUIET = cb()  # a busy callback that does nothing
 
-POOL = range(MUTEX, C3 + 1)
+POOL = range(MUTEX, UPG + 1)
 
 SEEDS = {
     # A compatible request queues behind a waiting one (no barging), and
@@ -109,7 +158,7 @@ SEEDS = {
     + acquire(3, SEM3, 0, 1) + try_acquire(SEM3) + try_acquire(SEM2)
     + release(SEM2) + QUIET + release(SEM2) + release(SEM2),
     # Every pool mode at once: the hold table outgrows its inline entries.
-    "many_modes": header(custom(0x3FFF), custom(0x3FFF, 2), custom(0x3FFF), custom(0x3FFF))
+    "many_modes": header(custom(ALL), custom(ALL, 2), custom(ALL), custom(ALL))
     + b"".join(try_acquire(m) for m in (MUTEX, READ, SEM2, SEM3, IS, C0, C1, C2, C3, C1))
     + acquire(0, WRITE) + acquire(1, X) + acquire(2, C1) + short_list(2)
     + b"".join(release(m) for m in (SEM3, MUTEX, IS, C0, C2, READ, SEM2, C3))
@@ -121,7 +170,7 @@ SEEDS = {
     + acquire(4, C3) + acquire(5, C2) + release_held() + QUIET + QUIET
     + release_held() + QUIET + release_held() + QUIET,
     # A mode that needs another one held (the predicate is not monotonic).
-    "custom_needs": header(custom(0x3FFF, 0, READ), custom(0x3FFF & ~(1 << WRITE)))
+    "custom_needs": header(custom(ALL, 0, READ), custom(ALL & ~(1 << WRITE)))
     + acquire(0, C0) + acquire(1, READ) + acquire(2, WRITE) + release(C0)
     + try_acquire(READ) + acquire(3, C0) + cancel_queued(0),
     # Callbacks that release their own mode, acquire again (same and other
@@ -152,8 +201,8 @@ SEEDS = {
     + cancel_other(0, 1) + cancel(1) + cancel(3, 1) + release(WRITE, 1) + QUIET
     + release(WRITE) + QUIET + acquire_free(0, READ, 1),
     # Every pair of pool modes: may b join a holder of a?
-    "pairwise": header(custom(0x3FFF & ~(1 << READ)), custom(1 << IS | 1 << C1, 1),
-                       custom(0x3FFF, 3), custom(0))
+    "pairwise": header(custom(ALL & ~(1 << READ)), custom(1 << IS | 1 << C1, 1),
+                       custom(ALL, 3), custom(0))
     + b"".join(try_acquire(a) + try_acquire(b) + release(b) + release(a)
                for a in POOL for b in POOL),
     # A callback that releases the last hold may not destroy the lock.
@@ -164,7 +213,7 @@ SEEDS = {
     # Cancel from the middle and the tail; the last entry of a grown hold
     # table leaves with a cancel (a mode that needs a mutex holder waits on
     # an empty lock), which frees the table.
-    "cancel_middle_then_free": header(custom(0x3FFF, 0, MUTEX))
+    "cancel_middle_then_free": header(custom(ALL, 0, MUTEX))
     + b"".join(try_acquire(m) for m in (READ, SEM2, SEM3, IS))
     + acquire(0, C0) + acquire(1, C0) + acquire(2, C0) + cancel(1)
     + b"".join(release(m) for m in (READ, SEM2, SEM3, IS)) + cancel(2) + cancel(0),
@@ -172,11 +221,69 @@ SEEDS = {
     "holds_list_short": header() + try_acquire(READ) + try_acquire(SEM2)
     + try_acquire(IS) + try_acquire(SEM2) + short_list(0) + short_list(1) + short_list(2)
     + release(READ) + short_list(1) + release_held(1) + release_held(7) + short_list(2),
-    "no_memory": header(custom(0x3FFF), custom(0x3FFF)) + try_acquire(READ)
+    "no_memory": header(custom(ALL), custom(ALL)) + try_acquire(READ)
     + try_acquire(SEM3) + try_acquire(IS) + try_acquire(C0, nomem=1)
     + acquire(0, C0, nomem=1) + acquire(0, C0, nomem=0) + try_acquire(C1)
     + try_acquire(MUTEX) + try_acquire(SEM2) + acquire(1, WRITE, nomem=1)
     + acquire(1, WRITE) + try_acquire(C1, nomem=1) + release(READ) + QUIET,
+    # An acquire that fails for memory leaves its waiter as it was (granted on
+    # the other lock): cancelling it on this lock is refused.
+    "enomem_leaves_waiter_alone": header() + acquire(3, SEM2, 1, 1) + try_acquire(MUTEX)
+    + try_acquire(IS) + try_acquire(SEM3) + acquire(3, C3, 0, 1, nomem=1) + cancel(3)
+    + release(MUTEX) + release(SEM3) + release(IS) + release(SEM2, 1),
+    # A request of n keeps its place and holds back smaller ones that would fit.
+    "weighted_fifo": header() + try_acquire_n(SEM3, 2) + acquire_n(0, SEM3, 3, 0, 1)
+    + acquire_n(1, SEM3, 1, 0, 1) + try_acquire_n(SEM3, 1) + release(SEM3)
+    + release(SEM3) + release_n(SEM3, 4) + release_n(SEM3, 3) + release_n(SEM3, 1),
+    # A plain predicate asked once per hold (C0, at most 3), one that answers for
+    # n at once (C1, the same rule), and one that can't join itself (C2: n > 1
+    # never fits, so it waits until cancelled).
+    "weighted_custom": header(custom(ALL, 3), custom(ALL, 3, asks=True),
+                              custom(ALL & ~(1 << C2), 0, asks=True))
+    + acquire_n(0, C0, 3, 0, 1) + try_acquire_n(C0, 1) + release_n(C0, 2)
+    + acquire_n(1, C0, 3, 0, 1) + release(C0) + acquire_n(2, C1, 2, 0, 1)
+    + acquire_n(3, C1, 2, 0, 1) + release(C1) + acquire_n(4, C2, 2, 0, 1) + cancel(4)
+    + acquire_n(4, C2, 1, 0, 1) + release_n(C0, 3) + release_n(C1, 3) + release(C2),
+    # Upgrade: waits ahead of a writer queued before it, keeps its hold (whose
+    # release is refused), and nothing else is granted meanwhile.
+    "upgrade_waits_ahead": header() + try_acquire(UPG) + try_acquire(READ)
+    + acquire(0, WRITE, 0, 1) + convert(1, UPG, WRITE, 0, 1) + acquire(2, READ, 0, 1)
+    + try_acquire(READ) + release(UPG) + release_kept() + release(READ) + release(WRITE)
+    + release(WRITE) + release(READ),
+    # Downgrade: at once, and the readers queued behind are let in.
+    "downgrade_grants": header() + try_acquire(WRITE) + acquire(0, READ, 0, 1)
+    + acquire(1, READ, 0, 1) + acquire(2, WRITE, 0, 1) + convert(3, WRITE, READ)
+    + cancel(3) + release_n(READ, 3) + release(WRITE),
+    # Two readers upgrading: the second that would wait is EDEADLK.
+    "edeadlk": header() + try_acquire_n(READ, 2) + convert(0, READ, WRITE, 0, 1)
+    + convert(1, READ, WRITE, 0, 1) + try_convert(READ, WRITE) + release_kept(2)
+    + release(READ) + release(WRITE),
+    # A cancelled conversion keeps `from` and lets the queue go.
+    "cancel_conversion": header() + try_acquire(UPG) + try_acquire(READ)
+    + convert(0, UPG, WRITE, 0, 1) + acquire(1, READ, 0, 1) + cancel_head() + cancel(0)
+    + release(UPG) + release_n(READ, 2),
+    # A callback converts what it got with its own waiter (it waits, ahead of
+    # everybody), then releases a read from the same callback, which lets the
+    # conversion through in the outer grant loop.
+    "convert_in_callback": header() + try_acquire(WRITE) + acquire(1, READ, 0, 1)
+    + acquire(0, UPG) + acquire(2, READ, 0, 1) + release(WRITE)
+    + cb(convert_own(WRITE), release(READ)) + QUIET + release(WRITE) + release(READ),
+    # Conversions that need memory for `to` and get none: nothing changes.
+    "convert_no_memory": header(custom(ALL), custom(ALL)) + try_acquire(READ)
+    + try_acquire(SEM3) + try_acquire(IS) + convert(0, READ, C0, nomem=1)
+    + try_convert(READ, C1, nomem=1) + try_acquire(WRITE) + convert(0, READ, C0)
+    + try_convert(SEM3, C1) + release(C0) + release(C1) + release(IS),
+    # Bad counts and pointers: refused, nothing changes.
+    "weighted_bad_inputs": header() + try_acquire(READ) + bad_weighted(WRITE, 0, 0)
+    + acquire_n(0, READ, 0) + release_n(READ, 2) + try_acquire_n(NULLMODE, 1)
+    + try_acquire_n(NOPRED, 2) + convert(0, NULLMODE, READ) + convert(NULLWAITER, READ, WRITE)
+    + convert(0, READ, NOPRED) + convert(0, WRITE, READ) + try_convert(WRITE, READ)
+    + release_n(NULLMODE, 1) + release(READ),
+    # Callbacks that take and give back weighted holds on both locks.
+    "weighted_reentrant": header() + try_acquire_n(SEM3, 3) + acquire_n(0, SEM3, 2)
+    + acquire_n(1, SEM3, 3, 1) + release_n(SEM3, 2)
+    + cb(release_n(SEM3, 1), acquire_n(2, SEM3, 2, 0, 1), release_n(SEM3, 3, 1))
+    + release_n(SEM3, 2) + release_n(SEM3, 2),
 }
 
 

@@ -22,6 +22,7 @@
 #                   unless something failed, so its trails can be replayed)
 #        CC (default gcc), SPIN (default spin), MEMLIM (MB per pan run,
 #        default 8192)
+# Exit 77 (skipped) if spin is not installed.
 # Closes with "N passed, N failed" (a configuration passes when it verifies,
 # a mutant when it is caught); exit status 0 only if nothing failed.
 set -u
@@ -47,17 +48,9 @@ cc=${CC:-gcc}
 memlim=${MEMLIM:-8192}
 
 if ! command -v "$spin" >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "spin is not installed: apt-get install -y spin"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get install -y -qq spin >/dev/null 2>&1 ||
-            { apt-get update -qq && apt-get install -y -qq spin >/dev/null; }
-    fi
-    if ! command -v "$spin" >/dev/null 2>&1; then
-        echo "run_spin.sh: spin is not installed and could not be installed" \
-            "(Debian: apt-get install spin, as root)" >&2
-        exit 1
-    fi
+    # A missing tool skips the check (exit 77, CTest's skip code); .ci/run installs it.
+    echo "skipped: spin is not installed (Debian: apt-get install spin)"
+    exit 77
 fi
 if ! command -v "$cc" >/dev/null 2>&1; then
     echo "run_spin.sh: no C compiler ($cc) to build spin's verifier" >&2

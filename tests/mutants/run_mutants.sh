@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # The mutation check: proves the tests catch real bugs.
 #
-# Each mutant is a deliberate bug kept in src/ behind #ifdef FIFOLOCK_MUTANT_<NAME>.
-# For each one this builds the library and the tests in a fresh build directory
-# with -DFIFOLOCK_MUTANT=<NAME>, runs the C tests (not valgrind, Python,
+# Each mutant is a deliberate bug, kept beside this script as NAME.patch (a
+# diff against src/; the library's sources hold none of them). For each one
+# this copies the tree, applies the patch to the copy, builds the library and
+# the tests there, runs the C tests (not valgrind, Python,
 # install or example tests; every test capped at CTEST_TIMEOUT seconds so a
 # deadlock fails fast), and prints
 #
 #     caught  NAME  (failed tests: ...)      some test failed: good
 #     MISSED  NAME                           every test passed: the tests are blind to it
-#     MISSED  NAME  (flag absent ...)        src/ has no such switch
+#     MISSED  NAME  (does not apply ...)     the patch no longer fits src/
 #     MISSED  NAME  (does not build ...)     the mutant itself is broken
 #
 # then "N passed, N failed" (passed = caught). An unmutated baseline is built
@@ -23,7 +24,9 @@
 #        when every mutant is caught)
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
-all=(GRANT_PAST_WAITER SKIP_GRANT_AFTER_CANCEL WRONG_MODE_RELEASE WAKE_BEFORE_GRANT DROP_WAKEUP)
+here=$root/tests/mutants
+all=()
+for p in "$here"/*.patch; do all+=("$(basename "$p" .patch)"); done
 if (($#)); then mutants=("$@"); else mutants=("${all[@]}"); fi
 jobs=${JOBS:-$(nproc)}
 cap=${CTEST_TIMEOUT:-30}
@@ -36,12 +39,19 @@ else
 fi
 start=$SECONDS
 
-# build NAME DIR LOG [cmake args...]: configure and build; 0 on success.
+# copy_tree DEST: the source tree without build directories and .git.
+copy_tree() {
+    rm -rf "$1" && mkdir -p "$1" &&
+        (cd "$root" && tar -cf - --exclude=./.git --exclude='./build*' --exclude=./docs .) |
+        (cd "$1" && tar -xf -)
+}
+
+# build SRC DIR LOG [cmake args...]: configure and build; 0 on success.
 build() {
-    local dir=$2 log=$3
+    local srcdir=$1 dir=$2 log=$3
     shift 3
     rm -rf "$dir"
-    cmake -S "$root" -B "$dir" -DFIFOLOCK_DEBUG=OFF -DFIFOLOCK_EXAMPLES=OFF \
+    cmake -S "$srcdir" -B "$dir" -DFIFOLOCK_DEBUG=OFF -DFIFOLOCK_EXAMPLES=OFF \
         -DFIFOLOCK_BENCH=OFF -DFIFOLOCK_VALGRIND=OFF -DFIFOLOCK_PYTHON_TESTS=OFF \
         -DFIFOLOCK_MUTATION_CHECK=OFF -DFIFOLOCK_SANITIZE="${FIFOLOCK_SANITIZE:-}" "$@" >"$log" 2>&1 &&
         cmake --build "$dir" -j "$jobs" >>"$log" 2>&1
@@ -76,7 +86,7 @@ run_tests() {
 }
 
 echo "mutation check: ${#mutants[@]} mutants, builds in $work"
-if ! build baseline "$work/baseline" "$work/baseline.log"; then
+if ! build "$root" "$work/baseline" "$work/baseline.log"; then
     echo "baseline does not build: see $work/baseline.log"
     echo "0 passed, 1 failed"
     exit 1
@@ -93,12 +103,13 @@ caught=0 missed=0
 for name in "${mutants[@]}"; do
     t0=$SECONDS
     log=$work/$name.log
-    if ! grep -rqs -- "FIFOLOCK_MUTANT_$name\b" "$root/src"; then
-        echo "MISSED  $name  (flag absent: no FIFOLOCK_MUTANT_$name in src/)"
+    tree=$work/$name-src
+    if ! copy_tree "$tree" || ! (cd "$tree" && git apply "$here/$name.patch") >"$log" 2>&1; then
+        echo "MISSED  $name  (does not apply: see $log)"
         missed=$((missed + 1))
         continue
     fi
-    if ! build "$name" "$work/$name" "$log" -DFIFOLOCK_MUTANT="$name"; then
+    if ! build "$tree" "$work/$name" "$log"; then
         echo "MISSED  $name  (does not build: see $log)"
         missed=$((missed + 1))
         continue
@@ -115,7 +126,7 @@ for name in "${mutants[@]}"; do
         echo "MISSED  $name  ($failed: see $log)"
         missed=$((missed + 1)) ;;
     esac
-    rm -rf "${work:?}/$name"
+    rm -rf "${work:?}/$name" "$tree"
 done
 
 echo "total time: $((SECONDS - start))s"

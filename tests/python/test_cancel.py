@@ -4,6 +4,7 @@ import gc
 import logging
 import sys
 import unittest
+import warnings
 
 from fifolock import FifoLock, IS, IX, Mutex, Read, S, Write, X
 from support import Test, run, settle
@@ -538,6 +539,131 @@ class PredicateRaises(Test):
         run(main())
         self.assertIn((1, 1), seen)  # the hold outlived the predicate call
         self.assertEqual((0, 0), seen[-1])
+
+
+class Awaitable:
+    def __await__(self):
+        yield
+
+
+async def async_answer(holds):
+    return True
+
+
+class AsyncStatic(asyncio.Future):
+    @staticmethod
+    async def is_compatible(holds):
+        return not holds[AsyncStatic]
+
+
+class AsyncClass(asyncio.Future):
+    @classmethod
+    async def is_compatible(cls, holds):
+        return not holds[cls]
+
+
+class AsyncPlain(asyncio.Future):
+    async def is_compatible(self, holds):
+        return not holds[AsyncPlain]
+
+
+class ReturnsCoroutine(asyncio.Future):
+    is_compatible = staticmethod(async_answer)
+
+
+class ReturnsAwaitable(asyncio.Future):
+    @staticmethod
+    def is_compatible(holds):
+        return Awaitable()
+
+
+class ReturnsGenerator(asyncio.Future):
+    @staticmethod
+    def is_compatible(holds):
+        yield True
+
+
+ASYNC_MODES = (AsyncStatic, AsyncClass, AsyncPlain, ReturnsCoroutine, ReturnsAwaitable,
+               ReturnsGenerator)
+
+
+class AsyncPredicate(Test):
+    """An is_compatible that answers with an awaitable (an async def, most
+    often) is refused: a coroutine object is true, so taking it for the
+    answer would let everybody in."""
+
+    def setUp(self):
+        super().setUp()
+        self.warnings = warnings.catch_warnings(record=True)
+        self.caught = self.warnings.__enter__()
+        warnings.simplefilter("always")
+
+    def tearDown(self):
+        gc.collect()  # a coroutine left unawaited warns when it is freed
+        self.warnings.__exit__(None, None, None)
+        self.assertEqual([], [str(w.message) for w in self.caught])
+        super().tearDown()
+
+    def test_on_a_free_lock_it_is_a_type_error_in_the_acquiring_task(self):
+        async def main():
+            lock = FifoLock()
+            for mode in ASYNC_MODES:
+                with self.subTest(mode=mode.__name__):
+                    with self.assertRaisesRegex(TypeError, mode.__name__ + ".*awaitable"):
+                        async with lock(mode):
+                            self.fail("entered")
+                    self.assertEqual({}, lock.holds)
+                    self.assertEqual(0, lock.waiting)
+            async with lock(Mutex):
+                self.assertEqual({Mutex: 1}, lock.holds)
+
+        run(main())
+
+    def test_at_the_head_only_its_own_task_gets_it_and_the_queue_goes_on(self):
+        async def main():
+            lock = FifoLock()
+            log = []
+            x = Holder(lock, X, log, "x")
+            await settle()
+            first = Holder(lock, IS, log, "is")  # so that the others queue unasked
+            waiters = [Holder(lock, mode, log, mode.__name__) for mode in ASYNC_MODES]
+            s1, s2 = Holder(lock, S, log, "s1"), Holder(lock, S, log, "s2")
+            await settle()
+            self.assertEqual(len(ASYNC_MODES) + 3, lock.waiting)
+            await x.release()  # asks the async predicates: x is not affected
+            await settle()
+            for h in waiters:
+                with self.assertRaisesRegex(TypeError, "awaitable"):
+                    await h.task
+            self.assertEqual({IS: 1, S: 2}, lock.holds)
+            self.assertEqual(0, lock.waiting)
+            for h in (first, s1, s2):
+                await h.release()
+            self.assertEqual(["x", "is", "s1", "s2"], log)
+            self.assertEqual({}, lock.holds)
+
+        run(main())
+
+    def test_the_refused_coroutines_are_closed_not_left_to_warn(self):
+        made = []
+
+        class Tracked(asyncio.Future):
+            @staticmethod
+            def is_compatible(holds):
+                made.append(async_answer(holds))
+                return made[-1]
+
+        async def main():
+            lock = FifoLock()
+            with self.assertRaises(TypeError):
+                async with lock(Tracked):
+                    pass
+
+        run(main())
+        self.assertEqual(1, len(made))
+        self.assertIsNone(made[0].cr_frame)  # closed
+        with self.assertRaises(RuntimeError):
+            made[0].send(None)  # "cannot reuse already awaited coroutine"
 
 
 class Abandoned(Test):

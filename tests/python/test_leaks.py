@@ -2,8 +2,10 @@
 
 A workload that takes every path of the module (uncontended and queued
 acquires of C and Python modes, cancels while waiting and after a grant,
-timeouts, raising predicates, errors in the body, introspection) runs many
-times. After a warm-up, nothing may grow: the reference counts of the mode
+timeouts, raising and async predicates, a release from another thread by a
+closed coroutine, use from a thread or loop the lock is not bound to, errors
+in the body, introspection) runs many times, on one event
+loop (a lock belongs to the loop of its first acquire). After a warm-up, nothing may grow: the reference counts of the mode
 classes and of a long-lived lock, the number of live objects, the memory
 traced by tracemalloc and, on a debug build of Python, sys.gettotalrefcount().
 FIFOLOCK_LEAK_RUNS sets the number of measured runs (default 8).
@@ -12,6 +14,7 @@ import asyncio
 import gc
 import os
 import sys
+import threading
 import tracemalloc
 import unittest
 
@@ -39,8 +42,17 @@ class Raising(asyncio.Future):
         raise ValueError("raising")
 
 
-CLASSES = (Mutex, Read, Write, IS, X, Semaphore(2), UserMode, PlainMode, Raising)
+class Async(asyncio.Future):
+    @staticmethod
+    async def is_compatible(holds):
+        return not holds[X]
+
+
+CLASSES = (Mutex, Read, Write, IS, X, Semaphore(2), UserMode, PlainMode, Raising, Async)
 LONG_LIVED = FifoLock()
+OTHER_THREAD = FifoLock()  # bound to another thread, held there in Mutex
+OTHER_LOOP = FifoLock()  # bound to a closed loop of this thread, held in Mutex
+LOOP = None
 
 
 async def settle(steps=4):
@@ -110,6 +122,44 @@ async def workload(lock):
             await take(lock, Raising)
         except ValueError:
             pass
+    # Async predicates: at the head, and on a free lock.
+    gate = asyncio.Event()
+    holder = asyncio.create_task(hold(lock, X, gate))
+    await settle()
+    first = asyncio.create_task(take(lock, IS))
+    refused = [asyncio.create_task(take(lock, Async)) for _ in range(5)]
+    await settle()
+    gate.set()
+    await holder
+    await first
+    await asyncio.gather(*refused, return_exceptions=True)
+    for _ in range(5):
+        try:
+            await take(lock, Async)
+        except TypeError:
+            pass
+    # A holder's coroutine closed in another thread: its release there wakes
+    # the waiter through the loop.
+    for _ in range(5):
+        coro = hold(lock, Mutex, asyncio.Event())
+        coro.send(None)
+        waiter = asyncio.create_task(take(lock, Mutex))
+        await settle()
+        closer = threading.Thread(target=coro.close)
+        closer.start()
+        closer.join()
+        await waiter
+    # Locks bound to another thread, and to another loop.
+    for _ in range(5):
+        for other in (OTHER_THREAD, OTHER_LOOP):
+            try:
+                await take(other, Read)
+            except RuntimeError:
+                pass
+        try:
+            await OTHER_THREAD(Mutex).__aexit__(None, None, None)
+        except RuntimeError:
+            pass
     # Errors in the body, wrong releases, introspection.
     for mode in (Mutex, UserMode):
         try:
@@ -121,14 +171,37 @@ async def workload(lock):
         except RuntimeError:
             pass
     repr(lock)
-    dict(lock.holds)
+    lock.holds[Mutex]
     assert lock.waiting == 0 and lock.holds == {}, lock
+    for other in (OTHER_THREAD, OTHER_LOOP):
+        assert other.holds == {Mutex: 1} and other.waiting == 0, other
+
+
+def setUpModule():
+    global LOOP
+    LOOP = asyncio.new_event_loop()
+    thread = threading.Thread(target=asyncio.run, args=(OTHER_THREAD(Mutex).__aenter__(),))
+    thread.start()
+    thread.join()
+
+    async def hold_and_wait():
+        await OTHER_LOOP(Mutex).__aenter__()
+        try:
+            await asyncio.wait_for(OTHER_LOOP(Mutex).__aenter__(), 0.001)  # binds the loop
+        except asyncio.TimeoutError:
+            pass
+
+    asyncio.run(hold_and_wait())
+
+
+def tearDownModule():
+    LOOP.close()
 
 
 def run_once():
     # A deadlock fails the test (TimeoutError) instead of hanging it.
-    asyncio.run(asyncio.wait_for(workload(FifoLock()), 30))
-    asyncio.run(asyncio.wait_for(workload(LONG_LIVED), 30))
+    LOOP.run_until_complete(asyncio.wait_for(workload(FifoLock()), 30))
+    LOOP.run_until_complete(asyncio.wait_for(workload(LONG_LIVED), 30))
     gc.collect()
 
 
@@ -152,11 +225,13 @@ class LeakTest(unittest.TestCase):
         self.assertEqual([], [repr(u.exc_value) for u in self.unraisable])
 
     def test_reference_counts_of_modes_and_locks_do_not_grow(self):
-        before = [sys.getrefcount(c) for c in CLASSES] + [sys.getrefcount(LONG_LIVED)]
+        before = [sys.getrefcount(c)
+                  for c in CLASSES + (LONG_LIVED, OTHER_THREAD, OTHER_LOOP, LOOP)]
         objects = fifolock_objects()
         for _ in range(RUNS):
             run_once()
-        after = [sys.getrefcount(c) for c in CLASSES] + [sys.getrefcount(LONG_LIVED)]
+        after = [sys.getrefcount(c)
+                 for c in CLASSES + (LONG_LIVED, OTHER_THREAD, OTHER_LOOP, LOOP)]
         self.assertEqual(before, after)
         self.assertEqual(objects, fifolock_objects())
 

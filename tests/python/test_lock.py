@@ -295,19 +295,29 @@ class Context(Test):
 
         run(main())
 
-    def test_a_lock_works_across_event_loops_one_after_the_other(self):
-        lock = FifoLock()
+    def test_constructor_arguments_are_refused_unless_a_subclass_takes_them(self):
+        class Plain(FifoLock):
+            pass
 
-        async def use():
-            a = Holder(lock, StaticMode)
-            b = Holder(lock, StaticMode)
-            await settle()
-            await a.release()
-            await b.release()
+        class PassesThemUp(FifoLock):
+            def __new__(cls, *args, **kwargs):
+                return super().__new__(cls, *args, **kwargs)
 
-        run(use())
-        run(use())
-        self.assertEqual({}, lock.holds)
+        class Named(FifoLock):
+            def __init__(self, name):
+                super().__init__()
+                self.name = name
+
+        for cls in (FifoLock, Plain, PassesThemUp):
+            for args, kwargs in (((1,), {}), ((1, 2), {"x": 3}), ((), {"x": 3})):
+                with self.subTest(cls=cls.__name__, args=args, kwargs=kwargs):
+                    with self.assertRaisesRegex(TypeError, "takes no arguments|exactly one"):
+                        cls(*args, **kwargs)
+            with self.subTest(cls=cls.__name__):
+                self.assertEqual({}, cls().holds)
+        self.assertEqual("x", Named("x").name)
+        with self.assertRaises(TypeError):
+            Named()  # its own __init__ says what it takes
 
     def test_subclasses_of_fifolock_and_weak_references_work(self):
         class Named(FifoLock):
@@ -421,9 +431,14 @@ class ReadyMade(Test):
     def test_ready_made_modes_run_no_python_predicate_and_user_modes_do(self):
         calls = collections.Counter()
 
+        names = {Mutex.is_compatible.__code__: "Mutex.is_compatible",
+                 StaticMode.is_compatible.__code__: "StaticMode.is_compatible"}
+
         def profile(frame, event, arg):
-            if event == "call" and frame.f_code.co_name == "is_compatible":
-                calls[frame.f_code.co_qualname] += 1
+            code = frame.f_code
+            if event == "call" and code.co_name == "is_compatible":
+                # co_qualname is new in Python 3.11.
+                calls[getattr(code, "co_qualname", None) or names.get(code, code.co_name)] += 1
 
         class Sub(Mutex):
             pass

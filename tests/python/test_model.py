@@ -1,4 +1,4 @@
-"""Random runs of FifoLock against a plain model of DESIGN.md's rules.
+"""Random runs of FifoLock against a plain model of the lock's rules (README, "The rules").
 
 The model is the specification, written as simply as possible: a list of
 waiters, a Counter of holds, and the grant rule ("while the head's mode is
