@@ -20,7 +20,9 @@
  * (fifolock_mt.h, fifolock.h): a request is granted only after every request
  * queued before it, so try_lock() and try_lock_shared() fail while anybody
  * waits, even if the lock could be shared now (the standard allows try_lock
- * to fail spuriously). Holds belong to the lock, not to threads.
+ * to fail spuriously). Holds belong to the lock, not to threads. Weighted
+ * requests and conversions: the C calls (fifolock_mt_acquire_n(),
+ * fifolock_mt_convert(), ...) on native_handle(). Linux only, as fifolock_mt.
  *
  * Deadlines. try_lock_for() and the timed guards measure time on the steady
  * clock. try_lock_until() takes a time point of any clock: it converts the
