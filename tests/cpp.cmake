@@ -12,7 +12,8 @@
 #   cpp_c_header_first_is_an_error   the message when fifolock.h came first
 #   example_cpp_*          examples/cpp_*.cpp, with the examples
 
-if(NOT FIFOLOCK_LINUX)
+option(FIFOLOCK_CXX_TESTS "Build and run the C++ header's tests where a C++ compiler exists" ON)
+if(NOT FIFOLOCK_LINUX OR NOT FIFOLOCK_CXX_TESTS)
   return() # the header wraps the thread lock: Linux only
 endif()
 include(CheckLanguage)
