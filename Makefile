@@ -14,7 +14,7 @@ BUILD      = build
 BUILD_ASAN = build-asan
 BUILD_TSAN = build-tsan
 
-.PHONY: all build demo test test-main test-asan test-tsan bench install clean
+.PHONY: all build demo test test-main test-asan test-tsan bench plots install clean
 
 all: build
 
@@ -44,6 +44,15 @@ test: build $(BUILD_ASAN)/.configured $(BUILD_TSAN)/.configured
 
 bench: build
 	@for p in $(BUILD)/bench/bench_*; do [ -x "$$p" ] && { echo "==> $$p"; "$$p"; }; done
+
+# make plots: runs the thread and Python benches and redraws docs/img/*.png
+# (bench/plots.py; needs matplotlib: Debian's python3-matplotlib).
+PLOT_PYTHON ?= /usr/bin/python3
+plots: build
+	mkdir -p $(BUILD)/plots
+	$(BUILD)/bench/bench_mt parts=23 data=$(BUILD)/plots > $(BUILD)/plots/bench_mt.txt
+	PYTHONPATH=$(BUILD)/python python3 bench/bench_python.py > $(BUILD)/plots/bench_python.txt
+	$(PLOT_PYTHON) bench/plots.py $(BUILD)/plots docs/img
 
 install: build
 	$(CMAKE) --install $(BUILD) --prefix $(PREFIX)

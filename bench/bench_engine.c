@@ -21,9 +21,9 @@
  * timed per batch of BATCH waiters, so the queue is set up outside the timed
  * part; the two clock reads per batch add well under 1 ns per operation.
  *
- * The bench also counts the calls into malloc, calloc and realloc made while
- * the measured loops run: the engine promises none, and the bench exits 1
- * if it made any. Time targets are only reported: timings are noisy.
+ * The bench also counts the library's allocations (through its one seam,
+ * fifolock__alloc) while the measured loops run: the engine promises none
+ * with up to three modes, and the bench exits 1 if it made any. Time targets are only reported: timings are noisy.
  *
  * Usage: bench_engine [-n OPS] [-r RUNS] [-c]
  *   -n  operations per run and operation (default 2000000)
@@ -33,7 +33,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include "fifolock.h"
+#include "internal.h" /* fifolock.h, and the allocation seam */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,56 +44,23 @@
 
 /* ---- counting allocations -------------------------------------------------- */
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define COUNT_ALLOCS 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
-    __has_feature(memory_sanitizer)
-#define COUNT_ALLOCS 0
-#endif
-#endif
-#if !defined(COUNT_ALLOCS) && defined(__GLIBC__)
-#define COUNT_ALLOCS 1
-#endif
-#ifndef COUNT_ALLOCS
-#define COUNT_ALLOCS 0
-#endif
-
-static unsigned long allocs; /* calls of malloc, calloc and realloc so far */
-
-#if COUNT_ALLOCS
 /*
- * The program's own malloc family: it is what the engine (linked statically)
- * and the C library call. Each counts, then hands over to glibc's allocator.
+ * Every allocation of the library goes through its one seam
+ * (fifolock__alloc, src/internal.h): the bench counts them there.
  */
-extern void *__libc_malloc(size_t size);
-extern void *__libc_calloc(size_t n, size_t size);
-extern void *__libc_realloc(void *p, size_t size);
-extern void __libc_free(void *p);
+#define COUNT_ALLOCS 1
 
-void *malloc(size_t size)
+static unsigned long allocs; /* allocations (resizes) by the library so far */
+
+static void *counting_alloc(void *p, size_t size)
 {
+    if (size == 0) {
+        free(p);
+        return NULL;
+    }
     allocs++;
-    return __libc_malloc(size);
+    return realloc(p, size);
 }
-
-void *calloc(size_t n, size_t size)
-{
-    allocs++;
-    return __libc_calloc(n, size);
-}
-
-void *realloc(void *p, size_t size)
-{
-    allocs++;
-    return __libc_realloc(p, size);
-}
-
-void free(void *p)
-{
-    __libc_free(p);
-}
-#endif
 
 /* ---- the measured operations ----------------------------------------------- */
 
@@ -486,6 +453,7 @@ int main(int argc, char **argv)
     int callgrind = 0, missed = 0, allocating = 0;
     double *ns;
 
+    fifolock__alloc = counting_alloc;
     for (i = 1; i < (size_t)argc; i++) {
         if (strcmp(argv[i], "-n") == 0 && i + 1 < (size_t)argc)
             ops = strtoul(argv[++i], NULL, 10);

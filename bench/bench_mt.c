@@ -31,9 +31,13 @@
  * Numbers from a busy machine are noise: the load average is printed at the
  * start and the end.
  *
- * Usage: bench_mt [quick] [parts=1234] [spin=N] [yield=N] [behind=N] [nudge=0|1]
+ * Usage: bench_mt [quick] [parts=1234] [data=DIR] [spin=N] [yield=N] [behind=N] [nudge=0|1]
  *                 [shared=NS] [defer=N]
  *   quick        one short run of each, for a smoke test
+ *   data=DIR     also write what bench/plots.py draws: DIR/throughput.dat
+ *                (part 2a: threads, then the median ops/s of each lock) and
+ *                DIR/waits8.dat (part 3, exclusive, 8 threads: for each lock
+ *                the distribution of waits in acquire, as wait_us cdf lines)
  *   parts        which parts to run, e.g. parts=2
  *   spin, yield, behind, nudge, shared, defer   override how fifolock_mt
  *                waiters spin and yield before they sleep, whether a sleeping
@@ -502,6 +506,22 @@ static void print_load(const char *when)
 /* ---- the parts ----------------------------------------------------------- */
 
 static int quick, repeats;
+static const char *data_dir; /* data=DIR: files for bench/plots.py, or NULL */
+
+/* DIR/name for writing, or NULL (no data= given, or it can't be opened). */
+static FILE *data_file(const char *name, const char *mode)
+{
+    char path[4096];
+    FILE *f;
+
+    if (data_dir == NULL)
+        return NULL;
+    snprintf(path, sizeof path, "%s/%s", data_dir, name);
+    f = fopen(path, mode);
+    if (f == NULL)
+        perror(path);
+    return f;
+}
 static double seconds;
 
 static void part_uncontended(void)
@@ -665,12 +685,50 @@ static void part_throughput(const char *title, int work_in, int work_out)
             med[k] = median(v[k], repeats);
             jain[k] = median(j[k], repeats);
         }
+        if (!work_in) {
+            FILE *f = data_file("throughput.dat", c == 0 ? "w" : "a");
+            if (f != NULL) {
+                if (c == 0) {
+                    fprintf(f, "threads");
+                    for (k = 0; k < N_KINDS; k++)
+                        fprintf(f, " %s", kind_name[k]);
+                    fprintf(f, "\n");
+                }
+                fprintf(f, "%d", counts[c]);
+                for (k = 0; k < N_KINDS; k++)
+                    fprintf(f, " %.0f", med[k]);
+                fprintf(f, "\n");
+                fclose(f);
+            }
+        }
         printf("  %3d", counts[c]);
         for (k = 0; k < N_KINDS; k++)
             printf(" %7.0f (%.2f)", med[k] / 1e3, jain[k]);
         printf("   %6.2fx %6.2fx %5.2fx\n", med[FIFOLOCK] / med[TEXTBOOK],
                med[FIFOLOCK] / med[TICKET], med[FIFOLOCK] / med[MUTEX]);
     }
+}
+
+/* Appends the distribution in `h` to DIR/waits8.dat (data=DIR): "lock wait_us cdf". */
+static void write_cdf(const struct histo *h, const char *name, int first)
+{
+    FILE *f = data_file("waits8.dat", first ? "w" : "a");
+    uint64_t total = 0, seen = 0;
+    int i;
+
+    if (f == NULL)
+        return;
+    for (i = 0; i < HB_N; i++)
+        total += h->n[i];
+    if (first)
+        fprintf(f, "lock wait_us cdf\n");
+    for (i = 0; i < HB_N && total != 0; i++) {
+        if (h->n[i] == 0)
+            continue;
+        seen += h->n[i];
+        fprintf(f, "%s %.4f %.6f\n", name, hb_value(i) / 1e3, (double)seen / (double)total);
+    }
+    fclose(f);
 }
 
 static void part_waits(void)
@@ -706,6 +764,8 @@ static void part_waits(void)
                 snprintf(cell, sizeof cell, "%.2f/%.1f/%.0f %.2f", hb_percentile(h, 0.5) / 1e3,
                          hb_percentile(h, 0.99) / 1e3, (double)h->max / 1e3, x.jain);
                 printf(" %-27s", cell);
+                if (m == 0 && counts[c] == 8)
+                    write_cdf(h, kind_name[k], k == 0);
                 free(h);
             }
             printf("\n");
@@ -751,8 +811,10 @@ int main(int argc, char **argv)
             quick = 1;
         else if (strncmp(argv[a], "parts=", 6) == 0)
             parts = argv[a] + 6;
+        else if (strncmp(argv[a], "data=", 5) == 0)
+            data_dir = argv[a] + 5;
         else if (!set_knob(argv[a])) {
-            fprintf(stderr, "usage: %s [quick] [parts=1234] [spin=N] [yield=N] [behind=N] [nudge=0|1] [shared=NS] [defer=N]\n",
+            fprintf(stderr, "usage: %s [quick] [parts=1234] [data=DIR] [spin=N] [yield=N] [behind=N] [nudge=0|1] [shared=NS] [defer=N]\n",
                     argv[0]);
             return 2;
         }

@@ -48,6 +48,27 @@
 #define WAITER_WAITING 0x57a17u /* unlikely in uninitialised memory */
 #define WAITER_GRANTED 0x96a27u
 
+/* ---- memory ---------------------------------------------------------------- */
+
+void *(*fifolock__alloc)(void *p, size_t size);
+
+/* Resizes (size > 0) or frees (size 0) through the seam of internal.h. */
+static void *mem_resize(void *p, size_t size)
+{
+    void *(*alloc)(void *, size_t) = fifolock__alloc;
+    int saved = errno; /* errno is the caller's: a failed realloc sets it */
+    void *q = NULL;
+
+    if (alloc != NULL)
+        q = alloc(p, size);
+    else if (size != 0)
+        q = realloc(p, size);
+    else
+        free(p);
+    errno = saved;
+    return q;
+}
+
 /* ---- hold table ---------------------------------------------------------- */
 
 static struct fifolock_hold *hold_at(const fifolock_holds *h, uint32_t i)
@@ -80,9 +101,8 @@ static int hold_get(fifolock_holds *h, const fifolock_mode *mode, struct fifoloc
             uint32_t need = h->used - FIFOLOCK_INLINE_MODES + 1;
             if (need > h->more_cap) {
                 uint32_t cap = h->more_cap ? h->more_cap * 2 : 4;
-                int saved = errno; /* errno is the caller's: a failed realloc sets it */
-                void *p = realloc(h->more, (size_t)cap * sizeof *h->more);
-                errno = saved;
+                void *p = mem_resize(h->more, (size_t)cap * sizeof *h->more);
+
                 if (p == NULL)
                     return ENOMEM;
                 h->more = p;
@@ -101,7 +121,7 @@ static int hold_get(fifolock_holds *h, const fifolock_mode *mode, struct fifoloc
 /* An idle lock owns no memory. */
 static void hold_free_more(fifolock_holds *h)
 {
-    free(h->more);
+    mem_resize(h->more, 0);
     h->more = NULL;
     h->more_cap = 0;
 }
@@ -214,7 +234,7 @@ static void queue_unlink(fifolock *lock, fifolock_waiter *w)
  * it may be NULL only when n == 1. Each one is asked with those before it
  * counted: the counts are raised for the question and put back after it.
  */
-static bool admits(fifolock *lock, const fifolock_mode *mode, struct fifolock_hold *e, size_t n)
+static inline bool admits(fifolock *lock, const fifolock_mode *mode, struct fifolock_hold *e, size_t n)
 {
     fifolock_holds *h = &lock->holds;
     size_t k;
@@ -255,8 +275,10 @@ static bool converts(fifolock *lock, const fifolock_mode *from, const fifolock_m
 }
 
 /* Whether a queued request may be granted now (the head, or a check). */
-static bool fits(fifolock *lock, const fifolock_waiter *w)
+static inline bool fits(fifolock *lock, const fifolock_waiter *w)
 {
+    if (w->from == NULL && w->n == 1) /* the common request: one question */
+        return w->mode->is_compatible(w->mode, &lock->holds);
     if (w->from != NULL)
         return converts(lock, w->from, w->mode);
     return admits(lock, w->mode, hold_find(&lock->holds, w->mode), w->n);
@@ -269,9 +291,16 @@ static bool fits(fifolock *lock, const fifolock_waiter *w)
  * n holds of its mode, or, for a conversion, one hold of `from` becomes one
  * of `to` (the total stays).
  */
-static void count_granted(fifolock_holds *h, const fifolock_waiter *w)
+static inline void count_granted(fifolock_holds *h, const fifolock_waiter *w)
 {
     struct fifolock_hold *e = hold_find(h, w->mode);
+
+    if (w->n == 1 && w->from == NULL) { /* the common request */
+        e->queued--;
+        e->held++;
+        h->total++;
+        return;
+    }
 
     e->queued -= (uint32_t)w->n;
     e->held += (uint32_t)w->n;
@@ -322,7 +351,7 @@ int fifolock_destroy(fifolock *lock)
         return EINVAL;
     if (lock->head != NULL || lock->holds.used != 0 || lock->granting)
         return EBUSY;
-    free(lock->holds.more); /* NULL when idle; kept for symmetry with init */
+    mem_resize(lock->holds.more, 0); /* NULL when idle; kept for symmetry with init */
     *lock = (fifolock){ 0 };
     return 0;
 }
@@ -381,7 +410,7 @@ int fifolock__count_idle_hold(fifolock *lock, const fifolock_mode *mode)
 }
 
 /* Takes n holds of `mode` if they fit the holders now, whoever waits: 0 or EBUSY... */
-static int take_if_fits(fifolock *lock, const fifolock_mode *mode, size_t n)
+static inline int take_if_fits(fifolock *lock, const fifolock_mode *mode, size_t n)
 {
     struct fifolock_hold *e;
     int rc;
@@ -400,7 +429,8 @@ static int take_if_fits(fifolock *lock, const fifolock_mode *mode, size_t n)
     return 0;
 }
 
-int fifolock_try_acquire_n(fifolock *lock, const fifolock_mode *mode, size_t n)
+/* Both try calls; inlined, so that n == 1 costs what it did before weights. */
+static inline int try_acquire_n(fifolock *lock, const fifolock_mode *mode, size_t n)
 {
     int rc;
 
@@ -413,13 +443,18 @@ int fifolock_try_acquire_n(fifolock *lock, const fifolock_mode *mode, size_t n)
     return rc;
 }
 
-int fifolock_try_acquire(fifolock *lock, const fifolock_mode *mode)
+int fifolock_try_acquire_n(fifolock *lock, const fifolock_mode *mode, size_t n)
 {
-    return fifolock_try_acquire_n(lock, mode, 1);
+    return try_acquire_n(lock, mode, n);
 }
 
-int fifolock_acquire_n(fifolock *lock, fifolock_waiter *waiter, const fifolock_mode *mode,
-                       size_t n, fifolock_granted_fn *granted, void *arg)
+int fifolock_try_acquire(fifolock *lock, const fifolock_mode *mode)
+{
+    return try_acquire_n(lock, mode, 1);
+}
+
+static inline int acquire_n(fifolock *lock, fifolock_waiter *waiter, const fifolock_mode *mode,
+                            size_t n, fifolock_granted_fn *granted, void *arg)
 {
     struct fifolock_hold *e;
     int rc;
@@ -462,13 +497,19 @@ int fifolock_acquire_n(fifolock *lock, fifolock_waiter *waiter, const fifolock_m
     return FIFOLOCK_WAITING;
 }
 
+int fifolock_acquire_n(fifolock *lock, fifolock_waiter *waiter, const fifolock_mode *mode,
+                       size_t n, fifolock_granted_fn *granted, void *arg)
+{
+    return acquire_n(lock, waiter, mode, n, granted, arg);
+}
+
 int fifolock_acquire(fifolock *lock, fifolock_waiter *waiter, const fifolock_mode *mode,
                      fifolock_granted_fn *granted, void *arg)
 {
-    return fifolock_acquire_n(lock, waiter, mode, 1, granted, arg);
+    return acquire_n(lock, waiter, mode, 1, granted, arg);
 }
 
-int fifolock_release_n(fifolock *lock, const fifolock_mode *mode, size_t n)
+static inline int release_n(fifolock *lock, const fifolock_mode *mode, size_t n)
 {
     fifolock_holds *h;
     struct fifolock_hold *e;
@@ -500,9 +541,14 @@ int fifolock_release_n(fifolock *lock, const fifolock_mode *mode, size_t n)
     return 0;
 }
 
+int fifolock_release_n(fifolock *lock, const fifolock_mode *mode, size_t n)
+{
+    return release_n(lock, mode, n);
+}
+
 int fifolock_release(fifolock *lock, const fifolock_mode *mode)
 {
-    return fifolock_release_n(lock, mode, 1);
+    return release_n(lock, mode, 1);
 }
 
 /*

@@ -62,6 +62,17 @@ FIFOLOCK_HIDDEN int fifolock__count_idle_hold(fifolock *lock, const fifolock_mod
  */
 FIFOLOCK_HIDDEN bool fifolock__fits_idle(const fifolock_mode *mode);
 
+/*
+ * The engine's one allocation seam: every allocation of the library (the
+ * hold table's overflow block, src/engine.c) goes through fifolock__alloc
+ * when it is set, as realloc() would (size > 0) or free() would (size 0,
+ * returning NULL); NULL (the default) means realloc() and free(). The unit
+ * tests make allocation fail on demand through it, the fuzzer when an input
+ * asks, the bench counts it. Process-wide: set it only while no lock is in
+ * use; never set in a normal program.
+ */
+FIFOLOCK_HIDDEN extern void *(*fifolock__alloc)(void *p, size_t size);
+
 /* Nonzero while `waiter` sits in a queue. */
 FIFOLOCK_HIDDEN int fifolock__waiter_is_queued(const fifolock_waiter *waiter);
 

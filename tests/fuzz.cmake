@@ -1,14 +1,14 @@
 # The engine's fuzz target (tests/fuzz/fuzz_engine.c), run once over its seed
 # corpus as a regression test. It is built from the engine's sources (not
-# src/mt.c), with the engine's invariant checks on and its realloc() able to
-# fail on demand (tests/fuzz/engine_failalloc.c). With clang and
+# src/mt.c), with the engine's invariant checks on and its allocations able to
+# fail on demand (through the library's one seam, fifolock__alloc). With clang and
 # AddressSanitizer it is a libFuzzer target; otherwise a plain program that
 # reads the corpus files. `make fuzz` runs the fuzzer (tests/fuzz/run_fuzz.sh).
 set(FIFOLOCK_FUZZ_DIR ${CMAKE_CURRENT_SOURCE_DIR}/fuzz)
 file(GLOB FIFOLOCK_FUZZ_CORPUS CONFIGURE_DEPENDS ${FIFOLOCK_FUZZ_DIR}/corpus/*)
 
 add_executable(fuzz_engine ${FIFOLOCK_FUZZ_DIR}/fuzz_engine.c
-  ${FIFOLOCK_FUZZ_DIR}/engine_failalloc.c ${PROJECT_SOURCE_DIR}/src/modes.c
+  ${PROJECT_SOURCE_DIR}/src/engine.c ${PROJECT_SOURCE_DIR}/src/modes.c
   ${PROJECT_SOURCE_DIR}/src/strerror.c)
 target_include_directories(fuzz_engine PRIVATE ${PROJECT_SOURCE_DIR}/include
   ${PROJECT_SOURCE_DIR}/src)

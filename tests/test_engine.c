@@ -1620,20 +1620,25 @@ static void fifty_modes_queued_at_once_are_granted_right(void)
     CHECK_EQ(fifolock_destroy(&lock), 0);
 }
 
-#ifdef FIFOLOCK_TEST_WRAP_REALLOC
-/* Linked with -Wl,--wrap=realloc: the library's realloc comes here. */
-void *__real_realloc(void *p, size_t n);
-void *__wrap_realloc(void *p, size_t n);
+/*
+ * The library's allocations, through its one seam (fifolock__alloc): fail
+ * on demand, as a real out-of-memory realloc() does (errno = ENOMEM).
+ */
 static int realloc_fails;
 
-void *__wrap_realloc(void *p, size_t n)
+static void *test_alloc(void *p, size_t n)
 {
-    if (realloc_fails) {
-        errno = ENOMEM; /* as a real failure does */
+    if (n == 0) {
+        free(p);
         return NULL;
     }
-    return __real_realloc(p, n);
+    if (realloc_fails) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return realloc(p, n);
 }
+
 
 static void errno_is_kept_when_the_hold_table_cannot_grow(void)
 {
@@ -1642,6 +1647,7 @@ static void errno_is_kept_when_the_hold_table_cannot_grow(void)
     fifolock_waiter w = FIFOLOCK_WAITER_INIT;
     int i;
 
+    fifolock__alloc = test_alloc;
     for (i = 0; i < 4; i++)
         sem[i] = (fifolock_mode)FIFOLOCK_SEMAPHORE(1);
     fifolock_init(&lock);
@@ -1660,6 +1666,7 @@ static void errno_is_kept_when_the_hold_table_cannot_grow(void)
         CHECK_EQ(fifolock_release(&lock, &sem[i]), 0);
     CHECK_EQ(errno, 4242);
     CHECK_EQ(fifolock_destroy(&lock), 0);
+    fifolock__alloc = NULL;
 }
 
 static void out_of_memory_for_the_hold_table_is_enomem_and_changes_nothing(void)
@@ -1670,6 +1677,7 @@ static void out_of_memory_for_the_hold_table_is_enomem_and_changes_nothing(void)
     struct snapshot s;
     int i;
 
+    fifolock__alloc = test_alloc;
     log_reset();
     for (i = 0; i < 9; i++)
         sem[i] = (fifolock_mode)FIFOLOCK_SEMAPHORE(1);
@@ -1711,13 +1719,11 @@ static void out_of_memory_for_the_hold_table_is_enomem_and_changes_nothing(void)
     CHECK_LOG_EMPTY();
     CHECK_OK(&lock);
     CHECK_EQ(fifolock_destroy(&lock), 0);
+    fifolock__alloc = NULL;
 }
 #define ENOMEM_TESTS                                                                     \
     TEST(out_of_memory_for_the_hold_table_is_enomem_and_changes_nothing),                \
         TEST(errno_is_kept_when_the_hold_table_cannot_grow),
-#else
-#define ENOMEM_TESTS
-#endif
 
 /*
  * White-box: 2^32 holders can't be made in a test, so the count of one mode

@@ -519,20 +519,6 @@ static void conversion_pair(int *from, int *to)
     *to = useful[k][1];
 }
 
-/*
- * BUG (src/engine.c, convert_check): convert and try_convert count the hold
- * a waiting conversion keeps as one they may take, unlike release (EPERM).
- * Converting it switches it away, and the grant loop then finds the waiting
- * conversion's `from` unheld: check_invariants fails, and granting the
- * conversion dereferences a NULL hold entry (a crash) or drops a count below
- * zero. The test converting_the_hold_a_waiting_conversion_keeps_is_eperm
- * below shows it. Until it is fixed the model does not make that call.
- */
-static bool kept_hold_only(int from)
-{
-    return R.m.held[from] > 0 && model_available(&R.m, from) == 0;
-}
-
 static void count_conversion(int rc)
 {
     if (rc == FIFOLOCK_WAITING)
@@ -624,8 +610,6 @@ static void random_call(void)
     } else if (roll < 84) {
         /* convert with a waiter that is not queued, now and then with one that is (EINVAL) */
         conversion_pair(&from, &to);
-        if (kept_hold_only(from))
-            return; /* BUG: see kept_hold_only() */
         id = pick_waiter(below(20) != 0 || model_available(&R.m, from) == 0);
         if (id < 0)
             return;
@@ -642,8 +626,6 @@ static void random_call(void)
         count_conversion(got);
     } else if (roll < 92) {
         conversion_pair(&from, &to);
-        if (kept_hold_only(from))
-            return; /* BUG: see kept_hold_only() */
         want = model_try_convert(&R.m, from, to);
         R.may_grant = 1;
         got = fifolock_try_convert(&R.lock, mode_of[from], mode_of[to]);
@@ -706,8 +688,6 @@ static void own_call(struct slot *s)
     /* the waiter is the caller's again: convert one hold of what it got with it */
     to = mode == M_UPG ? M_WRITE : mode == M_WRITE ? (below(2) ? M_READ : M_UPG)
                                                    : below(N_MODES);
-    if (kept_hold_only(mode))
-        return; /* BUG: see kept_hold_only() */
     want = model_convert(&R.m, id, mode, to);
     R.in_call[id]++;
     got = fifolock_convert(&R.lock, &s->w, mode_of[mode], mode_of[to], granted, s);
@@ -878,7 +858,6 @@ static void engine_agrees_with_the_model_on_long_sequences(void)
     run_many(3000000, 0, 400);
 }
 
-#if 0 /* BUG: convert/try_convert take the hold a waiting conversion keeps (see kept_hold_only) */
 static void ignore_grant(fifolock_waiter *w, void *arg)
 {
     (void)w;
@@ -914,11 +893,8 @@ static void converting_the_hold_a_waiting_conversion_keeps_is_eperm(void)
     CHECK_EQ(fifolock_release(&lock, &fifolock_write), 0);
     CHECK_EQ(fifolock_destroy(&lock), 0);
 }
-#define KEPT_HOLD_TEST , TEST(converting_the_hold_a_waiting_conversion_keeps_is_eperm)
-#else
-#define KEPT_HOLD_TEST
-#endif
 
 RUN_TESTS(TEST(engine_agrees_with_the_model),
           TEST(engine_agrees_with_the_model_under_busy_callbacks),
-          TEST(engine_agrees_with_the_model_on_long_sequences) KEPT_HOLD_TEST)
+          TEST(engine_agrees_with_the_model_on_long_sequences),
+          TEST(converting_the_hold_a_waiting_conversion_keeps_is_eperm))

@@ -38,10 +38,9 @@
  * A grant callback reads one more byte: how many operations (0..3) it issues
  * itself, on either lock, before it returns. Missing bytes read as 0.
  *
- * Built with engine_failalloc.c instead of src/engine.c, the engine's
- * realloc() comes here and an acquire, try_acquire or conversion with bit 5
- * set makes it fail: the call must then return ENOMEM and change nothing. (With
- * src/engine.c itself, allocation never fails and ENOMEM is never expected.)
+ * The engine's allocations come here, through the library's one seam
+ * (fifolock__alloc), and an acquire, try_acquire or conversion with bit 5
+ * set makes it fail: the call must then return ENOMEM and change nothing.
  *
  * Built with -fsanitize=fuzzer it is a libFuzzer target. Built with
  * -DFIFOLOCK_FUZZ_MAIN it is a plain program that runs the files and
@@ -192,8 +191,13 @@ static struct {
     int current;     /* the waiter whose callback runs now, or -1 */
 } F;
 
+/* The engine's allocations, through its one seam (fifolock__alloc). */
 void *fifolock_fuzz_realloc(void *p, size_t n)
 {
+    if (n == 0) {
+        free(p);
+        return NULL;
+    }
     if (F.fail_alloc) {
         F.fail_alloc = 0;
         F.alloc_failed = 1;
@@ -590,23 +594,6 @@ static void do_release(int L, int mode)
     do_release_n(L, mode, 1, 0);
 }
 
-/*
- * BUG (src/engine.c, convert_check): convert and try_convert take the hold
- * a waiting conversion keeps, unlike release (EPERM): the conversion is then
- * left waiting from a mode nobody holds, and granting it dereferences a NULL
- * hold entry. tests/test_model.c has the failing test. Until the engine
- * refuses them, no input makes these calls.
- */
-static int kept_hold_only(const struct model_lock *m, int from)
-{
-#if 0 /* BUG: convert of the hold a waiting conversion keeps; see above */
-    (void)m;
-    (void)from;
-    return 0;
-#else
-    return from < N_MODES && m->held[from] != 0 && model_available(m, from) == 0;
-#endif
-}
 
 /*
  * fifolock_convert() (or, `try`, fifolock_try_convert()) of one hold of
@@ -628,7 +615,7 @@ static void do_convert(int L, int wi, int from, int to, int try_, int quiet, int
     /* EPERM and EINVAL at once: which comes first is not specified */
     if (not_held && (bad_pointer || bad_waiter))
         return;
-    if (kept_hold_only(m, from) || (wi >= 0 && F.in_call[wi]))
+    if ((wi >= 0 && F.in_call[wi]))
         return;
     if (bad_pointer || bad_waiter)
         want = EINVAL;
@@ -1055,6 +1042,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (trace < 0)
         trace = getenv("FIFOLOCK_FUZZ_TRACE") != NULL;
     memset(&F, 0, sizeof F);
+    fifolock__alloc = fifolock_fuzz_realloc;
     F.current = -1;
     F.p = data;
     F.end = data + size;

@@ -16,7 +16,7 @@ mkdir -p "$build/corpus"
 "$cc" -std=c11 -g -O1 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
     -Wmissing-prototypes -DFIFOLOCK_DEBUG -I"$root/include" -I"$root/src" \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-    "$root/tests/fuzz/fuzz_engine.c" "$root/tests/fuzz/engine_failalloc.c" "$root/src/modes.c" \
+    "$root/tests/fuzz/fuzz_engine.c" "$root/src/engine.c" "$root/src/modes.c" \
     "$root/src/strerror.c" -o "$build/fuzz_engine"
 echo "fuzzing for ${seconds}s (new inputs: $build/corpus)"
 exec "$build/fuzz_engine" -max_total_time="$seconds" -print_final_stats=1 \

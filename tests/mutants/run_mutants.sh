@@ -17,6 +17,9 @@
 # and tested first and must pass, or nothing is checked. Exit status: 0 when
 # every mutant is caught.
 #
+# A patch that no longer applies (src/ changed under it) fails the check:
+# refresh it (patch -p1 --fuzz=3 on a copy, fix what was rejected, diff again).
+#
 # usage: tests/mutants/run_mutants.sh [NAME...]        (default: all of them)
 # env:   CC (default cc)  JOBS (default nproc)  CTEST_TIMEOUT (default 30)
 #        FIFOLOCK_SANITIZE (e.g. address,undefined; pass CC=clang with it)
