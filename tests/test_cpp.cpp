@@ -620,6 +620,10 @@ static void unique_lock_timed_constructors_work_with_fifolock_mutex(void)
         CHECK_EQ(fifolock_mt_held(s.native_handle(), &fifolock_read), 2);
         std::unique_lock<fifolock::shared_mutex> w(s, std::try_to_lock);
         CHECK_FALSE(w.owns_lock());
+        std::condition_variable_any cv; /* waits on a shared_lock too: unlock_shared, lock_shared */
+        CHECK_TRUE(cv.wait_for(r1, 1ms) == std::cv_status::timeout);
+        CHECK_TRUE(r1.owns_lock());
+        CHECK_EQ(fifolock_mt_held(s.native_handle(), &fifolock_read), 2);
     }
     CHECK_EQ(fifolock_mt_held(s.native_handle(), &fifolock_read), 0);
 }
