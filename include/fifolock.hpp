@@ -114,7 +114,7 @@ constexpr long long max_wait_seconds = 1000000000LL;
 /* CLOCK_MONOTONIC now plus `ns`, with 0 <= ns <= max_wait_seconds. */
 inline timespec monotonic_after(long long ns) noexcept
 {
-    timespec t;
+    timespec t{};
 
     clock_gettime(CLOCK_MONOTONIC, &t);
     t.tv_sec += static_cast<time_t>(ns / 1000000000LL);
@@ -299,7 +299,7 @@ public:
     native_handle_type native_handle() noexcept { return &mt_; }
 
 private:
-    ::fifolock_mt mt_;
+    ::fifolock_mt mt_{}; /* set by fifolock_mt_init() */
 };
 
 /**
@@ -413,7 +413,7 @@ public:
     native_handle_type native_handle() noexcept { return &mt_; }
 
 private:
-    ::fifolock_mt mt_;
+    ::fifolock_mt mt_{}; /* set by fifolock_mt_init() */
 };
 
 /**
@@ -502,7 +502,7 @@ public:
     native_handle_type native_handle() noexcept { return &mt_; }
 
 private:
-    ::fifolock_mt mt_;
+    ::fifolock_mt mt_{}; /* set by fifolock_mt_init() */
 };
 
 /**
@@ -804,7 +804,7 @@ public:
     native_handle_type native_handle() noexcept { return &lock_; }
 
 private:
-    ::fifolock_c_lock lock_;
+    ::fifolock_c_lock lock_{}; /* set by fifolock_init() */
 };
 
 /**
