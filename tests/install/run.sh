@@ -13,7 +13,9 @@
 #      fifolock_xxx__*), and every name the headers declare FIFOLOCK_API;
 #   3. pkg-config (PKG_CONFIG_PATH=prefix) points into the prefix, and
 #      tests/install/consumer.c built with its flags (-Werror, -pedantic)
-#      links the installed libfifolock.so.1 and runs;
+#      links the installed libfifolock.so.1 and runs; so does
+#      tests/install/consumer.cpp (fifolock.hpp) where a C++ compiler exists
+#      ($CXX, else c++);
 #   4. a CMake project doing find_package(fifolock) (CMAKE_PREFIX_PATH)
 #      finds the package in the prefix and builds the same program against
 #      fifolock::fifolock (run through its rpath) and fifolock::fifolock_static;
@@ -54,7 +56,8 @@ step "cmake --install $build --prefix $prefix"
     { cat "$work/install.log"; fail "cmake --install failed"; }
 
 lib=$prefix/$libdir
-for h in "$src"/include/*.h; do
+for h in "$src"/include/*.h "$src"/include/*.hpp; do
+    [ -e "$h" ] || continue
     [ -f "$prefix/$includedir/$(basename "$h")" ] ||
         fail "public header $(basename "$h") not installed in $includedir"
 done
@@ -125,6 +128,19 @@ echo "$out"
 LD_LIBRARY_PATH=$lib LD_TRACE_LOADED_OBJECTS=1 "$work/consumer_pc" |
     grep -q "libfifolock.so.1 => $lib/libfifolock.so.1" ||
     fail "consumer_pc does not load $lib/libfifolock.so.1"
+
+# The C++ header, where a C++ compiler exists: the same flags, C++17.
+cxx=${CXX:-c++}
+if [ -f "$src/include/fifolock.hpp" ] && command -v "$cxx" >/dev/null 2>&1; then
+    step "pkg-config C++ consumer ($cxx)"
+    # shellcheck disable=SC2046
+    "$cxx" -std=c++17 -Wall -Wextra -Wpedantic -Werror -o "$work/consumer_cpp" \
+        "$src/tests/install/consumer.cpp" $(pkg-config --cflags --libs fifolock) -pthread \
+        >"$work/cxx.log" 2>&1 ||
+        { cat "$work/cxx.log"; fail "the C++ consumer does not build with pkg-config's flags"; }
+    out=$(LD_LIBRARY_PATH=$lib "$work/consumer_cpp" 2>&1) || { echo "$out"; fail "consumer_cpp failed"; }
+    echo "$out"
+fi
 
 # ---- 4. CMake package ---------------------------------------------------------
 step "find_package(fifolock) consumer"
