@@ -56,7 +56,7 @@ build() {
     rm -rf "$dir"
     cmake -S "$srcdir" -B "$dir" -DFIFOLOCK_DEBUG=OFF -DFIFOLOCK_EXAMPLES=OFF \
         -DFIFOLOCK_BENCH=OFF -DFIFOLOCK_VALGRIND=OFF -DFIFOLOCK_PYTHON_TESTS=OFF \
-        -DFIFOLOCK_MUTATION_CHECK=OFF -DFIFOLOCK_SANITIZE="${FIFOLOCK_SANITIZE:-}" "$@" >"$log" 2>&1 &&
+        -DFIFOLOCK_MUTATION_CHECK=OFF -DFIFOLOCK_CXX_TESTS=OFF -DFIFOLOCK_SANITIZE="${FIFOLOCK_SANITIZE:-}" "$@" >"$log" 2>&1 &&
         cmake --build "$dir" -j "$jobs" >>"$log" 2>&1
 }
 
