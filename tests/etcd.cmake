@@ -1,0 +1,21 @@
+# The etcd lock (src/etcd/), against a real etcd that each test program starts
+# on loopback (tests/etcd/etcd-up.sh) and stops. A test exits 77 (skipped)
+# only when etcd is not installed; without libcurl or json-c the library is
+# not built and neither are these tests.
+if(NOT FIFOLOCK_ETCD_BUILT)
+  return()
+endif()
+
+function(fifolock_add_etcd_test name)
+  fifolock_add_test(${name} ${ARGN})
+  target_link_libraries(${name} PRIVATE fifolock_etcd_static
+    PkgConfig::FIFOLOCK_CURL PkgConfig::FIFOLOCK_JSONC)
+  target_compile_definitions(${name} PRIVATE
+    FIFOLOCK_ETCD_SCRIPTS="${CMAKE_CURRENT_SOURCE_DIR}/etcd" _GNU_SOURCE)
+  set_tests_properties(${name} PROPERTIES SKIP_RETURN_CODE 77 RUN_SERIAL ON)
+  if(TARGET ${name}_valgrind OR TEST ${name}_valgrind)
+    set_tests_properties(${name}_valgrind PROPERTIES SKIP_RETURN_CODE 77 RUN_SERIAL ON)
+  endif()
+endfunction()
+
+fifolock_add_etcd_test(test_etcd test_etcd.c TIMEOUT 60 LABELS etcd NO_VALGRIND)
