@@ -6,6 +6,7 @@
  */
 #include "check.h"
 #include "etcd/harness.h"
+#include "etcd/proxy.h"
 
 #include <pthread.h>
 
@@ -493,6 +494,33 @@ static void unreachable_endpoints_fail_clearly_within_the_timeout(void)
     CHECK_EQ(fifolock_etcd_close(s), 0);
 }
 
+static void a_lost_reply_to_the_join_leaves_one_entry_and_the_same_token(void)
+{
+    struct fifolock_etcd_options o = { 0 };
+    struct proxy px;
+    fifolock_etcd *s = NULL;
+    const char *colon = strrchr(ep, ':');
+    char key[300];
+    int64_t t;
+
+    proxy_start(&px, atoi(colon + 1));
+    o.timeout_ms = 3000;
+    CHECK_EQ(fifolock_etcd_open(&s, px.url, &o), 0);
+    /* The join's transaction is applied, its reply lost: the retry finds the entry. */
+    proxy_drop(&px, "/v3/kv/txn", 1);
+    CHECK_EQ(fifolock_etcd_acquire(s, "idem", &fifolock_mutex, NULL, &t), 0);
+    CHECK_EQ(atomic_load(&px.dropped), 1);
+    CHECK_EQ(queue_len("idem"), 1);
+    CHECK_EQ(fifolock_etcd_key(s, "idem", t, key, sizeof key), 0);
+    CHECK_EQ(etcd_create_revision(ep, key), t);
+    /* A lost reply to the release's delete: deleting again is harmless. */
+    proxy_drop(&px, "/v3/kv/deleterange", 1);
+    CHECK_EQ(fifolock_etcd_release(s, "idem", t), 0);
+    CHECK_EQ(atomic_load(&px.dropped), 2);
+    CHECK_EQ(queue_len("idem"), 0);
+    CHECK_EQ(fifolock_etcd_close(s), 0);
+}
+
 int main(void)
 {
     static const struct check_test tests[] = {
@@ -513,6 +541,7 @@ int main(void)
         TEST(mode_names_parse_as_the_command_line_spells_them),
         TEST(upgradable_shares_with_readers_and_excludes_itself),
         TEST(unreachable_endpoints_fail_clearly_within_the_timeout),
+        TEST(a_lost_reply_to_the_join_leaves_one_entry_and_the_same_token),
     };
     size_t i, failed = 0;
     int rc = etcd_up(&srv, 1, NULL);

@@ -225,6 +225,26 @@ static inline int etcd_delete(const char *url, const char *key)
     return r ? 0 : -1;
 }
 
+/* The create revision of `key` (0 if absent, -1 if etcd did not answer). */
+static inline long long etcd_create_revision(const char *url, const char *key)
+{
+    char body[1000], *k = etcd_b64(key);
+    json_object *r, *kvs, *rev;
+    long long result = -1;
+
+    snprintf(body, sizeof body, "{\"key\":\"%s\"}", k);
+    free(k);
+    r = etcd_raw(url, "/v3/kv/range", body, NULL);
+    if (r) {
+        result = 0;
+        if (json_object_object_get_ex(r, "kvs", &kvs) && json_object_array_length(kvs) > 0 &&
+            json_object_object_get_ex(json_object_array_get_idx(kvs, 0), "create_revision", &rev))
+            result = atoll(json_object_get_string(rev));
+    }
+    json_object_put(r);
+    return result;
+}
+
 /* ---- time ---- */
 
 static inline struct timespec etcd_in_ms(long ms)
