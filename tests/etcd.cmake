@@ -20,3 +20,4 @@ endfunction()
 
 fifolock_add_etcd_test(test_etcd test_etcd.c TIMEOUT 60 LABELS etcd NO_VALGRIND)
 fifolock_add_etcd_test(test_etcd_procs test_etcd_procs.c TIMEOUT 90 LABELS etcd NO_VALGRIND)
+fifolock_add_etcd_test(test_etcd_secure test_etcd_secure.c TIMEOUT 60 LABELS etcd NO_VALGRIND)

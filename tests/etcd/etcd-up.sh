@@ -7,8 +7,8 @@
 # Writes DIR/endpoints (the client URLs, comma-separated), DIR/member<i>.url
 # and DIR/member<i>.pid, and, with --tls, the certificates in DIR/tls (made
 # by openssl now: a CA, the server's, a client's, and a client's from another
-# CA). With --auth, users root/rootpw and alice/alicepw (read-write on
-# fifolock/) and auth enabled. A watchdog stops the members when the process
+# CA). With --auth, users root/rootpw, alice/alicepw (read-write on
+# fifolock/) and bob/bobpw (no permission), and auth enabled. A watchdog stops the members when the process
 # that started this script (the test) is gone, however it ended.
 # Exit status: 0, 77 when etcd is not installed (the test skips), 1 on failure.
 set -u
@@ -123,6 +123,7 @@ if ((auth)); then
             "${ctl[@]}" role add locker &&
             "${ctl[@]}" role grant-permission locker --prefix=true readwrite fifolock/ &&
             "${ctl[@]}" user grant-role alice locker &&
+            "${ctl[@]}" user add bob --new-user-password=bobpw &&
             "${ctl[@]}" auth enable
     } >"$dir/auth.log" 2>&1 || { echo "enabling auth failed:" >&2; cat "$dir/auth.log" >&2; exit 1; }
 fi

@@ -125,6 +125,9 @@ static inline size_t etcd_raw_collect(char *ptr, size_t size, size_t nmemb, void
     return size * nmemb;
 }
 
+/* TLS files for the raw requests (NULL: none). */
+static const char *etcd_raw_cacert, *etcd_raw_cert, *etcd_raw_key;
+
 /* POSTs `json` to url+path; returns the parsed answer (NULL on failure). */
 static inline json_object *etcd_raw(const char *url, const char *path, const char *json,
                              const char *auth_token)
@@ -147,6 +150,12 @@ static inline json_object *etcd_raw(const char *url, const char *path, const cha
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (etcd_raw_cacert)
+        curl_easy_setopt(c, CURLOPT_CAINFO, etcd_raw_cacert);
+    if (etcd_raw_cert)
+        curl_easy_setopt(c, CURLOPT_SSLCERT, etcd_raw_cert);
+    if (etcd_raw_key)
+        curl_easy_setopt(c, CURLOPT_SSLKEY, etcd_raw_key);
     if (curl_easy_perform(c) == CURLE_OK && b.data)
         obj = json_tokener_parse(b.data);
     free(b.data);
@@ -243,6 +252,34 @@ static inline long long etcd_create_revision(const char *url, const char *key)
     }
     json_object_put(r);
     return result;
+}
+
+/* How many leases the cluster has (-1 if it did not answer). */
+static inline long etcd_lease_count(const char *url, const char *auth_token)
+{
+    json_object *r = etcd_raw(url, "/v3/lease/leases", "{}", auth_token), *leases;
+    long n = -1;
+
+    if (r && json_object_object_get_ex(r, "header", &leases))
+        n = json_object_object_get_ex(r, "leases", &leases) ? (long)json_object_array_length(leases)
+                                                          : 0;
+    json_object_put(r);
+    return n;
+}
+
+/* A token from etcd's Authenticate, in buf (empty on failure). */
+static inline void etcd_login(const char *url, const char *user, const char *password, char *buf,
+                              size_t size)
+{
+    char body[300];
+    json_object *r, *tok;
+
+    snprintf(body, sizeof body, "{\"name\":\"%s\",\"password\":\"%s\"}", user, password);
+    r = etcd_raw(url, "/v3/auth/authenticate", body, NULL);
+    buf[0] = '\0';
+    if (r && json_object_object_get_ex(r, "token", &tok))
+        snprintf(buf, size, "%s", json_object_get_string(tok));
+    json_object_put(r);
 }
 
 /* ---- time ---- */
