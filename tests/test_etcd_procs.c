@@ -163,9 +163,13 @@ static pid_t child_holding(const char *name, int ttl, int fd)
     return pid;
 }
 
+/*
+ * The children are forked before this process opens a session (it has no
+ * thread of its own then): a fork keeps only the forking thread.
+ */
 static void a_holder_killed_with_sigkill_lets_the_next_in_within_the_ttl(void)
 {
-    fifolock_etcd *s = open_ttl(TTL, NULL, NULL);
+    fifolock_etcd *s;
     int fds[2], status;
     int64_t dead = 0, t = 0;
     struct timespec d;
@@ -174,6 +178,7 @@ static void a_holder_killed_with_sigkill_lets_the_next_in_within_the_ttl(void)
 
     CHECK_EQ(pipe(fds), 0);
     pid = child_holding("kill-holder", TTL, fds[1]);
+    s = open_ttl(TTL, NULL, NULL);
     CHECK_EQ(read(fds[0], &dead, sizeof dead), (ssize_t)sizeof dead);
     kill(pid, SIGKILL);
     waitpid(pid, &status, 0);
@@ -190,21 +195,30 @@ static void a_holder_killed_with_sigkill_lets_the_next_in_within_the_ttl(void)
 
 static void a_waiter_killed_with_sigkill_leaves_the_queue_within_the_ttl(void)
 {
-    fifolock_etcd *a = open_ttl(TTL, NULL, NULL), *b = open_ttl(TTL, NULL, NULL);
+    fifolock_etcd *a, *b;
     struct timespec d;
     int64_t ta, tb;
     long t0, i;
-    int status;
+    int status, go[2];
     pid_t pid;
 
-    CHECK_EQ(fifolock_etcd_acquire(a, "kill-waiter", &fifolock_mutex, NULL, &ta), 0);
+    CHECK_EQ(pipe(go), 0);
     pid = fork();
     if (pid == 0) {
-        fifolock_etcd *s = open_ttl(TTL, NULL, NULL);
+        fifolock_etcd *s;
         int64_t t;
+        char byte;
+
+        if (read(go[0], &byte, 1) != 1)
+            _exit(1);
+        s = open_ttl(TTL, NULL, NULL);
         fifolock_etcd_acquire(s, "kill-waiter", &fifolock_mutex, NULL, &t);
         _exit(0);
     }
+    a = open_ttl(TTL, NULL, NULL);
+    b = open_ttl(TTL, NULL, NULL);
+    CHECK_EQ(fifolock_etcd_acquire(a, "kill-waiter", &fifolock_mutex, NULL, &ta), 0);
+    CHECK_EQ(write(go[1], "g", 1), 1);
     for (i = 0; i < 500 && queue_len("kill-waiter") != 2; i++)
         etcd_sleep_ms(5);
     CHECK_EQ(queue_len("kill-waiter"), 2);
@@ -216,6 +230,8 @@ static void a_waiter_killed_with_sigkill_leaves_the_queue_within_the_ttl(void)
     CHECK_EQ(fifolock_etcd_acquire(b, "kill-waiter", &fifolock_mutex, &d, &tb), 0);
     CHECK_LE(etcd_now_ms() - t0, TTL * 1000 + 1500);
     CHECK_EQ(fifolock_etcd_release(b, "kill-waiter", tb), 0);
+    close(go[0]);
+    close(go[1]);
     fifolock_etcd_close(a);
     fifolock_etcd_close(b);
 }
@@ -234,7 +250,7 @@ static void tell_parent(fifolock_etcd *s, const char *name, int64_t token, int r
 
 static void a_holder_paused_past_its_ttl_is_told_it_lost_the_lock(void)
 {
-    fifolock_etcd *s = open_ttl(TTL, NULL, NULL);
+    fifolock_etcd *s;
     int up[2], told[2], go[2], reason = 0, checked = -1, status;
     int64_t paused_token = 0, t = 0;
     struct timespec d;
@@ -264,6 +280,7 @@ static void a_holder_paused_past_its_ttl_is_told_it_lost_the_lock(void)
         fifolock_etcd_close(c);
         _exit(0);
     }
+    s = open_ttl(TTL, NULL, NULL);
     CHECK_EQ(read(up[0], &paused_token, sizeof paused_token), (ssize_t)sizeof paused_token);
     kill(pid, SIGSTOP);
     d = etcd_in_ms(3 * TTL * 1000);
