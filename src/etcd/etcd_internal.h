@@ -26,6 +26,7 @@ struct fifolock__etcd_hold {
     bool releasing;         /* a release deletes the key: its deletion is no loss */
     bool released;          /* gone: the background thread unlinks and frees it */
     bool need_check;        /* its watch was compacted: read the key once */
+    char *mark_value;       /* step M still to do: the value marked granted (else NULL) */
     int64_t retry_at_ms;    /* no new watch before this time (after a failure) */
     struct fifolock__etcd_stream *stream;   /* its watch, owned by the background thread */
 };
@@ -144,6 +145,17 @@ FIFOLOCK_HIDDEN int fifolock__etcd_authenticate(fifolock_etcd *s, int64_t until_
 /* ---- the background thread (session.c) ---- */
 FIFOLOCK_HIDDEN void fifolock__etcd_wake(fifolock_etcd *s);
 FIFOLOCK_HIDDEN void fifolock__etcd_add_orphan(fifolock_etcd *s, const char *key);
+
+/*
+ * Step M of lock.c for a hold: puts `value` on `key` if its create revision
+ * is still `token`. Returns 0, ENOLCK (the entry is gone), or an error
+ * reaching etcd (try again later).
+ */
+FIFOLOCK_HIDDEN int fifolock__etcd_mark(fifolock_etcd *s, const char *key, int64_t token,
+                                        const char *value);
+
+/* A new hold's watch starts this long after the grant (it replays what it missed). */
+#define FIFOLOCK__ETCD_WATCH_DELAY_MS 100
 
 /* ---- modes (modes.c) ---- */
 /* The session's mode for a wire (name, limit), or NULL if it knows none. Takes s->mu. */

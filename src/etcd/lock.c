@@ -35,7 +35,8 @@
  *   M   mark: a request that did not hold at rev(K) and holds now puts its
  *       value again with "granted": true, if create_revision(K) == rev(K)
  *       (never recreating a deleted key): the one behind it may be waiting
- *       in W2 for exactly this.
+ *       in W2 for exactly this. The background thread does it, right after
+ *       the grant, so that the caller does not wait for it.
  *   X   withdraw (deadline T, try_acquire refused, an error): delete K.
  *       Deleting is idempotent; if etcd cannot be reached, the background
  *       thread deletes it later, and the lease bounds its life anyway.
@@ -412,29 +413,26 @@ static void withdraw(struct request *r)
     fifolock__etcd_add_orphan(r->s, r->key);
 }
 
-/* M. ENOLCK if K is no longer the entry it was. Errors reaching etcd are not fatal. */
-static int mark(struct request *r, const fifolock_mode *mode, size_t n)
+int fifolock__etcd_mark(fifolock_etcd *s, const char *key, int64_t token, const char *value)
 {
     json_object *txn = json_object_new_object(), *success = json_object_new_array(), *resp = NULL,
                 *succeeded;
-    char *value = entry_value(mode, n, true);
     int rc;
 
-    if (txn == NULL || success == NULL || value == NULL) {
+    if (txn == NULL || success == NULL) {
         json_object_put(txn);
         json_object_put(success);
-        free(value);
-        return 0;
+        return ENOMEM;
     }
-    json_object_object_add(txn, "compare", compare_create(r->key, r->rev));
-    json_object_array_add(success, put_op(r->s, r->key, value));
+    json_object_object_add(txn, "compare", compare_create(key, token));
+    json_object_array_add(success, put_op(s, key, value));
     json_object_object_add(txn, "success", success);
-    free(value);
-    rc = fifolock__etcd_call(r->s, "/v3/kv/txn", txn, &resp,
-                             fifolock__etcd_now_ms() + r->s->timeout_ms);
+    rc = fifolock__etcd_call(s, "/v3/kv/txn", txn, &resp, fifolock__etcd_now_ms() + s->timeout_ms);
     json_object_put(txn);
+    if (rc == ENOENT)
+        rc = EIO;
     if (rc != 0)
-        return 0; /* the one behind waits for our release instead: later, never wrong */
+        return rc;
     rc = json_object_object_get_ex(resp, "succeeded", &succeeded) &&
                  json_object_get_boolean(succeeded)
              ? 0
@@ -595,24 +593,32 @@ static int run_watch(struct request *r, const char *key, const char *range_end, 
 
 /* ---- the calls ---- */
 
-static int register_hold(struct request *r)
+/* A new hold, for the background thread: its watch (L3) and its mark (M, if mark_value). */
+static int register_hold(struct request *r, char *mark_value)
 {
     fifolock_etcd *s = r->s;
     struct fifolock__etcd_hold *h = calloc(1, sizeof *h);
     int lost;
 
-    if (h == NULL)
+    if (h == NULL) {
+        free(mark_value);
         return ENOMEM;
+    }
     h->name = strdup(r->name);
     h->key = strdup(r->key);
     if (h->name == NULL || h->key == NULL) {
         free(h->name);
         free(h->key);
         free(h);
+        free(mark_value);
         return ENOMEM;
     }
     h->token = r->rev;
+    h->mark_value = mark_value;
+    /* The watch replays from the grant's revision: starting it later misses
+     * nothing, and a short hold never needs one. */
     h->watch_from = r->q.revision + 1;
+    h->retry_at_ms = fifolock__etcd_now_ms() + FIFOLOCK__ETCD_WATCH_DELAY_MS;
     pthread_mutex_lock(&s->mu);
     lost = s->lost;
     if (!lost) {
@@ -623,6 +629,7 @@ static int register_hold(struct request *r)
     if (lost) {
         free(h->name);
         free(h->key);
+        free(h->mark_value);
         free(h);
         fifolock__etcd_set_error("the session's lease was lost");
         return ENOLCK;
@@ -734,11 +741,17 @@ static int acquire(fifolock_etcd *s, const char *name, const fifolock_mode *mode
         break;
     }
     if (rc == 0 && held) {
-        /* M: someone may have seen K waiting after rev(K). */
-        if (waited || joined_at != r.rev)
-            rc = mark(&r, known, n);
+        /* M, by the background thread, off the grant's path: someone may
+         * have seen K waiting after rev(K). */
+        char *mark_value = NULL;
+
+        if (waited || joined_at != r.rev) {
+            mark_value = entry_value(known, n, true);
+            if (mark_value == NULL)
+                rc = ENOMEM;
+        }
         if (rc == 0)
-            rc = register_hold(&r);
+            rc = register_hold(&r, mark_value);
     }
     if (rc != 0) {
         if (rc == ETIMEDOUT && until == FIFOLOCK__ETCD_FOREVER)

@@ -72,6 +72,7 @@ static void free_session(fifolock_etcd *s)
         fifolock__etcd_stream_free(h->stream);
         free(h->name);
         free(h->key);
+        free(h->mark_value);
         free(h);
     }
     while (s->orphans) {
@@ -666,6 +667,7 @@ static void *background(void *arg)
                 *link = h->next;
                 free(h->name);
                 free(h->key);
+                free(h->mark_value);
                 free(h);
                 continue;
             }
@@ -721,6 +723,39 @@ static void *background(void *arg)
             }
             free(orphan);
         }
+        /* M for new holds that waited (lock.c). */
+        for (;;) {
+            char *key = NULL, *value = NULL;
+            int64_t token = 0;
+            int mrc;
+
+            pthread_mutex_lock(&s->mu);
+            for (h = s->holds; h; h = h->next)
+                if (h->mark_value && !h->released && !h->releasing && !h->lost) {
+                    key = strdup(h->key);
+                    value = h->mark_value;
+                    h->mark_value = NULL;
+                    token = h->token;
+                    break;
+                }
+            pthread_mutex_unlock(&s->mu);
+            if (value == NULL)
+                break;
+            mrc = key ? fifolock__etcd_mark(s, key, token, value) : ENOMEM;
+            free(key);
+            pthread_mutex_lock(&s->mu);
+            if (mrc == ENOLCK && !h->releasing && !h->released && h->lost == 0)
+                h->lost = ENOLCK;   /* L3: the entry was deleted */
+            if (mrc != 0 && mrc != ENOLCK && !h->released) {
+                h->mark_value = value;  /* try again on the next round */
+                value = NULL;
+            }
+            pthread_mutex_unlock(&s->mu);
+            free(value);
+            if (mrc != 0 && mrc != ENOLCK)
+                break;
+        }
+
         /* New watches: made outside the mutex (the stream reads the session). */
         while (need_watch > 0) {
             struct fifolock__etcd_hold *todo = NULL;
