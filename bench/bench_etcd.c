@@ -52,10 +52,16 @@ static struct counters read_counters(void)
         const char *nl = strchr(line, '\n');
         const char *sp;
 
-        if (strncmp(line, "grpc_server_started_total{", 26) == 0 &&
-            strstr(line, "grpc.health") == NULL) {
-            sp = strrchr(line, ' ');
-            if (sp && (!nl || sp < nl))
+        if (strncmp(line, "grpc_server_started_total{", 26) == 0) {
+            char one[512];
+            size_t len = nl ? (size_t)(nl - line) : strlen(line);
+
+            if (len >= sizeof one)
+                len = sizeof one - 1;
+            memcpy(one, line, len);
+            one[len] = '\0';
+            sp = strrchr(one, ' ');
+            if (sp && strstr(one, "grpc.health") == NULL)
                 c.requests += atof(sp + 1);
         } else if (strncmp(line, "etcd_debugging_mvcc_events_total ", 33) == 0) {
             c.events += atof(line + 33);

@@ -24,7 +24,8 @@
  *       K holds iff it is in the granted prefix. With the queue as read at
  *       revision R, the answer is the one every client computes from the
  *       same revision.
- *   W   wait (not held): watch from R+1, so no change after R is missed,
+ *   W   wait (not held): watch, from etcd's current revision W; if W > R,
+ *       read Q again first, so that no change after R is missed,
  *       W1  if every entry ahead of K holds (K heads the waiters): watch Q
  *           for deletions only, apply each one to the list of entries ahead
  *           (kept exact: entries ahead only leave, E2), and decide again
@@ -443,26 +444,61 @@ int fifolock__etcd_mark(fifolock_etcd *s, const char *key, int64_t token, const 
 
 /* ---- W: the watches, run in the caller's thread ---- */
 
-#define DONE 1
+/*
+ * A watch is opened at etcd's current revision, not at R+1: etcd serves a
+ * watch that starts in the past from a loop that runs every 100 ms, one that
+ * starts now at once. Its first message says the revision W it starts
+ * after; if W > R, the queue is read again (inside the stream's callback, on
+ * another connection) so that nothing between R and W is missed.
+ */
+#define DONE 1    /* K holds */
+#define CHANGED 2 /* W2: P changed; read the queue and decide again */
+#define FRESH 3   /* W2: the queue was just read; decide again */
 
-struct broad {
+struct wait {
     struct request *r;
+    const char *pkey;   /* W2: the key watched, P; NULL in W1 */
     int rc;
 };
 
-/* W1: deletions in Q; the list ahead of K stays exact. */
-static int on_broad_message(json_object *msg, void *arg)
+static int reread(struct request *r);
+
+/* The first message: close the gap between R and the watch's start. */
+static int on_created(struct wait *w, json_object *msg)
 {
-    struct broad *b = arg;
-    struct request *r = b->r;
+    struct request *r = w->r;
+    bool held, ahead_held;
+    int rc;
+
+    if (header_revision(msg) <= r->q.revision)
+        return 0;
+    rc = reread(r);
+    if (rc == 0)
+        rc = decide(r, &held, &ahead_held);
+    if (rc != 0)
+        return rc;
+    if (held)
+        return DONE;
+    if (w->pkey && (ahead_held || strcmp(r->q.v[r->q.len - 2].key, w->pkey) != 0))
+        return FRESH;
+    return 0;
+}
+
+/* W1: deletions in Q; the list ahead of K stays exact. W2: any change of P. */
+static int on_wait_message(json_object *msg, void *arg)
+{
+    struct wait *w = arg;
+    struct request *r = w->r;
     json_object *events;
     size_t i, j, n;
-    bool held, ahead_held;
+    bool held, ahead_held, changed = false;
 
     if (fifolock__etcd_get_i64(msg, "compact_revision") > 0)
         return EAGAIN;
     if (json_object_object_get_ex(msg, "canceled", &events) && json_object_get_boolean(events))
         return EAGAIN;
+    if (json_object_object_get_ex(msg, "created", &events) && json_object_get_boolean(events))
+        return on_created(w, msg);
     if (!json_object_object_get_ex(msg, "events", &events) ||
         !json_object_is_type(events, json_type_array))
         return 0;
@@ -473,6 +509,12 @@ static int on_broad_message(json_object *msg, void *arg)
 
         if (!json_object_object_get_ex(json_object_array_get_idx(events, i), "kv", &kv))
             continue;
+        if (fifolock__etcd_get_i64(kv, "mod_revision") <= r->q.revision)
+            continue; /* already in the list read */
+        if (w->pkey) {
+            changed = true;
+            continue;
+        }
         key = fifolock__etcd_get_b64(kv, "key", NULL);
         if (key == NULL)
             return ENOMEM;
@@ -490,27 +532,14 @@ static int on_broad_message(json_object *msg, void *arg)
             }
         free(key);
     }
-    r->q.revision = header_revision(msg);
-    b->rc = decide(r, &held, &ahead_held);
-    if (b->rc != 0)
-        return b->rc;
+    if (w->pkey)
+        return changed ? CHANGED : 0;
+    if (header_revision(msg) > r->q.revision)
+        r->q.revision = header_revision(msg);
+    w->rc = decide(r, &held, &ahead_held);
+    if (w->rc != 0)
+        return w->rc;
     return held ? DONE : 0;
-}
-
-/* W2: any change of P. */
-static int on_key_message(json_object *msg, void *arg)
-{
-    json_object *events;
-
-    (void)arg;
-    if (fifolock__etcd_get_i64(msg, "compact_revision") > 0)
-        return EAGAIN;
-    if (json_object_object_get_ex(msg, "canceled", &events) && json_object_get_boolean(events))
-        return EAGAIN;
-    if (json_object_object_get_ex(msg, "events", &events) &&
-        json_object_is_type(events, json_type_array) && json_object_array_length(events) > 0)
-        return DONE;
-    return 0;
 }
 
 static int progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
@@ -526,9 +555,9 @@ static int progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_of
 }
 
 /*
- * Runs one watch until its handler ends it (DONE or an errno), the deadline
- * (ETIMEDOUT), the session's loss (ENOLCK) or the stream's end (EAGAIN:
- * read again and watch again).
+ * Runs one watch until its handler ends it (DONE, CHANGED, FRESH or an
+ * errno), the deadline (ETIMEDOUT), the session's loss (ENOLCK) or the
+ * stream's end (EAGAIN: read again and watch again).
  */
 static int run_watch(struct request *r, const char *key, const char *range_end, bool noput,
                      fifolock__etcd_message_fn *fn, void *arg)
@@ -552,7 +581,6 @@ static int run_watch(struct request *r, const char *key, const char *range_end, 
     json_object_object_add(create, "key", fifolock__etcd_str_b64(key));
     if (range_end)
         json_object_object_add(create, "range_end", fifolock__etcd_str_b64(range_end));
-    json_object_object_add(create, "start_revision", fifolock__etcd_i64(r->q.revision + 1));
     if (noput) {
         json_object *filters = json_object_new_array();
         json_object_array_add(filters, json_object_new_string("NOPUT"));
@@ -712,18 +740,24 @@ static int acquire(fifolock_etcd *s, const char *name, const fifolock_mode *mode
         }
         waited = true;
         if (ahead_held) {
-            struct broad b = { &r, 0 };
-            rc = run_watch(&r, r.qprefix, r.qend, true, on_broad_message, &b);
-            if (rc == DONE) {
-                held = true;
-                rc = 0;
-                break;
-            }
+            struct wait w = { &r, NULL, 0 };
+            rc = run_watch(&r, r.qprefix, r.qend, true, on_wait_message, &w);
         } else {
-            rc = run_watch(&r, r.q.v[r.q.len - 2].key, NULL, false, on_key_message, NULL);
-            if (rc == DONE)
+            char *pkey = strdup(r.q.v[r.q.len - 2].key);
+            struct wait w = { &r, pkey, 0 };
+
+            rc = pkey ? run_watch(&r, pkey, NULL, false, on_wait_message, &w) : ENOMEM;
+            free(pkey);
+            if (rc == CHANGED)
                 rc = EAGAIN;
         }
+        if (rc == DONE) {
+            held = true;
+            rc = 0;
+            break;
+        }
+        if (rc == FRESH)
+            continue;
         if (rc == EAGAIN) {
             rc = reread(&r);
             if (rc == ETIMEDOUT && until != FIFOLOCK__ETCD_FOREVER)
