@@ -10,6 +10,7 @@
 #include "etcd/harness.h"
 
 static struct etcd_server tls, auth;
+static struct etcd_server auth_ttl; /* auth tokens that expire after 1 s */
 static char root_token[512];
 
 static int open_with(fifolock_etcd **s, const char *endpoints, struct fifolock_etcd_options *o)
@@ -154,6 +155,32 @@ static void auth_of_a_user_without_permission_is_refused(void)
     auth_refused("bob", "bobpw");
 }
 
+static void an_expired_auth_token_is_renewed_and_the_hold_survives(void)
+{
+    struct fifolock_etcd_options o = { 0 };
+    fifolock_etcd *s;
+    int64_t t, t2;
+    int lost = 0;
+
+    o.user = "alice";
+    o.password = "alicepw";
+    o.ttl = 3;
+    CHECK_EQ(open_with(&s, auth_ttl.endpoints, &o), 0);
+    if (s == NULL)
+        return;
+    CHECK_EQ(fifolock_etcd_acquire(s, "expiring", &fifolock_mutex, NULL, &t), 0);
+    /* Tokens expire after 1 s; the lease (3 s) must be kept alive past that. */
+    etcd_sleep_ms(4500);
+    lost = fifolock_etcd_check(s, "expiring", t, NULL);
+    CHECK_EQ(lost, 0);
+    if (lost)
+        fprintf(stderr, "check: %s (%s)\n", fifolock_etcd_strerror(lost), fifolock_etcd_last_error());
+    CHECK_EQ(fifolock_etcd_release(s, "expiring", t), 0);
+    CHECK_EQ(fifolock_etcd_acquire(s, "expiring", &fifolock_mutex, NULL, &t2), 0);
+    CHECK_EQ(fifolock_etcd_release(s, "expiring", t2), 0);
+    CHECK_EQ(fifolock_etcd_close(s), 0);
+}
+
 int main(void)
 {
     static const struct check_test tests[] = {
@@ -165,6 +192,7 @@ int main(void)
         TEST(auth_with_a_wrong_password_is_refused_clearly),
         TEST(auth_without_a_user_is_refused),
         TEST(auth_of_a_user_without_permission_is_refused),
+        TEST(an_expired_auth_token_is_renewed_and_the_hold_survives),
     };
     size_t i, failed = 0;
 
@@ -173,6 +201,7 @@ int main(void)
         return ETCD_SKIP;
     }
     etcd_up(&auth, 1, "--auth");
+    etcd_up(&auth_ttl, 1, "--auth --auth-token-ttl 1");
     {
         static char ca[400], cert[400], key[400]; /* etcd_file() reuses its buffers */
         snprintf(ca, sizeof ca, "%s", etcd_file(&tls, "tls/ca.pem"));
@@ -196,6 +225,7 @@ int main(void)
     }
     etcd_down(&tls);
     etcd_down(&auth);
+    etcd_down(&auth_ttl);
     printf("%zu passed, %zu failed\n", sizeof tests / sizeof tests[0] - failed, failed);
     return failed ? 1 : 0;
 }

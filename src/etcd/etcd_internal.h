@@ -74,6 +74,7 @@ struct fifolock_etcd {
     int64_t safe_until_ms;  /* CLOCK_MONOTONIC ms: last acknowledged keepalive's send + TTL */
     int lost;               /* 0, or why the lease is lost (ENOLCK, ETIMEDOUT): sticky */
     bool stopping;
+    bool need_auth;         /* a watch was refused for its token: authenticate again */
 
     pthread_t thread;
     CURLM *multi;           /* the background thread's transfers */

@@ -537,6 +537,15 @@ static int on_hold_message(json_object *msg, void *arg)
         pthread_mutex_unlock(&s->mu);
         return EAGAIN;
     }
+    if (json_object_object_get_ex(msg, "canceled", &events) && json_object_get_boolean(events)) {
+        json_object *reason;
+        /* Canceled, e.g. for an expired auth token: start again, with a new one. */
+        if (json_object_object_get_ex(msg, "cancel_reason", &reason) &&
+            strstr(json_object_get_string(reason), "auth") != NULL)
+            s->need_auth = true;
+        pthread_mutex_unlock(&s->mu);
+        return EAGAIN;
+    }
     if (json_object_object_get_ex(msg, "events", &events) &&
         json_object_is_type(events, json_type_array)) {
         n = json_object_array_length(events);
@@ -723,6 +732,15 @@ static void *background(void *arg)
             }
             free(orphan);
         }
+        pthread_mutex_lock(&s->mu);
+        if (s->need_auth && s->user) {
+            s->need_auth = false;
+            pthread_mutex_unlock(&s->mu);
+            (void)fifolock__etcd_authenticate(s, fifolock__etcd_now_ms() + s->timeout_ms);
+        } else {
+            pthread_mutex_unlock(&s->mu);
+        }
+
         /* M for new holds that waited (lock.c). */
         for (;;) {
             char *key = NULL, *value = NULL;

@@ -2,7 +2,7 @@
 # Starts a real etcd for the tests, on loopback, with free ports and a
 # temporary data dir, and waits until it serves clients.
 #
-#   etcd-up.sh DIR [--members N] [--tls] [--auth]
+#   etcd-up.sh DIR [--members N] [--tls] [--auth] [--auth-token-ttl SECONDS]
 #
 # Writes DIR/endpoints (the client URLs, comma-separated), DIR/member<i>.url
 # and DIR/member<i>.pid, and, with --tls, the certificates in DIR/tls (made
@@ -13,12 +13,13 @@
 # Exit status: 0, 77 when etcd is not installed (the test skips), 1 on failure.
 set -u
 dir=$1; shift
-members=1 tls=0 auth=0
+members=1 tls=0 auth=0 token_ttl=
 while (($#)); do
     case $1 in
     --members) members=$2; shift ;;
     --tls) tls=1 ;;
     --auth) auth=1 ;;
+    --auth-token-ttl) token_ttl=$2; shift ;;
     *) echo "etcd-up.sh: unknown option $1" >&2; exit 1 ;;
     esac
     shift
@@ -82,6 +83,7 @@ for ((i = 0; i < members; i++)); do
         --initial-cluster-token "fifolock-test-$$"
         --heartbeat-interval 50 --election-timeout 500
         --logger zap --log-outputs stderr)
+    [ -n "$token_ttl" ] && args+=(--auth-token-ttl "$token_ttl")
     if ((tls)); then
         args+=(--cert-file "$dir/tls/server.pem" --key-file "$dir/tls/server-key.pem"
             --trusted-ca-file "$dir/tls/ca.pem" --client-cert-auth)
