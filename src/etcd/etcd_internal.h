@@ -153,7 +153,7 @@ FIFOLOCK_HIDDEN void fifolock__etcd_add_orphan(fifolock_etcd *s, const char *key
  * reaching etcd (try again later).
  */
 FIFOLOCK_HIDDEN int fifolock__etcd_mark(fifolock_etcd *s, const char *key, int64_t token,
-                                        const char *value);
+                                        const char *value, int64_t until_ms);
 
 /* A new hold's watch starts this long after the grant (it replays what it missed). */
 #define FIFOLOCK__ETCD_WATCH_DELAY_MS 100

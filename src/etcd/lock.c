@@ -414,7 +414,8 @@ static void withdraw(struct request *r)
     fifolock__etcd_add_orphan(r->s, r->key);
 }
 
-int fifolock__etcd_mark(fifolock_etcd *s, const char *key, int64_t token, const char *value)
+int fifolock__etcd_mark(fifolock_etcd *s, const char *key, int64_t token, const char *value,
+                        int64_t until_ms)
 {
     json_object *txn = json_object_new_object(), *success = json_object_new_array(), *resp = NULL,
                 *succeeded;
@@ -428,7 +429,7 @@ int fifolock__etcd_mark(fifolock_etcd *s, const char *key, int64_t token, const 
     json_object_object_add(txn, "compare", compare_create(key, token));
     json_object_array_add(success, put_op(s, key, value));
     json_object_object_add(txn, "success", success);
-    rc = fifolock__etcd_call(s, "/v3/kv/txn", txn, &resp, fifolock__etcd_now_ms() + s->timeout_ms);
+    rc = fifolock__etcd_call(s, "/v3/kv/txn", txn, &resp, until_ms);
     json_object_put(txn);
     if (rc == ENOENT)
         rc = EIO;
@@ -760,16 +761,16 @@ static int acquire(fifolock_etcd *s, const char *name, const fifolock_mode *mode
             continue;
         if (rc == EAGAIN) {
             rc = reread(&r);
-            if (rc == ETIMEDOUT && until != FIFOLOCK__ETCD_FOREVER)
-                break;
-            if (rc != 0 && rc != ECONNREFUSED && rc != ETIMEDOUT)
-                break;
-            if (rc != 0) {
-                /* etcd out of reach for a whole request timeout: the waiting goes on. */
-                if (fifolock__etcd_now_ms() >= until)
+            if (rc == ECONNREFUSED || rc == ETIMEDOUT) {
+                /* etcd out of reach for a while: the waiting goes on until the deadline. */
+                if (fifolock__etcd_now_ms() >= until) {
+                    rc = ETIMEDOUT;
                     break;
+                }
                 continue;
             }
+            if (rc != 0)
+                break;
             continue;
         }
         break;
@@ -787,11 +788,8 @@ static int acquire(fifolock_etcd *s, const char *name, const fifolock_mode *mode
         if (rc == 0)
             rc = register_hold(&r, mark_value);
     }
-    if (rc != 0) {
-        if (rc == ETIMEDOUT && until == FIFOLOCK__ETCD_FOREVER)
-            rc = ECONNREFUSED;
-        withdraw(&r);
-    } else if (token) {
+    if (rc != 0)
+        withdraw(&r); else if (token) {
         *token = r.rev;
     }
 out:

@@ -609,6 +609,18 @@ static void stop_hold_watch(fifolock_etcd *s, struct fifolock__etcd_hold *h)
     }
 }
 
+/*
+ * The background thread's own requests (mark, orphan delete, compaction
+ * check, authentication) end within this: the keepalive, every TTL/3,
+ * must not wait behind them.
+ */
+static int64_t bg_until(fifolock_etcd *s)
+{
+    int64_t budget = s->timeout_ms < s->ttl * 250 ? s->timeout_ms : s->ttl * 250;
+
+    return fifolock__etcd_now_ms() + budget;
+}
+
 /* After a compaction: does the hold's key still exist with its revision? */
 static void check_hold(fifolock_etcd *s, struct fifolock__etcd_hold *h, const char *key,
                        int64_t token)
@@ -619,7 +631,7 @@ static void check_hold(fifolock_etcd *s, struct fifolock__etcd_hold *h, const ch
     if (req == NULL)
         return;
     json_object_object_add(req, "key", fifolock__etcd_str_b64(key));
-    rc = fifolock__etcd_call(s, "/v3/kv/range", req, &resp, fifolock__etcd_now_ms() + 1000);
+    rc = fifolock__etcd_call(s, "/v3/kv/range", req, &resp, bg_until(s));
     json_object_put(req);
     if (rc != 0)
         return;
@@ -723,8 +735,7 @@ static void *background(void *arg)
             json_object *req = json_object_new_object(), *resp = NULL;
             if (req) {
                 json_object_object_add(req, "key", fifolock__etcd_str_b64(orphan));
-                if (fifolock__etcd_call(s, "/v3/kv/deleterange", req, &resp,
-                                        fifolock__etcd_now_ms() + 500) == 0)
+                if (fifolock__etcd_call(s, "/v3/kv/deleterange", req, &resp, bg_until(s)) == 0)
                     json_object_put(resp);
                 else
                     fifolock__etcd_add_orphan(s, orphan);
@@ -736,7 +747,7 @@ static void *background(void *arg)
         if (s->need_auth && s->user) {
             s->need_auth = false;
             pthread_mutex_unlock(&s->mu);
-            (void)fifolock__etcd_authenticate(s, fifolock__etcd_now_ms() + s->timeout_ms);
+            (void)fifolock__etcd_authenticate(s, bg_until(s));
         } else {
             pthread_mutex_unlock(&s->mu);
         }
@@ -759,7 +770,7 @@ static void *background(void *arg)
             pthread_mutex_unlock(&s->mu);
             if (value == NULL)
                 break;
-            mrc = key ? fifolock__etcd_mark(s, key, token, value) : ENOMEM;
+            mrc = key ? fifolock__etcd_mark(s, key, token, value, bg_until(s)) : ENOMEM;
             free(key);
             pthread_mutex_lock(&s->mu);
             if (mrc == ENOLCK && !h->releasing && !h->released && h->lost == 0)
