@@ -78,7 +78,7 @@ static void child_round_trip(const char *log, int id)
             break;
         }
         start = now_us();
-        etcd_sleep_ms(writer ? 3 : 5);
+        etcd_sleep_ms(writer ? 3 : 30); /* readers long enough to meet */
         end = now_us();
         if (fifolock_etcd_check(s, "crowd", t, NULL) != 0)
             failed = 1;
