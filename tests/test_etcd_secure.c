@@ -15,7 +15,7 @@ static char root_token[512];
 
 static int open_with(fifolock_etcd **s, const char *endpoints, struct fifolock_etcd_options *o)
 {
-    o->timeout_ms = 1500;
+    o->timeout_ms = 5000; /* a refusal must come at once, not at the timeout */
     *s = NULL;
     return fifolock_etcd_open(s, endpoints, o);
 }
