@@ -87,6 +87,13 @@
 extern "C" {
 #endif
 
+/* This library's exports (libfifolock_etcd, not libfifolock). */
+#if defined(FIFOLOCK_BUILDING) && defined(__GNUC__)
+#define FIFOLOCK_ETCD_API __attribute__((visibility("default")))
+#else
+#define FIFOLOCK_ETCD_API
+#endif
+
 typedef struct fifolock_etcd fifolock_etcd;
 
 /*
@@ -132,7 +139,7 @@ struct fifolock_etcd_options {
  * ETIMEDOUT, EIO (an answer this library does not understand), ENOMEM.
  * On failure nothing is left on the cluster and *session is untouched.
  */
-FIFOLOCK_API int fifolock_etcd_open(fifolock_etcd **session, const char *endpoints,
+FIFOLOCK_ETCD_API int fifolock_etcd_open(fifolock_etcd **session, const char *endpoints,
                                     const struct fifolock_etcd_options *options);
 
 /*
@@ -150,10 +157,10 @@ FIFOLOCK_API int fifolock_etcd_open(fifolock_etcd **session, const char *endpoin
  * be reached to delete it, the background thread deletes it later, and the
  * lease bounds its life in any case).
  */
-FIFOLOCK_API int fifolock_etcd_acquire(fifolock_etcd *session, const char *name,
+FIFOLOCK_ETCD_API int fifolock_etcd_acquire(fifolock_etcd *session, const char *name,
                                        const fifolock_mode *mode,
                                        const struct timespec *deadline, int64_t *token);
-FIFOLOCK_API int fifolock_etcd_acquire_n(fifolock_etcd *session, const char *name,
+FIFOLOCK_ETCD_API int fifolock_etcd_acquire_n(fifolock_etcd *session, const char *name,
                                          const fifolock_mode *mode, size_t n,
                                          const struct timespec *deadline, int64_t *token);
 
@@ -162,7 +169,7 @@ FIFOLOCK_API int fifolock_etcd_acquire_n(fifolock_etcd *session, const char *nam
  * mode fits the holders). Returns 0 (held, *token set), EBUSY (not granted;
  * the request was withdrawn), or an error as fifolock_etcd_acquire().
  */
-FIFOLOCK_API int fifolock_etcd_try_acquire(fifolock_etcd *session, const char *name,
+FIFOLOCK_ETCD_API int fifolock_etcd_try_acquire(fifolock_etcd *session, const char *name,
                                            const fifolock_mode *mode, int64_t *token);
 
 /*
@@ -172,7 +179,7 @@ FIFOLOCK_API int fifolock_etcd_try_acquire(fifolock_etcd *session, const char *n
  * the lock is still held and the call may be repeated (closing the session
  * also lets it go). Releasing a hold that was lost returns 0 and forgets it.
  */
-FIFOLOCK_API int fifolock_etcd_release(fifolock_etcd *session, const char *name, int64_t token);
+FIFOLOCK_ETCD_API int fifolock_etcd_release(fifolock_etcd *session, const char *name, int64_t token);
 
 /*
  * Is the hold of `name` granted with `token` still safe, now? Returns 0
@@ -181,7 +188,7 @@ FIFOLOCK_API int fifolock_etcd_release(fifolock_etcd *session, const char *name,
  * within the TTL: it may be lost), EPERM (this session holds no such lock),
  * EINVAL. It asks no server: it reads what the background thread learnt.
  */
-FIFOLOCK_API int fifolock_etcd_check(fifolock_etcd *session, const char *name, int64_t token,
+FIFOLOCK_ETCD_API int fifolock_etcd_check(fifolock_etcd *session, const char *name, int64_t token,
                                      struct timespec *safe_until);
 
 /*
@@ -190,14 +197,14 @@ FIFOLOCK_API int fifolock_etcd_check(fifolock_etcd *session, const char *name, i
  * hold of the session can have been lost by expiry. This function can't
  * fail for a session.
  */
-FIFOLOCK_API struct timespec fifolock_etcd_safe_until(fifolock_etcd *session);
+FIFOLOCK_ETCD_API struct timespec fifolock_etcd_safe_until(fifolock_etcd *session);
 
 /*
  * Writes into buf (size bytes, NUL-terminated) the etcd key of the entry of
  * `name` granted with `token`, for a storage service that fences on it.
  * Returns 0, EPERM (no such hold), ERANGE (buf too small), EINVAL.
  */
-FIFOLOCK_API int fifolock_etcd_key(fifolock_etcd *session, const char *name, int64_t token,
+FIFOLOCK_ETCD_API int fifolock_etcd_key(fifolock_etcd *session, const char *name, int64_t token,
                                    char *buf, size_t size);
 
 /*
@@ -208,7 +215,7 @@ FIFOLOCK_API int fifolock_etcd_key(fifolock_etcd *session, const char *name, int
  * session is freed all the same and its entries vanish when the lease
  * expires. NULL is EINVAL.
  */
-FIFOLOCK_API int fifolock_etcd_close(fifolock_etcd *session);
+FIFOLOCK_ETCD_API int fifolock_etcd_close(fifolock_etcd *session);
 
 /*
  * Parses a mode as the command line spells it: mutex, read, write,
@@ -217,11 +224,11 @@ FIFOLOCK_API int fifolock_etcd_close(fifolock_etcd *session);
  * and *mode points to it (storage must outlive its use). Returns 0, or
  * EINVAL (NULL pointers, an unknown name, a bad N).
  */
-FIFOLOCK_API int fifolock_etcd_parse_mode(const char *text, fifolock_mode *storage,
+FIFOLOCK_ETCD_API int fifolock_etcd_parse_mode(const char *text, fifolock_mode *storage,
                                           const fifolock_mode **mode);
 
 /* The upgradable mode, shared with read, exclusive of write and of itself. */
-FIFOLOCK_API extern const fifolock_mode fifolock_etcd_upgradable;
+FIFOLOCK_ETCD_API extern const fifolock_mode fifolock_etcd_upgradable;
 
 /*
  * A ready-made lost callback for a program that runs a command under the
@@ -236,11 +243,11 @@ struct fifolock_etcd_kill {
     volatile sig_atomic_t lost; /* read-only: nonzero once a hold was lost */
     volatile sig_atomic_t reason;
 };
-FIFOLOCK_API void fifolock_etcd_kill_on_loss(fifolock_etcd *session, const char *name,
+FIFOLOCK_ETCD_API void fifolock_etcd_kill_on_loss(fifolock_etcd *session, const char *name,
                                              int64_t token, int reason, void *arg);
 
 /* A message a person can read for an error code of this library. */
-FIFOLOCK_API const char *fifolock_etcd_strerror(int err);
+FIFOLOCK_ETCD_API const char *fifolock_etcd_strerror(int err);
 
 /*
  * The detail of the calling thread's last failed fifolock_etcd call: the
@@ -248,7 +255,7 @@ FIFOLOCK_API const char *fifolock_etcd_strerror(int err);
  * invalid user ID or password". Empty if there is none. Valid until the
  * thread's next fifolock_etcd call.
  */
-FIFOLOCK_API const char *fifolock_etcd_last_error(void);
+FIFOLOCK_ETCD_API const char *fifolock_etcd_last_error(void);
 
 #ifdef __cplusplus
 }
