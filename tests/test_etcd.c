@@ -372,6 +372,66 @@ static void a_deleted_entry_is_a_lost_lock_the_holder_is_told_of(void)
     fifolock_etcd_close(s);
 }
 
+static void a_revoked_lease_is_a_lost_session_the_holder_is_told_of(void)
+{
+    struct fifolock_etcd_options o = { 0 };
+    fifolock_etcd *s;
+    char key[300];
+    long long lease;
+    int64_t t, t2;
+    int i, calls = 0;
+
+    o.lost = on_lost;
+    o.ttl = 3;
+    s = open_or_die(&o);
+    lost_calls = 0;
+    CHECK_EQ(fifolock_etcd_acquire(s, "revoked", &fifolock_mutex, NULL, &t), 0);
+    lease = etcd_nth_entry(ep, "fifolock/revoked/", 0, key, sizeof key);
+    CHECK_NE(lease, 0);
+    CHECK_EQ(etcd_revoke(ep, lease), 0);
+    for (i = 0; i < 300 && calls == 0; i++) {
+        etcd_sleep_ms(10);
+        pthread_mutex_lock(&lost_mu);
+        calls = lost_calls;
+        pthread_mutex_unlock(&lost_mu);
+    }
+    CHECK_EQ(calls, 1);
+    CHECK_EQ(lost_reason, ENOLCK);
+    CHECK_EQ(fifolock_etcd_check(s, "revoked", t, NULL), ENOLCK);
+    /* Wait for the keepalive to say so too: then the session is lost. */
+    for (i = 0; i < 300 && fifolock_etcd_safe_until(s).tv_sec != 0; i++)
+        etcd_sleep_ms(10);
+    CHECK_EQ(fifolock_etcd_safe_until(s).tv_sec, 0);
+    CHECK_EQ(fifolock_etcd_acquire(s, "revoked", &fifolock_mutex, NULL, &t2), ENOLCK);
+    CHECK_EQ(fifolock_etcd_release(s, "revoked", t), 0);
+    CHECK_EQ(fifolock_etcd_close(s), 0);
+    CHECK_EQ(queue_len("revoked"), 0);
+}
+
+static void a_waiter_whose_entry_is_deleted_is_told_at_once(void)
+{
+    fifolock_etcd *a = open_or_die(NULL), *b = open_or_die(NULL);
+    struct waiter w;
+    char key[300];
+    int64_t ta;
+    long t0;
+
+    CHECK_EQ(fifolock_etcd_acquire(a, "gone", &fifolock_mutex, NULL, &ta), 0);
+    start_waiter(&w, b, "gone", &fifolock_mutex, 10000);
+    wait_queue_len("gone", 2);
+    etcd_sleep_ms(50);
+    CHECK_NE(etcd_nth_entry(ep, "fifolock/gone/", 1, key, sizeof key), 0);
+    t0 = etcd_now_ms();
+    CHECK_EQ(etcd_delete(ep, key), 0);
+    pthread_join(w.thread, NULL);
+    CHECK_EQ(w.rc, ENOLCK);
+    CHECK_LE(w.granted_at - t0, 2000);
+    CHECK_EQ(fifolock_etcd_check(a, "gone", ta, NULL), 0);
+    CHECK_EQ(fifolock_etcd_release(a, "gone", ta), 0);
+    fifolock_etcd_close(a);
+    fifolock_etcd_close(b);
+}
+
 static void an_entry_of_an_unknown_mode_is_never_granted_past(void)
 {
     fifolock_etcd *s = open_or_die(NULL);
@@ -536,6 +596,8 @@ int main(void)
         TEST(closing_a_session_lets_its_waiters_and_holds_go_at_once),
         TEST(tokens_grow_with_grant_order),
         TEST(a_deleted_entry_is_a_lost_lock_the_holder_is_told_of),
+        TEST(a_revoked_lease_is_a_lost_session_the_holder_is_told_of),
+        TEST(a_waiter_whose_entry_is_deleted_is_told_at_once),
         TEST(an_entry_of_an_unknown_mode_is_never_granted_past),
         TEST(odd_lock_and_mode_names_stay_apart_and_work),
         TEST(mode_names_parse_as_the_command_line_spells_them),

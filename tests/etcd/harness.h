@@ -282,6 +282,65 @@ static inline void etcd_login(const char *url, const char *user, const char *pas
     json_object_put(r);
 }
 
+/* The key and lease of the n-th oldest entry under `prefix` (0 if none). */
+static inline long long etcd_nth_entry(const char *url, const char *prefix, int n, char *key,
+                                       size_t size)
+{
+    char end[512], body[1500], *k, *e;
+    json_object *r, *kvs, *kv, *f;
+    size_t len = strlen(prefix);
+    long long lease = 0;
+
+    memcpy(end, prefix, len + 1);
+    end[len - 1]++;
+    k = etcd_b64(prefix);
+    e = etcd_b64(end);
+    snprintf(body, sizeof body,
+             "{\"key\":\"%s\",\"range_end\":\"%s\",\"sort_target\":\"CREATE\","
+             "\"sort_order\":\"ASCEND\"}", k, e);
+    free(k);
+    free(e);
+    r = etcd_raw(url, "/v3/kv/range", body, NULL);
+    key[0] = '\0';
+    if (r && json_object_object_get_ex(r, "kvs", &kvs) &&
+        (int)json_object_array_length(kvs) > n) {
+        kv = json_object_array_get_idx(kvs, (size_t)n);
+        if (json_object_object_get_ex(kv, "lease", &f))
+            lease = atoll(json_object_get_string(f));
+        if (json_object_object_get_ex(kv, "key", &f)) {
+            /* base64 to text, by the library-independent way: a tiny decoder */
+            static const char a[] =
+                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            const char *in = json_object_get_string(f);
+            unsigned acc = 0;
+            int bits = 0;
+            size_t o = 0;
+            for (; *in && *in != '=' && o + 1 < size; in++) {
+                acc = acc << 6 | (unsigned)(strchr(a, *in) - a);
+                bits += 6;
+                if (bits >= 8) {
+                    bits -= 8;
+                    key[o++] = (char)(acc >> bits & 0xff);
+                }
+            }
+            key[o] = '\0';
+        }
+    }
+    json_object_put(r);
+    return lease;
+}
+
+static inline int etcd_revoke(const char *url, long long lease)
+{
+    char body[100];
+    json_object *r;
+
+    snprintf(body, sizeof body, "{\"ID\":\"%lld\"}", lease);
+    r = etcd_raw(url, "/v3/lease/revoke", body, NULL);
+    json_object_put(r);
+    return r ? 0 : -1;
+}
+
 /* ---- time ---- */
 
 static inline struct timespec etcd_in_ms(long ms)
