@@ -23,3 +23,13 @@ fifolock_add_etcd_test(test_etcd test_etcd.c TIMEOUT 60 LABELS etcd)
 fifolock_add_etcd_test(test_etcd_procs test_etcd_procs.c TIMEOUT 90 LABELS etcd NO_VALGRIND)
 fifolock_add_etcd_test(test_etcd_secure test_etcd_secure.c TIMEOUT 90 LABELS etcd)
 fifolock_add_etcd_test(test_etcd_cluster test_etcd_cluster.c TIMEOUT 90 LABELS etcd etcd-faults NO_VALGRIND)
+
+# The protocol's model (tests/etcd/lock.pml), checked with spin, with its mutants.
+find_program(FIFOLOCK_ETCD_BASH bash)
+if(FIFOLOCK_ETCD_BASH AND NOT FIFOLOCK_SANITIZE AND NOT FIFOLOCK_MUTANT)
+  add_test(NAME etcd_model_spin COMMAND ${CMAKE_COMMAND} -E env
+    MODEL_DIR=${CMAKE_BINARY_DIR}/etcd-model
+    ${FIFOLOCK_ETCD_BASH} ${CMAKE_CURRENT_SOURCE_DIR}/etcd/run_spin.sh)
+  set_tests_properties(etcd_model_spin PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77
+    LABELS "etcd;model")
+endif()

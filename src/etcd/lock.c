@@ -74,6 +74,9 @@
  *       holds, and a compatible request still waits behind a waiting one:
  *       this is the engine's I3/I4 applied to the queue at one revision.
  *
+ * tests/etcd/lock.pml models these steps with clients that die or withdraw
+ * anywhere, and spin checks E3, exclusion and E4 (tests/etcd/run_spin.sh).
+ *
  * COST per change that concerns a waiter: one watch event, and, in W2, one
  * range and one new watch; W1 (the head waiter) needs no request at all.
  * Only the head waiter watches the whole queue, and only for deletions;
