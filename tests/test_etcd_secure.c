@@ -164,13 +164,13 @@ static void an_expired_auth_token_is_renewed_and_the_hold_survives(void)
 
     o.user = "alice";
     o.password = "alicepw";
-    o.ttl = 3;
+    o.ttl = 2;
     CHECK_EQ(open_with(&s, auth_ttl.endpoints, &o), 0);
     if (s == NULL)
         return;
     CHECK_EQ(fifolock_etcd_acquire(s, "expiring", &fifolock_mutex, NULL, &t), 0);
-    /* Tokens expire after 1 s; the lease (3 s) must be kept alive past that. */
-    etcd_sleep_ms(4500);
+    /* Tokens expire after 1 s; the lease (2 s) must be kept alive past that. */
+    etcd_sleep_ms(3000);
     lost = fifolock_etcd_check(s, "expiring", t, NULL);
     CHECK_EQ(lost, 0);
     if (lost)
