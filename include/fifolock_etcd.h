@@ -183,7 +183,7 @@ FIFOLOCK_ETCD_API int fifolock_etcd_release(fifolock_etcd *session, const char *
 
 /*
  * Is the hold of `name` granted with `token` still safe, now? Returns 0
- * (yes, until *safe_until if safe_until is not NULL), ENOLCK (it was lost:
+ * (yes, until *safe_until, on CLOCK_BOOTTIME, if safe_until is not NULL), ENOLCK (it was lost:
  * the lease or the entry is gone), ETIMEDOUT (no keepalive acknowledged
  * within the TTL: it may be lost), EPERM (this session holds no such lock),
  * EINVAL. It asks no server: it reads what the background thread learnt.
@@ -192,10 +192,12 @@ FIFOLOCK_ETCD_API int fifolock_etcd_check(fifolock_etcd *session, const char *na
                                      struct timespec *safe_until);
 
 /*
- * The session's local safety bound (CLOCK_MONOTONIC): the send time of the
- * last keepalive etcd acknowledged, plus the lease's TTL. Until then no
- * hold of the session can have been lost by expiry. This function can't
- * fail for a session.
+ * The session's local safety bound: the send time of the last keepalive
+ * etcd acknowledged, plus the lease's TTL. Until then no hold of the session
+ * can have been lost by expiry. It is a CLOCK_BOOTTIME time, not
+ * CLOCK_MONOTONIC like deadlines: a suspended machine's monotonic clock
+ * stops while its lease runs out on the cluster. {0, 0} once the session
+ * is lost. This function can't fail for a session.
  */
 FIFOLOCK_ETCD_API struct timespec fifolock_etcd_safe_until(fifolock_etcd *session);
 

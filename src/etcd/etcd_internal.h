@@ -71,7 +71,7 @@ struct fifolock_etcd {
     struct fifolock__etcd_sem *sems;
     size_t nsems;
     uint64_t seq;           /* makes each request's key unique */
-    int64_t safe_until_ms;  /* CLOCK_MONOTONIC ms: last acknowledged keepalive's send + TTL */
+    int64_t safe_until_ms;  /* CLOCK_BOOTTIME ms: last acknowledged keepalive's send + TTL */
     int lost;               /* 0, or why the lease is lost (ENOLCK, ETIMEDOUT): sticky */
     bool stopping;
     bool need_auth;         /* a watch was refused for its token: authenticate again */
@@ -83,6 +83,12 @@ struct fifolock_etcd {
 /* ---- time (CLOCK_MONOTONIC, milliseconds) ---- */
 FIFOLOCK_HIDDEN int64_t fifolock__etcd_now_ms(void);
 FIFOLOCK_HIDDEN int64_t fifolock__etcd_deadline_ms(const struct timespec *deadline);
+/*
+ * CLOCK_BOOTTIME, milliseconds: the clock of the lease's safety bound. Unlike
+ * CLOCK_MONOTONIC it counts time the machine was suspended, during which the
+ * lease runs out on the cluster all the same.
+ */
+FIFOLOCK_HIDDEN int64_t fifolock__etcd_boot_ms(void);
 #define FIFOLOCK__ETCD_FOREVER INT64_MAX
 
 /* ---- errors: the calling thread's detail message ---- */

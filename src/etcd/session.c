@@ -211,7 +211,7 @@ int fifolock_etcd_open(fifolock_etcd **session, const char *endpoints,
         return ENOMEM;
     }
     json_object_object_add(req, "TTL", json_object_new_int(s->ttl));
-    sent = fifolock__etcd_now_ms();
+    sent = fifolock__etcd_boot_ms();
     rc = fifolock__etcd_call(s, "/v3/lease/grant", req, &resp, until);
     json_object_put(req);
     if (rc == ENOENT)
@@ -322,7 +322,7 @@ int fifolock_etcd_check(fifolock_etcd *s, const char *name, int64_t token,
     else if (s->lost)
         rc = s->lost;
     else
-        rc = fifolock__etcd_now_ms() < until ? 0 : ETIMEDOUT;
+        rc = fifolock__etcd_boot_ms() < until ? 0 : ETIMEDOUT;
     pthread_mutex_unlock(&s->mu);
     if (rc == 0 && safe_until) {
         safe_until->tv_sec = (time_t)(until / 1000);
@@ -375,7 +375,8 @@ struct bg {
     char ka_errbuf[CURL_ERROR_SIZE];
     char *ka_data;
     size_t ka_len;
-    int64_t ka_sent, ka_next;
+    int64_t ka_sent, ka_next;   /* CLOCK_MONOTONIC ms */
+    int64_t ka_sent_boot;       /* CLOCK_BOOTTIME ms, for the safety bound */
     size_t ka_endpoint;
     bool revoked;
 };
@@ -464,6 +465,7 @@ static void start_keepalive(struct bg *b)
     curl_easy_setopt(b->ka, CURLOPT_TIMEOUT_MS, (long)(s->ttl * 1000 / 3));
     curl_easy_setopt(b->ka, CURLOPT_CONNECTTIMEOUT_MS, 1000L);
     b->ka_sent = fifolock__etcd_now_ms();
+    b->ka_sent_boot = fifolock__etcd_boot_ms();
     curl_multi_add_handle(s->multi, b->ka);
 }
 
@@ -496,7 +498,7 @@ static void finish_keepalive(struct bg *b, CURLcode code)
         if (ttl <= 0) {
             lose_session(s, ENOLCK);
         } else if (!s->lost) {
-            s->safe_until_ms = b->ka_sent + 1000 * ttl;
+            s->safe_until_ms = b->ka_sent_boot + 1000 * ttl;
             s->current = b->ka_endpoint;
         }
         pthread_mutex_unlock(&s->mu);
@@ -678,7 +680,7 @@ static void *background(void *arg)
             break;
         }
         /* L2: the local bound passed without an acknowledgement. */
-        if (!s->lost && now >= s->safe_until_ms)
+        if (!s->lost && fifolock__etcd_boot_ms() >= s->safe_until_ms)
             lose_session(s, ETIMEDOUT);
         lost = s->lost;
         /* Holds: start the missing watches, drop the finished holds, collect losses. */
@@ -850,8 +852,8 @@ static void *background(void *arg)
         now = fifolock__etcd_now_ms();
         wait_ms = b.ka ? 1000 : b.ka_next - now;
         pthread_mutex_lock(&s->mu);
-        if (!s->lost && s->safe_until_ms - now < wait_ms)
-            wait_ms = s->safe_until_ms - now;
+        if (!s->lost && s->safe_until_ms - fifolock__etcd_boot_ms() < wait_ms)
+            wait_ms = s->safe_until_ms - fifolock__etcd_boot_ms();
         for (h = s->holds; h; h = h->next)
             if (h->stream == NULL && !h->lost && !h->released && h->retry_at_ms - now < wait_ms)
                 wait_ms = h->retry_at_ms - now;

@@ -47,6 +47,14 @@ int64_t fifolock__etcd_now_ms(void)
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
+int64_t fifolock__etcd_boot_ms(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_BOOTTIME, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
 int64_t fifolock__etcd_deadline_ms(const struct timespec *deadline)
 {
     if (deadline == NULL)
