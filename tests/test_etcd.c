@@ -9,6 +9,7 @@
 #include "etcd/proxy.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 static struct etcd_server srv;
 static const char *ep;
@@ -225,6 +226,80 @@ static void readers_behind_a_writer_are_all_granted_when_it_leaves(void)
         fifolock_etcd_close(r[i]);
     }
     fifolock_etcd_close(w);
+}
+
+/* Waiters that hold until told to let go, in queue order. */
+#define CROWD 15
+static atomic_int crowd_go;
+
+struct crowd_waiter {
+    fifolock_etcd *s;
+    int index;
+    int rc;
+    int64_t token;
+    atomic_int granted;
+    pthread_t thread;
+};
+
+static void *crowd_main(void *arg)
+{
+    struct crowd_waiter *w = arg;
+    struct timespec d = etcd_in_ms(30000);
+
+    w->rc = fifolock_etcd_acquire(w->s, "crowd", &fifolock_mutex, &d, &w->token);
+    atomic_store(&w->granted, 1);
+    while (atomic_load(&crowd_go) <= w->index)
+        etcd_sleep_ms(2);
+    if (w->rc == 0)
+        fifolock_etcd_release(w->s, "crowd", w->token);
+    return NULL;
+}
+
+static void a_release_wakes_a_constant_number_of_waiters(void)
+{
+    struct fifolock_etcd_options o = { 0 };
+    static struct crowd_waiter w[CROWD];
+    struct etcd_counters before, after;
+    fifolock_etcd *holder;
+    int64_t t;
+    int i;
+
+    o.ttl = 60;
+    holder = open_or_die(&o);
+    atomic_store(&crowd_go, 0);
+    CHECK_EQ(fifolock_etcd_acquire(holder, "crowd", &fifolock_mutex, NULL, &t), 0);
+    for (i = 0; i < CROWD; i++) {
+        w[i].s = open_or_die(&o);
+        w[i].index = i;
+        w[i].rc = -1;
+        atomic_store(&w[i].granted, 0);
+        pthread_create(&w[i].thread, NULL, crowd_main, &w[i]);
+        wait_queue_len("crowd", i + 2);
+    }
+    etcd_sleep_ms(300); /* every waiter watches; the holder's watch has started */
+    before = etcd_read_counters(ep);
+    CHECK_EQ(fifolock_etcd_release(holder, "crowd", t), 0);
+    for (i = 0; i < 3000 && !atomic_load(&w[0].granted); i++)
+        etcd_sleep_ms(1);
+    CHECK_EQ(w[0].rc, 0);
+    etcd_sleep_ms(300); /* the mark, the next one's read and watch, the new holder's watch */
+    after = etcd_read_counters(ep);
+    /* A release, a mark, a read, two watches; two or three events: not one per waiter. */
+    CHECK_LE(after.requests - before.requests, 8);
+    CHECK_LE(after.events - before.events, 4);
+    printf("one handoff with %d waiting: %.0f requests, %.0f watch events\n", CROWD,
+           after.requests - before.requests, after.events - before.events);
+    for (i = 1; i < CROWD; i++)
+        CHECK_EQ(atomic_load(&w[i].granted), 0);
+    atomic_store(&crowd_go, CROWD);
+    for (i = 0; i < CROWD; i++) {
+        pthread_join(w[i].thread, NULL);
+        CHECK_EQ(w[i].rc, 0);
+        if (i > 0)
+            CHECK_LT(w[i - 1].token, w[i].token);
+        fifolock_etcd_close(w[i].s);
+    }
+    fifolock_etcd_close(holder);
 }
 
 static void a_semaphore_admits_its_size_in_weighted_requests(void)
@@ -600,6 +675,7 @@ int main(void)
         TEST(a_compatible_reader_queues_behind_a_waiting_writer),
         TEST(readers_behind_a_writer_are_all_granted_when_it_leaves),
         TEST(a_semaphore_admits_its_size_in_weighted_requests),
+        TEST(a_release_wakes_a_constant_number_of_waiters),
         TEST(a_deadline_withdraws_the_request_without_a_trace),
         TEST(a_withdrawn_head_waiter_lets_the_next_one_in),
         TEST(closing_a_session_lets_its_waiters_and_holds_go_at_once),

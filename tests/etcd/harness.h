@@ -341,6 +341,49 @@ static inline int etcd_revoke(const char *url, long long lease)
     return r ? 0 : -1;
 }
 
+/*
+ * etcd's counters: the gRPC calls it started (the gateway's included;
+ * keepalives left out, they tick on their own) and the watch events it sent.
+ */
+struct etcd_counters {
+    double requests, events;
+};
+
+static inline struct etcd_counters etcd_read_counters(const char *url)
+{
+    struct etcd_counters c = { 0, 0 };
+    CURL *h = curl_easy_init();
+    struct etcd_raw_body b = { NULL, 0 };
+    char full[300];
+    const char *line;
+
+    snprintf(full, sizeof full, "%s/metrics", url);
+    curl_easy_setopt(h, CURLOPT_URL, full);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, etcd_raw_collect);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_perform(h);
+    curl_easy_cleanup(h);
+    for (line = b.data; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        char one[512];
+
+        if (len >= sizeof one)
+            len = sizeof one - 1;
+        memcpy(one, line, len);
+        one[len] = '\0';
+        if (strncmp(one, "grpc_server_started_total{", 26) == 0 &&
+            strstr(one, "LeaseKeepAlive") == NULL && strstr(one, "grpc.health") == NULL)
+            c.requests += atof(strrchr(one, ' ') + 1);
+        else if (strncmp(one, "etcd_debugging_mvcc_events_total ", 33) == 0)
+            c.events += atof(one + 33);
+        line = nl ? nl + 1 : NULL;
+    }
+    free(b.data);
+    return c;
+}
+
 /* ---- time ---- */
 
 static inline struct timespec etcd_in_ms(long ms)
