@@ -94,11 +94,16 @@ for ((i = 0; i < members; i++)); do
 done
 (IFS=,; echo "${clients[*]}") >"$dir/endpoints"
 
-# The watchdog: when the test is gone, so are its members.
+# The watchdog: when the test is gone (killed at its timeout, crashed), so
+# are its members and its directory.
 (
     trap '' HUP
     while kill -0 "$owner" 2>/dev/null && [ -e "$dir/member0.pid" ]; do sleep 1; done
-    for f in "$dir"/member*.pid; do [ -e "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done
+    if [ -e "$dir/member0.pid" ]; then
+        for f in "$dir"/member*.pid; do [ -e "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done
+        sleep 0.5
+        rm -rf "$dir"
+    fi
 ) </dev/null >/dev/null 2>&1 &
 echo $! >"$dir/watchdog.pid"
 
