@@ -11,26 +11,6 @@
 #define FIFOLOCK_HIDDEN __attribute__((visibility("hidden")))
 #else
 #define FIFOLOCK_HIDDEN
-/*
- * One request in a queue kept outside a fifolock (shared memory, etcd):
- * `n` holds of `mode`; a NULL mode is one this process does not know, which
- * is never granted (and so never granted past).
- */
-struct fifolock__entry {
-    const fifolock_mode *mode;
-    size_t n;
-};
-
-/*
- * The engine's grant rule over such a queue (src/rule.c): stores in
- * *granted how many entries, from the oldest, hold the lock. Returns 0,
- * EINVAL (NULL pointers, an entry with n == 0 or a mode without predicate;
- * *granted then counts the entries before it), ENOMEM or EAGAIN (as
- * fifolock_try_acquire()). Predicates must be monotone (see rule.c).
- */
-FIFOLOCK_HIDDEN int fifolock__granted_prefix(const struct fifolock__entry *entries, size_t count,
-                                             size_t *granted);
-
 #endif
 
 /*

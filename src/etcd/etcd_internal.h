@@ -1,0 +1,172 @@
+/*
+ * Private to libfifolock_etcd: the session, the wire (wire.c: libcurl and
+ * json-c over etcd's JSON gateway) and the background thread (session.c)
+ * that lock.c's protocol relies on.
+ */
+#ifndef FIFOLOCK_ETCD_INTERNAL_H
+#define FIFOLOCK_ETCD_INTERNAL_H
+
+#include "fifolock_etcd.h"
+#include "internal.h"
+
+#include <curl/curl.h>
+#include <json-c/json.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+/* A hold of the session, watched by the background thread for its loss. */
+struct fifolock__etcd_hold {
+    struct fifolock__etcd_hold *next;
+    char *name;             /* the caller's lock name */
+    char *key;              /* the entry's etcd key (NUL-terminated, no NUL inside) */
+    int64_t token;          /* the entry's create revision */
+    int64_t watch_from;     /* the watch must see every event from this revision */
+    int lost;               /* 0, or ENOLCK / ETIMEDOUT once lost */
+    bool reported;          /* the lost callback ran (or will, for this loss) */
+    bool releasing;         /* a release deletes the key: its deletion is no loss */
+    bool released;          /* gone: the background thread unlinks and frees it */
+    bool need_check;        /* its watch was compacted: read the key once */
+    char *mark_value;       /* step M still to do: the value marked granted (else NULL) */
+    int64_t retry_at_ms;    /* no new watch before this time (after a failure) */
+    struct fifolock__etcd_stream *stream;   /* its watch, owned by the background thread */
+};
+
+/* A key to delete that a call could not delete itself (etcd unreachable). */
+struct fifolock__etcd_orphan {
+    struct fifolock__etcd_orphan *next;
+    char *key;
+};
+
+/* A pooled libcurl easy handle: each keeps its connection for reuse. */
+struct fifolock__etcd_http {
+    struct fifolock__etcd_http *next;
+    CURL *curl;
+};
+
+struct fifolock__etcd_sem {
+    struct fifolock__etcd_sem *next;
+    fifolock_mode mode;
+};
+
+struct fifolock_etcd {
+    /* Set by open, read-only afterwards. */
+    char **endpoints;
+    size_t nendpoints;
+    char *prefix;
+    const fifolock_mode **modes;
+    size_t nmodes;
+    fifolock_etcd_lost_fn *lost_fn;
+    void *lost_arg;
+    int timeout_ms;
+    int ttl;
+    char *cacert, *cert, *key, *user, *password;
+    int64_t lease;
+
+    pthread_mutex_t mu;     /* guards everything below */
+    size_t current;         /* the endpoint that answered last */
+    char *auth_token;       /* from etcd's Authenticate, NULL without auth */
+    struct fifolock__etcd_http *pool;
+    struct fifolock__etcd_hold *holds;
+    struct fifolock__etcd_orphan *orphans;
+    struct fifolock__etcd_sem *sems;
+    size_t nsems;
+    uint64_t seq;           /* makes each request's key unique */
+    int64_t safe_until_ms;  /* CLOCK_BOOTTIME ms: last acknowledged keepalive's send + TTL */
+    int lost;               /* 0, or why the lease is lost (ENOLCK, ETIMEDOUT): sticky */
+    bool stopping;
+    bool need_auth;         /* a watch was refused for its token: authenticate again */
+
+    pthread_t thread;
+    CURLM *multi;           /* the background thread's transfers */
+};
+
+/* ---- time (CLOCK_MONOTONIC, milliseconds) ---- */
+FIFOLOCK_HIDDEN int64_t fifolock__etcd_now_ms(void);
+FIFOLOCK_HIDDEN int64_t fifolock__etcd_deadline_ms(const struct timespec *deadline);
+/*
+ * CLOCK_BOOTTIME, milliseconds: the clock of the lease's safety bound. Unlike
+ * CLOCK_MONOTONIC it counts time the machine was suspended, during which the
+ * lease runs out on the cluster all the same.
+ */
+FIFOLOCK_HIDDEN int64_t fifolock__etcd_boot_ms(void);
+#define FIFOLOCK__ETCD_FOREVER INT64_MAX
+
+/* ---- errors: the calling thread's detail message ---- */
+FIFOLOCK_HIDDEN void fifolock__etcd_set_error(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+FIFOLOCK_HIDDEN void fifolock__etcd_clear_error(void);
+
+/* ---- JSON helpers ---- */
+FIFOLOCK_HIDDEN json_object *fifolock__etcd_b64(const void *data, size_t len);
+FIFOLOCK_HIDDEN json_object *fifolock__etcd_str_b64(const char *s);
+FIFOLOCK_HIDDEN json_object *fifolock__etcd_i64(int64_t v);
+FIFOLOCK_HIDDEN int64_t fifolock__etcd_get_i64(json_object *obj, const char *field);
+/* Decodes a base64 field into a malloc'd NUL-terminated buffer; NULL if absent or bad. */
+FIFOLOCK_HIDDEN char *fifolock__etcd_get_b64(json_object *obj, const char *field, size_t *len);
+/* The key range of every key starting with `prefix` (etcd's "range_end"). */
+FIFOLOCK_HIDDEN char *fifolock__etcd_prefix_end(const char *prefix);
+
+/* ---- requests ---- */
+/*
+ * POSTs `req` to `path` (e.g. "/v3/kv/range") and stores the parsed answer
+ * in *resp. Tries the endpoints in turn, retrying what may pass (refused
+ * connections, a leader election) until `until_ms` or the session's
+ * timeout, whichever is first. Returns 0, ENOENT (etcd said not found),
+ * EACCES, ECONNREFUSED, ETIMEDOUT, EIO, ENOMEM; the detail goes to the
+ * thread's error message. Does not take ownership of req.
+ */
+FIFOLOCK_HIDDEN int fifolock__etcd_call(fifolock_etcd *s, const char *path, json_object *req,
+                                        json_object **resp, int64_t until_ms);
+
+/*
+ * A streaming answer (a watch): the messages arrive one JSON object at a
+ * time; `on_message` gets each "result" (or the whole object when it has
+ * none) and returns nonzero to end the stream.
+ */
+typedef int fifolock__etcd_message_fn(json_object *msg, void *arg);
+struct fifolock__etcd_stream {
+    CURL *curl;
+    struct curl_slist *headers;
+    json_tokener *tok;
+    char *body;
+    char errbuf[CURL_ERROR_SIZE];
+    fifolock__etcd_message_fn *on_message;
+    void *arg;
+    int stop;               /* on_message asked to end, or the stream was bad */
+    size_t endpoint;
+    fifolock_etcd *s;
+    int64_t until_ms;       /* for the blocking watch: its deadline */
+};
+
+/* Prepares a stream on the current endpoint; NULL on ENOMEM. */
+FIFOLOCK_HIDDEN struct fifolock__etcd_stream *
+fifolock__etcd_stream_new(fifolock_etcd *s, const char *path, json_object *req,
+                          fifolock__etcd_message_fn *on_message, void *arg);
+FIFOLOCK_HIDDEN void fifolock__etcd_stream_free(struct fifolock__etcd_stream *st);
+/* After a stream ended with `code`: the endpoint failed, try the next one. */
+FIFOLOCK_HIDDEN void fifolock__etcd_stream_failed(struct fifolock__etcd_stream *st, CURLcode code);
+
+/* Pooled easy handles, configured for the session (TLS, auth header). */
+FIFOLOCK_HIDDEN int fifolock__etcd_authenticate(fifolock_etcd *s, int64_t until_ms);
+
+/* ---- the background thread (session.c) ---- */
+FIFOLOCK_HIDDEN void fifolock__etcd_wake(fifolock_etcd *s);
+FIFOLOCK_HIDDEN void fifolock__etcd_add_orphan(fifolock_etcd *s, const char *key);
+
+/*
+ * Step M of lock.c for a hold: puts `value` on `key` if its create revision
+ * is still `token`. Returns 0, ENOLCK (the entry is gone), or an error
+ * reaching etcd (try again later).
+ */
+FIFOLOCK_HIDDEN int fifolock__etcd_mark(fifolock_etcd *s, const char *key, int64_t token,
+                                        const char *value, int64_t until_ms);
+
+/* A new hold's watch starts this long after the grant (it replays what it missed). */
+#define FIFOLOCK__ETCD_WATCH_DELAY_MS 100
+
+/* ---- modes (modes.c) ---- */
+/* The session's mode for a wire (name, limit), or NULL if it knows none. Takes s->mu. */
+FIFOLOCK_HIDDEN const fifolock_mode *fifolock__etcd_find_mode(fifolock_etcd *s, const char *name,
+                                                             size_t limit);
+
+#endif

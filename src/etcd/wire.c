@@ -1,0 +1,602 @@
+/*
+ * The wire: etcd's JSON gateway (grpc-gateway in front of the v3 API) over
+ * HTTP with libcurl, bodies with json-c. Keys and values travel in base64,
+ * 64-bit integers as decimal strings. A unary call is one POST; a watch is
+ * one POST whose answer streams one JSON object per message.
+ *
+ * Endpoint failover: every call starts at the endpoint that answered last
+ * and moves on at a connection failure or a "try again" answer (no leader,
+ * leader changed), until its time budget is spent. Only linearizable reads
+ * are used (etcd's default), so any member gives the same answers.
+ */
+#include "etcd_internal.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static _Thread_local char last_error[512];
+
+void fifolock__etcd_set_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+}
+
+void fifolock__etcd_clear_error(void)
+{
+    last_error[0] = '\0';
+}
+
+const char *fifolock_etcd_last_error(void)
+{
+    return last_error;
+}
+
+int64_t fifolock__etcd_now_ms(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+int64_t fifolock__etcd_boot_ms(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_BOOTTIME, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+int64_t fifolock__etcd_deadline_ms(const struct timespec *deadline)
+{
+    if (deadline == NULL)
+        return FIFOLOCK__ETCD_FOREVER;
+    return (int64_t)deadline->tv_sec * 1000 + (deadline->tv_nsec + 999999) / 1000000;
+}
+
+/* ---- base64 (RFC 4648, as the gateway's JSON bytes) ---- */
+
+static const char b64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+json_object *fifolock__etcd_b64(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    size_t i, o = 0, outlen = 4 * ((len + 2) / 3);
+    char *out = malloc(outlen + 1);
+    json_object *obj;
+
+    if (out == NULL)
+        return NULL;
+    for (i = 0; i + 2 < len; i += 3) {
+        unsigned v = (unsigned)p[i] << 16 | (unsigned)p[i + 1] << 8 | p[i + 2];
+        out[o++] = b64_alphabet[v >> 18 & 63];
+        out[o++] = b64_alphabet[v >> 12 & 63];
+        out[o++] = b64_alphabet[v >> 6 & 63];
+        out[o++] = b64_alphabet[v & 63];
+    }
+    if (i < len) {
+        unsigned v = (unsigned)p[i] << 16 | (i + 1 < len ? (unsigned)p[i + 1] << 8 : 0);
+        out[o++] = b64_alphabet[v >> 18 & 63];
+        out[o++] = b64_alphabet[v >> 12 & 63];
+        out[o++] = i + 1 < len ? b64_alphabet[v >> 6 & 63] : '=';
+        out[o++] = '=';
+    }
+    out[o] = '\0';
+    obj = json_object_new_string_len(out, (int)o);
+    free(out);
+    return obj;
+}
+
+json_object *fifolock__etcd_str_b64(const char *s)
+{
+    return fifolock__etcd_b64(s, strlen(s));
+}
+
+static int b64_value(int c)
+{
+    const char *p = c ? strchr(b64_alphabet, c) : NULL;
+
+    return p ? (int)(p - b64_alphabet) : -1;
+}
+
+char *fifolock__etcd_get_b64(json_object *obj, const char *field, size_t *len)
+{
+    json_object *f;
+    const char *in;
+    size_t i, inlen, o = 0;
+    unsigned acc = 0;
+    int bits = 0;
+    char *out;
+
+    if (!json_object_object_get_ex(obj, field, &f) || !json_object_is_type(f, json_type_string))
+        return NULL;
+    in = json_object_get_string(f);
+    inlen = (size_t)json_object_get_string_len(f);
+    out = malloc(inlen / 4 * 3 + 4);
+    if (out == NULL)
+        return NULL;
+    for (i = 0; i < inlen && in[i] != '='; i++) {
+        int v = b64_value((unsigned char)in[i]);
+
+        if (v < 0) {
+            free(out);
+            return NULL;
+        }
+        acc = acc << 6 | (unsigned)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (char)(acc >> bits & 0xff);
+        }
+    }
+    out[o] = '\0';
+    if (len)
+        *len = o;
+    return out;
+}
+
+json_object *fifolock__etcd_i64(int64_t v)
+{
+    char buf[32];
+
+    snprintf(buf, sizeof buf, "%lld", (long long)v);
+    return json_object_new_string(buf);
+}
+
+int64_t fifolock__etcd_get_i64(json_object *obj, const char *field)
+{
+    json_object *f;
+
+    if (obj == NULL || !json_object_object_get_ex(obj, field, &f))
+        return 0;
+    if (json_object_is_type(f, json_type_string)) {
+        const char *str = json_object_get_string(f);
+        char *end;
+        long long v = strtoll(str, &end, 10);
+
+        return *end == '\0' ? (int64_t)v : 0;
+    }
+    return json_object_get_int64(f);
+}
+
+char *fifolock__etcd_prefix_end(const char *prefix)
+{
+    size_t n = strlen(prefix);
+    char *end = malloc(n + 1);
+
+    if (end == NULL)
+        return NULL;
+    memcpy(end, prefix, n + 1);
+    /* The prefixes here end with '/', never with 0xff: add one to the last byte. */
+    while (n > 0 && (unsigned char)end[n - 1] == 0xff)
+        end[--n] = '\0';
+    if (n > 0)
+        end[n - 1] = (char)((unsigned char)end[n - 1] + 1);
+    return end;
+}
+
+/* ---- easy handles ---- */
+
+struct body {
+    char *data;
+    size_t len, cap;
+};
+
+static size_t collect(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+    struct body *b = arg;
+    size_t n = size * nmemb;
+
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = (b->len + n + 1) * 2;
+        char *p = realloc(b->data, cap);
+
+        if (p == NULL)
+            return 0;
+        b->data = p;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, ptr, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return n;
+}
+
+/* Sets what every request of the session shares: TLS files, no signals. */
+static void configure(fifolock_etcd *s, CURL *c)
+{
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(c, CURLOPT_POST, 1L);
+    if (s->cacert)
+        curl_easy_setopt(c, CURLOPT_CAINFO, s->cacert);
+    if (s->cert)
+        curl_easy_setopt(c, CURLOPT_SSLCERT, s->cert);
+    if (s->key)
+        curl_easy_setopt(c, CURLOPT_SSLKEY, s->key);
+}
+
+static struct curl_slist *headers_for(fifolock_etcd *s)
+{
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    char *auth = NULL;
+
+    pthread_mutex_lock(&s->mu);
+    if (s->auth_token) {
+        size_t n = strlen(s->auth_token) + sizeof "Authorization: ";
+        auth = malloc(n);
+        if (auth)
+            snprintf(auth, n, "Authorization: %s", s->auth_token);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (auth && h) {
+        struct curl_slist *h2 = curl_slist_append(h, auth);
+        if (h2 == NULL) {
+            curl_slist_free_all(h);
+            h = NULL;
+        }
+    }
+    free(auth);
+    return h;
+}
+
+static struct fifolock__etcd_http *take_http(fifolock_etcd *s)
+{
+    struct fifolock__etcd_http *h;
+
+    pthread_mutex_lock(&s->mu);
+    h = s->pool;
+    if (h)
+        s->pool = h->next;
+    pthread_mutex_unlock(&s->mu);
+    if (h)
+        return h;
+    h = calloc(1, sizeof *h);
+    if (h == NULL)
+        return NULL;
+    h->curl = curl_easy_init();
+    if (h->curl == NULL) {
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+static void give_http(fifolock_etcd *s, struct fifolock__etcd_http *h)
+{
+    pthread_mutex_lock(&s->mu);
+    h->next = s->pool;
+    s->pool = h;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* What a failed transfer means: a TLS refusal is final, the rest may pass. */
+static bool tls_refused(CURLcode code, const char *errbuf)
+{
+    switch (code) {
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_USE_SSL_FAILED:
+        return true;
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+        /* TLS 1.3: the server refuses a client certificate after the handshake. */
+        return strstr(errbuf, "alert") != NULL || strstr(errbuf, "SSL") != NULL;
+    default:
+        return false;
+    }
+}
+
+static int transient_errno(CURLcode code)
+{
+    switch (code) {
+    case CURLE_OPERATION_TIMEDOUT:
+        return ETIMEDOUT;
+    default:
+        return ECONNREFUSED;
+    }
+}
+
+/* grpc status codes the gateway reports. */
+enum { GRPC_INVALID_ARGUMENT = 3, GRPC_DEADLINE = 4, GRPC_NOT_FOUND = 5,
+       GRPC_PERMISSION_DENIED = 7, GRPC_UNAVAILABLE = 14, GRPC_UNAUTHENTICATED = 16 };
+
+/*
+ * Classifies an error answer: 0 = try again (elsewhere), -1 = authenticate
+ * again and retry, else the errno to return.
+ */
+static int classify(json_object *err, char *msg, size_t msgsize)
+{
+    json_object *m = NULL;
+    int64_t code = fifolock__etcd_get_i64(err, "code");
+    const char *text = "unexpected answer from etcd";
+
+    if (err && (json_object_object_get_ex(err, "message", &m) ||
+                json_object_object_get_ex(err, "error", &m)) &&
+        json_object_is_type(m, json_type_string))
+        text = json_object_get_string(m);
+    snprintf(msg, msgsize, "%s", text);
+    if (strstr(text, "invalid auth token") || strstr(text, "auth token is expired") ||
+        code == GRPC_UNAUTHENTICATED)
+        return -1;
+    if (strstr(text, "authentication failed") || strstr(text, "user name is empty") ||
+        strstr(text, "permission denied") || code == GRPC_PERMISSION_DENIED)
+        return EACCES;
+    if (code == GRPC_NOT_FOUND)
+        return ENOENT;
+    if (code == GRPC_UNAVAILABLE || code == GRPC_DEADLINE || strstr(text, "leader") ||
+        strstr(text, "timed out"))
+        return 0;
+    return EIO;
+}
+
+int fifolock__etcd_call(fifolock_etcd *s, const char *path, json_object *req,
+                        json_object **resp, int64_t until_ms)
+{
+    const char *payload = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
+    int64_t budget_end = fifolock__etcd_now_ms() + s->timeout_ms;
+    struct fifolock__etcd_http *h;
+    size_t tries = 0, ep;
+    int rc = ECONNREFUSED, reauth = 0;
+    char msg[400] = "no endpoint answered";
+
+    if (payload == NULL)
+        return ENOMEM;
+    if (until_ms > budget_end)
+        until_ms = budget_end;
+    h = take_http(s);
+    if (h == NULL)
+        return ENOMEM;
+    pthread_mutex_lock(&s->mu);
+    ep = s->current;
+    pthread_mutex_unlock(&s->mu);
+    for (;;) {
+        char url[1024], errbuf[CURL_ERROR_SIZE] = "";
+        struct body b = { NULL, 0, 0 };
+        struct curl_slist *hdr;
+        int64_t left = until_ms - fifolock__etcd_now_ms();
+        long status = 0;
+        CURLcode code;
+        int verdict;
+
+        if (left <= 0 && tries > 0)
+            break;
+        if (left <= 0)
+            left = 1;
+        snprintf(url, sizeof url, "%s%s", s->endpoints[ep], path);
+        hdr = headers_for(s);
+        if (hdr == NULL) {
+            rc = ENOMEM;
+            break;
+        }
+        curl_easy_reset(h->curl);
+        configure(s, h->curl);
+        curl_easy_setopt(h->curl, CURLOPT_URL, url);
+        curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, hdr);
+        curl_easy_setopt(h->curl, CURLOPT_POSTFIELDS, payload);
+        curl_easy_setopt(h->curl, CURLOPT_WRITEFUNCTION, collect);
+        curl_easy_setopt(h->curl, CURLOPT_WRITEDATA, &b);
+        curl_easy_setopt(h->curl, CURLOPT_ERRORBUFFER, errbuf);
+        curl_easy_setopt(h->curl, CURLOPT_TIMEOUT_MS, (long)left);
+        curl_easy_setopt(h->curl, CURLOPT_CONNECTTIMEOUT_MS, (long)(left < 1000 ? left : 1000));
+        code = curl_easy_perform(h->curl);
+        curl_slist_free_all(hdr);
+        tries++;
+        if (code == CURLE_OK)
+            curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &status);
+        if (code != CURLE_OK) {
+            snprintf(msg, sizeof msg, "%s: %s", s->endpoints[ep],
+                     errbuf[0] ? errbuf : curl_easy_strerror(code));
+            if (tls_refused(code, errbuf)) {
+                rc = EACCES;
+                free(b.data);
+                break;
+            }
+            rc = transient_errno(code);
+            free(b.data);
+            ep = (ep + 1) % s->nendpoints;
+        } else {
+            json_object *obj = b.data ? json_tokener_parse(b.data) : NULL;
+            json_object *err = NULL;
+
+            free(b.data);
+            if (obj == NULL) {
+                snprintf(msg, sizeof msg, "%s: HTTP %ld, no JSON answer", s->endpoints[ep],
+                         status);
+                rc = EIO;
+                break;
+            }
+            if (status == 200 && !json_object_object_get_ex(obj, "error", &err)) {
+                pthread_mutex_lock(&s->mu);
+                s->current = ep;
+                pthread_mutex_unlock(&s->mu);
+                *resp = obj;
+                give_http(s, h);
+                return 0;
+            }
+            verdict = classify(err ? err : obj, msg, sizeof msg);
+            json_object_put(obj);
+            if (verdict < 0 && s->user && reauth++ < 2) {
+                int arc = fifolock__etcd_authenticate(s, until_ms);
+
+                if (arc != 0) {
+                    rc = arc;
+                    break;
+                }
+                continue;
+            }
+            if (verdict < 0)
+                verdict = EACCES;
+            if (verdict > 0) {
+                rc = verdict;
+                break;
+            }
+            rc = ETIMEDOUT;
+            ep = (ep + 1) % s->nendpoints;
+        }
+        if (tries % s->nendpoints == 0) {
+            /* A whole round failed: pause before the next one. */
+            struct timespec pause = { 0, 50 * 1000000L };
+            nanosleep(&pause, NULL);
+        }
+    }
+    give_http(s, h);
+    if (rc != ENOENT)
+        fifolock__etcd_set_error("%s", msg);
+    return rc;
+}
+
+int fifolock__etcd_authenticate(fifolock_etcd *s, int64_t until_ms)
+{
+    json_object *req = json_object_new_object(), *resp = NULL, *tok;
+    char *saved;
+    int rc;
+
+    if (req == NULL)
+        return ENOMEM;
+    json_object_object_add(req, "name", json_object_new_string(s->user));
+    json_object_object_add(req, "password", json_object_new_string(s->password ? s->password : ""));
+    /* Authenticate without the old token: it is the one that expired. */
+    pthread_mutex_lock(&s->mu);
+    saved = s->auth_token;
+    s->auth_token = NULL;
+    pthread_mutex_unlock(&s->mu);
+    free(saved);
+    rc = fifolock__etcd_call(s, "/v3/auth/authenticate", req, &resp, until_ms);
+    json_object_put(req);
+    if (rc == ENOENT)
+        rc = EACCES;
+    if (rc != 0)
+        return rc;
+    if (!json_object_object_get_ex(resp, "token", &tok) ||
+        !json_object_is_type(tok, json_type_string)) {
+        json_object_put(resp);
+        fifolock__etcd_set_error("etcd answered Authenticate without a token");
+        return EIO;
+    }
+    saved = strdup(json_object_get_string(tok));
+    json_object_put(resp);
+    if (saved == NULL)
+        return ENOMEM;
+    pthread_mutex_lock(&s->mu);
+    free(s->auth_token);
+    s->auth_token = saved;
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+/* ---- streams ---- */
+
+static size_t stream_write(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+    struct fifolock__etcd_stream *st = arg;
+    size_t n = size * nmemb, off = 0;
+
+    while (off < n && !st->stop) {
+        json_object *obj = json_tokener_parse_ex(st->tok, ptr + off, (int)(n - off));
+        enum json_tokener_error e = json_tokener_get_error(st->tok);
+
+        if (obj == NULL) {
+            if (e == json_tokener_continue)
+                return n;
+            st->stop = EIO;
+            break;
+        }
+        off += json_tokener_get_parse_end(st->tok);
+        json_tokener_reset(st->tok);
+        {
+            json_object *result;
+            int r;
+
+            if (json_object_object_get_ex(obj, "result", &result))
+                r = st->on_message(result, st->arg);
+            else
+                r = st->on_message(obj, st->arg);
+            json_object_put(obj);
+            if (r)
+                st->stop = r;
+        }
+        while (off < n && (ptr[off] == '\n' || ptr[off] == '\r' || ptr[off] == ' '))
+            off++;
+    }
+    /* Returning less than n ends the transfer: the caller reads st->stop. */
+    return st->stop ? 0 : n;
+}
+
+struct fifolock__etcd_stream *fifolock__etcd_stream_new(fifolock_etcd *s, const char *path,
+                                                        json_object *req,
+                                                        fifolock__etcd_message_fn *on_message,
+                                                        void *arg)
+{
+    struct fifolock__etcd_stream *st = calloc(1, sizeof *st);
+    const char *payload = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
+    char url[1024];
+
+    if (st == NULL || payload == NULL)
+        goto fail;
+    st->s = s;
+    st->on_message = on_message;
+    st->arg = arg;
+    st->body = strdup(payload);
+    st->tok = json_tokener_new();
+    st->curl = curl_easy_init();
+    st->headers = headers_for(s);
+    if (st->body == NULL || st->tok == NULL || st->curl == NULL || st->headers == NULL)
+        goto fail;
+    pthread_mutex_lock(&s->mu);
+    st->endpoint = s->current;
+    pthread_mutex_unlock(&s->mu);
+    snprintf(url, sizeof url, "%s%s", s->endpoints[st->endpoint], path);
+    configure(s, st->curl);
+    curl_easy_setopt(st->curl, CURLOPT_URL, url);
+    curl_easy_setopt(st->curl, CURLOPT_HTTPHEADER, st->headers);
+    curl_easy_setopt(st->curl, CURLOPT_POSTFIELDS, st->body);
+    curl_easy_setopt(st->curl, CURLOPT_WRITEFUNCTION, stream_write);
+    curl_easy_setopt(st->curl, CURLOPT_WRITEDATA, st);
+    curl_easy_setopt(st->curl, CURLOPT_ERRORBUFFER, st->errbuf);
+    curl_easy_setopt(st->curl, CURLOPT_PRIVATE, st);
+    curl_easy_setopt(st->curl, CURLOPT_CONNECTTIMEOUT_MS, 1000L);
+    return st;
+fail:
+    fifolock__etcd_stream_free(st);
+    return NULL;
+}
+
+void fifolock__etcd_stream_free(struct fifolock__etcd_stream *st)
+{
+    if (st == NULL)
+        return;
+    if (st->curl)
+        curl_easy_cleanup(st->curl);
+    curl_slist_free_all(st->headers);
+    if (st->tok)
+        json_tokener_free(st->tok);
+    free(st->body);
+    free(st);
+}
+
+void fifolock__etcd_stream_failed(struct fifolock__etcd_stream *st, CURLcode code)
+{
+    fifolock_etcd *s = st->s;
+
+    (void)code;
+    pthread_mutex_lock(&s->mu);
+    if (s->current == st->endpoint)
+        s->current = (st->endpoint + 1) % s->nendpoints;
+    pthread_mutex_unlock(&s->mu);
+}

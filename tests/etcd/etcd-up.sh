@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Starts a real etcd for the tests, on loopback, with free ports and a
+# temporary data dir, and waits until it serves clients.
+#
+#   etcd-up.sh DIR [--members N] [--tls] [--auth] [--auth-token-ttl SECONDS]
+#
+# Writes DIR/endpoints (the client URLs, comma-separated), DIR/member<i>.url
+# and DIR/member<i>.pid, and, with --tls, the certificates in DIR/tls (made
+# by openssl now: a CA, the server's, a client's, and a client's from another
+# CA). With --auth, users root/rootpw, alice/alicepw (read-write on
+# fifolock/) and bob/bobpw (no permission), and auth enabled. A watchdog stops the members when the process
+# that started this script (the test) is gone, however it ended.
+# Exit status: 0, 77 when etcd is not installed (the test skips), 1 on failure.
+set -u
+dir=$1; shift
+members=1 tls=0 auth=0 token_ttl=
+while (($#)); do
+    case $1 in
+    --members) members=$2; shift ;;
+    --tls) tls=1 ;;
+    --auth) auth=1 ;;
+    --auth-token-ttl) token_ttl=$2; shift ;;
+    *) echo "etcd-up.sh: unknown option $1" >&2; exit 1 ;;
+    esac
+    shift
+done
+ETCD=${ETCD:-etcd}
+command -v "$ETCD" >/dev/null 2>&1 || { echo "etcd not installed" >&2; exit 77; }
+owner=${ETCD_OWNER_PID:-$PPID}
+mkdir -p "$dir" || exit 1
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+pick_port() {
+    local p
+    while :; do
+        p=$((20000 + RANDOM % 40000))
+        port_free "$p" && ! grep -qx "$p" "$dir/ports" 2>/dev/null && { echo "$p" >>"$dir/ports"; echo "$p"; return; }
+    done
+}
+
+scheme=http
+if ((tls)); then
+    scheme=https
+    t=$dir/tls; mkdir -p "$t"
+    (
+        cd "$t" || exit 1
+        cat >ext.cnf <<'CNF'
+[srv]
+subjectAltName = IP:127.0.0.1, DNS:localhost
+extendedKeyUsage = serverAuth, clientAuth
+[cli]
+extendedKeyUsage = clientAuth
+CNF
+        for ca in ca other-ca; do
+            openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=$ca" \
+                -keyout $ca-key.pem -out $ca.pem
+        done
+        mk() { # name ca ext cn
+            openssl req -newkey rsa:2048 -nodes -subj "/CN=$4" -keyout $1-key.pem -out $1.csr
+            openssl x509 -req -in $1.csr -CA $2.pem -CAkey $2-key.pem -CAcreateserial \
+                -days 2 -extfile ext.cnf -extensions $3 -out $1.pem
+        }
+        mk server ca srv server
+        mk client ca cli client
+        mk other-client other-ca cli client
+    ) >"$dir/openssl.log" 2>&1 || { echo "openssl failed, see $dir/openssl.log" >&2; exit 1; }
+fi
+
+names=() peers=() clients=()
+for ((i = 0; i < members; i++)); do
+    names+=("m$i")
+    peers+=("http://127.0.0.1:$(pick_port)")
+    clients+=("$scheme://127.0.0.1:$(pick_port)")
+done
+cluster=
+for ((i = 0; i < members; i++)); do cluster+="${cluster:+,}${names[i]}=${peers[i]}"; done
+
+for ((i = 0; i < members; i++)); do
+    args=(--name "${names[i]}" --data-dir "$dir/data$i"
+        --listen-client-urls "${clients[i]}" --advertise-client-urls "${clients[i]}"
+        --listen-peer-urls "${peers[i]}" --initial-advertise-peer-urls "${peers[i]}"
+        --initial-cluster "$cluster" --initial-cluster-state new
+        --initial-cluster-token "fifolock-test-$$"
+        --heartbeat-interval 50 --election-timeout 500
+        --logger zap --log-outputs stderr)
+    [ -n "$token_ttl" ] && args+=(--auth-token-ttl "$token_ttl")
+    if ((tls)); then
+        args+=(--cert-file "$dir/tls/server.pem" --key-file "$dir/tls/server-key.pem"
+            --trusted-ca-file "$dir/tls/ca.pem" --client-cert-auth)
+    fi
+    "$ETCD" "${args[@]}" >"$dir/member$i.log" 2>&1 &
+    echo $! >"$dir/member$i.pid"
+    echo "${clients[i]}" >"$dir/member$i.url"
+done
+(IFS=,; echo "${clients[*]}") >"$dir/endpoints"
+
+# The watchdog: when the test is gone (killed at its timeout, crashed), so
+# are its members and its directory.
+(
+    trap '' HUP
+    while kill -0 "$owner" 2>/dev/null && [ -e "$dir/member0.pid" ]; do sleep 1; done
+    if [ -e "$dir/member0.pid" ]; then
+        for f in "$dir"/member*.pid; do [ -e "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done
+        sleep 0.5
+        rm -rf "$dir"
+    fi
+) </dev/null >/dev/null 2>&1 &
+echo $! >"$dir/watchdog.pid"
+
+for ((i = 0; i < members; i++)); do
+    for ((w = 0; w < 200; w++)); do
+        grep -q '"msg":"serving client traffic' "$dir/member$i.log" && break
+        kill -0 "$(cat "$dir/member$i.pid")" 2>/dev/null || break
+        sleep 0.05
+    done
+    if ! grep -q '"msg":"serving client traffic' "$dir/member$i.log"; then
+        echo "etcd member $i did not start; its log:" >&2
+        tail -20 "$dir/member$i.log" >&2
+        exit 1
+    fi
+done
+
+if ((auth)); then
+    ctl=(etcdctl --endpoints "$(cat "$dir/endpoints")")
+    ETCDCTL_API=3
+    export ETCDCTL_API
+    {
+        "${ctl[@]}" user add root --new-user-password=rootpw &&
+            "${ctl[@]}" user add alice --new-user-password=alicepw &&
+            "${ctl[@]}" role add locker &&
+            "${ctl[@]}" role grant-permission locker --prefix=true readwrite fifolock/ &&
+            "${ctl[@]}" user grant-role alice locker &&
+            "${ctl[@]}" user add bob --new-user-password=bobpw &&
+            "${ctl[@]}" auth enable
+    } >"$dir/auth.log" 2>&1 || { echo "enabling auth failed:" >&2; cat "$dir/auth.log" >&2; exit 1; }
+fi
+exit 0
