@@ -60,6 +60,7 @@ struct record {
     int in_cs; /* mode + 1 while inside, 0 outside */
     int dead;  /* set by the parent once the process was reaped */
     int reporting; /* got EOWNERDEAD, the report not on the board yet */
+    int entry_no;  /* counts its entries into the critical section */
 };
 
 struct board {
@@ -112,6 +113,36 @@ static void sleep_us(long us)
 }
 
 /*
+ * A semaphore holder's check: were two other living threads inside with it
+ * at one instant? Collect who is inside twice: a record seen inside both
+ * times with the same entry number was inside in between, so all those were
+ * inside together at the end of the first collect.
+ */
+static int sem_overfull(int w, int t)
+{
+    int first[WORKERS][THREADS], a, b, together = 0;
+
+    for (a = 0; a < WORKERS; a++)
+        for (b = 0; b < THREADS; b++) {
+            struct record *r = &board->rec[a][b];
+            first[a][b] = __atomic_load_n(&r->in_cs, __ATOMIC_SEQ_CST) == 3
+                              ? __atomic_load_n(&r->entry_no, __ATOMIC_SEQ_CST)
+                              : -1;
+        }
+    for (a = 0; a < WORKERS; a++)
+        for (b = 0; b < THREADS; b++) {
+            struct record *r = &board->rec[a][b];
+            if ((a == w && b == t) || first[a][b] < 0)
+                continue;
+            if (__atomic_load_n(&r->in_cs, __ATOMIC_SEQ_CST) == 3 &&
+                __atomic_load_n(&r->entry_no, __ATOMIC_SEQ_CST) == first[a][b] &&
+                !__atomic_load_n(&r->dead, __ATOMIC_SEQ_CST) && !process_dead(r->pid))
+                together++;
+        }
+    return together >= 2;
+}
+
+/*
  * Inside the critical section: does `mode` conflict with a living holder?
  * A conflict with a process that turns out dead (within a second) is fine.
  */
@@ -130,16 +161,9 @@ static void check_exclusion(int w, int t, int mode)
             if (compatible[mode][other - 1] && !(sem && other == 3))
                 continue;
             if (sem && other == 3) {
-                /* a semaphore of 2: count the other holders */
-                int holders = 0, a, b;
-                for (a = 0; a < WORKERS; a++)
-                    for (b = 0; b < THREADS; b++)
-                        if (!(a == w && b == t) &&
-                            __atomic_load_n(&board->rec[a][b].in_cs, __ATOMIC_SEQ_CST) == 3 &&
-                            !process_dead(board->rec[a][b].pid))
-                            holders++;
-                if (holders < 2)
-                    continue;
+                if (sem_overfull(w, t))
+                    note("semaphore of 2 held by 3 living holders");
+                continue;
             }
             pid = __atomic_load_n(&r->pid, __ATOMIC_SEQ_CST);
             for (k = 0; k < 1000; k++) {
@@ -228,6 +252,7 @@ static void *worker_thread(void *arg)
             add(&board->errors, 1);
             continue;
         }
+        __atomic_add_fetch(&me->entry_no, 1, __ATOMIC_SEQ_CST);
         __atomic_store_n(&me->in_cs, mode + 1, __ATOMIC_SEQ_CST);
         check_exclusion(a->w, a->t, mode);
         if ((r >> 12) % 4 == 0)
