@@ -29,6 +29,8 @@ static const char *fresh(void)
 {
     static int n;
 
+    if (getenv("SHM_TEST_VERBOSE"))
+        fprintf(stderr, "%s\n", check_current);
     snprintf(path, sizeof path, "/tmp/fifolock-test-shm-%d-%d", (int)getpid(), n++);
     unlink(path);
     return path;
@@ -658,7 +660,8 @@ static void fork_child_inherits_no_hold(void)
 {
     fifolock_shm l;
     pid_t pid;
-    int status = -1;
+    int status = -1, p[2];
+    char c;
     struct timespec limit;
 
     CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
@@ -678,16 +681,17 @@ static void fork_child_inherits_no_hold(void)
     CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
 
     /* A child holding through the inherited handle dies: its death is found. */
+    CHECK_EQ(pipe(p), 0);
     pid = fork();
     if (pid == 0) {
-        if (fifolock_shm_acquire(&l, &fifolock_write) != 0)
+        if (fifolock_shm_acquire(&l, &fifolock_write) != 0 || write(p[1], "x", 1) != 1)
             _exit(1);
         for (;;)
             pause();
     }
-    sleep_ms(20);
-    while (fifolock_shm_held(&l, &fifolock_write) == 0)
-        sleep_ms(1);
+    CHECK_EQ(read(p[0], &c, 1), 1); /* it holds, and its acquire returned */
+    close(p[0]);
+    close(p[1]);
     kill_and_reap(pid);
     limit = in_ms(1000);
     CHECK_EQ(fifolock_shm_timed_acquire(&l, &fifolock_write, &limit), EOWNERDEAD);
