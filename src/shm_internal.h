@@ -11,7 +11,9 @@
 /*
  * How a queued request waits (A2-A4 in src/shm.c): it polls its state `spin`
  * times with a pause instruction in between, then calls sched_yield() up to
- * `yield` times, then sleeps on its futex, waking every `tick_ns` to look for
+ * `yield` times (none by default: on a crowded machine a yield hands the CPU
+ * to other programs, and bench_shm's handoffs fell from millions to a few
+ * hundred thousand a second), then sleeps on its futex, waking every `tick_ns` to look for
  * dead processes ahead of it (A6). `lock_spin`: tries of the internal lock
  * before sleeping on it. Read when a wait begins; tests and benchmarks set
  * them while nothing waits.
@@ -27,13 +29,12 @@ FIFOLOCK_HIDDEN extern struct fifolock_shm__tuning fifolock_shm__tuning;
 
 /*
  * The defaults. A handoff between two processes that run takes well under a
- * microsecond, so the spin covers short critical sections; the yields keep a
- * waiter cheap to hand to while CPUs are crowded; the tick bounds how long a
+ * microsecond, so the spin covers short critical sections; the tick bounds how long a
  * death can go unnoticed by a waiter (the goal: the living are granted within
  * 100 ms of a death).
  */
 #define FIFOLOCK_SHM__SPIN 2000u
-#define FIFOLOCK_SHM__YIELD 20u
+#define FIFOLOCK_SHM__YIELD 0u
 #define FIFOLOCK_SHM__LOCK_SPIN 200u
 #define FIFOLOCK_SHM__TICK_NS 20000000u
 
