@@ -732,7 +732,39 @@ static void child_close_leaves_parent_registered(void)
     unlink(path);
 }
 
-RUN_TESTS(TEST(open_acquire_release_close), TEST(bad_arguments_are_einval),
+static void mode_unknown_here_is_never_granted_past(void)
+{
+    fifolock_shm reader, writer, reader2;
+    const fifolock_mode *r_only[] = { &fifolock_read }, *w_only[] = { &fifolock_write };
+    struct timed t;
+
+    CHECK_EQ(fifolock_shm_open(&reader, fresh(), r_only, 1), 0);
+    CHECK_EQ(fifolock_shm_open(&writer, path, w_only, 1), 0);
+    CHECK_EQ(fifolock_shm_open(&reader2, path, r_only, 1), 0);
+    CHECK_EQ(fifolock_shm_acquire(&reader, &fifolock_read), 0);
+    t.lock = &writer;
+    t.mode = &fifolock_write;
+    t.deadline = in_ms(5000);
+    t.rc = -1;
+    pthread_create(&t.tid, NULL, timed_main, &t);
+    CHECK_TRUE(wait_waiting(&reader, 1));
+    /* reader2 does not know "write": the waiting writer is not passed. */
+    CHECK_EQ(fifolock_shm_try_acquire(&reader2, &fifolock_read), EBUSY);
+    /* The release cannot judge the writer's mode: the writer judges itself. */
+    CHECK_EQ(fifolock_shm_release(&reader, &fifolock_read), 0);
+    pthread_join(t.tid, NULL);
+    CHECK_EQ(t.rc, 0);
+    CHECK_EQ(fifolock_shm_try_acquire(&reader2, &fifolock_read), EBUSY);
+    CHECK_EQ(fifolock_shm_release(&writer, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_try_acquire(&reader2, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_release(&reader2, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_close(&reader), 0);
+    CHECK_EQ(fifolock_shm_close(&writer), 0);
+    CHECK_EQ(fifolock_shm_close(&reader2), 0);
+    unlink(path);
+}
+
+RUN_TESTS(TEST(open_acquire_release_close), TEST(mode_unknown_here_is_never_granted_past), TEST(bad_arguments_are_einval),
           TEST(release_of_unheld_mode_is_eperm), TEST(close_while_holding_is_ebusy),
           TEST(foreign_or_corrupt_file_is_ebadmsg), TEST(half_created_file_is_created_again),
           TEST(disagreeing_mode_is_eproto), TEST(full_mode_table_is_enospc),
