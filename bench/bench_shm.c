@@ -14,7 +14,11 @@
  *                the kill to the waiter's EOWNERDEAD, p50 and max of 100.
  *
  * usage: bench_shm [seconds per contended run, default 0.3] [kills, default 100]
- * Speed is measured here, never asserted by the tests.
+ * Speed is measured here, never asserted by the tests. A handoff is an
+ * acquisition right after the other process's: on a machine whose CPUs are
+ * busy with other programs the two processes often do not run at once, and
+ * then every lock runs uncontended; the handoff rate shows how much
+ * contention a run really had.
  */
 #define _GNU_SOURCE
 #include "shm_internal.h"
@@ -51,6 +55,8 @@ struct shared {
     int tb_held, tb_head, tb_tail, tb_next[2], tb_granted[2];
     volatile int go, stop;
     long counts[2];
+    volatile int last;     /* the process inside last (written inside the lock) */
+    long handoffs[2];      /* entries right after the other process */
 };
 
 static struct shared *sh;
@@ -198,10 +204,18 @@ static void fifo_unlock(void)
     pthread_mutex_unlock(&sh->fifo_mu);
 }
 
+static unsigned work; /* pause instructions inside and outside the lock */
+
+static void burn(unsigned n)
+{
+    while (n-- > 0)
+        __asm__ __volatile__("" ::: "memory");
+}
+
 static void contender(enum kind k, int me)
 {
     fifolock_shm l;
-    long n = 0;
+    long n = 0, handoffs = 0;
 
     if (k == K_SHM && fifolock_shm_open(&l, path, modes, 3) != 0)
         _exit(1);
@@ -211,24 +225,37 @@ static void contender(enum kind k, int me)
         switch (k) {
         case K_SHM:
             fifolock_shm_acquire(&l, &fifolock_mutex);
+            handoffs += sh->last != me;
+            sh->last = me;
+            burn(work);
             fifolock_shm_release(&l, &fifolock_mutex);
             break;
         case K_TEXTBOOK:
             fifo_lock(me);
+            handoffs += sh->last != me;
+            sh->last = me;
+            burn(work);
             fifo_unlock();
             break;
         case K_BARGING:
             pthread_mutex_lock(&sh->barging);
+            handoffs += sh->last != me;
+            sh->last = me;
+            burn(work);
             pthread_mutex_unlock(&sh->barging);
             break;
         }
         n++;
+        burn(work);
     }
     sh->counts[me] = n;
+    sh->handoffs[me] = handoffs;
     if (k == K_SHM)
         fifolock_shm_close(&l);
     _exit(0);
 }
+
+static double last_handoffs; /* per second, of the last contended() */
 
 static double contended(enum kind k, double seconds)
 {
@@ -249,6 +276,7 @@ static double contended(enum kind k, double seconds)
     sh->stop = 1;
     for (i = 0; i < 2; i++)
         waitpid(p[i], NULL, 0);
+    last_handoffs = (double)(sh->handoffs[0] + sh->handoffs[1]) / seconds;
     if (getenv("BENCH_SHM_VERBOSE"))
         fprintf(stderr, "  (%s: %ld + %ld)\n", kind_name[k], sh->counts[0], sh->counts[1]);
     return (double)(sh->counts[0] + sh->counts[1]) / seconds;
@@ -372,24 +400,29 @@ int main(int argc, char **argv)
            r, rw, r / rw);
     fifolock_shm_close(&lock);
 
-    printf("contended, 2 processes, median of %d runs of %.2f s, the kinds taking turns:\n",
-           REPEATS, seconds);
-    {
-        double runs[3][REPEATS];
+    for (int part = 0; part < 2; part++) {
+        double runs[3][REPEATS], hand[3][REPEATS];
         int rep;
 
+        work = part == 0 ? 0 : 200; /* about 0.2 us inside and as much outside */
+        printf("contended, 2 processes, %s, median of %d runs of %.2f s, the kinds taking "
+               "turns:\n", part == 0 ? "empty critical section" : "~0.2 us inside and outside",
+               REPEATS, seconds);
         for (rep = 0; rep < REPEATS; rep++)
-            for (k = 0; k < 3; k++)
+            for (k = 0; k < 3; k++) {
                 runs[k][rep] = contended((enum kind)k, seconds);
+                hand[k][rep] = last_handoffs;
+            }
         for (k = 0; k < 3; k++) {
             qsort(runs[k], REPEATS, sizeof runs[k][0], cmp_double);
+            qsort(hand[k], REPEATS, sizeof hand[k][0], cmp_double);
             c[k] = runs[k][REPEATS / 2];
-            printf("  %-30s %10.0f /s  (min %.0f, max %.0f)\n", kind_name[k], c[k], runs[k][0],
-                   runs[k][REPEATS - 1]);
+            printf("  %-30s %10.0f /s  (min %.0f, max %.0f); handoffs %.0f /s\n", kind_name[k],
+                   c[k], runs[k][0], runs[k][REPEATS - 1], hand[k][REPEATS / 2]);
         }
+        printf("  fifolock_shm / textbook FIFO: %.1fx; / barging mutex: %.2fx\n", c[0] / c[1],
+               c[0] / c[2]);
     }
-    printf("  fifolock_shm / textbook FIFO: %.1fx; / barging mutex: %.2fx\n", c[0] / c[1],
-           c[0] / c[2]);
     recovery(kills);
     if (getloadavg(load, 3) == 3)
         printf("load average at the end: %.2f %.2f %.2f\n", load[0], load[1], load[2]);
