@@ -136,6 +136,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -259,6 +260,18 @@ struct fifolock_shm__handle {
     struct fifolock__entry *queue;
     struct fifolock_shm__handle *next, *prev; /* all handles of this process */
 };
+
+/*
+ * Test seam: a process that sets fifolock_shm__crash_at to N kills itself
+ * with SIGKILL when it reaches CRASH_POINT(N), inside a step, holding L: the
+ * deaths the tests force, one per kind of half-done update. 0 outside tests.
+ */
+int fifolock_shm__crash_at;
+#define CRASH_POINT(n)                                                                  \
+    do {                                                                                \
+        if (__builtin_expect(__atomic_load_n(&fifolock_shm__crash_at, __ATOMIC_RELAXED) == (n), 0)) \
+            raise(SIGKILL);                                                             \
+    } while (0)
 
 struct fifolock_shm__tuning fifolock_shm__tuning = { FIFOLOCK_SHM__SPIN, FIFOLOCK_SHM__YIELD,
                                                      FIFOLOCK_SHM__LOCK_SPIN,
@@ -502,6 +515,7 @@ static uint64_t entry_publish(struct fifolock_shm__handle *s, struct shm_entry *
     __atomic_store_n(&e->state, state, __ATOMIC_RELAXED);
     h->next_seq = seq + 1;
     __atomic_store_n(&e->seq, seq, __ATOMIC_RELEASE);
+    CRASH_POINT(3);
     h->count++;
     return seq;
 }
@@ -584,6 +598,7 @@ static void settle(struct fifolock_shm__handle *s, struct wakes *w)
                !__atomic_compare_exchange_n(&e->state, &st, to, false, __ATOMIC_RELEASE,
                                             __ATOMIC_ACQUIRE))
             ;
+        CRASH_POINT(4);
         if ((st & ST_MASK) == ST_PARKED)
             wake_later(w, &e->state);
     }
@@ -772,8 +787,10 @@ static int absorb(struct fifolock_shm__handle *s)
         if (e == NULL) /* S2 says the queue is empty: the file is corrupt */
             return EBADMSG;
         entry_publish(s, e, FAST_SLOT(w), FAST_MODE(w), 1, ST_HELD, E_FROM_FAST, w);
+        CRASH_POINT(1);
         if (__atomic_compare_exchange_n(&h->fast, &w, F_BUSY, false, __ATOMIC_ACQ_REL,
                                         __ATOMIC_RELAXED)) {
+            CRASH_POINT(2);
             e->flags = 0;
             return 0;
         }
@@ -1561,6 +1578,7 @@ int fifolock_shm_release_n(fifolock_shm *lock, const fifolock_mode *mode, size_t
         }
     }
     /* R2 */
+    CRASH_POINT(5);
     settle(s, &w);
     leave(s, &w);
     return 0;

@@ -38,6 +38,17 @@ FIFOLOCK_HIDDEN extern struct fifolock_shm__tuning fifolock_shm__tuning;
 #define FIFOLOCK_SHM__LOCK_SPIN 200u
 #define FIFOLOCK_SHM__TICK_NS 20000000u
 
+/*
+ * Test seam: the process kills itself (SIGKILL) at crash point N of
+ * src/shm.c, holding the internal lock in the middle of an update:
+ *   1 L2, the fast hold published as an entry, before the CAS on `fast`
+ *   2 L2, after that CAS, before the FROM_FAST mark is cleared
+ *   3 A1, the entry published (its seq stored), before `count` is raised
+ *   4 G1, an entry granted by CAS, before it is woken and the report cleared
+ *   5 R1, the released entry removed, before G1 grants those behind it
+ */
+FIFOLOCK_HIDDEN extern int fifolock_shm__crash_at;
+
 /* This handle's slot in the file (which liveness byte it holds), or ~0. */
 FIFOLOCK_HIDDEN uint32_t fifolock_shm__slot(const fifolock_shm *lock);
 

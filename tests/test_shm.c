@@ -764,6 +764,139 @@ static void mode_unknown_here_is_never_granted_past(void)
     unlink(path);
 }
 
+/*
+ * Deaths inside the internal lock, one per kind of half-done update (the
+ * crash points of src/shm_internal.h): a child kills itself there, and the
+ * lock must go on, exact. The child's status proves it reached the point.
+ */
+static int died_at_crash_point(pid_t pid)
+{
+    int status = 0;
+
+    waitpid(pid, &status, 0);
+    return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+}
+
+static void death_while_absorbing_the_fast_hold_is_repaired(void)
+{
+    int point;
+
+    for (point = 1; point <= 2; point++) {
+        fifolock_shm l;
+        struct fifolock_shm_death d[2];
+        struct timespec limit;
+        pid_t pid;
+
+        CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+        pid = fork();
+        if (pid == 0) {
+            fifolock_shm c;
+
+            if (fifolock_shm_open(&c, path, rw, 2) != 0 ||
+                fifolock_shm_acquire(&c, &fifolock_write) != 0) /* the fast path */
+                _exit(1);
+            fifolock_shm__crash_at = point;
+            fifolock_shm_waiting(&c); /* takes L: absorbs its own fast hold */
+            _exit(0);
+        }
+        CHECK_TRUE(died_at_crash_point(pid));
+        limit = in_ms(1000);
+        CHECK_EQ(fifolock_shm_timed_acquire(&l, &fifolock_read, &limit), EOWNERDEAD);
+        CHECK_EQ(fifolock_shm_dead_holders(&l, d, 2), 1);
+        CHECK_EQ(d[0].pid, pid);
+        CHECK_EQ(fifolock_shm_held(&l, &fifolock_read), 1);
+        CHECK_EQ(fifolock_shm_held(&l, &fifolock_write), 0);
+        CHECK_EQ(fifolock_shm_release(&l, &fifolock_read), 0);
+        CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0);
+        CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+        CHECK_EQ(fifolock_shm_waiting(&l), 0);
+        CHECK_EQ(fifolock_shm_close(&l), 0);
+        unlink(path);
+    }
+}
+
+static void death_while_publishing_a_request_is_repaired(void)
+{
+    fifolock_shm l;
+    struct timespec limit;
+    pid_t pid;
+
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+    pid = fork();
+    if (pid == 0) {
+        fifolock_shm c;
+        uint64_t token;
+
+        if (fifolock_shm_open(&c, path, rw, 2) != 0)
+            _exit(1);
+        fifolock_shm__crash_at = 3;
+        fifolock_shm_acquire_n(&c, &fifolock_write, 1, NULL, &token);
+        _exit(0);
+    }
+    CHECK_TRUE(died_at_crash_point(pid));
+    limit = in_ms(1000);
+    /* It never returned from its acquire: a dead waiter, not a holder. */
+    CHECK_EQ(fifolock_shm_timed_acquire(&l, &fifolock_write, &limit), 0);
+    CHECK_EQ(fifolock_shm_waiting(&l), 0);
+    CHECK_EQ(fifolock_shm_held(&l, &fifolock_write), 1);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    unlink(path);
+}
+
+/* Point 4 (after a grant's CAS) and 5 (after the release, before granting). */
+static void death_of_a_releaser_while_granting_is_repaired(void)
+{
+    int point;
+
+    for (point = 4; point <= 5; point++) {
+        fifolock_shm l;
+        struct timed t;
+        int go[2], ready[2];
+        char c;
+        pid_t pid;
+
+        CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+        CHECK_EQ(pipe(go), 0);
+        CHECK_EQ(pipe(ready), 0);
+        pid = fork();
+        if (pid == 0) {
+            fifolock_shm h;
+            uint64_t token;
+
+            if (fifolock_shm_open(&h, path, rw, 2) != 0 ||
+                fifolock_shm_acquire_n(&h, &fifolock_write, 1, NULL, &token) != 0 ||
+                write(ready[1], "x", 1) != 1 || read(go[0], &c, 1) != 1)
+                _exit(1);
+            fifolock_shm__crash_at = point;
+            fifolock_shm_release(&h, &fifolock_write);
+            _exit(0);
+        }
+        CHECK_EQ(read(ready[0], &c, 1), 1);
+        t.lock = &l;
+        t.mode = &fifolock_read;
+        t.deadline = in_ms(2000);
+        t.rc = -1;
+        pthread_create(&t.tid, NULL, timed_main, &t);
+        CHECK_TRUE(wait_waiting(&l, 1));
+        CHECK_EQ(write(go[1], "x", 1), 1);
+        CHECK_TRUE(died_at_crash_point(pid));
+        pthread_join(t.tid, NULL);
+        CHECK_EQ(t.rc, 0); /* it had released: no holder died */
+        CHECK_EQ(fifolock_shm_held(&l, &fifolock_read), 1);
+        CHECK_EQ(fifolock_shm_held(&l, &fifolock_write), 0);
+        CHECK_EQ(fifolock_shm_release(&l, &fifolock_read), 0);
+        CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0);
+        CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+        CHECK_EQ(fifolock_shm_close(&l), 0);
+        close(go[0]);
+        close(go[1]);
+        close(ready[0]);
+        close(ready[1]);
+        unlink(path);
+    }
+}
+
 RUN_TESTS(TEST(open_acquire_release_close), TEST(mode_unknown_here_is_never_granted_past), TEST(bad_arguments_are_einval),
           TEST(release_of_unheld_mode_is_eperm), TEST(close_while_holding_is_ebusy),
           TEST(foreign_or_corrupt_file_is_ebadmsg), TEST(half_created_file_is_created_again),
@@ -776,4 +909,7 @@ RUN_TESTS(TEST(open_acquire_release_close), TEST(mode_unknown_here_is_never_gran
           TEST(try_acquire_reaps_dead_holder),
           TEST(dead_readers_are_all_reported_to_the_writer), TEST(dead_waiter_leaves_silently),
           TEST(waiter_behind_dead_holder_is_granted), TEST(fork_child_inherits_no_hold),
-          TEST(child_close_leaves_parent_registered))
+          TEST(child_close_leaves_parent_registered),
+          TEST(death_while_absorbing_the_fast_hold_is_repaired),
+          TEST(death_while_publishing_a_request_is_repaired),
+          TEST(death_of_a_releaser_while_granting_is_repaired))
