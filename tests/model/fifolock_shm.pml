@@ -33,6 +33,13 @@
  *          without deaths and without ticks, no lost wakeup: the only valid
  *          end state is every process done.
  *
+ * Not modelled: timeouts (T1: a withdrawal is a release of a request that
+ * was never granted, and A1's try path the same), weighted requests, modes
+ * unknown to a process (G2), more than the read/write pair of modes, and the
+ * mode table and handle registration done at open. The C tests force a
+ * death at each of the updates modelled here (src/shm_internal.h's crash
+ * points) and the torture test kills processes at random.
+ *
  * Configurations (spin -D...): DEATHS=n (default 1), TICK (waits end at the
  * tick too), ROUNDS=n (default 1), NP=n (default 3), NO_FAST (no fast path).
  *
