@@ -1266,6 +1266,7 @@ static int take_grant(struct fifolock_shm__handle *s, struct shm_entry *e, uint6
     uint32_t st = st_load(e), k, nd;
 
     DEBUG_ASSERT((st & ST_MASK) == ST_GRANTED);
+    CRASH_POINT(6);
     __atomic_store_n(&e->state, ST_HELD, __ATOMIC_RELAXED);
     if (token != NULL)
         *token = seq;

@@ -46,6 +46,8 @@ FIFOLOCK_HIDDEN extern struct fifolock_shm__tuning fifolock_shm__tuning;
  *   3 A1, the entry published (its seq stored), before `count` is raised
  *   4 G1, an entry granted by CAS, before it is woken and the report cleared
  *   5 R1, the released entry removed, before G1 grants those behind it
+ *   6 A5, granted (perhaps with a death report) but not yet HELD: the
+ *     caller dies before its acquire returns (not under L)
  */
 FIFOLOCK_HIDDEN extern int fifolock_shm__crash_at;
 

@@ -897,6 +897,45 @@ static void death_of_a_releaser_while_granting_is_repaired(void)
     }
 }
 
+/*
+ * A holder dies; the waiter granted after it, with the report, dies too
+ * before its acquire returns (crash point 6). That waiter never held: the
+ * report goes on to the next grant, which names the first death only.
+ */
+static void report_of_a_grantee_that_died_goes_to_the_next(void)
+{
+    fifolock_shm l;
+    struct fifolock_shm_death d[2];
+    struct timespec limit;
+    pid_t holder, waiter;
+
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+    holder = spawn_holder(path, &fifolock_write, QUEUED);
+    CHECK_TRUE(holder > 0);
+    waiter = fork();
+    if (waiter == 0) {
+        fifolock_shm w;
+
+        if (fifolock_shm_open(&w, path, rw, 2) != 0)
+            _exit(1);
+        fifolock_shm__crash_at = 6;
+        fifolock_shm_acquire(&w, &fifolock_write);
+        _exit(0);
+    }
+    CHECK_TRUE(wait_waiting(&l, 1));
+    kill_and_reap(holder);
+    CHECK_TRUE(died_at_crash_point(waiter)); /* granted at its tick, then died */
+    limit = in_ms(1000);
+    CHECK_EQ(fifolock_shm_timed_acquire(&l, &fifolock_read, &limit), EOWNERDEAD);
+    CHECK_EQ(fifolock_shm_dead_holders(&l, d, 2), 1);
+    CHECK_EQ(d[0].pid, holder);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    unlink(path);
+}
+
 RUN_TESTS(TEST(open_acquire_release_close), TEST(mode_unknown_here_is_never_granted_past), TEST(bad_arguments_are_einval),
           TEST(release_of_unheld_mode_is_eperm), TEST(close_while_holding_is_ebusy),
           TEST(foreign_or_corrupt_file_is_ebadmsg), TEST(half_created_file_is_created_again),
@@ -912,4 +951,5 @@ RUN_TESTS(TEST(open_acquire_release_close), TEST(mode_unknown_here_is_never_gran
           TEST(child_close_leaves_parent_registered),
           TEST(death_while_absorbing_the_fast_hold_is_repaired),
           TEST(death_while_publishing_a_request_is_repaired),
-          TEST(death_of_a_releaser_while_granting_is_repaired))
+          TEST(death_of_a_releaser_while_granting_is_repaired),
+          TEST(report_of_a_grantee_that_died_goes_to_the_next))
