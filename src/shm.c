@@ -250,6 +250,7 @@ struct fifolock_shm__handle {
     uint32_t capacity;
     int fd;
     uint64_t reg; /* atomic: fork generation << 32 | slot (NO_SLOT) */
+    uint64_t id;  /* unique in this process: names the handle in last_report */
     size_t nmodes;
     const fifolock_mode *modes[FIFOLOCK_SHM_MAX_MODES];   /* as given to open */
     uint32_t index[FIFOLOCK_SHM_MAX_MODES];               /* their table indexes */
@@ -350,6 +351,7 @@ static pthread_mutex_t handles_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct fifolock_shm__handle *handles;
 static uint32_t fork_gen; /* atomic: bumped in every child */
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static uint64_t next_handle_id = 1; /* atomic */
 
 static void atfork_prepare(void)
 {
@@ -1133,6 +1135,7 @@ int fifolock_shm_open_ex(fifolock_shm *lock, const char *path, const fifolock_mo
         return ENOMEM;
     s->fd = -1;
     s->reg = NO_SLOT;
+    s->id = __atomic_fetch_add(&next_handle_id, 1, __ATOMIC_RELAXED);
     s->nmodes = nmodes;
     memcpy(s->modes, modes, nmodes * sizeof *modes);
 
@@ -1254,7 +1257,7 @@ int fifolock_shm_close(fifolock_shm *lock)
 
 /* The death report of this thread's last EOWNERDEAD. */
 static __thread struct {
-    const struct fifolock_shm__handle *s;
+    uint64_t id; /* the handle's id: a closed handle's memory may be reused */
     size_t count;
     struct fifolock_shm_death d[FIFOLOCK_SHM_REPORT_MAX];
 } last_report;
@@ -1273,7 +1276,7 @@ static int take_grant(struct fifolock_shm__handle *s, struct shm_entry *e, uint6
     if (!(st & ST_DEAD))
         return 0;
     nd = e->ndead < FIFOLOCK_SHM_REPORT_MAX ? e->ndead : FIFOLOCK_SHM_REPORT_MAX;
-    last_report.s = s;
+    last_report.id = s->id;
     last_report.count = e->ndead;
     for (k = 0; k < nd; k++) {
         struct fifolock_shm_death *d = &last_report.d[k];
@@ -1615,7 +1618,7 @@ size_t fifolock_shm_dead_holders(const fifolock_shm *lock, struct fifolock_shm_d
 {
     size_t i;
 
-    if (lock == NULL || lock->handle == NULL || last_report.s != lock->handle)
+    if (lock == NULL || lock->handle == NULL || last_report.id != lock->handle->id)
         return 0;
     for (i = 0; i < max && i < last_report.count && i < FIFOLOCK_SHM_REPORT_MAX; i++)
         out[i] = last_report.d[i];
