@@ -558,6 +558,10 @@ static void check_dead_holder_reported_once(enum how how, int try)
     CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0); /* reported once only */
     CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
     CHECK_EQ(fifolock_shm_close(&l), 0);
+    /* A new handle (perhaps at the old one's address) has no report. */
+    CHECK_EQ(fifolock_shm_open(&l, path, rw, 2), 0);
+    CHECK_EQ(fifolock_shm_dead_holders(&l, d, 2), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
     unlink(path);
 }
 
