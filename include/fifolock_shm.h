@@ -144,6 +144,8 @@ extern "C" {
 #define FIFOLOCK_SHM_DEFAULT_CAPACITY 128
 /** Largest capacity. */
 #define FIFOLOCK_SHM_MAX_CAPACITY 4096
+/** Most holds one weighted request may ask for. */
+#define FIFOLOCK_SHM_MAX_N 65535
 
 typedef struct fifolock_shm fifolock_shm;
 
@@ -248,7 +250,7 @@ FIFOLOCK_API int fifolock_shm_timed_acquire(fifolock_shm *lock, const fifolock_m
 /**
  * Weighted requests: `n` holds of `mode` at once, all or nothing, waiting in
  * one place of the queue (DESIGN.md "Weighted"). `deadline` NULL waits for
- * ever. n == 0 is EINVAL. Otherwise as fifolock_shm_timed_acquire().
+ * ever. n == 0 or n > FIFOLOCK_SHM_MAX_N is EINVAL. Otherwise as fifolock_shm_timed_acquire().
  * If `token` is not NULL, the request always goes through the queue (never
  * the one-instruction fast path) and *token receives its sequence number: a
  * number that grows with the order of grants across all processes (a

@@ -575,8 +575,10 @@ static void settle(struct fifolock_shm__handle *s, struct wakes *w)
     for (i = 0; i < n; i++) {
         const struct shm_entry *e = &s->entries[s->order[i]];
 
-        s->queue[i].mode = mode_of(s, e->mode);
-        s->queue[i].n = e->n ? e->n : 1;
+        /* A count out of range is a corrupt entry: never granted, like an
+         * unknown mode (the rule asks the predicate once per hold). */
+        s->queue[i].mode = e->n <= FIFOLOCK_SHM_MAX_N ? mode_of(s, e->mode) : NULL;
+        s->queue[i].n = e->n >= 1 && e->n <= FIFOLOCK_SHM_MAX_N ? e->n : 1;
     }
     /* An error (ENOMEM...) still leaves a prefix that is safe to grant. */
     (void)fifolock__granted_prefix(s->queue, n, &granted);
@@ -737,7 +739,8 @@ static void repair(struct fifolock_shm__handle *s)
 
         if (seq == 0)
             continue;
-        if (seq >= h->next_seq || e->slot >= s->capacity || e->mode >= h->nmodes || e->n == 0) {
+        if (seq >= h->next_seq || e->slot >= s->capacity || e->mode >= h->nmodes || e->n == 0 ||
+            e->n > FIFOLOCK_SHM_MAX_N) {
             __atomic_store_n(&e->seq, 0, __ATOMIC_RELEASE);
             continue;
         }
@@ -1350,7 +1353,7 @@ static int acquire(fifolock_shm *lock, const fifolock_mode *mode, size_t n,
     int64_t end = 0, next_tick;
     unsigned spins, yields;
 
-    if (lock == NULL || lock->handle == NULL || mode == NULL || n == 0 || n > UINT32_MAX)
+    if (lock == NULL || lock->handle == NULL || mode == NULL || n == 0 || n > FIFOLOCK_SHM_MAX_N)
         return EINVAL;
     s = lock->handle;
     li = local_index(s, mode);

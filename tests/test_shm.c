@@ -202,6 +202,8 @@ static void bad_arguments_are_einval(void)
     CHECK_EQ(fifolock_shm_timed_acquire(&l, &fifolock_read, NULL), EINVAL);
     CHECK_EQ(fifolock_shm_timed_acquire(&l, &fifolock_read, &bad_deadline), EINVAL);
     CHECK_EQ(fifolock_shm_acquire_n(&l, &fifolock_read, 0, NULL, NULL), EINVAL);
+    CHECK_EQ(fifolock_shm_acquire_n(&l, &fifolock_read, FIFOLOCK_SHM_MAX_N + 1, NULL, NULL),
+             EINVAL);
     CHECK_EQ(fifolock_shm_release(&l, &fifolock_mutex), EINVAL);
     CHECK_EQ(fifolock_shm_release(NULL, &fifolock_read), EINVAL);
     CHECK_EQ(fifolock_shm_release_n(&l, &fifolock_read, 0), EINVAL);
@@ -289,6 +291,36 @@ static void foreign_or_corrupt_file_is_ebadmsg(void)
     close(fd);
     unlink(path);
     CHECK_EQ(fifolock_shm_open(&l, "/tmp", rw, 2), EISDIR);
+}
+
+/*
+ * Garbage written over the queue of a lock in use (another program, a stray
+ * write): calls return errors or go on, and never crash (ASan checks every
+ * index the library reads from the file).
+ */
+static void garbage_in_the_queue_never_crashes(void)
+{
+    fifolock_shm l;
+    fifolock_shm_options small = { 8, 0 };
+    unsigned char junk[4096];
+    unsigned seed = 12345;
+    size_t i;
+    int fd, rc;
+
+    CHECK_EQ(fifolock_shm_open_ex(&l, fresh(), rw, 2, &small), 0);
+    fd = open(path, O_RDWR);
+    for (i = 0; i < sizeof junk; i++)
+        junk[i] = (unsigned char)rand_r(&seed);
+    CHECK_EQ(pwrite(fd, junk, sizeof junk, 4096), (long long)sizeof junk); /* handles, entries */
+    close(fd);
+    rc = fifolock_shm_try_acquire(&l, &fifolock_write);
+    CHECK_TRUE(rc == 0 || rc == EBUSY || rc == ENOSPC || rc == EOWNERDEAD);
+    if (rc == 0 || rc == EOWNERDEAD)
+        CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    (void)fifolock_shm_held(&l, &fifolock_read);
+    (void)fifolock_shm_waiting(&l);
+    (void)fifolock_shm_close(&l);
+    unlink(path);
 }
 
 static void half_created_file_is_created_again(void)
@@ -942,7 +974,8 @@ static void report_of_a_grantee_that_died_goes_to_the_next(void)
 
 RUN_TESTS(TEST(open_acquire_release_close), TEST(mode_unknown_here_is_never_granted_past), TEST(bad_arguments_are_einval),
           TEST(release_of_unheld_mode_is_eperm), TEST(close_while_holding_is_ebusy),
-          TEST(foreign_or_corrupt_file_is_ebadmsg), TEST(half_created_file_is_created_again),
+          TEST(foreign_or_corrupt_file_is_ebadmsg), TEST(garbage_in_the_queue_never_crashes),
+          TEST(half_created_file_is_created_again),
           TEST(disagreeing_mode_is_eproto), TEST(full_mode_table_is_enospc),
           TEST(full_queue_is_enospc_and_changes_nothing),
           TEST(requests_are_granted_in_queue_order), TEST(sleeping_waiter_is_woken_by_release),
