@@ -28,7 +28,9 @@
  * by that process (src/rule.c); the processes that know the mode grant it.
  * Predicates must be monotone: fewer holders never make a mode incompatible
  * (true of every ready-made mode), because who holds is recomputed from the
- * queue after each change (see src/shm.c).
+ * queue after each change (see src/shm.c). They run under the lock's
+ * internal lock, in whichever process changes the queue, so they must be
+ * quick and pure and must not call any fifolock_shm_* function.
  *
  * Holders and deaths. Holds and requests belong to the handle (one
  * fifolock_shm_open() in one process): any thread of that process may
