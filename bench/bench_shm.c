@@ -18,13 +18,15 @@
  * acquisition right after the other process's: on a machine whose CPUs are
  * busy with other programs the two processes often do not run at once, and
  * then every lock runs uncontended; the handoff rate shows how much
- * contention a run really had.
+ * contention a run really had. So each contender is pinned to a CPU of its
+ * own (0 and 1; BENCH_SHM_NOPIN=1 lets the scheduler place them).
  */
 #define _GNU_SOURCE
 #include "shm_internal.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -217,6 +219,12 @@ static void contender(enum kind k, int me)
     fifolock_shm l;
     long n = 0, handoffs = 0;
 
+    if (!getenv("BENCH_SHM_NOPIN")) { /* each process on its own CPU: they run at once */
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(me, &set);
+        sched_setaffinity(0, sizeof set, &set);
+    }
     if (k == K_SHM && fifolock_shm_open(&l, path, modes, 3) != 0)
         _exit(1);
     while (!sh->go)
