@@ -757,8 +757,10 @@ static void repair(struct fifolock_shm__handle *s)
             }
             e->flags &= ~E_FROM_FAST;
         }
-        if ((st_load(e) & ST_DEAD) && h->ndead > 0 && e->report_gen == h->report_gen) {
-            h->ndead = 0; /* G1 gave this report away, then died */
+        /* G1 gave this report away, then died. (Its grantee may already have
+         * made the entry HELD, which clears ST_DEAD: look at the copy.) */
+        if (e->ndead > 0 && h->ndead > 0 && e->report_gen == h->report_gen) {
+            h->ndead = 0;
             h->dead_more = 0;
             h->report_gen++;
         }

@@ -485,13 +485,23 @@ struct timed {
     const fifolock_mode *mode;
     struct timespec deadline;
     int rc;
+    size_t ndead;     /* on EOWNERDEAD: deaths reported (read in this thread) */
+    pid_t first_dead; /* and the first one's pid */
 };
 
 static void *timed_main(void *arg)
 {
     struct timed *t = arg;
+    struct fifolock_shm_death d[1];
 
     t->rc = fifolock_shm_timed_acquire(t->lock, t->mode, &t->deadline);
+    t->ndead = 0;
+    t->first_dead = 0;
+    if (t->rc == EOWNERDEAD) {
+        t->ndead = fifolock_shm_dead_holders(t->lock, d, 1);
+        if (t->ndead > 0)
+            t->first_dead = d[0].pid;
+    }
     return NULL;
 }
 
@@ -972,6 +982,66 @@ static void report_of_a_grantee_that_died_goes_to_the_next(void)
     unlink(path);
 }
 
+/*
+ * A releaser dies right after granting with a death report (crash point 4,
+ * before it clears the pending report); the grantee takes the grant (HELD)
+ * before anyone repairs. The repair must see the report was given: the
+ * death is told once, not again to the next grant.
+ */
+static void report_given_by_a_dying_releaser_is_told_once(void)
+{
+    fifolock_shm l;
+    struct fifolock_shm_death d[2];
+    struct timed t;
+    pid_t dead, releaser;
+    int go[2], ready[2];
+    char c;
+
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+    dead = spawn_holder(path, &fifolock_read, QUEUED);
+    CHECK_TRUE(dead > 0);
+    CHECK_EQ(pipe(go), 0);
+    CHECK_EQ(pipe(ready), 0);
+    releaser = fork();
+    if (releaser == 0) {
+        fifolock_shm h;
+        uint64_t token;
+
+        if (fifolock_shm_open(&h, path, rw, 2) != 0 ||
+            fifolock_shm_acquire_n(&h, &fifolock_read, 1, NULL, &token) != 0 ||
+            write(ready[1], "x", 1) != 1 || read(go[0], &c, 1) != 1)
+            _exit(1);
+        fifolock_shm__crash_at = 4;
+        fifolock_shm_release(&h, &fifolock_read);
+        _exit(0);
+    }
+    CHECK_EQ(read(ready[0], &c, 1), 1);
+    t.lock = &l;
+    t.mode = &fifolock_write;
+    t.deadline = in_ms(3000);
+    t.rc = -1;
+    pthread_create(&t.tid, NULL, timed_main, &t);
+    CHECK_TRUE(wait_waiting(&l, 1));
+    kill_and_reap(dead);
+    sleep_ms(60); /* the writer's ticks find the dead reader: its report pends */
+    CHECK_EQ(write(go[1], "x", 1), 1);
+    CHECK_TRUE(died_at_crash_point(releaser));
+    pthread_join(t.tid, NULL);
+    CHECK_EQ(t.rc, EOWNERDEAD);
+    CHECK_EQ(t.ndead, 1);
+    CHECK_EQ(t.first_dead, dead);
+    CHECK_EQ(fifolock_shm_dead_holders(&l, d, 2), 0); /* told to that thread, not this one */
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0); /* repairs the internal lock */
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0); /* told once */
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    close(go[0]);
+    close(go[1]);
+    close(ready[0]);
+    close(ready[1]);
+    unlink(path);
+}
+
 RUN_TESTS(TEST(open_acquire_release_close), TEST(mode_unknown_here_is_never_granted_past), TEST(bad_arguments_are_einval),
           TEST(release_of_unheld_mode_is_eperm), TEST(close_while_holding_is_ebusy),
           TEST(foreign_or_corrupt_file_is_ebadmsg), TEST(garbage_in_the_queue_never_crashes),
@@ -989,4 +1059,5 @@ RUN_TESTS(TEST(open_acquire_release_close), TEST(mode_unknown_here_is_never_gran
           TEST(death_while_absorbing_the_fast_hold_is_repaired),
           TEST(death_while_publishing_a_request_is_repaired),
           TEST(death_of_a_releaser_while_granting_is_repaired),
-          TEST(report_of_a_grantee_that_died_goes_to_the_next))
+          TEST(report_of_a_grantee_that_died_goes_to_the_next),
+          TEST(report_given_by_a_dying_releaser_is_told_once))
