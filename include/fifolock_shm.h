@@ -134,6 +134,8 @@
 extern "C" {
 #endif
 
+struct timespec; /* <time.h> declares it only for POSIX builds */
+
 /** Bytes of a mode's name in the file, its terminating NUL included. */
 #define FIFOLOCK_SHM_NAME_MAX 32
 /** Distinct (name, limit) modes one lock file can know. */
