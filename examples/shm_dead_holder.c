@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -63,7 +64,7 @@ int main(void)
     /* The second process (this one) waits for the lock, then the first dies. */
     rc = fifolock_shm_open(&lock, lock_path, modes, 2);
     if (rc != 0) {
-        fprintf(stderr, "open: %s\n", fifolock_strerror(rc));
+        fprintf(stderr, "open: %s\n", strerror(rc));
         return 1;
     }
     printf("first process %d holds the lock; killing it mid-update\n", (int)first);
