@@ -268,6 +268,7 @@ struct fifolock_shm__handle {
  * deaths the tests force, one per kind of half-done update. 0 outside tests.
  */
 int fifolock_shm__crash_at;
+unsigned long fifolock_shm__repairs;
 #define CRASH_POINT(n)                                                                  \
     do {                                                                                \
         if (__builtin_expect(__atomic_load_n(&fifolock_shm__crash_at, __ATOMIC_RELAXED) == (n), 0)) \
@@ -824,6 +825,7 @@ static int enter(struct fifolock_shm__handle *s)
     if (rc == EOWNERDEAD) {
         struct wakes w = { 0, { NULL } };
 
+        __atomic_add_fetch(&fifolock_shm__repairs, 1, __ATOMIC_RELAXED);
         repair(s);
         (void)absorb(s);
         reap(s, UINT32_MAX);

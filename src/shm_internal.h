@@ -51,6 +51,9 @@ FIFOLOCK_HIDDEN extern struct fifolock_shm__tuning fifolock_shm__tuning;
  */
 FIFOLOCK_HIDDEN extern int fifolock_shm__crash_at;
 
+/* Repairs of the internal lock this process made (EOWNERDEAD from L1). */
+FIFOLOCK_HIDDEN extern unsigned long fifolock_shm__repairs;
+
 /* This handle's slot in the file (which liveness byte it holds), or ~0. */
 FIFOLOCK_HIDDEN uint32_t fifolock_shm__slot(const fifolock_shm *lock);
 

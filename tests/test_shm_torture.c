@@ -11,7 +11,9 @@
  * holds were revoked). Every acquire has a deadline of seconds: missing it
  * means the lock is stuck. Every EOWNERDEAD's report goes on the board; at
  * the end each thread killed inside its critical section must have been
- * reported, and only killed processes. Workers never call CHECK; they count
+ * reported, and only killed processes. Workers also die by themselves, now
+ * and then, at one of the library's crash points (src/shm_internal.h),
+ * inside its internal lock, so that every repair runs under load too. Workers never call CHECK; they count
  * on the board, and main checks.
  */
 #define _GNU_SOURCE
@@ -66,6 +68,7 @@ struct record {
 struct board {
     struct record rec[WORKERS][THREADS];
     long ops, ownerdead, stuck, errors, violations;
+    long repairs; /* of the internal lock: deaths inside the library */
     int reported_n;
     int reported[MAX_REPORTED];
     char message[256];
@@ -261,6 +264,12 @@ static void *worker_thread(void *arg)
         if (fifolock_shm_release(l, modes[mode]) != 0)
             add(&board->errors, 1);
         add(&board->ops, 1);
+        add(&board->repairs, (long)__atomic_exchange_n(&fifolock_shm__repairs, 0, __ATOMIC_SEQ_CST));
+        /* Now and then the process dies by itself at one of the library's
+         * crash points, inside the internal lock: the deaths a random
+         * SIGKILL rarely hits. */
+        if ((r >> 4) % 500 == 0)
+            __atomic_store_n(&fifolock_shm__crash_at, 1 + (int)((r >> 24) % 6), __ATOMIC_SEQ_CST);
         if (opened && (r >> 20) % 16 == 0) {
             if (fifolock_shm_close(&own) != 0)
                 add(&board->errors, 1);
@@ -329,17 +338,17 @@ static int was_reported(int pid)
     return 0;
 }
 
-static int killed[MAX_KILLS * 2], must_report[MAX_KILLS * 2 * THREADS];
-static int must_at[MAX_KILLS * 2 * THREADS]; /* kill number of each must_report */
+#define MAX_DEATHS (MAX_KILLS * 20)
+static int killed[MAX_DEATHS], must_report[MAX_DEATHS * THREADS];
+static int must_at[MAX_DEATHS * THREADS]; /* death number of each must_report */
 static int nkilled, nmust;
 static int lost_after = -1; /* a report may be lost for deaths before this kill */
 
-static void kill_worker(pid_t pid, int w)
+/* Records worker w's death (pid, already reaped): who must be reported. */
+static void record_death(pid_t pid, int w)
 {
-    int status, t;
+    int t;
 
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
     killed[nkilled++] = pid;
     for (t = 0; t < THREADS; t++) {
         /* Killed between EOWNERDEAD and writing its report on the board: the
@@ -351,6 +360,37 @@ static void kill_worker(pid_t pid, int w)
             must_report[nmust++] = pid;
         }
         __atomic_store_n(&board->rec[w][t].dead, 1, __ATOMIC_SEQ_CST);
+    }
+}
+
+static void kill_worker(pid_t pid, int w)
+{
+    int status;
+
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    record_death(pid, w);
+}
+
+/* Workers that died by themselves (at a crash point): record and replace. */
+static int self_deaths;
+
+static void reap_self_deaths(pid_t *pids, fifolock_shm *parent)
+{
+    pid_t pid;
+    int status, w;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        for (w = 0; w < WORKERS; w++)
+            if (pids[w] == pid)
+                break;
+        if (w == WORKERS)
+            continue;
+        if (!(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL))
+            add(&board->errors, 1); /* a worker never exits otherwise */
+        self_deaths++;
+        record_death(pid, w);
+        pids[w] = spawn(w, parent);
     }
 }
 
@@ -376,9 +416,12 @@ static void processes_killed_at_random_never_break_or_block_the_lock(void)
     clock_gettime(CLOCK_MONOTONIC, &start);
     for (;;) {
         clock_gettime(CLOCK_MONOTONIC, &now);
-        if (nkilled >= MAX_KILLS || now.tv_sec - start.tv_sec >= MAX_SECONDS)
+        if (nkilled - self_deaths >= MAX_KILLS || now.tv_sec - start.tv_sec >= MAX_SECONDS)
             break;
         sleep_us((long)(rand_r(&seed) % 30000));
+        reap_self_deaths(pids, &parent);
+        if (nkilled >= MAX_DEATHS - WORKERS - 1)
+            break;
         w = rand_r(&seed) % WORKERS;
         kill_worker(pids[w], w);
         pids[w] = spawn(w, &parent);
@@ -388,8 +431,12 @@ static void processes_killed_at_random_never_break_or_block_the_lock(void)
             last_ops = ops;
         }
     }
-    for (w = 0; w < WORKERS; w++)
-        kill_worker(pids[w], w);
+    reap_self_deaths(pids, &parent);
+    for (w = 0; w < WORKERS; w++) {
+        kill(pids[w], SIGKILL);
+        waitpid(pids[w], NULL, 0);
+        record_death(pids[w], w);
+    }
 
     /* The lock is free again, and the last deaths are reported to us. */
     {
@@ -404,9 +451,11 @@ static void processes_killed_at_random_never_break_or_block_the_lock(void)
     CHECK_EQ(fifolock_shm_waiting(&parent), 0);
     CHECK_EQ(fifolock_shm_close(&parent), 0);
 
-    printf("%d kills in %ld s, %ld ops, %ld EOWNERDEAD, %d holders killed\n", nkilled,
-           (long)(now.tv_sec - start.tv_sec), board->ops, board->ownerdead, nmust);
-    CHECK_LE(MIN_KILLS, nkilled);
+    printf("%d kills and %d deaths at crash points in %ld s, %ld ops, %ld EOWNERDEAD, %d "
+           "holders killed, %ld repairs of the internal lock\n", nkilled - self_deaths,
+           self_deaths, (long)(now.tv_sec - start.tv_sec), board->ops, board->ownerdead, nmust,
+           board->repairs + (long)fifolock_shm__repairs);
+    CHECK_LE(MIN_KILLS, nkilled - self_deaths);
     CHECK_EQ(board->violations, 0);
     if (board->violations)
         fprintf(stderr, "first violation: %s\n", board->message);
