@@ -455,6 +455,9 @@ static void processes_killed_at_random_never_break_or_block_the_lock(void)
            "holders killed, %ld repairs of the internal lock\n", nkilled - self_deaths,
            self_deaths, (long)(now.tv_sec - start.tv_sec), board->ops, board->ownerdead, nmust,
            board->repairs + (long)fifolock_shm__repairs);
+    if (board->stuck || board->errors || board->violations)
+        fprintf(stderr, "stuck %ld, errors %ld, violations %ld\n", board->stuck, board->errors,
+                board->violations);
     CHECK_LE(MIN_KILLS, nkilled - self_deaths);
     CHECK_EQ(board->violations, 0);
     if (board->violations)
