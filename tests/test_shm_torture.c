@@ -69,6 +69,7 @@ struct board {
     struct record rec[WORKERS][THREADS];
     long ops, ownerdead, stuck, errors, violations;
     long repairs; /* of the internal lock: deaths inside the library */
+    int error_rc, error_at; /* the last error: its code and where (line) */
     int reported_n;
     int reported[MAX_REPORTED];
     char message[256];
@@ -81,6 +82,14 @@ static long add(long *c, long d)
 {
     return __atomic_add_fetch(c, d, __ATOMIC_SEQ_CST);
 }
+
+static void error_at(int line, int rc)
+{
+    add(&board->errors, 1);
+    __atomic_store_n(&board->error_rc, rc, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&board->error_at, line, __ATOMIC_SEQ_CST);
+}
+#define ERROR(rc) error_at(__LINE__, (rc))
 
 static void note(const char *msg)
 {
@@ -221,8 +230,9 @@ static void *worker_thread(void *arg)
         struct timespec deadline;
 
         if (l == NULL) {
-            if (fifolock_shm_open(&own, path, modes, NMODES) != 0) {
-                add(&board->errors, 1);
+            int orc = fifolock_shm_open(&own, path, modes, NMODES);
+            if (orc != 0) {
+                ERROR(orc);
                 sleep_us(1000);
                 continue;
             }
@@ -252,7 +262,7 @@ static void *worker_thread(void *arg)
             record_report(l);
             __atomic_store_n(&me->reporting, 0, __ATOMIC_SEQ_CST);
         } else if (rc != 0) {
-            add(&board->errors, 1);
+            ERROR(rc);
             continue;
         }
         __atomic_add_fetch(&me->entry_no, 1, __ATOMIC_SEQ_CST);
@@ -261,8 +271,9 @@ static void *worker_thread(void *arg)
         if ((r >> 12) % 4 == 0)
             sleep_us((long)((r >> 16) % 300));
         __atomic_store_n(&me->in_cs, 0, __ATOMIC_SEQ_CST);
-        if (fifolock_shm_release(l, modes[mode]) != 0)
-            add(&board->errors, 1);
+        rc = fifolock_shm_release(l, modes[mode]);
+        if (rc != 0)
+            ERROR(rc);
         add(&board->ops, 1);
         add(&board->repairs, (long)__atomic_exchange_n(&fifolock_shm__repairs, 0, __ATOMIC_SEQ_CST));
         /* Now and then the process dies by itself at one of the library's
@@ -271,8 +282,9 @@ static void *worker_thread(void *arg)
         if ((r >> 4) % 500 == 0)
             __atomic_store_n(&fifolock_shm__crash_at, 1 + (int)((r >> 24) % 6), __ATOMIC_SEQ_CST);
         if (opened && (r >> 20) % 16 == 0) {
-            if (fifolock_shm_close(&own) != 0)
-                add(&board->errors, 1);
+            rc = fifolock_shm_close(&own);
+            if (rc != 0)
+                ERROR(rc);
             l = NULL;
             opened = 0;
         }
@@ -291,8 +303,9 @@ static void worker_main(int w, fifolock_shm *inherited)
     if (getppid() == 1)
         _exit(0);
     if (inherited == NULL) {
-        if (fifolock_shm_open(&mine, path, modes, NMODES) != 0) {
-            add(&board->errors, 1);
+        int orc = fifolock_shm_open(&mine, path, modes, NMODES);
+        if (orc != 0) {
+            ERROR(orc);
             _exit(1);
         }
         inherited = &mine;
@@ -387,7 +400,7 @@ static void reap_self_deaths(pid_t *pids, fifolock_shm *parent)
         if (w == WORKERS)
             continue;
         if (!(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL))
-            add(&board->errors, 1); /* a worker never exits otherwise */
+            ERROR(status); /* a worker never exits otherwise */
         self_deaths++;
         record_death(pid, w);
         pids[w] = spawn(w, parent);
@@ -456,8 +469,8 @@ static void processes_killed_at_random_never_break_or_block_the_lock(void)
            self_deaths, (long)(now.tv_sec - start.tv_sec), board->ops, board->ownerdead, nmust,
            board->repairs + (long)fifolock_shm__repairs);
     if (board->stuck || board->errors || board->violations)
-        fprintf(stderr, "stuck %ld, errors %ld, violations %ld\n", board->stuck, board->errors,
-                board->violations);
+        fprintf(stderr, "stuck %ld, errors %ld (the last: %d at line %d), violations %ld\n",
+                board->stuck, board->errors, board->error_rc, board->error_at, board->violations);
     CHECK_LE(MIN_KILLS, nkilled - self_deaths);
     CHECK_EQ(board->violations, 0);
     if (board->violations)
