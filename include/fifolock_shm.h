@@ -1,0 +1,301 @@
+/*
+ * fifolock_shm: the fifolock for processes on one machine (Linux).
+ *
+ * The same first-in-first-out lock as fifolock.h, with modes defined by the
+ * user, kept in a file that every participating process maps: prefork
+ * servers, worker pools, unrelated programs sharing a cache or a device.
+ * Requests are granted strictly in the order they are queued, across all
+ * processes, by the engine's own rule (src/rule.c). A process that dies at
+ * any instant, SIGKILL included, loses its holds and its requests and the
+ * lock goes on: no supervisor, no stuck lock.
+ *
+ *     const fifolock_mode *modes[] = { &fifolock_read, &fifolock_write };
+ *     fifolock_shm lock;
+ *     int rc = fifolock_shm_open(&lock, "/run/myapp/cache.lock", modes, 2);
+ *     rc = fifolock_shm_acquire(&lock, &fifolock_write);
+ *     if (rc == EOWNERDEAD) { ...a writer died holding it: repair, see below... }
+ *     ...
+ *     fifolock_shm_release(&lock, &fifolock_write);
+ *     fifolock_shm_close(&lock);
+ *
+ * Modes cross the process boundary by name and limit. Every process passes
+ * its modes to fifolock_shm_open(); the file keeps a table of (name, limit)
+ * and, for every pair of modes that some process knew, what their predicates
+ * answered ("may one holder of A join one holder of B?", "may A join
+ * nobody?"). A process whose predicates answer differently for the same
+ * names is refused at open (EPROTO): that is the disagreement that can be
+ * detected. Entries of a mode a process does not know are never granted past
+ * by that process (src/rule.c); the processes that know the mode grant it.
+ * Predicates must be monotone: fewer holders never make a mode incompatible
+ * (true of every ready-made mode), because who holds is recomputed from the
+ * queue after each change (see src/shm.c). They run under the lock's
+ * internal lock, in whichever process changes the queue, so they must be
+ * quick and pure and must not call any fifolock_shm_* function.
+ *
+ * Holders and deaths. Holds and requests belong to the handle (one
+ * fifolock_shm_open() in one process): any thread of that process may
+ * release a hold the handle took, and the holds die with the process.
+ * A request granted after a holder died gets EOWNERDEAD instead of 0: it
+ * holds the lock, and fifolock_shm_dead_holders() tells which processes died
+ * holding which modes. The lock itself is exact again (unlike a robust
+ * pthread mutex there is nothing to mark consistent); what may not be is the
+ * data the dead process was changing. A dead reader changed nothing. After a
+ * dead writer, restore the data before releasing: roll back or replay a
+ * journal kept beside the data, recheck a checksum, or rebuild the cache.
+ * Each death is reported once, to the next request granted after it was
+ * found; dead waiters leave the queue silently.
+ *
+ * fork(): a child does not inherit its parent's holds or requests. It may
+ * use an inherited handle: on first use the child registers as a new holder
+ * of its own (and a release of a hold its parent took is EPERM). exec() and
+ * process exit drop every hold of the process (the file descriptor is
+ * close-on-exec). A thread's exit drops nothing: holds belong to processes.
+ *
+ * Errors are positive errno values returned by the function; errno itself is
+ * never touched, nothing is printed and nothing aborts. Deadlines are
+ * absolute CLOCK_MONOTONIC times.
+ *
+ * Why this design, and why it is correct
+ * --------------------------------------
+ * Studied before designing:
+ *  - Robust futexes (the kernel's per-thread robust list, glibc's robust
+ *    pthread mutexes): the kernel marks a futex word FUTEX_OWNER_DIED and wakes
+ *    one waiter when its owner exits. Exact and instant, but only for a word
+ *    that holds one owner's thread id: exclusive locks only, the owner is a
+ *    thread (a thread's exit releases it), and the next owner must repair
+ *    whatever was half done. Taken: the internal lock over the shared state
+ *    is such a mutex, held only for a few hundred instructions of our own
+ *    code, whose every update is repairable (src/shm.c, "Repair"). Avoided:
+ *    any hold of the user's lock in a futex word: a shared mode has many
+ *    owners.
+ *  - LMDB's reader table: a slot per reader process with its pid, checked
+ *    with kill(pid, 0) (mdb_reader_check) and locked-out stale readers with
+ *    fcntl locks. Taken: a table of handles in the file, each with an owner.
+ *    Avoided: pid liveness alone: a pid is reused, a zombie answers
+ *    kill(pid, 0), processes in other pid namespaces have other pids.
+ *  - SQLite's shared memory (the -shm file, unix VFS): fcntl byte-range locks
+ *    as a dead-man switch, released by the kernel when the process dies.
+ *    Taken: each handle holds a write lock on one byte of the lock file
+ *    (far beyond its end) for as long as it lives; a handle is dead exactly
+ *    when that byte is unlocked. We use open file description (OFD) locks,
+ *    not process-associated ones, so that closing another descriptor of the
+ *    file (the classic POSIX-lock trap SQLite works around with its inode
+ *    table) drops nothing. They are released when the process exits or
+ *    execs (the descriptor is close-on-exec), never by a thread's exit; they
+ *    do not care about pid reuse or pid namespaces; a zombie holds none.
+ *  - pidfd: exact identity, but a pidfd is only good in the process that
+ *    opened it, and the file would have to name processes by pid first;
+ *    every waiter would need a pidfd per holder. The byte lock gives the same
+ *    exactness with one descriptor per handle.
+ * fork() and the byte lock: a child shares its parent's open file
+ * description, which would keep a dead parent's byte locked. So in the child
+ * (pthread_atfork) every handle's descriptor is replaced by a fresh open of
+ * the same file (/proc/self/fd), a new description holding no lock; the
+ * child then registers a slot of its own when it first uses the handle. A
+ * process that forks with a raw clone() skips that step: its child keeps the
+ * parent's handles alive until it execs or exits.
+ *
+ * Why it is FIFO: the file keeps the queue of requests, each with a sequence
+ * number taken under the internal lock; holders are always a prefix of it,
+ * and after every change the process that made it asks the engine's rule how
+ * long that prefix is (src/rule.c) and tells the newly granted. A request
+ * never overtakes an earlier one because the rule grants only from the head.
+ *
+ * Why a death never blocks the living: a dead process can block others in
+ * three ways. (1) It held the internal lock: the robust mutex hands it to the
+ * next process with EOWNERDEAD, which repairs the half-done update (every
+ * update is one final store, or repairable by recomputation). (2) It held
+ * the user's lock or queued ahead: every waiter sleeps on its futex at most
+ * a tick (20 ms), then checks the byte locks of the processes ahead of it
+ * and removes the dead ones' entries; the grants that follow are made at
+ * once. (3) It was about to grant: grants are recomputed from the queue by
+ * whoever changes it next, and a waiter's tick does that too. A death while
+ * holding the fast path's word is found the same way (2). The spin model
+ * tests/model/fifolock_shm.pml checks these with death as a step allowed
+ * anywhere.
+ *
+ * Limits: the file's size, hence the number of queued requests and of open
+ * handles, is fixed at creation (fifolock_shm_options.capacity); a full
+ * queue is ENOSPC, never a hang. A file truncated by somebody while mapped
+ * makes the processes that map it fault (SIGBUS), as with any shared
+ * mapping; permissions are the defence.
+ */
+#ifndef FIFOLOCK_SHM_H
+#define FIFOLOCK_SHM_H
+
+#include "fifolock.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct timespec; /* <time.h> declares it only for POSIX builds */
+
+/** Bytes of a mode's name in the file, its terminating NUL included. */
+#define FIFOLOCK_SHM_NAME_MAX 32
+/** Distinct (name, limit) modes one lock file can know. */
+#define FIFOLOCK_SHM_MAX_MODES 32
+/** Modes one fifolock_shm_open() may pass. */
+#define FIFOLOCK_SHM_MAX_OPEN_MODES FIFOLOCK_SHM_MAX_MODES
+/** Deaths one EOWNERDEAD can report in detail (more are counted). */
+#define FIFOLOCK_SHM_REPORT_MAX 8
+/** Default capacity: queued requests, and open handles, at once. */
+#define FIFOLOCK_SHM_DEFAULT_CAPACITY 128
+/** Largest capacity. */
+#define FIFOLOCK_SHM_MAX_CAPACITY 4096
+/** Most holds one weighted request may ask for. */
+#define FIFOLOCK_SHM_MAX_N 65535
+
+typedef struct fifolock_shm fifolock_shm;
+
+/** A handle on a lock file. Caller-allocated; all fields private. */
+struct fifolock_shm {
+    /* private */
+    struct fifolock_shm__handle *handle;
+};
+
+/** Options of fifolock_shm_open_ex(); zero fields take the defaults. */
+typedef struct fifolock_shm_options {
+    size_t capacity;    /* when creating: requests queued, and handles open, at once (128) */
+    mode_t permissions; /* when creating: the file's mode, before the umask (0666) */
+} fifolock_shm_options;
+
+/** One holder that died, as fifolock_shm_dead_holders() reports it. */
+struct fifolock_shm_death {
+    pid_t pid;                         /* the dead process, as its pid namespace named it */
+    const fifolock_mode *mode;         /* the mode it held, NULL if this process does not know it */
+    char name[FIFOLOCK_SHM_NAME_MAX];  /* that mode's name in the file */
+    size_t limit;                      /* and its limit */
+    size_t n;                          /* holds of it that died */
+};
+
+/**
+ * Opens the lock in the file at `path`, creating the file if it does not
+ * exist (then with the default options), and registers this process as one
+ * of its users. `modes` lists the `nmodes` modes (1 to
+ * FIFOLOCK_SHM_MAX_OPEN_MODES) this handle will use; each needs a predicate
+ * and a name (shorter than FIFOLOCK_SHM_NAME_MAX), and no two may have the
+ * same name and limit. They must stay valid and unchanged until close.
+ *
+ * Returns 0, or, with nothing open: EINVAL (NULL lock or path, bad mode
+ * table); EBADMSG if the file is not a fifolock lock file, is corrupt, or was
+ * made by an incompatible build (other version, word size or pthread ABI);
+ * EPROTO if a mode's name and limit are known to the file with a predicate
+ * that answers differently from this process's; ENOSPC if the file's mode
+ * table or its table of handles is full; ENOMEM; or the errno of open(2),
+ * flock(2), ftruncate(2) or mmap(2) (EACCES: the file's permissions do not
+ * let this user read and write it). Thread-safe; the predicates run here.
+ */
+FIFOLOCK_API int fifolock_shm_open(fifolock_shm *lock, const char *path,
+                                   const fifolock_mode *const *modes, size_t nmodes);
+
+/**
+ * As fifolock_shm_open(), with options for a file this call creates (an
+ * existing file keeps its own); `options` may be NULL. EINVAL also for a
+ * capacity above FIFOLOCK_SHM_MAX_CAPACITY or permissions beyond 0777.
+ */
+FIFOLOCK_API int fifolock_shm_open_ex(fifolock_shm *lock, const char *path,
+                                      const fifolock_mode *const *modes, size_t nmodes,
+                                      const fifolock_shm_options *options);
+
+/**
+ * Closes the handle. Returns 0; EBUSY if this handle (in this process) holds
+ * or waits for the lock (nothing changes); EINVAL for a NULL or closed lock.
+ * Once it returned 0 the handle may not be used again until reopened. In a
+ * child process after fork() it closes the child's copy and never touches
+ * the parent's. The file stays: remove it when no process uses it.
+ */
+FIFOLOCK_API int fifolock_shm_close(fifolock_shm *lock);
+
+/**
+ * Takes one hold of `mode`, blocking until it is granted: at once if nobody
+ * waits and `mode` is compatible with the current holders, else after every
+ * earlier request in the queue (of any process) was granted and the holders
+ * allow it. The waiting thread spins briefly, then sleeps on a futex in the
+ * file, waking at least every 20 ms to remove dead processes' entries ahead
+ * of it. Signals do not interrupt the wait.
+ *
+ * Returns 0 (held), or EOWNERDEAD: held too, and a holder died since the
+ * last grant; see fifolock_shm_dead_holders() and the header's comment.
+ * Errors, with nothing held or queued: EINVAL (NULL lock or mode, a mode not
+ * given to fifolock_shm_open()); ENOSPC (the queue is full); ENOSPC also if
+ * a child process after fork() finds the table of handles full; ENOLCK if
+ * this process's request was removed as a dead one's (only if something
+ * closed the handle's file descriptor behind its back); ENOTRECOVERABLE if
+ * the internal lock was left unusable (never, unless a process outside this
+ * library touched the file). Thread-safe.
+ */
+FIFOLOCK_API int fifolock_shm_acquire(fifolock_shm *lock, const fifolock_mode *mode);
+
+/**
+ * Takes one hold of `mode` if that can happen now: nobody waits and `mode` is
+ * compatible with the holders (after removing dead holders, if any blocked
+ * it). Never blocks. Returns 0, EOWNERDEAD (held, as above), EBUSY (nothing
+ * changed), or the errors of fifolock_shm_acquire(). Thread-safe.
+ */
+FIFOLOCK_API int fifolock_shm_try_acquire(fifolock_shm *lock, const fifolock_mode *mode);
+
+/**
+ * As fifolock_shm_acquire(), but gives up at `deadline` (absolute,
+ * CLOCK_MONOTONIC): ETIMEDOUT, the request left the queue without a trace
+ * (those it held back are granted) and nothing is held. If the grant and the
+ * deadline race, the grant wins. A deadline already past behaves as
+ * fifolock_shm_try_acquire() but reports ETIMEDOUT for EBUSY. EINVAL also for
+ * a NULL deadline or a tv_nsec outside [0, 999999999]. Thread-safe.
+ */
+FIFOLOCK_API int fifolock_shm_timed_acquire(fifolock_shm *lock, const fifolock_mode *mode,
+                                            const struct timespec *deadline);
+
+/**
+ * Weighted requests: `n` holds of `mode` at once, all or nothing, waiting in
+ * one place of the queue (DESIGN.md "Weighted"). `deadline` NULL waits for
+ * ever. n == 0 or n > FIFOLOCK_SHM_MAX_N is EINVAL. Otherwise as fifolock_shm_timed_acquire().
+ * If `token` is not NULL, the request always goes through the queue (never
+ * the one-instruction fast path) and *token receives its sequence number: a
+ * number that grows with the order of grants across all processes (a
+ * fencing token), also on EOWNERDEAD.
+ */
+FIFOLOCK_API int fifolock_shm_acquire_n(fifolock_shm *lock, const fifolock_mode *mode, size_t n,
+                                        const struct timespec *deadline, uint64_t *token);
+
+/**
+ * Drops one hold of `mode` that this handle took (in this process) and grants
+ * the waiters it held back; they are told inside this call. Returns 0; EPERM
+ * if this handle holds no `mode` (nothing changes; a hold whose grant the
+ * acquiring thread has not yet returned from does not count); EINVAL (NULL
+ * lock or unknown mode). Any thread of the process may release. Thread-safe.
+ */
+FIFOLOCK_API int fifolock_shm_release(fifolock_shm *lock, const fifolock_mode *mode);
+
+/** Drops `n` holds of `mode` at once (EPERM if the handle holds fewer). */
+FIFOLOCK_API int fifolock_shm_release_n(fifolock_shm *lock, const fifolock_mode *mode, size_t n);
+
+/**
+ * After an acquire returned EOWNERDEAD in this thread: stores up to `max`
+ * reports of the holders whose death it told (oldest first) in `out` and
+ * returns how many deaths there were (which may exceed `max`, or
+ * FIFOLOCK_SHM_REPORT_MAX). Returns 0 if this thread's last EOWNERDEAD was
+ * not from this lock. Reads only thread-local memory; can't fail.
+ */
+FIFOLOCK_API size_t fifolock_shm_dead_holders(const fifolock_shm *lock,
+                                              struct fifolock_shm_death *out, size_t max);
+
+/** Requests waiting right now, of all processes (0 for NULL). Can't fail. */
+FIFOLOCK_API size_t fifolock_shm_waiting(fifolock_shm *lock);
+
+/**
+ * Holds of `mode` right now, of all processes (0 for NULL or an unknown
+ * mode). A snapshot; dead holders not yet found count. Can't fail.
+ */
+FIFOLOCK_API size_t fifolock_shm_held(fifolock_shm *lock, const fifolock_mode *mode);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FIFOLOCK_SHM_H */

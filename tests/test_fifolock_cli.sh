@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The fifolock command line (tools/fifolock.c) on the shared-memory lock:
+# exit statuses, FIFOLOCK_TOKEN, modes, --timeout, a dead holder, --etcd in
+# a build without it. usage: test_fifolock_cli.sh PATH-TO-fifolock
+set -u
+tool=$1
+dir=$(mktemp -d "${TMPDIR:-/tmp}/fifolock-cli.XXXXXX")
+lock=$dir/lock
+passed=0 failed=0
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$dir"' EXIT
+
+check() { # check NAME EXPECTED ACTUAL
+    if [ "$2" = "$3" ]; then
+        passed=$((passed + 1))
+    else
+        echo "FAIL $1: expected '$2', got '$3'" >&2
+        failed=$((failed + 1))
+    fi
+}
+
+# Waits until FILE exists (up to 5 s).
+wait_for() {
+    for _ in $(seq 500); do [ -e "$1" ] && return 0; sleep 0.01; done
+    return 1
+}
+
+"$tool" "$lock" true
+check "status of a command that succeeds" 0 $?
+"$tool" "$lock" sh -c 'exit 7'
+check "status of a command that fails" 7 $?
+"$tool" "$lock" sh -c 'kill -TERM $$'
+check "status of a command killed by a signal" 143 $?
+"$tool" "$lock" /nonexistent/command 2>/dev/null
+check "status of a command not found" 127 $?
+"$tool" --mode nonsense "$lock" true 2>/dev/null
+check "unknown mode is a usage error" 2 $?
+"$tool" --mode semaphore:0 "$lock" true 2>/dev/null
+check "semaphore of 0 is a usage error" 2 $?
+"$tool" --timeout -1 "$lock" true 2>/dev/null
+check "negative timeout is a usage error" 2 $?
+"$tool" "$lock" 2>/dev/null
+check "missing command is a usage error" 2 $?
+out=$("$tool" --etcd http://127.0.0.1:2379 "$lock" true 2>&1)
+check "--etcd without etcd support exits 2" 2 $?
+check "--etcd without etcd support says so" "fifolock: this build has no etcd support" "$out"
+printf 'not a lock' >"$dir/foreign"
+"$tool" "$dir/foreign" true 2>/dev/null
+check "a foreign file is refused" 2 $?
+
+t1=$("$tool" "$lock" sh -c 'echo $FIFOLOCK_TOKEN')
+t2=$("$tool" --mode write "$lock" sh -c 'echo $FIFOLOCK_TOKEN')
+check "FIFOLOCK_TOKEN grows with grant order" 1 $((t2 > t1))
+
+# A writer holds: a reader times out with status 1 and a message.
+"$tool" --mode write "$lock" sh -c "touch $dir/w1; sleep 3" &
+holder=$!
+wait_for "$dir/w1"
+err=$("$tool" --mode read --timeout 0.2 "$lock" true 2>&1)
+check "timeout exits 1" 1 $?
+check "timeout says so" "fifolock: timed out waiting for $lock" "$err"
+"$tool" --mode read --timeout 0 "$lock" true 2>/dev/null
+check "--timeout 0 does not wait" 1 $?
+kill "$holder" # SIGTERM: passed to the command; the lock is given back cleanly
+wait "$holder"
+check "SIGTERM reaches the command, whose status is returned" 143 $?
+out=$("$tool" --timeout 1 "$lock" sh -c 'echo "${FIFOLOCK_OWNER_DEAD-unset}"')
+check "after SIGTERM the lock was released, not lost" "unset" "$out"
+
+# Two readers share; a semaphore of 2 takes two.
+"$tool" --mode read "$lock" sh -c "touch $dir/r1; sleep 3" &
+holder=$!
+wait_for "$dir/r1"
+"$tool" --mode read --timeout 1 "$lock" true
+check "two readers share" 0 $?
+"$tool" --mode write --timeout 0.1 "$lock" true 2>/dev/null
+check "a writer waits for the reader" 1 $?
+kill -9 "$holder"
+wait "$holder" 2>/dev/null
+
+# The reader above was killed (SIGKILL) holding: the next one is told.
+out=$("$tool" --mode write --timeout 2 "$lock" sh -c 'echo "$FIFOLOCK_OWNER_DEAD"' 2>/dev/null)
+check "a dead holder is reported to the next" "$holder:read" "$out"
+out=$("$tool" --mode write --timeout 2 "$lock" sh -c 'echo "${FIFOLOCK_OWNER_DEAD-unset}"')
+check "only once" "unset" "$out"
+
+# FIFO: a writer waits behind a reader; a later reader queues behind it.
+"$tool" --mode read "$lock" sh -c "touch $dir/r2; sleep 0.5" &
+wait_for "$dir/r2"
+("$tool" --mode write "$lock" sh -c "echo w >>$dir/order") &
+sleep 0.2
+("$tool" --mode read "$lock" sh -c "echo r >>$dir/order") &
+wait
+check "a later reader does not overtake a waiting writer" "wr" "$(tr -d '\n' <"$dir/order")"
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]

@@ -1,0 +1,1063 @@
+/*
+ * The shared-memory lock (src/shm.c): every error, FIFO order across
+ * handles, timeouts without a trace, and deaths: a killed holder is reported
+ * once (EOWNERDEAD) with its pid and mode, a killed waiter leaves silently,
+ * a fork child inherits no hold. Processes are real (fork + SIGKILL); each
+ * child reports through its exit status, main checks.
+ */
+#define _GNU_SOURCE
+#include "check.h"
+#include "deadline.h"
+#include "shm_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const fifolock_mode *rw[] = { &fifolock_read, &fifolock_write };
+static char path[128];
+
+/* A fresh lock file name for each test. */
+static const char *fresh(void)
+{
+    static int n;
+
+    if (getenv("SHM_TEST_VERBOSE"))
+        fprintf(stderr, "%s\n", check_current);
+    snprintf(path, sizeof path, "/tmp/fifolock-test-shm-%d-%d", (int)getpid(), n++);
+    unlink(path);
+    return path;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec t = { ms / 1000, (ms % 1000) * 1000000L };
+
+    nanosleep(&t, NULL);
+}
+
+/* Waits until `lock` has `n` waiters (up to 5 s). */
+static int wait_waiting(fifolock_shm *lock, size_t n)
+{
+    int i;
+
+    for (i = 0; i < 5000; i++) {
+        if (fifolock_shm_waiting(lock) == n)
+            return 1;
+        sleep_ms(1);
+    }
+    return 0;
+}
+
+/* ---- children ------------------------------------------------------------ */
+
+enum how { FAST, QUEUED };
+
+/*
+ * Forks a child that opens its own handle on `file`, takes `mode` (through the
+ * fast path or the queue), writes one byte to the pipe and waits to be
+ * killed. Returns its pid once it holds.
+ */
+static pid_t spawn_holder(const char *file, const fifolock_mode *mode, enum how how)
+{
+    int p[2];
+    char c;
+    pid_t pid;
+
+    if (pipe(p) != 0)
+        return -1;
+    pid = fork();
+    if (pid == 0) {
+        fifolock_shm l;
+        uint64_t token;
+        int rc;
+
+        close(p[0]);
+        if (fifolock_shm_open(&l, file, rw, 2) != 0)
+            _exit(10);
+        rc = how == FAST ? fifolock_shm_acquire(&l, mode)
+                         : fifolock_shm_acquire_n(&l, mode, 1, NULL, &token);
+        if (rc != 0 && rc != EOWNERDEAD)
+            _exit(11);
+        if (write(p[1], "x", 1) != 1)
+            _exit(12);
+        for (;;)
+            pause();
+    }
+    close(p[1]);
+    if (pid < 0 || read(p[0], &c, 1) != 1) {
+        close(p[0]);
+        return -1;
+    }
+    close(p[0]);
+    return pid;
+}
+
+static void kill_and_reap(pid_t pid)
+{
+    int status;
+
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+}
+
+/* ---- threads ------------------------------------------------------------- */
+
+struct waiter {
+    pthread_t tid;
+    fifolock_shm *lock;
+    const fifolock_mode *mode;
+    int rc;
+    int order; /* when it was granted, from `granted_count` */
+    int release;
+};
+
+static int granted_count;
+
+static void *waiter_main(void *arg)
+{
+    struct waiter *w = arg;
+
+    w->rc = fifolock_shm_acquire(w->lock, w->mode);
+    w->order = __atomic_fetch_add(&granted_count, 1, __ATOMIC_SEQ_CST);
+    if (w->release)
+        fifolock_shm_release(w->lock, w->mode);
+    return NULL;
+}
+
+static void start_waiter(struct waiter *w, fifolock_shm *lock, const fifolock_mode *mode,
+                         int release)
+{
+    w->lock = lock;
+    w->mode = mode;
+    w->rc = -1;
+    w->release = release;
+    pthread_create(&w->tid, NULL, waiter_main, w);
+}
+
+/* ---- tests ---------------------------------------------------------------- */
+
+static void open_acquire_release_close(void)
+{
+    fifolock_shm a, b;
+
+    CHECK_EQ(fifolock_shm_open(&a, fresh(), rw, 2), 0);
+    CHECK_EQ(fifolock_shm_open(&b, path, rw, 2), 0);
+    CHECK_EQ(fifolock_shm_acquire(&a, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_held(&b, &fifolock_write), 1);
+    CHECK_EQ(fifolock_shm_try_acquire(&b, &fifolock_read), EBUSY);
+    CHECK_EQ(fifolock_shm_release(&a, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_try_acquire(&b, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_try_acquire(&a, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_held(&a, &fifolock_read), 2);
+    CHECK_EQ(fifolock_shm_release(&a, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_release(&b, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_held(&a, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_close(&a), 0);
+    CHECK_EQ(fifolock_shm_close(&b), 0);
+    unlink(path);
+}
+
+static void bad_arguments_are_einval(void)
+{
+    fifolock_shm l;
+    fifolock_mode unnamed = { fifolock_read.is_compatible, NULL, 0 };
+    fifolock_mode nopred = { NULL, "x", 0 };
+    fifolock_mode longname = { fifolock_read.is_compatible,
+                               "a-name-that-is-longer-than-the-file-allows", 0 };
+    fifolock_mode read2 = fifolock_read; /* same name and limit, other address */
+    const fifolock_mode *dup[] = { &fifolock_read, &read2 };
+    const fifolock_mode *bad1[] = { &unnamed }, *bad2[] = { &nopred }, *bad3[] = { &longname };
+    const fifolock_mode *null1[] = { NULL };
+    fifolock_shm_options big = { FIFOLOCK_SHM_MAX_CAPACITY + 1, 0 };
+    struct timespec bad_deadline = { 0, 1000000000L };
+    struct stat st;
+
+    fresh();
+    CHECK_EQ(fifolock_shm_open(NULL, path, rw, 2), EINVAL);
+    CHECK_EQ(fifolock_shm_open(&l, NULL, rw, 2), EINVAL);
+    CHECK_EQ(fifolock_shm_open(&l, path, NULL, 2), EINVAL);
+    CHECK_EQ(fifolock_shm_open(&l, path, rw, 0), EINVAL);
+    CHECK_EQ(fifolock_shm_open(&l, path, rw, FIFOLOCK_SHM_MAX_OPEN_MODES + 1), EINVAL);
+    CHECK_EQ(fifolock_shm_open(&l, path, null1, 1), EINVAL);
+    CHECK_EQ(fifolock_shm_open(&l, path, bad1, 1), EINVAL);
+    CHECK_EQ(fifolock_shm_open(&l, path, bad2, 1), EINVAL);
+    CHECK_EQ(fifolock_shm_open(&l, path, bad3, 1), EINVAL);
+    CHECK_EQ(fifolock_shm_open(&l, path, dup, 2), EINVAL);
+    CHECK_EQ(fifolock_shm_open_ex(&l, path, rw, 2, &big), EINVAL);
+    CHECK_EQ(stat(path, &st), -1); /* nothing was created */
+
+    CHECK_EQ(fifolock_shm_open(&l, path, rw, 2), 0);
+    CHECK_EQ(fifolock_shm_acquire(&l, NULL), EINVAL);
+    CHECK_EQ(fifolock_shm_acquire(NULL, &fifolock_read), EINVAL);
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_mutex), EINVAL); /* not given to open */
+    CHECK_EQ(fifolock_shm_try_acquire(&l, &fifolock_x), EINVAL);
+    CHECK_EQ(fifolock_shm_timed_acquire(&l, &fifolock_read, NULL), EINVAL);
+    CHECK_EQ(fifolock_shm_timed_acquire(&l, &fifolock_read, &bad_deadline), EINVAL);
+    CHECK_EQ(fifolock_shm_acquire_n(&l, &fifolock_read, 0, NULL, NULL), EINVAL);
+    CHECK_EQ(fifolock_shm_acquire_n(&l, &fifolock_read, FIFOLOCK_SHM_MAX_N + 1, NULL, NULL),
+             EINVAL);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_mutex), EINVAL);
+    CHECK_EQ(fifolock_shm_release(NULL, &fifolock_read), EINVAL);
+    CHECK_EQ(fifolock_shm_release_n(&l, &fifolock_read, 0), EINVAL);
+    CHECK_EQ(fifolock_shm_waiting(NULL), 0);
+    CHECK_EQ(fifolock_shm_held(&l, NULL), 0);
+    CHECK_EQ(fifolock_shm_close(NULL), EINVAL);
+    CHECK_EQ(fifolock_shm_held(&l, &fifolock_read), 0); /* nothing taken by the errors */
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    CHECK_EQ(fifolock_shm_close(&l), EINVAL);
+    unlink(path);
+}
+
+static void release_of_unheld_mode_is_eperm(void)
+{
+    fifolock_shm a, b;
+
+    CHECK_EQ(fifolock_shm_open(&a, fresh(), rw, 2), 0);
+    CHECK_EQ(fifolock_shm_open(&b, path, rw, 2), 0);
+    CHECK_EQ(fifolock_shm_release(&a, &fifolock_read), EPERM);
+    CHECK_EQ(fifolock_shm_acquire(&a, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_release(&b, &fifolock_read), EPERM); /* a's hold, not b's */
+    CHECK_EQ(fifolock_shm_release(&a, &fifolock_write), EPERM);
+    CHECK_EQ(fifolock_shm_release_n(&a, &fifolock_read, 2), EPERM);
+    CHECK_EQ(fifolock_shm_held(&a, &fifolock_read), 1);
+    CHECK_EQ(fifolock_shm_release(&a, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_release(&a, &fifolock_read), EPERM);
+    CHECK_EQ(fifolock_shm_close(&a), 0);
+    CHECK_EQ(fifolock_shm_close(&b), 0);
+    unlink(path);
+}
+
+static void close_while_holding_is_ebusy(void)
+{
+    fifolock_shm a;
+
+    CHECK_EQ(fifolock_shm_open(&a, fresh(), rw, 2), 0);
+    CHECK_EQ(fifolock_shm_acquire(&a, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_close(&a), EBUSY);
+    CHECK_EQ(fifolock_shm_release(&a, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_close(&a), 0);
+    unlink(path);
+}
+
+static void write_file(const char *file, const void *data, size_t size)
+{
+    int fd = open(file, O_RDWR | O_CREAT | O_TRUNC, 0600);
+
+    CHECK_TRUE(fd >= 0);
+    if (fd >= 0) {
+        CHECK_EQ(write(fd, data, size), (long long)size);
+        close(fd);
+    }
+}
+
+static void foreign_or_corrupt_file_is_ebadmsg(void)
+{
+    fifolock_shm l;
+    char junk[8192];
+    int fd;
+
+    memset(junk, 'x', sizeof junk);
+    write_file(fresh(), junk, sizeof junk);
+    CHECK_EQ(fifolock_shm_open(&l, path, rw, 2), EBADMSG);
+    write_file(path, "short", 5);
+    CHECK_EQ(fifolock_shm_open(&l, path, rw, 2), EBADMSG);
+
+    /* A real lock file, then damaged: wrong capacity, then cut short. */
+    unlink(path);
+    CHECK_EQ(fifolock_shm_open(&l, path, rw, 2), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    fd = open(path, O_RDWR);
+    {
+        uint32_t cap = 5000; /* beyond FIFOLOCK_SHM_MAX_CAPACITY */
+        uint32_t old;
+
+        CHECK_EQ(pread(fd, &old, 4, 12), 4);
+        CHECK_EQ(pwrite(fd, &cap, 4, 12), 4);
+        CHECK_EQ(fifolock_shm_open(&l, path, rw, 2), EBADMSG);
+        CHECK_EQ(pwrite(fd, &old, 4, 12), 4);
+        CHECK_EQ(fifolock_shm_open(&l, path, rw, 2), 0);
+        CHECK_EQ(fifolock_shm_close(&l), 0);
+        CHECK_EQ(ftruncate(fd, 4096), 0);
+        CHECK_EQ(fifolock_shm_open(&l, path, rw, 2), EBADMSG);
+    }
+    close(fd);
+    unlink(path);
+    CHECK_EQ(fifolock_shm_open(&l, "/tmp", rw, 2), EISDIR);
+}
+
+/*
+ * Garbage written over the queue of a lock in use (another program, a stray
+ * write): calls return errors or go on, and never crash (ASan checks every
+ * index the library reads from the file).
+ */
+static void garbage_in_the_queue_never_crashes(void)
+{
+    fifolock_shm l;
+    fifolock_shm_options small = { 8, 0 };
+    unsigned char junk[4096];
+    unsigned seed = 12345;
+    size_t i;
+    int fd, rc;
+
+    CHECK_EQ(fifolock_shm_open_ex(&l, fresh(), rw, 2, &small), 0);
+    fd = open(path, O_RDWR);
+    for (i = 0; i < sizeof junk; i++)
+        junk[i] = (unsigned char)rand_r(&seed);
+    CHECK_EQ(pwrite(fd, junk, sizeof junk, 4096), (long long)sizeof junk); /* handles, entries */
+    close(fd);
+    rc = fifolock_shm_try_acquire(&l, &fifolock_write);
+    CHECK_TRUE(rc == 0 || rc == EBUSY || rc == ENOSPC || rc == EOWNERDEAD);
+    if (rc == 0 || rc == EOWNERDEAD)
+        CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    (void)fifolock_shm_held(&l, &fifolock_read);
+    (void)fifolock_shm_waiting(&l);
+    (void)fifolock_shm_close(&l);
+    unlink(path);
+}
+
+static void half_created_file_is_created_again(void)
+{
+    fifolock_shm l;
+    const uint64_t init = 0x54494e49464f4946ull; /* what a creator writes first */
+
+    write_file(fresh(), &init, sizeof init);
+    CHECK_EQ(fifolock_shm_open(&l, path, rw, 2), 0);
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    unlink(path);
+}
+
+static bool always(const fifolock_mode *self, const fifolock_holds *holds)
+{
+    (void)self;
+    (void)holds;
+    return true;
+}
+
+static void disagreeing_mode_is_eproto(void)
+{
+    fifolock_shm a, b;
+    fifolock_mode fake_write = { always, "write", 0 }; /* "write" that shares with everyone */
+    const fifolock_mode *fake[] = { &fifolock_read, &fake_write };
+    fifolock_mode sem3 = FIFOLOCK_SEMAPHORE(3), sem5 = FIFOLOCK_SEMAPHORE(5);
+    const fifolock_mode *sems[] = { &sem3, &sem5 };
+
+    CHECK_EQ(fifolock_shm_open(&a, fresh(), rw, 2), 0);
+    CHECK_EQ(fifolock_shm_open(&b, path, fake, 2), EPROTO);
+    /* Same name, other limit: another mode, no conflict. */
+    CHECK_EQ(fifolock_shm_open(&b, path, sems, 2), 0);
+    CHECK_EQ(fifolock_shm_close(&b), 0);
+    CHECK_EQ(fifolock_shm_close(&a), 0);
+    unlink(path);
+}
+
+static void full_mode_table_is_enospc(void)
+{
+    fifolock_shm a, b;
+    fifolock_mode sems[FIFOLOCK_SHM_MAX_MODES + 1];
+    const fifolock_mode *p[FIFOLOCK_SHM_MAX_MODES + 1];
+    size_t i;
+
+    for (i = 0; i <= FIFOLOCK_SHM_MAX_MODES; i++) {
+        sems[i] = (fifolock_mode)FIFOLOCK_SEMAPHORE(i + 1);
+        p[i] = &sems[i];
+    }
+    CHECK_EQ(fifolock_shm_open(&a, fresh(), p, FIFOLOCK_SHM_MAX_MODES), 0);
+    CHECK_EQ(fifolock_shm_open(&b, path, p + 1, FIFOLOCK_SHM_MAX_MODES), ENOSPC);
+    CHECK_EQ(fifolock_shm_open(&b, path, p, 2), 0); /* known modes: fine */
+    CHECK_EQ(fifolock_shm_close(&b), 0);
+    CHECK_EQ(fifolock_shm_close(&a), 0);
+    unlink(path);
+}
+
+static void full_queue_is_enospc_and_changes_nothing(void)
+{
+    fifolock_shm l;
+    fifolock_shm_options two = { 2, 0600 };
+    uint64_t t1 = 0, t2 = 0;
+    struct stat st;
+
+    CHECK_EQ(fifolock_shm_open_ex(&l, fresh(), rw, 2, &two), 0);
+    CHECK_EQ(stat(path, &st), 0);
+    CHECK_EQ(st.st_mode & 0777, 0600 & ~umask(022));
+    CHECK_EQ(fifolock_shm_acquire_n(&l, &fifolock_read, 1, NULL, &t1), 0);
+    CHECK_EQ(fifolock_shm_acquire_n(&l, &fifolock_read, 1, NULL, &t2), 0);
+    CHECK_LT(t1, t2);
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_read), ENOSPC);
+    CHECK_EQ(fifolock_shm_try_acquire(&l, &fifolock_write), ENOSPC);
+    CHECK_EQ(fifolock_shm_held(&l, &fifolock_read), 2);
+    CHECK_EQ(fifolock_shm_waiting(&l), 0);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_release_n(&l, &fifolock_read, 2), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    unlink(path);
+}
+
+static void requests_are_granted_in_queue_order(void)
+{
+    fifolock_shm a, b;
+    struct waiter w[4];
+    const fifolock_mode *modes[4] = { &fifolock_read, &fifolock_write, &fifolock_read,
+                                      &fifolock_read };
+    int i;
+
+    CHECK_EQ(fifolock_shm_open(&a, fresh(), rw, 2), 0);
+    CHECK_EQ(fifolock_shm_open(&b, path, rw, 2), 0);
+    CHECK_EQ(fifolock_shm_acquire(&a, &fifolock_write), 0);
+    granted_count = 0;
+    for (i = 0; i < 4; i++) {
+        start_waiter(&w[i], &b, modes[i], 1);
+        CHECK_TRUE(wait_waiting(&a, (size_t)i + 1));
+    }
+    /* A reader behind the waiting writer queues, though read is free now. */
+    CHECK_EQ(fifolock_shm_try_acquire(&a, &fifolock_read), EBUSY);
+    CHECK_EQ(fifolock_shm_release(&a, &fifolock_write), 0);
+    for (i = 0; i < 4; i++)
+        pthread_join(w[i].tid, NULL);
+    for (i = 0; i < 4; i++)
+        CHECK_EQ(w[i].rc, 0);
+    CHECK_EQ(w[0].order, 0);
+    CHECK_EQ(w[1].order, 1);
+    CHECK_TRUE(w[2].order >= 2 && w[3].order >= 2);
+    CHECK_EQ(fifolock_shm_waiting(&a), 0);
+    CHECK_EQ(fifolock_shm_close(&a), 0);
+    CHECK_EQ(fifolock_shm_close(&b), 0);
+    unlink(path);
+}
+
+static void sleeping_waiter_is_woken_by_release(void)
+{
+    fifolock_shm a;
+    struct waiter w;
+    int i;
+
+    CHECK_EQ(fifolock_shm_open(&a, fresh(), rw, 2), 0);
+    CHECK_EQ(fifolock_shm_acquire(&a, &fifolock_write), 0);
+    start_waiter(&w, &a, &fifolock_write, 0);
+    for (i = 0; i < 5000 && fifolock_shm__parked(&a) != 1; i++)
+        sleep_ms(1);
+    CHECK_EQ(fifolock_shm__parked(&a), 1);
+    CHECK_EQ(fifolock_shm_release(&a, &fifolock_write), 0);
+    pthread_join(w.tid, NULL);
+    CHECK_EQ(w.rc, 0);
+    CHECK_EQ(fifolock_shm_held(&a, &fifolock_write), 1);
+    CHECK_EQ(fifolock_shm_release(&a, &fifolock_write), 0); /* any thread may release */
+    CHECK_EQ(fifolock_shm_close(&a), 0);
+    unlink(path);
+}
+
+static void timeout_leaves_no_trace(void)
+{
+    fifolock_shm a, b;
+    struct timespec d;
+
+    CHECK_EQ(fifolock_shm_open(&a, fresh(), rw, 2), 0);
+    CHECK_EQ(fifolock_shm_open(&b, path, rw, 2), 0);
+    CHECK_EQ(fifolock_shm_acquire(&a, &fifolock_read), 0);
+    d = in_ms(60);
+    CHECK_EQ(fifolock_shm_timed_acquire(&b, &fifolock_write, &d), ETIMEDOUT);
+    CHECK_EQ(fifolock_shm_waiting(&a), 0);
+    CHECK_EQ(fifolock_shm_held(&a, &fifolock_write), 0);
+    d = in_ms(0);
+    CHECK_EQ(fifolock_shm_timed_acquire(&b, &fifolock_write, &d), ETIMEDOUT); /* already past */
+    CHECK_EQ(fifolock_shm_timed_acquire(&b, &fifolock_read, &d), 0);          /* past, but free */
+    CHECK_EQ(fifolock_shm_release(&b, &fifolock_read), 0);
+
+    CHECK_EQ(fifolock_shm_release(&a, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_close(&a), 0);
+    CHECK_EQ(fifolock_shm_close(&b), 0);
+    unlink(path);
+}
+
+struct timed {
+    pthread_t tid;
+    fifolock_shm *lock;
+    const fifolock_mode *mode;
+    struct timespec deadline;
+    int rc;
+    size_t ndead;     /* on EOWNERDEAD: deaths reported (read in this thread) */
+    pid_t first_dead; /* and the first one's pid */
+};
+
+static void *timed_main(void *arg)
+{
+    struct timed *t = arg;
+    struct fifolock_shm_death d[1];
+
+    t->rc = fifolock_shm_timed_acquire(t->lock, t->mode, &t->deadline);
+    t->ndead = 0;
+    t->first_dead = 0;
+    if (t->rc == EOWNERDEAD) {
+        t->ndead = fifolock_shm_dead_holders(t->lock, d, 1);
+        if (t->ndead > 0)
+            t->first_dead = d[0].pid;
+    }
+    return NULL;
+}
+
+static void timed_out_head_lets_those_behind_in(void)
+{
+    fifolock_shm a, b;
+    struct timed t;
+    struct waiter r;
+
+    CHECK_EQ(fifolock_shm_open(&a, fresh(), rw, 2), 0);
+    CHECK_EQ(fifolock_shm_open(&b, path, rw, 2), 0);
+    CHECK_EQ(fifolock_shm_acquire(&a, &fifolock_read), 0);
+    t.lock = &b;
+    t.mode = &fifolock_write;
+    t.deadline = in_ms(200);
+    t.rc = -1;
+    pthread_create(&t.tid, NULL, timed_main, &t);
+    CHECK_TRUE(wait_waiting(&a, 1));
+    start_waiter(&r, &b, &fifolock_read, 0); /* behind the writer */
+    CHECK_TRUE(wait_waiting(&a, 2));
+    pthread_join(t.tid, NULL);
+    CHECK_EQ(t.rc, ETIMEDOUT);
+    pthread_join(r.tid, NULL);
+    CHECK_EQ(r.rc, 0);
+    CHECK_EQ(fifolock_shm_held(&a, &fifolock_read), 2);
+    CHECK_EQ(fifolock_shm_release(&b, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_release(&a, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_close(&a), 0);
+    CHECK_EQ(fifolock_shm_close(&b), 0);
+    unlink(path);
+}
+
+static void weighted_request_is_all_or_nothing(void)
+{
+    fifolock_shm l;
+    fifolock_mode sem = FIFOLOCK_SEMAPHORE(3);
+    const fifolock_mode *m[] = { &sem };
+    struct timespec d;
+
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), m, 1), 0);
+    CHECK_EQ(fifolock_shm_acquire_n(&l, &sem, 2, NULL, NULL), 0);
+    d = in_ms(30);
+    CHECK_EQ(fifolock_shm_acquire_n(&l, &sem, 2, &d, NULL), ETIMEDOUT);
+    CHECK_EQ(fifolock_shm_held(&l, &sem), 2);
+    CHECK_EQ(fifolock_shm_try_acquire(&l, &sem), 0);
+    CHECK_EQ(fifolock_shm_try_acquire(&l, &sem), EBUSY);
+    CHECK_EQ(fifolock_shm_release_n(&l, &sem, 3), 0);
+    CHECK_EQ(fifolock_shm_held(&l, &sem), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    unlink(path);
+}
+
+static void tokens_grow_with_grant_order(void)
+{
+    fifolock_shm l;
+    uint64_t t[4] = { 0 };
+    int i;
+
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+    for (i = 0; i < 4; i++) {
+        CHECK_EQ(fifolock_shm_acquire_n(&l, &fifolock_write, 1, NULL, &t[i]), 0);
+        CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+        if (i > 0)
+            CHECK_LT(t[i - 1], t[i]);
+    }
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    unlink(path);
+}
+
+/* A killed holder: the next grant is EOWNERDEAD with its pid and mode, once. */
+static void check_dead_holder_reported_once(enum how how, int try)
+{
+    fifolock_shm l;
+    struct fifolock_shm_death d[2];
+    pid_t pid;
+    int rc;
+
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+    pid = spawn_holder(path, &fifolock_write, how);
+    CHECK_TRUE(pid > 0);
+    CHECK_EQ(fifolock_shm_try_acquire(&l, &fifolock_read), EBUSY); /* alive: busy */
+    kill_and_reap(pid);
+    if (try) {
+        rc = fifolock_shm_try_acquire(&l, &fifolock_read);
+    } else {
+        struct timespec limit = in_ms(1000);
+        rc = fifolock_shm_timed_acquire(&l, &fifolock_read, &limit);
+    }
+    CHECK_EQ(rc, EOWNERDEAD);
+    CHECK_EQ(fifolock_shm_dead_holders(&l, d, 2), 1);
+    CHECK_EQ(d[0].pid, pid);
+    CHECK_TRUE(d[0].mode == &fifolock_write);
+    CHECK_EQ(strcmp(d[0].name, "write"), 0);
+    CHECK_EQ(d[0].n, 1);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0); /* reported once only */
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    /* A new handle (perhaps at the old one's address) has no report. */
+    CHECK_EQ(fifolock_shm_open(&l, path, rw, 2), 0);
+    CHECK_EQ(fifolock_shm_dead_holders(&l, d, 2), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    unlink(path);
+}
+
+static void dead_fast_holder_is_eownerdead_once(void)
+{
+    check_dead_holder_reported_once(FAST, 0);
+}
+
+static void dead_queued_holder_is_eownerdead_once(void)
+{
+    check_dead_holder_reported_once(QUEUED, 0);
+}
+
+static void try_acquire_reaps_dead_holder(void)
+{
+    check_dead_holder_reported_once(QUEUED, 1);
+}
+
+static void dead_readers_are_all_reported_to_the_writer(void)
+{
+    fifolock_shm l;
+    struct fifolock_shm_death d[4];
+    pid_t p1, p2;
+    struct timespec limit;
+    size_t n;
+
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+    p1 = spawn_holder(path, &fifolock_read, FAST);
+    p2 = spawn_holder(path, &fifolock_read, QUEUED);
+    CHECK_TRUE(p1 > 0 && p2 > 0);
+    CHECK_EQ(fifolock_shm_held(&l, &fifolock_read), 2);
+    kill_and_reap(p1);
+    kill_and_reap(p2);
+    limit = in_ms(1000);
+    CHECK_EQ(fifolock_shm_timed_acquire(&l, &fifolock_write, &limit), EOWNERDEAD);
+    n = fifolock_shm_dead_holders(&l, d, 4);
+    CHECK_EQ(n, 2);
+    if (n == 2) {
+        CHECK_TRUE((d[0].pid == p1 && d[1].pid == p2) || (d[0].pid == p2 && d[1].pid == p1));
+        CHECK_TRUE(d[0].mode == &fifolock_read && d[1].mode == &fifolock_read);
+    }
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    unlink(path);
+}
+
+static void dead_waiter_leaves_silently(void)
+{
+    fifolock_shm l;
+    pid_t pid;
+    int i;
+
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0);
+    pid = fork();
+    if (pid == 0) {
+        fifolock_shm c;
+
+        if (fifolock_shm_open(&c, path, rw, 2) != 0)
+            _exit(10);
+        fifolock_shm_acquire(&c, &fifolock_write);
+        _exit(11);
+    }
+    CHECK_TRUE(wait_waiting(&l, 1));
+    kill_and_reap(pid);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    /* Granted to the dead waiter, perhaps: found within a tick, silently. */
+    for (i = 0; i < 100 && fifolock_shm_try_acquire(&l, &fifolock_read) == EBUSY; i++)
+        sleep_ms(10);
+    CHECK_LT(i, 100);
+    CHECK_EQ(fifolock_shm_held(&l, &fifolock_read), 1);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0); /* 0, not EOWNERDEAD */
+    CHECK_EQ(fifolock_shm_waiting(&l), 0);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    unlink(path);
+}
+
+static void waiter_behind_dead_holder_is_granted(void)
+{
+    fifolock_shm l;
+    struct waiter w;
+    pid_t pid;
+
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+    pid = spawn_holder(path, &fifolock_write, FAST);
+    CHECK_TRUE(pid > 0);
+    start_waiter(&w, &l, &fifolock_write, 0);
+    CHECK_TRUE(wait_waiting(&l, 1));
+    kill_and_reap(pid);
+    pthread_join(w.tid, NULL); /* within a tick or so: the test's timeout catches a hang */
+    CHECK_EQ(w.rc, EOWNERDEAD);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    unlink(path);
+}
+
+static void fork_child_inherits_no_hold(void)
+{
+    fifolock_shm l;
+    pid_t pid;
+    int status = -1, p[2];
+    char c;
+    struct timespec limit;
+
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0);
+    pid = fork();
+    if (pid == 0) {
+        if (fifolock_shm_release(&l, &fifolock_write) != EPERM)
+            _exit(1);
+        if (fifolock_shm_try_acquire(&l, &fifolock_read) != EBUSY)
+            _exit(2);
+        if (fifolock_shm__slot(&l) == UINT32_MAX)
+            _exit(3); /* registered as a handle of its own */
+        _exit(0);
+    }
+    waitpid(pid, &status, 0);
+    CHECK_EQ(status, 0);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+
+    /* A child holding through the inherited handle dies: its death is found. */
+    CHECK_EQ(pipe(p), 0);
+    pid = fork();
+    if (pid == 0) {
+        if (fifolock_shm_acquire(&l, &fifolock_write) != 0 || write(p[1], "x", 1) != 1)
+            _exit(1);
+        for (;;)
+            pause();
+    }
+    CHECK_EQ(read(p[0], &c, 1), 1); /* it holds, and its acquire returned */
+    close(p[0]);
+    close(p[1]);
+    kill_and_reap(pid);
+    limit = in_ms(1000);
+    CHECK_EQ(fifolock_shm_timed_acquire(&l, &fifolock_write, &limit), EOWNERDEAD);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+
+    /* The parent's death is seen by a child that keeps the handle open. */
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    unlink(path);
+}
+
+static void child_close_leaves_parent_registered(void)
+{
+    fifolock_shm l;
+    pid_t pid, holder;
+    int status = -1;
+
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+    pid = fork();
+    if (pid == 0)
+        _exit(fifolock_shm_close(&l) == 0 ? 0 : 1);
+    waitpid(pid, &status, 0);
+    CHECK_EQ(status, 0);
+    /* The parent still holds its liveness byte: its hold is not reaped. */
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0);
+    holder = fork();
+    if (holder == 0) {
+        fifolock_shm c;
+        struct timespec d = in_ms(100);
+
+        if (fifolock_shm_open(&c, path, rw, 2) != 0)
+            _exit(10);
+        _exit(fifolock_shm_timed_acquire(&c, &fifolock_read, &d) == ETIMEDOUT ? 0 : 1);
+    }
+    waitpid(holder, &status, 0);
+    CHECK_EQ(status, 0);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    unlink(path);
+}
+
+static void mode_unknown_here_is_never_granted_past(void)
+{
+    fifolock_shm reader, writer, reader2;
+    const fifolock_mode *r_only[] = { &fifolock_read }, *w_only[] = { &fifolock_write };
+    struct timed t;
+
+    CHECK_EQ(fifolock_shm_open(&reader, fresh(), r_only, 1), 0);
+    CHECK_EQ(fifolock_shm_open(&writer, path, w_only, 1), 0);
+    CHECK_EQ(fifolock_shm_open(&reader2, path, r_only, 1), 0);
+    CHECK_EQ(fifolock_shm_acquire(&reader, &fifolock_read), 0);
+    t.lock = &writer;
+    t.mode = &fifolock_write;
+    t.deadline = in_ms(5000);
+    t.rc = -1;
+    pthread_create(&t.tid, NULL, timed_main, &t);
+    CHECK_TRUE(wait_waiting(&reader, 1));
+    /* reader2 does not know "write": the waiting writer is not passed. */
+    CHECK_EQ(fifolock_shm_try_acquire(&reader2, &fifolock_read), EBUSY);
+    /* The release cannot judge the writer's mode: the writer judges itself. */
+    CHECK_EQ(fifolock_shm_release(&reader, &fifolock_read), 0);
+    pthread_join(t.tid, NULL);
+    CHECK_EQ(t.rc, 0);
+    CHECK_EQ(fifolock_shm_try_acquire(&reader2, &fifolock_read), EBUSY);
+    CHECK_EQ(fifolock_shm_release(&writer, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_try_acquire(&reader2, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_release(&reader2, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_close(&reader), 0);
+    CHECK_EQ(fifolock_shm_close(&writer), 0);
+    CHECK_EQ(fifolock_shm_close(&reader2), 0);
+    unlink(path);
+}
+
+/*
+ * Deaths inside the internal lock, one per kind of half-done update (the
+ * crash points of src/shm_internal.h): a child kills itself there, and the
+ * lock must go on, exact. The child's status proves it reached the point.
+ */
+static int died_at_crash_point(pid_t pid)
+{
+    int status = 0;
+
+    waitpid(pid, &status, 0);
+    return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+}
+
+static void death_while_absorbing_the_fast_hold_is_repaired(void)
+{
+    int point;
+
+    for (point = 1; point <= 2; point++) {
+        fifolock_shm l;
+        struct fifolock_shm_death d[2];
+        struct timespec limit;
+        pid_t pid;
+
+        CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+        pid = fork();
+        if (pid == 0) {
+            fifolock_shm c;
+
+            if (fifolock_shm_open(&c, path, rw, 2) != 0 ||
+                fifolock_shm_acquire(&c, &fifolock_write) != 0) /* the fast path */
+                _exit(1);
+            fifolock_shm__crash_at = point;
+            fifolock_shm_waiting(&c); /* takes L: absorbs its own fast hold */
+            _exit(0);
+        }
+        CHECK_TRUE(died_at_crash_point(pid));
+        limit = in_ms(1000);
+        CHECK_EQ(fifolock_shm_timed_acquire(&l, &fifolock_read, &limit), EOWNERDEAD);
+        CHECK_EQ(fifolock_shm_dead_holders(&l, d, 2), 1);
+        CHECK_EQ(d[0].pid, pid);
+        CHECK_EQ(fifolock_shm_held(&l, &fifolock_read), 1);
+        CHECK_EQ(fifolock_shm_held(&l, &fifolock_write), 0);
+        CHECK_EQ(fifolock_shm_release(&l, &fifolock_read), 0);
+        CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0);
+        CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+        CHECK_EQ(fifolock_shm_waiting(&l), 0);
+        CHECK_EQ(fifolock_shm_close(&l), 0);
+        unlink(path);
+    }
+}
+
+static void death_while_publishing_a_request_is_repaired(void)
+{
+    fifolock_shm l;
+    struct timespec limit;
+    pid_t pid;
+
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+    pid = fork();
+    if (pid == 0) {
+        fifolock_shm c;
+        uint64_t token;
+
+        if (fifolock_shm_open(&c, path, rw, 2) != 0)
+            _exit(1);
+        fifolock_shm__crash_at = 3;
+        fifolock_shm_acquire_n(&c, &fifolock_write, 1, NULL, &token);
+        _exit(0);
+    }
+    CHECK_TRUE(died_at_crash_point(pid));
+    limit = in_ms(1000);
+    /* It never returned from its acquire: a dead waiter, not a holder. */
+    CHECK_EQ(fifolock_shm_timed_acquire(&l, &fifolock_write, &limit), 0);
+    CHECK_EQ(fifolock_shm_waiting(&l), 0);
+    CHECK_EQ(fifolock_shm_held(&l, &fifolock_write), 1);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    unlink(path);
+}
+
+/* Point 4 (after a grant's CAS) and 5 (after the release, before granting). */
+static void death_of_a_releaser_while_granting_is_repaired(void)
+{
+    int point;
+
+    for (point = 4; point <= 5; point++) {
+        fifolock_shm l;
+        struct timed t;
+        int go[2], ready[2];
+        char c;
+        pid_t pid;
+
+        CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+        CHECK_EQ(pipe(go), 0);
+        CHECK_EQ(pipe(ready), 0);
+        pid = fork();
+        if (pid == 0) {
+            fifolock_shm h;
+            uint64_t token;
+
+            if (fifolock_shm_open(&h, path, rw, 2) != 0 ||
+                fifolock_shm_acquire_n(&h, &fifolock_write, 1, NULL, &token) != 0 ||
+                write(ready[1], "x", 1) != 1 || read(go[0], &c, 1) != 1)
+                _exit(1);
+            fifolock_shm__crash_at = point;
+            fifolock_shm_release(&h, &fifolock_write);
+            _exit(0);
+        }
+        CHECK_EQ(read(ready[0], &c, 1), 1);
+        t.lock = &l;
+        t.mode = &fifolock_read;
+        t.deadline = in_ms(2000);
+        t.rc = -1;
+        pthread_create(&t.tid, NULL, timed_main, &t);
+        CHECK_TRUE(wait_waiting(&l, 1));
+        CHECK_EQ(write(go[1], "x", 1), 1);
+        CHECK_TRUE(died_at_crash_point(pid));
+        pthread_join(t.tid, NULL);
+        CHECK_EQ(t.rc, 0); /* it had released: no holder died */
+        CHECK_EQ(fifolock_shm_held(&l, &fifolock_read), 1);
+        CHECK_EQ(fifolock_shm_held(&l, &fifolock_write), 0);
+        CHECK_EQ(fifolock_shm_release(&l, &fifolock_read), 0);
+        CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0);
+        CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+        CHECK_EQ(fifolock_shm_close(&l), 0);
+        close(go[0]);
+        close(go[1]);
+        close(ready[0]);
+        close(ready[1]);
+        unlink(path);
+    }
+}
+
+/*
+ * A holder dies; the waiter granted after it, with the report, dies too
+ * before its acquire returns (crash point 6). That waiter never held: the
+ * report goes on to the next grant, which names the first death only.
+ */
+static void report_of_a_grantee_that_died_goes_to_the_next(void)
+{
+    fifolock_shm l;
+    struct fifolock_shm_death d[2];
+    struct timespec limit;
+    pid_t holder, waiter;
+
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+    holder = spawn_holder(path, &fifolock_write, QUEUED);
+    CHECK_TRUE(holder > 0);
+    waiter = fork();
+    if (waiter == 0) {
+        fifolock_shm w;
+
+        if (fifolock_shm_open(&w, path, rw, 2) != 0)
+            _exit(1);
+        fifolock_shm__crash_at = 6;
+        fifolock_shm_acquire(&w, &fifolock_write);
+        _exit(0);
+    }
+    CHECK_TRUE(wait_waiting(&l, 1));
+    kill_and_reap(holder);
+    CHECK_TRUE(died_at_crash_point(waiter)); /* granted at its tick, then died */
+    limit = in_ms(1000);
+    CHECK_EQ(fifolock_shm_timed_acquire(&l, &fifolock_read, &limit), EOWNERDEAD);
+    CHECK_EQ(fifolock_shm_dead_holders(&l, d, 2), 1);
+    CHECK_EQ(d[0].pid, holder);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    unlink(path);
+}
+
+/*
+ * A releaser dies right after granting with a death report (crash point 4,
+ * before it clears the pending report); the grantee takes the grant (HELD)
+ * before anyone repairs. The repair must see the report was given: the
+ * death is told once, not again to the next grant.
+ */
+static void report_given_by_a_dying_releaser_is_told_once(void)
+{
+    fifolock_shm l;
+    struct fifolock_shm_death d[2];
+    struct timed t;
+    pid_t dead, releaser;
+    int go[2], ready[2];
+    char c;
+
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+    dead = spawn_holder(path, &fifolock_read, QUEUED);
+    CHECK_TRUE(dead > 0);
+    CHECK_EQ(pipe(go), 0);
+    CHECK_EQ(pipe(ready), 0);
+    releaser = fork();
+    if (releaser == 0) {
+        fifolock_shm h;
+        uint64_t token;
+
+        if (fifolock_shm_open(&h, path, rw, 2) != 0 ||
+            fifolock_shm_acquire_n(&h, &fifolock_read, 1, NULL, &token) != 0 ||
+            write(ready[1], "x", 1) != 1 || read(go[0], &c, 1) != 1)
+            _exit(1);
+        fifolock_shm__crash_at = 4;
+        fifolock_shm_release(&h, &fifolock_read);
+        _exit(0);
+    }
+    CHECK_EQ(read(ready[0], &c, 1), 1);
+    t.lock = &l;
+    t.mode = &fifolock_write;
+    t.deadline = in_ms(3000);
+    t.rc = -1;
+    pthread_create(&t.tid, NULL, timed_main, &t);
+    CHECK_TRUE(wait_waiting(&l, 1));
+    kill_and_reap(dead);
+    sleep_ms(60); /* the writer's ticks find the dead reader: its report pends */
+    CHECK_EQ(write(go[1], "x", 1), 1);
+    CHECK_TRUE(died_at_crash_point(releaser));
+    pthread_join(t.tid, NULL);
+    CHECK_EQ(t.rc, EOWNERDEAD);
+    CHECK_EQ(t.ndead, 1);
+    CHECK_EQ(t.first_dead, dead);
+    CHECK_EQ(fifolock_shm_dead_holders(&l, d, 2), 0); /* told to that thread, not this one */
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0); /* repairs the internal lock */
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0); /* told once */
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    close(go[0]);
+    close(go[1]);
+    close(ready[0]);
+    close(ready[1]);
+    unlink(path);
+}
+
+RUN_TESTS(TEST(open_acquire_release_close), TEST(mode_unknown_here_is_never_granted_past), TEST(bad_arguments_are_einval),
+          TEST(release_of_unheld_mode_is_eperm), TEST(close_while_holding_is_ebusy),
+          TEST(foreign_or_corrupt_file_is_ebadmsg), TEST(garbage_in_the_queue_never_crashes),
+          TEST(half_created_file_is_created_again),
+          TEST(disagreeing_mode_is_eproto), TEST(full_mode_table_is_enospc),
+          TEST(full_queue_is_enospc_and_changes_nothing),
+          TEST(requests_are_granted_in_queue_order), TEST(sleeping_waiter_is_woken_by_release),
+          TEST(timeout_leaves_no_trace), TEST(timed_out_head_lets_those_behind_in),
+          TEST(weighted_request_is_all_or_nothing), TEST(tokens_grow_with_grant_order),
+          TEST(dead_fast_holder_is_eownerdead_once), TEST(dead_queued_holder_is_eownerdead_once),
+          TEST(try_acquire_reaps_dead_holder),
+          TEST(dead_readers_are_all_reported_to_the_writer), TEST(dead_waiter_leaves_silently),
+          TEST(waiter_behind_dead_holder_is_granted), TEST(fork_child_inherits_no_hold),
+          TEST(child_close_leaves_parent_registered),
+          TEST(death_while_absorbing_the_fast_hold_is_repaired),
+          TEST(death_while_publishing_a_request_is_repaired),
+          TEST(death_of_a_releaser_while_granting_is_repaired),
+          TEST(report_of_a_grantee_that_died_goes_to_the_next),
+          TEST(report_given_by_a_dying_releaser_is_told_once))

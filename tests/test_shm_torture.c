@@ -1,0 +1,499 @@
+/*
+ * The shared-memory lock under SIGKILL: worker processes (two threads each,
+ * one on the process's handle, one on a handle it keeps closing and
+ * reopening; half the workers use a handle inherited across fork()) hammer
+ * one lock in six modes of three families, while the parent kills a random
+ * worker at a random moment, hundreds of times, and starts a new one.
+ *
+ * Inside the critical section every thread publishes its mode on a shared
+ * board and checks it against everybody else's: a conflict with a process
+ * that is alive is a violation (one with a process that died is not: its
+ * holds were revoked). Every acquire has a deadline of seconds: missing it
+ * means the lock is stuck. Every EOWNERDEAD's report goes on the board; at
+ * the end each thread killed inside its critical section must have been
+ * reported, and only killed processes. Workers also die by themselves, now
+ * and then, at one of the library's crash points (src/shm_internal.h),
+ * inside its internal lock, so that every repair runs under load too. Workers never call CHECK; they count
+ * on the board, and main checks.
+ */
+#define _GNU_SOURCE
+#include "check.h"
+#include "deadline.h"
+#include "shm_internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WORKERS 4
+#define THREADS 2
+#define MAX_KILLS 300
+#define MIN_KILLS 100
+#define MAX_SECONDS 25
+#define STUCK_MS 5000
+#define MAX_REPORTED 8192
+
+static fifolock_mode sem2 = FIFOLOCK_SEMAPHORE(2);
+static const fifolock_mode *modes[] = { &fifolock_read, &fifolock_write, &sem2,
+                                        &fifolock_ix,   &fifolock_s,     &fifolock_x };
+#define NMODES 6
+
+/* compatible[a][b]: may a holder of a and one of b hold at once? */
+static const unsigned char compatible[NMODES][NMODES] = {
+    /*          read write sem ix s  x */
+    /* read */ { 1, 0, 1, 1, 1, 1 },
+    /* write */ { 0, 0, 1, 1, 1, 1 },
+    /* sem */ { 1, 1, 1, 1, 1, 1 }, /* counted apart: at most 2 */
+    /* ix */ { 1, 1, 1, 1, 0, 0 },
+    /* s */ { 1, 1, 1, 0, 1, 0 },
+    /* x */ { 1, 1, 1, 0, 0, 0 },
+};
+
+struct record {
+    int pid;
+    int in_cs; /* mode + 1 while inside, 0 outside */
+    int dead;  /* set by the parent once the process was reaped */
+    int reporting; /* got EOWNERDEAD, the report not on the board yet */
+    int entry_no;  /* counts its entries into the critical section */
+};
+
+struct board {
+    struct record rec[WORKERS][THREADS];
+    long ops, ownerdead, stuck, errors, violations;
+    long repairs; /* of the internal lock: deaths inside the library */
+    int error_rc, error_at; /* the last error: its code and where (line) */
+    int reported_n;
+    int reported[MAX_REPORTED];
+    char message[256];
+};
+
+static struct board *board;
+static char path[128];
+
+static long add(long *c, long d)
+{
+    return __atomic_add_fetch(c, d, __ATOMIC_SEQ_CST);
+}
+
+static void error_at(int line, int rc)
+{
+    add(&board->errors, 1);
+    __atomic_store_n(&board->error_rc, rc, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&board->error_at, line, __ATOMIC_SEQ_CST);
+}
+#define ERROR(rc) error_at(__LINE__, (rc))
+
+static void note(const char *msg)
+{
+    if (__atomic_add_fetch(&board->violations, 1, __ATOMIC_SEQ_CST) == 1)
+        snprintf(board->message, sizeof board->message, "%s", msg);
+}
+
+/* Whether `pid` has died (gone, or a zombie): /proc/PID/stat's state. */
+static int process_dead(int pid)
+{
+    char p[64], buf[512], *paren;
+    FILE *f;
+    size_t n;
+
+    if (kill(pid, 0) != 0 && errno == ESRCH)
+        return 1;
+    snprintf(p, sizeof p, "/proc/%d/stat", pid);
+    f = fopen(p, "r");
+    if (f == NULL)
+        return 1;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    paren = strrchr(buf, ')');
+    return paren == NULL || paren[1] == '\0' || paren[2] == 'Z' || paren[2] == 'X';
+}
+
+static void sleep_us(long us)
+{
+    struct timespec t = { us / 1000000, (us % 1000000) * 1000 };
+
+    nanosleep(&t, NULL);
+}
+
+/*
+ * A semaphore holder's check: were two other living threads inside with it
+ * at one instant? Collect who is inside twice: a record seen inside both
+ * times with the same entry number was inside in between, so all those were
+ * inside together at the end of the first collect.
+ */
+static int sem_overfull(int w, int t)
+{
+    int first[WORKERS][THREADS], a, b, together = 0;
+
+    for (a = 0; a < WORKERS; a++)
+        for (b = 0; b < THREADS; b++) {
+            struct record *r = &board->rec[a][b];
+            first[a][b] = __atomic_load_n(&r->in_cs, __ATOMIC_SEQ_CST) == 3
+                              ? __atomic_load_n(&r->entry_no, __ATOMIC_SEQ_CST)
+                              : -1;
+        }
+    for (a = 0; a < WORKERS; a++)
+        for (b = 0; b < THREADS; b++) {
+            struct record *r = &board->rec[a][b];
+            if ((a == w && b == t) || first[a][b] < 0)
+                continue;
+            if (__atomic_load_n(&r->in_cs, __ATOMIC_SEQ_CST) == 3 &&
+                __atomic_load_n(&r->entry_no, __ATOMIC_SEQ_CST) == first[a][b] &&
+                !__atomic_load_n(&r->dead, __ATOMIC_SEQ_CST) && !process_dead(r->pid))
+                together++;
+        }
+    return together >= 2;
+}
+
+/*
+ * Inside the critical section: does `mode` conflict with a living holder?
+ * A conflict with a process that turns out dead (within a second) is fine.
+ */
+static void check_exclusion(int w, int t, int mode)
+{
+    int sem = mode == 2;
+    int i, j;
+
+    for (i = 0; i < WORKERS; i++) {
+        for (j = 0; j < THREADS; j++) {
+            struct record *r = &board->rec[i][j];
+            int other = __atomic_load_n(&r->in_cs, __ATOMIC_SEQ_CST), pid, k;
+
+            if ((i == w && j == t) || other == 0)
+                continue;
+            if (compatible[mode][other - 1] && !(sem && other == 3))
+                continue;
+            if (sem && other == 3) {
+                if (sem_overfull(w, t))
+                    note("semaphore of 2 held by 3 living holders");
+                continue;
+            }
+            pid = __atomic_load_n(&r->pid, __ATOMIC_SEQ_CST);
+            for (k = 0; k < 1000; k++) {
+                if (__atomic_load_n(&r->dead, __ATOMIC_SEQ_CST) || process_dead(pid))
+                    break;
+                if (__atomic_load_n(&r->in_cs, __ATOMIC_SEQ_CST) != other ||
+                    __atomic_load_n(&r->pid, __ATOMIC_SEQ_CST) != pid)
+                    break; /* it left while alive: they overlapped */
+                sleep_us(1000);
+            }
+            if (!(__atomic_load_n(&r->dead, __ATOMIC_SEQ_CST) || process_dead(pid))) {
+                char msg[200];
+                snprintf(msg, sizeof msg, "mode %s held with %s by living pid %d",
+                         modes[mode]->name, modes[other - 1]->name, pid);
+                note(msg);
+            }
+        }
+    }
+}
+
+struct thread_arg {
+    int w, t;
+    fifolock_shm *shared; /* the process's handle, or NULL: own handle */
+};
+
+static void record_report(fifolock_shm *l)
+{
+    struct fifolock_shm_death d[FIFOLOCK_SHM_REPORT_MAX];
+    size_t n = fifolock_shm_dead_holders(l, d, FIFOLOCK_SHM_REPORT_MAX), i;
+
+    add(&board->ownerdead, 1);
+    if (n > FIFOLOCK_SHM_REPORT_MAX)
+        n = FIFOLOCK_SHM_REPORT_MAX;
+    for (i = 0; i < n; i++) {
+        int at = __atomic_fetch_add(&board->reported_n, 1, __ATOMIC_SEQ_CST);
+        if (at < MAX_REPORTED)
+            board->reported[at] = (int)d[i].pid;
+    }
+}
+
+static void *worker_thread(void *arg)
+{
+    struct thread_arg *a = arg;
+    struct record *me = &board->rec[a->w][a->t];
+    unsigned seed = (unsigned)getpid() * 7919u + (unsigned)a->t;
+    fifolock_shm own, *l = a->shared;
+    int opened = 0;
+
+    for (;;) {
+        unsigned r = (unsigned)rand_r(&seed);
+        int mode = (int)(r % NMODES), rc;
+        struct timespec deadline;
+
+        if (l == NULL) {
+            int orc = fifolock_shm_open(&own, path, modes, NMODES);
+            if (orc != 0) {
+                ERROR(orc);
+                sleep_us(1000);
+                continue;
+            }
+            l = &own;
+            opened = 1;
+        }
+        deadline = in_ms(STUCK_MS);
+        switch ((r >> 8) % 5) {
+        case 0:
+            rc = fifolock_shm_try_acquire(l, modes[mode]);
+            break;
+        case 1:
+            rc = fifolock_shm_acquire(l, modes[mode]);
+            break;
+        default:
+            rc = fifolock_shm_timed_acquire(l, modes[mode], &deadline);
+            break;
+        }
+        if (rc == EBUSY)
+            continue;
+        if (rc == ETIMEDOUT) {
+            add(&board->stuck, 1);
+            continue;
+        }
+        if (rc == EOWNERDEAD) {
+            __atomic_store_n(&me->reporting, 1, __ATOMIC_SEQ_CST);
+            record_report(l);
+            __atomic_store_n(&me->reporting, 0, __ATOMIC_SEQ_CST);
+        } else if (rc != 0) {
+            ERROR(rc);
+            continue;
+        }
+        __atomic_add_fetch(&me->entry_no, 1, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&me->in_cs, mode + 1, __ATOMIC_SEQ_CST);
+        check_exclusion(a->w, a->t, mode);
+        if ((r >> 12) % 4 == 0)
+            sleep_us((long)((r >> 16) % 300));
+        __atomic_store_n(&me->in_cs, 0, __ATOMIC_SEQ_CST);
+        rc = fifolock_shm_release(l, modes[mode]);
+        if (rc != 0)
+            ERROR(rc);
+        add(&board->ops, 1);
+        add(&board->repairs, (long)__atomic_exchange_n(&fifolock_shm__repairs, 0, __ATOMIC_SEQ_CST));
+        /* Now and then the process dies by itself at one of the library's
+         * crash points, inside the internal lock: the deaths a random
+         * SIGKILL rarely hits. */
+        if ((r >> 4) % 500 == 0)
+            __atomic_store_n(&fifolock_shm__crash_at, 1 + (int)((r >> 24) % 6), __ATOMIC_SEQ_CST);
+        if (opened && (r >> 20) % 16 == 0) {
+            rc = fifolock_shm_close(&own);
+            if (rc != 0)
+                ERROR(rc);
+            l = NULL;
+            opened = 0;
+        }
+    }
+    return NULL;
+}
+
+static void worker_main(int w, fifolock_shm *inherited)
+{
+    fifolock_shm mine;
+    struct thread_arg args[THREADS];
+    pthread_t tid;
+    int t;
+
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() == 1)
+        _exit(0);
+    if (inherited == NULL) {
+        int orc = fifolock_shm_open(&mine, path, modes, NMODES);
+        if (orc != 0) {
+            ERROR(orc);
+            _exit(1);
+        }
+        inherited = &mine;
+    }
+    for (t = 0; t < THREADS; t++) {
+        args[t].w = w;
+        args[t].t = t;
+        args[t].shared = t == 0 ? inherited : NULL;
+    }
+    for (t = 1; t < THREADS; t++)
+        pthread_create(&tid, NULL, worker_thread, &args[t]);
+    worker_thread(&args[0]);
+}
+
+static pid_t spawn(int w, fifolock_shm *parent_handle)
+{
+    pid_t pid;
+    int t;
+
+    for (t = 0; t < THREADS; t++) {
+        board->rec[w][t].in_cs = 0;
+        board->rec[w][t].dead = 0;
+        board->rec[w][t].pid = 0;
+        board->rec[w][t].reporting = 0;
+    }
+    pid = fork();
+    if (pid == 0) {
+        for (t = 0; t < THREADS; t++)
+            __atomic_store_n(&board->rec[w][t].pid, (int)getpid(), __ATOMIC_SEQ_CST);
+        worker_main(w, w % 2 ? parent_handle : NULL);
+        _exit(0);
+    }
+    return pid;
+}
+
+static int was_reported(int pid)
+{
+    int i, n = __atomic_load_n(&board->reported_n, __ATOMIC_SEQ_CST);
+
+    for (i = 0; i < n && i < MAX_REPORTED; i++)
+        if (board->reported[i] == pid)
+            return 1;
+    return 0;
+}
+
+#define MAX_DEATHS (MAX_KILLS * 20)
+static int killed[MAX_DEATHS], must_report[MAX_DEATHS * THREADS];
+static int must_at[MAX_DEATHS * THREADS]; /* death number of each must_report */
+static int nkilled, nmust;
+static int lost_after = -1; /* a report may be lost for deaths before this kill */
+
+/* Records worker w's death (pid, already reaped): who must be reported. */
+static void record_death(pid_t pid, int w)
+{
+    int t;
+
+    killed[nkilled++] = pid;
+    for (t = 0; t < THREADS; t++) {
+        /* Killed between EOWNERDEAD and writing its report on the board: the
+         * deaths it was told of are known to nobody else. */
+        if (__atomic_load_n(&board->rec[w][t].reporting, __ATOMIC_SEQ_CST))
+            lost_after = nkilled;
+        if (__atomic_load_n(&board->rec[w][t].in_cs, __ATOMIC_SEQ_CST)) {
+            must_at[nmust] = nkilled;
+            must_report[nmust++] = pid;
+        }
+        __atomic_store_n(&board->rec[w][t].dead, 1, __ATOMIC_SEQ_CST);
+    }
+}
+
+static void kill_worker(pid_t pid, int w)
+{
+    int status;
+
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    record_death(pid, w);
+}
+
+/* Workers that died by themselves (at a crash point): record and replace. */
+static int self_deaths;
+
+static void reap_self_deaths(pid_t *pids, fifolock_shm *parent)
+{
+    pid_t pid;
+    int status, w;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        for (w = 0; w < WORKERS; w++)
+            if (pids[w] == pid)
+                break;
+        if (w == WORKERS)
+            continue;
+        if (!(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL))
+            ERROR(status); /* a worker never exits otherwise */
+        self_deaths++;
+        record_death(pid, w);
+        pids[w] = spawn(w, parent);
+    }
+}
+
+static void processes_killed_at_random_never_break_or_block_the_lock(void)
+{
+    fifolock_shm parent;
+    pid_t pids[WORKERS];
+    unsigned seed = (unsigned)time(NULL);
+    struct timespec start, now;
+    long last_ops = 0;
+    int w, i, rc;
+
+    snprintf(path, sizeof path, "/tmp/fifolock-torture-%d", (int)getpid());
+    unlink(path);
+    board = mmap(NULL, sizeof *board, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK_TRUE(board != MAP_FAILED);
+    if (board == MAP_FAILED)
+        return;
+    memset(board, 0, sizeof *board);
+    CHECK_EQ(fifolock_shm_open(&parent, path, modes, NMODES), 0);
+    for (w = 0; w < WORKERS; w++)
+        pids[w] = spawn(w, &parent);
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (nkilled - self_deaths >= MAX_KILLS || now.tv_sec - start.tv_sec >= MAX_SECONDS)
+            break;
+        sleep_us((long)(rand_r(&seed) % 30000));
+        reap_self_deaths(pids, &parent);
+        if (nkilled >= MAX_DEATHS - WORKERS - 1)
+            break;
+        w = rand_r(&seed) % WORKERS;
+        kill_worker(pids[w], w);
+        pids[w] = spawn(w, &parent);
+        if (nkilled % 50 == 0) {
+            long ops = __atomic_load_n(&board->ops, __ATOMIC_SEQ_CST);
+            CHECK_LT(last_ops, ops); /* progress between every 50 kills */
+            last_ops = ops;
+        }
+    }
+    reap_self_deaths(pids, &parent);
+    for (w = 0; w < WORKERS; w++) {
+        kill(pids[w], SIGKILL);
+        waitpid(pids[w], NULL, 0);
+        record_death(pids[w], w);
+    }
+
+    /* The lock is free again, and the last deaths are reported to us. */
+    {
+        struct timespec d = in_ms(2000);
+        rc = fifolock_shm_timed_acquire(&parent, &fifolock_write, &d);
+        CHECK_TRUE(rc == 0 || rc == EOWNERDEAD);
+        if (rc == EOWNERDEAD)
+            record_report(&parent);
+        if (rc == 0 || rc == EOWNERDEAD)
+            CHECK_EQ(fifolock_shm_release(&parent, &fifolock_write), 0);
+    }
+    CHECK_EQ(fifolock_shm_waiting(&parent), 0);
+    CHECK_EQ(fifolock_shm_close(&parent), 0);
+
+    printf("%d kills and %d deaths at crash points in %ld s, %ld ops, %ld EOWNERDEAD, %d "
+           "holders killed, %ld repairs of the internal lock\n", nkilled - self_deaths,
+           self_deaths, (long)(now.tv_sec - start.tv_sec), board->ops, board->ownerdead, nmust,
+           board->repairs + (long)fifolock_shm__repairs);
+    if (board->stuck || board->errors || board->violations)
+        fprintf(stderr, "stuck %ld, errors %ld (the last: %d at line %d), violations %ld\n",
+                board->stuck, board->errors, board->error_rc, board->error_at, board->violations);
+    CHECK_LE(MIN_KILLS, nkilled - self_deaths);
+    CHECK_EQ(board->violations, 0);
+    if (board->violations)
+        fprintf(stderr, "first violation: %s\n", board->message);
+    CHECK_EQ(board->stuck, 0);
+    CHECK_EQ(board->errors, 0);
+    CHECK_LT(board->reported_n, MAX_REPORTED);
+    for (i = 0; i < nmust; i++) {
+        if (must_at[i] < lost_after)
+            continue;
+        if (!was_reported(must_report[i]))
+            fprintf(stderr, "pid %d died inside but was not reported\n", must_report[i]);
+        CHECK_TRUE(was_reported(must_report[i]));
+    }
+    for (i = 0; i < board->reported_n && i < MAX_REPORTED; i++) {
+        int k, found = 0;
+        for (k = 0; k < nkilled; k++)
+            found |= killed[k] == board->reported[i];
+        if (!found)
+            fprintf(stderr, "pid %d reported dead but never killed\n", board->reported[i]);
+        CHECK_TRUE(found);
+    }
+    unlink(path);
+}
+
+RUN_TESTS(TEST(processes_killed_at_random_never_break_or_block_the_lock))

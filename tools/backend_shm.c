@@ -1,0 +1,78 @@
+/* The shared-memory backend of the command line: LOCK is a file path. */
+#include "backend.h"
+#include "fifolock_shm.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int shm_acquire(void **state, const char *lock, const fifolock_mode *mode,
+                       const struct timespec *deadline, uint64_t *token, char *dead,
+                       size_t dead_size, char *err, size_t err_size)
+{
+    const fifolock_mode *modes[FIFOLOCK_SHM_MAX_OPEN_MODES];
+    fifolock_shm *l = malloc(sizeof *l);
+    size_t n = 0, i;
+    int rc;
+
+    if (l == NULL) {
+        snprintf(err, err_size, "out of memory");
+        return ENOMEM;
+    }
+    /* Every ready-made mode, so that any two fifolock commands grant each
+     * other; and this one, if it is not among them (a semaphore). */
+    for (i = 0; i < fifolock_tool_builtin_count; i++) {
+        modes[n++] = fifolock_tool_builtin_modes[i];
+    }
+    for (i = 0; i < n && modes[i] != mode; i++)
+        ;
+    if (i == n)
+        modes[n++] = mode;
+    rc = fifolock_shm_open(l, lock, modes, n);
+    if (rc != 0) {
+        snprintf(err, err_size, "cannot open lock file %s: %s", lock,
+                 rc == EBADMSG ? "not a fifolock lock file, or corrupt"
+                 : rc == EPROTO ? "its modes disagree with this program's"
+                                : strerror(rc));
+        free(l);
+        return rc;
+    }
+    rc = fifolock_shm_acquire_n(l, mode, 1, deadline, token);
+    if (rc == EOWNERDEAD) {
+        struct fifolock_shm_death d[FIFOLOCK_SHM_REPORT_MAX];
+        size_t k, nd = fifolock_shm_dead_holders(l, d, FIFOLOCK_SHM_REPORT_MAX);
+        size_t used = 0;
+
+        dead[0] = '\0';
+        for (k = 0; k < nd && k < FIFOLOCK_SHM_REPORT_MAX && used < dead_size; k++) {
+            int w = snprintf(dead + used, dead_size - used, "%s%ld:%s", k ? " " : "",
+                             (long)d[k].pid, d[k].name);
+            if (w < 0)
+                break;
+            used += (size_t)w;
+        }
+    } else if (rc != 0) {
+        if (rc != ETIMEDOUT)
+            snprintf(err, err_size, "cannot take lock %s: %s", lock,
+                     rc == ENOSPC ? "its queue is full" : strerror(rc));
+        fifolock_shm_close(l);
+        free(l);
+        return rc;
+    }
+    *state = l;
+    return rc;
+}
+
+static int shm_release(void *state, const fifolock_mode *mode)
+{
+    fifolock_shm *l = state;
+    int rc = fifolock_shm_release(l, mode);
+
+    if (rc == 0)
+        rc = fifolock_shm_close(l);
+    free(l);
+    return rc;
+}
+
+const struct backend fifolock_tool_shm_backend = { "shm", shm_acquire, shm_release };
