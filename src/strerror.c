@@ -26,6 +26,16 @@ const char *fifolock_strerror(int err)
         return "too many holders or waiters of one mode";
     case EDEADLK:
         return "another conversion already waits on this lock";
+    case EOWNERDEAD:
+        return "held, but a previous holder died: repair what it left";
+    case EBADMSG:
+        return "not a fifolock lock file, or a corrupt one";
+    case EPROTO:
+        return "a mode of this name means something else to the lock's other users";
+    case ENOSPC:
+        return "the lock's fixed room (queue, modes or handles) is full";
+    case ENOLCK:
+        return "the lock was lost (its lease expired or its entry was deleted)";
     default:
         return "unknown error";
     }

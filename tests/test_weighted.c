@@ -408,6 +408,12 @@ static void waiting_status_is_no_errno_value(void)
     CHECK_TRUE(FIFOLOCK_WAITING < 0);
     CHECK_TRUE(strcmp(fifolock_strerror(FIFOLOCK_WAITING), fifolock_strerror(EPERM)) != 0);
     CHECK_TRUE(strcmp(fifolock_strerror(EDEADLK), "unknown error") != 0);
+    /* and every code the shared-memory and etcd locks return */
+    CHECK_TRUE(strcmp(fifolock_strerror(EOWNERDEAD), "unknown error") != 0);
+    CHECK_TRUE(strcmp(fifolock_strerror(EBADMSG), "unknown error") != 0);
+    CHECK_TRUE(strcmp(fifolock_strerror(EPROTO), "unknown error") != 0);
+    CHECK_TRUE(strcmp(fifolock_strerror(ENOSPC), "unknown error") != 0);
+    CHECK_TRUE(strcmp(fifolock_strerror(ENOLCK), "unknown error") != 0);
 }
 
 RUN_TESTS(TEST(weighted_request_is_all_or_nothing),
