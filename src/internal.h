@@ -13,6 +13,18 @@
 #define FIFOLOCK_HIDDEN
 #endif
 
+/* One pause of a spin-wait: tells the CPU that this thread only waits. */
+static inline void fifolock__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#else
+    __asm__ __volatile__("" ::: "memory");
+#endif
+}
+
 /*
  * The queue, oldest first: its head (NULL if nobody waits) and the waiter
  * after `waiter` (NULL at the tail). Only while nobody changes the queue.

@@ -243,17 +243,6 @@ struct waiter {
 
 /* ---- small helpers ------------------------------------------------------- */
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield" ::: "memory");
-#else
-    __asm__ __volatile__("" ::: "memory");
-#endif
-}
-
 /* The low 32 bits of the 64-bit word: what the futex calls on L look at. */
 static inline uint32_t *word_futex(fifolock_mt *lock)
 {
@@ -356,7 +345,7 @@ static uint64_t ilock_slow(fifolock_mt *lock)
         }
         if (spins < limit) {
             spins++;
-            cpu_relax();
+            fifolock__cpu_relax();
             continue;
         }
         /* L2 */
@@ -524,7 +513,7 @@ static void linger(struct waiter *w)
 
     for (i = 0; state_load(w) != S_GRANTED; i++) {
         if (i < 64)
-            cpu_relax();
+            fifolock__cpu_relax();
         else
             sched_yield();
     }
@@ -583,7 +572,7 @@ static int wait_granted(fifolock_mt *lock, struct waiter *w, const struct timesp
         for (i = 0; i < spin; i++) {
             if (state_load(w) == S_GRANTED)
                 return 0;
-            cpu_relax();
+            fifolock__cpu_relax();
             if ((i & 63) == 63 && deadline_passed(deadline))
                 return withdraw(lock, w, ETIMEDOUT);
         }

@@ -13,3 +13,10 @@ if(NOT FIFOLOCK_SANITIZE)
     set_tests_properties(mutants PROPERTIES TIMEOUT 1500 RUN_SERIAL TRUE LABELS "mutants")
   endif()
 endif()
+
+# A quick check that every mutant's patch still applies to src/ (the full
+# check above takes minutes): a patch that no longer fits must be refreshed.
+add_test(NAME mutant_patches_apply
+  COMMAND bash -c "cd '${PROJECT_SOURCE_DIR}' && for p in tests/mutants/*.patch; do git apply --check \"\$p\" || { echo \"\$p no longer applies: refresh it (see run_mutants.sh)\"; exit 1; }; done; echo \"all mutant patches apply\""
+  )
+set_tests_properties(mutant_patches_apply PROPERTIES TIMEOUT 60 LABELS "engine")
