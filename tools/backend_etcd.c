@@ -4,12 +4,21 @@
  *
  * One session per run: open (its lease), acquire, and on release close
  * (which revokes the lease, so nothing is left on the cluster even if the
- * release could not be sent). If the lock is lost while the command runs
- * (the lease expired, the entry was deleted), the library's kill-on-loss
- * callback sends the command SIGTERM from the session's thread; the pid is
- * set as soon as the command is forked, and a loss that came before it is
- * caught right after (started() checks `lost` once the pid is visible), so
- * a command never runs unwarned on a lock already lost.
+ * release could not be sent).
+ *
+ * A lost lock (the lease expired, the entry was deleted) must reach the
+ * command as SIGTERM, however the loss and the fork interleave. The lost
+ * callback runs on the session's thread, the fork on the main thread; they
+ * meet on two words, each written then the other read, all seq_cst:
+ *
+ *   callback: lost = 1;  if (pid > 0) kill(pid)
+ *   started:  pid = P;   if (lost) kill(P)
+ *
+ * Whichever order, at least one of them sees the other's write (store then
+ * load, both sequentially consistent: Dekker's argument), so the command is
+ * signalled at least once (twice is harmless). This is the library's
+ * fifolock_etcd_kill_on_loss() with atomics: its struct's volatile
+ * sig_atomic_t fields order nothing between threads.
  */
 #define _GNU_SOURCE
 #include "backend.h"
@@ -23,10 +32,30 @@
 
 struct etcd_state {
     fifolock_etcd *session;
-    struct fifolock_etcd_kill kill; /* the lost callback's argument */
     const char *name;
     int64_t token;
+    pid_t pid;  /* the command, once forked; 0 before (atomic) */
+    int lost;   /* set once by the callback (atomic) */
+    int reason; /* ENOLCK or ETIMEDOUT, written before lost (atomic) */
 };
+
+/* The session's lost callback (see the top of the file). */
+static void on_loss(fifolock_etcd *session, const char *name, int64_t token, int reason,
+                    void *arg)
+{
+    struct etcd_state *e = arg;
+    pid_t pid;
+
+    (void)session;
+    (void)name;
+    (void)token;
+    __atomic_store_n(&e->reason, reason, __ATOMIC_SEQ_CST);
+    if (__atomic_exchange_n(&e->lost, 1, __ATOMIC_SEQ_CST))
+        return;
+    pid = __atomic_load_n(&e->pid, __ATOMIC_SEQ_CST);
+    if (pid > 0)
+        kill(pid, SIGTERM);
+}
 
 /* Budget of every etcd request, and of opening the session. */
 #define ETCD_REQUEST_MS 5000
@@ -77,13 +106,11 @@ static int etcd_acquire(void **state, const struct tool_options *opt, const char
         snprintf(err, err_size, "out of memory");
         return ENOMEM;
     }
-    e->kill.pid = 0;
-    e->kill.signal = SIGTERM;
     e->name = lock;
     memset(&o, 0, sizeof o);
     o.ttl = opt->ttl;
-    o.lost = fifolock_etcd_kill_on_loss;
-    o.lost_arg = &e->kill;
+    o.lost = on_loss;
+    o.lost_arg = e;
     /* Reaching etcd is bounded by the timeout too (at least a second, so
      * that a busy machine still connects), and by 5 s without one. */
     o.timeout_ms = deadline ? ms_until(deadline, ETCD_MIN_OPEN_MS, ETCD_REQUEST_MS)
@@ -125,22 +152,19 @@ static void etcd_started(void *state, pid_t pid)
 {
     struct etcd_state *e = state;
 
-    /* The callback reads pid on the session's thread: set it, then look
-     * whether a loss came first (then the callback saw pid 0). A loss in
-     * between may signal twice; SIGTERM twice is still SIGTERM. */
-    __atomic_store_n(&e->kill.pid, pid, __ATOMIC_SEQ_CST);
-    if (e->kill.lost)
-        kill(pid, e->kill.signal);
+    __atomic_store_n(&e->pid, pid, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&e->lost, __ATOMIC_SEQ_CST))
+        kill(pid, SIGTERM);
 }
 
 static int etcd_lost(void *state, char *why, size_t why_size)
 {
     struct etcd_state *e = state;
 
-    if (!e->kill.lost)
+    if (!__atomic_load_n(&e->lost, __ATOMIC_SEQ_CST))
         return 0;
     snprintf(why, why_size, "%s",
-             e->kill.reason == ETIMEDOUT
+             __atomic_load_n(&e->reason, __ATOMIC_SEQ_CST) == ETIMEDOUT
                  ? "etcd acknowledged no keepalive of the session's lease within its TTL, "
                    "so the lease may have expired"
                  : "its entry is gone from etcd (the session's lease expired or was "
