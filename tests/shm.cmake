@@ -8,9 +8,13 @@ fifolock_add_test(test_shm_torture test_shm_torture.c TIMEOUT 120 LABELS shm str
 if(TARGET fifolock_tool)
   find_program(FIFOLOCK_SHM_BASH bash)
   if(FIFOLOCK_SHM_BASH)
+    set(FIFOLOCK_CLI_FLAVOUR plain)
+    if(FIFOLOCK_ETCD_BUILT)
+      set(FIFOLOCK_CLI_FLAVOUR etcd)
+    endif()
     add_test(NAME test_fifolock_cli
       COMMAND ${FIFOLOCK_SHM_BASH} ${CMAKE_CURRENT_SOURCE_DIR}/test_fifolock_cli.sh
-        $<TARGET_FILE:fifolock_tool>)
+        $<TARGET_FILE:fifolock_tool> ${FIFOLOCK_CLI_FLAVOUR})
     set_tests_properties(test_fifolock_cli PROPERTIES TIMEOUT 60 LABELS "shm;tool")
   endif()
 endif()

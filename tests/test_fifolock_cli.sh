@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The fifolock command line (tools/fifolock.c) on the shared-memory lock:
 # exit statuses, FIFOLOCK_TOKEN, modes, --timeout, a dead holder, --etcd in
-# a build without it. usage: test_fifolock_cli.sh PATH-TO-fifolock
+# a build without it, the upgradable mode.
+# usage: test_fifolock_cli.sh PATH-TO-fifolock [etcd] ("etcd": built with --etcd)
 set -u
-tool=$1
+tool=$1 built_etcd=${2-}
 dir=$(mktemp -d "${TMPDIR:-/tmp}/fifolock-cli.XXXXXX")
 lock=$dir/lock
 passed=0 failed=0
@@ -40,9 +41,13 @@ check "semaphore of 0 is a usage error" 2 $?
 check "negative timeout is a usage error" 2 $?
 "$tool" "$lock" 2>/dev/null
 check "missing command is a usage error" 2 $?
-out=$("$tool" --etcd http://127.0.0.1:2379 "$lock" true 2>&1)
-check "--etcd without etcd support exits 2" 2 $?
-check "--etcd without etcd support says so" "fifolock: this build has no etcd support" "$out"
+if [ "$built_etcd" != etcd ]; then
+    out=$("$tool" --etcd http://127.0.0.1:2379 "$lock" true 2>&1)
+    check "--etcd without etcd support exits 2" 2 $?
+    check "--etcd without etcd support says so" "fifolock: this build has no etcd support" "$out"
+fi
+"$tool" --user alice "$lock" true 2>/dev/null
+check "--user without --etcd is a usage error" 2 $?
 printf 'not a lock' >"$dir/foreign"
 "$tool" "$dir/foreign" true 2>/dev/null
 check "a foreign file is refused" 2 $?
@@ -91,6 +96,27 @@ sleep 0.2
 ("$tool" --mode read "$lock" sh -c "echo r >>$dir/order") &
 wait
 check "a later reader does not overtake a waiting writer" "wr" "$(tr -d '\n' <"$dir/order")"
+
+# Upgradable: shares with readers, excludes writers and other upgradables.
+"$tool" --mode upgradable "$lock" sh -c "touch $dir/u0; while [ ! -e $dir/u-go ]; do sleep 0.02; done" &
+holder=$!
+wait_for "$dir/u0"
+"$tool" --mode read --timeout 2 "$lock" true
+check "a reader shares with an upgradable holder" 0 $?
+"$tool" --mode upgradable --timeout 0.2 "$lock" true 2>/dev/null
+check "a second upgradable waits" 1 $?
+"$tool" --mode write --timeout 0.2 "$lock" true 2>/dev/null
+check "a writer waits for an upgradable holder" 1 $?
+touch "$dir/u-go"
+wait "$holder"
+check "the upgradable holder's status" 0 $?
+"$tool" --mode read "$lock" sh -c "touch $dir/u1; while [ ! -e $dir/u-go2 ]; do sleep 0.02; done" &
+holder=$!
+wait_for "$dir/u1"
+"$tool" --mode upgradable --timeout 2 "$lock" true
+check "an upgradable joins a reader" 0 $?
+touch "$dir/u-go2"
+wait "$holder"
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

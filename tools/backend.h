@@ -1,7 +1,7 @@
 /*
  * The command line's backends: where the lock lives. One file each
- * (backend_shm.c: a lock file on this machine; an etcd backend can join
- * later in its own file, built only when its library is). The main program
+ * (backend_shm.c: a lock file on this machine; backend_etcd.c: a lock on an
+ * etcd cluster, built only when the etcd library is). The main program
  * (fifolock.c) parses the command line, asks a backend for the lock, runs
  * the command and gives the lock back.
  */
@@ -12,27 +12,61 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
+
+/* What the command line says beyond the lock and its mode (etcd only). */
+struct tool_options {
+    const char *endpoints; /* --etcd */
+    const char *cacert, *cert, *key; /* --cacert, --cert, --key */
+    const char *user, *password;     /* --user, FIFOLOCK_ETCD_PASSWORD */
+    int ttl;                         /* --ttl; 0: the library's default */
+};
 
 struct backend {
     const char *name;
     /*
-     * Opens `lock` (a file path for shm) for use with `mode`, and takes it,
-     * giving up at `deadline` (NULL: wait for ever). Returns 0, EOWNERDEAD
-     * (held; a previous holder died: `dead` then describes who, as text
-     * "PID:MODE ..."), ETIMEDOUT, or another errno with a message in `err`.
-     * *token grows with the order of grants.
+     * Parses MODE as the command line spells it into *mode (a ready-made
+     * mode, or `storage` filled for a semaphore). Returns 0 or EINVAL.
      */
-    int (*acquire)(void **state, const char *lock, const fifolock_mode *mode,
-                   const struct timespec *deadline, uint64_t *token, char *dead,
-                   size_t dead_size, char *err, size_t err_size);
-    /* Gives the lock back and closes it. Returns 0 or an errno. */
-    int (*release)(void *state, const fifolock_mode *mode);
+    int (*parse_mode)(const char *text, fifolock_mode *storage, const fifolock_mode **mode);
+    /*
+     * Opens `lock` (a file path for shm, a name for etcd) for use with
+     * `mode`, and takes it, giving up at `deadline` (NULL: wait for ever; a
+     * deadline already passed: only if it can be held at once). Returns 0,
+     * EOWNERDEAD (held; a previous holder died: `dead` then describes who, as
+     * text "PID:MODE ..."), ETIMEDOUT, or another errno with a message in
+     * `err`. *token grows with the order of grants.
+     */
+    int (*acquire)(void **state, const struct tool_options *opt, const char *lock,
+                   const fifolock_mode *mode, const struct timespec *deadline,
+                   uint64_t *token, char *dead, size_t dead_size, char *err, size_t err_size);
+    /*
+     * The command now runs as `pid`: a backend that can lose the lock while
+     * it runs sends it SIGTERM then (at once if already lost). May be NULL.
+     */
+    void (*started)(void *state, pid_t pid);
+    /*
+     * After the command ended: 0 if the lock was held all along, else
+     * nonzero with the reason in `why`. May be NULL (never lost).
+     */
+    int (*lost)(void *state, char *why, size_t why_size);
+    /* Gives the lock back and closes it. Returns 0 or an errno, with a
+     * message in `err`. */
+    int (*release)(void *state, const fifolock_mode *mode, char *err, size_t err_size);
 };
 
 extern const struct backend fifolock_tool_shm_backend;
+#ifdef FIFOLOCK_TOOL_ETCD
+extern const struct backend fifolock_tool_etcd_backend;
+#endif
 
-/* Every ready-made mode, for backends that tell other processes about them. */
+/*
+ * Every ready-made mode, for backends that tell other processes about them.
+ * The order is only this program's: lock files match modes by name and
+ * limit, so a mode added at the end (upgradable) joins an existing file's
+ * table on first use.
+ */
 extern const fifolock_mode *const fifolock_tool_builtin_modes[];
 extern const size_t fifolock_tool_builtin_count;
 

@@ -7,15 +7,53 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int shm_acquire(void **state, const char *lock, const fifolock_mode *mode,
-                       const struct timespec *deadline, uint64_t *token, char *dead,
-                       size_t dead_size, char *err, size_t err_size)
+static const struct {
+    const char *name;
+    const fifolock_mode *mode;
+} named[] = {
+    { "mutex", &fifolock_mutex }, { "read", &fifolock_read },
+    { "write", &fifolock_write }, { "upgradable", &fifolock_upgradable },
+    { "is", &fifolock_is },       { "ix", &fifolock_ix },
+    { "s", &fifolock_s },         { "six", &fifolock_six },
+    { "x", &fifolock_x },
+};
+
+static int shm_parse_mode(const char *s, fifolock_mode *storage, const fifolock_mode **mode)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof named / sizeof named[0]; i++)
+        if (strcmp(s, named[i].name) == 0) {
+            *mode = named[i].mode;
+            return 0;
+        }
+    if (strncmp(s, "semaphore:", 10) == 0) {
+        char *end;
+        unsigned long long n;
+
+        errno = 0;
+        n = strtoull(s + 10, &end, 10);
+        if (errno != 0 || end == s + 10 || *end != '\0' || n == 0 || n > SIZE_MAX ||
+            s[10] == '-')
+            return EINVAL;
+        *storage = (fifolock_mode)FIFOLOCK_SEMAPHORE((size_t)n);
+        *mode = storage;
+        return 0;
+    }
+    return EINVAL;
+}
+
+static int shm_acquire(void **state, const struct tool_options *opt, const char *lock,
+                       const fifolock_mode *mode, const struct timespec *deadline,
+                       uint64_t *token, char *dead, size_t dead_size, char *err,
+                       size_t err_size)
 {
     const fifolock_mode *modes[FIFOLOCK_SHM_MAX_OPEN_MODES];
     fifolock_shm *l = malloc(sizeof *l);
     size_t n = 0, i;
     int rc;
 
+    (void)opt;
     if (l == NULL) {
         snprintf(err, err_size, "out of memory");
         return ENOMEM;
@@ -64,15 +102,19 @@ static int shm_acquire(void **state, const char *lock, const fifolock_mode *mode
     return rc;
 }
 
-static int shm_release(void *state, const fifolock_mode *mode)
+static int shm_release(void *state, const fifolock_mode *mode, char *err, size_t err_size)
 {
     fifolock_shm *l = state;
     int rc = fifolock_shm_release(l, mode);
 
     if (rc == 0)
         rc = fifolock_shm_close(l);
+    if (rc != 0)
+        snprintf(err, err_size, "%s", strerror(rc));
     free(l);
     return rc;
 }
 
-const struct backend fifolock_tool_shm_backend = { "shm", shm_acquire, shm_release };
+const struct backend fifolock_tool_shm_backend = {
+    "shm", shm_parse_mode, shm_acquire, NULL, NULL, shm_release,
+};

@@ -3,10 +3,13 @@
  * modes, strict first-in-first-out order, and recovery from dead holders.
  *
  *   fifolock [--mode MODE] [--timeout SECONDS] LOCKFILE COMMAND [ARG...]
+ *   fifolock --etcd ENDPOINTS [TLS and auth options] [--mode MODE]
+ *            [--timeout SECONDS] LOCK COMMAND [ARG...]
  *
  * Exit status: COMMAND's (128 + N if a signal N killed it; 126 if it could
  * not be run, 127 if not found); 1 with a message if --timeout passed first;
- * 2 for a usage error or a lock that could not be taken.
+ * 2 for a usage error or a lock that could not be taken; 3 if an etcd lock
+ * was lost while COMMAND ran (COMMAND got SIGTERM; the message says why).
  */
 #define _GNU_SOURCE
 #include "backend.h"
@@ -23,61 +26,35 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Appended to, never reordered (see backend.h): upgradable came last. */
 const fifolock_mode *const fifolock_tool_builtin_modes[] = {
-    &fifolock_mutex, &fifolock_read, &fifolock_write, &fifolock_is,
-    &fifolock_ix,    &fifolock_s,    &fifolock_six,   &fifolock_x,
+    &fifolock_mutex, &fifolock_read, &fifolock_write, &fifolock_is,         &fifolock_ix,
+    &fifolock_s,     &fifolock_six,  &fifolock_x,     &fifolock_upgradable,
 };
 const size_t fifolock_tool_builtin_count =
     sizeof fifolock_tool_builtin_modes / sizeof fifolock_tool_builtin_modes[0];
 
-static const struct {
-    const char *name;
-    const fifolock_mode *mode;
-} named[] = {
-    { "mutex", &fifolock_mutex }, { "read", &fifolock_read }, { "write", &fifolock_write },
-    { "is", &fifolock_is },       { "ix", &fifolock_ix },     { "s", &fifolock_s },
-    { "six", &fifolock_six },     { "x", &fifolock_x },
-};
-
-static fifolock_mode semaphore = FIFOLOCK_SEMAPHORE(1);
-
 static void usage(FILE *to)
 {
     fputs("usage: fifolock [--mode MODE] [--timeout SECONDS] LOCKFILE COMMAND [ARG...]\n"
-          "Runs COMMAND while holding LOCKFILE's lock in MODE; requests are granted in\n"
+          "       fifolock --etcd ENDPOINTS [--cacert FILE] [--cert FILE] [--key FILE]\n"
+          "                [--user NAME[:PASSWORD]] [--ttl SECONDS] [--mode MODE]\n"
+          "                [--timeout SECONDS] LOCK COMMAND [ARG...]\n"
+          "Runs COMMAND while holding the lock in MODE; requests are granted in\n"
           "the order they were made, and a holder that dies loses the lock.\n"
-          "  -m, --mode MODE        mutex (default), read, write, is, ix, s, six, x,\n"
-          "                         semaphore:N\n"
+          "  -m, --mode MODE        mutex (default), read, write, upgradable, is, ix,\n"
+          "                         s, six, x, semaphore:N\n"
           "  -t, --timeout SECONDS  give up after SECONDS (exit 1); 0: only if free now\n"
-          "      --etcd ENDPOINTS   a lock on an etcd cluster (if built with it)\n"
+          "      --etcd ENDPOINTS   a lock named LOCK on an etcd cluster (comma-separated\n"
+          "                         URLs), if built with it; the password of --user NAME\n"
+          "                         comes from FIFOLOCK_ETCD_PASSWORD\n"
           "  -h, --help             this text\n"
           "  -V, --version          the version\n"
           "COMMAND sees FIFOLOCK_TOKEN (a number that grows with the order of grants)\n"
           "and, if a previous holder died holding the lock, FIFOLOCK_OWNER_DEAD\n"
-          "(\"PID:MODE ...\"). Exit status: COMMAND's; 1 on timeout; 2 on error.\n",
+          "(\"PID:MODE ...\"). Exit status: COMMAND's; 1 on timeout; 2 on error;\n"
+          "3 if an etcd lock was lost while COMMAND ran (it got SIGTERM).\n",
           to);
-}
-
-static const fifolock_mode *parse_mode(const char *s)
-{
-    size_t i;
-
-    for (i = 0; i < sizeof named / sizeof named[0]; i++)
-        if (strcmp(s, named[i].name) == 0)
-            return named[i].mode;
-    if (strncmp(s, "semaphore:", 10) == 0) {
-        char *end;
-        unsigned long long n;
-
-        errno = 0;
-        n = strtoull(s + 10, &end, 10);
-        if (errno != 0 || end == s + 10 || *end != '\0' || n == 0 || n > SIZE_MAX ||
-            s[10] == '-')
-            return NULL;
-        semaphore.limit = (size_t)n;
-        return &semaphore;
-    }
-    return NULL;
 }
 
 static int parse_timeout(const char *s, struct timespec *deadline)
@@ -112,12 +89,40 @@ static void forward(int sig)
 }
 
 /*
- * Runs argv as a child; returns its exit status the shell's way. Meanwhile
- * this process ignores SIGINT and SIGQUIT (as system(3) does: the terminal
- * sends them to the command too) and forwards SIGTERM and SIGHUP, so that it
- * outlives the command and gives the lock back cleanly.
+ * The command's environment: this one without FIFOLOCK_TOKEN and
+ * FIFOLOCK_OWNER_DEAD, plus the new ones. Built before the fork rather than
+ * with setenv(), which would race with the etcd session's thread (libcurl
+ * reads the environment). NULL if out of memory.
  */
-static int run(char **argv)
+static char **child_env(const char *token, const char *dead)
+{
+    size_t n = 0, k = 0, i;
+    char **env;
+
+    while (environ[n] != NULL)
+        n++;
+    env = calloc(n + 3, sizeof *env);
+    if (env == NULL)
+        return NULL;
+    for (i = 0; i < n; i++)
+        if (strncmp(environ[i], "FIFOLOCK_TOKEN=", 15) != 0 &&
+            strncmp(environ[i], "FIFOLOCK_OWNER_DEAD=", 20) != 0)
+            env[k++] = environ[i];
+    env[k++] = (char *)token;
+    if (dead != NULL)
+        env[k++] = (char *)dead;
+    env[k] = NULL;
+    return env;
+}
+
+/*
+ * Runs argv as a child with `env`; returns its exit status the shell's way.
+ * Meanwhile this process ignores SIGINT and SIGQUIT (as system(3) does: the
+ * terminal sends them to the command too) and forwards SIGTERM and SIGHUP,
+ * so that it outlives the command and gives the lock back cleanly. The
+ * backend learns the child's pid (to signal it if the lock is lost).
+ */
+static int run(char **argv, char **env, const struct backend *backend, void *state)
 {
     struct sigaction ign, fwd, old_int, old_quit, old_term, old_hup;
     pid_t pid;
@@ -142,11 +147,13 @@ static int run(char **argv)
         sigaction(SIGQUIT, &old_quit, NULL);
         sigaction(SIGTERM, &old_term, NULL);
         sigaction(SIGHUP, &old_hup, NULL);
-        execvp(argv[0], argv);
+        execvpe(argv[0], argv, env);
         fprintf(stderr, "fifolock: %s: %s\n", argv[0], strerror(errno));
         _exit(errno == ENOENT ? 127 : 126);
     }
     child = pid;
+    if (backend->started != NULL)
+        backend->started(state, pid);
     while (waitpid(pid, &status, 0) < 0)
         if (errno != EINTR)
             return 2;
@@ -156,29 +163,62 @@ static int run(char **argv)
     return WEXITSTATUS(status);
 }
 
+/*
+ * --user NAME:PASSWORD, as etcdctl takes it: split, and blank the password
+ * in argv so that ps(1) shows it no longer (it was visible until now: the
+ * environment is the safer place). Without a colon the password comes from
+ * FIFOLOCK_ETCD_PASSWORD. Returns 0, or -1 when out of memory.
+ */
+static char *user_copy, *password_copy; /* live until exit */
+
+static int split_user(char *arg, struct tool_options *opt)
+{
+    char *colon = strchr(arg, ':');
+
+    if (colon == NULL) {
+        opt->user = arg;
+        opt->password = getenv("FIFOLOCK_ETCD_PASSWORD");
+        return 0;
+    }
+    free(user_copy);
+    free(password_copy);
+    opt->user = user_copy = strndup(arg, (size_t)(colon - arg));
+    opt->password = password_copy = strdup(colon + 1);
+    if (user_copy == NULL || password_copy == NULL)
+        return -1;
+    memset(colon + 1, 'x', strlen(colon + 1));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    enum { OPT_ETCD = 256, OPT_CACERT, OPT_CERT, OPT_KEY, OPT_USER, OPT_TTL };
     static const struct option options[] = {
-        { "mode", required_argument, NULL, 'm' }, { "timeout", required_argument, NULL, 't' },
-        { "etcd", required_argument, NULL, 'e' }, { "help", no_argument, NULL, 'h' },
-        { "version", no_argument, NULL, 'V' },    { NULL, 0, NULL, 0 },
+        { "mode", required_argument, NULL, 'm' },     { "timeout", required_argument, NULL, 't' },
+        { "etcd", required_argument, NULL, OPT_ETCD }, { "cacert", required_argument, NULL, OPT_CACERT },
+        { "cert", required_argument, NULL, OPT_CERT }, { "key", required_argument, NULL, OPT_KEY },
+        { "user", required_argument, NULL, OPT_USER }, { "ttl", required_argument, NULL, OPT_TTL },
+        { "help", no_argument, NULL, 'h' },           { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 },
     };
     const struct backend *backend = &fifolock_tool_shm_backend;
     const fifolock_mode *mode = &fifolock_mutex;
+    fifolock_mode storage;
+    struct tool_options opt;
     struct timespec deadline, *dl = NULL;
-    char dead[512] = "", err[512] = "", token_text[32];
+    char dead[512] = "", err[512] = "", token_text[48], dead_text[560], why[256];
+    const char *mode_text = NULL, *what;
+    char **env, *end;
     uint64_t token = 0;
     void *state = NULL;
     int c, rc, status;
+    long ttl;
 
+    memset(&opt, 0, sizeof opt);
     while ((c = getopt_long(argc, argv, "+m:t:hV", options, NULL)) != -1) {
         switch (c) {
         case 'm':
-            mode = parse_mode(optarg);
-            if (mode == NULL) {
-                fprintf(stderr, "fifolock: unknown mode '%s'\n", optarg);
-                return 2;
-            }
+            mode_text = optarg;
             break;
         case 't':
             if (parse_timeout(optarg, &deadline) != 0) {
@@ -187,9 +227,39 @@ int main(int argc, char **argv)
             }
             dl = &deadline;
             break;
-        case 'e':
+        case OPT_ETCD:
+#ifdef FIFOLOCK_TOOL_ETCD
+            backend = &fifolock_tool_etcd_backend;
+            opt.endpoints = optarg;
+            break;
+#else
             fprintf(stderr, "fifolock: this build has no etcd support\n");
             return 2;
+#endif
+        case OPT_CACERT:
+            opt.cacert = optarg;
+            break;
+        case OPT_CERT:
+            opt.cert = optarg;
+            break;
+        case OPT_KEY:
+            opt.key = optarg;
+            break;
+        case OPT_USER:
+            if (split_user(optarg, &opt) != 0) {
+                fprintf(stderr, "fifolock: out of memory\n");
+                return 2;
+            }
+            break;
+        case OPT_TTL:
+            errno = 0;
+            ttl = strtol(optarg, &end, 10);
+            if (errno != 0 || end == optarg || *end != '\0' || ttl < 2 || ttl > 1000000) {
+                fprintf(stderr, "fifolock: bad TTL '%s' (whole seconds, >= 2)\n", optarg);
+                return 2;
+            }
+            opt.ttl = (int)ttl;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -205,28 +275,47 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    rc = backend->acquire(&state, argv[optind], mode, dl, &token, dead, sizeof dead, err,
+    if (opt.endpoints == NULL && (opt.cacert || opt.cert || opt.key || opt.user || opt.ttl)) {
+        fprintf(stderr, "fifolock: --cacert, --cert, --key, --user and --ttl need --etcd\n");
+        return 2;
+    }
+    if (mode_text != NULL && backend->parse_mode(mode_text, &storage, &mode) != 0) {
+        fprintf(stderr,
+                "fifolock: unknown mode '%s' (mutex, read, write, upgradable, is, ix, s, "
+                "six, x, semaphore:N)\n",
+                mode_text);
+        return 2;
+    }
+    what = argv[optind];
+    rc = backend->acquire(&state, &opt, what, mode, dl, &token, dead, sizeof dead, err,
                           sizeof err);
     if (rc == ETIMEDOUT) {
-        fprintf(stderr, "fifolock: timed out waiting for %s\n", argv[optind]);
+        fprintf(stderr, "fifolock: timed out waiting for %s\n", what);
         return 1;
     }
     if (rc != 0 && rc != EOWNERDEAD) {
         fprintf(stderr, "fifolock: %s\n", err);
         return 2;
     }
-    snprintf(token_text, sizeof token_text, "%" PRIu64, token);
-    setenv("FIFOLOCK_TOKEN", token_text, 1);
+    snprintf(token_text, sizeof token_text, "FIFOLOCK_TOKEN=%" PRIu64, token);
     if (rc == EOWNERDEAD) {
-        fprintf(stderr, "fifolock: a holder of %s died while holding it (%s)\n", argv[optind],
-                dead);
-        setenv("FIFOLOCK_OWNER_DEAD", dead, 1);
-    } else {
-        unsetenv("FIFOLOCK_OWNER_DEAD");
+        fprintf(stderr, "fifolock: a holder of %s died while holding it (%s)\n", what, dead);
+        snprintf(dead_text, sizeof dead_text, "FIFOLOCK_OWNER_DEAD=%s", dead);
     }
-    status = run(argv + optind + 1);
-    rc = backend->release(state, mode);
+    env = child_env(token_text, rc == EOWNERDEAD ? dead_text : NULL);
+    if (env == NULL) {
+        fprintf(stderr, "fifolock: out of memory\n");
+        status = 2;
+    } else {
+        status = run(argv + optind + 1, env, backend, state);
+        free(env);
+    }
+    if (backend->lost != NULL && backend->lost(state, why, sizeof why) != 0) {
+        fprintf(stderr, "fifolock: lost the lock %s while the command ran: %s\n", what, why);
+        status = 3;
+    }
+    rc = backend->release(state, mode, err, sizeof err);
     if (rc != 0)
-        fprintf(stderr, "fifolock: releasing %s: %s\n", argv[optind], strerror(rc));
+        fprintf(stderr, "fifolock: releasing %s: %s\n", what, err);
     return status;
 }
