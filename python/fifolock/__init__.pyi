@@ -31,14 +31,42 @@ class _Mode(Protocol):
     raised in the acquiring task."""
     def is_compatible(self, holds: Holds, /) -> Any: ...
 
+class DeadlockError(RuntimeError):
+    """held.convert() would have to wait while another conversion already
+    waits on the same lock (EDEADLK): each would wait for the other for ever.
+    Nothing changed: the context still holds its mode."""
+
 @final
 class LockContext:
-    """lock(Mode): holds the lock in Mode; may be shared by several tasks."""
+    """lock(Mode, n=1): holds the lock in Mode (n holds at once).
+
+    `async with lock(Mode) as held:` gives this context. Several tasks may
+    use one context at once, but then none of them may convert."""
     @property
     def lock(self) -> FifoLock: ...
     @property
-    def mode(self) -> type: ...
-    def __aenter__(self) -> Awaitable[None]: ...
+    def mode(self) -> type:
+        """The mode held (or asked for): after convert(), the new one."""
+    @property
+    def n(self) -> int:
+        """The number of holds taken on entry and released on exit."""
+    def convert(self, mode: type[_Mode], /) -> Awaitable[None]:
+        """Turns this context's hold into one of `mode` without letting go.
+
+        At once if `mode` may join the other holders (waiters the old mode
+        held back are then let in); otherwise it waits ahead of the whole
+        queue, the context keeping the old mode, and new requests queue
+        behind it. The exit releases the mode held then. Cancelled (also by
+        wait_for or asyncio.timeout) or failed, the context keeps the old
+        mode (one cancelled just after the switch is switched back when the
+        old mode may rejoin at once; else it keeps the new one, as `mode`
+        tells). Raises, changing nothing: ValueError if n != 1;
+        RuntimeError outside the `async with`, after its exit, or when the
+        context is entered more than once at a time; TypeError if `mode` is
+        not a mode class; DeadlockError if it would wait while another
+        conversion waits on the lock; an exception of `mode`'s is_compatible.
+        """
+    def __aenter__(self) -> Awaitable[LockContext]: ...
     def __aexit__(self, exc_type: object, exc: object, tb: object, /) -> Awaitable[None]: ...
 
 class FifoLock:
@@ -52,7 +80,12 @@ class FifoLock:
     repr() may be read from anywhere.
     """
     def __init__(self) -> None: ...
-    def __call__(self, mode: type[_Mode], /) -> LockContext: ...
+    def __call__(self, mode: type[_Mode], /, n: int = 1) -> LockContext:
+        """A context that holds the lock in `mode`: n holds in one request,
+        all or nothing, in one place in the queue (a waiting one holds back
+        every request behind it). A Python is_compatible is asked once per
+        hold, each time with those before counted. n must be an int >= 1
+        (TypeError, ValueError; OverflowError beyond 2**32 - 1)."""
     @property
     def holds(self) -> defaultdict[type, int]:
         """A new defaultdict(int) {mode class: number of holders} of the modes
@@ -70,6 +103,12 @@ class Read(asyncio.Future[None]):
     def is_compatible(holds: Mapping[type, int]) -> bool: ...
 
 class Write(asyncio.Future[None]):
+    @staticmethod
+    def is_compatible(holds: Mapping[type, int]) -> bool: ...
+
+class Upgradable(asyncio.Future[None]):
+    """Shares with Read; excludes Write and other Upgradables: one holder at a
+    time, who may convert() to Write without letting go."""
     @staticmethod
     def is_compatible(holds: Mapping[type, int]) -> bool: ...
 
@@ -102,7 +141,7 @@ def Semaphore(size: int) -> type[SemaphoreBase]:
     """The semaphore mode of `size` places (the same class for the same size)."""
 
 __all__ = [
-    "FifoLock", "Holds",
-    "Mutex", "Read", "Write", "Semaphore", "SemaphoreBase",
+    "FifoLock", "Holds", "LockContext", "DeadlockError",
+    "Mutex", "Read", "Write", "Upgradable", "Semaphore", "SemaphoreBase",
     "IS", "IX", "S", "SIX", "X",
 ]

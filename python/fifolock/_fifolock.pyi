@@ -1,4 +1,5 @@
-from . import FifoLock as FifoLock, Holds as Holds, LockContext as LockContext
+from . import (DeadlockError as DeadlockError, FifoLock as FifoLock, Holds as Holds,
+               LockContext as LockContext)
 
 ENGINE_VERSION: str
 
