@@ -105,63 +105,22 @@
  *   wakeup is not lost either. Reading `holds`, `waiting` or repr() is
  *   allowed from anywhere.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "module.h"
+
 #include <structmember.h>
 
 #include <errno.h>
 #include <stddef.h>
 #include <string.h>
 
-#include "fifolock.h"
-
-#define CONTAINER_OF(ptr, type, member) \
-    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
-
 typedef struct LockObject LockObject;
-typedef struct EntryObject EntryObject;
 typedef struct AcquireObject AcquireObject;
 typedef struct HoldsObject HoldsObject;
 typedef struct ContextObject ContextObject;
 
-typedef struct {
-    PyTypeObject *lock_type;
-    PyTypeObject *context_type;
-    PyTypeObject *acquire_type;
-    PyTypeObject *entry_type;
-    PyTypeObject *holds_type;
-    PyTypeObject *done_type;
-    PyObject *done;              /* the awaitable __aexit__ returns */
-    PyObject *builtin;           /* dict: ready-made mode class -> ModeEntry */
-    PyObject *get_running_loop;  /* asyncio.get_running_loop */
-    PyObject *defaultdict;       /* collections.defaultdict */
-    PyObject *invalid_state;     /* asyncio.InvalidStateError */
-    PyObject *str_is_compatible;
-    PyObject *str_create_future;
-    PyObject *str_set_result;
-    PyObject *str_blocking;      /* "_asyncio_future_blocking" */
-    PyObject *str_get_loop;
-    PyObject *str_is_closed;
-    PyObject *str_done;
-    PyObject *str_call_soon_threadsafe;
-    PyObject *wake;              /* _wake, for wake_from_elsewhere() */
-    PyObject *deadlock_error;    /* DeadlockError: a second conversion would wait */
-} modstate;
-
 static struct PyModuleDef fifolock_module;
 
 /* ---- objects ------------------------------------------------------------- */
-
-enum { KIND_C, KIND_CALL, KIND_PLAIN };
-
-struct EntryObject {
-    PyObject_HEAD
-    fifolock_mode own;         /* user and semaphore modes: the engine's key */
-    const fifolock_mode *mode; /* what the engine sees: &own or a C mode */
-    PyObject *cls;             /* the mode class */
-    PyObject *func;            /* Python predicate, called with the holds view */
-    int kind;                  /* KIND_*: KIND_PLAIN binds func on first use */
-};
 
 struct HoldsObject {
     PyObject_HEAD
@@ -250,7 +209,7 @@ static bool py_is_compatible(const fifolock_mode *self, const fifolock_holds *ho
 /* ---- small helpers -------------------------------------------------------- */
 
 /* Takes the pending exception as one object (normalised, with traceback). */
-static PyObject *take_exception(void)
+PyObject *take_exception(void)
 {
 #if PY_VERSION_HEX >= 0x030C0000
     return PyErr_GetRaisedException();
@@ -270,7 +229,7 @@ static PyObject *take_exception(void)
 }
 
 /* Makes `exc` (stolen) the pending exception, keeping its traceback. */
-static void restore_exception(PyObject *exc)
+void restore_exception(PyObject *exc)
 {
 #if PY_VERSION_HEX >= 0x030C0000
     PyErr_SetRaisedException(exc);
@@ -279,7 +238,7 @@ static void restore_exception(PyObject *exc)
 #endif
 }
 
-static void report_unraisable(PyObject *exc, PyObject *where)
+void report_unraisable(PyObject *exc, PyObject *where)
 {
     if (exc == NULL)
         return;
@@ -287,7 +246,7 @@ static void report_unraisable(PyObject *exc, PyObject *where)
     PyErr_WriteUnraisable(where);
 }
 
-static void set_engine_error(int rc)
+void set_engine_error(int rc)
 {
     if (rc == ENOMEM)
         PyErr_NoMemory();
@@ -297,7 +256,7 @@ static void set_engine_error(int rc)
         PyErr_Format(PyExc_SystemError, "fifolock: %s (error %d)", fifolock_strerror(rc), rc);
 }
 
-static modstate *state_of_type(PyTypeObject *type)
+modstate *state_of_type(PyTypeObject *type)
 {
 #if PY_VERSION_HEX >= 0x030B0000
     PyObject *m = PyType_GetModuleByDef(type, &fifolock_module);
@@ -363,7 +322,7 @@ static PyObject *find_is_compatible(modstate *st, PyTypeObject *cls)
 }
 
 /* A new entry for a mode class whose predicate is Python code. */
-static EntryObject *entry_new_python(modstate *st, PyObject *cls)
+EntryObject *entry_new_python(modstate *st, PyObject *cls)
 {
     PyObject *raw, *func = NULL;
     EntryObject *e;
@@ -420,7 +379,7 @@ static EntryObject *entry_new_python(modstate *st, PyObject *cls)
  * configuration, not state). Made inside the acquiring task, as the
  * original does for every request.
  */
-static int entry_bind(modstate *st, EntryObject *e)
+int entry_bind(modstate *st, EntryObject *e)
 {
     PyObject *inst, *func;
 
@@ -799,7 +758,7 @@ static PyType_Spec holds_spec = {
  * with TypeError (returns -1), after closing a coroutine or generator, so
  * that it does not warn "never awaited" when it is freed. 0: an answer.
  */
-static int refuse_awaitable(EntryObject *e, PyObject *r)
+int refuse_awaitable(EntryObject *e, PyObject *r)
 {
     PyTypeObject *tp = Py_TYPE(r);
     PyObject *close_exc = NULL;
@@ -2330,6 +2289,14 @@ static PyMethodDef module_methods[] = {
     { "_register", module_register, METH_VARARGS, register_doc },
     { "_wake", module_wake, METH_O,
       "_wake(fut)\n--\n\nfut.set_result(None) unless fut is done (the lock's own)." },
+#ifndef FIFOLOCK_NO_THREAD_LOCK
+    { "_fork_before", thread_lock_fork_before, METH_NOARGS,
+      "Before os.fork(): takes the internal lock of every ThreadFifoLock." },
+    { "_fork_parent", thread_lock_fork_parent, METH_NOARGS,
+      "After os.fork(), in the parent: drops them." },
+    { "_fork_child", thread_lock_fork_child, METH_NOARGS,
+      "After os.fork(), in the child: drops them." },
+#endif
     { NULL, NULL, 0, NULL },
 };
 
@@ -2401,6 +2368,10 @@ static int module_exec(PyObject *module)
                                                             st->deadlock_error) < 0)
         return -1;
 
+#ifndef FIFOLOCK_NO_THREAD_LOCK
+    if (thread_lock_init(module, st) < 0)
+        return -1;
+#endif
     if (PyModule_AddType(module, st->lock_type) < 0 ||
         PyModule_AddType(module, st->holds_type) < 0 ||
         PyModule_AddType(module, st->context_type) < 0 ||
@@ -2421,6 +2392,9 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->entry_type);
     Py_VISIT(st->holds_type);
     Py_VISIT(st->done_type);
+    Py_VISIT(st->tlock_type);
+    Py_VISIT(st->tcontext_type);
+    Py_VISIT(st->tholds_type);
     Py_VISIT(st->done);
     Py_VISIT(st->builtin);
     Py_VISIT(st->get_running_loop);
@@ -2443,6 +2417,9 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->entry_type);
     Py_CLEAR(st->holds_type);
     Py_CLEAR(st->done_type);
+    Py_CLEAR(st->tlock_type);
+    Py_CLEAR(st->tcontext_type);
+    Py_CLEAR(st->tholds_type);
     Py_CLEAR(st->done);
     Py_CLEAR(st->builtin);
     Py_CLEAR(st->get_running_loop);

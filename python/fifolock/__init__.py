@@ -34,6 +34,13 @@ the queue) and releases them on exit. ``async with lock(Upgradable) as
 held:`` gives the context, whose ``await held.convert(Write)`` turns its hold
 into Write without letting go; ``held.mode`` is the mode held now.
 
+For threads, :class:`ThreadFifoLock` takes the same modes (any class with
+``is_compatible``, not only futures)::
+
+    lock = ThreadFifoLock()
+    with lock(Write, timeout=0.5):   # blocks, the GIL released; TimeoutError
+        ...
+
 A lock belongs to one event loop: to the thread of its first acquire, and,
 as asyncio.Lock, to the loop of its first wait (see :class:`FifoLock`).
 Where this module differs from the ``fifolock`` package: docs/porting.md.
@@ -41,6 +48,9 @@ Where this module differs from the ``fifolock`` package: docs/porting.md.
 import asyncio as _asyncio
 from collections.abc import Mapping as _Mapping
 
+import os as _os
+
+from . import _fifolock
 from ._fifolock import DeadlockError, FifoLock, Holds, LockContext, _register
 
 __all__ = [
@@ -51,6 +61,15 @@ __all__ = [
 __version__ = "1.0.0"
 
 _Mapping.register(Holds)
+
+if hasattr(_fifolock, "ThreadFifoLock"):  # Linux
+    from ._fifolock import ThreadFifoLock, ThreadHolds, ThreadLockContext
+    __all__ += ["ThreadFifoLock", "ThreadHolds", "ThreadLockContext"]
+    _Mapping.register(ThreadHolds)
+    # No thread is inside a lock's internal lock when the process is copied.
+    _os.register_at_fork(before=_fifolock._fork_before,
+                         after_in_parent=_fifolock._fork_parent,
+                         after_in_child=_fifolock._fork_child)
 
 
 class Mutex(_asyncio.Future):
