@@ -94,6 +94,71 @@ class FifoLock:
     def waiting(self) -> int:
         """The number of requests waiting in the queue now."""
 
+@final
+class ThreadHolds(Mapping[type, int]):
+    """The current holders of a ThreadFifoLock per mode, as passed to
+    is_compatible. Inside the predicate it reads the counts as the predicate
+    is asked; anywhere else every read is a snapshot."""
+    def __getitem__(self, mode: type, /) -> int: ...
+    def __iter__(self) -> Iterator[type]: ...
+    def __len__(self) -> int: ...
+    def __contains__(self, mode: object, /) -> bool: ...
+    @overload
+    def get(self, mode: type, /) -> int | None: ...
+    @overload
+    def get(self, mode: type, default: _T, /) -> int | _T: ...
+    def keys(self) -> KeysView[type]: ...
+    def values(self) -> ValuesView[int]: ...
+    def items(self) -> ItemsView[type, int]: ...
+    def copy(self) -> defaultdict[type, int]: ...
+
+class _ThreadMode(Protocol):
+    """Any class with is_compatible(holds) (staticmethod, classmethod or
+    method); it need not be an asyncio.Future."""
+    def is_compatible(self, holds: ThreadHolds, /) -> Any: ...
+
+@final
+class ThreadLockContext:
+    """lock(Mode, n=1, timeout=None): `with` holds the lock in Mode (n holds)."""
+    @property
+    def lock(self) -> ThreadFifoLock: ...
+    @property
+    def mode(self) -> type: ...
+    @property
+    def n(self) -> int: ...
+    @property
+    def timeout(self) -> float | None: ...
+    def __enter__(self) -> ThreadLockContext:
+        """Blocks this thread, the GIL released, until granted (FIFO).
+        TimeoutError when the timeout passes first; an exception raised by a
+        signal handler (KeyboardInterrupt) ends the wait too; either way the
+        request leaves no trace in the queue. An exception raised by the
+        mode's is_compatible about this request is raised here."""
+    def __exit__(self, exc_type: object, exc: object, tb: object, /) -> None:
+        """Releases the holds (RuntimeError if this context holds none)."""
+
+class ThreadFifoLock:
+    """A first-in-first-out lock for threads, on the C library's fifolock_mt.
+
+    The modes of FifoLock (ready-made ones run in C), or any class with
+    is_compatible(holds). is_compatible runs under the lock's internal
+    lock: it must not use this lock (RuntimeError) or another
+    ThreadFifoLock. After os.fork() the child's locks are whole; what other
+    threads held or waited for stays held or queued, as with threading.Lock.
+    Linux only.
+    """
+    def __init__(self) -> None: ...
+    def __call__(self, mode: type[_ThreadMode], /, n: int = 1,
+                 timeout: float | None = None) -> ThreadLockContext:
+        """n: an int >= 1 (TypeError, ValueError, OverflowError);
+        timeout: seconds >= 0 or None (TypeError, ValueError)."""
+    @property
+    def holds(self) -> defaultdict[type, int]:
+        """A new defaultdict(int) snapshot {mode class: holders}."""
+    @property
+    def waiting(self) -> int:
+        """The number of requests queued now (a snapshot)."""
+
 class Mutex(asyncio.Future[None]):
     @staticmethod
     def is_compatible(holds: Mapping[type, int]) -> bool: ...
@@ -142,6 +207,7 @@ def Semaphore(size: int) -> type[SemaphoreBase]:
 
 __all__ = [
     "FifoLock", "Holds", "LockContext", "DeadlockError",
+    "ThreadFifoLock", "ThreadHolds", "ThreadLockContext",
     "Mutex", "Read", "Write", "Upgradable", "Semaphore", "SemaphoreBase",
     "IS", "IX", "S", "SIX", "X",
 ]
