@@ -178,8 +178,15 @@ static int check_not_in_predicate(TLockObject *lk)
 
 /* ---- reading the holds ------------------------------------------------------ */
 
+/*
+ * A copy of the holds. A ticket's mode is read only under L, while the
+ * engine counts it (its memory goes once its holds are released, which
+ * takes L): the copy keeps its entry instead, which the lock's `modes`
+ * keeps alive as long as the lock.
+ */
 struct hold_list {
-    const fifolock_mode **modes;
+    const fifolock_mode **modes; /* NULL where entries[i] is set */
+    EntryObject **entries;       /* the entry of a ticket, borrowed; else NULL */
     size_t *counts;
     size_t n;
 };
@@ -187,8 +194,10 @@ struct hold_list {
 static void hold_list_free(struct hold_list *l)
 {
     PyMem_RawFree(l->modes);
+    PyMem_RawFree(l->entries);
     PyMem_RawFree(l->counts);
     l->modes = NULL;
+    l->entries = NULL;
     l->counts = NULL;
     l->n = 0;
 }
@@ -202,16 +211,25 @@ static int hold_list_fill(fifolock_mt *mt, struct hold_list *l)
 
     l->n = 0;
     l->modes = NULL;
+    l->entries = NULL;
     l->counts = NULL;
     if (n == 0)
         return 0;
     l->modes = PyMem_RawMalloc(n * sizeof *l->modes);
+    l->entries = PyMem_RawMalloc(n * sizeof *l->entries);
     l->counts = PyMem_RawMalloc(n * sizeof *l->counts);
-    if (l->modes == NULL || l->counts == NULL) {
+    if (l->modes == NULL || l->entries == NULL || l->counts == NULL) {
         hold_list_free(l);
         return -1;
     }
     l->n = fifolock_holds_list(h, l->modes, l->counts, n);
+    for (size_t i = 0; i < l->n; i++) {
+        l->entries[i] = NULL;
+        if (l->modes[i]->is_compatible == tpy_is_compatible) {
+            l->entries[i] = CONTAINER_OF(l->modes[i], struct ticket, mode)->entry;
+            l->modes[i] = NULL;
+        }
+    }
     return 0;
 }
 
@@ -238,14 +256,15 @@ static int hold_list_get(TLockObject *lk, struct hold_list *l)
     return rc;
 }
 
-/* The class of an engine mode of `lk` (borrowed), NULL if unknown. */
-static PyObject *class_of_mode(TLockObject *lk, const fifolock_mode *mode)
+/* The class of the i-th hold of `l` (borrowed), NULL if unknown. */
+static PyObject *class_of_hold(TLockObject *lk, const struct hold_list *l, size_t i)
 {
+    const fifolock_mode *mode = l->modes[i];
     PyObject *key, *value;
     Py_ssize_t pos = 0;
 
-    if (mode->is_compatible == tpy_is_compatible)
-        return CONTAINER_OF(mode, struct ticket, mode)->entry->cls;
+    if (l->entries[i] != NULL)
+        return l->entries[i]->cls;
     if (mode->is_compatible == fifolock_semaphore_is_compatible)
         return CONTAINER_OF(mode, EntryObject, own)->cls;
     while (PyDict_Next(lk->st->builtin, &pos, &key, &value))
@@ -267,7 +286,7 @@ static PyObject *tholds_dict(TLockObject *lk)
         return NULL;
     }
     for (size_t i = 0; i < l.n; i++) {
-        PyObject *cls = class_of_mode(lk, l.modes[i]), *old, *v;
+        PyObject *cls = class_of_hold(lk, &l, i), *old, *v;
         size_t count = l.counts[i];
         int rc;
 
@@ -311,13 +330,10 @@ static Py_ssize_t tholds_count(TLockObject *lk, PyObject *cls)
                                          ((EntryObject *)e)->mode);
     if (hold_list_get(lk, &l) < 0)
         return -1;
-    for (size_t i = 0; i < l.n; i++) {
-        const fifolock_mode *m = l.modes[i];
-        if (e != NULL ? m == ((EntryObject *)e)->mode
-                      : (m->is_compatible == tpy_is_compatible &&
-                         CONTAINER_OF(m, struct ticket, mode)->entry->cls == cls))
+    for (size_t i = 0; i < l.n; i++)
+        if (e != NULL ? l.modes[i] == ((EntryObject *)e)->mode
+                      : (l.entries[i] != NULL && l.entries[i]->cls == cls))
             sum += l.counts[i];
-    }
     hold_list_free(&l);
     return (Py_ssize_t)sum;
 }

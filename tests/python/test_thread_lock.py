@@ -571,6 +571,9 @@ class SlowWrite:
 
 
 @unittest.skipUnless(hasattr(os, "fork"), "needs fork")
+@unittest.skipIf("asan" in os.environ.get("LD_PRELOAD", ""),
+                 "a sanitizer runtime preloaded into Python: its allocator is not "
+                 "fork-safe while other threads allocate (the child may hang in malloc)")
 class Fork(unittest.TestCase):
     def run_child(self, body):
         with warnings.catch_warnings():
