@@ -499,6 +499,65 @@ class TheGil(unittest.TestCase):
         self.assertEqual(0, lock.waiting)
 
 
+class Leaks(unittest.TestCase):
+    """Nothing left behind: tickets, entries, contexts, exceptions."""
+
+    def workload(self, lock):
+        for mode, n in ((Mutex, 1), (PyMutex, 1), (PySem2, 2), (Semaphore(3), 2)):
+            with lock(mode, n=n):
+                pass
+        h = Holder(lock, PyMutex)
+        h.entered.wait(10)
+        for mode in (PyMutex, Mutex):
+            try:
+                with lock(PyMutex, timeout=0.001):
+                    pass
+            except TimeoutError:
+                pass
+        waiters = [Holder(lock, m) for m in (PyRead, Read, PyMutex)]
+        wait_until(lambda: lock.waiting == 1)
+        h.release()
+        for w in waiters:
+            w.release()
+        Raising.armed = True
+        try:
+            with lock(Raising, n=2):
+                pass
+        except Boom:
+            pass
+        finally:
+            Raising.armed = False
+        ctx = lock(PyRead)
+        ctx.__enter__()
+        lock.holds, lock.waiting, repr(lock)
+        del ctx  # dropped while holding: the lock keeps the hold and its ticket
+        assert lock.holds == {PyRead: 1}, lock.holds
+
+    def test_reference_counts_and_memory_do_not_grow(self):
+        import gc
+        import tracemalloc
+
+        classes = (Mutex, PyMutex, PySem2, PyRead, Read, Raising)
+        for _ in range(3):
+            self.workload(ThreadFifoLock())
+        gc.collect()
+        before = [sys.getrefcount(c) for c in classes]
+        tracemalloc.start()
+        try:
+            self.workload(ThreadFifoLock())
+            gc.collect()
+            start, _ = tracemalloc.get_traced_memory()
+            for _ in range(30):
+                self.workload(ThreadFifoLock())
+            gc.collect()
+            end, _ = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        self.assertEqual(before, [sys.getrefcount(c) for c in classes])
+        # A ticket leaked per request would be about 15 KB here.
+        self.assertLess(end - start, 6 * 1024)
+
+
 @unittest.skipUnless(threading.current_thread() is threading.main_thread(),
                      "signals reach the main thread only")
 class Interrupts(unittest.TestCase):
