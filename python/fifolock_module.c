@@ -2449,7 +2449,8 @@ static PyModuleDef_Slot module_slots[] = {
 };
 
 PyDoc_STRVAR(module_doc,
-"The C core of the fifolock package: FifoLock on the fifolock engine.\n"
+"The C core of the fifolock package: FifoLock on the fifolock engine, and\n"
+"ThreadFifoLock on its thread lock (thread_lock.c).\n"
 "Import fifolock, not this module.");
 
 static struct PyModuleDef fifolock_module = {
