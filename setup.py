@@ -1,6 +1,6 @@
 """Builds the fifolock Python package: the engine (src/engine.c, src/modes.c,
-src/strerror.c) and python/fifolock_module.c, compiled into one extension,
-fifolock._fifolock.
+src/strerror.c), the thread lock (src/mt.c, on Linux), python/fifolock_module.c
+and python/thread_lock.c, compiled into one extension, fifolock._fifolock.
 
     python3 -m pip install .                         # isolated build (fetches setuptools, wheel)
     python3 -m pip install --no-build-isolation .    # with the setuptools and wheel installed
@@ -10,6 +10,7 @@ fifolock._fifolock.
 Set FIFOLOCK_WERROR=1 to build with the project's warnings as errors.
 """
 import os
+import sys
 
 from setuptools import Extension, setup
 from setuptools.command.egg_info import egg_info
@@ -32,18 +33,27 @@ if os.environ.get("FIFOLOCK_WERROR"):
     cflags += ["-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wstrict-prototypes",
                "-Wmissing-prototypes"]
 
+sources = [
+    "python/fifolock_module.c",
+    "src/engine.c",
+    "src/modes.c",
+    "src/strerror.c",
+]
+macros = [("_GNU_SOURCE", None)]
+if sys.platform.startswith("linux"):
+    # ThreadFifoLock, on the thread lock (futexes: Linux only).
+    sources += ["python/thread_lock.c", "src/mt.c"]
+else:
+    macros.append(("FIFOLOCK_NO_THREAD_LOCK", None))
+
 extension = Extension(
     "fifolock._fifolock",
-    sources=[
-        "python/fifolock_module.c",
-        "src/engine.c",
-        "src/modes.c",
-        "src/strerror.c",
-    ],
+    sources=sources,
     include_dirs=["include", "src"],
-    define_macros=[("_GNU_SOURCE", None)],
+    define_macros=macros,
     extra_compile_args=cflags,
-    depends=["include/fifolock.h", "src/internal.h"],
+    depends=["include/fifolock.h", "include/fifolock_mt.h", "src/internal.h",
+             "src/mt_internal.h", "python/module.h"],
 )
 
 setup(

@@ -16,9 +16,13 @@
  *                 is py_is_compatible(), a trampoline into is_compatible().
  *                 Entries live as long as the lock (or the module), so they
  *                 outlive every hold and waiter that names them.
- *   LockContext   what lock(Mode) returns: (lock, entry), no other state, so
- *                 one context may be used by several tasks at once.
- *   Acquire       what __aenter__() returns; acquires when first awaited.
+ *   LockContext   what lock(Mode, n) returns: (lock, entry, n), and what
+ *                 `async with ... as held` gives. It counts its users
+ *                 (pending, holding) so that one may be used by several
+ *                 tasks at once; entered by one, it keeps the mode that
+ *                 entry holds after a conversion (`cur`).
+ *   Acquire       what __aenter__() and held.convert() return; acquires or
+ *                 converts when first awaited.
  *   Holds         the read-only mapping passed to Python predicates.
  *
  * Who may run Python code when
@@ -49,6 +53,31 @@
  *   awaitable or a generator (an `async def is_compatible`) is refused the
  *   same way, as a TypeError (refuse_awaitable), its coroutine closed first.
  *
+ * Weighted requests and conversions
+ *
+ *   lock(Mode, n) takes n holds in one request (fifolock_acquire_n); the
+ *   engine asks a Python predicate once per hold, with those before counted,
+ *   and a raise for any of them fails the whole request as above (the
+ *   questions left are answered "yes" without calling Python, and all n are
+ *   handed back). held.convert(To) is an Acquire that calls
+ *   fifolock_convert() from the context's mode. The context's mode changes
+ *   when the switch is made (at once, or in on_granted), so its exit
+ *   releases what is held, and a switch its task will not take (cancelled
+ *   after it, closed, dropped) is turned back with fifolock_try_convert()
+ *   when that can be done at once (convert_back).
+ *
+ *   A raising predicate can't answer "yes" for a conversion: that would
+ *   switch it, and switching back may be impossible. So a question about a
+ *   conversion answers "no" and keeps the exception in `conv_exc`: the
+ *   conversion stays at the head, holding `from`, and engine_done(), after
+ *   the engine call, withdraws it with fifolock_cancel() (its task keeps
+ *   `from`; the grant loop of the cancel lets the queue go on) and raises
+ *   the exception in its task. A question is about a conversion when it is
+ *   the first one of a fifolock_convert() call whose `to` is a Python mode
+ *   (`convert_first`: the engine asks `to` before anything else) or when a
+ *   conversion waits at the head of the queue (the engine then asks nothing
+ *   but the head: a request behind it queues without asking).
+ *
  * One event loop, one thread
  *
  *   A waiter is woken by set_result() on a future of its loop, which only
@@ -76,61 +105,22 @@
  *   wakeup is not lost either. Reading `holds`, `waiting` or repr() is
  *   allowed from anywhere.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "module.h"
+
 #include <structmember.h>
 
 #include <errno.h>
 #include <stddef.h>
 #include <string.h>
 
-#include "fifolock.h"
-
-#define CONTAINER_OF(ptr, type, member) \
-    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
-
 typedef struct LockObject LockObject;
-typedef struct EntryObject EntryObject;
 typedef struct AcquireObject AcquireObject;
 typedef struct HoldsObject HoldsObject;
-
-typedef struct {
-    PyTypeObject *lock_type;
-    PyTypeObject *context_type;
-    PyTypeObject *acquire_type;
-    PyTypeObject *entry_type;
-    PyTypeObject *holds_type;
-    PyTypeObject *done_type;
-    PyObject *done;              /* the awaitable __aexit__ returns */
-    PyObject *builtin;           /* dict: ready-made mode class -> ModeEntry */
-    PyObject *get_running_loop;  /* asyncio.get_running_loop */
-    PyObject *defaultdict;       /* collections.defaultdict */
-    PyObject *invalid_state;     /* asyncio.InvalidStateError */
-    PyObject *str_is_compatible;
-    PyObject *str_create_future;
-    PyObject *str_set_result;
-    PyObject *str_blocking;      /* "_asyncio_future_blocking" */
-    PyObject *str_get_loop;
-    PyObject *str_is_closed;
-    PyObject *str_done;
-    PyObject *str_call_soon_threadsafe;
-    PyObject *wake;              /* _wake, for wake_from_elsewhere() */
-} modstate;
+typedef struct ContextObject ContextObject;
 
 static struct PyModuleDef fifolock_module;
 
 /* ---- objects ------------------------------------------------------------- */
-
-enum { KIND_C, KIND_CALL, KIND_PLAIN };
-
-struct EntryObject {
-    PyObject_HEAD
-    fifolock_mode own;         /* user and semaphore modes: the engine's key */
-    const fifolock_mode *mode; /* what the engine sees: &own or a C mode */
-    PyObject *cls;             /* the mode class */
-    PyObject *func;            /* Python predicate, called with the holds view */
-    int kind;                  /* KIND_*: KIND_PLAIN binds func on first use */
-};
 
 struct HoldsObject {
     PyObject_HEAD
@@ -151,6 +141,13 @@ struct LockObject {
     AcquireObject *deferred;   /* abandoned during a predicate; finish later */
     PyObject *pred_exc;        /* raised by a predicate, for the waiter it was
                                   asked about */
+    PyObject *conv_exc;        /* raised by the predicate of a conversion; see
+                                  "Weighted requests and conversions" at
+                                  the top */
+    AcquireObject *conv;       /* the conversion waiting at the head, if ours
+                                  (borrowed: it is in `queued`) */
+    int convert_first;         /* the next Python question is about the
+                                  conversion being requested */
     int in_predicate;          /* a Python predicate is running */
     PyObject *loop;            /* the event loop of the first wait, for ever;
                                   NULL until then (see the top) */
@@ -174,7 +171,10 @@ struct AcquireObject {
     PyObject_HEAD
     fifolock_waiter w;
     LockObject *lock;
-    EntryObject *entry;
+    EntryObject *entry;        /* the mode asked for (of a conversion: `to`) */
+    EntryObject *from;         /* a conversion: the mode it turns; else NULL */
+    ContextObject *ctx;        /* the context it acquires or converts for */
+    size_t n;                  /* holds asked for */
     PyObject *fut;             /* the future the task waits on */
     PyObject *ex;              /* FAILED: the exception to raise */
     AcquireObject *qprev, *qnext;   /* in lock->queued while QUEUED */
@@ -182,20 +182,34 @@ struct AcquireObject {
     unsigned char state;
     unsigned char abandoned;   /* nobody will take the hold any more */
     unsigned char deferred;
+    unsigned char counted;     /* an acquire counted in ctx->pending */
+    unsigned char convert;     /* a conversion of ctx's hold, not an acquire */
 };
 
-typedef struct {
+/*
+ * lock(Mode, n): what `async with` enters. Entered by one task at a time (the
+ * usual case), it is that task's `held`: convert() turns its hold into
+ * another mode, and exit releases the mode held then (`cur`). Entered by
+ * several tasks at once it keeps no state of its own but counts, and
+ * converting is refused (whose hold would it be?).
+ */
+struct ContextObject {
     PyObject_HEAD
     LockObject *lock;
-    EntryObject *entry;
-} ContextObject;
+    EntryObject *entry;        /* the mode asked for */
+    EntryObject *cur;          /* after a conversion: the mode held now; else NULL */
+    size_t n;                  /* holds taken on entry, released on exit */
+    Py_ssize_t pending;        /* acquires started, not yet holding nor given up */
+    Py_ssize_t holding;        /* entries holding, not yet exited */
+    int converting;            /* a conversion of its hold is in progress */
+};
 
 static bool py_is_compatible(const fifolock_mode *self, const fifolock_holds *holds);
 
 /* ---- small helpers -------------------------------------------------------- */
 
 /* Takes the pending exception as one object (normalised, with traceback). */
-static PyObject *take_exception(void)
+PyObject *take_exception(void)
 {
 #if PY_VERSION_HEX >= 0x030C0000
     return PyErr_GetRaisedException();
@@ -215,7 +229,7 @@ static PyObject *take_exception(void)
 }
 
 /* Makes `exc` (stolen) the pending exception, keeping its traceback. */
-static void restore_exception(PyObject *exc)
+void restore_exception(PyObject *exc)
 {
 #if PY_VERSION_HEX >= 0x030C0000
     PyErr_SetRaisedException(exc);
@@ -224,7 +238,7 @@ static void restore_exception(PyObject *exc)
 #endif
 }
 
-static void report_unraisable(PyObject *exc, PyObject *where)
+void report_unraisable(PyObject *exc, PyObject *where)
 {
     if (exc == NULL)
         return;
@@ -232,7 +246,7 @@ static void report_unraisable(PyObject *exc, PyObject *where)
     PyErr_WriteUnraisable(where);
 }
 
-static void set_engine_error(int rc)
+void set_engine_error(int rc)
 {
     if (rc == ENOMEM)
         PyErr_NoMemory();
@@ -242,7 +256,7 @@ static void set_engine_error(int rc)
         PyErr_Format(PyExc_SystemError, "fifolock: %s (error %d)", fifolock_strerror(rc), rc);
 }
 
-static modstate *state_of_type(PyTypeObject *type)
+modstate *state_of_type(PyTypeObject *type)
 {
 #if PY_VERSION_HEX >= 0x030B0000
     PyObject *m = PyType_GetModuleByDef(type, &fifolock_module);
@@ -308,7 +322,7 @@ static PyObject *find_is_compatible(modstate *st, PyTypeObject *cls)
 }
 
 /* A new entry for a mode class whose predicate is Python code. */
-static EntryObject *entry_new_python(modstate *st, PyObject *cls)
+EntryObject *entry_new_python(modstate *st, PyObject *cls)
 {
     PyObject *raw, *func = NULL;
     EntryObject *e;
@@ -365,7 +379,7 @@ static EntryObject *entry_new_python(modstate *st, PyObject *cls)
  * configuration, not state). Made inside the acquiring task, as the
  * original does for every request.
  */
-static int entry_bind(modstate *st, EntryObject *e)
+int entry_bind(modstate *st, EntryObject *e)
 {
     PyObject *inst, *func;
 
@@ -744,7 +758,7 @@ static PyType_Spec holds_spec = {
  * with TypeError (returns -1), after closing a coroutine or generator, so
  * that it does not warn "never awaited" when it is freed. 0: an answer.
  */
-static int refuse_awaitable(EntryObject *e, PyObject *r)
+int refuse_awaitable(EntryObject *e, PyObject *r)
 {
     PyTypeObject *tp = Py_TYPE(r);
     PyObject *close_exc = NULL;
@@ -781,10 +795,17 @@ static bool py_is_compatible(const fifolock_mode *mode, const fifolock_holds *ho
 {
     EntryObject *e = CONTAINER_OF(mode, EntryObject, own);
     LockObject *lk = CONTAINER_OF(holds, LockObject, lock.holds);
-    PyObject *saved = PyErr_Occurred() ? take_exception() : NULL;
-    PyObject *func = e->func, *r;
-    int ok;
+    PyObject *saved, *func = e->func, *r;
+    int ok, about_conversion;
 
+    /* Asked again for the rest of a weighted request whose first question
+       raised: that waiter carries the exception and gives everything back. */
+    if (lk->pred_exc != NULL)
+        return true;
+    about_conversion = lk->convert_first ||
+                       (lk->lock.head != NULL && lk->lock.head->from != NULL);
+    lk->convert_first = 0;
+    saved = PyErr_Occurred() ? take_exception() : NULL;
     lk->in_predicate++;
     if (func == NULL) {
         PyErr_Format(PyExc_RuntimeError, "lock mode %R can no longer be used",
@@ -797,7 +818,16 @@ static bool py_is_compatible(const fifolock_mode *mode, const fifolock_holds *ho
         Py_XDECREF(r);
         Py_DECREF(func);
     }
-    if (ok < 0) {
+    if (ok < 0 && about_conversion) {
+        /* "No": the conversion stays where it is, holding `from`, until
+           engine_done() withdraws it and raises this in its task. */
+        PyObject *exc = take_exception();
+        if (lk->conv_exc == NULL)
+            lk->conv_exc = exc;
+        else
+            Py_XDECREF(exc); /* never: one conversion waits at a time */
+        ok = 0;
+    } else if (ok < 0) {
         /* Kept for the waiter just asked about, which takes it at once. */
         PyObject *exc = take_exception();
         if (lk->pred_exc == NULL)
@@ -858,9 +888,13 @@ static void flush_deferred(LockObject *lk)
         restore_exception(saved);
 }
 
+static void fail_conversion(LockObject *lk);
+
 /* After every engine call: nothing may be left behind on the lock. */
 static void engine_done(LockObject *lk)
 {
+    while (lk->conv_exc != NULL && !lk->in_predicate)
+        fail_conversion(lk);
     if (lk->pred_exc != NULL) {
         PyObject *exc = lk->pred_exc;
         lk->pred_exc = NULL;
@@ -1018,6 +1052,72 @@ static int wake_from_elsewhere(AcquireObject *a)
     return 0;
 }
 
+/* ---- contexts and conversions ------------------------------------------- */
+
+/* An acquire ends without handing a hold to its task (idempotent). */
+static void ctx_uncount(AcquireObject *a)
+{
+    if (a->counted && a->ctx != NULL) {
+        a->counted = 0;
+        a->ctx->pending--;
+    }
+}
+
+/* What the await of `a` returns: an acquire's task holds now and gets the
+   context (the `held` of `async with lock(Mode) as held`). */
+static PyObject *ctx_handed(AcquireObject *a)
+{
+    if (a->convert || a->ctx == NULL)
+        return Py_NewRef(Py_None);
+    if (a->counted) {
+        a->counted = 0;
+        a->ctx->pending--;
+        a->ctx->holding++;
+    }
+    return Py_NewRef((PyObject *)a->ctx);
+}
+
+/* The context holds mode `e` now (one hold: conversions need n == 1). */
+static void ctx_set_mode(ContextObject *c, EntryObject *e)
+{
+    if (c != NULL)
+        Py_XSETREF(c->cur, e == c->entry ? NULL : (EntryObject *)Py_NewRef(e));
+}
+
+/* A conversion left the queue (granted, withdrawn or failed). */
+static void conversion_ended(AcquireObject *a)
+{
+    if (a->lock->conv == a)
+        a->lock->conv = NULL;
+    if (a->ctx != NULL)
+        a->ctx->converting = 0;
+}
+
+/*
+ * A conversion was switched but its task will not take it (cancelled after
+ * the switch, closed, dropped): turns `to` back into `from` if that can be
+ * done at once, so that a cancelled conversion leaves the old mode held.
+ * If it can't (another holder, granted since, excludes `from`), the context
+ * keeps `to`, which its exit releases and held.mode shows. The switch back
+ * asks `from`'s predicate; an exception from it is reported as unraisable.
+ */
+static void convert_back(AcquireObject *a)
+{
+    LockObject *lk = a->lock;
+    PyObject *before = lk->conv_exc;
+    int rc;
+
+    lk->conv_exc = NULL;
+    lk->convert_first = a->from->mode->is_compatible == py_is_compatible;
+    rc = fifolock_try_convert(&lk->lock, a->entry->mode, a->from->mode);
+    lk->convert_first = 0;
+    if (rc == 0)
+        ctx_set_mode(a->ctx, a->from);
+    if (lk->conv_exc != NULL)
+        report_unraisable(lk->conv_exc, (PyObject *)lk);
+    lk->conv_exc = before;
+}
+
 static void on_granted(fifolock_waiter *w, void *arg)
 {
     AcquireObject *a = arg;
@@ -1027,9 +1127,23 @@ static void on_granted(fifolock_waiter *w, void *arg)
     (void)w;
     lk->pred_exc = NULL;
     queued_unlink(lk, a); /* its reference is ours until the end */
+    if (a->convert) {
+        /* Switched: the context holds `to` from now on. Its predicate never
+           raises into here: it answers "no" instead (py_is_compatible). */
+        Py_XDECREF(exc);
+        conversion_ended(a);
+        ctx_set_mode(a->ctx, a->entry);
+        a->state = ST_GRANTED;
+        if (a->abandoned || (a->fut != NULL && !wake(a))) {
+            convert_back(a);
+            a->state = ST_DONE;
+        }
+        Py_DECREF(a);
+        return;
+    }
     if (exc != NULL || a->abandoned) {
-        /* Hand the hold straight back, before anything else can see it. */
-        (void)fifolock_release(&lk->lock, a->entry->mode);
+        /* Hand the holds straight back, before anything else can see them. */
+        (void)fifolock_release_n(&lk->lock, a->entry->mode, a->n);
         a->state = ST_DONE;
         if (exc != NULL && !a->abandoned) {
             a->ex = exc;
@@ -1043,10 +1157,43 @@ static void on_granted(fifolock_waiter *w, void *arg)
     /* Without a future, the acquire that is making one sees the new state. */
     if ((a->state == ST_GRANTED || a->state == ST_FAILED) && a->fut != NULL && !wake(a)) {
         if (a->state == ST_GRANTED)
-            (void)fifolock_release(&lk->lock, a->entry->mode);
+            (void)fifolock_release_n(&lk->lock, a->entry->mode, a->n);
         a->state = ST_DONE;
         Py_CLEAR(a->ex);
     }
+    if (a->state != ST_GRANTED)
+        ctx_uncount(a);
+    Py_DECREF(a);
+}
+
+/*
+ * The predicate of the conversion waiting at the head raised (and answered
+ * "no"): withdraw it, so that its task keeps `from` and the queue goes on,
+ * and raise the exception in that task.
+ */
+static void fail_conversion(LockObject *lk)
+{
+    PyObject *exc = lk->conv_exc;
+    AcquireObject *a = lk->conv;
+
+    lk->conv_exc = NULL;
+    if (a == NULL || a->state != ST_QUEUED || fifolock_cancel(&lk->lock, &a->w) != 0) {
+        report_unraisable(exc, (PyObject *)lk);
+        return;
+    }
+    conversion_ended(a);
+    queued_unlink(lk, a);
+    a->state = ST_DONE;
+    if (!a->abandoned) {
+        a->ex = exc;
+        exc = NULL;
+        a->state = ST_FAILED;
+        if (a->fut != NULL && !wake(a)) {
+            a->state = ST_DONE;
+            Py_CLEAR(a->ex);
+        }
+    }
+    Py_XDECREF(exc);
     Py_DECREF(a);
 }
 
@@ -1061,13 +1208,19 @@ static void abandon_now(AcquireObject *a)
     switch (a->state) {
     case ST_QUEUED:
         if (fifolock_cancel(&lk->lock, &a->w) == 0) {
+            /* A conversion withdrawn: its context still holds `from`. */
+            if (a->convert)
+                conversion_ended(a);
             a->state = ST_DONE;
             queued_unlink(lk, a);
             Py_DECREF(a); /* the lock's; the caller still has one */
         }
         break;
     case ST_GRANTED:
-        (void)fifolock_release(&lk->lock, a->entry->mode);
+        if (a->convert)
+            convert_back(a);
+        else
+            (void)fifolock_release_n(&lk->lock, a->entry->mode, a->n);
         a->state = ST_DONE;
         break;
     case ST_FAILED:
@@ -1080,6 +1233,8 @@ static void abandon_now(AcquireObject *a)
     default:
         break;
     }
+    if (a->state == ST_DONE)
+        ctx_uncount(a);
 }
 
 /* The task will not take what `a` has (cancelled, closed, or dropped). */
@@ -1132,51 +1287,125 @@ static PySendResult acquire_wait(AcquireObject *a, PyObject **result)
     case ST_GRANTED:
         Py_DECREF(fut);
         a->state = ST_DONE;
-        *result = Py_NewRef(Py_None);
+        *result = ctx_handed(a);
         return PYGEN_RETURN;
     case ST_FAILED:
         Py_DECREF(fut);
         a->state = ST_DONE;
+        ctx_uncount(a);
         restore_exception(a->ex);
         a->ex = NULL;
         return PYGEN_ERROR;
     default:
         Py_DECREF(fut);
+        ctx_uncount(a);
         PyErr_SetString(PyExc_RuntimeError, "lock acquisition was abandoned");
         return PYGEN_ERROR;
     }
 }
 
+static PySendResult convert_start(AcquireObject *a, PyObject **result);
+static int convert_check(ContextObject *c);
+
 static PySendResult acquire_start(AcquireObject *a, PyObject **result)
 {
     LockObject *lk = a->lock;
     EntryObject *e = a->entry;
+    ContextObject *c = a->ctx;
     int rc;
 
-    if (lk == NULL || e == NULL) {
+    if (lk == NULL || e == NULL || c == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "lock acquisition was cleared");
         return PYGEN_ERROR;
     }
+    if (a->convert)
+        return convert_start(a, result);
     if (check_thread(lk, 1) < 0 || check_not_in_predicate(lk) < 0)
         return PYGEN_ERROR;
+    if (c->cur != NULL) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "%R holds a converted mode (%R): it can't be entered again before "
+                     "its exit; use a new lock(mode)",
+                     c, c->cur->cls ? c->cur->cls : Py_None);
+        return PYGEN_ERROR;
+    }
     if (e->kind == KIND_PLAIN && e->func == NULL && entry_bind(lk->st, e) < 0)
         return PYGEN_ERROR;
 
-    rc = fifolock_acquire(&lk->lock, &a->w, e->mode, on_granted, a);
+    c->pending++;
+    a->counted = 1;
+    rc = fifolock_acquire_n(&lk->lock, &a->w, e->mode, a->n, on_granted, a);
     if (lk->pred_exc != NULL) {
         /* Its own predicate raised, with the lock free: granted to carry it. */
         PyObject *exc = lk->pred_exc;
         lk->pred_exc = NULL;
         if (rc == 0)
-            (void)fifolock_release(&lk->lock, e->mode);
+            (void)fifolock_release_n(&lk->lock, e->mode, a->n);
         else if (rc == FIFOLOCK_WAITING)
             (void)fifolock_cancel(&lk->lock, &a->w); /* never: a raise answers yes */
+        a->state = ST_DONE;
+        ctx_uncount(a);
+        engine_done(lk);
+        restore_exception(exc);
+        return PYGEN_ERROR;
+    }
+    if (rc == 0) {
+        a->state = ST_DONE;
+        engine_done(lk);
+        *result = ctx_handed(a);
+        return PYGEN_RETURN;
+    }
+    if (rc != FIFOLOCK_WAITING) {
+        a->state = ST_DONE;
+        ctx_uncount(a);
+        engine_done(lk);
+        set_engine_error(rc);
+        return PYGEN_ERROR;
+    }
+    a->state = ST_QUEUED;
+    queued_link(lk, a);
+    engine_done(lk);
+    return acquire_wait(a, result);
+}
+
+/*
+ * held.convert(to) once awaited: one hold of the context's mode becomes one
+ * of `to`, at once or waiting ahead of the queue (fifolock_convert()).
+ */
+static PySendResult convert_start(AcquireObject *a, PyObject **result)
+{
+    LockObject *lk = a->lock;
+    ContextObject *c = a->ctx;
+    EntryObject *to = a->entry;
+    PyObject *exc;
+    int rc;
+
+    if (check_thread(lk, 1) < 0 || check_not_in_predicate(lk) < 0 || convert_check(c) < 0)
+        return PYGEN_ERROR;
+    if (to->kind == KIND_PLAIN && to->func == NULL && entry_bind(lk->st, to) < 0)
+        return PYGEN_ERROR;
+    Py_XSETREF(a->from, (EntryObject *)Py_NewRef(c->cur != NULL ? c->cur : c->entry));
+
+    /* The first question of this call is about the conversion (converts()
+       in the engine asks `to` before anything else): if it raises, the
+       answer is "no" and the conversion is withdrawn below. */
+    lk->convert_first = to->mode->is_compatible == py_is_compatible;
+    rc = fifolock_convert(&lk->lock, &a->w, a->from->mode, to->mode, on_granted, a);
+    lk->convert_first = 0;
+    exc = lk->conv_exc;
+    if (exc != NULL && rc != 0) {
+        /* Raised about this conversion: the other one that may wait is
+           asked only by the grant loop of a switch made at once (rc 0). */
+        lk->conv_exc = NULL;
+        if (rc == FIFOLOCK_WAITING)
+            (void)fifolock_cancel(&lk->lock, &a->w); /* 0: c still holds `from` */
         a->state = ST_DONE;
         engine_done(lk);
         restore_exception(exc);
         return PYGEN_ERROR;
     }
     if (rc == 0) {
+        ctx_set_mode(c, to);
         a->state = ST_DONE;
         engine_done(lk);
         *result = Py_NewRef(Py_None);
@@ -1185,10 +1414,23 @@ static PySendResult acquire_start(AcquireObject *a, PyObject **result)
     if (rc != FIFOLOCK_WAITING) {
         a->state = ST_DONE;
         engine_done(lk);
-        set_engine_error(rc);
+        if (rc == EDEADLK)
+            PyErr_Format(lk->st->deadlock_error,
+                         "conversion to %R would wait while another conversion waits on "
+                         "this lock (each would wait for the other for ever); the context "
+                         "still holds %R",
+                         to->cls ? to->cls : Py_None, a->from->cls ? a->from->cls : Py_None);
+        else if (rc == EPERM)
+            PyErr_Format(PyExc_RuntimeError,
+                         "conversion from lock mode %R, which this context does not hold",
+                         a->from->cls ? a->from->cls : Py_None);
+        else
+            set_engine_error(rc);
         return PYGEN_ERROR;
     }
     a->state = ST_QUEUED;
+    lk->conv = a;
+    c->converting = 1;
     queued_link(lk, a);
     engine_done(lk);
     return acquire_wait(a, result);
@@ -1206,10 +1448,11 @@ static PySendResult acquire_am_send(AcquireObject *a, PyObject *arg, PyObject **
     case ST_GRANTED:
         a->state = ST_DONE;
         Py_CLEAR(a->fut);
-        *result = Py_NewRef(Py_None);
+        *result = ctx_handed(a);
         return PYGEN_RETURN;
     case ST_FAILED:
         a->state = ST_DONE;
+        ctx_uncount(a);
         Py_CLEAR(a->fut);
         restore_exception(a->ex);
         a->ex = NULL;
@@ -1220,15 +1463,32 @@ static PySendResult acquire_am_send(AcquireObject *a, PyObject *arg, PyObject **
     }
 }
 
+/* Raises StopIteration(value) for a value that is not None (stolen);
+   None needs no exception (a bare return from iternext). */
+static void return_value(PyObject *value)
+{
+    PyObject *stop;
+
+    if (value == Py_None) {
+        Py_DECREF(value);
+        return;
+    }
+    stop = PyObject_CallOneArg(PyExc_StopIteration, value);
+    Py_DECREF(value);
+    if (stop != NULL) {
+        PyErr_SetObject(PyExc_StopIteration, stop);
+        Py_DECREF(stop);
+    }
+}
+
 static PyObject *acquire_iternext(AcquireObject *a)
 {
     PyObject *result = NULL;
     PySendResult r = acquire_am_send(a, Py_None, &result);
 
-    if (r == PYGEN_NEXT)
-        return result;
-    Py_XDECREF(result); /* PYGEN_RETURN: None, so a bare StopIteration */
-    return NULL;
+    if (r == PYGEN_RETURN)
+        return_value(result);
+    return r == PYGEN_NEXT ? result : NULL;
 }
 
 static PyObject *acquire_send(AcquireObject *a, PyObject *arg)
@@ -1239,8 +1499,9 @@ static PyObject *acquire_send(AcquireObject *a, PyObject *arg)
     if (r == PYGEN_NEXT)
         return result;
     if (r == PYGEN_RETURN) {
-        Py_DECREF(result);
-        PyErr_SetNone(PyExc_StopIteration);
+        return_value(result);
+        if (!PyErr_Occurred())
+            PyErr_SetNone(PyExc_StopIteration);
     }
     return NULL;
 }
@@ -1322,6 +1583,8 @@ static int acquire_traverse(AcquireObject *a, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(a));
     Py_VISIT(a->lock);
     Py_VISIT(a->entry);
+    Py_VISIT(a->from);
+    Py_VISIT(a->ctx);
     Py_VISIT(a->fut);
     Py_VISIT(a->ex);
     return 0;
@@ -1334,8 +1597,11 @@ static int acquire_clear(AcquireObject *a)
     /* Queued or holding, it needs both to give them back (its finalizer,
        which the collector runs first, normally has). */
     if (a->state != ST_QUEUED && a->state != ST_GRANTED) {
+        ctx_uncount(a);
         Py_CLEAR(a->lock);
         Py_CLEAR(a->entry);
+        Py_CLEAR(a->from);
+        Py_CLEAR(a->ctx);
     }
     return 0;
 }
@@ -1351,8 +1617,11 @@ static void acquire_dealloc(AcquireObject *a)
     PyObject_GC_UnTrack(a);
     Py_CLEAR(a->fut);
     Py_CLEAR(a->ex);
+    ctx_uncount(a);
     Py_CLEAR(a->lock);
     Py_CLEAR(a->entry);
+    Py_CLEAR(a->from);
+    Py_CLEAR(a->ctx);
     tp->tp_free(a);
     Py_DECREF(tp);
 }
@@ -1455,34 +1724,92 @@ static PyType_Spec done_spec = {
 
 /* ---- LockContext ---------------------------------------------------------- */
 
-static PyObject *context_aenter(ContextObject *c, PyObject *unused)
+static AcquireObject *acquire_new(ContextObject *c, EntryObject *e, int convert)
 {
-    AcquireObject *a;
+    AcquireObject *a = PyObject_GC_New(AcquireObject, c->lock->st->acquire_type);
 
-    (void)unused;
-    if (c->lock == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "this lock context was cleared");
-        return NULL;
-    }
-    a = PyObject_GC_New(AcquireObject, c->lock->st->acquire_type);
     if (a == NULL)
         return NULL;
     memset(&a->w, 0, sizeof a->w);
     a->lock = (LockObject *)Py_NewRef(c->lock);
-    a->entry = (EntryObject *)Py_NewRef(c->entry);
+    a->entry = (EntryObject *)Py_NewRef(e);
+    a->from = NULL;
+    a->ctx = (ContextObject *)Py_NewRef(c);
+    a->n = convert ? 1 : c->n;
     a->fut = NULL;
     a->ex = NULL;
     a->qprev = a->qnext = a->defer_next = NULL;
     a->state = ST_INIT;
     a->abandoned = 0;
     a->deferred = 0;
+    a->counted = 0;
+    a->convert = (unsigned char)convert;
     PyObject_GC_Track(a);
+    return a;
+}
+
+static PyObject *context_aenter(ContextObject *c, PyObject *unused)
+{
+    (void)unused;
+    if (c->lock == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "this lock context was cleared");
+        return NULL;
+    }
+    return (PyObject *)acquire_new(c, c->entry, 0);
+}
+
+/* 0 if the context's hold may be converted now, else -1 with an exception. */
+static int convert_check(ContextObject *c)
+{
+    if (c->lock == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "this lock context was cleared");
+        return -1;
+    }
+    if (c->n != 1) {
+        PyErr_Format(PyExc_ValueError,
+                     "convert() needs a context of one hold, not n=%zu: convert one of "
+                     "lock(mode) instead",
+                     c->n);
+        return -1;
+    }
+    if (c->holding == 0) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "convert() of %R outside its async with: it holds nothing", c);
+        return -1;
+    }
+    if (c->holding != 1 || c->pending != 0) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "convert() of %R, which more than one async with uses at once: "
+                     "whose hold? Use one lock(mode) per async with",
+                     c);
+        return -1;
+    }
+    if (c->converting) {
+        PyErr_Format(PyExc_RuntimeError, "a conversion of %R is already waiting", c);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *context_convert(ContextObject *c, PyObject *mode)
+{
+    EntryObject *e;
+    AcquireObject *a;
+
+    if (convert_check(c) < 0)
+        return NULL;
+    e = entry_get(c->lock, mode);
+    if (e == NULL)
+        return NULL;
+    a = acquire_new(c, e, 1);
+    Py_DECREF(e);
     return (PyObject *)a;
 }
 
 static PyObject *context_aexit(ContextObject *c, PyObject *const *args, Py_ssize_t nargs)
 {
     LockObject *lk = c->lock;
+    EntryObject *e = c->cur != NULL ? c->cur : c->entry;
     int rc;
 
     if (lk == NULL) {
@@ -1497,11 +1824,15 @@ static PyObject *context_aexit(ContextObject *c, PyObject *const *args, Py_ssize
         return NULL;
     if (check_not_in_predicate(lk) < 0)
         return NULL;
-    rc = fifolock_release(&lk->lock, c->entry->mode);
+    rc = fifolock_release_n(&lk->lock, e->mode, c->n);
+    if (rc == 0 && c->holding > 0 && --c->holding == 0)
+        Py_CLEAR(c->cur);
     engine_done(lk);
     if (rc == EPERM) {
-        PyErr_Format(PyExc_RuntimeError, "release of lock mode %R, which is not held",
-                     c->entry->cls ? c->entry->cls : Py_None);
+        PyErr_Format(PyExc_RuntimeError,
+                     c->converting ? "release of lock mode %R while its conversion waits"
+                                   : "release of lock mode %R, which is not held",
+                     e->cls ? e->cls : Py_None);
         return NULL;
     }
     if (rc != 0) {
@@ -1516,6 +1847,7 @@ static int context_traverse(ContextObject *c, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(c));
     Py_VISIT(c->lock);
     Py_VISIT(c->entry);
+    Py_VISIT(c->cur);
     return 0;
 }
 
@@ -1523,6 +1855,7 @@ static int context_clear(ContextObject *c)
 {
     Py_CLEAR(c->lock);
     Py_CLEAR(c->entry);
+    Py_CLEAR(c->cur);
     return 0;
 }
 
@@ -1544,8 +1877,16 @@ static PyObject *context_repr(ContextObject *c)
 
 static PyObject *context_get_mode(ContextObject *c, void *closure)
 {
+    EntryObject *e = c->cur != NULL ? c->cur : c->entry;
+
     (void)closure;
-    return Py_NewRef(c->entry && c->entry->cls ? c->entry->cls : Py_None);
+    return Py_NewRef(e && e->cls ? e->cls : Py_None);
+}
+
+static PyObject *context_get_n(ContextObject *c, void *closure)
+{
+    (void)closure;
+    return PyLong_FromSize_t(c->n);
 }
 
 static PyObject *context_get_lock(ContextObject *c, void *closure)
@@ -1558,19 +1899,33 @@ static PyMethodDef context_methods[] = {
     { "__aenter__", (PyCFunction)context_aenter, METH_NOARGS,
       "Wait for the lock in this mode, first in first out." },
     { "__aexit__", (PyCFunction)(void (*)(void))context_aexit, METH_FASTCALL,
-      "Release one hold of this mode and grant the waiters it made room for." },
+      "Release the holds of the mode held now and grant the waiters they made room for." },
+    { "convert", (PyCFunction)context_convert, METH_O,
+      "convert(mode)\n--\n\n"
+      "Awaitable: turns this context's hold into one of mode without letting go\n"
+      "(Write to Read; Upgradable to Write). At once if mode may join the other\n"
+      "holders; else it waits ahead of the whole queue, keeping the old mode.\n"
+      "Cancelled or failed, the context keeps the old mode. DeadlockError if it\n"
+      "would wait while another conversion waits on the lock. Needs n == 1\n"
+      "(ValueError) and a context entered once (RuntimeError otherwise)." },
     { NULL, NULL, 0, NULL },
 };
 
 static PyGetSetDef context_getset[] = {
-    { "mode", (getter)context_get_mode, NULL, "The mode class.", NULL },
+    { "mode", (getter)context_get_mode, NULL,
+      "The mode class this context holds (or asks for): after convert(), the new one.",
+      NULL },
+    { "n", (getter)context_get_n, NULL, "The number of holds it takes at once.", NULL },
     { "lock", (getter)context_get_lock, NULL, "The lock.", NULL },
     { NULL, NULL, NULL, NULL, NULL },
 };
 
 static PyType_Slot context_slots[] = {
-    { Py_tp_doc, (void *)"lock(Mode): an async context manager that holds lock in Mode.\n\n"
-                         "It keeps no state of its own, so several tasks may use one at once." },
+    { Py_tp_doc, (void *)"lock(Mode, n=1): an async context manager that holds lock in Mode\n"
+                         "(n holds at once). `async with lock(Mode) as held:` gives the\n"
+                         "context itself: held.convert(Other) converts its hold, held.mode\n"
+                         "tells the mode held. Several tasks may use one context at once,\n"
+                         "but then none of them may convert." },
     { Py_tp_dealloc, context_dealloc },
     { Py_tp_traverse, context_traverse },
     { Py_tp_clear, context_clear },
@@ -1590,7 +1945,7 @@ static PyType_Spec context_spec = {
 
 /* ---- FifoLock ------------------------------------------------------------ */
 
-static PyObject *lock_context(LockObject *lk, PyObject *cls)
+static PyObject *lock_context(LockObject *lk, PyObject *cls, size_t n)
 {
     EntryObject *e = entry_get(lk, cls);
     ContextObject *c;
@@ -1604,20 +1959,61 @@ static PyObject *lock_context(LockObject *lk, PyObject *cls)
     }
     c->lock = (LockObject *)Py_NewRef(lk);
     c->entry = e;
+    c->cur = NULL;
+    c->n = n;
+    c->pending = 0;
+    c->holding = 0;
+    c->converting = 0;
     PyObject_GC_Track(c);
     return (PyObject *)c;
+}
+
+/*
+ * n of lock(mode, n): an int >= 1 (not a bool). TypeError or ValueError
+ * otherwise; OverflowError beyond what a lock counts (2**32 - 1).
+ */
+static int parse_n(PyObject *obj, size_t *n)
+{
+    unsigned long long v;
+
+    if (PyBool_Check(obj) || !PyLong_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "n must be an int, not %.200s", Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    if (PyObject_RichCompareBool(obj, Py_False, Py_LE) != 0) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_ValueError, "n must be at least 1, not %R", obj);
+        return -1;
+    }
+    v = PyLong_AsUnsignedLongLong(obj);
+    if (v == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    if (v > UINT32_MAX) {
+        PyErr_Format(PyExc_OverflowError, "n=%R is more holds than a lock counts", obj);
+        return -1;
+    }
+    *n = (size_t)v;
+    return 0;
 }
 
 static PyObject *lock_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
                                  PyObject *kwnames)
 {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t nkw = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0;
+    size_t n;
 
-    if (nargs != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
-        PyErr_SetString(PyExc_TypeError, "lock(mode) takes exactly one argument, the mode class");
+    if (nargs == 1 && nkw == 0)
+        return lock_context((LockObject *)self, args[0], 1);
+    if (nargs + nkw != 2 || nargs < 1 ||
+        (nkw == 1 && PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "n") != 0)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "lock(mode, n=1) takes the mode class and an optional n");
         return NULL;
     }
-    return lock_context((LockObject *)self, args[0]);
+    if (parse_n(args[1], &n) < 0)
+        return NULL;
+    return lock_context((LockObject *)self, args[0], n);
 }
 
 static PyObject *lock_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
@@ -1677,6 +2073,7 @@ static int lock_traverse(LockObject *lk, visitproc visit, void *arg)
     Py_VISIT(lk->modes);
     Py_VISIT(lk->last);
     Py_VISIT(lk->pred_exc);
+    Py_VISIT(lk->conv_exc);
     Py_VISIT(lk->loop);
     for (AcquireObject *a = lk->queued; a != NULL; a = a->qnext)
         Py_VISIT(a);
@@ -1689,6 +2086,7 @@ static int lock_clear(LockObject *lk)
 {
     Py_CLEAR(lk->last);
     Py_CLEAR(lk->pred_exc);
+    Py_CLEAR(lk->conv_exc);
     Py_CLEAR(lk->loop); /* garbage: nobody acquires it any more */
     /* Queued Acquires need their entries (the collector has run their
        finalizers, which left the queue, before it clears anything). */
@@ -1716,6 +2114,7 @@ static void lock_dealloc(LockObject *lk)
     }
     Py_CLEAR(lk->last);
     Py_CLEAR(lk->pred_exc);
+    Py_CLEAR(lk->conv_exc);
     Py_CLEAR(lk->loop);
     Py_CLEAR(lk->modes);
     tp->tp_free(lk);
@@ -1773,6 +2172,11 @@ PyDoc_STRVAR(lock_doc,
 "    async with lock(Mode):\n"
 "        ...\n"
 "\n"
+"lock(Mode, n=3) takes 3 holds in one request and releases them on exit.\n"
+"`async with lock(Upgradable) as held:` gives the context, and\n"
+"`await held.convert(Write)` turns its hold into Write without letting go\n"
+"(held.mode is the mode held now; see LockContext.convert).\n"
+"\n"
 "A mode is a class (an asyncio.Future subclass, as in the fifolock package)\n"
 "with is_compatible(holds), a staticmethod, classmethod or plain method,\n"
 "that answers whether one more holder of Mode may join the current ones;\n"
@@ -1820,7 +2224,7 @@ static const struct {
 } ready_made[] = {
     { "mutex", &fifolock_mutex }, { "read", &fifolock_read }, { "write", &fifolock_write },
     { "IS", &fifolock_is },       { "IX", &fifolock_ix },     { "S", &fifolock_s },
-    { "SIX", &fifolock_six },     { "X", &fifolock_x },
+    { "SIX", &fifolock_six },     { "X", &fifolock_x },       { "upgradable", &fifolock_upgradable },
 };
 
 PyDoc_STRVAR(register_doc,
@@ -1828,7 +2232,7 @@ PyDoc_STRVAR(register_doc,
 "--\n"
 "\n"
 "Makes the ready-made mode class cls use the engine's C predicate `kind`\n"
-"(mutex, read, write, IS, IX, S, SIX, X, or semaphore with `size`) on every\n"
+"(mutex, read, write, upgradable, IS, IX, S, SIX, X, or semaphore with `size`) on every\n"
 "lock. For the fifolock package itself; its classes must not be in use yet.");
 
 static PyObject *module_register(PyObject *module, PyObject *args)
@@ -1885,6 +2289,14 @@ static PyMethodDef module_methods[] = {
     { "_register", module_register, METH_VARARGS, register_doc },
     { "_wake", module_wake, METH_O,
       "_wake(fut)\n--\n\nfut.set_result(None) unless fut is done (the lock's own)." },
+#ifndef FIFOLOCK_NO_THREAD_LOCK
+    { "_fork_before", thread_lock_fork_before, METH_NOARGS,
+      "Before os.fork(): takes the internal lock of every ThreadFifoLock." },
+    { "_fork_parent", thread_lock_fork_parent, METH_NOARGS,
+      "After os.fork(), in the parent: drops them." },
+    { "_fork_child", thread_lock_fork_child, METH_NOARGS,
+      "After os.fork(), in the child: drops them." },
+#endif
     { NULL, NULL, 0, NULL },
 };
 
@@ -1946,7 +2358,20 @@ static int module_exec(PyObject *module)
     st->wake = PyObject_GetAttrString(module, "_wake");
     if (st->wake == NULL)
         return -1;
+    st->deadlock_error = PyErr_NewExceptionWithDoc(
+        "fifolock.DeadlockError",
+        "A conversion would have to wait while another conversion already waits on\n"
+        "the same lock (EDEADLK): each would wait for the other for ever. Nothing\n"
+        "changed: the context still holds its mode.",
+        PyExc_RuntimeError, NULL);
+    if (st->deadlock_error == NULL || PyModule_AddObjectRef(module, "DeadlockError",
+                                                            st->deadlock_error) < 0)
+        return -1;
 
+#ifndef FIFOLOCK_NO_THREAD_LOCK
+    if (thread_lock_init(module, st) < 0)
+        return -1;
+#endif
     if (PyModule_AddType(module, st->lock_type) < 0 ||
         PyModule_AddType(module, st->holds_type) < 0 ||
         PyModule_AddType(module, st->context_type) < 0 ||
@@ -1967,11 +2392,15 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->entry_type);
     Py_VISIT(st->holds_type);
     Py_VISIT(st->done_type);
+    Py_VISIT(st->tlock_type);
+    Py_VISIT(st->tcontext_type);
+    Py_VISIT(st->tholds_type);
     Py_VISIT(st->done);
     Py_VISIT(st->builtin);
     Py_VISIT(st->get_running_loop);
     Py_VISIT(st->defaultdict);
     Py_VISIT(st->wake);
+    Py_VISIT(st->deadlock_error);
     Py_VISIT(st->invalid_state);
     return 0;
 }
@@ -1988,6 +2417,9 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->entry_type);
     Py_CLEAR(st->holds_type);
     Py_CLEAR(st->done_type);
+    Py_CLEAR(st->tlock_type);
+    Py_CLEAR(st->tcontext_type);
+    Py_CLEAR(st->tholds_type);
     Py_CLEAR(st->done);
     Py_CLEAR(st->builtin);
     Py_CLEAR(st->get_running_loop);
@@ -2002,6 +2434,7 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->str_done);
     Py_CLEAR(st->str_call_soon_threadsafe);
     Py_CLEAR(st->wake);
+    Py_CLEAR(st->deadlock_error);
     return 0;
 }
 
@@ -2016,7 +2449,8 @@ static PyModuleDef_Slot module_slots[] = {
 };
 
 PyDoc_STRVAR(module_doc,
-"The C core of the fifolock package: FifoLock on the fifolock engine.\n"
+"The C core of the fifolock package: FifoLock on the fifolock engine, and\n"
+"ThreadFifoLock on its thread lock (thread_lock.c).\n"
 "Import fifolock, not this module.");
 
 static struct PyModuleDef fifolock_module = {

@@ -8,6 +8,7 @@ if(FIFOLOCK_PYTHON_TESTS)
   set(FIFOLOCK_PY_TMP ${CMAKE_BINARY_DIR}/python-build)
   file(GLOB FIFOLOCK_PY_DEPENDS CONFIGURE_DEPENDS
     ${PROJECT_SOURCE_DIR}/python/*.c
+    ${PROJECT_SOURCE_DIR}/python/*.h
     ${PROJECT_SOURCE_DIR}/python/fifolock/*
     ${PROJECT_SOURCE_DIR}/src/*.c
     ${PROJECT_SOURCE_DIR}/src/*.h

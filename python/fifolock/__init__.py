@@ -22,12 +22,24 @@ answers whether one more holder of the mode may join the current holders.
 ``holds[M]`` is the number of holders of exactly ``M`` right now (0 if none).
 Requests are granted strictly in the order they were made.
 
-Ready-made modes, whose predicates run in C: :class:`Mutex`; :class:`Read`
-and :class:`Write`; :func:`Semaphore` (``Semaphore(3)`` is a mode class);
+Ready-made modes, whose predicates run in C: :class:`Mutex`; :class:`Read`,
+:class:`Write` and :class:`Upgradable`; :func:`Semaphore` (``Semaphore(3)`` is a mode class);
 the intention modes :class:`IS`, :class:`IX`, :class:`S`, :class:`SIX` and
 :class:`X`. Their ``is_compatible`` is also written out in Python, so they
 are used exactly like modes of your own (and subclassing one gives an
 ordinary Python mode).
+
+``lock(Mode, n=3)`` takes 3 holds at once (all or nothing, in one place in
+the queue) and releases them on exit. ``async with lock(Upgradable) as
+held:`` gives the context, whose ``await held.convert(Write)`` turns its hold
+into Write without letting go; ``held.mode`` is the mode held now.
+
+For threads, :class:`ThreadFifoLock` takes the same modes (any class with
+``is_compatible``, not only futures)::
+
+    lock = ThreadFifoLock()
+    with lock(Write, timeout=0.5):   # blocks, the GIL released; TimeoutError
+        ...
 
 A lock belongs to one event loop: to the thread of its first acquire, and,
 as asyncio.Lock, to the loop of its first wait (see :class:`FifoLock`).
@@ -36,16 +48,28 @@ Where this module differs from the ``fifolock`` package: docs/porting.md.
 import asyncio as _asyncio
 from collections.abc import Mapping as _Mapping
 
-from ._fifolock import FifoLock, Holds, LockContext, _register
+import os as _os
+
+from . import _fifolock
+from ._fifolock import DeadlockError, FifoLock, Holds, LockContext, _register
 
 __all__ = [
-    "FifoLock", "Holds",
-    "Mutex", "Read", "Write", "Semaphore", "SemaphoreBase",
+    "FifoLock", "Holds", "LockContext", "DeadlockError",
+    "Mutex", "Read", "Write", "Upgradable", "Semaphore", "SemaphoreBase",
     "IS", "IX", "S", "SIX", "X",
 ]
 __version__ = "1.0.0"
 
 _Mapping.register(Holds)
+
+if hasattr(_fifolock, "ThreadFifoLock"):  # Linux
+    from ._fifolock import ThreadFifoLock, ThreadHolds, ThreadLockContext
+    __all__ += ["ThreadFifoLock", "ThreadHolds", "ThreadLockContext"]
+    _Mapping.register(ThreadHolds)
+    # No thread is inside a lock's internal lock when the process is copied.
+    _os.register_at_fork(before=_fifolock._fork_before,
+                         after_in_parent=_fifolock._fork_parent,
+                         after_in_child=_fifolock._fork_child)
 
 
 class Mutex(_asyncio.Future):
@@ -65,11 +89,23 @@ class Read(_asyncio.Future):
 
 
 class Write(_asyncio.Future):
-    """Exclusive mode: only when neither Read nor Write is held."""
+    """Exclusive mode: only when neither Read, Write nor Upgradable is held."""
 
     @staticmethod
     def is_compatible(holds):
-        return not holds[Read] and not holds[Write]
+        return not holds[Read] and not holds[Write] and not holds[Upgradable]
+
+
+class Upgradable(_asyncio.Future):
+    """Upgradable read: shares with Read, excludes Write and other Upgradables.
+
+    One holder at a time, who may later turn it into Write without letting
+    go: ``async with lock(Upgradable) as held: ... await held.convert(Write)``.
+    """
+
+    @staticmethod
+    def is_compatible(holds):
+        return not holds[Write] and not holds[Upgradable]
 
 
 # The intention modes, with the standard matrix (a row may join the columns
@@ -164,6 +200,7 @@ def Semaphore(size):
 
 
 for _cls, _kind in ((Mutex, "mutex"), (Read, "read"), (Write, "write"),
+                    (Upgradable, "upgradable"),
                     (IS, "IS"), (IX, "IX"), (S, "S"), (SIX, "SIX"), (X, "X")):
     _register(_cls, _kind)
 del _cls, _kind

@@ -31,14 +31,42 @@ class _Mode(Protocol):
     raised in the acquiring task."""
     def is_compatible(self, holds: Holds, /) -> Any: ...
 
+class DeadlockError(RuntimeError):
+    """held.convert() would have to wait while another conversion already
+    waits on the same lock (EDEADLK): each would wait for the other for ever.
+    Nothing changed: the context still holds its mode."""
+
 @final
 class LockContext:
-    """lock(Mode): holds the lock in Mode; may be shared by several tasks."""
+    """lock(Mode, n=1): holds the lock in Mode (n holds at once).
+
+    `async with lock(Mode) as held:` gives this context. Several tasks may
+    use one context at once, but then none of them may convert."""
     @property
     def lock(self) -> FifoLock: ...
     @property
-    def mode(self) -> type: ...
-    def __aenter__(self) -> Awaitable[None]: ...
+    def mode(self) -> type:
+        """The mode held (or asked for): after convert(), the new one."""
+    @property
+    def n(self) -> int:
+        """The number of holds taken on entry and released on exit."""
+    def convert(self, mode: type[_Mode], /) -> Awaitable[None]:
+        """Turns this context's hold into one of `mode` without letting go.
+
+        At once if `mode` may join the other holders (waiters the old mode
+        held back are then let in); otherwise it waits ahead of the whole
+        queue, the context keeping the old mode, and new requests queue
+        behind it. The exit releases the mode held then. Cancelled (also by
+        wait_for or asyncio.timeout) or failed, the context keeps the old
+        mode (one cancelled just after the switch is switched back when the
+        old mode may rejoin at once; else it keeps the new one, as `mode`
+        tells). Raises, changing nothing: ValueError if n != 1;
+        RuntimeError outside the `async with`, after its exit, or when the
+        context is entered more than once at a time; TypeError if `mode` is
+        not a mode class; DeadlockError if it would wait while another
+        conversion waits on the lock; an exception of `mode`'s is_compatible.
+        """
+    def __aenter__(self) -> Awaitable[LockContext]: ...
     def __aexit__(self, exc_type: object, exc: object, tb: object, /) -> Awaitable[None]: ...
 
 class FifoLock:
@@ -52,7 +80,12 @@ class FifoLock:
     repr() may be read from anywhere.
     """
     def __init__(self) -> None: ...
-    def __call__(self, mode: type[_Mode], /) -> LockContext: ...
+    def __call__(self, mode: type[_Mode], /, n: int = 1) -> LockContext:
+        """A context that holds the lock in `mode`: n holds in one request,
+        all or nothing, in one place in the queue (a waiting one holds back
+        every request behind it). A Python is_compatible is asked once per
+        hold, each time with those before counted. n must be an int >= 1
+        (TypeError, ValueError; OverflowError beyond 2**32 - 1)."""
     @property
     def holds(self) -> defaultdict[type, int]:
         """A new defaultdict(int) {mode class: number of holders} of the modes
@@ -60,6 +93,71 @@ class FifoLock:
     @property
     def waiting(self) -> int:
         """The number of requests waiting in the queue now."""
+
+@final
+class ThreadHolds(Mapping[type, int]):
+    """The current holders of a ThreadFifoLock per mode, as passed to
+    is_compatible. Inside the predicate it reads the counts as the predicate
+    is asked; anywhere else every read is a snapshot."""
+    def __getitem__(self, mode: type, /) -> int: ...
+    def __iter__(self) -> Iterator[type]: ...
+    def __len__(self) -> int: ...
+    def __contains__(self, mode: object, /) -> bool: ...
+    @overload
+    def get(self, mode: type, /) -> int | None: ...
+    @overload
+    def get(self, mode: type, default: _T, /) -> int | _T: ...
+    def keys(self) -> KeysView[type]: ...
+    def values(self) -> ValuesView[int]: ...
+    def items(self) -> ItemsView[type, int]: ...
+    def copy(self) -> defaultdict[type, int]: ...
+
+class _ThreadMode(Protocol):
+    """Any class with is_compatible(holds) (staticmethod, classmethod or
+    method); it need not be an asyncio.Future."""
+    def is_compatible(self, holds: ThreadHolds, /) -> Any: ...
+
+@final
+class ThreadLockContext:
+    """lock(Mode, n=1, timeout=None): `with` holds the lock in Mode (n holds)."""
+    @property
+    def lock(self) -> ThreadFifoLock: ...
+    @property
+    def mode(self) -> type: ...
+    @property
+    def n(self) -> int: ...
+    @property
+    def timeout(self) -> float | None: ...
+    def __enter__(self) -> ThreadLockContext:
+        """Blocks this thread, the GIL released, until granted (FIFO).
+        TimeoutError when the timeout passes first; an exception raised by a
+        signal handler (KeyboardInterrupt) ends the wait too; either way the
+        request leaves no trace in the queue. An exception raised by the
+        mode's is_compatible about this request is raised here."""
+    def __exit__(self, exc_type: object, exc: object, tb: object, /) -> None:
+        """Releases the holds (RuntimeError if this context holds none)."""
+
+class ThreadFifoLock:
+    """A first-in-first-out lock for threads, on the C library's fifolock_mt.
+
+    The modes of FifoLock (ready-made ones run in C), or any class with
+    is_compatible(holds). is_compatible runs under the lock's internal
+    lock: it must not use this lock (RuntimeError) or another
+    ThreadFifoLock. After os.fork() the child's locks are whole; what other
+    threads held or waited for stays held or queued, as with threading.Lock.
+    Linux only.
+    """
+    def __init__(self) -> None: ...
+    def __call__(self, mode: type[_ThreadMode], /, n: int = 1,
+                 timeout: float | None = None) -> ThreadLockContext:
+        """n: an int >= 1 (TypeError, ValueError, OverflowError);
+        timeout: seconds >= 0 or None (TypeError, ValueError)."""
+    @property
+    def holds(self) -> defaultdict[type, int]:
+        """A new defaultdict(int) snapshot {mode class: holders}."""
+    @property
+    def waiting(self) -> int:
+        """The number of requests queued now (a snapshot)."""
 
 class Mutex(asyncio.Future[None]):
     @staticmethod
@@ -70,6 +168,12 @@ class Read(asyncio.Future[None]):
     def is_compatible(holds: Mapping[type, int]) -> bool: ...
 
 class Write(asyncio.Future[None]):
+    @staticmethod
+    def is_compatible(holds: Mapping[type, int]) -> bool: ...
+
+class Upgradable(asyncio.Future[None]):
+    """Shares with Read; excludes Write and other Upgradables: one holder at a
+    time, who may convert() to Write without letting go."""
     @staticmethod
     def is_compatible(holds: Mapping[type, int]) -> bool: ...
 
@@ -102,7 +206,8 @@ def Semaphore(size: int) -> type[SemaphoreBase]:
     """The semaphore mode of `size` places (the same class for the same size)."""
 
 __all__ = [
-    "FifoLock", "Holds",
-    "Mutex", "Read", "Write", "Semaphore", "SemaphoreBase",
+    "FifoLock", "Holds", "LockContext", "DeadlockError",
+    "ThreadFifoLock", "ThreadHolds", "ThreadLockContext",
+    "Mutex", "Read", "Write", "Upgradable", "Semaphore", "SemaphoreBase",
     "IS", "IX", "S", "SIX", "X",
 ]

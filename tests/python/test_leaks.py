@@ -2,7 +2,9 @@
 
 A workload that takes every path of the module (uncontended and queued
 acquires of C and Python modes, cancels while waiting and after a grant,
-timeouts, raising and async predicates, a release from another thread by a
+timeouts, raising and async predicates, weighted requests, conversions
+(at once, waiting, cancelled before and after the switch, a second one,
+raising), a release from another thread by a
 closed coroutine, use from a thread or loop the lock is not bound to, errors
 in the body, introspection) runs many times, on one event
 loop (a lock belongs to the loop of its first acquire). After a warm-up, nothing may grow: the reference counts of the mode
@@ -18,7 +20,8 @@ import threading
 import tracemalloc
 import unittest
 
-from fifolock import FifoLock, IS, Mutex, Read, Semaphore, Write, X
+from fifolock import (DeadlockError, FifoLock, IS, Mutex, Read, Semaphore, Upgradable,
+                      Write, X)
 
 RUNS = int(os.environ.get("FIFOLOCK_LEAK_RUNS", "8"))
 
@@ -48,7 +51,14 @@ class Async(asyncio.Future):
         return not holds[X]
 
 
-CLASSES = (Mutex, Read, Write, IS, X, Semaphore(2), UserMode, PlainMode, Raising, Async)
+class ConvertRaising(asyncio.Future):
+    @staticmethod
+    def is_compatible(holds):
+        raise ValueError("converting")
+
+
+CLASSES = (Mutex, Read, Write, IS, X, Semaphore(2), UserMode, PlainMode, Raising, Async,
+           Upgradable, ConvertRaising)
 LONG_LIVED = FifoLock()
 OTHER_THREAD = FifoLock()  # bound to another thread, held there in Mutex
 OTHER_LOOP = FifoLock()  # bound to a closed loop of this thread, held in Mutex
@@ -67,6 +77,11 @@ async def hold(lock, mode, gate):
 
 async def take(lock, mode):
     async with lock(mode):
+        await asyncio.sleep(0)
+
+
+async def take_n(lock, mode, n):
+    async with lock(mode, n=n):
         await asyncio.sleep(0)
 
 
@@ -160,6 +175,52 @@ async def workload(lock):
             await OTHER_THREAD(Mutex).__aexit__(None, None, None)
         except RuntimeError:
             pass
+    # Weighted requests, at once and queued, cancelled and granted.
+    for mode in (Semaphore(3), UserMode, PlainMode):
+        async with lock(mode, n=1):
+            pass
+        gate = asyncio.Event()
+        holder = asyncio.create_task(hold(lock, X, gate))
+        await settle()
+        big = [asyncio.create_task(take(lock, Semaphore(3))) for _ in range(3)]
+        waiters = [asyncio.create_task(take_n(lock, Semaphore(3), 2)) for _ in range(4)]
+        await settle()
+        waiters[0].cancel()
+        gate.set()
+        await holder
+        await asyncio.gather(*big, *waiters, return_exceptions=True)
+    # Conversions: at once, waiting, cancelled, a second one, raising.
+    for i in range(6):
+        async with lock(Upgradable) as held:
+            await held.convert(Write)
+            await held.convert(Read)
+        reader = lock(Read)
+        await reader.__aenter__()
+        async with lock(Upgradable) as held:
+            try:
+                await asyncio.wait_for(held.convert(Write), 0.001)
+            except asyncio.TimeoutError:
+                pass
+            conv = asyncio.create_task(held.convert(Write))
+            await settle()
+            try:
+                await reader.convert(Write)
+            except DeadlockError:
+                pass
+            await reader.__aexit__(None, None, None)  # switches it
+            if i % 2:
+                conv.cancel()  # before it resumed: switched back
+            await asyncio.gather(conv, return_exceptions=True)
+        async with lock(Read) as held:
+            try:
+                await held.convert(ConvertRaising)
+            except ValueError:
+                pass
+            for bad in (None, 3):
+                try:
+                    held.convert(bad)
+                except TypeError:
+                    pass
     # Errors in the body, wrong releases, introspection.
     for mode in (Mutex, UserMode):
         try:

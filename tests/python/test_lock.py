@@ -283,7 +283,7 @@ class Context(Test):
             self.assertEqual({}, lock.holds)  # nothing until awaited
             del pending
             acq = cm.__aenter__()
-            self.assertIsNone(await acq)
+            self.assertIs(cm, await acq)  # the `held` of `async with ... as held`
             self.assertEqual({Mutex: 1}, lock.holds)
             with self.assertRaises(RuntimeError):
                 await acq

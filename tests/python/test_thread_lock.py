@@ -1,0 +1,719 @@
+"""ThreadFifoLock: FIFO across threads, timeouts, Python and ready-made modes,
+the GIL released while waiting, no deadlock between a Python predicate
+(which needs the GIL under the lock's internal lock) and threads that hold
+the GIL, interrupts, and fork().
+
+A hang fails the test: faulthandler ends the process with every thread's
+traceback after WATCHDOG seconds.
+"""
+import faulthandler
+import os
+import signal
+import sys
+import threading
+import time
+import unittest
+import warnings
+
+import fifolock
+from fifolock import IS, IX, Mutex, Read, Semaphore, SemaphoreBase, Write, X
+
+ThreadFifoLock = getattr(fifolock, "ThreadFifoLock", None)
+WATCHDOG = float(os.environ.get("FIFOLOCK_WATCHDOG", "120"))
+
+
+def setUpModule():
+    if ThreadFifoLock is None:
+        raise unittest.SkipTest("ThreadFifoLock is built on Linux only")
+    faulthandler.dump_traceback_later(WATCHDOG, exit=True)
+
+
+def tearDownModule():
+    faulthandler.cancel_dump_traceback_later()
+
+
+def wait_until(cond, timeout=10):
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.001)
+
+
+class Boom(Exception):
+    pass
+
+
+class PyMutex:
+    """A user's mode, not a Future: any class with is_compatible."""
+
+    @staticmethod
+    def is_compatible(holds):
+        return not holds[PyMutex]
+
+
+class PyRead:
+    @staticmethod
+    def is_compatible(holds):
+        return not holds[PyWrite]
+
+
+class PyWrite:
+    @staticmethod
+    def is_compatible(holds):
+        return not holds[PyRead] and not holds[PyWrite]
+
+
+class PySem2(SemaphoreBase):
+    size = 2
+
+
+class Counting:
+    seen = []
+
+    @classmethod
+    def is_compatible(cls, holds):
+        cls.seen.append(holds[cls])
+        return holds[cls] < 3
+
+
+class Raising:
+    """Raises while `armed`; otherwise exclusive with Mutex."""
+    armed = False
+
+    @staticmethod
+    def is_compatible(holds):
+        if Raising.armed:
+            raise Boom("raised by is_compatible")
+        return not holds[Mutex]
+
+
+class Holder:
+    """A thread that enters lock(mode, ...) and stays until released."""
+
+    def __init__(self, lock, mode, log=None, name=None, **kw):
+        self.lock, self.mode, self.kw = lock, mode, kw
+        self.log, self.name = log, name
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.error = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        try:
+            with self.lock(self.mode, **self.kw):
+                if self.log is not None:
+                    self.log.append(self.name)
+                self.entered.set()
+                self.gate.wait()
+        except BaseException as e:  # noqa: B902 - reported to the test
+            self.error = e
+
+    def release(self):
+        self.gate.set()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+
+def queue(lock, holders_made, count):
+    """Waits until `count` requests are queued."""
+    wait_until(lambda: lock.waiting == count)
+
+
+class Basics(unittest.TestCase):
+    def test_with_holds_the_lock_and_gives_the_context(self):
+        lock = ThreadFifoLock()
+        ctx = lock(Mutex)
+        with ctx as held:
+            self.assertIs(ctx, held)
+            self.assertEqual({Mutex: 1}, lock.holds)
+            self.assertEqual(0, lock.waiting)
+        self.assertEqual({}, lock.holds)
+        self.assertEqual((Mutex, 1, None), (ctx.mode, ctx.n, ctx.timeout))
+        self.assertIs(lock, ctx.lock)
+
+    def test_threads_are_granted_in_the_order_they_queued(self):
+        # No two neighbours may share: each is granted alone, so the log is
+        # the grant order (modes granted together append in any order).
+        for first, modes in ((Mutex, [Mutex] * 6), (Write, [Read, Write, Read, Write]),
+                             (PyMutex, [PyMutex] * 5), (X, [IS, X, IX, X, IS])):
+            lock = ThreadFifoLock()
+            log = []
+            h0 = Holder(lock, first, log, "h0")
+            h0.entered.wait(10)
+            holders = []
+            for i, mode in enumerate(modes):
+                holders.append(Holder(lock, mode, log, i))
+                wait_until(lambda: lock.waiting == i + 1)
+            h0.release()
+            for h in holders:
+                h.entered.wait(10)
+                h.release()
+            self.assertEqual(["h0"] + list(range(len(modes))), log, modes)
+            self.assertEqual({}, lock.holds)
+
+    def test_a_compatible_request_queues_behind_a_waiting_one(self):
+        lock = ThreadFifoLock()
+        r = Holder(lock, Read)
+        r.entered.wait(10)
+        w = Holder(lock, Write)
+        wait_until(lambda: lock.waiting == 1)
+        r2 = Holder(lock, Read)
+        wait_until(lambda: lock.waiting == 2)
+        self.assertFalse(r2.entered.is_set())
+        r.release()
+        w.entered.wait(10)
+        self.assertFalse(r2.entered.is_set())
+        w.release()
+        r2.entered.wait(10)
+        r2.release()
+        self.assertEqual({}, lock.holds)
+
+    def test_any_thread_may_exit_a_context_another_entered(self):
+        lock = ThreadFifoLock()
+        ctx = lock(PyMutex)
+        t = threading.Thread(target=ctx.__enter__)
+        t.start()
+        t.join()
+        self.assertEqual({PyMutex: 1}, lock.holds)
+        ctx.__exit__(None, None, None)
+        self.assertEqual({}, lock.holds)
+        with self.assertRaises(RuntimeError):
+            ctx.__exit__(None, None, None)  # holds nothing now
+
+
+class Timeouts(unittest.TestCase):
+    def test_a_timeout_raises_timeout_error_and_leaves_no_trace(self):
+        for mode in (Mutex, PyMutex):
+            lock = ThreadFifoLock()
+            h = Holder(lock, mode)
+            h.entered.wait(10)
+            start = time.monotonic()
+            with self.assertRaises(TimeoutError):
+                with lock(mode, timeout=0.1):
+                    self.fail("entered")
+            self.assertGreaterEqual(time.monotonic() - start, 0.09)
+            self.assertEqual(0, lock.waiting)
+            self.assertEqual({mode: 1}, lock.holds)
+            h.release()
+            with lock(mode, timeout=0.1):
+                pass
+            self.assertEqual({}, lock.holds)
+
+    def test_a_zero_timeout_tries_once(self):
+        lock = ThreadFifoLock()
+        with lock(Read, timeout=0):
+            with lock(Read, timeout=0):
+                self.assertEqual({Read: 2}, lock.holds)
+            with self.assertRaises(TimeoutError):
+                with lock(Write, timeout=0):
+                    pass
+        self.assertEqual(0, lock.waiting)
+
+    def test_a_timed_out_head_lets_the_waiters_behind_it_in(self):
+        lock = ThreadFifoLock()
+        r = Holder(lock, Read)
+        r.entered.wait(10)
+        w = Holder(lock, Write, timeout=0.2)
+        wait_until(lambda: lock.waiting == 1)
+        r2 = Holder(lock, PyRead)
+        wait_until(lambda: lock.waiting == 2)
+        self.assertTrue(r2.entered.wait(10))  # let in by the timeout, not a release
+        w.thread.join(10)
+        self.assertIsInstance(w.error, TimeoutError)
+        self.assertEqual({Read: 1, PyRead: 1}, lock.holds)
+        r.release()
+        r2.release()
+        self.assertEqual({}, lock.holds)
+
+
+class Arguments(unittest.TestCase):
+    def test_bad_arguments_are_refused_and_change_nothing(self):
+        lock = ThreadFifoLock()
+        for kw, exc in (({"n": 0}, ValueError), ({"n": -2}, ValueError),
+                        ({"n": True}, TypeError), ({"n": 1.0}, TypeError),
+                        ({"n": 2**40}, OverflowError), ({"timeout": -1}, ValueError),
+                        ({"timeout": float("nan")}, ValueError),
+                        ({"timeout": "1"}, TypeError), ({"timeout": True}, TypeError),
+                        ({"size": 1}, TypeError)):
+            with self.assertRaises(exc, msg=kw):
+                lock(Mutex, **kw)
+        for bad in (42, object, "Mutex"):
+            with self.assertRaises(TypeError, msg=bad):
+                lock(bad)
+        with self.assertRaises(TypeError):
+            lock()
+        with self.assertRaises(TypeError):
+            lock(Mutex, 1, None, 3)
+        with self.assertRaises(TypeError):
+            lock(Mutex, 2, n=2)
+        with self.assertRaises(TypeError):
+            ThreadFifoLock(1)
+        self.assertEqual({}, lock.holds)
+        self.assertEqual(0, lock.waiting)
+        with lock(Mutex, 1, 5.0):
+            pass
+
+
+class Weighted(unittest.TestCase):
+    def test_n_holds_at_once_and_a_waiting_big_request_holds_back_small_ones(self):
+        for sem in (Semaphore(3), PySem2):
+            size = 3 if sem is not PySem2 else 2
+            lock = ThreadFifoLock()
+            log = []
+            a = Holder(lock, sem, log, "a", n=size - 1)
+            a.entered.wait(10)
+            self.assertEqual({sem: size - 1}, lock.holds)
+            b = Holder(lock, sem, log, "b", n=size)
+            wait_until(lambda: lock.waiting == 1)
+            c = Holder(lock, sem, log, "c", n=1)  # fits now, but b is first
+            wait_until(lambda: lock.waiting == 2)
+            a.release()
+            b.entered.wait(10)
+            self.assertEqual({sem: size}, lock.holds)
+            b.release()
+            c.entered.wait(10)
+            c.release()
+            self.assertEqual(["a", "b", "c"], log)
+            self.assertEqual({}, lock.holds)
+
+    def test_a_python_predicate_is_asked_once_per_hold_with_those_before_counted(self):
+        lock = ThreadFifoLock()
+        Counting.seen.clear()
+        with lock(Counting, n=3):
+            self.assertEqual([0, 1, 2], Counting.seen)
+            self.assertEqual({Counting: 3}, lock.holds)
+        with lock(Counting, n=2):
+            Counting.seen.clear()
+            with self.assertRaises(TimeoutError):
+                with lock(Counting, n=2, timeout=0):
+                    pass
+            self.assertEqual([2, 3], Counting.seen)
+            with lock(Counting):  # a second ticket of the same class
+                self.assertEqual({Counting: 3}, lock.holds)
+        self.assertEqual({}, lock.holds)
+
+
+class PythonPredicates(unittest.TestCase):
+    def test_holds_maps_classes_to_counts_in_the_predicate(self):
+        seen = []
+
+        class Looks:
+            @staticmethod
+            def is_compatible(holds):
+                seen.append((dict(holds), holds[Read], holds[PyRead], Read in holds,
+                             len(holds), holds.get(Write, "none")))
+                return True
+
+        lock = ThreadFifoLock()
+        with lock(Read, n=2), lock(PyRead), lock(PyRead), lock(Looks):
+            self.assertEqual({Read: 2, PyRead: 2, Looks: 1}, lock.holds)
+        self.assertEqual([({Read: 2, PyRead: 2}, 2, 2, True, 2, "none")], seen)
+
+    def test_plain_method_and_classmethod_predicates_work(self):
+        class Plain:
+            made = 0
+
+            def __init__(self):
+                Plain.made += 1
+
+            def is_compatible(self, holds):
+                return not holds[Plain]
+
+        lock = ThreadFifoLock()
+        with lock(Plain):
+            with self.assertRaises(TimeoutError):
+                with lock(Plain, timeout=0.01):
+                    pass
+        with lock(PySem2), lock(PySem2):
+            with self.assertRaises(TimeoutError):
+                with lock(PySem2, timeout=0.01):
+                    pass
+        self.assertEqual(1, Plain.made)
+
+    def test_a_raise_reaches_the_thread_whose_request_was_asked_about(self):
+        lock = ThreadFifoLock()
+        with self.assertRaises(Boom):
+            Raising.armed = True
+            try:
+                with lock(Raising):
+                    self.fail("entered")
+            finally:
+                Raising.armed = False
+        self.assertEqual({}, lock.holds)
+        # Queued: raised at the grant, in the waiting thread; the releasing
+        # thread sees nothing and those behind go on.
+        holder = lock(Mutex)
+        holder.__enter__()
+        r = Holder(lock, Raising, n=2)
+        wait_until(lambda: lock.waiting == 1)
+        after = Holder(lock, PyRead)
+        wait_until(lambda: lock.waiting == 2)
+        Raising.armed = True
+        try:
+            holder.__exit__(None, None, None)
+            r.thread.join(10)
+        finally:
+            Raising.armed = False
+        self.assertIsInstance(r.error, Boom)
+        self.assertTrue(after.entered.wait(10))
+        after.release()
+        self.assertEqual({}, lock.holds)
+        self.assertEqual(0, lock.waiting)
+
+    def test_a_predicate_may_read_its_lock_but_not_take_it(self):
+        lock = ThreadFifoLock()
+        seen = []
+
+        class Reads:
+            @staticmethod
+            def is_compatible(holds):
+                seen.append((lock.waiting, dict(lock.holds), repr(lock)))
+                return True
+
+        class Takes:
+            @staticmethod
+            def is_compatible(holds):
+                with lock(Mutex):
+                    return True
+
+        with lock(Mutex):
+            with lock(Reads):
+                pass
+        self.assertEqual([(0, {Mutex: 1},
+                           "<fifolock.ThreadFifoLock holds={<class 'fifolock.Mutex'>: 1} "
+                           "waiting=0>")], seen)
+        with self.assertRaises(RuntimeError):
+            with lock(Takes):
+                pass
+        self.assertEqual({}, lock.holds)
+
+    def test_a_holds_view_kept_after_the_predicate_reads_a_snapshot(self):
+        kept = []
+
+        class Keeps:
+            @staticmethod
+            def is_compatible(holds):
+                kept.append(holds)
+                return True
+
+        lock = ThreadFifoLock()
+        with lock(Keeps):
+            pass
+        with lock(Write):
+            self.assertEqual(1, kept[0][Write])
+            self.assertEqual({Write: 1}, kept[0].copy())
+        self.assertEqual(0, kept[0][Write])
+
+
+class TheGil(unittest.TestCase):
+    def test_a_waiting_thread_lets_other_threads_run(self):
+        lock = ThreadFifoLock()
+        for mode in (Mutex, PyMutex):
+            with lock(mode):
+                w = Holder(lock, mode)
+                wait_until(lambda: lock.waiting == 1)
+                # Python code runs here and in another thread meanwhile.
+                counts = [0]
+
+                def count():
+                    end = time.monotonic() + 0.2
+                    while time.monotonic() < end:
+                        counts[0] += 1
+
+                t = threading.Thread(target=count)
+                t.start()
+                t.join()
+                self.assertGreater(counts[0], 1000)
+                self.assertFalse(w.entered.is_set())
+            w.entered.wait(10)
+            w.release()
+
+    def test_many_threads_mixing_python_and_ready_made_modes_never_deadlock(self):
+        lock = ThreadFifoLock()
+        guard = threading.Lock()
+        active = {}
+        errors = []
+        rounds = int(os.environ.get("FIFOLOCK_THREAD_ROUNDS", "150"))
+
+        class SlowPyRead:
+            """Reads holds of ready-made modes, and lets the GIL go under L."""
+            @staticmethod
+            def is_compatible(holds):
+                time.sleep(0)
+                holds[Write], holds[Semaphore(3)], holds[PyRead]  # read, not used
+                return not holds[SlowPyWrite]
+
+        class SlowPyWrite:
+            @staticmethod
+            def is_compatible(holds):
+                return not (holds[SlowPyRead] or holds[SlowPyWrite])
+
+        # Two families on one lock: the C modes look only at C modes, so each
+        # family's rule is checked among its own members.
+        family = {Read: "c", Write: "c", Semaphore(3): "sem",
+                  PyRead: "py", PyWrite: "py", SlowPyRead: "slow", SlowPyWrite: "slow",
+                  PySem2: "pysem"}
+        plan = [(Read, 1), (Write, 1), (Semaphore(3), 2), (Semaphore(3), 1),
+                (PyRead, 1), (PyWrite, 1), (SlowPyRead, 1), (SlowPyWrite, 1),
+                (PySem2, 1), (PySem2, 2)]
+
+        def check(mode, n):
+            fam = {m: c for m, c in active.items() if family[m] == family[mode]}
+            if mode in (Write, PyWrite, SlowPyWrite) and sum(fam.values()) != n:
+                errors.append(f"{mode.__name__} with {fam}")
+            if mode in (Read, PyRead, SlowPyRead) and (fam.get(Write) or fam.get(PyWrite)
+                                                       or fam.get(SlowPyWrite)):
+                errors.append(f"{mode.__name__} with {fam}")
+            limit = {Semaphore(3): 3, PySem2: 2}.get(mode)
+            if limit is not None and active.get(mode, 0) > limit:
+                errors.append(f"{mode.__name__} over its limit: {fam}")
+
+        def worker(k):
+            try:
+                for i in range(rounds):
+                    mode, n = plan[(k * 7 + i * 3) % len(plan)]
+                    timeout = 0.002 if (i + k) % 5 == 0 else None
+                    try:
+                        with lock(mode, n=n, timeout=timeout):
+                            with guard:
+                                active[mode] = active.get(mode, 0) + n
+                                check(mode, n)
+                            if i % 4 == 0:
+                                time.sleep(0)
+                            lock.holds  # a snapshot, taking L, from a holder
+                            with guard:
+                                active[mode] -= n
+                    except TimeoutError:
+                        pass
+            except BaseException as e:  # noqa: B902
+                errors.append(repr(e))
+
+        threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(WATCHDOG / 2)
+            self.assertFalse(t.is_alive(), "deadlock: a worker never finished")
+        self.assertEqual([], errors)
+        self.assertEqual({}, lock.holds)
+        self.assertEqual(0, lock.waiting)
+
+
+class Leaks(unittest.TestCase):
+    """Nothing left behind: tickets, entries, contexts, exceptions."""
+
+    def workload(self, lock):
+        for mode, n in ((Mutex, 1), (PyMutex, 1), (PySem2, 2), (Semaphore(3), 2)):
+            with lock(mode, n=n):
+                pass
+        h = Holder(lock, PyMutex)
+        h.entered.wait(10)
+        for mode in (PyMutex, Mutex):
+            try:
+                with lock(PyMutex, timeout=0.001):
+                    pass
+            except TimeoutError:
+                pass
+        waiters = [Holder(lock, m) for m in (PyRead, Read, PyMutex)]
+        wait_until(lambda: lock.waiting == 1)
+        h.release()
+        for w in waiters:
+            w.release()
+        Raising.armed = True
+        try:
+            with lock(Raising, n=2):
+                pass
+        except Boom:
+            pass
+        finally:
+            Raising.armed = False
+        ctx = lock(PyRead)
+        ctx.__enter__()
+        lock.holds, lock.waiting, repr(lock)
+        del ctx  # dropped while holding: the lock keeps the hold and its ticket
+        assert lock.holds == {PyRead: 1}, lock.holds
+
+    def test_reference_counts_and_memory_do_not_grow(self):
+        import gc
+        import tracemalloc
+
+        classes = (Mutex, PyMutex, PySem2, PyRead, Read, Raising)
+        for _ in range(3):
+            self.workload(ThreadFifoLock())
+        gc.collect()
+        before = [sys.getrefcount(c) for c in classes]
+        tracemalloc.start()
+        try:
+            self.workload(ThreadFifoLock())
+            gc.collect()
+            start, _ = tracemalloc.get_traced_memory()
+            for _ in range(30):
+                self.workload(ThreadFifoLock())
+            gc.collect()
+            end, _ = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        self.assertEqual(before, [sys.getrefcount(c) for c in classes])
+        # A ticket leaked per request would be about 15 KB here.
+        self.assertLess(end - start, 6 * 1024)
+
+
+@unittest.skipUnless(threading.current_thread() is threading.main_thread(),
+                     "signals reach the main thread only")
+class Interrupts(unittest.TestCase):
+    def interrupt_later(self, lock, count, signum=signal.SIGINT):
+        def fire():
+            wait_until(lambda: lock.waiting == count)
+            time.sleep(0.05)  # asleep by now, or about to ask the hook
+            os.kill(os.getpid(), signum)
+
+        t = threading.Thread(target=fire, daemon=True)
+        t.start()
+        return t
+
+    def test_keyboard_interrupt_ends_the_wait_and_leaves_the_queue_clean(self):
+        for mode in (Write, SlowWrite):
+            lock = ThreadFifoLock()
+            r = Holder(lock, Read)
+            r.entered.wait(10)
+            behind = None
+            t = self.interrupt_later(lock, 1)
+            with self.assertRaises(KeyboardInterrupt):
+                with lock(mode):
+                    self.fail("entered")
+            t.join()
+            self.assertEqual(0, lock.waiting)
+            self.assertEqual({Read: 1}, lock.holds)
+            # The interrupted head held back a reader: not any more.
+            w = Holder(lock, Write)
+            wait_until(lambda: lock.waiting == 1)
+            behind = Holder(lock, Read)
+            wait_until(lambda: lock.waiting == 2)
+            w.gate.set()
+            r.release()
+            w.thread.join(10)
+            behind.entered.wait(10)
+            behind.release()
+            self.assertEqual({}, lock.holds)
+
+    def test_an_exception_from_a_signal_handler_ends_the_wait(self):
+        lock = ThreadFifoLock()
+
+        def handler(signum, frame):
+            raise Boom("from the handler")
+
+        old = signal.signal(signal.SIGUSR1, handler)
+        try:
+            h = Holder(lock, PyMutex)
+            h.entered.wait(10)
+            behind = Holder(lock, PyMutex, timeout=30)
+            wait_until(lambda: lock.waiting == 1)
+            t = self.interrupt_later(lock, 2, signal.SIGUSR1)
+            with self.assertRaises(Boom):
+                with lock(PyMutex, n=1):
+                    self.fail("entered")
+            t.join()
+            self.assertEqual(1, lock.waiting)  # only `behind`
+            h.release()
+            behind.entered.wait(10)
+            behind.release()
+            self.assertEqual({}, lock.holds)
+        finally:
+            signal.signal(signal.SIGUSR1, old)
+
+
+class SlowWrite:
+    """Exclusive against Read and itself, in Python."""
+    @staticmethod
+    def is_compatible(holds):
+        return not holds[Read] and not holds[SlowWrite]
+
+
+@unittest.skipUnless(hasattr(os, "fork"), "needs fork")
+@unittest.skipIf("asan" in os.environ.get("LD_PRELOAD", ""),
+                 "a sanitizer runtime preloaded into Python: its allocator is not "
+                 "fork-safe while other threads allocate (the child may hang in malloc)")
+class Fork(unittest.TestCase):
+    def run_child(self, body):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
+            pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = body()
+            finally:
+                os._exit(code)
+        end = time.monotonic() + 20
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status)
+            if time.monotonic() > end:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return "hung"
+            time.sleep(0.005)
+
+    def test_the_child_keeps_what_the_forking_thread_held_and_can_use_the_lock(self):
+        lock = ThreadFifoLock()
+        held = lock(Write)
+        held.__enter__()
+
+        def child():
+            if lock.holds != {Write: 1}:
+                return 3
+            held.__exit__(None, None, None)
+            with lock(PyMutex, timeout=1), lock(Read, timeout=1):
+                return 0 if lock.holds == {PyMutex: 1, Read: 1} else 4
+
+        self.assertEqual(0, self.run_child(child))
+        self.assertEqual({Write: 1}, lock.holds)  # the parent's own
+        held.__exit__(None, None, None)
+
+    def test_a_fork_while_threads_are_inside_the_lock_leaves_the_child_a_whole_lock(self):
+        lock = ThreadFifoLock()
+        stop = threading.Event()
+
+        class Sleepy:
+            """Holds the internal lock a while, the GIL released."""
+            @staticmethod
+            def is_compatible(holds):
+                time.sleep(0.001)
+                return not holds[Sleepy]
+
+        def churn():
+            while not stop.is_set():
+                try:
+                    with lock(Sleepy, timeout=0.05):
+                        pass
+                except TimeoutError:
+                    pass
+
+        threads = [threading.Thread(target=churn, daemon=True) for _ in range(3)]
+        for t in threads:
+            t.start()
+        try:
+            for _ in range(15):
+                def child():
+                    lock.waiting
+                    lock.holds
+                    try:
+                        with lock(Read, timeout=0.2):
+                            pass
+                    except TimeoutError:
+                        pass  # held by a thread that is not in the child
+                    return 0
+
+                self.assertEqual(0, self.run_child(child))
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(10)
+        self.assertEqual({}, lock.holds)
+
+
+if __name__ == "__main__":
+    unittest.main()
