@@ -233,8 +233,12 @@ FIFOLOCK_ETCD_API int fifolock_etcd_parse_mode(const char *text, fifolock_mode *
  * A ready-made lost callback for a program that runs a command under the
  * lock (the `fifolock --etcd` command line): pass it as options.lost with a
  * struct fifolock_etcd_kill as lost_arg. On a loss it records the reason
- * and the lock's token and sends `signal` to `pid` (if pid > 0), once.
- * Async-signal-safe, allocation-free: it only stores and calls kill().
+ * and sends `signal` to `pid` (if pid > 0), once. Async-signal-safe,
+ * allocation-free: it only stores and calls kill(). A program that sets
+ * `pid` after the session is open (after fork()) must store it with
+ * __atomic_store_n(..., __ATOMIC_SEQ_CST) and then read `lost` the same way:
+ * if `lost` is already set, the loss may have missed the pid, and the
+ * program signals the command itself. Read `lost` and `reason` atomically.
  */
 struct fifolock_etcd_kill {
     pid_t pid;                  /* set before or after open; 0: nobody to signal */

@@ -102,12 +102,21 @@ void fifolock_etcd_kill_on_loss(fifolock_etcd *session, const char *name, int64_
     (void)session;
     (void)name;
     (void)token;
-    if (k == NULL || k->lost)
+    pid_t pid;
+
+    if (k == NULL || __atomic_load_n(&k->lost, __ATOMIC_SEQ_CST))
         return;
-    k->reason = reason;
-    k->lost = 1;
-    if (k->pid > 0)
-        kill(k->pid, k->signal ? k->signal : SIGTERM);
+    __atomic_store_n(&k->reason, reason, __ATOMIC_SEQ_CST);
+    if (__atomic_exchange_n(&k->lost, 1, __ATOMIC_SEQ_CST))
+        return; /* another loss got here first */
+    /*
+     * lost is stored before pid is read, and the program stores pid before
+     * it reads lost (see the header): with both sequentially consistent, at
+     * least one of the two sees the other, so the command is signalled.
+     */
+    pid = __atomic_load_n(&k->pid, __ATOMIC_SEQ_CST);
+    if (pid > 0)
+        kill(pid, k->signal ? k->signal : SIGTERM);
 }
 
 const char *fifolock_etcd_strerror(int err)
