@@ -100,7 +100,10 @@ FIFOLOCK_HIDDEN size_t fifolock_mt__sleeping(fifolock_mt *lock);
 /*
  * Take and drop the internal lock (steps L1 and L3 of src/mt.c), and tell
  * whether a thread announced it sleeps on it (SLEEPERS). For tests of the
- * internal lock's own wakeup.
+ * internal lock's own wakeup, and for front ends built on fifolock_mt that
+ * read the engine under L (the Python module's snapshots of the holds and
+ * its fork hooks, which keep L out of a fork). Under L, call no
+ * fifolock_mt_* function of the same lock.
  */
 FIFOLOCK_HIDDEN void fifolock_mt__lock_internal(fifolock_mt *lock);
 FIFOLOCK_HIDDEN void fifolock_mt__unlock_internal(fifolock_mt *lock);
