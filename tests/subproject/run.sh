@@ -16,7 +16,7 @@ if [ "$n" != 0 ]; then
     echo "FAIL: fifolock added $n tests to the consumer"
     exit 1
 fi
-for dir in examples bench tests; do
+for dir in examples bench tests tools; do
     if [ -d "$work/fifolock/$dir" ]; then
         echo "FAIL: fifolock built its $dir in the consumer"
         exit 1
