@@ -95,7 +95,11 @@
  *               prefix, and for each entry of it still WAITING or PARKED:
  *               if a death is pending, copy the report into the entry first;
  *               CAS its state to GRANTED (+DEAD with a report); if it was
- *               PARKED, wake it after L4. Then clear the pending report.
+ *               PARKED, wake it after L4. Then clear the pending report
+ *               (ndead = 0, the last store). A report is numbered when its
+ *               first death pends (D1), never when it is cleared: so an
+ *               entry's copy matches the pending report only if that very
+ *               report was given to it.
  *   G2 nudge    if the prefix stops at an entry whose mode this process
  *               does not know, wake that entry's waiter so that it settles
  *               itself (A6) instead of waiting for its tick.
@@ -608,9 +612,12 @@ static void settle(struct fifolock_shm__handle *s, struct wakes *w)
             wake_later(w, &e->state);
     }
     if (reported) {
-        h->ndead = 0;
+        /* One final store: the report's number changes when the next one
+         * begins (pend_death), so an entry that took this one can never
+         * match a later report, wherever this process dies. */
         h->dead_more = 0;
-        h->report_gen++;
+        h->ndead = 0;
+        CRASH_POINT(7);
     }
     /* G2: stopped at a mode this process does not know: its waiter settles. */
     if (granted < n && s->queue[granted].mode == NULL) {
@@ -633,6 +640,11 @@ static void pend_death(struct shm_header *h, int32_t pid, uint32_t mode, uint32_
             h->dead[k].n += n;
             return;
         }
+    if (nd == 0) {
+        /* A new report, a new number (Repair tells a given report by it). */
+        h->dead_more = 0;
+        h->report_gen++;
+    }
     if (nd < FIFOLOCK_SHM_REPORT_MAX) {
         h->dead[nd].pid = pid;
         h->dead[nd].mode = mode;
@@ -761,9 +773,8 @@ static void repair(struct fifolock_shm__handle *s)
         /* G1 gave this report away, then died. (Its grantee may already have
          * made the entry HELD, which clears ST_DEAD: look at the copy.) */
         if (e->ndead > 0 && h->ndead > 0 && e->report_gen == h->report_gen) {
-            h->ndead = 0;
             h->dead_more = 0;
-            h->report_gen++;
+            h->ndead = 0;
         }
         count++;
         top = i + 1;
