@@ -119,7 +119,8 @@
  * entry marked FROM_FAST is kept and the mark cleared if fast still holds
  * its word (do the CAS) or is BUSY (the CAS was done), else removed (F2
  * released it); a pending report already copied into a granted entry (same
- * report number) is cleared; then D1 for every used slot, and G1. Every
+ * report number) is cleared, one copied into an entry still waiting is not
+ * (the grant's CAS never happened); then D1 for every used slot, and G1. Every
  * update above is either one final store (publish e->seq, slot->used, the
  * report's count, a mode's `used`) or a count that is recomputed here,
  * which is why a death at any instruction leaves something Repair makes
@@ -602,6 +603,7 @@ static void settle(struct fifolock_shm__handle *s, struct wakes *w)
             e->report_gen = h->report_gen;
             to |= ST_DEAD;
             reported = true;
+            CRASH_POINT(8);
         }
         while (!st_granted(st) &&
                !__atomic_compare_exchange_n(&e->state, &st, to, false, __ATOMIC_RELEASE,
@@ -771,8 +773,11 @@ static void repair(struct fifolock_shm__handle *s)
             e->flags &= ~E_FROM_FAST;
         }
         /* G1 gave this report away, then died. (Its grantee may already have
-         * made the entry HELD, which clears ST_DEAD: look at the copy.) */
-        if (e->ndead > 0 && h->ndead > 0 && e->report_gen == h->report_gen) {
+         * made the entry HELD, which clears ST_DEAD: look at the copy.) A
+         * copy in an entry not yet granted was never given: G1 died between
+         * the copy and the CAS, and the report stays pending. */
+        if (e->ndead > 0 && h->ndead > 0 && e->report_gen == h->report_gen &&
+            st_granted(st_load(e))) {
             h->dead_more = 0;
             h->ndead = 0;
         }

@@ -994,7 +994,7 @@ static void report_of_a_grantee_that_died_goes_to_the_next(void)
  * before anyone repairs. The repair must see the report was given: the
  * death is told once, not again to the next grant.
  */
-static void report_given_by_a_dying_releaser_is_told_once(void)
+static void check_report_of_a_dying_releaser(int point)
 {
     fifolock_shm l;
     struct fifolock_shm_death d[2];
@@ -1017,7 +1017,7 @@ static void report_given_by_a_dying_releaser_is_told_once(void)
             fifolock_shm_acquire_n(&h, &fifolock_read, 1, NULL, &token) != 0 ||
             write(ready[1], "x", 1) != 1 || read(go[0], &c, 1) != 1)
             _exit(1);
-        fifolock_shm__crash_at = 4;
+        fifolock_shm__crash_at = point;
         fifolock_shm_release(&h, &fifolock_read);
         _exit(0);
     }
@@ -1046,6 +1046,21 @@ static void report_given_by_a_dying_releaser_is_told_once(void)
     close(ready[0]);
     close(ready[1]);
     unlink(path);
+}
+
+static void report_given_by_a_dying_releaser_is_told_once(void)
+{
+    check_report_of_a_dying_releaser(4);
+}
+
+/*
+ * A releaser dies after copying the death report into the next entry but
+ * before granting it (crash point 8): the report was not given, so the
+ * repair must keep it pending, and the grant that follows tells it.
+ */
+static void report_copied_by_a_dying_releaser_is_still_told(void)
+{
+    check_report_of_a_dying_releaser(8);
 }
 
 /*
@@ -1150,4 +1165,5 @@ RUN_TESTS(TEST(open_acquire_release_close), TEST(mode_unknown_here_is_never_gran
           TEST(death_of_a_releaser_while_granting_is_repaired),
           TEST(report_of_a_grantee_that_died_goes_to_the_next),
           TEST(report_given_by_a_dying_releaser_is_told_once),
+          TEST(report_copied_by_a_dying_releaser_is_still_told),
           TEST(report_pending_after_a_death_while_clearing_is_kept))

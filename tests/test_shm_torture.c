@@ -313,7 +313,7 @@ static void *worker_thread(void *arg)
          * crash points, inside the internal lock: the deaths a random
          * SIGKILL rarely hits. */
         if ((r >> 4) % 500 == 0)
-            __atomic_store_n(&fifolock_shm__crash_at, 1 + (int)((r >> 24) % 7), __ATOMIC_SEQ_CST);
+            __atomic_store_n(&fifolock_shm__crash_at, 1 + (int)((r >> 24) % 8), __ATOMIC_SEQ_CST);
         if (opened && (r >> 20) % 16 == 0) {
             rc = fifolock_shm_close(&own);
             if (rc != 0)
