@@ -95,7 +95,11 @@
  *               prefix, and for each entry of it still WAITING or PARKED:
  *               if a death is pending, copy the report into the entry first;
  *               CAS its state to GRANTED (+DEAD with a report); if it was
- *               PARKED, wake it after L4. Then clear the pending report.
+ *               PARKED, wake it after L4. Then clear the pending report
+ *               (ndead = 0, the last store). A report is numbered when its
+ *               first death pends (D1), never when it is cleared: so an
+ *               entry's copy matches the pending report only if that very
+ *               report was given to it.
  *   G2 nudge    if the prefix stops at an entry whose mode this process
  *               does not know, wake that entry's waiter so that it settles
  *               itself (A6) instead of waiting for its tick.
@@ -115,7 +119,8 @@
  * entry marked FROM_FAST is kept and the mark cleared if fast still holds
  * its word (do the CAS) or is BUSY (the CAS was done), else removed (F2
  * released it); a pending report already copied into a granted entry (same
- * report number) is cleared; then D1 for every used slot, and G1. Every
+ * report number) is cleared, one copied into an entry still waiting is not
+ * (the grant's CAS never happened); then D1 for every used slot, and G1. Every
  * update above is either one final store (publish e->seq, slot->used, the
  * report's count, a mode's `used`) or a count that is recomputed here,
  * which is why a death at any instruction leaves something Repair makes
@@ -598,6 +603,7 @@ static void settle(struct fifolock_shm__handle *s, struct wakes *w)
             e->report_gen = h->report_gen;
             to |= ST_DEAD;
             reported = true;
+            CRASH_POINT(8);
         }
         while (!st_granted(st) &&
                !__atomic_compare_exchange_n(&e->state, &st, to, false, __ATOMIC_RELEASE,
@@ -608,9 +614,12 @@ static void settle(struct fifolock_shm__handle *s, struct wakes *w)
             wake_later(w, &e->state);
     }
     if (reported) {
-        h->ndead = 0;
+        /* One final store: the report's number changes when the next one
+         * begins (pend_death), so an entry that took this one can never
+         * match a later report, wherever this process dies. */
         h->dead_more = 0;
-        h->report_gen++;
+        h->ndead = 0;
+        CRASH_POINT(7);
     }
     /* G2: stopped at a mode this process does not know: its waiter settles. */
     if (granted < n && s->queue[granted].mode == NULL) {
@@ -633,6 +642,11 @@ static void pend_death(struct shm_header *h, int32_t pid, uint32_t mode, uint32_
             h->dead[k].n += n;
             return;
         }
+    if (nd == 0) {
+        /* A new report, a new number (Repair tells a given report by it). */
+        h->dead_more = 0;
+        h->report_gen++;
+    }
     if (nd < FIFOLOCK_SHM_REPORT_MAX) {
         h->dead[nd].pid = pid;
         h->dead[nd].mode = mode;
@@ -759,11 +773,13 @@ static void repair(struct fifolock_shm__handle *s)
             e->flags &= ~E_FROM_FAST;
         }
         /* G1 gave this report away, then died. (Its grantee may already have
-         * made the entry HELD, which clears ST_DEAD: look at the copy.) */
-        if (e->ndead > 0 && h->ndead > 0 && e->report_gen == h->report_gen) {
-            h->ndead = 0;
+         * made the entry HELD, which clears ST_DEAD: look at the copy.) A
+         * copy in an entry not yet granted was never given: G1 died between
+         * the copy and the CAS, and the report stays pending. */
+        if (e->ndead > 0 && h->ndead > 0 && e->report_gen == h->report_gen &&
+            st_granted(st_load(e))) {
             h->dead_more = 0;
-            h->report_gen++;
+            h->ndead = 0;
         }
         count++;
         top = i + 1;

@@ -65,7 +65,8 @@ enum how { FAST, QUEUED };
  * fast path or the queue), writes one byte to the pipe and waits to be
  * killed. Returns its pid once it holds.
  */
-static pid_t spawn_holder(const char *file, const fifolock_mode *mode, enum how how)
+static pid_t spawn_holder_of(const char *file, const fifolock_mode *const *modes, size_t nmodes,
+                             const fifolock_mode *mode, enum how how)
 {
     int p[2];
     char c;
@@ -80,7 +81,7 @@ static pid_t spawn_holder(const char *file, const fifolock_mode *mode, enum how 
         int rc;
 
         close(p[0]);
-        if (fifolock_shm_open(&l, file, rw, 2) != 0)
+        if (fifolock_shm_open(&l, file, modes, nmodes) != 0)
             _exit(10);
         rc = how == FAST ? fifolock_shm_acquire(&l, mode)
                          : fifolock_shm_acquire_n(&l, mode, 1, NULL, &token);
@@ -98,6 +99,11 @@ static pid_t spawn_holder(const char *file, const fifolock_mode *mode, enum how 
     }
     close(p[0]);
     return pid;
+}
+
+static pid_t spawn_holder(const char *file, const fifolock_mode *mode, enum how how)
+{
+    return spawn_holder_of(file, rw, 2, mode, how);
 }
 
 static void kill_and_reap(pid_t pid)
@@ -988,7 +994,7 @@ static void report_of_a_grantee_that_died_goes_to_the_next(void)
  * before anyone repairs. The repair must see the report was given: the
  * death is told once, not again to the next grant.
  */
-static void report_given_by_a_dying_releaser_is_told_once(void)
+static void check_report_of_a_dying_releaser(int point)
 {
     fifolock_shm l;
     struct fifolock_shm_death d[2];
@@ -1011,7 +1017,7 @@ static void report_given_by_a_dying_releaser_is_told_once(void)
             fifolock_shm_acquire_n(&h, &fifolock_read, 1, NULL, &token) != 0 ||
             write(ready[1], "x", 1) != 1 || read(go[0], &c, 1) != 1)
             _exit(1);
-        fifolock_shm__crash_at = 4;
+        fifolock_shm__crash_at = point;
         fifolock_shm_release(&h, &fifolock_read);
         _exit(0);
     }
@@ -1042,6 +1048,104 @@ static void report_given_by_a_dying_releaser_is_told_once(void)
     unlink(path);
 }
 
+static void report_given_by_a_dying_releaser_is_told_once(void)
+{
+    check_report_of_a_dying_releaser(4);
+}
+
+/*
+ * A releaser dies after copying the death report into the next entry but
+ * before granting it (crash point 8): the report was not given, so the
+ * repair must keep it pending, and the grant that follows tells it.
+ */
+static void report_copied_by_a_dying_releaser_is_still_told(void)
+{
+    check_report_of_a_dying_releaser(8);
+}
+
+/*
+ * A releaser dies right after clearing a report it gave (crash point 7); the
+ * grantee keeps holding, with that report's number in its entry. A later
+ * death pends a new report, and a later death inside the internal lock makes
+ * somebody repair: the repair must not take the new report for the one
+ * already given (it would drop it, and that death would never be told).
+ */
+static void report_pending_after_a_death_while_clearing_is_kept(void)
+{
+    static fifolock_mode sem2 = FIFOLOCK_SEMAPHORE(2);
+    const fifolock_mode *rws[] = { &fifolock_read, &fifolock_write, &sem2 };
+    fifolock_shm l;
+    struct fifolock_shm_death d[2];
+    struct timespec limit;
+    struct timed t;
+    pid_t dead, later, releaser, crasher;
+    int go[2], ready[2];
+    char c;
+
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rws, 3), 0);
+    dead = spawn_holder_of(path, rws, 3, &sem2, QUEUED);
+    CHECK_TRUE(dead > 0);
+    CHECK_EQ(pipe(go), 0);
+    CHECK_EQ(pipe(ready), 0);
+    releaser = fork();
+    if (releaser == 0) {
+        fifolock_shm h;
+        uint64_t token;
+
+        if (fifolock_shm_open(&h, path, rws, 3) != 0 ||
+            fifolock_shm_acquire_n(&h, &fifolock_write, 1, NULL, &token) != 0 ||
+            write(ready[1], "x", 1) != 1 || read(go[0], &c, 1) != 1)
+            _exit(1);
+        fifolock_shm__crash_at = 7;
+        fifolock_shm_release(&h, &fifolock_write);
+        _exit(0);
+    }
+    CHECK_EQ(read(ready[0], &c, 1), 1);
+    t.lock = &l;
+    t.mode = &fifolock_read;
+    t.deadline = in_ms(3000);
+    t.rc = -1;
+    pthread_create(&t.tid, NULL, timed_main, &t);
+    CHECK_TRUE(wait_waiting(&l, 1));
+    kill_and_reap(dead);
+    sleep_ms(60); /* the reader's ticks find the dead holder: its report pends */
+    CHECK_EQ(write(go[1], "x", 1), 1);
+    CHECK_TRUE(died_at_crash_point(releaser)); /* granted the reader, cleared, died */
+    pthread_join(t.tid, NULL);
+    CHECK_EQ(t.rc, EOWNERDEAD);
+    CHECK_EQ(t.ndead, 1);
+    CHECK_EQ(t.first_dead, dead);
+    /* A second reader joins and dies; a try finds it: a new report pends. */
+    later = spawn_holder_of(path, rws, 3, &fifolock_read, QUEUED);
+    CHECK_TRUE(later > 0);
+    kill_and_reap(later);
+    CHECK_EQ(fifolock_shm_try_acquire(&l, &fifolock_write), EBUSY);
+    /* A death inside the internal lock: the next caller repairs. */
+    crasher = fork();
+    if (crasher == 0) {
+        fifolock_shm h;
+
+        if (fifolock_shm_open(&h, path, rws, 3) != 0)
+            _exit(1);
+        fifolock_shm__crash_at = 3;
+        fifolock_shm_acquire(&h, &fifolock_write);
+        _exit(0);
+    }
+    CHECK_TRUE(died_at_crash_point(crasher));
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_read), 0); /* repairs */
+    limit = in_ms(1000);
+    CHECK_EQ(fifolock_shm_timed_acquire(&l, &fifolock_write, &limit), EOWNERDEAD);
+    CHECK_EQ(fifolock_shm_dead_holders(&l, d, 2), 1);
+    CHECK_EQ(d[0].pid, later);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    close(go[0]);
+    close(go[1]);
+    close(ready[0]);
+    close(ready[1]);
+    unlink(path);
+}
+
 RUN_TESTS(TEST(open_acquire_release_close), TEST(mode_unknown_here_is_never_granted_past), TEST(bad_arguments_are_einval),
           TEST(release_of_unheld_mode_is_eperm), TEST(close_while_holding_is_ebusy),
           TEST(foreign_or_corrupt_file_is_ebadmsg), TEST(garbage_in_the_queue_never_crashes),
@@ -1060,4 +1164,6 @@ RUN_TESTS(TEST(open_acquire_release_close), TEST(mode_unknown_here_is_never_gran
           TEST(death_while_publishing_a_request_is_repaired),
           TEST(death_of_a_releaser_while_granting_is_repaired),
           TEST(report_of_a_grantee_that_died_goes_to_the_next),
-          TEST(report_given_by_a_dying_releaser_is_told_once))
+          TEST(report_given_by_a_dying_releaser_is_told_once),
+          TEST(report_copied_by_a_dying_releaser_is_still_told),
+          TEST(report_pending_after_a_death_while_clearing_is_kept))

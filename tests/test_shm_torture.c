@@ -38,6 +38,7 @@
 #define MAX_KILLS 300
 #define MIN_KILLS 100
 #define MAX_SECONDS 25
+#define WATCHDOG_SECONDS 90 /* below the CTest timeout (tests/shm.cmake) */
 #define STUCK_MS 5000
 #define MAX_REPORTED 8192
 
@@ -70,6 +71,12 @@ struct board {
     long ops, ownerdead, stuck, errors, violations;
     long repairs; /* of the internal lock: deaths inside the library */
     int error_rc, error_at; /* the last error: its code and where (line) */
+    int first_rc, first_at; /* the first error */
+    long max_wait_ms;       /* the longest acquire that succeeded */
+    long stuck_ms;          /* how long the first stuck acquire waited */
+    int deaths;             /* deaths the parent has recorded so far */
+    long overflowed;        /* reports of more deaths than they could name */
+    int overflow_deaths;    /* board->deaths when the last one was read */
     int reported_n;
     int reported[MAX_REPORTED];
     char message[256];
@@ -85,7 +92,10 @@ static long add(long *c, long d)
 
 static void error_at(int line, int rc)
 {
-    add(&board->errors, 1);
+    if (add(&board->errors, 1) == 1) {
+        __atomic_store_n(&board->first_rc, rc, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&board->first_at, line, __ATOMIC_SEQ_CST);
+    }
     __atomic_store_n(&board->error_rc, rc, __ATOMIC_SEQ_CST);
     __atomic_store_n(&board->error_at, line, __ATOMIC_SEQ_CST);
 }
@@ -115,6 +125,14 @@ static int process_dead(int pid)
     buf[n] = '\0';
     paren = strrchr(buf, ')');
     return paren == NULL || paren[1] == '\0' || paren[2] == 'Z' || paren[2] == 'X';
+}
+
+static long ms_since(const struct timespec *t)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long)(now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
 }
 
 static void sleep_us(long us)
@@ -207,8 +225,13 @@ static void record_report(fifolock_shm *l)
     size_t n = fifolock_shm_dead_holders(l, d, FIFOLOCK_SHM_REPORT_MAX), i;
 
     add(&board->ownerdead, 1);
-    if (n > FIFOLOCK_SHM_REPORT_MAX)
+    if (n > FIFOLOCK_SHM_REPORT_MAX) {
+        /* More deaths than a report names: the others are lost. */
+        add(&board->overflowed, 1);
+        __atomic_store_n(&board->overflow_deaths, __atomic_load_n(&board->deaths, __ATOMIC_SEQ_CST),
+                         __ATOMIC_SEQ_CST);
         n = FIFOLOCK_SHM_REPORT_MAX;
+    }
     for (i = 0; i < n; i++) {
         int at = __atomic_fetch_add(&board->reported_n, 1, __ATOMIC_SEQ_CST);
         if (at < MAX_REPORTED)
@@ -227,7 +250,8 @@ static void *worker_thread(void *arg)
     for (;;) {
         unsigned r = (unsigned)rand_r(&seed);
         int mode = (int)(r % NMODES), rc;
-        struct timespec deadline;
+        struct timespec deadline, began;
+        long waited;
 
         if (l == NULL) {
             int orc = fifolock_shm_open(&own, path, modes, NMODES);
@@ -240,6 +264,7 @@ static void *worker_thread(void *arg)
             opened = 1;
         }
         deadline = in_ms(STUCK_MS);
+        clock_gettime(CLOCK_MONOTONIC, &began);
         switch ((r >> 8) % 5) {
         case 0:
             rc = fifolock_shm_try_acquire(l, modes[mode]);
@@ -251,11 +276,19 @@ static void *worker_thread(void *arg)
             rc = fifolock_shm_timed_acquire(l, modes[mode], &deadline);
             break;
         }
+        waited = ms_since(&began);
         if (rc == EBUSY)
             continue;
         if (rc == ETIMEDOUT) {
-            add(&board->stuck, 1);
+            if (add(&board->stuck, 1) == 1)
+                __atomic_store_n(&board->stuck_ms, waited, __ATOMIC_SEQ_CST);
             continue;
+        }
+        if (rc == 0 || rc == EOWNERDEAD) {
+            long m = __atomic_load_n(&board->max_wait_ms, __ATOMIC_SEQ_CST);
+            while (waited > m && !__atomic_compare_exchange_n(&board->max_wait_ms, &m, waited, 0,
+                                                              __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+                ;
         }
         if (rc == EOWNERDEAD) {
             __atomic_store_n(&me->reporting, 1, __ATOMIC_SEQ_CST);
@@ -280,7 +313,7 @@ static void *worker_thread(void *arg)
          * crash points, inside the internal lock: the deaths a random
          * SIGKILL rarely hits. */
         if ((r >> 4) % 500 == 0)
-            __atomic_store_n(&fifolock_shm__crash_at, 1 + (int)((r >> 24) % 6), __ATOMIC_SEQ_CST);
+            __atomic_store_n(&fifolock_shm__crash_at, 1 + (int)((r >> 24) % 8), __ATOMIC_SEQ_CST);
         if (opened && (r >> 20) % 16 == 0) {
             rc = fifolock_shm_close(&own);
             if (rc != 0)
@@ -354,7 +387,9 @@ static int was_reported(int pid)
 #define MAX_DEATHS (MAX_KILLS * 20)
 static int killed[MAX_DEATHS], must_report[MAX_DEATHS * THREADS];
 static int must_at[MAX_DEATHS * THREADS]; /* death number of each must_report */
+static int must_mode[MAX_DEATHS * THREADS]; /* the mode it held, and the thread */
 static int nkilled, nmust;
+static char last_seen[512]; /* what the parent's last acquires saw */
 static int lost_after = -1; /* a report may be lost for deaths before this kill */
 
 /* Records worker w's death (pid, already reaped): who must be reported. */
@@ -363,12 +398,15 @@ static void record_death(pid_t pid, int w)
     int t;
 
     killed[nkilled++] = pid;
+    __atomic_store_n(&board->deaths, nkilled, __ATOMIC_SEQ_CST);
     for (t = 0; t < THREADS; t++) {
         /* Killed between EOWNERDEAD and writing its report on the board: the
          * deaths it was told of are known to nobody else. */
         if (__atomic_load_n(&board->rec[w][t].reporting, __ATOMIC_SEQ_CST))
             lost_after = nkilled;
         if (__atomic_load_n(&board->rec[w][t].in_cs, __ATOMIC_SEQ_CST)) {
+            must_mode[nmust] = __atomic_load_n(&board->rec[w][t].in_cs, __ATOMIC_SEQ_CST) - 1 +
+                               100 * t;
             must_at[nmust] = nkilled;
             must_report[nmust++] = pid;
         }
@@ -407,6 +445,27 @@ static void reap_self_deaths(pid_t *pids, fifolock_shm *parent)
     }
 }
 
+/*
+ * A watchdog, well before the CTest timeout: a test that hangs says where
+ * and with what counts, instead of being cut off.
+ */
+static const char *volatile phase = "starting";
+
+static void on_alarm(int sig)
+{
+    char msg[400];
+    int n = snprintf(msg, sizeof msg,
+                     "hung in %s: %d deaths, %ld ops, stuck %ld, errors %ld (the last: %d at line "
+                     "%d), violations %ld\n", phase, board->deaths, board->ops, board->stuck,
+                     board->errors, board->error_rc, board->error_at, board->violations);
+
+    (void)sig;
+    if (n > 0)
+        (void)write(2, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+    unlink(path); /* the workers die with us (PR_SET_PDEATHSIG) */
+    _exit(1);
+}
+
 static void processes_killed_at_random_never_break_or_block_the_lock(void)
 {
     fifolock_shm parent;
@@ -424,6 +483,10 @@ static void processes_killed_at_random_never_break_or_block_the_lock(void)
         return;
     memset(board, 0, sizeof *board);
     CHECK_EQ(fifolock_shm_open(&parent, path, modes, NMODES), 0);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    signal(SIGALRM, on_alarm);
+    alarm(WATCHDOG_SECONDS);
+    phase = "the killing loop";
     for (w = 0; w < WORKERS; w++)
         pids[w] = spawn(w, &parent);
     clock_gettime(CLOCK_MONOTONIC, &start);
@@ -441,36 +504,76 @@ static void processes_killed_at_random_never_break_or_block_the_lock(void)
         if (nkilled % 50 == 0) {
             long ops = __atomic_load_n(&board->ops, __ATOMIC_SEQ_CST);
             CHECK_LT(last_ops, ops); /* progress between every 50 kills */
+            if (ops <= last_ops)
+                fprintf(stderr, "no progress between kills %d and %d (%ld s in): stuck %ld, "
+                        "errors %ld\n", nkilled - 50, nkilled, (long)(now.tv_sec - start.tv_sec),
+                        board->stuck, board->errors);
             last_ops = ops;
         }
     }
     reap_self_deaths(pids, &parent);
+    phase = "killing the last workers";
     for (w = 0; w < WORKERS; w++) {
         kill(pids[w], SIGKILL);
         waitpid(pids[w], NULL, 0);
         record_death(pids[w], w);
     }
 
-    /* The lock is free again, and the last deaths are reported to us. */
+    /*
+     * The lock is free again, and the last deaths are reported to us. A
+     * grant reaps only the dead that block it, so the parent takes one mode
+     * of each family that conflicts with every mode of it: write, X, and
+     * both units of the semaphore. (A write alone is granted beside a dead
+     * X or semaphore holder, whose death then goes untold.)
+     */
+    phase = "the parent's last acquires";
     {
-        struct timespec d = in_ms(2000);
-        rc = fifolock_shm_timed_acquire(&parent, &fifolock_write, &d);
-        CHECK_TRUE(rc == 0 || rc == EOWNERDEAD);
-        if (rc == EOWNERDEAD)
-            record_report(&parent);
-        if (rc == 0 || rc == EOWNERDEAD)
-            CHECK_EQ(fifolock_shm_release(&parent, &fifolock_write), 0);
+        static const int last_mode[3] = { 1, 5, 2 }; /* write, X, semaphore */
+        static const size_t last_n[3] = { 1, 1, 2 };
+        int got[3], k;
+        size_t len = 0;
+
+        len += (size_t)snprintf(last_seen + len, sizeof last_seen - len, "held before:");
+        for (i = 0; i < NMODES; i++)
+            len += (size_t)snprintf(last_seen + len, sizeof last_seen - len, " %s %zu",
+                                    modes[i]->name, fifolock_shm_held(&parent, modes[i]));
+        for (k = 0; k < 3; k++) {
+            struct timespec d = in_ms(2000);
+
+            rc = fifolock_shm_acquire_n(&parent, modes[last_mode[k]], last_n[k], &d, NULL);
+            got[k] = rc == 0 || rc == EOWNERDEAD;
+            if (len < sizeof last_seen)
+                len += (size_t)snprintf(last_seen + len, sizeof last_seen - len,
+                                        "; %s: rc %d, %d deaths told", modes[last_mode[k]]->name,
+                                        rc, rc == EOWNERDEAD
+                                                ? (int)fifolock_shm_dead_holders(&parent, NULL, 0)
+                                                : 0);
+            CHECK_TRUE(got[k]);
+            if (!got[k])
+                fprintf(stderr, "the parent's last acquire of %s: %d\n", modes[last_mode[k]]->name,
+                        rc);
+            if (rc == EOWNERDEAD)
+                record_report(&parent);
+        }
+        for (k = 0; k < 3; k++)
+            if (got[k])
+                CHECK_EQ(fifolock_shm_release_n(&parent, modes[last_mode[k]], last_n[k]), 0);
     }
+    phase = "the parent's last checks";
     CHECK_EQ(fifolock_shm_waiting(&parent), 0);
     CHECK_EQ(fifolock_shm_close(&parent), 0);
+    alarm(0);
 
     printf("%d kills and %d deaths at crash points in %ld s, %ld ops, %ld EOWNERDEAD, %d "
-           "holders killed, %ld repairs of the internal lock\n", nkilled - self_deaths,
+           "holders killed, %ld repairs of the internal lock, longest wait %ld ms, %ld reports "
+           "too long to name every death\n", nkilled - self_deaths,
            self_deaths, (long)(now.tv_sec - start.tv_sec), board->ops, board->ownerdead, nmust,
-           board->repairs + (long)fifolock_shm__repairs);
+           board->repairs + (long)fifolock_shm__repairs, board->max_wait_ms, board->overflowed);
     if (board->stuck || board->errors || board->violations)
-        fprintf(stderr, "stuck %ld, errors %ld (the last: %d at line %d), violations %ld\n",
-                board->stuck, board->errors, board->error_rc, board->error_at, board->violations);
+        fprintf(stderr, "stuck %ld (the first after %ld ms), errors %ld (the first: %d at line %d, "
+                "the last: %d at line %d), violations %ld\n",
+                board->stuck, board->stuck_ms, board->errors, board->first_rc, board->first_at,
+                board->error_rc, board->error_at, board->violations);
     CHECK_LE(MIN_KILLS, nkilled - self_deaths);
     CHECK_EQ(board->violations, 0);
     if (board->violations)
@@ -481,8 +584,15 @@ static void processes_killed_at_random_never_break_or_block_the_lock(void)
     for (i = 0; i < nmust; i++) {
         if (must_at[i] < lost_after)
             continue;
+        /* A report that could not name every death may have left this one out. */
+        if (board->overflowed && must_at[i] <= board->overflow_deaths + WORKERS)
+            continue;
         if (!was_reported(must_report[i]))
-            fprintf(stderr, "pid %d died inside but was not reported\n", must_report[i]);
+            fprintf(stderr, "pid %d died inside but was not reported (death %d of %d; reports "
+                    "lost before death %d; %d pids reported; it held %s in thread %d; the "
+                    "parent's last acquire: %s)\n", must_report[i], must_at[i], nkilled,
+                    lost_after, board->reported_n, modes[must_mode[i] % 100]->name,
+                    must_mode[i] / 100, last_seen);
         CHECK_TRUE(was_reported(must_report[i]));
     }
     for (i = 0; i < board->reported_n && i < MAX_REPORTED; i++) {
