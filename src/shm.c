@@ -286,17 +286,6 @@ struct fifolock_shm__tuning fifolock_shm__tuning = { FIFOLOCK_SHM__SPIN, FIFOLOC
 
 /* ---- small helpers ------------------------------------------------------- */
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield" ::: "memory");
-#else
-    __asm__ __volatile__("" ::: "memory");
-#endif
-}
-
 /* Sleeps while *addr == val (a shared futex) until woken or `deadline`. */
 static void futex_wait_until(uint32_t *addr, uint32_t val, const struct timespec *deadline)
 {
@@ -834,7 +823,7 @@ static int enter(struct fifolock_shm__handle *s)
         if (rc != EBUSY || spins == 0)
             break;
         spins--;
-        cpu_relax();
+        fifolock__cpu_relax();
     }
     if (rc == EBUSY)
         rc = pthread_mutex_lock(&h->mutex);
@@ -1449,7 +1438,7 @@ static int acquire(fifolock_shm *lock, const fifolock_mode *mode, size_t n,
             return take_grant(s, e, seq, token);
         if (spins > 0) {
             spins--;
-            cpu_relax();
+            fifolock__cpu_relax();
             continue;
         }
         if (yields > 0) {
