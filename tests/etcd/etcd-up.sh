@@ -66,33 +66,66 @@ CNF
     ) >"$dir/openssl.log" 2>&1 || { echo "openssl failed, see $dir/openssl.log" >&2; exit 1; }
 fi
 
-names=() peers=() clients=()
-for ((i = 0; i < members; i++)); do
-    names+=("m$i")
-    peers+=("http://127.0.0.1:$(pick_port)")
-    clients+=("$scheme://127.0.0.1:$(pick_port)")
-done
-cluster=
-for ((i = 0; i < members; i++)); do cluster+="${cluster:+,}${names[i]}=${peers[i]}"; done
+# Picks free ports and starts the members; 0 once all serve, 2 if a port
+# was taken meanwhile (the caller tries again with other ports), 1 else.
+start_members() {
+    names=() peers=() clients=()
+    for ((i = 0; i < members; i++)); do
+        names+=("m$i")
+        peers+=("http://127.0.0.1:$(pick_port)")
+        clients+=("$scheme://127.0.0.1:$(pick_port)")
+    done
+    cluster=
+    for ((i = 0; i < members; i++)); do cluster+="${cluster:+,}${names[i]}=${peers[i]}"; done
 
-for ((i = 0; i < members; i++)); do
-    args=(--name "${names[i]}" --data-dir "$dir/data$i"
-        --listen-client-urls "${clients[i]}" --advertise-client-urls "${clients[i]}"
-        --listen-peer-urls "${peers[i]}" --initial-advertise-peer-urls "${peers[i]}"
-        --initial-cluster "$cluster" --initial-cluster-state new
-        --initial-cluster-token "fifolock-test-$$"
-        --heartbeat-interval 50 --election-timeout 500
-        --logger zap --log-outputs stderr)
-    [ -n "$token_ttl" ] && args+=(--auth-token-ttl "$token_ttl")
-    if ((tls)); then
-        args+=(--cert-file "$dir/tls/server.pem" --key-file "$dir/tls/server-key.pem"
-            --trusted-ca-file "$dir/tls/ca.pem" --client-cert-auth)
-    fi
-    "$ETCD" "${args[@]}" >"$dir/member$i.log" 2>&1 &
-    echo $! >"$dir/member$i.pid"
-    echo "${clients[i]}" >"$dir/member$i.url"
+    for ((i = 0; i < members; i++)); do
+        args=(--name "${names[i]}" --data-dir "$dir/data$i"
+            --listen-client-urls "${clients[i]}" --advertise-client-urls "${clients[i]}"
+            --listen-peer-urls "${peers[i]}" --initial-advertise-peer-urls "${peers[i]}"
+            --initial-cluster "$cluster" --initial-cluster-state new
+            --initial-cluster-token "fifolock-test-$$"
+            --heartbeat-interval 50 --election-timeout 500
+            --logger zap --log-outputs stderr)
+        [ -n "$token_ttl" ] && args+=(--auth-token-ttl "$token_ttl")
+        if ((tls)); then
+            args+=(--cert-file "$dir/tls/server.pem" --key-file "$dir/tls/server-key.pem"
+                --trusted-ca-file "$dir/tls/ca.pem" --client-cert-auth)
+        fi
+        "$ETCD" "${args[@]}" >"$dir/member$i.log" 2>&1 &
+        echo $! >"$dir/member$i.pid"
+        echo "${clients[i]}" >"$dir/member$i.url"
+    done
+    (IFS=,; echo "${clients[*]}") >"$dir/endpoints"
+
+    for ((i = 0; i < members; i++)); do
+        for ((w = 0; w < 200; w++)); do
+            grep -q '"msg":"serving client traffic' "$dir/member$i.log" && break
+            kill -0 "$(cat "$dir/member$i.pid")" 2>/dev/null || break
+            sleep 0.05
+        done
+        if ! grep -q '"msg":"serving client traffic' "$dir/member$i.log"; then
+            if grep -q 'address already in use' "$dir/member$i.log"; then
+                # another test took a port between the pick and the bind: again
+                for f in "$dir"/member*.pid; do kill -9 "$(cat "$f")" 2>/dev/null; done
+                sleep 0.2
+                rm -rf "$dir"/data*
+                return 2
+            fi
+            echo "etcd member $i did not start; its log:" >&2
+            tail -20 "$dir/member$i.log" >&2
+            return 1
+        fi
+    done
+    return 0
+}
+
+
+for attempt in 1 2 3 4 5; do
+    start_members
+    rc=$?
+    [ "$rc" -eq 2 ] || break
 done
-(IFS=,; echo "${clients[*]}") >"$dir/endpoints"
+[ "$rc" -eq 0 ] || exit 1
 
 # The watchdog: when the test is gone (killed at its timeout, crashed), so
 # are its members and its directory.
@@ -106,19 +139,6 @@ done
     fi
 ) </dev/null >/dev/null 2>&1 &
 echo $! >"$dir/watchdog.pid"
-
-for ((i = 0; i < members; i++)); do
-    for ((w = 0; w < 200; w++)); do
-        grep -q '"msg":"serving client traffic' "$dir/member$i.log" && break
-        kill -0 "$(cat "$dir/member$i.pid")" 2>/dev/null || break
-        sleep 0.05
-    done
-    if ! grep -q '"msg":"serving client traffic' "$dir/member$i.log"; then
-        echo "etcd member $i did not start; its log:" >&2
-        tail -20 "$dir/member$i.log" >&2
-        exit 1
-    fi
-done
 
 if ((auth)); then
     ctl=(etcdctl --endpoints "$(cat "$dir/endpoints")")
