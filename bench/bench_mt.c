@@ -5,11 +5,14 @@
  *   fifolock  fifolock_mt with fifolock_mutex, or fifolock_read/fifolock_write
  *   textbook  the textbook FIFO lock: a pthread mutex guarding a queue, a
  *             condition variable per waiter, direct handoff on release
- *   ticket    the same, but each request first draws a ticket with one atomic
+ *   ticket    the textbook lock, but each request first draws a ticket with one atomic
  *             add and is served in ticket order (exclusive only: readers are
  *             served as writers). The textbook lock is FIFO only among the
  *             requests that got through its mutex, and that mutex barges; the
  *             ticket makes the order the order of arrival.
+ *   spinticket  the ticket spinlock: one atomic add, then spin until served;
+ *             the cheapest strict FIFO handoff while each thread has a CPU
+ *             (exclusive only)
  *   mutex     pthread_mutex_t (barging, not FIFO; readers are exclusive too)
  *   rwlock    pthread_rwlock_t (not FIFO)
  *
@@ -31,7 +34,7 @@
  * Numbers from a busy machine are noise: the load average is printed at the
  * start and the end.
  *
- * Usage: bench_mt [quick] [parts=1234] [data=DIR] [spin=N] [yield=N] [behind=N] [nudge=0|1]
+ * Usage: bench_mt [quick] [parts=1234] [data=DIR] [gap=MS] [spin=N] [yield=N] [behind=N] [nudge=0|1]
  *                 [shared=NS] [defer=N]
  *   quick        one short run of each, for a smoke test
  *   data=DIR     also write what bench/plots.py draws: DIR/throughput.dat
@@ -39,6 +42,9 @@
  *                DIR/waits8.dat (part 3, exclusive, 8 threads: for each lock
  *                the distribution of waits in acquire, as wait_us cdf lines)
  *   parts        which parts to run, e.g. parts=2
+ *   gap=MS       the quiet pause before each contended run (default 50; 0
+ *                starts each run while the CPUs still run the last one's
+ *                threads down, as a busy program would)
  *   spin, yield, behind, nudge, shared, defer   override how fifolock_mt
  *                waiters spin and yield before they sleep, whether a sleeping
  *                waiter is woken when it becomes the head, how long a yield
@@ -191,15 +197,44 @@ static void tk_release(struct tk_lock *l)
     pthread_mutex_unlock(&l->m);
 }
 
+/* ---- the ticket spinlock: the cheapest strict FIFO handoff ---------------- */
+
+/*
+ * One atomic add draws a ticket; the holder of ticket t spins until `serving`
+ * reaches t; a release is one store. With each thread on its own CPU, a
+ * handoff is one cache-line transfer: the floor for any FIFO lock. With more
+ * threads than CPUs it collapses: the next in line may not be running, and
+ * every thread behind it burns its time slice spinning.
+ */
+struct ts_lock {
+    unsigned next;    /* tickets drawn, atomic */
+    unsigned serving; /* the ticket that may hold */
+};
+
+static void ts_acquire(struct ts_lock *l)
+{
+    unsigned t = __atomic_fetch_add(&l->next, 1, __ATOMIC_RELAXED);
+
+    while (__atomic_load_n(&l->serving, __ATOMIC_ACQUIRE) != t)
+        fifolock__cpu_relax();
+}
+
+static void ts_release(struct ts_lock *l)
+{
+    __atomic_store_n(&l->serving, __atomic_load_n(&l->serving, __ATOMIC_RELAXED) + 1,
+                     __ATOMIC_RELEASE);
+}
+
 /* ---- the locks behind one interface ------------------------------------- */
 
-enum kind { FIFOLOCK, TEXTBOOK, TICKET, MUTEX, RWLOCK, N_KINDS };
-static const char *const kind_name[N_KINDS] = { "fifolock", "textbook", "ticket", "mutex",
-                                                "rwlock" };
+enum kind { FIFOLOCK, TEXTBOOK, TICKET, SPINTICKET, MUTEX, RWLOCK, N_KINDS };
+static const char *const kind_name[N_KINDS] = { "fifolock", "textbook", "ticket", "spinticket",
+                                                "mutex",    "rwlock" };
 
 static fifolock_mt fl;
 static struct tb_lock tb = { PTHREAD_MUTEX_INITIALIZER, 0, 0, NULL, NULL };
 static struct tk_lock tk = { PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, { NULL } };
+static struct ts_lock ts __attribute__((aligned(64)));
 static pthread_mutex_t pm = PTHREAD_MUTEX_INITIALIZER;
 static pthread_rwlock_t prw = PTHREAD_RWLOCK_INITIALIZER;
 
@@ -217,6 +252,9 @@ static inline void lock_acquire(enum kind k, int op)
         break;
     case TICKET:
         tk_acquire(&tk);
+        break;
+    case SPINTICKET:
+        ts_acquire(&ts);
         break;
     case MUTEX:
         pthread_mutex_lock(&pm);
@@ -244,6 +282,9 @@ static inline void lock_release(enum kind k, int op)
     case TICKET:
         tk_release(&tk);
         break;
+    case SPINTICKET:
+        ts_release(&ts);
+        break;
     case MUTEX:
         pthread_mutex_unlock(&pm);
         break;
@@ -256,7 +297,7 @@ static inline void lock_release(enum kind k, int op)
 /* Whether `op` holds the lock alone under lock kind `k`. */
 static int exclusive(enum kind k, int op)
 {
-    return op != 1 || k == TICKET || k == MUTEX;
+    return op != 1 || k == TICKET || k == SPINTICKET || k == MUTEX;
 }
 
 /* ---- time and statistics ------------------------------------------------- */
@@ -348,6 +389,7 @@ struct worker {
 };
 
 static volatile int stop;
+static long gap_ms = 50; /* gap=MS: the quiet gap before each contended run */
 static pthread_barrier_t start_line;
 static unsigned long shared_counter; /* the critical section's work */
 static int writers_in, readers_in;
@@ -422,7 +464,8 @@ static struct run run_once(enum kind k, int threads, int read_pct, int work_in, 
      * before it left behind (the scheduler places new threads by how busy
      * the CPUs were lately).
      */
-    nanosleep(&(struct timespec){ 0, 50000000L }, NULL);
+    if (gap_ms > 0)
+        nanosleep(&(struct timespec){ gap_ms / 1000, (gap_ms % 1000) * 1000000L }, NULL);
     memset(ws, 0, sizeof ws);
     stop = 0;
     pthread_barrier_init(&start_line, NULL, (unsigned)threads + 1);
@@ -665,7 +708,7 @@ static void part_throughput(const char *title, int work_in, int work_out)
     printf("  thr");
     for (k = 0; k < N_KINDS; k++)
         printf(" %14s", kind_name[k]);
-    printf("   fifolock / textbook, ticket, mutex\n");
+    printf("   time of fifolock / of spinticket, mutex; speed / textbook\n");
     for (c = 0; c < 4; c++) {
         double med[N_KINDS], jain[N_KINDS], v[N_KINDS][16], j[N_KINDS][16];
         /*
@@ -704,8 +747,8 @@ static void part_throughput(const char *title, int work_in, int work_out)
         printf("  %3d", counts[c]);
         for (k = 0; k < N_KINDS; k++)
             printf(" %7.0f (%.2f)", med[k] / 1e3, jain[k]);
-        printf("   %6.2fx %6.2fx %5.2fx\n", med[FIFOLOCK] / med[TEXTBOOK],
-               med[FIFOLOCK] / med[TICKET], med[FIFOLOCK] / med[MUTEX]);
+        printf("   %6.2fx %6.2fx %6.2fx\n", med[SPINTICKET] / med[FIFOLOCK],
+               med[MUTEX] / med[FIFOLOCK], med[FIFOLOCK] / med[TEXTBOOK]);
     }
 }
 
@@ -813,8 +856,10 @@ int main(int argc, char **argv)
             parts = argv[a] + 6;
         else if (strncmp(argv[a], "data=", 5) == 0)
             data_dir = argv[a] + 5;
+        else if (strncmp(argv[a], "gap=", 4) == 0)
+            gap_ms = atol(argv[a] + 4);
         else if (!set_knob(argv[a])) {
-            fprintf(stderr, "usage: %s [quick] [parts=1234] [data=DIR] [spin=N] [yield=N] [behind=N] [nudge=0|1] [shared=NS] [defer=N]\n",
+            fprintf(stderr, "usage: %s [quick] [parts=1234] [data=DIR] [gap=MS] [spin=N] [yield=N] [behind=N] [nudge=0|1] [shared=NS] [defer=N]\n",
                     argv[0]);
             return 2;
         }
