@@ -34,7 +34,7 @@
  * Numbers from a busy machine are noise: the load average is printed at the
  * start and the end.
  *
- * Usage: bench_mt [quick] [parts=1234] [data=DIR] [gap=MS] [spin=N] [yield=N] [behind=N] [nudge=0|1]
+ * Usage: bench_mt [quick] [parts=1234] [data=DIR] [gap=MS] [ms=MS] [threads=N] [locks=a,b] [spin=N] [yield=N] [behind=N] [nudge=0|1]
  *                 [shared=NS] [defer=N]
  *   quick        one short run of each, for a smoke test
  *   data=DIR     also write what bench/plots.py draws: DIR/throughput.dat
@@ -42,6 +42,10 @@
  *                DIR/waits8.dat (part 3, exclusive, 8 threads: for each lock
  *                the distribution of waits in acquire, as wait_us cdf lines)
  *   parts        which parts to run, e.g. parts=2
+ *   ms=MS        the length of each contended run (default 100; quick: 20)
+ *   threads=N    part 2 with only this many threads (2, 3, 4 or 8)
+ *   locks=a,b    part 2 with only these locks (e.g. locks=fifolock,mutex;
+ *                the others read 0)
  *   gap=MS       the quiet pause before each contended run (default 50; 0
  *                starts each run while the CPUs still run the last one's
  *                threads down, as a busy program would)
@@ -390,6 +394,23 @@ struct worker {
 
 static volatile int stop;
 static long gap_ms = 50; /* gap=MS: the quiet gap before each contended run */
+static long run_ms;       /* ms=MS: the length of each run (0: the default) */
+static int only_threads;  /* threads=N: part 2 with N threads only (0: all counts) */
+static const char *only_locks; /* locks=a,b: part 2 runs only these (NULL: all) */
+
+/* Whether part 2 runs lock kind `k` (locks=). */
+static int chosen(int k)
+{
+    const char *p = only_locks;
+    size_t n = strlen(kind_name[k]);
+
+    if (p == NULL)
+        return 1;
+    for (; (p = strstr(p, kind_name[k])) != NULL; p += n)
+        if ((p == only_locks || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
+            return 1;
+    return 0;
+}
 static pthread_barrier_t start_line;
 static unsigned long shared_counter; /* the critical section's work */
 static int writers_in, readers_in;
@@ -711,6 +732,8 @@ static void part_throughput(const char *title, int work_in, int work_out)
     printf("   time of fifolock / of spinticket, mutex; speed / textbook\n");
     for (c = 0; c < 4; c++) {
         double med[N_KINDS], jain[N_KINDS], v[N_KINDS][16], j[N_KINDS][16];
+        if (only_threads > 0 && counts[c] != only_threads)
+            continue;
         /*
          * The kinds take turns within each repeat, each repeat starting with
          * the next one, so that a slow spell of a shared machine hits them
@@ -718,9 +741,10 @@ static void part_throughput(const char *title, int work_in, int work_out)
          */
         for (r = 0; r < repeats; r++)
             for (i = 0; i < N_KINDS; i++) {
-                struct run x;
+                struct run x = { 0, 0 };
                 k = (r + i) % N_KINDS;
-                x = run_once((enum kind)k, counts[c], -1, work_in, work_out, seconds, NULL);
+                if (chosen(k))
+                    x = run_once((enum kind)k, counts[c], -1, work_in, work_out, seconds, NULL);
                 v[k][r] = x.ops_per_s;
                 j[k][r] = x.jain;
             }
@@ -858,14 +882,20 @@ int main(int argc, char **argv)
             data_dir = argv[a] + 5;
         else if (strncmp(argv[a], "gap=", 4) == 0)
             gap_ms = atol(argv[a] + 4);
+        else if (strncmp(argv[a], "ms=", 3) == 0)
+            run_ms = atol(argv[a] + 3);
+        else if (strncmp(argv[a], "locks=", 6) == 0)
+            only_locks = argv[a] + 6;
+        else if (strncmp(argv[a], "threads=", 8) == 0)
+            only_threads = atoi(argv[a] + 8);
         else if (!set_knob(argv[a])) {
-            fprintf(stderr, "usage: %s [quick] [parts=1234] [data=DIR] [gap=MS] [spin=N] [yield=N] [behind=N] [nudge=0|1] [shared=NS] [defer=N]\n",
+            fprintf(stderr, "usage: %s [quick] [parts=1234] [data=DIR] [gap=MS] [ms=MS] [threads=N] [locks=a,b] [spin=N] [yield=N] [behind=N] [nudge=0|1] [shared=NS] [defer=N]\n",
                     argv[0]);
             return 2;
         }
     }
     repeats = quick ? 1 : 9;
-    seconds = quick ? 0.02 : 0.1;
+    seconds = run_ms > 0 ? (double)run_ms / 1e3 : quick ? 0.02 : 0.1;
 
     fifolock_mt_init(&fl);
     printf("bench_mt: %ld CPUs, %s run, runs of %.0f ms; fifolock_mt waiters spin %u, "

@@ -20,6 +20,7 @@ LABELS = {
     "fifolock": "fifolock_mt (FIFO)",
     "textbook": "textbook FIFO lock",
     "ticket": "ticket-ordered textbook lock",
+    "spinticket": "ticket spinlock (FIFO floor)",
     "mutex": "pthread_mutex (barging)",
     "rwlock": "pthread_rwlock (barging)",
 }
@@ -37,8 +38,8 @@ def throughput(data, out):
     ax.set_xlabel("threads (on 2 CPUs)")
     ax.set_ylabel("million acquire+release per second")
     ax.set_xticks(threads)
-    ax.set_ylim(bottom=0)
-    ax.set_title("Contended, empty critical section (median of repeats)")
+    ax.set_yscale("log")
+    ax.set_title("Contended, empty critical section (median of repeats, log scale)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
