@@ -16,8 +16,9 @@
 # assertion's comment in the model, an invalid end state (a thread waits for
 # ever) or an acceptance cycle (the liveness formula fails).
 #
-# usage: tests/model/run_spin.sh [--configs | --mutants]
-#        (default: the configurations, then the mutants)
+# usage: tests/model/run_spin.sh [--configs | --config NAME | --mutants | --list]
+#        (default: the configurations, then the mutants; --config: that one
+#        configuration only; --list: the configurations' names, one a line)
 # env:   MODEL_DIR  where to build (default: a temporary directory, removed
 #                   unless something failed, so its trails can be replayed)
 #        CC (default gcc), SPIN (default spin), MEMLIM (MB per pan run,
@@ -28,42 +29,25 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 model=$here/fifolock_mt.pml
-what=all
+what=all only=
 case "${1:-}" in
 '') ;;
 --configs) what=configs ;;
+--config)
+    what=configs only=${2:-}
+    [ -n "$only" ] || { echo "usage: $0 --config NAME" >&2; exit 2; }
+    ;;
 --mutants) what=mutants ;;
+--list) what=list ;;
 -h | --help)
     sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'
     exit 0
     ;;
 *)
-    echo "usage: $0 [--configs | --mutants]" >&2
+    echo "usage: $0 [--configs | --config NAME | --mutants | --list]" >&2
     exit 2
     ;;
 esac
-
-spin=${SPIN:-spin}
-cc=${CC:-gcc}
-memlim=${MEMLIM:-8192}
-
-if ! command -v "$spin" >/dev/null 2>&1; then
-    # A missing tool skips the check (exit 77, CTest's skip code); .ci/run installs it.
-    echo "skipped: spin is not installed (Debian: apt-get install spin)"
-    exit 77
-fi
-if ! command -v "$cc" >/dev/null 2>&1; then
-    echo "run_spin.sh: no C compiler ($cc) to build spin's verifier" >&2
-    exit 1
-fi
-
-if [ -n "${MODEL_DIR:-}" ]; then
-    work=$MODEL_DIR keep=1
-    mkdir -p "$work"
-else
-    work=$(mktemp -d "${TMPDIR:-/tmp}/fifolock-model.XXXXXX") keep=0
-fi
-cp "$model" "$work/"
 
 # Configurations: name | kind | spin -D flags | pan options. The flags are
 # described at the top of fifolock_mt.pml (NO_YIELD: the waits never yield,
@@ -107,6 +91,33 @@ mutants=(
     "G2_WAITING_ONLY|safety|$rw -DG2_WAITING_ONLY"
     "NUDGE_NO_WAKE|safety|$rw -DNUDGE_NO_WAKE"
 )
+
+if [ "$what" = list ]; then
+    for c in "${configs[@]}"; do echo "${c%%|*}"; done
+    exit 0
+fi
+
+spin=${SPIN:-spin}
+cc=${CC:-gcc}
+memlim=${MEMLIM:-8192}
+
+if ! command -v "$spin" >/dev/null 2>&1; then
+    # A missing tool skips the check (exit 77, CTest's skip code); .ci/run installs it.
+    echo "skipped: spin is not installed (Debian: apt-get install spin)"
+    exit 77
+fi
+if ! command -v "$cc" >/dev/null 2>&1; then
+    echo "run_spin.sh: no C compiler ($cc) to build spin's verifier" >&2
+    exit 1
+fi
+
+if [ -n "${MODEL_DIR:-}" ]; then
+    work=$MODEL_DIR keep=1
+    mkdir -p "$work"
+else
+    work=$(mktemp -d "${TMPDIR:-/tmp}/fifolock-model.XXXXXX") keep=0
+fi
+cp "$model" "$work/"
 
 passed=0 failed=0
 
@@ -214,8 +225,13 @@ if [ "$what" != mutants ]; then
     echo "configurations (3 threads, COLLAPSE, exhaustive):"
     for c in "${configs[@]}"; do
         IFS='|' read -r name kind flags opts <<<"$c"
+        [ -z "$only" ] || [ "$name" = "$only" ] || continue
         check_config "$name" "$kind" "$flags" "$opts"
     done
+    if [ -n "$only" ] && [ $((passed + failed)) -eq 0 ]; then
+        echo "no configuration named '$only' (--list shows them)"
+        failed=1
+    fi
 fi
 if [ "$what" != configs ]; then
     echo "deliberate bugs in the model (each must be caught):"
