@@ -388,6 +388,7 @@ struct worker {
     int work_in, work_out;
     unsigned seed;
     uint64_t ops;
+    uint64_t handoffs; /* exclusive holds taken right after another thread's */
     struct histo *h;
     char pad[64];
 };
@@ -413,6 +414,7 @@ static int chosen(int k)
 }
 static pthread_barrier_t start_line;
 static unsigned long shared_counter; /* the critical section's work */
+static const struct worker *last_holder; /* the last exclusive holder; under the lock */
 static int writers_in, readers_in;
 static int violations;
 
@@ -456,6 +458,10 @@ static void *worker_main(void *arg)
                 __atomic_load_n(&readers_in, __ATOMIC_RELAXED))
                 __atomic_fetch_add(&violations, 1, __ATOMIC_RELAXED);
             shared_counter++;
+            if (last_holder != w) {
+                w->handoffs++;
+                last_holder = w;
+            }
             work(w->work_in);
             __atomic_fetch_sub(&writers_in, 1, __ATOMIC_RELAXED);
         }
@@ -470,13 +476,15 @@ static void *worker_main(void *arg)
 struct run {
     double ops_per_s;
     double jain;
+    double handoffs; /* the share of exclusive holds that changed hands */
 };
 
 static struct run run_once(enum kind k, int threads, int read_pct, int work_in, int work_out,
                            double seconds, struct histo *h)
 {
     struct worker ws[MAX_THREADS];
-    struct run r = { 0, 0 };
+    struct run r = { 0, 0, 0 };
+    double handoffs = 0;
     double sum = 0, sq = 0, t0, t1;
     int i;
 
@@ -489,6 +497,7 @@ static struct run run_once(enum kind k, int threads, int read_pct, int work_in, 
         nanosleep(&(struct timespec){ gap_ms / 1000, (gap_ms % 1000) * 1000000L }, NULL);
     memset(ws, 0, sizeof ws);
     stop = 0;
+    last_holder = NULL;
     pthread_barrier_init(&start_line, NULL, (unsigned)threads + 1);
     for (i = 0; i < threads; i++) {
         ws[i].kind = k;
@@ -514,6 +523,7 @@ static struct run run_once(enum kind k, int threads, int read_pct, int work_in, 
     pthread_barrier_destroy(&start_line);
 
     for (i = 0; i < threads; i++) {
+        handoffs += (double)ws[i].handoffs;
         sum += (double)ws[i].ops;
         sq += (double)ws[i].ops * (double)ws[i].ops;
         if (h) {
@@ -527,6 +537,7 @@ static struct run run_once(enum kind k, int threads, int read_pct, int work_in, 
     }
     r.ops_per_s = sum / (t1 - t0);
     r.jain = sq > 0 ? sum * sum / (threads * sq) : 1;
+    r.handoffs = sum > 0 ? handoffs / sum : 0;
     return r;
 }
 
@@ -722,6 +733,7 @@ static void part_weighted_convert(void)
 static void part_throughput(const char *title, int work_in, int work_out)
 {
     static const int counts[] = { 2, 3, 4, 8 };
+    double hand[4][N_KINDS];
     int c, i, k, r;
 
     printf("\n(2%s) contended, exclusive, %s: thousand ops/s (median of %d), Jain's index\n",
@@ -731,7 +743,8 @@ static void part_throughput(const char *title, int work_in, int work_out)
         printf(" %14s", kind_name[k]);
     printf("   time of fifolock / of spinticket, mutex; speed / textbook\n");
     for (c = 0; c < 4; c++) {
-        double med[N_KINDS], jain[N_KINDS], v[N_KINDS][16], j[N_KINDS][16];
+        double med[N_KINDS], jain[N_KINDS], v[N_KINDS][16], j[N_KINDS][16], h[N_KINDS][16];
+        hand[c][0] = -1;
         if (only_threads > 0 && counts[c] != only_threads)
             continue;
         /*
@@ -741,16 +754,18 @@ static void part_throughput(const char *title, int work_in, int work_out)
          */
         for (r = 0; r < repeats; r++)
             for (i = 0; i < N_KINDS; i++) {
-                struct run x = { 0, 0 };
+                struct run x = { 0, 0, 0 };
                 k = (r + i) % N_KINDS;
                 if (chosen(k))
                     x = run_once((enum kind)k, counts[c], -1, work_in, work_out, seconds, NULL);
                 v[k][r] = x.ops_per_s;
                 j[k][r] = x.jain;
+                h[k][r] = x.handoffs;
             }
         for (k = 0; k < N_KINDS; k++) {
             med[k] = median(v[k], repeats);
             jain[k] = median(j[k], repeats);
+            hand[c][k] = median(h[k], repeats);
         }
         if (!work_in) {
             FILE *f = data_file("throughput.dat", c == 0 ? "w" : "a");
@@ -773,6 +788,23 @@ static void part_throughput(const char *title, int work_in, int work_out)
             printf(" %7.0f (%.2f)", med[k] / 1e3, jain[k]);
         printf("   %6.2fx %6.2fx %6.2fx\n", med[SPINTICKET] / med[FIFOLOCK],
                med[MUTEX] / med[FIFOLOCK], med[FIFOLOCK] / med[TEXTBOOK]);
+    }
+    /*
+     * What the throughput mostly follows: how often the lock changes hands.
+     * A strict FIFO lock hands over at every release that finds a waiter; a
+     * barging one lets the releasing thread take it again.
+     */
+    printf("  holds that changed hands (%%, median):\n  thr");
+    for (k = 0; k < N_KINDS; k++)
+        printf(" %14s", kind_name[k]);
+    printf("\n");
+    for (c = 0; c < 4; c++) {
+        if (hand[c][0] < 0)
+            continue;
+        printf("  %3d", counts[c]);
+        for (k = 0; k < N_KINDS; k++)
+            printf(" %13.1f%%", hand[c][k] * 100);
+        printf("\n");
     }
 }
 

@@ -19,16 +19,15 @@
 # usage: tests/model/run_spin.sh [--configs | --config NAME | --mutants | --list]
 #        (default: the configurations, then the mutants; --config: that one
 #        configuration only; --list: the configurations' names, one a line)
-# env:   MODEL_DIR  where to build (default: a temporary directory, removed
-#                   unless something failed, so its trails can be replayed)
-#        CC (default gcc), SPIN (default spin), MEMLIM (MB per pan run,
-#        default 8192)
+# env:   as tests/model/spin_lib.sh says (MODEL_DIR, CC, SPIN, MEMLIM)
 # Exit 77 (skipped) if spin is not installed.
 # Closes with "N passed, N failed" (a configuration passes when it verifies,
 # a mutant when it is caught); exit status 0 only if nothing failed.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 model=$here/fifolock_mt.pml
+# shellcheck source=spin_lib.sh
+. "$here/spin_lib.sh"
 what=all only=
 case "${1:-}" in
 '') ;;
@@ -97,136 +96,13 @@ if [ "$what" = list ]; then
     exit 0
 fi
 
-spin=${SPIN:-spin}
-cc=${CC:-gcc}
-memlim=${MEMLIM:-8192}
-
-if ! command -v "$spin" >/dev/null 2>&1; then
-    # A missing tool skips the check (exit 77, CTest's skip code); .ci/run installs it.
-    echo "skipped: spin is not installed (Debian: apt-get install spin)"
-    exit 77
-fi
-if ! command -v "$cc" >/dev/null 2>&1; then
-    echo "run_spin.sh: no C compiler ($cc) to build spin's verifier" >&2
-    exit 1
-fi
-
-if [ -n "${MODEL_DIR:-}" ]; then
-    work=$MODEL_DIR keep=1
-    mkdir -p "$work"
-else
-    work=$(mktemp -d "${TMPDIR:-/tmp}/fifolock-model.XXXXXX") keep=0
-fi
-cp "$model" "$work/"
-
-passed=0 failed=0
-
-# build DIR KIND FLAGS: spin -a and cc in DIR; 0 on success.
-build() {
-    local dir=$1 kind=$2 flags=$3 ccflags
-    mkdir -p "$dir"
-    cp "$work/fifolock_mt.pml" "$dir/"
-    if [ "$kind" = safety ]; then
-        ccflags="-DSAFETY -DNOCLAIM"
-    else
-        ccflags=""
-    fi
-    # shellcheck disable=SC2086
-    (cd "$dir" && "$spin" -a $flags fifolock_mt.pml >spin.log 2>&1 &&
-        "$cc" -O2 -w -DCOLLAPSE -DMEMLIM="$memlim" $ccflags -o pan pan.c >cc.log 2>&1)
-}
-
-# run_pan DIR KIND PANOPTS: runs the verifier, output in DIR/pan.out.
-run_pan() {
-    local dir=$1 kind=$2 opts=$3
-    [ "$kind" = liveness ] && opts="-a -f $opts"
-    # shellcheck disable=SC2086
-    (cd "$dir" && ./pan $opts >pan.out 2>&1)
-}
-
-# summary FILE: "N states, depth D, T s"
-summary() {
-    local states depth secs
-    states=$(sed -n -E 's/^ *([0-9.e+]+) states, stored.*/\1/p' "$1" | head -n 1)
-    depth=$(sed -n -E 's/.*depth reached ([0-9]+).*/\1/p' "$1" | head -n 1)
-    secs=$(sed -n -E 's/^pan: elapsed time ([0-9.e+]+) seconds.*/\1/p' "$1" | head -n 1)
-    printf '%s states, depth %s, %s s' "${states:-?}" "${depth:-?}" "${secs:-?}"
-}
-
-# incomplete FILE: prints why the search did not cover the whole space.
-incomplete() {
-    grep -m 1 -E 'max search depth too small|out of memory|reached -DMEMLIM bound|VECTORSZ' "$1"
-}
-
-check_config() {
-    local name=$1 kind=$2 flags=$3 opts=$4 dir=$work/config-$1 errs why
-    if ! build "$dir" "$kind" "$flags"; then
-        printf 'FAIL  %-20s does not build: see %s\n' "$name" "$dir"
-        failed=$((failed + 1))
-        return
-    fi
-    run_pan "$dir" "$kind" "$opts"
-    errs=$(sed -n -E 's/.*errors: ([0-9]+).*/\1/p' "$dir/pan.out" | head -n 1)
-    why=$(incomplete "$dir/pan.out")
-    if [ "$errs" = 0 ] && [ -z "$why" ]; then
-        printf 'ok    %-20s %-8s %s\n' "$name" "$kind" "$(summary "$dir/pan.out")"
-        passed=$((passed + 1))
-    else
-        printf 'FAIL  %-20s %-8s %s: %s\n' "$name" "$kind" "$(summary "$dir/pan.out")" \
-            "${why:-errors: ${errs:-none reported}}"
-        grep -m 3 -E '^pan:[0-9]+:' "$dir/pan.out" | sed 's/^/      /'
-        echo "      replay: cd $dir && $spin -t -p $flags fifolock_mt.pml"
-        failed=$((failed + 1))
-    fi
-}
-
-# caught_by DIR FLAGS: what found the error, from pan's report and the trail.
-caught_by() {
-    local dir=$1 flags=$2 first line src
-    first=$(grep -m 1 -E '^pan:[0-9]+:' "$dir/pan.out" | sed -E 's/^pan:[0-9]+: //; s/ \(at depth [0-9]+\)//')
-    case "$first" in
-    "assertion violated"*)
-        # shellcheck disable=SC2086
-        line=$(cd "$dir" && "$spin" -t $flags fifolock_mt.pml 2>&1 |
-            sed -n -E 's/^spin: fifolock_mt\.pml:([0-9]+), Error: assertion violated.*/\1/p' | head -n 1)
-        src=$(sed -n "${line:-0}p" "$work/fifolock_mt.pml" | sed -n -E 's:.*/\* *(.*[^ ]) *\*/.*:\1:p')
-        printf 'assertion, line %s: %s' "${line:-?}" "${src:-$first}"
-        ;;
-    "invalid end state"*) printf 'invalid end state: a thread waits for ever' ;;
-    "acceptance cycle"*) printf 'acceptance cycle: the liveness formula fails' ;;
-    *) printf '%s' "${first:-?}" ;;
-    esac
-}
-
-check_mutant() {
-    local name=$1 kind=$2 flags=$3 dir errs opts=-m100000
-    dir=$work/mutant-$(tr -c 'A-Za-z0-9_\n' '_' <<<"$name")
-    [ "$kind" = liveness ] && opts=-m10000000
-    if ! build "$dir" "$kind" "$flags"; then
-        printf 'MISSED  %-24s does not build: see %s\n' "$name" "$dir"
-        failed=$((failed + 1))
-        return
-    fi
-    run_pan "$dir" "$kind" "$opts"
-    errs=$(sed -n -E 's/.*errors: ([0-9]+).*/\1/p' "$dir/pan.out" | head -n 1)
-    if [ -n "$errs" ] && [ "$errs" != 0 ]; then
-        printf 'caught  %-24s %s (%s)\n' "$name" "$(caught_by "$dir" "$flags")" \
-            "$(summary "$dir/pan.out")"
-        passed=$((passed + 1))
-    else
-        printf 'MISSED  %-24s pan found no error (%s)\n' "$name" "$(summary "$dir/pan.out")"
-        failed=$((failed + 1))
-    fi
-}
-
-start=$SECONDS
-echo "model check: $model with $("$spin" -V | head -n 1), in $work"
+spin_init fifolock-model
 if [ "$what" != mutants ]; then
     echo "configurations (3 threads, COLLAPSE, exhaustive):"
     for c in "${configs[@]}"; do
         IFS='|' read -r name kind flags opts <<<"$c"
         [ -z "$only" ] || [ "$name" = "$only" ] || continue
-        check_config "$name" "$kind" "$flags" "$opts"
+        spin_config "$name" "$kind" "$flags" "$opts"
     done
     if [ -n "$only" ] && [ $((passed + failed)) -eq 0 ]; then
         echo "no configuration named '$only' (--list shows them)"
@@ -237,14 +113,9 @@ if [ "$what" != configs ]; then
     echo "deliberate bugs in the model (each must be caught):"
     for m in "${mutants[@]}"; do
         IFS='|' read -r name kind flags <<<"$m"
-        check_mutant "$name" "$kind" "$flags"
+        opts=-m100000
+        [ "$kind" = liveness ] && opts=-m10000000
+        spin_mutant "$name" "$kind" "$flags" "$opts"
     done
 fi
-echo "model check took $((SECONDS - start)) s"
-if [ "$failed" -eq 0 ] && [ "$keep" -eq 0 ]; then
-    rm -rf "$work"
-elif [ "$failed" -ne 0 ]; then
-    echo "kept $work (pan.out, trails) for replay"
-fi
-echo "${passed} passed, ${failed} failed"
-[ "$failed" -eq 0 ]
+spin_done

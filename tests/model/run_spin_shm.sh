@@ -17,12 +17,15 @@
 # the compile time, which is most of this script's.
 #
 # usage: tests/model/run_spin_shm.sh [--configs | --mutants]
-# env:   MODEL_DIR (default: a temporary directory, kept if something failed),
-#        CC (gcc), SPIN (spin), MEMLIM (MB per pan run, 4096)
-# Closes with "N passed, N failed"; exit status 0 only if nothing failed.
+# env:   as tests/model/spin_lib.sh says (MEMLIM default 4096 here).
+# Closes with "N passed, N failed"; exit status 0 only if nothing failed,
+# 77 (skipped) if spin is not installed.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 model=$here/fifolock_shm.pml
+opt=1 memlim=4096
+# shellcheck source=spin_lib.sh
+. "$here/spin_lib.sh"
 what=all
 case "${1:-}" in
 '') ;;
@@ -33,30 +36,6 @@ case "${1:-}" in
     exit 2
     ;;
 esac
-spin=${SPIN:-spin}
-cc=${CC:-gcc}
-memlim=${MEMLIM:-4096}
-
-if ! command -v "$spin" >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "spin is not installed: apt-get install -y spin"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get install -y -qq spin >/dev/null 2>&1 ||
-            { apt-get update -qq && apt-get install -y -qq spin >/dev/null; }
-    fi
-    if ! command -v "$spin" >/dev/null 2>&1; then
-        echo "run_spin_shm.sh: spin is not installed (Debian: apt-get install spin)" >&2
-        exit 1
-    fi
-fi
-
-if [ -n "${MODEL_DIR:-}" ]; then
-    work=$MODEL_DIR keep=1
-    mkdir -p "$work"
-else
-    work=$(mktemp -d "${TMPDIR:-/tmp}/fifolock-model-shm.XXXXXX") keep=0
-fi
-
 # name | kind | spin -D flags | pan options
 configs=(
     # Two processes, two rounds each, one death.
@@ -81,78 +60,17 @@ mutants=(
     "REPORT_TWICE|safety|-DNP=2 -DROUNDS=2 -DDEATHS=2 -DTICK -DREPORT_TWICE"
 )
 
-passed=0 failed=0
-
-build() { # DIR KIND FLAGS
-    local dir=$1 kind=$2 flags=$3 ccflags=""
-    mkdir -p "$dir"
-    cp "$model" "$dir/"
-    [ "$kind" = safety ] && ccflags="-DSAFETY -DNOCLAIM"
-    # shellcheck disable=SC2086
-    (cd "$dir" && "$spin" -a $flags fifolock_shm.pml >spin.log 2>&1 &&
-        "$cc" -O1 -w -DCOLLAPSE -DMEMLIM="$memlim" $ccflags -o pan pan.c >cc.log 2>&1)
-}
-
-run_pan() { # DIR KIND OPTS
-    local dir=$1 kind=$2 opts=$3
-    [ "$kind" = liveness ] && opts="-a -f $opts"
-    # shellcheck disable=SC2086
-    (cd "$dir" && ./pan $opts >pan.out 2>&1)
-}
-
-summary() {
-    local states depth secs
-    states=$(sed -n -E 's/^ *([0-9.e+]+) states, stored.*/\1/p' "$1" | head -n 1)
-    depth=$(sed -n -E 's/.*depth reached ([0-9]+).*/\1/p' "$1" | head -n 1)
-    secs=$(sed -n -E 's/^pan: elapsed time ([0-9.e+]+) seconds.*/\1/p' "$1" | head -n 1)
-    printf '%s states, depth %s, %s s' "${states:-?}" "${depth:-?}" "${secs:-?}"
-}
-
+spin_init fifolock-model-shm
 if [ "$what" != mutants ]; then
     for c in "${configs[@]}"; do
         IFS='|' read -r name kind flags opts <<<"$c"
-        dir=$work/config-$name
-        if ! build "$dir" "$kind" "$flags"; then
-            printf 'FAIL  %-18s does not build: see %s\n' "$name" "$dir"
-            failed=$((failed + 1))
-            continue
-        fi
-        run_pan "$dir" "$kind" "$opts"
-        errs=$(sed -n -E 's/.*errors: ([0-9]+).*/\1/p' "$dir/pan.out" | head -n 1)
-        why=$(grep -m 1 -E 'max search depth too small|out of memory|reached -DMEMLIM bound|VECTORSZ' "$dir/pan.out")
-        if [ "$errs" = 0 ] && [ -z "$why" ]; then
-            printf 'ok    %-18s %-8s %s\n' "$name" "$kind" "$(summary "$dir/pan.out")"
-            passed=$((passed + 1))
-        else
-            printf 'FAIL  %-18s %-8s %s: %s\n' "$name" "$kind" "$(summary "$dir/pan.out")" \
-                "${why:-errors: ${errs:-none reported}}"
-            grep -m 3 -E '^pan:[0-9]+:' "$dir/pan.out" | sed 's/^/      /'
-            echo "      replay: cd $dir && $spin -t -p $flags fifolock_shm.pml"
-            failed=$((failed + 1)) keep=1
-        fi
+        spin_config "$name" "$kind" "$flags" "$opts"
     done
 fi
 if [ "$what" != configs ]; then
     for c in "${mutants[@]}"; do
         IFS='|' read -r name kind flags <<<"$c"
-        dir=$work/mutant-$name
-        if ! build "$dir" "$kind" "$flags"; then
-            printf 'FAIL  mutant %-18s does not build: see %s\n' "$name" "$dir"
-            failed=$((failed + 1)) keep=1
-            continue
-        fi
-        run_pan "$dir" "$kind" "-m1000000"
-        errs=$(sed -n -E 's/.*errors: ([0-9]+).*/\1/p' "$dir/pan.out" | head -n 1)
-        if [ -n "$errs" ] && [ "$errs" != 0 ]; then
-            caught=$(grep -m 1 -oE 'assertion violated.*|invalid end state|acceptance cycle' "$dir/pan.out")
-            printf 'ok    mutant %-18s caught: %s\n' "$name" "${caught:-error}"
-            passed=$((passed + 1))
-        else
-            printf 'FAIL  mutant %-18s not caught\n' "$name"
-            failed=$((failed + 1)) keep=1
-        fi
+        spin_mutant "$name" "$kind" "$flags" -m1000000
     done
 fi
-echo "$passed passed, $failed failed"
-[ "$keep" = 1 ] || rm -rf "$work"
-[ "$failed" = 0 ]
+spin_done
