@@ -29,12 +29,15 @@
  *   (4) uncontended weighted requests and conversions of fifolock_mt:
  *       acquire_n + release_n of n = 1, 1000 and 10^6 on a semaphore of 10^9,
  *       and the cycles write -> convert to read -> release and upgradable ->
- *       convert to write -> release, beside acquire + release of write.
+ *       convert to write -> release, beside acquire + release of write;
+ *   (5) the floors of any lock that hands over at every release: two
+ *       threads passing a turn through one word, on two CPUs (a cache-line
+ *       transfer) and on one CPU (a context switch).
  *
  * Numbers from a busy machine are noise: the load average is printed at the
  * start and the end.
  *
- * Usage: bench_mt [quick] [parts=1234] [data=DIR] [gap=MS] [ms=MS] [threads=N] [locks=a,b] [spin=N] [yield=N] [behind=N] [nudge=0|1]
+ * Usage: bench_mt [quick] [parts=12345] [data=DIR] [gap=MS] [ms=MS] [threads=N] [locks=a,b] [spin=N] [yield=N] [behind=N] [nudge=0|1]
  *                 [shared=NS] [defer=N]
  *   quick        one short run of each, for a smoke test
  *   data=DIR     also write what bench/plots.py draws: DIR/throughput.dat
@@ -62,6 +65,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -872,6 +876,83 @@ static void part_waits(void)
     }
 }
 
+/* ---- (5) the floors of a handoff ---------------------------------------- */
+
+/*
+ * Two threads pass a turn back and forth through one shared word, each
+ * waiting for its turn; the time per pass is the least any lock that hands
+ * over at every release can take. On two CPUs (each thread pinned to its
+ * own) a pass is one cache-line transfer each way; on one CPU (both pinned
+ * to CPU 0, waiting with sched_yield()) it is a context switch.
+ */
+static unsigned turn;
+
+struct pinger {
+    pthread_t tid;
+    unsigned me;
+    int cpu;
+    long passes;
+    int yield;
+    double seconds; /* from the start line to its last pass */
+};
+
+static void *pinger_main(void *arg)
+{
+    struct pinger *p = arg;
+    cpu_set_t set;
+    long i;
+
+    CPU_ZERO(&set);
+    CPU_SET(p->cpu, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof set, &set); /* best effort */
+    pthread_barrier_wait(&start_line);
+    p->seconds = now_s();
+    for (i = 0; i < p->passes; i++) {
+        while (__atomic_load_n(&turn, __ATOMIC_ACQUIRE) != p->me) {
+            if (p->yield)
+                sched_yield();
+            else
+                fifolock__cpu_relax();
+        }
+        __atomic_store_n(&turn, 1 - p->me, __ATOMIC_RELEASE);
+    }
+    p->seconds = now_s() - p->seconds;
+    return NULL;
+}
+
+/* ns per pass, median of `repeats` runs */
+static double pass_ns(int same_cpu, long passes)
+{
+    double v[16];
+    int r, i;
+
+    for (r = 0; r < repeats; r++) {
+        struct pinger p[2];
+        turn = 0;
+        pthread_barrier_init(&start_line, NULL, 3);
+        for (i = 0; i < 2; i++) {
+            p[i] = (struct pinger){ 0, (unsigned)i, same_cpu ? 0 : i, passes, same_cpu, 0 };
+            pthread_create(&p[i].tid, NULL, pinger_main, &p[i]);
+        }
+        pthread_barrier_wait(&start_line);
+        for (i = 0; i < 2; i++)
+            pthread_join(p[i].tid, NULL);
+        v[r] = (p[0].seconds > p[1].seconds ? p[0].seconds : p[1].seconds) /
+               (2.0 * (double)passes) * 1e9;
+        pthread_barrier_destroy(&start_line);
+    }
+    return median(v, repeats);
+}
+
+static void part_floors(void)
+{
+    long n = quick ? 2000 : 200000;
+
+    printf("\n(5) the floors of a handoff, ns per pass (median of %d):\n", repeats);
+    printf("  between two CPUs (a cache-line transfer):      %8.0f\n", pass_ns(0, n));
+    printf("  on one CPU, by sched_yield (a context switch): %8.0f\n", pass_ns(1, n / 4));
+}
+
 /* The fifolock_mt tuning knobs the command line may set (see the top). */
 static const struct {
     const char *name; /* with its '=' */
@@ -902,7 +983,7 @@ static int set_knob(const char *arg)
 
 int main(int argc, char **argv)
 {
-    const char *parts = "1234";
+    const char *parts = "12345";
     int a;
 
     for (a = 1; a < argc; a++) {
@@ -921,7 +1002,7 @@ int main(int argc, char **argv)
         else if (strncmp(argv[a], "threads=", 8) == 0)
             only_threads = atoi(argv[a] + 8);
         else if (!set_knob(argv[a])) {
-            fprintf(stderr, "usage: %s [quick] [parts=1234] [data=DIR] [gap=MS] [ms=MS] [threads=N] [locks=a,b] [spin=N] [yield=N] [behind=N] [nudge=0|1] [shared=NS] [defer=N]\n",
+            fprintf(stderr, "usage: %s [quick] [parts=12345] [data=DIR] [gap=MS] [ms=MS] [threads=N] [locks=a,b] [spin=N] [yield=N] [behind=N] [nudge=0|1] [shared=NS] [defer=N]\n",
                     argv[0]);
             return 2;
         }
@@ -946,6 +1027,8 @@ int main(int argc, char **argv)
         part_waits();
     if (strchr(parts, '4'))
         part_weighted_convert();
+    if (strchr(parts, '5'))
+        part_floors();
     printf("\ninvariant violations seen: %d (must be 0; counter %lu)\n", violations,
            shared_counter);
     print_load("at end");
