@@ -17,23 +17,12 @@ static const char *ep;
 
 static fifolock_etcd *open_or_die(const struct fifolock_etcd_options *o)
 {
-    fifolock_etcd *s = NULL;
-    int rc = fifolock_etcd_open(&s, ep, o);
-
-    if (rc != 0) {
-        fprintf(stderr, "%s: open: %s (%s)\n", check_current, fifolock_etcd_strerror(rc),
-                fifolock_etcd_last_error());
-        exit(1);
-    }
-    return s;
+    return etcd_open_or_die(ep, o);
 }
 
 static long queue_len(const char *name)
 {
-    char prefix[300];
-
-    snprintf(prefix, sizeof prefix, "fifolock/%s/", name);
-    return etcd_count(ep, prefix, NULL);
+    return etcd_queue_len(ep, name);
 }
 
 /* A thread that acquires and reports. */
@@ -792,7 +781,7 @@ static void a_signal_handler_on_the_waiting_thread_interrupts_its_wait(void)
     fifolock_etcd_close(b);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     static const struct check_test tests[] = {
         TEST(uncontended_acquire_gives_a_token_and_release_leaves_nothing),
@@ -820,7 +809,7 @@ int main(void)
         TEST(an_interrupt_stays_until_cleared_and_spares_try_acquire),
         TEST(a_signal_handler_on_the_waiting_thread_interrupts_its_wait),
     };
-    size_t i, failed = 0;
+    int status;
     int rc = etcd_up(&srv, 1, NULL);
 
     if (rc == ETCD_SKIP) {
@@ -828,17 +817,7 @@ int main(void)
         return ETCD_SKIP;
     }
     ep = srv.endpoints;
-    for (i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        int before = check_failures;
-
-        check_current = tests[i].name;
-        tests[i].fn();
-        if (check_failures != before) {
-            failed++;
-            fprintf(stderr, "FAIL %s\n", tests[i].name);
-        }
-    }
+    status = etcd_run_tests(tests, sizeof tests / sizeof tests[0], argc, argv);
     etcd_down(&srv);
-    printf("%zu passed, %zu failed\n", sizeof tests / sizeof tests[0] - failed, failed);
-    return failed ? 1 : 0;
+    return status;
 }
