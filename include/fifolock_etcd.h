@@ -136,8 +136,12 @@ struct fifolock_etcd_options {
  * no endpoint, a TTL below 2, a table mode without name or predicate),
  * ECONNREFUSED (no endpoint answered within the timeout), EACCES (a TLS
  * certificate was refused either way, or the user or password was wrong),
- * ETIMEDOUT, EIO (an answer this library does not understand), ENOMEM.
+ * ETIMEDOUT, EIO (an answer this library does not understand), ENOMEM,
+ * EMFILE or ENFILE (no file descriptor for the session's interrupt, below).
  * On failure nothing is left on the cluster and *session is untouched.
+ *
+ * The background thread blocks every signal: a process's signal handlers
+ * run on the caller's threads, never on the session's.
  */
 FIFOLOCK_ETCD_API int fifolock_etcd_open(fifolock_etcd **session, const char *endpoints,
                                     const struct fifolock_etcd_options *options);
@@ -150,7 +154,8 @@ FIFOLOCK_ETCD_API int fifolock_etcd_open(fifolock_etcd **session, const char *en
  * its name and limit with the session's modes.
  *
  * Returns 0 (held), or: ETIMEDOUT (the deadline passed; the request was
- * withdrawn and leaves no entry), EINVAL (NULL session, name or mode, an
+ * withdrawn and leaves no entry), EINTR (the session is interrupted, see
+ * fifolock_etcd_interrupt(); withdrawn the same way), EINVAL (NULL session, name or mode, an
  * empty name, n == 0 or above 65536, a mode the session does not know),
  * ENOLCK (the session's lease is lost; close it), EACCES, ECONNREFUSED, EIO,
  * ENOMEM. On every error the request left no entry behind (if etcd could not
@@ -163,6 +168,37 @@ FIFOLOCK_ETCD_API int fifolock_etcd_acquire(fifolock_etcd *session, const char *
 FIFOLOCK_ETCD_API int fifolock_etcd_acquire_n(fifolock_etcd *session, const char *name,
                                          const fifolock_mode *mode, size_t n,
                                          const struct timespec *deadline, int64_t *token);
+
+/*
+ * Ends the session's waits early: every fifolock_etcd_acquire() and
+ * fifolock_etcd_acquire_n() of `session` that is waiting now returns EINTR
+ * at once (a request to etcd already under way, such as the join, ends
+ * first, within the session's timeout_ms). Each first withdraws its request
+ * exactly as a timeout does: one delete, so that when EINTR returns the
+ * entry is gone and whoever queued behind it has moved up, not after the
+ * lease's TTL (if etcd cannot be reached just then, the background thread
+ * deletes it later, and the lease bounds its life in any case). A request
+ * found granted before the interrupt was seen returns 0 and holds.
+ *
+ * The interrupt is sticky, so that one that comes just before a wait
+ * begins is not lost: until fifolock_etcd_clear_interrupt(), every later
+ * acquire and acquire_n returns EINTR at once too, sending nothing. Holds,
+ * fifolock_etcd_try_acquire() (which never waits), release, check and close
+ * are not affected.
+ *
+ * Async-signal-safe (it writes to an eventfd that the waits poll, and keeps
+ * errno): call it from a signal handler or from any thread, while the
+ * session is open, never during or after fifolock_etcd_close(). Returns 0,
+ * or EINVAL for NULL. Calling it again while interrupted does nothing more.
+ */
+FIFOLOCK_ETCD_API int fifolock_etcd_interrupt(fifolock_etcd *session);
+
+/*
+ * Ends the interrupt: acquires wait again. An interrupt that comes while
+ * this runs either is cleared or stays, whole. Async-signal-safe too.
+ * Returns 0, or EINVAL for NULL.
+ */
+FIFOLOCK_ETCD_API int fifolock_etcd_clear_interrupt(fifolock_etcd *session);
 
 /*
  * Takes the lock only if it can be held at once (nobody waiting ahead, the

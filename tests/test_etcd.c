@@ -9,6 +9,7 @@
 #include "etcd/proxy.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 
 static struct etcd_server srv;
@@ -16,23 +17,12 @@ static const char *ep;
 
 static fifolock_etcd *open_or_die(const struct fifolock_etcd_options *o)
 {
-    fifolock_etcd *s = NULL;
-    int rc = fifolock_etcd_open(&s, ep, o);
-
-    if (rc != 0) {
-        fprintf(stderr, "%s: open: %s (%s)\n", check_current, fifolock_etcd_strerror(rc),
-                fifolock_etcd_last_error());
-        exit(1);
-    }
-    return s;
+    return etcd_open_or_die(ep, o);
 }
 
 static long queue_len(const char *name)
 {
-    char prefix[300];
-
-    snprintf(prefix, sizeof prefix, "fifolock/%s/", name);
-    return etcd_count(ep, prefix, NULL);
+    return etcd_queue_len(ep, name);
 }
 
 /* A thread that acquires and reports. */
@@ -665,7 +655,133 @@ static void a_lost_reply_to_the_join_leaves_one_entry_and_the_same_token(void)
     CHECK_EQ(fifolock_etcd_close(s), 0);
 }
 
-int main(void)
+/* A long TTL: an entry left behind would block the next session for 60 s. */
+static fifolock_etcd *open_long_lease(void)
+{
+    struct fifolock_etcd_options o;
+
+    memset(&o, 0, sizeof o);
+    o.ttl = 60;
+    return open_or_die(&o);
+}
+
+static void an_interrupt_ends_every_wait_of_the_session_and_leaves_no_entry(void)
+{
+    fifolock_etcd *a = open_long_lease(), *b = open_long_lease(), *c = open_long_lease();
+    struct waiter head, behind, cw;
+    struct timespec soon = etcd_in_ms(2000);
+    int64_t t1, t2, tc;
+    long t0;
+
+    /* Deadlines only so that a broken interrupt fails instead of hanging.
+     * intr1: b heads the waiters (W1); intr2: b waits behind c's waiter (W2). */
+    CHECK_EQ(fifolock_etcd_acquire(a, "intr1", &fifolock_mutex, NULL, &t1), 0);
+    CHECK_EQ(fifolock_etcd_acquire(a, "intr2", &fifolock_mutex, NULL, &t2), 0);
+    start_waiter(&head, b, "intr1", &fifolock_mutex, 15000);
+    wait_queue_len("intr1", 2);
+    start_waiter(&cw, c, "intr2", &fifolock_write, 20000);
+    wait_queue_len("intr2", 2);
+    start_waiter(&behind, b, "intr2", &fifolock_write, 15000);
+    wait_queue_len("intr2", 3);
+    etcd_sleep_ms(200); /* both watches are open */
+    t0 = etcd_now_ms();
+    CHECK_EQ(fifolock_etcd_interrupt(b), 0);
+    pthread_join(head.thread, NULL);
+    pthread_join(behind.thread, NULL);
+    CHECK_EQ(head.rc, EINTR);
+    CHECK_EQ(behind.rc, EINTR);
+    CHECK_LE(head.granted_at - t0, 1000);
+    CHECK_LE(behind.granted_at - t0, 1000);
+    /* Withdrawn, while b's lease lives on: the others go next, at once. */
+    CHECK_EQ(queue_len("intr1"), 1);
+    CHECK_EQ(queue_len("intr2"), 2);
+    CHECK_EQ(fifolock_etcd_release(a, "intr1", t1), 0);
+    t0 = etcd_now_ms();
+    CHECK_EQ(fifolock_etcd_acquire(c, "intr1", &fifolock_mutex, &soon, &tc), 0);
+    CHECK_LE(etcd_now_ms() - t0, 1000);
+    CHECK_EQ(fifolock_etcd_release(c, "intr1", tc), 0);
+    CHECK_EQ(fifolock_etcd_release(a, "intr2", t2), 0);
+    pthread_join(cw.thread, NULL);
+    CHECK_EQ(cw.rc, 0);
+    CHECK_EQ(fifolock_etcd_release(c, "intr2", cw.token), 0);
+    fifolock_etcd_close(a);
+    fifolock_etcd_close(b);
+    fifolock_etcd_close(c);
+}
+
+static void an_interrupt_stays_until_cleared_and_spares_try_acquire(void)
+{
+    fifolock_etcd *a = open_long_lease(), *b = open_long_lease();
+    struct timespec soon = etcd_in_ms(300);
+    int64_t ta, tb;
+    long t0;
+
+    CHECK_EQ(fifolock_etcd_interrupt(NULL), EINVAL);
+    CHECK_EQ(fifolock_etcd_clear_interrupt(NULL), EINVAL);
+    CHECK_EQ(fifolock_etcd_acquire(a, "sticky", &fifolock_mutex, NULL, &ta), 0);
+    CHECK_EQ(fifolock_etcd_interrupt(b), 0);
+    CHECK_EQ(fifolock_etcd_interrupt(b), 0);
+    /* An interrupt that came before the wait is not lost: it sends nothing. */
+    t0 = etcd_now_ms();
+    CHECK_EQ(fifolock_etcd_acquire(b, "sticky", &fifolock_mutex, NULL, &tb), EINTR);
+    CHECK_EQ(fifolock_etcd_acquire_n(b, "sticky", &fifolock_mutex, 1, NULL, &tb), EINTR);
+    CHECK_LE(etcd_now_ms() - t0, 200);
+    CHECK_EQ(queue_len("sticky"), 1);
+    CHECK_EQ(fifolock_etcd_acquire(b, "free", &fifolock_mutex, NULL, &tb), EINTR);
+    CHECK_EQ(queue_len("free"), 0);
+    CHECK_EQ(fifolock_etcd_try_acquire(b, "sticky", &fifolock_mutex, &tb), EBUSY);
+    CHECK_EQ(fifolock_etcd_try_acquire(b, "free", &fifolock_mutex, &tb), 0);
+    CHECK_EQ(fifolock_etcd_release(b, "free", tb), 0);
+    /* Cleared (twice is harmless): waits run to their deadline again. */
+    CHECK_EQ(fifolock_etcd_clear_interrupt(b), 0);
+    CHECK_EQ(fifolock_etcd_clear_interrupt(b), 0);
+    CHECK_EQ(fifolock_etcd_acquire(b, "sticky", &fifolock_mutex, &soon, &tb), ETIMEDOUT);
+    CHECK_EQ(fifolock_etcd_release(a, "sticky", ta), 0);
+    CHECK_EQ(fifolock_etcd_acquire(b, "sticky", &fifolock_mutex, NULL, &tb), 0);
+    CHECK_EQ(fifolock_etcd_release(b, "sticky", tb), 0);
+    CHECK_EQ(queue_len("sticky"), 0);
+    fifolock_etcd_close(a);
+    fifolock_etcd_close(b);
+}
+
+static fifolock_etcd *signalled_session;
+
+static void interrupt_on_signal(int sig)
+{
+    (void)sig;
+    fifolock_etcd_interrupt(signalled_session);
+}
+
+static void a_signal_handler_on_the_waiting_thread_interrupts_its_wait(void)
+{
+    fifolock_etcd *a = open_long_lease(), *b = open_long_lease();
+    struct sigaction sa, old;
+    struct waiter w;
+    int64_t ta;
+    long t0;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = interrupt_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, &old);
+    signalled_session = b;
+    CHECK_EQ(fifolock_etcd_acquire(a, "signal", &fifolock_mutex, NULL, &ta), 0);
+    start_waiter(&w, b, "signal", &fifolock_mutex, 15000);
+    wait_queue_len("signal", 2);
+    etcd_sleep_ms(200);
+    t0 = etcd_now_ms();
+    pthread_kill(w.thread, SIGUSR1);
+    pthread_join(w.thread, NULL);
+    CHECK_EQ(w.rc, EINTR);
+    CHECK_LE(w.granted_at - t0, 1000);
+    CHECK_EQ(queue_len("signal"), 1);
+    sigaction(SIGUSR1, &old, NULL);
+    CHECK_EQ(fifolock_etcd_release(a, "signal", ta), 0);
+    fifolock_etcd_close(a);
+    fifolock_etcd_close(b);
+}
+
+int main(int argc, char **argv)
 {
     static const struct check_test tests[] = {
         TEST(uncontended_acquire_gives_a_token_and_release_leaves_nothing),
@@ -689,8 +805,11 @@ int main(void)
         TEST(upgradable_shares_with_readers_and_excludes_itself),
         TEST(unreachable_endpoints_fail_clearly_within_the_timeout),
         TEST(a_lost_reply_to_the_join_leaves_one_entry_and_the_same_token),
+        TEST(an_interrupt_ends_every_wait_of_the_session_and_leaves_no_entry),
+        TEST(an_interrupt_stays_until_cleared_and_spares_try_acquire),
+        TEST(a_signal_handler_on_the_waiting_thread_interrupts_its_wait),
     };
-    size_t i, failed = 0;
+    int status;
     int rc = etcd_up(&srv, 1, NULL);
 
     if (rc == ETCD_SKIP) {
@@ -698,17 +817,7 @@ int main(void)
         return ETCD_SKIP;
     }
     ep = srv.endpoints;
-    for (i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        int before = check_failures;
-
-        check_current = tests[i].name;
-        tests[i].fn();
-        if (check_failures != before) {
-            failed++;
-            fprintf(stderr, "FAIL %s\n", tests[i].name);
-        }
-    }
+    status = etcd_run_tests(tests, sizeof tests / sizeof tests[0], argc, argv);
     etcd_down(&srv);
-    printf("%zu passed, %zu failed\n", sizeof tests / sizeof tests[0] - failed, failed);
-    return failed ? 1 : 0;
+    return status;
 }

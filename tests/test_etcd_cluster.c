@@ -64,9 +64,8 @@ static void *waiter_main(void *arg)
 static fifolock_etcd *open_victim_first(int victim)
 {
     struct fifolock_etcd_options o = { 0 };
-    fifolock_etcd *s = NULL;
     char eps[600];
-    int i, rc;
+    int i;
 
     /* The member to be killed first in the list: the session talks to it. */
     snprintf(eps, sizeof eps, "%s", srv.url[victim]);
@@ -77,20 +76,12 @@ static fifolock_etcd *open_victim_first(int victim)
         }
     o.ttl = TTL;
     o.timeout_ms = 3000;
-    rc = fifolock_etcd_open(&s, eps, &o);
-    if (rc != 0) {
-        fprintf(stderr, "open: %s (%s)\n", fifolock_etcd_strerror(rc), fifolock_etcd_last_error());
-        exit(1);
-    }
-    return s;
+    return etcd_open_or_die(eps, &o);
 }
 
 static long queue_len(int live, const char *name)
 {
-    char prefix[300];
-
-    snprintf(prefix, sizeof prefix, "fifolock/%s/", name);
-    return etcd_count(srv.url[live], prefix, NULL);
+    return etcd_queue_len(srv.url[live], name);
 }
 
 static long ms_of(struct timespec t)
@@ -175,29 +166,19 @@ static void a_killed_leader_keeps_holds_and_grants_waiters(void)
     member_killed_while_held_and_waited_on(true);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     static const struct check_test tests[] = {
         TEST(a_killed_follower_keeps_holds_and_grants_waiters),
         TEST(a_killed_leader_keeps_holds_and_grants_waiters),
     };
-    size_t i, failed = 0;
+    int status;
 
     if (etcd_up(&srv, 1, NULL) == ETCD_SKIP) {
         printf("etcd is not installed: skipped\n");
         return ETCD_SKIP;
     }
     etcd_down(&srv);
-    for (i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        int before = check_failures;
-
-        check_current = tests[i].name;
-        tests[i].fn();
-        if (check_failures != before) {
-            failed++;
-            fprintf(stderr, "FAIL %s\n", tests[i].name);
-        }
-    }
-    printf("%zu passed, %zu failed\n", sizeof tests / sizeof tests[0] - failed, failed);
-    return failed ? 1 : 0;
+    status = etcd_run_tests(tests, sizeof tests / sizeof tests[0], argc, argv);
+    return status;
 }

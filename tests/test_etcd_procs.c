@@ -19,26 +19,16 @@ static const char *ep;
 static fifolock_etcd *open_ttl(int ttl, fifolock_etcd_lost_fn *lost, void *arg)
 {
     struct fifolock_etcd_options o = { 0 };
-    fifolock_etcd *s = NULL;
-    int rc;
 
     o.ttl = ttl;
     o.lost = lost;
     o.lost_arg = arg;
-    rc = fifolock_etcd_open(&s, ep, &o);
-    if (rc != 0) {
-        fprintf(stderr, "open: %s (%s)\n", fifolock_etcd_strerror(rc), fifolock_etcd_last_error());
-        exit(1);
-    }
-    return s;
+    return etcd_open_or_die(ep, &o);
 }
 
 static long queue_len(const char *name)
 {
-    char prefix[300];
-
-    snprintf(prefix, sizeof prefix, "fifolock/%s/", name);
-    return etcd_count(ep, prefix, NULL);
+    return etcd_queue_len(ep, name);
 }
 
 static long long now_us(void)
@@ -302,7 +292,7 @@ static void a_holder_paused_past_its_ttl_is_told_it_lost_the_lock(void)
     fifolock_etcd_close(s);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     static const struct check_test tests[] = {
         TEST(twenty_processes_keep_fifo_order_and_exclusion_by_their_own_logs),
@@ -310,24 +300,14 @@ int main(void)
         TEST(a_waiter_killed_with_sigkill_leaves_the_queue_within_the_ttl),
         TEST(a_holder_paused_past_its_ttl_is_told_it_lost_the_lock),
     };
-    size_t i, failed = 0;
+    int status;
 
     if (etcd_up(&srv, 1, NULL) == ETCD_SKIP) {
         printf("etcd is not installed: skipped\n");
         return ETCD_SKIP;
     }
     ep = srv.endpoints;
-    for (i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        int before = check_failures;
-
-        check_current = tests[i].name;
-        tests[i].fn();
-        if (check_failures != before) {
-            failed++;
-            fprintf(stderr, "FAIL %s\n", tests[i].name);
-        }
-    }
+    status = etcd_run_tests(tests, sizeof tests / sizeof tests[0], argc, argv);
     etcd_down(&srv);
-    printf("%zu passed, %zu failed\n", sizeof tests / sizeof tests[0] - failed, failed);
-    return failed ? 1 : 0;
+    return status;
 }

@@ -181,7 +181,7 @@ static void an_expired_auth_token_is_renewed_and_the_hold_survives(void)
     CHECK_EQ(fifolock_etcd_close(s), 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     static const struct check_test tests[] = {
         TEST(tls_with_the_cluster_ca_and_a_client_certificate_works),
@@ -194,7 +194,7 @@ int main(void)
         TEST(auth_of_a_user_without_permission_is_refused),
         TEST(an_expired_auth_token_is_renewed_and_the_hold_survives),
     };
-    size_t i, failed = 0;
+    int status;
 
     if (etcd_up(&tls, 1, "--tls") == ETCD_SKIP) {
         printf("etcd is not installed: skipped\n");
@@ -213,19 +213,9 @@ int main(void)
     }
     etcd_login(auth.url[0], "root", "rootpw", root_token, sizeof root_token);
     CHECK_TRUE(root_token[0] != '\0');
-    for (i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        int before = check_failures;
-
-        check_current = tests[i].name;
-        tests[i].fn();
-        if (check_failures != before) {
-            failed++;
-            fprintf(stderr, "FAIL %s\n", tests[i].name);
-        }
-    }
+    status = etcd_run_tests(tests, sizeof tests / sizeof tests[0], argc, argv);
     etcd_down(&tls);
     etcd_down(&auth);
     etcd_down(&auth_ttl);
-    printf("%zu passed, %zu failed\n", sizeof tests / sizeof tests[0] - failed, failed);
-    return failed ? 1 : 0;
+    return status;
 }

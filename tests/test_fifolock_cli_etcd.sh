@@ -2,7 +2,8 @@
 # The fifolock command line with --etcd, against a real single-member etcd on
 # loopback (tests/etcd/etcd-up.sh): exclusion and FIFO order of several tool
 # processes, FIFOLOCK_TOKEN, exit statuses, --timeout (exit 1, no entry left),
-# an unreachable endpoint, a lock lost while the command runs (its key
+# SIGINT and SIGTERM while waiting (exit 130, 143, no entry left), an
+# unreachable endpoint, a lock lost while the command runs (its key
 # deleted, its lease revoked: the command gets SIGTERM, the tool exits 3 and
 # says why), the upgradable mode, and --user with auth and --cacert/--cert/
 # --key with TLS (about 15 s in all).
@@ -120,6 +121,42 @@ check "--timeout 0 leaves no entry" 1 "$(entries T)"
 touch "$dir/t-go"
 wait "$holder"
 check "the holder's status after others timed out" 0 $?
+
+# ---- SIGINT, SIGTERM while waiting: withdrawn at once, exit 128 + N ----
+# Waiters with a 60 s TTL: an entry left behind would hold up the one queued
+# behind it for a minute. A script's background jobs ignore SIGINT (and the
+# tool keeps an ignored signal ignored): env gives it back its default.
+fl W sh -c "touch $dir/w0; while [ ! -e $dir/w-go ]; do sleep 0.02; done" &
+holder=$!
+wait_for "$dir/w0"
+env --default-signal=INT "$tool" --etcd "$ep" --ttl 60 W true &
+first=$!
+wait_entries W 2
+fl --ttl 60 --timeout 20 W sh -c "touch $dir/w-second" &
+second=$!
+wait_entries W 3
+sleep 0.3 # both watches are open
+kill -INT "$first"
+wait "$first"
+check "SIGINT while waiting exits 130" 130 $?
+check "SIGINT while waiting leaves no entry" 2 "$(entries W)"
+"$tool" --etcd "$ep" --ttl 60 W true &
+third=$!
+wait_entries W 3
+sleep 0.3
+kill -TERM "$third"
+wait "$third"
+check "SIGTERM while waiting exits 143" 143 $?
+check "SIGTERM while waiting leaves no entry" 2 "$(entries W)"
+start=$(date +%s%N)
+touch "$dir/w-go"
+wait "$holder"
+wait "$second"
+rc=$?
+elapsed=$((($(date +%s%N) - start) / 1000000))
+check "the one queued behind the interrupted waiters gets the lock" 0 $rc
+check "... well before the TTL, ms < 3000" 1 $((elapsed < 3000))
+check "nothing is left after the signals" 0 "$(entries W)"
 
 # ---- an endpoint nobody serves ----
 start=$(date +%s%N)

@@ -35,12 +35,20 @@ struct backend {
      * `mode`, and takes it, giving up at `deadline` (NULL: wait for ever; a
      * deadline already passed: only if it can be held at once). Returns 0,
      * EOWNERDEAD (held; a previous holder died: `dead` then describes who, as
-     * text "PID:MODE ..."), ETIMEDOUT, or another errno with a message in
+     * text "PID:MODE ..."), ETIMEDOUT, EINTR (see interrupt), or another errno with a message in
      * `err`. *token grows with the order of grants.
      */
     int (*acquire)(void **state, const struct tool_options *opt, const char *lock,
                    const fifolock_mode *mode, const struct timespec *deadline,
                    uint64_t *token, char *dead, size_t dead_size, char *err, size_t err_size);
+    /*
+     * Ends a wait of `acquire` that runs now, or the next one: it then
+     * withdraws its request and returns EINTR. Called from a signal handler
+     * (SIGINT, SIGTERM, SIGHUP while the lock is awaited), on any thread:
+     * async-signal-safe. NULL: the backend's waits cannot be interrupted,
+     * and those signals keep their default action.
+     */
+    void (*interrupt)(void);
     /*
      * The command now runs as `pid`: a backend that can lose the lock while
      * it runs sends it SIGTERM then (at once if already lost). May be NULL.

@@ -19,12 +19,27 @@
  * signalled at least once (twice is harmless). This is the library's
  * fifolock_etcd_kill_on_loss() with atomics: its struct's volatile
  * sig_atomic_t fields order nothing between threads.
+ *
+ * A signal while the lock is awaited (SIGINT, SIGTERM, SIGHUP: the main
+ * program's handler calls etcd_interrupt) ends the wait with
+ * fifolock_etcd_interrupt(), which withdraws the request: nothing is left
+ * to block those queued behind until the lease's TTL. The handler may run
+ * on any thread not blocking signals, also while the session opens or
+ * closes, so it meets the acquiring thread on three words, seq_cst:
+ *
+ *   handler:  interrupted = 1;  busy++;  s = waiting;  if (s) interrupt(s);  busy--
+ *   acquire:  waiting = S;  if (interrupted) interrupt(S);  ...wait...
+ *             waiting = NULL;  while (busy) ;  close(S)
+ *
+ * A signal before the wait is seen by one side or both (Dekker again), and
+ * the session is closed only once no handler can still be using it.
  */
 #define _GNU_SOURCE
 #include "backend.h"
 #include "fifolock_etcd.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +70,23 @@ static void on_loss(fifolock_etcd *session, const char *name, int64_t token, int
     pid = __atomic_load_n(&e->pid, __ATOMIC_SEQ_CST);
     if (pid > 0)
         kill(pid, SIGTERM);
+}
+
+static fifolock_etcd *waiting;  /* the session whose wait a signal ends (atomic) */
+static int interrupted;         /* a signal came: no wait from now on (atomic) */
+static int busy;                /* handlers using `waiting` now (atomic) */
+
+/* Async-signal-safe: lock-free atomics and fifolock_etcd_interrupt(). */
+static void etcd_interrupt(void)
+{
+    fifolock_etcd *s;
+
+    __atomic_store_n(&interrupted, 1, __ATOMIC_SEQ_CST);
+    __atomic_add_fetch(&busy, 1, __ATOMIC_SEQ_CST);
+    s = __atomic_load_n(&waiting, __ATOMIC_SEQ_CST);
+    if (s != NULL)
+        fifolock_etcd_interrupt(s);
+    __atomic_sub_fetch(&busy, 1, __ATOMIC_SEQ_CST);
 }
 
 /* Budget of every etcd request, and of opening the session. */
@@ -127,6 +159,9 @@ static int etcd_acquire(void **state, const struct tool_options *opt, const char
         free(e);
         return rc == ETIMEDOUT ? ECONNREFUSED : rc; /* not "timed out waiting" */
     }
+    __atomic_store_n(&waiting, e->session, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&interrupted, __ATOMIC_SEQ_CST))
+        fifolock_etcd_interrupt(e->session);
     if (deadline != NULL && passed(deadline)) {
         rc = fifolock_etcd_try_acquire(e->session, lock, mode, &e->token);
         if (rc == EBUSY)
@@ -134,8 +169,11 @@ static int etcd_acquire(void **state, const struct tool_options *opt, const char
     } else {
         rc = fifolock_etcd_acquire(e->session, lock, mode, deadline, &e->token);
     }
+    __atomic_store_n(&waiting, NULL, __ATOMIC_SEQ_CST);
+    while (__atomic_load_n(&busy, __ATOMIC_SEQ_CST) != 0)
+        sched_yield();
     if (rc != 0) {
-        if (rc != ETIMEDOUT) {
+        if (rc != ETIMEDOUT && rc != EINTR) {
             snprintf(what, sizeof what, "cannot take lock %s on %s", lock, opt->endpoints);
             describe(err, err_size, what, rc);
         }
@@ -192,5 +230,6 @@ static int etcd_release(void *state, const fifolock_mode *mode, char *err, size_
 }
 
 const struct backend fifolock_tool_etcd_backend = {
-    "etcd", fifolock_etcd_parse_mode, etcd_acquire, etcd_started, etcd_lost, etcd_release,
+    "etcd",    fifolock_etcd_parse_mode, etcd_acquire, etcd_interrupt, etcd_started, etcd_lost,
+    etcd_release,
 };

@@ -116,5 +116,5 @@ static int shm_release(void *state, const fifolock_mode *mode, char *err, size_t
 }
 
 const struct backend fifolock_tool_shm_backend = {
-    "shm", shm_parse_mode, shm_acquire, NULL, NULL, shm_release,
+    "shm", shm_parse_mode, shm_acquire, NULL, NULL, NULL, shm_release,
 };

@@ -7,7 +7,9 @@
  *            [--timeout SECONDS] LOCK COMMAND [ARG...]
  *
  * Exit status: COMMAND's (128 + N if a signal N killed it; 126 if it could
- * not be run, 127 if not found); 1 with a message if --timeout passed first;
+ * not be run, 127 if not found); 128 + N if SIGINT, SIGTERM or SIGHUP (N)
+ * came while an etcd lock was awaited (the request is withdrawn, nothing
+ * is left on etcd); 1 with a message if --timeout passed first;
  * 2 for a usage error or a lock that could not be taken; 3 if an etcd lock
  * was lost while COMMAND ran (COMMAND got SIGTERM; the message says why).
  */
@@ -80,6 +82,16 @@ static int parse_timeout(const char *s, struct timespec *deadline)
 }
 
 static volatile sig_atomic_t child;
+static volatile sig_atomic_t stop_signal;
+static void (*interrupt_wait)(void);
+
+/* SIGINT, SIGTERM or SIGHUP while the lock is awaited: give the wait up. */
+static void stop_waiting(int sig)
+{
+    if (stop_signal == 0)
+        stop_signal = sig;
+    interrupt_wait();
+}
 
 /* SIGTERM or SIGHUP while the command runs: pass it on, release after it. */
 static void forward(int sig)
@@ -136,6 +148,8 @@ static int run(char **argv, char **env, const struct backend *backend, void *sta
     sigaction(SIGQUIT, &ign, &old_quit);
     sigaction(SIGTERM, &fwd, &old_term);
     sigaction(SIGHUP, &fwd, &old_hup);
+    if (stop_signal != 0)
+        return 128 + stop_signal; /* came after the grant, before these handlers */
     pid = fork();
 
     if (pid < 0) {
@@ -287,8 +301,32 @@ int main(int argc, char **argv)
         return 2;
     }
     what = argv[optind];
+    if (backend->interrupt != NULL) {
+        /* Until run() sets its own: a signal while waiting withdraws the
+         * request and ends the program with 128 + the signal. A signal
+         * ignored on entry (nohup, a background job of a script) stays so. */
+        static const int stops[] = { SIGINT, SIGTERM, SIGHUP };
+        struct sigaction stop, old;
+        size_t i;
+
+        memset(&stop, 0, sizeof stop);
+        stop.sa_handler = stop_waiting;
+        sigemptyset(&stop.sa_mask);
+        interrupt_wait = backend->interrupt;
+        for (i = 0; i < sizeof stops / sizeof stops[0]; i++)
+            if (sigaction(stops[i], &stop, &old) == 0 && old.sa_handler == SIG_IGN)
+                sigaction(stops[i], &old, NULL);
+    }
     rc = backend->acquire(&state, &opt, what, mode, dl, &token, dead, sizeof dead, err,
                           sizeof err);
+    if (stop_signal != 0) {
+        /* Interrupted (EINTR: withdrawn), or granted just before: let go. */
+        if ((rc == 0 || rc == EOWNERDEAD) && backend->release(state, mode, err, sizeof err) != 0)
+            fprintf(stderr, "fifolock: releasing %s: %s\n", what, err);
+        else if (rc != 0 && rc != EOWNERDEAD && rc != EINTR && rc != ETIMEDOUT)
+            fprintf(stderr, "fifolock: %s\n", err);
+        return 128 + stop_signal;
+    }
     if (rc == ETIMEDOUT) {
         fprintf(stderr, "fifolock: timed out waiting for %s\n", what);
         return 1;

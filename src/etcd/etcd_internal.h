@@ -61,6 +61,12 @@ struct fifolock_etcd {
     int ttl;
     char *cacert, *cert, *key, *user, *password;
     int64_t lease;
+    /*
+     * fifolock_etcd_interrupt()'s state: an eventfd whose counter is nonzero
+     * (readable) while the session is interrupted. Writing to it is
+     * async-signal-safe; the waits poll it beside their watch's socket.
+     */
+    int interrupt_fd;
 
     pthread_mutex_t mu;     /* guards everything below */
     size_t current;         /* the endpoint that answered last */
@@ -148,6 +154,9 @@ FIFOLOCK_HIDDEN void fifolock__etcd_stream_failed(struct fifolock__etcd_stream *
 
 /* Pooled easy handles, configured for the session (TLS, auth header). */
 FIFOLOCK_HIDDEN int fifolock__etcd_authenticate(fifolock_etcd *s, int64_t until_ms);
+
+/* Is the session interrupted (fifolock_etcd_interrupt(), not yet cleared)? */
+FIFOLOCK_HIDDEN bool fifolock__etcd_interrupted(fifolock_etcd *s);
 
 /* ---- the background thread (session.c) ---- */
 FIFOLOCK_HIDDEN void fifolock__etcd_wake(fifolock_etcd *s);

@@ -38,7 +38,9 @@
  *       (never recreating a deleted key): the one behind it may be waiting
  *       in W2 for exactly this. The background thread does it, right after
  *       the grant, so that the caller does not wait for it.
- *   X   withdraw (deadline T, try_acquire refused, an error): delete K.
+ *   X   withdraw (deadline T, fifolock_etcd_interrupt(), try_acquire
+ *       refused, an error): delete K. An interrupt is seen before each W
+ *       and during it (the watch polls the session's eventfd).
  *       Deleting is idempotent; if etcd cannot be reached, the background
  *       thread deletes it later, and the lease bounds its life anyway.
  *   R   release: delete K.
@@ -559,6 +561,40 @@ static int progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_of
 }
 
 /*
+ * Runs the watch `curl` to its end, as curl_easy_perform() would, but polls
+ * the session's interrupt eventfd beside the transfer's socket: an interrupt
+ * ends the wait at once (*interrupted), without waiting for etcd or for the
+ * progress callback. Returns the transfer's result.
+ */
+static CURLcode watch_until_done(fifolock_etcd *s, CURLM *multi, CURL *curl, bool *interrupted)
+{
+    CURLcode code = CURLE_OK;
+    CURLMsg *msg;
+    int running = 1, left;
+
+    if (curl_multi_add_handle(multi, curl) != CURLM_OK)
+        return CURLE_OUT_OF_MEMORY;
+    for (;;) {
+        struct curl_waitfd intr = { s->interrupt_fd, CURL_WAIT_POLLIN, 0 };
+
+        if (curl_multi_perform(multi, &running) != CURLM_OK)
+            return CURLE_OUT_OF_MEMORY;
+        if (running == 0)
+            break;
+        if (curl_multi_poll(multi, &intr, 1, 1000, NULL) != CURLM_OK)
+            return CURLE_OUT_OF_MEMORY;
+        if (intr.revents & CURL_WAIT_POLLIN) {
+            *interrupted = true;
+            return CURLE_OK;
+        }
+    }
+    while ((msg = curl_multi_info_read(multi, &left)) != NULL)
+        if (msg->msg == CURLMSG_DONE && msg->easy_handle == curl)
+            code = msg->data.result;
+    return code;
+}
+
+/*
  * Runs one watch until its handler ends it (DONE, CHANGED, FRESH or an
  * errno), the deadline (ETIMEDOUT), the session's loss (ENOLCK) or the
  * stream's end (EAGAIN: read again and watch again).
@@ -569,7 +605,9 @@ static int run_watch(struct request *r, const char *key, const char *range_end, 
     json_object *req = json_object_new_object(), *create = json_object_new_object();
     struct fifolock__etcd_stream *st;
     int64_t left = r->until == FIFOLOCK__ETCD_FOREVER ? 0 : r->until - fifolock__etcd_now_ms();
+    CURLM *multi;
     CURLcode code;
+    bool interrupted = false;
     int rc;
 
     if (req == NULL || create == NULL) {
@@ -593,15 +631,22 @@ static int run_watch(struct request *r, const char *key, const char *range_end, 
     json_object_object_add(req, "create_request", create);
     st = fifolock__etcd_stream_new(r->s, "/v3/watch", req, fn, arg);
     json_object_put(req);
-    if (st == NULL)
+    multi = st ? curl_multi_init() : NULL;
+    if (multi == NULL) {
+        fifolock__etcd_stream_free(st);
         return ENOMEM;
+    }
     if (left > 0)
         curl_easy_setopt(st->curl, CURLOPT_TIMEOUT_MS, (long)left);
     curl_easy_setopt(st->curl, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(st->curl, CURLOPT_XFERINFOFUNCTION, progress);
     curl_easy_setopt(st->curl, CURLOPT_XFERINFODATA, r->s);
-    code = curl_easy_perform(st->curl);
-    if (st->stop)
+    code = watch_until_done(r->s, multi, st->curl, &interrupted);
+    curl_multi_remove_handle(multi, st->curl);
+    curl_multi_cleanup(multi);
+    if (interrupted)
+        rc = EINTR;
+    else if (st->stop)
         rc = st->stop;
     else if (code == CURLE_ABORTED_BY_CALLBACK)
         rc = ENOLCK;
@@ -742,6 +787,12 @@ static int acquire(fifolock_etcd *s, const char *name, const fifolock_mode *mode
             rc = EBUSY;
             break;
         }
+        if (fifolock__etcd_interrupted(s)) {
+            /* Not held (a grant that came first wins): withdraw, as a timeout does. */
+            fifolock__etcd_set_error("the wait was interrupted");
+            rc = EINTR;
+            break;
+        }
         waited = true;
         if (ahead_held) {
             struct wait w = { &r, NULL, 0 };
@@ -810,6 +861,12 @@ int fifolock_etcd_acquire_n(fifolock_etcd *s, const char *name, const fifolock_m
     int64_t until = fifolock__etcd_deadline_ms(deadline);
     int rc;
 
+    if (s != NULL && fifolock__etcd_interrupted(s)) {
+        /* Interrupted before it began: nothing is sent, nothing is left. */
+        fifolock__etcd_clear_error();
+        fifolock__etcd_set_error("the session is interrupted");
+        return EINTR;
+    }
     if (until <= fifolock__etcd_now_ms()) {
         /* A deadline already past: one try, and the answer a timed wait would give. */
         rc = acquire(s, name, mode, n, until, true, token);

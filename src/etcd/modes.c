@@ -144,6 +144,11 @@ const char *fifolock_etcd_strerror(int err)
         return "out of memory";
     case ERANGE:
         return "the buffer is too small";
+    case EINTR:
+        return "the wait was interrupted (fifolock_etcd_interrupt)";
+    case EMFILE:
+    case ENFILE:
+        return "no file descriptor left for the session";
     default:
         return "unknown error";
     }

@@ -21,9 +21,13 @@
 #include "etcd_internal.h"
 
 #include <errno.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_code;
@@ -88,6 +92,8 @@ static void free_session(fifolock_etcd *s)
     }
     if (s->multi)
         curl_multi_cleanup(s->multi);
+    if (s->interrupt_fd >= 0)
+        close(s->interrupt_fd);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -167,6 +173,13 @@ int fifolock_etcd_open(fifolock_etcd **session, const char *endpoints,
     if (s == NULL)
         return ENOMEM;
     pthread_mutex_init(&s->mu, NULL);
+    s->interrupt_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (s->interrupt_fd < 0) {
+        rc = errno;
+        fifolock__etcd_set_error("eventfd: %s", strerror(rc));
+        free_session(s);
+        return rc;
+    }
     s->ttl = o->ttl ? o->ttl : 10;
     s->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 5000;
     s->lost_fn = o->lost;
@@ -229,7 +242,16 @@ int fifolock_etcd_open(fifolock_etcd **session, const char *endpoints,
         free_session(s);
         return EIO;
     }
-    rc = pthread_create(&s->thread, NULL, background, s);
+    {
+        /* The background thread takes no signal: the process's handlers run
+         * on its own threads, and may call fifolock_etcd_interrupt(). */
+        sigset_t all, old;
+
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        rc = pthread_create(&s->thread, NULL, background, s);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
     if (rc != 0) {
         free_session(s);
         return rc;
@@ -268,6 +290,41 @@ int fifolock_etcd_close(fifolock_etcd *s)
     rc = revoke_lease(s, fifolock__etcd_now_ms() + s->timeout_ms);
     free_session(s);
     return rc;
+}
+
+int fifolock_etcd_interrupt(fifolock_etcd *s)
+{
+    uint64_t one = 1;
+    int saved = errno;  /* a signal handler's caller keeps its errno */
+    ssize_t w;
+
+    if (s == NULL)
+        return EINVAL;
+    /* EAGAIN only when the counter is full: it is interrupted already. */
+    w = write(s->interrupt_fd, &one, sizeof one);
+    (void)w;
+    errno = saved;
+    return 0;
+}
+
+int fifolock_etcd_clear_interrupt(fifolock_etcd *s)
+{
+    uint64_t count;
+    ssize_t r;
+
+    if (s == NULL)
+        return EINVAL;
+    /* One read takes the counter to zero; EAGAIN when it was zero. */
+    r = read(s->interrupt_fd, &count, sizeof count);
+    (void)r;
+    return 0;
+}
+
+bool fifolock__etcd_interrupted(fifolock_etcd *s)
+{
+    struct pollfd p = { s->interrupt_fd, POLLIN, 0 };
+
+    return poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
 }
 
 void fifolock__etcd_wake(fifolock_etcd *s)

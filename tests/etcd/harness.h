@@ -384,6 +384,15 @@ static inline struct etcd_counters etcd_read_counters(const char *url)
     return c;
 }
 
+/* The number of entries in the queue of lock `name` (default prefix), or -1. */
+static inline long etcd_queue_len(const char *url, const char *name)
+{
+    char prefix[300];
+
+    snprintf(prefix, sizeof prefix, "fifolock/%s/", name);
+    return etcd_count(url, prefix, NULL);
+}
+
 /* ---- time ---- */
 
 static inline struct timespec etcd_in_ms(long ms)
@@ -415,5 +424,57 @@ static inline void etcd_sleep_ms(long ms)
     while (nanosleep(&t, &t) != 0 && errno == EINTR)
         ;
 }
+
+/*
+ * With tests/check.h included first: a session that must open (the test
+ * cannot go on without it: the message and exit 1), and main()'s loop.
+ */
+#ifdef FIFOLOCK_TEST_CHECK_H
+
+static inline fifolock_etcd *etcd_open_or_die(const char *endpoints,
+                                              const struct fifolock_etcd_options *o)
+{
+    fifolock_etcd *s = NULL;
+    int rc = fifolock_etcd_open(&s, endpoints, o);
+
+    if (rc != 0) {
+        fprintf(stderr, "%s: open %s: %s (%s)\n", check_current, endpoints,
+                fifolock_etcd_strerror(rc), fifolock_etcd_last_error());
+        exit(1);
+    }
+    return s;
+}
+
+/*
+ * Runs the tests named on the command line (all when none is), as
+ * RUN_TESTS does, and prints the tally. Returns the exit status: 0, or 1
+ * when a check failed or a name matched no test.
+ */
+static inline int etcd_run_tests(const struct check_test *tests, size_t n, int argc, char **argv)
+{
+    size_t i, ran = 0, failed = 0;
+
+    for (i = 0; i < n; i++) {
+        int before = check_failures;
+
+        if (!check_wanted(tests[i].name, argc, argv))
+            continue;
+        ran++;
+        check_current = tests[i].name;
+        tests[i].fn();
+        if (check_failures != before) {
+            failed++;
+            fprintf(stderr, "FAIL %s\n", tests[i].name);
+        }
+    }
+    if (argc > 1 && ran < (size_t)(argc - 1)) {
+        fprintf(stderr, "no such test among those named\n");
+        return 1;
+    }
+    printf("%zu passed, %zu failed\n", ran - failed, failed);
+    return failed ? 1 : 0;
+}
+
+#endif
 
 #endif
