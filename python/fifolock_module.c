@@ -25,6 +25,10 @@
  *                 converts when first awaited.
  *   Holds         the read-only mapping passed to Python predicates.
  *
+ *   `async with lock(Mode)` makes a LockContext and an Acquire each time: the
+ *   lock keeps the memory of its last dead one of each for the next
+ *   (context_dealloc, acquire_dealloc), as CPython's own free lists do.
+ *
  * Who may run Python code when
  *
  *   A Python predicate runs inside the engine's acquire or grant loop, where
@@ -93,7 +97,11 @@
  *   - to the loop of its first wait (`loop`), as asyncio's own primitives
  *     bind themselves (mixins._LoopBoundMixin), even once that loop has
  *     closed: a request that must wait under another loop is a RuntimeError
- *     (bound_loop), and it leaves the queue it had just joined.
+ *     (bound_loop), and it leaves the queue it had just joined. Once bound
+ *     to an asyncio.BaseEventLoop, a wait asks that loop whether it runs in
+ *     this thread (loop_runs_here) rather than asyncio for the running loop
+ *     (a getpid() system call each time in 3.11), and makes its future with
+ *     asyncio.Future(loop=) when the loop's create_future() is the base one.
  *
  *   So, within its thread, a lock is as strict as asyncio.Lock, no more: an
  *   uncontended acquire under a later loop is allowed, as there. Two ways in
@@ -135,6 +143,10 @@ struct LockObject {
     PyObject *modes;           /* dict: class -> ModeEntry, this lock's own modes */
     EntryObject *last;         /* lock(cls) cache: the entry of the last class */
     HoldsObject *view;         /* the `holds` argument of Python predicates */
+    ContextObject *spare;      /* a dead LockContext kept for the next lock(mode)
+                                  (see context_dealloc): no type reference, no
+                                  fields, untracked; freed with the lock */
+    AcquireObject *spare_acq;  /* the same for Acquire (see acquire_dealloc) */
     AcquireObject *queued;     /* every queued Acquire (we own a reference to
                                   each), for the garbage collector only: the
                                   engine keeps the queue */
@@ -151,6 +163,7 @@ struct LockObject {
     int in_predicate;          /* a Python predicate is running */
     PyObject *loop;            /* the event loop of the first wait, for ever;
                                   NULL until then (see the top) */
+    int loop_plain;            /* loop_is_plain(loop) */
     unsigned long thread;      /* the thread of the first acquire, for ever */
     int thread_bound;          /* `thread` is set */
     PyObject *weakreflist;
@@ -481,7 +494,8 @@ static EntryObject *entry_get(LockObject *lk, PyObject *cls)
             return NULL;
         }
     }
-    Py_XSETREF(lk->last, (EntryObject *)Py_NewRef(e));
+    if (lk->last != e)
+        Py_XSETREF(lk->last, (EntryObject *)Py_NewRef(e));
     return e;
 }
 
@@ -814,7 +828,10 @@ static bool py_is_compatible(const fifolock_mode *mode, const fifolock_holds *ho
     } else {
         Py_INCREF(func);
         r = PyObject_CallOneArg(func, (PyObject *)lk->view);
-        ok = r == NULL || refuse_awaitable(e, r) < 0 ? -1 : PyObject_IsTrue(r);
+        if (r == Py_True || r == Py_False)
+            ok = r == Py_True; /* the usual answer, at once */
+        else
+            ok = r == NULL || refuse_awaitable(e, r) < 0 ? -1 : PyObject_IsTrue(r);
         Py_XDECREF(r);
         Py_DECREF(func);
     }
@@ -891,7 +908,7 @@ static void flush_deferred(LockObject *lk)
 static void fail_conversion(LockObject *lk);
 
 /* After every engine call: nothing may be left behind on the lock. */
-static void engine_done(LockObject *lk)
+static void engine_done_slow(LockObject *lk)
 {
     while (lk->conv_exc != NULL && !lk->in_predicate)
         fail_conversion(lk);
@@ -901,6 +918,12 @@ static void engine_done(LockObject *lk)
         report_unraisable(exc, (PyObject *)lk);
     }
     flush_deferred(lk);
+}
+
+static inline void engine_done(LockObject *lk)
+{
+    if (lk->conv_exc != NULL || lk->pred_exc != NULL || lk->deferred != NULL)
+        engine_done_slow(lk);
 }
 
 static int check_not_in_predicate(LockObject *lk)
@@ -937,23 +960,96 @@ static int check_thread(LockObject *lk, int bind)
 }
 
 /*
+ * Whether `loop` is an asyncio.BaseEventLoop whose create_future() is the
+ * base one: then a future is made by calling asyncio.Future directly, and
+ * the loop tells cheaply whether it runs in this thread (loop_runs_here).
+ * -1 with an exception.
+ */
+static int loop_is_plain(modstate *st, PyObject *loop)
+{
+    PyObject *mine, *base;
+    int plain = PyObject_IsInstance(loop, st->base_event_loop);
+
+    if (plain <= 0)
+        return plain;
+    mine = PyObject_GetAttr((PyObject *)Py_TYPE(loop), st->str_create_future);
+    base = mine ? PyObject_GetAttr(st->base_event_loop, st->str_create_future) : NULL;
+    plain = base == NULL ? -1 : mine == base;
+    Py_XDECREF(mine);
+    Py_XDECREF(base);
+    return plain;
+}
+
+/*
+ * Whether the lock's loop runs in this thread, so is the running loop (a
+ * thread runs one loop at a time), told without asyncio.get_running_loop():
+ * in Python 3.11 that makes a getpid() system call, which costs more than
+ * the rest of a wait on a virtual machine. BaseEventLoop.run_forever()
+ * keeps the ident of the thread that runs it in `_thread_id` for exactly as
+ * long as it is the running loop there. Any doubt answers 0: the caller
+ * asks asyncio.
+ */
+static int loop_runs_here(LockObject *lk)
+{
+    PyObject *tid;
+    unsigned long ident;
+
+    if (!lk->loop_plain)
+        return 0;
+    tid = PyObject_GetAttr(lk->loop, lk->st->str_thread_id);
+    if (tid == NULL || !PyLong_CheckExact(tid)) {
+        Py_XDECREF(tid);
+        PyErr_Clear();
+        return 0;
+    }
+    ident = PyLong_AsUnsignedLong(tid);
+    Py_DECREF(tid);
+    if (ident == (unsigned long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return ident == PyThread_get_thread_ident();
+}
+
+/*
  * The running loop (new reference), binding an unbound lock to it; NULL with
  * RuntimeError set if it is not the lock's. For a request about to wait.
  */
 static PyObject *bound_loop(LockObject *lk)
 {
-    PyObject *loop = PyObject_CallNoArgs(lk->st->get_running_loop);
+    PyObject *loop;
+    int plain;
 
+    if (lk->loop != NULL && loop_runs_here(lk))
+        return Py_NewRef(lk->loop);
+    loop = PyObject_CallNoArgs(lk->st->get_running_loop);
     if (loop == NULL)
         return NULL;
     if (lk->loop == NULL) {
+        plain = loop_is_plain(lk->st, loop);
+        if (plain < 0) {
+            Py_DECREF(loop);
+            return NULL;
+        }
         lk->loop = Py_NewRef(loop);
+        lk->loop_plain = plain;
     } else if (loop != lk->loop) {
         Py_DECREF(loop);
         PyErr_Format(PyExc_RuntimeError, "%R is bound to a different event loop", lk);
         return NULL;
     }
     return loop;
+}
+
+/* A new future of the lock's loop `loop`: loop.create_future(), or the same
+   without its Python frame when that is asyncio.Future(loop=loop). */
+static PyObject *new_future(LockObject *lk, PyObject *loop)
+{
+    PyObject *args[1] = { loop };
+
+    if (lk->loop_plain)
+        return PyObject_Vectorcall(lk->st->future_type, args, 0, lk->st->kw_loop);
+    return PyObject_CallMethodNoArgs(loop, lk->st->str_create_future);
 }
 
 /* ---- grant callback ------------------------------------------------------ */
@@ -1268,7 +1364,7 @@ static PySendResult acquire_wait(AcquireObject *a, PyObject **result)
 
     Py_CLEAR(a->fut);
     loop = bound_loop(a->lock);
-    fut = loop ? PyObject_CallMethodNoArgs(loop, st->str_create_future) : NULL;
+    fut = loop ? new_future(a->lock, loop) : NULL;
     Py_XDECREF(loop);
     if (fut != NULL && PyObject_SetAttr(fut, st->str_blocking, Py_True) < 0)
         Py_CLEAR(fut);
@@ -1606,23 +1702,40 @@ static int acquire_clear(AcquireObject *a)
     return 0;
 }
 
+/*
+ * An Acquire lives for one `async with`: the lock keeps the memory of one
+ * dead Acquire for the next, as it does a context's (context_dealloc). Only
+ * one whose finalizer never ran: CPython marks a finalized object for good,
+ * and would not run the finalizer of the next use. The finalizer has nothing
+ * to do for a finished acquisition (acquire_finalize), so one that dies
+ * finished by its reference count is not asked to.
+ */
 static void acquire_dealloc(AcquireObject *a)
 {
     PyTypeObject *tp = Py_TYPE(a);
+    LockObject *lk = a->lock;
 
     /* Still tracked, as a resurrected object must be (CPython's generators
        do the same); untracked before anything is cleared. */
-    if (PyObject_CallFinalizerFromDealloc((PyObject *)a) < 0)
+    if (a->state != ST_DONE && lk != NULL &&
+        PyObject_CallFinalizerFromDealloc((PyObject *)a) < 0)
         return; /* resurrected: deferred until a predicate returns */
     PyObject_GC_UnTrack(a);
     Py_CLEAR(a->fut);
     Py_CLEAR(a->ex);
     ctx_uncount(a);
-    Py_CLEAR(a->lock);
     Py_CLEAR(a->entry);
     Py_CLEAR(a->from);
     Py_CLEAR(a->ctx);
-    tp->tp_free(a);
+    if (lk != NULL && lk->spare_acq == NULL && tp == lk->st->acquire_type &&
+        !PyObject_GC_IsFinalized((PyObject *)a)) {
+        a->lock = NULL;
+        lk->spare_acq = a;
+        Py_DECREF(lk);
+    } else {
+        Py_CLEAR(a->lock);
+        tp->tp_free(a);
+    }
     Py_DECREF(tp);
 }
 
@@ -1726,10 +1839,17 @@ static PyType_Spec done_spec = {
 
 static AcquireObject *acquire_new(ContextObject *c, EntryObject *e, int convert)
 {
-    AcquireObject *a = PyObject_GC_New(AcquireObject, c->lock->st->acquire_type);
+    LockObject *lk = c->lock;
+    AcquireObject *a = lk->spare_acq;
 
-    if (a == NULL)
-        return NULL;
+    if (a != NULL) {
+        lk->spare_acq = NULL;
+        (void)PyObject_Init((PyObject *)a, lk->st->acquire_type);
+    } else {
+        a = PyObject_GC_New(AcquireObject, lk->st->acquire_type);
+        if (a == NULL)
+            return NULL;
+    }
     memset(&a->w, 0, sizeof a->w);
     a->lock = (LockObject *)Py_NewRef(c->lock);
     a->entry = (EntryObject *)Py_NewRef(e);
@@ -1859,13 +1979,28 @@ static int context_clear(ContextObject *c)
     return 0;
 }
 
+/*
+ * `async with lock(mode)` makes a context per use: the lock keeps the memory
+ * of one dead context for the next lock(mode), as CPython's free lists do
+ * (a context has no finalizer whose "already run" mark would stay behind).
+ * Parked before the context drops its lock reference, so the lock is alive
+ * to take it; freed by the lock.
+ */
 static void context_dealloc(ContextObject *c)
 {
     PyTypeObject *tp = Py_TYPE(c);
+    LockObject *lk = c->lock;
 
     PyObject_GC_UnTrack(c);
-    context_clear(c);
-    tp->tp_free(c);
+    if (lk != NULL && lk->spare == NULL && tp == lk->st->context_type) {
+        c->lock = NULL;
+        context_clear(c);
+        lk->spare = c;
+        Py_DECREF(lk);
+    } else {
+        context_clear(c);
+        tp->tp_free(c);
+    }
     Py_DECREF(tp);
 }
 
@@ -1952,10 +2087,16 @@ static PyObject *lock_context(LockObject *lk, PyObject *cls, size_t n)
 
     if (e == NULL)
         return NULL;
-    c = PyObject_GC_New(ContextObject, lk->st->context_type);
-    if (c == NULL) {
-        Py_DECREF(e);
-        return NULL;
+    if (lk->spare != NULL) {
+        c = lk->spare;
+        lk->spare = NULL;
+        (void)PyObject_Init((PyObject *)c, lk->st->context_type);
+    } else {
+        c = PyObject_GC_New(ContextObject, lk->st->context_type);
+        if (c == NULL) {
+            Py_DECREF(e);
+            return NULL;
+        }
     }
     c->lock = (LockObject *)Py_NewRef(lk);
     c->entry = e;
@@ -2117,6 +2258,10 @@ static void lock_dealloc(LockObject *lk)
     Py_CLEAR(lk->conv_exc);
     Py_CLEAR(lk->loop);
     Py_CLEAR(lk->modes);
+    if (lk->spare != NULL)
+        PyObject_GC_Del(lk->spare);
+    if (lk->spare_acq != NULL)
+        PyObject_GC_Del(lk->spare_acq);
     tp->tp_free(lk);
     Py_DECREF(tp);
 }
@@ -2333,6 +2478,7 @@ static int module_exec(PyObject *module)
     INTERN(str_is_closed, "is_closed");
     INTERN(str_done, "done");
     INTERN(str_call_soon_threadsafe, "call_soon_threadsafe");
+    INTERN(str_thread_id, "_thread_id");
 #undef INTERN
 
     st->done = PyObject_New(PyObject, st->done_type);
@@ -2345,8 +2491,14 @@ static int module_exec(PyObject *module)
         return -1;
     st->get_running_loop = PyObject_GetAttrString(asyncio, "get_running_loop");
     st->invalid_state = PyObject_GetAttrString(asyncio, "InvalidStateError");
+    st->base_event_loop = PyObject_GetAttrString(asyncio, "BaseEventLoop");
+    st->future_type = PyObject_GetAttrString(asyncio, "Future");
     Py_DECREF(asyncio);
-    if (st->get_running_loop == NULL || st->invalid_state == NULL)
+    if (st->get_running_loop == NULL || st->invalid_state == NULL ||
+        st->base_event_loop == NULL || st->future_type == NULL)
+        return -1;
+    st->kw_loop = Py_BuildValue("(s)", "loop");
+    if (st->kw_loop == NULL)
         return -1;
     collections = PyImport_ImportModule("collections");
     if (collections == NULL)
@@ -2402,6 +2554,8 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->wake);
     Py_VISIT(st->deadlock_error);
     Py_VISIT(st->invalid_state);
+    Py_VISIT(st->base_event_loop);
+    Py_VISIT(st->future_type);
     return 0;
 }
 
@@ -2425,6 +2579,9 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->get_running_loop);
     Py_CLEAR(st->defaultdict);
     Py_CLEAR(st->invalid_state);
+    Py_CLEAR(st->base_event_loop);
+    Py_CLEAR(st->future_type);
+    Py_CLEAR(st->kw_loop);
     Py_CLEAR(st->str_is_compatible);
     Py_CLEAR(st->str_create_future);
     Py_CLEAR(st->str_set_result);
@@ -2433,6 +2590,7 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->str_is_closed);
     Py_CLEAR(st->str_done);
     Py_CLEAR(st->str_call_soon_threadsafe);
+    Py_CLEAR(st->str_thread_id);
     Py_CLEAR(st->wake);
     Py_CLEAR(st->deadlock_error);
     return 0;

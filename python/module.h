@@ -36,6 +36,9 @@ typedef struct {
     PyObject *get_running_loop;  /* asyncio.get_running_loop */
     PyObject *defaultdict;       /* collections.defaultdict */
     PyObject *invalid_state;     /* asyncio.InvalidStateError */
+    PyObject *base_event_loop;   /* asyncio.BaseEventLoop */
+    PyObject *future_type;       /* asyncio.Future */
+    PyObject *kw_loop;           /* ("loop",): the keyword names of Future(loop=) */
     PyObject *str_is_compatible;
     PyObject *str_create_future;
     PyObject *str_set_result;
@@ -44,6 +47,7 @@ typedef struct {
     PyObject *str_is_closed;
     PyObject *str_done;
     PyObject *str_call_soon_threadsafe;
+    PyObject *str_thread_id;     /* "_thread_id" of BaseEventLoop */
     PyObject *wake;              /* _wake, for wake_from_elsewhere() */
     PyObject *deadlock_error;    /* DeadlockError: a second conversion would wait */
     TLockObject *tlocks;         /* every ThreadFifoLock alive (fork hooks) */
