@@ -780,6 +780,23 @@ class Interrupts(unittest.TestCase):
             behind.release()
             self.assertEqual({}, lock.holds)
 
+    def test_keyboard_interrupt_ends_a_waiting_conversion_which_keeps_its_mode(self):
+        for read, write in ((Read, Write), (PyRead, PyWrite)):
+            lock = ThreadFifoLock()
+            r = Holder(lock, read)
+            r.entered.wait(10)
+            with lock(read) as held:
+                t = self.interrupt_later(lock, 1)
+                with self.assertRaises(KeyboardInterrupt):
+                    held.convert(write)
+                t.join()
+                self.assertEqual((read, {read: 2}, 0), (held.mode, lock.holds, lock.waiting))
+                behind = Holder(lock, read)  # no conversion holds it back any more
+                self.assertTrue(behind.entered.wait(10))
+                behind.release()
+            r.release()
+            self.assertEqual({}, lock.holds)
+
     def test_an_exception_from_a_signal_handler_ends_the_wait(self):
         lock = ThreadFifoLock()
 
