@@ -23,7 +23,9 @@
  *                 entry holds after a conversion (`cur`).
  *   Acquire       what __aenter__() and held.convert() return; acquires or
  *                 converts when first awaited.
- *   Holds         the read-only mapping passed to Python predicates.
+ *   Holds         the read-only mapping passed to Python predicates: a
+ *                 HoldsView (module.h), whose mapping methods below serve
+ *                 ThreadHolds too; only the source of the counts differs.
  *
  *   `async with lock(Mode)` makes a LockContext and an Acquire each time: the
  *   lock keeps the memory of its last dead one of each for the next
@@ -123,17 +125,11 @@
 
 typedef struct LockObject LockObject;
 typedef struct AcquireObject AcquireObject;
-typedef struct HoldsObject HoldsObject;
 typedef struct ContextObject ContextObject;
 
 static struct PyModuleDef fifolock_module;
 
 /* ---- objects ------------------------------------------------------------- */
-
-struct HoldsObject {
-    PyObject_HEAD
-    LockObject *lock; /* borrowed; the lock clears it when it goes away */
-};
 
 struct LockObject {
     PyObject_HEAD
@@ -142,7 +138,7 @@ struct LockObject {
     modstate *st;              /* the module outlives us: our type holds it */
     PyObject *modes;           /* dict: class -> ModeEntry, this lock's own modes */
     EntryObject *last;         /* lock(cls) cache: the entry of the last class */
-    HoldsObject *view;         /* the `holds` argument of Python predicates */
+    PyObject *view;            /* the `holds` argument of Python predicates */
     ContextObject *spare;      /* a dead LockContext kept for the next lock(mode)
                                   (see context_dealloc): no type reference, no
                                   fields, untracked; freed with the lock */
@@ -516,23 +512,6 @@ static EntryObject *entry_of_mode(LockObject *lk, const fifolock_mode *mode)
 
 /* ---- the holds mapping ---------------------------------------------------- */
 
-static size_t holds_count(LockObject *lk, PyObject *cls, int *err)
-{
-    EntryObject *e;
-
-    *err = 0;
-    if (lk == NULL) {
-        *err = PyObject_Hash(cls) == -1; /* a key like any other */
-        return 0;
-    }
-    e = entry_lookup(lk, cls);
-    if (e == NULL) {
-        *err = PyErr_Occurred() != NULL;
-        return 0;
-    }
-    return fifolock_held(fifolock_holds_of(&lk->lock), e->mode);
-}
-
 /* {mode class: holders} for the modes held now. */
 static PyObject *holds_snapshot(LockObject *lk)
 {
@@ -578,32 +557,81 @@ static PyObject *holds_snapshot(LockObject *lk)
     return d;
 }
 
-static PyObject *holds_subscript(HoldsObject *self, PyObject *cls)
+/* Holders of `cls` on `lk` now: the lock's source of a Holds view. */
+static Py_ssize_t lock_holds_count(void *lock, PyObject *cls)
 {
-    int err;
-    size_t n = holds_count(self->lock, cls, &err);
+    LockObject *lk = lock;
+    EntryObject *e = entry_lookup(lk, cls);
 
-    return err ? NULL : PyLong_FromSize_t(n);
+    if (e == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    return (Py_ssize_t)fifolock_held(fifolock_holds_of(&lk->lock), e->mode);
 }
 
-static int holds_contains(HoldsObject *self, PyObject *cls)
+static PyObject *lock_holds_dict(void *lock)
 {
-    int err;
-    size_t n = holds_count(self->lock, cls, &err);
-
-    return err ? -1 : n != 0;
+    return holds_snapshot(lock);
 }
 
-static Py_ssize_t holds_length(HoldsObject *self)
+static Py_ssize_t lock_holds_length(void *lock)
 {
-    if (self->lock == NULL)
+    LockObject *lk = lock;
+
+    return (Py_ssize_t)fifolock_holds_list(fifolock_holds_of(&lk->lock), NULL, NULL, 0);
+}
+
+static const holds_source lock_holds_source = {
+    "fifolock.Holds", lock_holds_dict, lock_holds_count, lock_holds_length,
+};
+
+/* ---- the holds mapping of either lock (HoldsView) ------------------------- */
+
+static PyObject *view_dict(HoldsView *v)
+{
+    return v->lock != NULL ? v->src->dict(v->lock) : PyDict_New();
+}
+
+static Py_ssize_t view_count(HoldsView *v, PyObject *cls)
+{
+    if (v->lock == NULL)
+        return PyObject_Hash(cls) == -1 ? -1 : 0; /* a key like any other */
+    return v->src->count(v->lock, cls);
+}
+
+static PyObject *view_subscript(HoldsView *v, PyObject *cls)
+{
+    Py_ssize_t n = view_count(v, cls);
+
+    return n < 0 ? NULL : PyLong_FromSsize_t(n);
+}
+
+static int view_contains(HoldsView *v, PyObject *cls)
+{
+    Py_ssize_t n = view_count(v, cls);
+
+    return n < 0 ? -1 : n != 0;
+}
+
+static Py_ssize_t view_length(HoldsView *v)
+{
+    PyObject *d;
+    Py_ssize_t n;
+
+    if (v->lock == NULL)
         return 0;
-    return (Py_ssize_t)fifolock_holds_list(fifolock_holds_of(&self->lock->lock), NULL, NULL, 0);
+    if (v->src->length != NULL)
+        return v->src->length(v->lock);
+    d = view_dict(v);
+    if (d == NULL)
+        return -1;
+    n = PyDict_GET_SIZE(d);
+    Py_DECREF(d);
+    return n;
 }
 
-static PyObject *holds_iter(HoldsObject *self)
+static PyObject *view_iter(HoldsView *v)
 {
-    PyObject *d = holds_snapshot(self->lock), *it;
+    PyObject *d = view_dict(v), *it;
 
     if (d == NULL)
         return NULL;
@@ -612,26 +640,25 @@ static PyObject *holds_iter(HoldsObject *self)
     return it;
 }
 
-static PyObject *holds_get(HoldsObject *self, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *view_get(HoldsView *v, PyObject *const *args, Py_ssize_t nargs)
 {
-    int err;
-    size_t n;
+    Py_ssize_t n;
 
     if (nargs < 1 || nargs > 2) {
         PyErr_SetString(PyExc_TypeError, "get() takes a mode and an optional default");
         return NULL;
     }
-    n = holds_count(self->lock, args[0], &err);
-    if (err)
+    n = view_count(v, args[0]);
+    if (n < 0)
         return NULL;
     if (n != 0)
-        return PyLong_FromSize_t(n);
+        return PyLong_FromSsize_t(n);
     return Py_NewRef(nargs > 1 ? args[1] : Py_None);
 }
 
-static PyObject *holds_view_of(HoldsObject *self, const char *method)
+static PyObject *view_call(HoldsView *v, const char *method)
 {
-    PyObject *d = holds_snapshot(self->lock), *r;
+    PyObject *d = view_dict(v), *r;
 
     if (d == NULL)
         return NULL;
@@ -640,98 +667,131 @@ static PyObject *holds_view_of(HoldsObject *self, const char *method)
     return r;
 }
 
-static PyObject *holds_keys(HoldsObject *self, PyObject *unused)
+static PyObject *view_keys(HoldsView *v, PyObject *unused)
 {
     (void)unused;
-    return holds_view_of(self, "keys");
+    return view_call(v, "keys");
 }
 
-static PyObject *holds_values(HoldsObject *self, PyObject *unused)
+static PyObject *view_values(HoldsView *v, PyObject *unused)
 {
     (void)unused;
-    return holds_view_of(self, "values");
+    return view_call(v, "values");
 }
 
-static PyObject *holds_items(HoldsObject *self, PyObject *unused)
+static PyObject *view_items(HoldsView *v, PyObject *unused)
 {
     (void)unused;
-    return holds_view_of(self, "items");
+    return view_call(v, "items");
 }
 
-/* holds_snapshot() as a defaultdict(int): it reads 0 for a mode not held,
-   as the holds argument of a predicate does. */
-static PyObject *holds_defaultdict(modstate *st, LockObject *lk)
+PyObject *holds_defaultdict(modstate *st, PyObject *dict)
 {
-    PyObject *d = holds_snapshot(lk), *r;
+    PyObject *r;
+
+    if (dict == NULL)
+        return NULL;
+    r = PyObject_CallFunctionObjArgs(st->defaultdict, (PyObject *)&PyLong_Type, dict, NULL);
+    Py_DECREF(dict);
+    return r;
+}
+
+static PyObject *view_copy(HoldsView *v, PyObject *unused)
+{
+    modstate *st = state_of_type(Py_TYPE(v));
+
+    (void)unused;
+    return st ? holds_defaultdict(st, view_dict(v)) : NULL;
+}
+
+static PyObject *view_repr(HoldsView *v)
+{
+    PyObject *d = view_dict(v), *r;
 
     if (d == NULL)
         return NULL;
-    r = PyObject_CallFunctionObjArgs(st->defaultdict, (PyObject *)&PyLong_Type, d, NULL);
+    r = PyUnicode_FromFormat("%s(%R)", v->src->name, d);
     Py_DECREF(d);
     return r;
 }
 
-static PyObject *holds_copy(HoldsObject *self, PyObject *unused)
-{
-    modstate *st = state_of_type(Py_TYPE(self));
-
-    (void)unused;
-    return st ? holds_defaultdict(st, self->lock) : NULL;
-}
-
-static PyObject *holds_repr(HoldsObject *self)
-{
-    PyObject *d = holds_snapshot(self->lock), *r;
-
-    if (d == NULL)
-        return NULL;
-    r = PyUnicode_FromFormat("fifolock.Holds(%R)", d);
-    Py_DECREF(d);
-    return r;
-}
-
-static PyObject *holds_richcompare(HoldsObject *self, PyObject *other, int op)
+/* As a dict of the holds now (another view: a dict's comparison defers to
+   the view's own, reflected). */
+static PyObject *view_richcompare(HoldsView *v, PyObject *other, int op)
 {
     PyObject *d, *r;
 
     if (op != Py_EQ && op != Py_NE)
         Py_RETURN_NOTIMPLEMENTED;
-    d = holds_snapshot(self->lock);
+    d = view_dict(v);
     if (d == NULL)
         return NULL;
-    if (Py_TYPE(other) == Py_TYPE(self)) {
-        PyObject *o = holds_snapshot(((HoldsObject *)other)->lock);
-        if (o == NULL) {
-            Py_DECREF(d);
-            return NULL;
-        }
-        r = PyObject_RichCompare(d, o, op);
-        Py_DECREF(o);
-    } else {
-        r = PyObject_RichCompare(d, other, op);
-    }
+    r = PyObject_RichCompare(d, other, op);
     Py_DECREF(d);
     return r;
 }
 
-static void holds_dealloc(HoldsObject *self)
+static void view_dealloc(HoldsView *v)
 {
-    PyTypeObject *tp = Py_TYPE(self);
+    PyTypeObject *tp = Py_TYPE(v);
 
-    tp->tp_free(self);
+    tp->tp_free(v);
     Py_DECREF(tp);
 }
 
-static PyMethodDef holds_methods[] = {
-    { "get", (PyCFunction)(void (*)(void))holds_get, METH_FASTCALL,
+PyObject *holds_view_new(PyTypeObject *type, void *lock, const holds_source *src)
+{
+    HoldsView *v = PyObject_New(HoldsView, type);
+
+    if (v != NULL) {
+        v->lock = lock;
+        v->src = src;
+    }
+    return (PyObject *)v;
+}
+
+void holds_view_detach(PyObject *view)
+{
+    if (view != NULL)
+        ((HoldsView *)view)->lock = NULL;
+}
+
+static PyMethodDef view_methods[] = {
+    { "get", (PyCFunction)(void (*)(void))view_get, METH_FASTCALL,
       "get(mode, default=None)\n--\n\nThe number of holders of mode, or default if none." },
-    { "keys", (PyCFunction)holds_keys, METH_NOARGS, "The modes held now." },
-    { "values", (PyCFunction)holds_values, METH_NOARGS, "The counts of the modes held now." },
-    { "items", (PyCFunction)holds_items, METH_NOARGS, "(mode, holders) for the modes held now." },
-    { "copy", (PyCFunction)holds_copy, METH_NOARGS,
+    { "keys", (PyCFunction)view_keys, METH_NOARGS, "The modes held now." },
+    { "values", (PyCFunction)view_values, METH_NOARGS, "The counts of the modes held now." },
+    { "items", (PyCFunction)view_items, METH_NOARGS, "(mode, holders) for the modes held now." },
+    { "copy", (PyCFunction)view_copy, METH_NOARGS,
       "A new collections.defaultdict(int) {mode: holders} of the modes held now." },
     { NULL, NULL, 0, NULL },
 };
+
+PyTypeObject *holds_view_type(PyObject *module, const char *name, const char *doc)
+{
+    PyType_Slot slots[] = {
+        { Py_tp_doc, (void *)doc },
+        { Py_tp_dealloc, view_dealloc },
+        { Py_tp_repr, view_repr },
+        { Py_tp_iter, view_iter },
+        { Py_tp_richcompare, view_richcompare },
+        { Py_tp_hash, PyObject_HashNotImplemented },
+        { Py_tp_methods, view_methods },
+        { Py_mp_subscript, view_subscript },
+        { Py_mp_length, view_length },
+        { Py_sq_contains, view_contains },
+        { 0, NULL },
+    };
+    PyType_Spec spec = {
+        .name = name,
+        .basicsize = sizeof(HoldsView),
+        .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE |
+                 Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_MAPPING,
+        .slots = slots,
+    };
+
+    return (PyTypeObject *)PyType_FromModuleAndSpec(module, &spec, NULL);
+}
 
 PyDoc_STRVAR(holds_doc,
 "The current holders of a lock, per mode, as passed to is_compatible(holds).\n"
@@ -741,28 +801,6 @@ PyDoc_STRVAR(holds_doc,
 "get(), keys(), values() and items() see only the modes held now (a\n"
 "defaultdict would keep every mode ever looked up, with 0). Read-only; it\n"
 "reads the lock's counts live. copy() is a defaultdict(int) snapshot.");
-
-static PyType_Slot holds_slots[] = {
-    { Py_tp_doc, (void *)holds_doc },
-    { Py_tp_dealloc, holds_dealloc },
-    { Py_tp_repr, holds_repr },
-    { Py_tp_iter, holds_iter },
-    { Py_tp_richcompare, holds_richcompare },
-    { Py_tp_hash, PyObject_HashNotImplemented },
-    { Py_tp_methods, holds_methods },
-    { Py_mp_subscript, holds_subscript },
-    { Py_mp_length, holds_length },
-    { Py_sq_contains, holds_contains },
-    { 0, NULL },
-};
-
-static PyType_Spec holds_spec = {
-    .name = "fifolock.Holds",
-    .basicsize = sizeof(HoldsObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE |
-             Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_MAPPING,
-    .slots = holds_slots,
-};
 
 /* ---- the predicate trampoline ------------------------------------------- */
 
@@ -827,7 +865,7 @@ static bool py_is_compatible(const fifolock_mode *mode, const fifolock_holds *ho
         ok = -1;
     } else {
         Py_INCREF(func);
-        r = PyObject_CallOneArg(func, (PyObject *)lk->view);
+        r = PyObject_CallOneArg(func, lk->view);
         if (r == Py_True || r == Py_False)
             ok = r == Py_True; /* the usual answer, at once */
         else
@@ -2186,12 +2224,11 @@ static PyObject *lock_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     fifolock_init(&lk->lock);
     lk->st = st;
     lk->modes = PyDict_New();
-    lk->view = PyObject_New(HoldsObject, st->holds_type);
+    lk->view = holds_view_new(st->holds_type, lk, &lock_holds_source);
     if (lk->modes == NULL || lk->view == NULL) {
         Py_DECREF(lk);
         return NULL;
     }
-    lk->view->lock = lk;
     return (PyObject *)lk;
 }
 
@@ -2245,10 +2282,8 @@ static void lock_dealloc(LockObject *lk)
     PyObject_GC_UnTrack(lk);
     if (lk->weakreflist != NULL)
         PyObject_ClearWeakRefs((PyObject *)lk);
-    if (lk->view != NULL) {
-        lk->view->lock = NULL;
-        Py_CLEAR(lk->view);
-    }
+    holds_view_detach(lk->view);
+    Py_CLEAR(lk->view);
     if (fifolock_waiting(&lk->lock) == 0) {
         lock_drop_holds(lk);
         (void)fifolock_destroy(&lk->lock);
@@ -2269,7 +2304,7 @@ static void lock_dealloc(LockObject *lk)
 static PyObject *lock_get_holds(LockObject *lk, void *closure)
 {
     (void)closure;
-    return holds_defaultdict(lk->st, lk);
+    return holds_defaultdict(lk->st, holds_snapshot(lk));
 }
 
 static PyObject *lock_get_waiting(LockObject *lk, void *closure)
@@ -2460,7 +2495,9 @@ static int module_exec(PyObject *module)
     NEW_TYPE(context_type, context_spec);
     NEW_TYPE(acquire_type, acquire_spec);
     NEW_TYPE(entry_type, entry_spec);
-    NEW_TYPE(holds_type, holds_spec);
+    st->holds_type = holds_view_type(module, "fifolock.Holds", holds_doc);
+    if (st->holds_type == NULL)
+        return -1;
     NEW_TYPE(done_type, done_spec);
 #undef NEW_TYPE
 

@@ -10,7 +10,9 @@
  *                      a ThreadLockContext: `with lock(Mode):`.
  *   ThreadLockContext  (lock, entry, n, timeout) and the holds taken by its
  *                      entries that have not exited yet.
- *   ThreadHolds        the `holds` passed to Python predicates.
+ *   ThreadHolds        the `holds` passed to Python predicates: the
+ *                      HoldsView of fifolock_module.c over tholds_dict()
+ *                      and tholds_count().
  *   ticket             one request of a Python mode (below).
  *
  * Lock order: L (the internal lock of the fifolock_mt), then the GIL
@@ -139,10 +141,6 @@ typedef struct {
     int converting;           /* a convert() of its hold waits (GIL released) */
 } TContextObject;
 
-typedef struct {
-    PyObject_HEAD
-    TLockObject *lock;        /* borrowed; the lock clears it when it goes */
-} THoldsObject;
 
 static bool tpy_is_compatible(const fifolock_mode *mode, const fifolock_holds *holds);
 
@@ -357,175 +355,25 @@ static Py_ssize_t tholds_count(TLockObject *lk, PyObject *cls)
     return (Py_ssize_t)sum;
 }
 
-static PyObject *tholds_subscript(THoldsObject *self, PyObject *cls)
+static PyObject *tholds_dict_of(void *lock)
 {
-    Py_ssize_t n = tholds_count(self->lock, cls);
-
-    return n < 0 ? NULL : PyLong_FromSsize_t(n);
+    return tholds_dict(lock);
 }
 
-static int tholds_contains(THoldsObject *self, PyObject *cls)
+static Py_ssize_t tholds_count_of(void *lock, PyObject *cls)
 {
-    Py_ssize_t n = tholds_count(self->lock, cls);
-
-    return n < 0 ? -1 : n != 0;
+    return tholds_count(lock, cls);
 }
 
-static PyObject *tholds_get(THoldsObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    Py_ssize_t n;
-
-    if (nargs < 1 || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "get() takes a mode and an optional default");
-        return NULL;
-    }
-    n = tholds_count(self->lock, args[0]);
-    if (n < 0)
-        return NULL;
-    if (n != 0)
-        return PyLong_FromSsize_t(n);
-    return Py_NewRef(nargs > 1 ? args[1] : Py_None);
-}
-
-static Py_ssize_t tholds_length(THoldsObject *self)
-{
-    PyObject *d = tholds_dict(self->lock);
-    Py_ssize_t n;
-
-    if (d == NULL)
-        return -1;
-    n = PyDict_GET_SIZE(d);
-    Py_DECREF(d);
-    return n;
-}
-
-static PyObject *tholds_iter(THoldsObject *self)
-{
-    PyObject *d = tholds_dict(self->lock), *it;
-
-    if (d == NULL)
-        return NULL;
-    it = PyObject_GetIter(d);
-    Py_DECREF(d);
-    return it;
-}
-
-static PyObject *tholds_call(THoldsObject *self, const char *method)
-{
-    PyObject *d = tholds_dict(self->lock), *r;
-
-    if (d == NULL)
-        return NULL;
-    r = PyObject_CallMethod(d, method, NULL);
-    Py_DECREF(d);
-    return r;
-}
-
-static PyObject *tholds_keys(THoldsObject *self, PyObject *unused)
-{
-    (void)unused;
-    return tholds_call(self, "keys");
-}
-
-static PyObject *tholds_values(THoldsObject *self, PyObject *unused)
-{
-    (void)unused;
-    return tholds_call(self, "values");
-}
-
-static PyObject *tholds_items(THoldsObject *self, PyObject *unused)
-{
-    (void)unused;
-    return tholds_call(self, "items");
-}
-
-static PyObject *tholds_defaultdict(modstate *st, TLockObject *lk)
-{
-    PyObject *d = tholds_dict(lk), *r;
-
-    if (d == NULL)
-        return NULL;
-    r = PyObject_CallFunctionObjArgs(st->defaultdict, (PyObject *)&PyLong_Type, d, NULL);
-    Py_DECREF(d);
-    return r;
-}
-
-static PyObject *tholds_copy(THoldsObject *self, PyObject *unused)
-{
-    modstate *st = state_of_type(Py_TYPE(self));
-
-    (void)unused;
-    return st ? tholds_defaultdict(st, self->lock) : NULL;
-}
-
-static PyObject *tholds_repr(THoldsObject *self)
-{
-    PyObject *d = tholds_dict(self->lock), *r;
-
-    if (d == NULL)
-        return NULL;
-    r = PyUnicode_FromFormat("fifolock.ThreadHolds(%R)", d);
-    Py_DECREF(d);
-    return r;
-}
-
-static PyObject *tholds_richcompare(THoldsObject *self, PyObject *other, int op)
-{
-    PyObject *d, *r;
-
-    if (op != Py_EQ && op != Py_NE)
-        Py_RETURN_NOTIMPLEMENTED;
-    d = tholds_dict(self->lock);
-    if (d == NULL)
-        return NULL;
-    r = PyObject_RichCompare(d, other, op);
-    Py_DECREF(d);
-    return r;
-}
-
-static void tholds_dealloc(THoldsObject *self)
-{
-    PyTypeObject *tp = Py_TYPE(self);
-
-    tp->tp_free(self);
-    Py_DECREF(tp);
-}
-
-static PyMethodDef tholds_methods[] = {
-    { "get", (PyCFunction)(void (*)(void))tholds_get, METH_FASTCALL,
-      "get(mode, default=None)\n--\n\nThe number of holders of mode, or default if none." },
-    { "keys", (PyCFunction)tholds_keys, METH_NOARGS, "The modes held now." },
-    { "values", (PyCFunction)tholds_values, METH_NOARGS, "The counts of the modes held now." },
-    { "items", (PyCFunction)tholds_items, METH_NOARGS, "(mode, holders) for the modes held now." },
-    { "copy", (PyCFunction)tholds_copy, METH_NOARGS,
-      "A new collections.defaultdict(int) {mode: holders} of the modes held now." },
-    { NULL, NULL, 0, NULL },
+static const holds_source tlock_holds_source = {
+    "fifolock.ThreadHolds", tholds_dict_of, tholds_count_of, NULL,
 };
 
-static PyType_Slot tholds_slots[] = {
-    { Py_tp_doc, (void *)"The current holders of a ThreadFifoLock per mode, as passed to\n"
-                         "is_compatible(holds): holds[Mode] is 0 for a mode nobody holds.\n"
-                         "Read-only. Inside a predicate it reads the lock's counts as the\n"
-                         "predicate is asked; elsewhere each read is a snapshot." },
-    { Py_tp_dealloc, tholds_dealloc },
-    { Py_tp_repr, tholds_repr },
-    { Py_tp_iter, tholds_iter },
-    { Py_tp_richcompare, tholds_richcompare },
-    { Py_tp_hash, PyObject_HashNotImplemented },
-    { Py_tp_methods, tholds_methods },
-    { Py_mp_subscript, tholds_subscript },
-    { Py_mp_length, tholds_length },
-    { Py_sq_contains, tholds_contains },
-    { 0, NULL },
-};
-
-static PyType_Spec tholds_spec = {
-    .name = "fifolock.ThreadHolds",
-    .basicsize = sizeof(THoldsObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE |
-             Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_MAPPING,
-    .slots = tholds_slots,
-};
+static const char tholds_doc[] =
+    "The current holders of a ThreadFifoLock per mode, as passed to\n"
+    "is_compatible(holds): holds[Mode] is 0 for a mode nobody holds.\n"
+    "Read-only. Inside a predicate it reads the lock's counts as the\n"
+    "predicate is asked; elsewhere each read is a snapshot.";
 
 /* ---- the predicate trampoline and the interrupt hook ---------------------- */
 
@@ -1215,9 +1063,7 @@ static PyObject *tlock_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     (void)fifolock_mt_init(&lk->mt);
     lk->st = st;
     lk->modes = PyDict_New();
-    lk->view = (PyObject *)PyObject_New(THoldsObject, st->tholds_type);
-    if (lk->view != NULL)
-        ((THoldsObject *)lk->view)->lock = lk;
+    lk->view = holds_view_new(st->tholds_type, lk, &tlock_holds_source);
     lk->next = st->tlocks;
     lk->prev = NULL;
     if (st->tlocks != NULL)
@@ -1268,10 +1114,8 @@ static void tlock_dealloc(TLockObject *lk)
         lk->orphans = t->next;
         ticket_free(t);
     }
-    if (lk->view != NULL) {
-        ((THoldsObject *)lk->view)->lock = NULL;
-        Py_CLEAR(lk->view);
-    }
+    holds_view_detach(lk->view);
+    Py_CLEAR(lk->view);
     if (lk->st != NULL) {
         if (lk->prev != NULL)
             lk->prev->next = lk->next;
@@ -1288,7 +1132,7 @@ static void tlock_dealloc(TLockObject *lk)
 static PyObject *tlock_get_holds(TLockObject *lk, void *closure)
 {
     (void)closure;
-    return tholds_defaultdict(lk->st, lk);
+    return holds_defaultdict(lk->st, tholds_dict(lk));
 }
 
 static PyObject *tlock_get_waiting(TLockObject *lk, void *closure)
@@ -1463,7 +1307,7 @@ int thread_lock_init(PyObject *module, modstate *st)
     st->tcontext_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &tcontext_spec, NULL);
     if (st->tcontext_type == NULL)
         return -1;
-    st->tholds_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &tholds_spec, NULL);
+    st->tholds_type = holds_view_type(module, "fifolock.ThreadHolds", tholds_doc);
     if (st->tholds_type == NULL)
         return -1;
     if (PyModule_AddType(module, st->tlock_type) < 0 ||

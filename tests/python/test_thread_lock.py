@@ -407,6 +407,55 @@ class PythonPredicates(unittest.TestCase):
             self.assertEqual({Write: 1}, kept[0].copy())
         self.assertEqual(0, kept[0][Write])
 
+    def test_the_holds_of_both_locks_are_one_mapping_with_the_same_answers(self):
+        import asyncio
+        import collections
+
+        def observe(holds):
+            return (repr(holds).split("(", 1)[1], len(holds), list(holds), holds[Read],
+                    holds[PyMutex], holds.get(Read), holds.get(Write, "none"),
+                    Read in holds, Write in holds, list(holds.keys()), list(holds.values()),
+                    list(holds.items()), holds.copy(), type(holds.copy()),
+                    holds == {Read: 2}, holds != {Read: 2}, holds == {Read: 1})
+
+        class Looks:
+            seen = []
+
+            @staticmethod
+            def is_compatible(holds):
+                Looks.seen.append((type(holds).__name__, observe(holds), holds))
+                return True
+
+        tlock = ThreadFifoLock()
+        with tlock(Read), tlock(Read), tlock(Looks):
+            pass
+
+        async def main():
+            lock = fifolock.FifoLock()
+            async with lock(Read), lock(Read), lock(Looks):
+                view = Looks.seen[1][2]
+                self.assertEqual(lock.holds, view)  # live: Looks is held now
+                self.assertEqual({Read: 2, Looks: 1}, view)
+                self.assertNotEqual(Looks.seen[0][2], view)  # the other lock's: empty
+                self.assertEqual(view, view)
+
+        asyncio.run(main())
+        (tname, tseen, tview), (aname, aseen, aview) = Looks.seen
+        self.assertEqual(("ThreadHolds", "Holds"), (tname, aname))
+        self.assertEqual(tseen, aseen)
+        self.assertEqual(("{<class 'fifolock.Read'>: 2})", 1, [Read], 2, 0, 2, "none", True,
+                          False, [Read], [2], [(Read, 2)], {Read: 2},
+                          collections.defaultdict, True, False, False), tseen)
+        self.assertEqual(tview, aview)  # both empty now
+        self.assertEqual(("fifolock.ThreadHolds({})", "fifolock.Holds({})"),
+                         (repr(tview), repr(aview)))
+        with self.assertRaises(TypeError):
+            hash(tview)
+        with self.assertRaises(TypeError):
+            tview[[]]  # unhashable, as a dict key would be
+        with self.assertRaises(TypeError):
+            aview[[]]
+
 
 class TheGil(unittest.TestCase):
     def test_a_waiting_thread_lets_other_threads_run(self):
