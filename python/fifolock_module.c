@@ -23,7 +23,13 @@
  *                 entry holds after a conversion (`cur`).
  *   Acquire       what __aenter__() and held.convert() return; acquires or
  *                 converts when first awaited.
- *   Holds         the read-only mapping passed to Python predicates.
+ *   Holds         the read-only mapping passed to Python predicates: a
+ *                 HoldsView (module.h), whose mapping methods below serve
+ *                 ThreadHolds too; only the source of the counts differs.
+ *
+ *   `async with lock(Mode)` makes a LockContext and an Acquire each time: the
+ *   lock keeps the memory of its last dead one of each for the next
+ *   (context_dealloc, acquire_dealloc), as CPython's own free lists do.
  *
  * Who may run Python code when
  *
@@ -93,7 +99,11 @@
  *   - to the loop of its first wait (`loop`), as asyncio's own primitives
  *     bind themselves (mixins._LoopBoundMixin), even once that loop has
  *     closed: a request that must wait under another loop is a RuntimeError
- *     (bound_loop), and it leaves the queue it had just joined.
+ *     (bound_loop), and it leaves the queue it had just joined. Once bound
+ *     to an asyncio.BaseEventLoop, a wait asks that loop whether it runs in
+ *     this thread (loop_runs_here) rather than asyncio for the running loop
+ *     (a getpid() system call each time in 3.11), and makes its future with
+ *     asyncio.Future(loop=) when the loop's create_future() is the base one.
  *
  *   So, within its thread, a lock is as strict as asyncio.Lock, no more: an
  *   uncontended acquire under a later loop is allowed, as there. Two ways in
@@ -115,17 +125,11 @@
 
 typedef struct LockObject LockObject;
 typedef struct AcquireObject AcquireObject;
-typedef struct HoldsObject HoldsObject;
 typedef struct ContextObject ContextObject;
 
 static struct PyModuleDef fifolock_module;
 
 /* ---- objects ------------------------------------------------------------- */
-
-struct HoldsObject {
-    PyObject_HEAD
-    LockObject *lock; /* borrowed; the lock clears it when it goes away */
-};
 
 struct LockObject {
     PyObject_HEAD
@@ -134,7 +138,11 @@ struct LockObject {
     modstate *st;              /* the module outlives us: our type holds it */
     PyObject *modes;           /* dict: class -> ModeEntry, this lock's own modes */
     EntryObject *last;         /* lock(cls) cache: the entry of the last class */
-    HoldsObject *view;         /* the `holds` argument of Python predicates */
+    PyObject *view;            /* the `holds` argument of Python predicates */
+    ContextObject *spare;      /* a dead LockContext kept for the next lock(mode)
+                                  (see context_dealloc): no type reference, no
+                                  fields, untracked; freed with the lock */
+    AcquireObject *spare_acq;  /* the same for Acquire (see acquire_dealloc) */
     AcquireObject *queued;     /* every queued Acquire (we own a reference to
                                   each), for the garbage collector only: the
                                   engine keeps the queue */
@@ -151,6 +159,7 @@ struct LockObject {
     int in_predicate;          /* a Python predicate is running */
     PyObject *loop;            /* the event loop of the first wait, for ever;
                                   NULL until then (see the top) */
+    int loop_plain;            /* loop_is_plain(loop) */
     unsigned long thread;      /* the thread of the first acquire, for ever */
     int thread_bound;          /* `thread` is set */
     PyObject *weakreflist;
@@ -481,7 +490,8 @@ static EntryObject *entry_get(LockObject *lk, PyObject *cls)
             return NULL;
         }
     }
-    Py_XSETREF(lk->last, (EntryObject *)Py_NewRef(e));
+    if (lk->last != e)
+        Py_XSETREF(lk->last, (EntryObject *)Py_NewRef(e));
     return e;
 }
 
@@ -501,23 +511,6 @@ static EntryObject *entry_of_mode(LockObject *lk, const fifolock_mode *mode)
 }
 
 /* ---- the holds mapping ---------------------------------------------------- */
-
-static size_t holds_count(LockObject *lk, PyObject *cls, int *err)
-{
-    EntryObject *e;
-
-    *err = 0;
-    if (lk == NULL) {
-        *err = PyObject_Hash(cls) == -1; /* a key like any other */
-        return 0;
-    }
-    e = entry_lookup(lk, cls);
-    if (e == NULL) {
-        *err = PyErr_Occurred() != NULL;
-        return 0;
-    }
-    return fifolock_held(fifolock_holds_of(&lk->lock), e->mode);
-}
 
 /* {mode class: holders} for the modes held now. */
 static PyObject *holds_snapshot(LockObject *lk)
@@ -564,32 +557,81 @@ static PyObject *holds_snapshot(LockObject *lk)
     return d;
 }
 
-static PyObject *holds_subscript(HoldsObject *self, PyObject *cls)
+/* Holders of `cls` on `lk` now: the lock's source of a Holds view. */
+static Py_ssize_t lock_holds_count(void *lock, PyObject *cls)
 {
-    int err;
-    size_t n = holds_count(self->lock, cls, &err);
+    LockObject *lk = lock;
+    EntryObject *e = entry_lookup(lk, cls);
 
-    return err ? NULL : PyLong_FromSize_t(n);
+    if (e == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    return (Py_ssize_t)fifolock_held(fifolock_holds_of(&lk->lock), e->mode);
 }
 
-static int holds_contains(HoldsObject *self, PyObject *cls)
+static PyObject *lock_holds_dict(void *lock)
 {
-    int err;
-    size_t n = holds_count(self->lock, cls, &err);
-
-    return err ? -1 : n != 0;
+    return holds_snapshot(lock);
 }
 
-static Py_ssize_t holds_length(HoldsObject *self)
+static Py_ssize_t lock_holds_length(void *lock)
 {
-    if (self->lock == NULL)
+    LockObject *lk = lock;
+
+    return (Py_ssize_t)fifolock_holds_list(fifolock_holds_of(&lk->lock), NULL, NULL, 0);
+}
+
+static const holds_source lock_holds_source = {
+    "fifolock.Holds", lock_holds_dict, lock_holds_count, lock_holds_length,
+};
+
+/* ---- the holds mapping of either lock (HoldsView) ------------------------- */
+
+static PyObject *view_dict(HoldsView *v)
+{
+    return v->lock != NULL ? v->src->dict(v->lock) : PyDict_New();
+}
+
+static Py_ssize_t view_count(HoldsView *v, PyObject *cls)
+{
+    if (v->lock == NULL)
+        return PyObject_Hash(cls) == -1 ? -1 : 0; /* a key like any other */
+    return v->src->count(v->lock, cls);
+}
+
+static PyObject *view_subscript(HoldsView *v, PyObject *cls)
+{
+    Py_ssize_t n = view_count(v, cls);
+
+    return n < 0 ? NULL : PyLong_FromSsize_t(n);
+}
+
+static int view_contains(HoldsView *v, PyObject *cls)
+{
+    Py_ssize_t n = view_count(v, cls);
+
+    return n < 0 ? -1 : n != 0;
+}
+
+static Py_ssize_t view_length(HoldsView *v)
+{
+    PyObject *d;
+    Py_ssize_t n;
+
+    if (v->lock == NULL)
         return 0;
-    return (Py_ssize_t)fifolock_holds_list(fifolock_holds_of(&self->lock->lock), NULL, NULL, 0);
+    if (v->src->length != NULL)
+        return v->src->length(v->lock);
+    d = view_dict(v);
+    if (d == NULL)
+        return -1;
+    n = PyDict_GET_SIZE(d);
+    Py_DECREF(d);
+    return n;
 }
 
-static PyObject *holds_iter(HoldsObject *self)
+static PyObject *view_iter(HoldsView *v)
 {
-    PyObject *d = holds_snapshot(self->lock), *it;
+    PyObject *d = view_dict(v), *it;
 
     if (d == NULL)
         return NULL;
@@ -598,26 +640,25 @@ static PyObject *holds_iter(HoldsObject *self)
     return it;
 }
 
-static PyObject *holds_get(HoldsObject *self, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *view_get(HoldsView *v, PyObject *const *args, Py_ssize_t nargs)
 {
-    int err;
-    size_t n;
+    Py_ssize_t n;
 
     if (nargs < 1 || nargs > 2) {
         PyErr_SetString(PyExc_TypeError, "get() takes a mode and an optional default");
         return NULL;
     }
-    n = holds_count(self->lock, args[0], &err);
-    if (err)
+    n = view_count(v, args[0]);
+    if (n < 0)
         return NULL;
     if (n != 0)
-        return PyLong_FromSize_t(n);
+        return PyLong_FromSsize_t(n);
     return Py_NewRef(nargs > 1 ? args[1] : Py_None);
 }
 
-static PyObject *holds_view_of(HoldsObject *self, const char *method)
+static PyObject *view_call(HoldsView *v, const char *method)
 {
-    PyObject *d = holds_snapshot(self->lock), *r;
+    PyObject *d = view_dict(v), *r;
 
     if (d == NULL)
         return NULL;
@@ -626,98 +667,131 @@ static PyObject *holds_view_of(HoldsObject *self, const char *method)
     return r;
 }
 
-static PyObject *holds_keys(HoldsObject *self, PyObject *unused)
+static PyObject *view_keys(HoldsView *v, PyObject *unused)
 {
     (void)unused;
-    return holds_view_of(self, "keys");
+    return view_call(v, "keys");
 }
 
-static PyObject *holds_values(HoldsObject *self, PyObject *unused)
+static PyObject *view_values(HoldsView *v, PyObject *unused)
 {
     (void)unused;
-    return holds_view_of(self, "values");
+    return view_call(v, "values");
 }
 
-static PyObject *holds_items(HoldsObject *self, PyObject *unused)
+static PyObject *view_items(HoldsView *v, PyObject *unused)
 {
     (void)unused;
-    return holds_view_of(self, "items");
+    return view_call(v, "items");
 }
 
-/* holds_snapshot() as a defaultdict(int): it reads 0 for a mode not held,
-   as the holds argument of a predicate does. */
-static PyObject *holds_defaultdict(modstate *st, LockObject *lk)
+PyObject *holds_defaultdict(modstate *st, PyObject *dict)
 {
-    PyObject *d = holds_snapshot(lk), *r;
+    PyObject *r;
+
+    if (dict == NULL)
+        return NULL;
+    r = PyObject_CallFunctionObjArgs(st->defaultdict, (PyObject *)&PyLong_Type, dict, NULL);
+    Py_DECREF(dict);
+    return r;
+}
+
+static PyObject *view_copy(HoldsView *v, PyObject *unused)
+{
+    modstate *st = state_of_type(Py_TYPE(v));
+
+    (void)unused;
+    return st ? holds_defaultdict(st, view_dict(v)) : NULL;
+}
+
+static PyObject *view_repr(HoldsView *v)
+{
+    PyObject *d = view_dict(v), *r;
 
     if (d == NULL)
         return NULL;
-    r = PyObject_CallFunctionObjArgs(st->defaultdict, (PyObject *)&PyLong_Type, d, NULL);
+    r = PyUnicode_FromFormat("%s(%R)", v->src->name, d);
     Py_DECREF(d);
     return r;
 }
 
-static PyObject *holds_copy(HoldsObject *self, PyObject *unused)
-{
-    modstate *st = state_of_type(Py_TYPE(self));
-
-    (void)unused;
-    return st ? holds_defaultdict(st, self->lock) : NULL;
-}
-
-static PyObject *holds_repr(HoldsObject *self)
-{
-    PyObject *d = holds_snapshot(self->lock), *r;
-
-    if (d == NULL)
-        return NULL;
-    r = PyUnicode_FromFormat("fifolock.Holds(%R)", d);
-    Py_DECREF(d);
-    return r;
-}
-
-static PyObject *holds_richcompare(HoldsObject *self, PyObject *other, int op)
+/* As a dict of the holds now (another view: a dict's comparison defers to
+   the view's own, reflected). */
+static PyObject *view_richcompare(HoldsView *v, PyObject *other, int op)
 {
     PyObject *d, *r;
 
     if (op != Py_EQ && op != Py_NE)
         Py_RETURN_NOTIMPLEMENTED;
-    d = holds_snapshot(self->lock);
+    d = view_dict(v);
     if (d == NULL)
         return NULL;
-    if (Py_TYPE(other) == Py_TYPE(self)) {
-        PyObject *o = holds_snapshot(((HoldsObject *)other)->lock);
-        if (o == NULL) {
-            Py_DECREF(d);
-            return NULL;
-        }
-        r = PyObject_RichCompare(d, o, op);
-        Py_DECREF(o);
-    } else {
-        r = PyObject_RichCompare(d, other, op);
-    }
+    r = PyObject_RichCompare(d, other, op);
     Py_DECREF(d);
     return r;
 }
 
-static void holds_dealloc(HoldsObject *self)
+static void view_dealloc(HoldsView *v)
 {
-    PyTypeObject *tp = Py_TYPE(self);
+    PyTypeObject *tp = Py_TYPE(v);
 
-    tp->tp_free(self);
+    tp->tp_free(v);
     Py_DECREF(tp);
 }
 
-static PyMethodDef holds_methods[] = {
-    { "get", (PyCFunction)(void (*)(void))holds_get, METH_FASTCALL,
+PyObject *holds_view_new(PyTypeObject *type, void *lock, const holds_source *src)
+{
+    HoldsView *v = PyObject_New(HoldsView, type);
+
+    if (v != NULL) {
+        v->lock = lock;
+        v->src = src;
+    }
+    return (PyObject *)v;
+}
+
+void holds_view_detach(PyObject *view)
+{
+    if (view != NULL)
+        ((HoldsView *)view)->lock = NULL;
+}
+
+static PyMethodDef view_methods[] = {
+    { "get", (PyCFunction)(void (*)(void))view_get, METH_FASTCALL,
       "get(mode, default=None)\n--\n\nThe number of holders of mode, or default if none." },
-    { "keys", (PyCFunction)holds_keys, METH_NOARGS, "The modes held now." },
-    { "values", (PyCFunction)holds_values, METH_NOARGS, "The counts of the modes held now." },
-    { "items", (PyCFunction)holds_items, METH_NOARGS, "(mode, holders) for the modes held now." },
-    { "copy", (PyCFunction)holds_copy, METH_NOARGS,
+    { "keys", (PyCFunction)view_keys, METH_NOARGS, "The modes held now." },
+    { "values", (PyCFunction)view_values, METH_NOARGS, "The counts of the modes held now." },
+    { "items", (PyCFunction)view_items, METH_NOARGS, "(mode, holders) for the modes held now." },
+    { "copy", (PyCFunction)view_copy, METH_NOARGS,
       "A new collections.defaultdict(int) {mode: holders} of the modes held now." },
     { NULL, NULL, 0, NULL },
 };
+
+PyTypeObject *holds_view_type(PyObject *module, const char *name, const char *doc)
+{
+    PyType_Slot slots[] = {
+        { Py_tp_doc, (void *)doc },
+        { Py_tp_dealloc, view_dealloc },
+        { Py_tp_repr, view_repr },
+        { Py_tp_iter, view_iter },
+        { Py_tp_richcompare, view_richcompare },
+        { Py_tp_hash, PyObject_HashNotImplemented },
+        { Py_tp_methods, view_methods },
+        { Py_mp_subscript, view_subscript },
+        { Py_mp_length, view_length },
+        { Py_sq_contains, view_contains },
+        { 0, NULL },
+    };
+    PyType_Spec spec = {
+        .name = name,
+        .basicsize = sizeof(HoldsView),
+        .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE |
+                 Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_MAPPING,
+        .slots = slots,
+    };
+
+    return (PyTypeObject *)PyType_FromModuleAndSpec(module, &spec, NULL);
+}
 
 PyDoc_STRVAR(holds_doc,
 "The current holders of a lock, per mode, as passed to is_compatible(holds).\n"
@@ -727,28 +801,6 @@ PyDoc_STRVAR(holds_doc,
 "get(), keys(), values() and items() see only the modes held now (a\n"
 "defaultdict would keep every mode ever looked up, with 0). Read-only; it\n"
 "reads the lock's counts live. copy() is a defaultdict(int) snapshot.");
-
-static PyType_Slot holds_slots[] = {
-    { Py_tp_doc, (void *)holds_doc },
-    { Py_tp_dealloc, holds_dealloc },
-    { Py_tp_repr, holds_repr },
-    { Py_tp_iter, holds_iter },
-    { Py_tp_richcompare, holds_richcompare },
-    { Py_tp_hash, PyObject_HashNotImplemented },
-    { Py_tp_methods, holds_methods },
-    { Py_mp_subscript, holds_subscript },
-    { Py_mp_length, holds_length },
-    { Py_sq_contains, holds_contains },
-    { 0, NULL },
-};
-
-static PyType_Spec holds_spec = {
-    .name = "fifolock.Holds",
-    .basicsize = sizeof(HoldsObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE |
-             Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_MAPPING,
-    .slots = holds_slots,
-};
 
 /* ---- the predicate trampoline ------------------------------------------- */
 
@@ -813,8 +865,11 @@ static bool py_is_compatible(const fifolock_mode *mode, const fifolock_holds *ho
         ok = -1;
     } else {
         Py_INCREF(func);
-        r = PyObject_CallOneArg(func, (PyObject *)lk->view);
-        ok = r == NULL || refuse_awaitable(e, r) < 0 ? -1 : PyObject_IsTrue(r);
+        r = PyObject_CallOneArg(func, lk->view);
+        if (r == Py_True || r == Py_False)
+            ok = r == Py_True; /* the usual answer, at once */
+        else
+            ok = r == NULL || refuse_awaitable(e, r) < 0 ? -1 : PyObject_IsTrue(r);
         Py_XDECREF(r);
         Py_DECREF(func);
     }
@@ -891,7 +946,7 @@ static void flush_deferred(LockObject *lk)
 static void fail_conversion(LockObject *lk);
 
 /* After every engine call: nothing may be left behind on the lock. */
-static void engine_done(LockObject *lk)
+static void engine_done_slow(LockObject *lk)
 {
     while (lk->conv_exc != NULL && !lk->in_predicate)
         fail_conversion(lk);
@@ -901,6 +956,12 @@ static void engine_done(LockObject *lk)
         report_unraisable(exc, (PyObject *)lk);
     }
     flush_deferred(lk);
+}
+
+static inline void engine_done(LockObject *lk)
+{
+    if (lk->conv_exc != NULL || lk->pred_exc != NULL || lk->deferred != NULL)
+        engine_done_slow(lk);
 }
 
 static int check_not_in_predicate(LockObject *lk)
@@ -937,23 +998,96 @@ static int check_thread(LockObject *lk, int bind)
 }
 
 /*
+ * Whether `loop` is an asyncio.BaseEventLoop whose create_future() is the
+ * base one: then a future is made by calling asyncio.Future directly, and
+ * the loop tells cheaply whether it runs in this thread (loop_runs_here).
+ * -1 with an exception.
+ */
+static int loop_is_plain(modstate *st, PyObject *loop)
+{
+    PyObject *mine, *base;
+    int plain = PyObject_IsInstance(loop, st->base_event_loop);
+
+    if (plain <= 0)
+        return plain;
+    mine = PyObject_GetAttr((PyObject *)Py_TYPE(loop), st->str_create_future);
+    base = mine ? PyObject_GetAttr(st->base_event_loop, st->str_create_future) : NULL;
+    plain = base == NULL ? -1 : mine == base;
+    Py_XDECREF(mine);
+    Py_XDECREF(base);
+    return plain;
+}
+
+/*
+ * Whether the lock's loop runs in this thread, so is the running loop (a
+ * thread runs one loop at a time), told without asyncio.get_running_loop():
+ * in Python 3.11 that makes a getpid() system call, which costs more than
+ * the rest of a wait on a virtual machine. BaseEventLoop.run_forever()
+ * keeps the ident of the thread that runs it in `_thread_id` for exactly as
+ * long as it is the running loop there. Any doubt answers 0: the caller
+ * asks asyncio.
+ */
+static int loop_runs_here(LockObject *lk)
+{
+    PyObject *tid;
+    unsigned long ident;
+
+    if (!lk->loop_plain)
+        return 0;
+    tid = PyObject_GetAttr(lk->loop, lk->st->str_thread_id);
+    if (tid == NULL || !PyLong_CheckExact(tid)) {
+        Py_XDECREF(tid);
+        PyErr_Clear();
+        return 0;
+    }
+    ident = PyLong_AsUnsignedLong(tid);
+    Py_DECREF(tid);
+    if (ident == (unsigned long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return ident == PyThread_get_thread_ident();
+}
+
+/*
  * The running loop (new reference), binding an unbound lock to it; NULL with
  * RuntimeError set if it is not the lock's. For a request about to wait.
  */
 static PyObject *bound_loop(LockObject *lk)
 {
-    PyObject *loop = PyObject_CallNoArgs(lk->st->get_running_loop);
+    PyObject *loop;
+    int plain;
 
+    if (lk->loop != NULL && loop_runs_here(lk))
+        return Py_NewRef(lk->loop);
+    loop = PyObject_CallNoArgs(lk->st->get_running_loop);
     if (loop == NULL)
         return NULL;
     if (lk->loop == NULL) {
+        plain = loop_is_plain(lk->st, loop);
+        if (plain < 0) {
+            Py_DECREF(loop);
+            return NULL;
+        }
         lk->loop = Py_NewRef(loop);
+        lk->loop_plain = plain;
     } else if (loop != lk->loop) {
         Py_DECREF(loop);
         PyErr_Format(PyExc_RuntimeError, "%R is bound to a different event loop", lk);
         return NULL;
     }
     return loop;
+}
+
+/* A new future of the lock's loop `loop`: loop.create_future(), or the same
+   without its Python frame when that is asyncio.Future(loop=loop). */
+static PyObject *new_future(LockObject *lk, PyObject *loop)
+{
+    PyObject *args[1] = { loop };
+
+    if (lk->loop_plain)
+        return PyObject_Vectorcall(lk->st->future_type, args, 0, lk->st->kw_loop);
+    return PyObject_CallMethodNoArgs(loop, lk->st->str_create_future);
 }
 
 /* ---- grant callback ------------------------------------------------------ */
@@ -1268,7 +1402,7 @@ static PySendResult acquire_wait(AcquireObject *a, PyObject **result)
 
     Py_CLEAR(a->fut);
     loop = bound_loop(a->lock);
-    fut = loop ? PyObject_CallMethodNoArgs(loop, st->str_create_future) : NULL;
+    fut = loop ? new_future(a->lock, loop) : NULL;
     Py_XDECREF(loop);
     if (fut != NULL && PyObject_SetAttr(fut, st->str_blocking, Py_True) < 0)
         Py_CLEAR(fut);
@@ -1606,23 +1740,40 @@ static int acquire_clear(AcquireObject *a)
     return 0;
 }
 
+/*
+ * An Acquire lives for one `async with`: the lock keeps the memory of one
+ * dead Acquire for the next, as it does a context's (context_dealloc). Only
+ * one whose finalizer never ran: CPython marks a finalized object for good,
+ * and would not run the finalizer of the next use. The finalizer has nothing
+ * to do for a finished acquisition (acquire_finalize), so one that dies
+ * finished by its reference count is not asked to.
+ */
 static void acquire_dealloc(AcquireObject *a)
 {
     PyTypeObject *tp = Py_TYPE(a);
+    LockObject *lk = a->lock;
 
     /* Still tracked, as a resurrected object must be (CPython's generators
        do the same); untracked before anything is cleared. */
-    if (PyObject_CallFinalizerFromDealloc((PyObject *)a) < 0)
+    if (a->state != ST_DONE && lk != NULL &&
+        PyObject_CallFinalizerFromDealloc((PyObject *)a) < 0)
         return; /* resurrected: deferred until a predicate returns */
     PyObject_GC_UnTrack(a);
     Py_CLEAR(a->fut);
     Py_CLEAR(a->ex);
     ctx_uncount(a);
-    Py_CLEAR(a->lock);
     Py_CLEAR(a->entry);
     Py_CLEAR(a->from);
     Py_CLEAR(a->ctx);
-    tp->tp_free(a);
+    if (lk != NULL && lk->spare_acq == NULL && tp == lk->st->acquire_type &&
+        !PyObject_GC_IsFinalized((PyObject *)a)) {
+        a->lock = NULL;
+        lk->spare_acq = a;
+        Py_DECREF(lk);
+    } else {
+        Py_CLEAR(a->lock);
+        tp->tp_free(a);
+    }
     Py_DECREF(tp);
 }
 
@@ -1726,10 +1877,17 @@ static PyType_Spec done_spec = {
 
 static AcquireObject *acquire_new(ContextObject *c, EntryObject *e, int convert)
 {
-    AcquireObject *a = PyObject_GC_New(AcquireObject, c->lock->st->acquire_type);
+    LockObject *lk = c->lock;
+    AcquireObject *a = lk->spare_acq;
 
-    if (a == NULL)
-        return NULL;
+    if (a != NULL) {
+        lk->spare_acq = NULL;
+        (void)PyObject_Init((PyObject *)a, lk->st->acquire_type);
+    } else {
+        a = PyObject_GC_New(AcquireObject, lk->st->acquire_type);
+        if (a == NULL)
+            return NULL;
+    }
     memset(&a->w, 0, sizeof a->w);
     a->lock = (LockObject *)Py_NewRef(c->lock);
     a->entry = (EntryObject *)Py_NewRef(e);
@@ -1859,13 +2017,28 @@ static int context_clear(ContextObject *c)
     return 0;
 }
 
+/*
+ * `async with lock(mode)` makes a context per use: the lock keeps the memory
+ * of one dead context for the next lock(mode), as CPython's free lists do
+ * (a context has no finalizer whose "already run" mark would stay behind).
+ * Parked before the context drops its lock reference, so the lock is alive
+ * to take it; freed by the lock.
+ */
 static void context_dealloc(ContextObject *c)
 {
     PyTypeObject *tp = Py_TYPE(c);
+    LockObject *lk = c->lock;
 
     PyObject_GC_UnTrack(c);
-    context_clear(c);
-    tp->tp_free(c);
+    if (lk != NULL && lk->spare == NULL && tp == lk->st->context_type) {
+        c->lock = NULL;
+        context_clear(c);
+        lk->spare = c;
+        Py_DECREF(lk);
+    } else {
+        context_clear(c);
+        tp->tp_free(c);
+    }
     Py_DECREF(tp);
 }
 
@@ -1952,10 +2125,16 @@ static PyObject *lock_context(LockObject *lk, PyObject *cls, size_t n)
 
     if (e == NULL)
         return NULL;
-    c = PyObject_GC_New(ContextObject, lk->st->context_type);
-    if (c == NULL) {
-        Py_DECREF(e);
-        return NULL;
+    if (lk->spare != NULL) {
+        c = lk->spare;
+        lk->spare = NULL;
+        (void)PyObject_Init((PyObject *)c, lk->st->context_type);
+    } else {
+        c = PyObject_GC_New(ContextObject, lk->st->context_type);
+        if (c == NULL) {
+            Py_DECREF(e);
+            return NULL;
+        }
     }
     c->lock = (LockObject *)Py_NewRef(lk);
     c->entry = e;
@@ -2045,12 +2224,11 @@ static PyObject *lock_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     fifolock_init(&lk->lock);
     lk->st = st;
     lk->modes = PyDict_New();
-    lk->view = PyObject_New(HoldsObject, st->holds_type);
+    lk->view = holds_view_new(st->holds_type, lk, &lock_holds_source);
     if (lk->modes == NULL || lk->view == NULL) {
         Py_DECREF(lk);
         return NULL;
     }
-    lk->view->lock = lk;
     return (PyObject *)lk;
 }
 
@@ -2104,10 +2282,8 @@ static void lock_dealloc(LockObject *lk)
     PyObject_GC_UnTrack(lk);
     if (lk->weakreflist != NULL)
         PyObject_ClearWeakRefs((PyObject *)lk);
-    if (lk->view != NULL) {
-        lk->view->lock = NULL;
-        Py_CLEAR(lk->view);
-    }
+    holds_view_detach(lk->view);
+    Py_CLEAR(lk->view);
     if (fifolock_waiting(&lk->lock) == 0) {
         lock_drop_holds(lk);
         (void)fifolock_destroy(&lk->lock);
@@ -2117,6 +2293,10 @@ static void lock_dealloc(LockObject *lk)
     Py_CLEAR(lk->conv_exc);
     Py_CLEAR(lk->loop);
     Py_CLEAR(lk->modes);
+    if (lk->spare != NULL)
+        PyObject_GC_Del(lk->spare);
+    if (lk->spare_acq != NULL)
+        PyObject_GC_Del(lk->spare_acq);
     tp->tp_free(lk);
     Py_DECREF(tp);
 }
@@ -2124,7 +2304,7 @@ static void lock_dealloc(LockObject *lk)
 static PyObject *lock_get_holds(LockObject *lk, void *closure)
 {
     (void)closure;
-    return holds_defaultdict(lk->st, lk);
+    return holds_defaultdict(lk->st, holds_snapshot(lk));
 }
 
 static PyObject *lock_get_waiting(LockObject *lk, void *closure)
@@ -2315,7 +2495,9 @@ static int module_exec(PyObject *module)
     NEW_TYPE(context_type, context_spec);
     NEW_TYPE(acquire_type, acquire_spec);
     NEW_TYPE(entry_type, entry_spec);
-    NEW_TYPE(holds_type, holds_spec);
+    st->holds_type = holds_view_type(module, "fifolock.Holds", holds_doc);
+    if (st->holds_type == NULL)
+        return -1;
     NEW_TYPE(done_type, done_spec);
 #undef NEW_TYPE
 
@@ -2333,6 +2515,7 @@ static int module_exec(PyObject *module)
     INTERN(str_is_closed, "is_closed");
     INTERN(str_done, "done");
     INTERN(str_call_soon_threadsafe, "call_soon_threadsafe");
+    INTERN(str_thread_id, "_thread_id");
 #undef INTERN
 
     st->done = PyObject_New(PyObject, st->done_type);
@@ -2345,8 +2528,14 @@ static int module_exec(PyObject *module)
         return -1;
     st->get_running_loop = PyObject_GetAttrString(asyncio, "get_running_loop");
     st->invalid_state = PyObject_GetAttrString(asyncio, "InvalidStateError");
+    st->base_event_loop = PyObject_GetAttrString(asyncio, "BaseEventLoop");
+    st->future_type = PyObject_GetAttrString(asyncio, "Future");
     Py_DECREF(asyncio);
-    if (st->get_running_loop == NULL || st->invalid_state == NULL)
+    if (st->get_running_loop == NULL || st->invalid_state == NULL ||
+        st->base_event_loop == NULL || st->future_type == NULL)
+        return -1;
+    st->kw_loop = Py_BuildValue("(s)", "loop");
+    if (st->kw_loop == NULL)
         return -1;
     collections = PyImport_ImportModule("collections");
     if (collections == NULL)
@@ -2402,6 +2591,8 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->wake);
     Py_VISIT(st->deadlock_error);
     Py_VISIT(st->invalid_state);
+    Py_VISIT(st->base_event_loop);
+    Py_VISIT(st->future_type);
     return 0;
 }
 
@@ -2425,6 +2616,9 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->get_running_loop);
     Py_CLEAR(st->defaultdict);
     Py_CLEAR(st->invalid_state);
+    Py_CLEAR(st->base_event_loop);
+    Py_CLEAR(st->future_type);
+    Py_CLEAR(st->kw_loop);
     Py_CLEAR(st->str_is_compatible);
     Py_CLEAR(st->str_create_future);
     Py_CLEAR(st->str_set_result);
@@ -2433,6 +2627,7 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->str_is_closed);
     Py_CLEAR(st->str_done);
     Py_CLEAR(st->str_call_soon_threadsafe);
+    Py_CLEAR(st->str_thread_id);
     Py_CLEAR(st->wake);
     Py_CLEAR(st->deadlock_error);
     return 0;

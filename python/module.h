@@ -36,6 +36,9 @@ typedef struct {
     PyObject *get_running_loop;  /* asyncio.get_running_loop */
     PyObject *defaultdict;       /* collections.defaultdict */
     PyObject *invalid_state;     /* asyncio.InvalidStateError */
+    PyObject *base_event_loop;   /* asyncio.BaseEventLoop */
+    PyObject *future_type;       /* asyncio.Future */
+    PyObject *kw_loop;           /* ("loop",): the keyword names of Future(loop=) */
     PyObject *str_is_compatible;
     PyObject *str_create_future;
     PyObject *str_set_result;
@@ -44,6 +47,7 @@ typedef struct {
     PyObject *str_is_closed;
     PyObject *str_done;
     PyObject *str_call_soon_threadsafe;
+    PyObject *str_thread_id;     /* "_thread_id" of BaseEventLoop */
     PyObject *wake;              /* _wake, for wake_from_elsewhere() */
     PyObject *deadlock_error;    /* DeadlockError: a second conversion would wait */
     TLockObject *tlocks;         /* every ThreadFifoLock alive (fork hooks) */
@@ -66,6 +70,34 @@ struct EntryObject {
     PyObject *func;            /* Python predicate, called with the holds view */
     int kind;                  /* KIND_*: KIND_PLAIN binds func on first use */
 };
+
+/*
+ * The holds mapping of either lock (fifolock.Holds, fifolock.ThreadHolds):
+ * one set of mapping methods (fifolock_module.c) over what each lock
+ * supplies. A view reads its lock live; the lock clears `lock` when it goes,
+ * and the view then reads as empty.
+ */
+typedef struct {
+    const char *name;                               /* for repr(): "fifolock.Holds" */
+    PyObject *(*dict)(void *lock);                  /* a new {class: holders} of now */
+    Py_ssize_t (*count)(void *lock, PyObject *cls); /* holders of cls now; -1: error */
+    Py_ssize_t (*length)(void *lock);               /* classes held now; -1: error */
+} holds_source;
+
+typedef struct {
+    PyObject_HEAD
+    void *lock; /* borrowed; NULL once the lock has gone */
+    const holds_source *src;
+} HoldsView;
+
+/* A new view of `lock` (new reference), of a type made by holds_view_type(). */
+PyObject *holds_view_new(PyTypeObject *type, void *lock, const holds_source *src);
+/* The lock is going: the view reads as empty from now on. */
+void holds_view_detach(PyObject *view);
+/* A holds type named `name`, documented `doc`, in `module` (NULL: error). */
+PyTypeObject *holds_view_type(PyObject *module, const char *name, const char *doc);
+/* `dict` (stolen) as a new collections.defaultdict(int). */
+PyObject *holds_defaultdict(modstate *st, PyObject *dict);
 
 /* The pending exception as one object (normalised, with traceback). */
 PyObject *take_exception(void);

@@ -10,7 +10,9 @@
  *                      a ThreadLockContext: `with lock(Mode):`.
  *   ThreadLockContext  (lock, entry, n, timeout) and the holds taken by its
  *                      entries that have not exited yet.
- *   ThreadHolds        the `holds` passed to Python predicates.
+ *   ThreadHolds        the `holds` passed to Python predicates: the
+ *                      HoldsView of fifolock_module.c over tholds_dict()
+ *                      and tholds_count().
  *   ticket             one request of a Python mode (below).
  *
  * Lock order: L (the internal lock of the fifolock_mt), then the GIL
@@ -59,6 +61,20 @@
  *   engine never counts a mode that is gone. Ready-made modes need none:
  *   their C predicates never raise.
  *
+ * Conversions
+ *
+ *   held.convert(To, timeout) is fifolock_mt__convert_interruptible() from
+ *   the mode the context holds (its ticket, or a ready-made mode) to To (a
+ *   new ticket, or a ready-made mode), GIL released as for an acquire; on
+ *   success the context's one hold is To (`cur`) and its exit releases that.
+ *   A raise of To's predicate can't answer "yes" (that would switch, and
+ *   switching back may be impossible): the ticket of a conversion answers
+ *   "no" and keeps the exception, and the converting thread, asked before
+ *   each sleep (interrupted(), as for a signal), withdraws the request and
+ *   raises it, keeping the old mode. A context that converts, or holds a
+ *   converted mode, can't be entered again, and one entered by more than
+ *   one thread at once (or by one while another waits in it) can't convert.
+ *
  * Interrupts
  *
  *   Waits use fifolock_mt__acquire_interruptible(): before each sleep (at
@@ -93,6 +109,7 @@ struct ticket {
     fifolock_mode mode;  /* the engine's key for this one request */
     EntryObject *entry;  /* the class's entry (strong reference) */
     PyObject *exc;       /* its predicate raised (written under L and the GIL) */
+    int convert;         /* the `to` of a conversion: a raise answers "no" */
     struct ticket *next; /* in its context's `held`, or the lock's `orphans` */
 };
 
@@ -119,12 +136,11 @@ typedef struct {
     double timeout;           /* seconds; < 0: none */
     struct ticket *held;      /* Python mode: one ticket per entry not yet exited */
     Py_ssize_t nheld;         /* ready-made mode: entries not yet exited */
+    EntryObject *cur;         /* after convert(): the mode held now; else NULL */
+    Py_ssize_t pending;       /* entries waiting in the engine (GIL released) */
+    int converting;           /* a convert() of its hold waits (GIL released) */
 } TContextObject;
 
-typedef struct {
-    PyObject_HEAD
-    TLockObject *lock;        /* borrowed; the lock clears it when it goes */
-} THoldsObject;
 
 static bool tpy_is_compatible(const fifolock_mode *mode, const fifolock_holds *holds);
 
@@ -143,6 +159,7 @@ static struct ticket *ticket_new(EntryObject *e)
     t->mode.limit = 0;
     t->entry = (EntryObject *)Py_NewRef(e);
     t->exc = NULL;
+    t->convert = 0;
     t->next = NULL;
     return t;
 }
@@ -338,175 +355,25 @@ static Py_ssize_t tholds_count(TLockObject *lk, PyObject *cls)
     return (Py_ssize_t)sum;
 }
 
-static PyObject *tholds_subscript(THoldsObject *self, PyObject *cls)
+static PyObject *tholds_dict_of(void *lock)
 {
-    Py_ssize_t n = tholds_count(self->lock, cls);
-
-    return n < 0 ? NULL : PyLong_FromSsize_t(n);
+    return tholds_dict(lock);
 }
 
-static int tholds_contains(THoldsObject *self, PyObject *cls)
+static Py_ssize_t tholds_count_of(void *lock, PyObject *cls)
 {
-    Py_ssize_t n = tholds_count(self->lock, cls);
-
-    return n < 0 ? -1 : n != 0;
+    return tholds_count(lock, cls);
 }
 
-static PyObject *tholds_get(THoldsObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    Py_ssize_t n;
-
-    if (nargs < 1 || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "get() takes a mode and an optional default");
-        return NULL;
-    }
-    n = tholds_count(self->lock, args[0]);
-    if (n < 0)
-        return NULL;
-    if (n != 0)
-        return PyLong_FromSsize_t(n);
-    return Py_NewRef(nargs > 1 ? args[1] : Py_None);
-}
-
-static Py_ssize_t tholds_length(THoldsObject *self)
-{
-    PyObject *d = tholds_dict(self->lock);
-    Py_ssize_t n;
-
-    if (d == NULL)
-        return -1;
-    n = PyDict_GET_SIZE(d);
-    Py_DECREF(d);
-    return n;
-}
-
-static PyObject *tholds_iter(THoldsObject *self)
-{
-    PyObject *d = tholds_dict(self->lock), *it;
-
-    if (d == NULL)
-        return NULL;
-    it = PyObject_GetIter(d);
-    Py_DECREF(d);
-    return it;
-}
-
-static PyObject *tholds_call(THoldsObject *self, const char *method)
-{
-    PyObject *d = tholds_dict(self->lock), *r;
-
-    if (d == NULL)
-        return NULL;
-    r = PyObject_CallMethod(d, method, NULL);
-    Py_DECREF(d);
-    return r;
-}
-
-static PyObject *tholds_keys(THoldsObject *self, PyObject *unused)
-{
-    (void)unused;
-    return tholds_call(self, "keys");
-}
-
-static PyObject *tholds_values(THoldsObject *self, PyObject *unused)
-{
-    (void)unused;
-    return tholds_call(self, "values");
-}
-
-static PyObject *tholds_items(THoldsObject *self, PyObject *unused)
-{
-    (void)unused;
-    return tholds_call(self, "items");
-}
-
-static PyObject *tholds_defaultdict(modstate *st, TLockObject *lk)
-{
-    PyObject *d = tholds_dict(lk), *r;
-
-    if (d == NULL)
-        return NULL;
-    r = PyObject_CallFunctionObjArgs(st->defaultdict, (PyObject *)&PyLong_Type, d, NULL);
-    Py_DECREF(d);
-    return r;
-}
-
-static PyObject *tholds_copy(THoldsObject *self, PyObject *unused)
-{
-    modstate *st = state_of_type(Py_TYPE(self));
-
-    (void)unused;
-    return st ? tholds_defaultdict(st, self->lock) : NULL;
-}
-
-static PyObject *tholds_repr(THoldsObject *self)
-{
-    PyObject *d = tholds_dict(self->lock), *r;
-
-    if (d == NULL)
-        return NULL;
-    r = PyUnicode_FromFormat("fifolock.ThreadHolds(%R)", d);
-    Py_DECREF(d);
-    return r;
-}
-
-static PyObject *tholds_richcompare(THoldsObject *self, PyObject *other, int op)
-{
-    PyObject *d, *r;
-
-    if (op != Py_EQ && op != Py_NE)
-        Py_RETURN_NOTIMPLEMENTED;
-    d = tholds_dict(self->lock);
-    if (d == NULL)
-        return NULL;
-    r = PyObject_RichCompare(d, other, op);
-    Py_DECREF(d);
-    return r;
-}
-
-static void tholds_dealloc(THoldsObject *self)
-{
-    PyTypeObject *tp = Py_TYPE(self);
-
-    tp->tp_free(self);
-    Py_DECREF(tp);
-}
-
-static PyMethodDef tholds_methods[] = {
-    { "get", (PyCFunction)(void (*)(void))tholds_get, METH_FASTCALL,
-      "get(mode, default=None)\n--\n\nThe number of holders of mode, or default if none." },
-    { "keys", (PyCFunction)tholds_keys, METH_NOARGS, "The modes held now." },
-    { "values", (PyCFunction)tholds_values, METH_NOARGS, "The counts of the modes held now." },
-    { "items", (PyCFunction)tholds_items, METH_NOARGS, "(mode, holders) for the modes held now." },
-    { "copy", (PyCFunction)tholds_copy, METH_NOARGS,
-      "A new collections.defaultdict(int) {mode: holders} of the modes held now." },
-    { NULL, NULL, 0, NULL },
+static const holds_source tlock_holds_source = {
+    "fifolock.ThreadHolds", tholds_dict_of, tholds_count_of, NULL,
 };
 
-static PyType_Slot tholds_slots[] = {
-    { Py_tp_doc, (void *)"The current holders of a ThreadFifoLock per mode, as passed to\n"
-                         "is_compatible(holds): holds[Mode] is 0 for a mode nobody holds.\n"
-                         "Read-only. Inside a predicate it reads the lock's counts as the\n"
-                         "predicate is asked; elsewhere each read is a snapshot." },
-    { Py_tp_dealloc, tholds_dealloc },
-    { Py_tp_repr, tholds_repr },
-    { Py_tp_iter, tholds_iter },
-    { Py_tp_richcompare, tholds_richcompare },
-    { Py_tp_hash, PyObject_HashNotImplemented },
-    { Py_tp_methods, tholds_methods },
-    { Py_mp_subscript, tholds_subscript },
-    { Py_mp_length, tholds_length },
-    { Py_sq_contains, tholds_contains },
-    { 0, NULL },
-};
-
-static PyType_Spec tholds_spec = {
-    .name = "fifolock.ThreadHolds",
-    .basicsize = sizeof(THoldsObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE |
-             Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_MAPPING,
-    .slots = tholds_slots,
-};
+static const char tholds_doc[] =
+    "The current holders of a ThreadFifoLock per mode, as passed to\n"
+    "is_compatible(holds): holds[Mode] is 0 for a mode nobody holds.\n"
+    "Read-only. Inside a predicate it reads the lock's counts as the\n"
+    "predicate is asked; elsewhere each read is a snapshot.";
 
 /* ---- the predicate trampoline and the interrupt hook ---------------------- */
 
@@ -529,7 +396,7 @@ static bool tpy_is_compatible(const fifolock_mode *mode, const fifolock_holds *h
     /* The rest of a weighted request whose question raised (t->exc is
        written only here, under L): it takes its holds and gives them back. */
     if (t->exc != NULL)
-        return true;
+        return !t->convert;
     g = PyGILState_Ensure();
     /* This thread may be withdrawing its own request with an exception
        pending (an interrupt): keep it aside. */
@@ -552,7 +419,11 @@ static bool tpy_is_compatible(const fifolock_mode *mode, const fifolock_holds *h
     }
     if (ok < 0) {
         t->exc = take_exception(); /* for the thread of this request */
-        ok = 1;                    /* so that it leaves the queue in its turn */
+        /* So that it leaves the queue in its turn; but "yes" would switch a
+           conversion, and switching back may be impossible: "no" keeps it
+           at the head, holding `from`, until its thread sees the exception
+           (interrupted()) and withdraws it. */
+        ok = !t->convert;
     }
     lk->in_pred = outer;
     lk->pred_thread = outer_thread;
@@ -562,14 +433,17 @@ static bool tpy_is_compatible(const fifolock_mode *mode, const fifolock_holds *h
     return ok != 0;
 }
 
-/* Asked by a waiting thread before each sleep, under no lock, GIL released. */
+/* Asked by a waiting thread before each sleep, under no lock, GIL released.
+   `arg`: the ticket of a conversion's `to` (its predicate may have raised),
+   or NULL. */
 static int interrupted(void *arg)
 {
     PyGILState_STATE g = PyGILState_Ensure();
+    struct ticket *t = arg;
     int r;
 
-    (void)arg;
-    r = PyErr_Occurred() != NULL || PyErr_CheckSignals() < 0;
+    r = (t != NULL && t->exc != NULL) || PyErr_Occurred() != NULL ||
+        PyErr_CheckSignals() < 0;
     PyGILState_Release(g); /* the exception stays with this thread's state */
     return r;
 }
@@ -622,6 +496,13 @@ static PyObject *tcontext_enter(TContextObject *c, PyObject *unused)
     }
     if (check_not_in_predicate(lk) < 0)
         return NULL;
+    if (c->cur != NULL || c->converting) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "%R holds a converted mode, or converts: it can't be entered again "
+                     "before its exit; use a new lock(mode)",
+                     c);
+        return NULL;
+    }
     if (e->kind == KIND_C) {
         mode = e->mode;
     } else {
@@ -634,11 +515,13 @@ static PyObject *tcontext_enter(TContextObject *c, PyObject *unused)
     }
     if (c->timeout >= 0)
         deadline_in(c->timeout, &deadline);
+    c->pending++;
     Py_BEGIN_ALLOW_THREADS
     rc = fifolock_mt__acquire_interruptible(&lk->mt, mode, c->n,
                                             c->timeout >= 0 ? &deadline : NULL,
                                             &interrupt_hook);
     Py_END_ALLOW_THREADS
+    c->pending--;
     if (rc == 0 && ((t != NULL && t->exc != NULL) || PyErr_Occurred())) {
         /* Its predicate raised (then it was granted to leave the queue), or
            an interrupt lost the race to the grant: give the holds back. */
@@ -691,6 +574,11 @@ static PyObject *tcontext_exit(TContextObject *c, PyObject *const *args, Py_ssiz
     }
     if (check_not_in_predicate(lk) < 0)
         return NULL;
+    if (c->converting) {
+        PyErr_Format(PyExc_RuntimeError, "release of lock mode %R while its conversion waits",
+                     c->entry->cls);
+        return NULL;
+    }
     if (c->held == NULL && c->nheld == 0) {
         PyErr_Format(PyExc_RuntimeError, "release of lock mode %R, which this context does "
                      "not hold", c->entry->cls);
@@ -703,7 +591,8 @@ static PyObject *tcontext_exit(TContextObject *c, PyObject *const *args, Py_ssiz
         c->held = t->next;
     else
         c->nheld--;
-    rc = release_holds(lk, t != NULL ? &t->mode : c->entry->mode, c->n);
+    rc = release_holds(lk, t != NULL ? &t->mode : (c->cur != NULL ? c->cur : c->entry)->mode,
+                       c->n);
     if (rc != 0) {
         if (t != NULL) {
             t->next = c->held;
@@ -715,6 +604,8 @@ static PyObject *tcontext_exit(TContextObject *c, PyObject *const *args, Py_ssiz
         return NULL;
     }
     ticket_free(t);
+    if (c->held == NULL && c->nheld == 0)
+        Py_CLEAR(c->cur);
     Py_RETURN_NONE;
 }
 
@@ -723,6 +614,7 @@ static int tcontext_traverse(TContextObject *c, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(c));
     Py_VISIT(c->lock);
     Py_VISIT(c->entry);
+    Py_VISIT(c->cur);
     for (struct ticket *t = c->held; t != NULL; t = t->next)
         Py_VISIT(t->entry);
     return 0;
@@ -746,6 +638,7 @@ static int tcontext_clear(TContextObject *c)
     if (c->held == NULL) {
         Py_CLEAR(c->lock);
         Py_CLEAR(c->entry);
+        Py_CLEAR(c->cur);
     }
     return 0;
 }
@@ -759,8 +652,176 @@ static void tcontext_dealloc(TContextObject *c)
         tcontext_orphan(c);
     Py_CLEAR(c->lock);
     Py_CLEAR(c->entry);
+    Py_CLEAR(c->cur);
     tp->tp_free(c);
     Py_DECREF(tp);
+}
+
+static EntryObject *tentry_get(TLockObject *lk, PyObject *cls);
+static int parse_timeout(PyObject *obj, double *timeout);
+
+/* Converts `from` to `to` (or back), GIL released (it may take L). */
+static int convert_holds(TLockObject *lk, const fifolock_mode *from, const fifolock_mode *to,
+                         const struct timespec *deadline, const struct fifolock_mt__interrupt *intr)
+{
+    int rc;
+
+    Py_BEGIN_ALLOW_THREADS
+    if (intr != NULL)
+        rc = fifolock_mt__convert_interruptible(&lk->mt, from, to, deadline, intr);
+    else
+        rc = fifolock_mt_try_convert(&lk->mt, from, to);
+    Py_END_ALLOW_THREADS
+    return rc;
+}
+
+/* The context's one hold is now of `to` (its ticket `tt`, or a ready-made
+   mode if NULL), not of what it held: the engine counts `from` no more. */
+static void tcontext_switched(TContextObject *c, EntryObject *to, struct ticket *tt)
+{
+    ticket_free(c->held); /* one at most: convert() needs a single hold */
+    c->held = tt;
+    c->nheld = tt != NULL ? 0 : 1;
+    Py_XSETREF(c->cur, to == c->entry ? NULL : (EntryObject *)Py_NewRef(to));
+}
+
+/*
+ * held.convert(mode, timeout=None): one hold of the context's mode becomes
+ * one of `mode` without letting go (fifolock_mt_convert()), at once or
+ * waiting ahead of the queue with the GIL released. Whatever fails, the
+ * context keeps the mode it held.
+ */
+static PyObject *tcontext_convert(TContextObject *c, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = { "mode", "timeout", NULL };
+    TLockObject *lk = c->lock;
+    PyObject *mode, *timeout_obj = NULL, *exc;
+    struct fifolock_mt__interrupt hook = { interrupted, NULL };
+    const fifolock_mode *from, *to_mode;
+    struct ticket *tt = NULL;
+    struct timespec deadline;
+    EntryObject *to, *held;
+    double timeout;
+    int rc;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O:convert", kwlist, &mode, &timeout_obj))
+        return NULL;
+    if (lk == NULL || c->entry == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "this lock context was cleared");
+        return NULL;
+    }
+    if (check_not_in_predicate(lk) < 0 || parse_timeout(timeout_obj, &timeout) < 0)
+        return NULL;
+    if (c->n != 1) {
+        PyErr_Format(PyExc_ValueError,
+                     "convert() needs a context of one hold, not n=%zu: convert one of "
+                     "lock(mode) instead",
+                     c->n);
+        return NULL;
+    }
+    if (c->converting) {
+        PyErr_Format(PyExc_RuntimeError, "a conversion of %R is already waiting", c);
+        return NULL;
+    }
+    if (c->held == NULL && c->nheld == 0) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "convert() of %R outside its with: it holds nothing", c);
+        return NULL;
+    }
+    if ((c->held != NULL ? (c->held->next != NULL || c->nheld != 0) : c->nheld != 1) ||
+        c->pending != 0) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "convert() of %R, which more than one with uses at once: whose hold? "
+                     "Use one lock(mode) per with",
+                     c);
+        return NULL;
+    }
+    to = tentry_get(lk, mode);
+    if (to == NULL)
+        return NULL;
+    if (to->kind == KIND_PLAIN && to->func == NULL && entry_bind(lk->st, to) < 0) {
+        Py_DECREF(to);
+        return NULL;
+    }
+    if (to->kind != KIND_C) {
+        tt = ticket_new(to);
+        if (tt == NULL) {
+            Py_DECREF(to);
+            return NULL;
+        }
+        tt->convert = 1;
+        hook.arg = tt;
+    }
+    held = c->cur != NULL ? c->cur : c->entry;
+    from = c->held != NULL ? &c->held->mode : held->mode;
+    to_mode = tt != NULL ? &tt->mode : to->mode;
+    if (timeout >= 0)
+        deadline_in(timeout, &deadline);
+    c->converting = 1;
+    rc = convert_holds(lk, from, to_mode, timeout >= 0 ? &deadline : NULL, &hook);
+    c->converting = 0;
+    if (rc == 0 && PyErr_Occurred()) {
+        /* An interrupt lost the race to the switch: switch back if that can
+           be done at once (else the context keeps `to`, which its exit
+           releases), and raise it. A raise of `from`'s predicate then is
+           no answer: it is reported, and the context keeps `to`. */
+        exc = take_exception();
+        if (c->held != NULL)
+            c->held->convert = 1;
+        if (convert_holds(lk, to_mode, from, NULL, NULL) == 0) {
+            ticket_free(tt);
+        } else {
+            if (c->held != NULL && c->held->exc != NULL) {
+                PyObject *raised = c->held->exc;
+                c->held->exc = NULL;
+                report_unraisable(raised, (PyObject *)c);
+            }
+            tcontext_switched(c, to, tt);
+        }
+        if (c->held != NULL)
+            c->held->convert = 0;
+        Py_DECREF(to);
+        restore_exception(exc);
+        return NULL;
+    }
+    if (rc == 0) {
+        tcontext_switched(c, to, tt);
+        Py_DECREF(to);
+        Py_RETURN_NONE;
+    }
+    exc = tt != NULL ? tt->exc : NULL;
+    if (exc != NULL) {
+        tt->exc = NULL;
+        PyErr_Clear(); /* a signal's handler ran and raised already */
+    }
+    ticket_free(tt);
+    if (exc != NULL) {
+        restore_exception(exc);
+    } else if (rc == EINTR && PyErr_Occurred()) {
+        /* raised by a signal handler */
+    } else if (rc == ETIMEDOUT) {
+        PyObject *secs = PyFloat_FromDouble(timeout);
+        if (secs != NULL)
+            PyErr_Format(PyExc_TimeoutError,
+                         "conversion to lock mode %R not granted within %R seconds; the "
+                         "context still holds %R",
+                         to->cls, secs, held->cls);
+        Py_XDECREF(secs);
+    } else if (rc == EDEADLK) {
+        PyErr_Format(lk->st->deadlock_error,
+                     "conversion to %R would wait while another conversion waits on this "
+                     "lock (each would wait for the other for ever); the context still "
+                     "holds %R",
+                     to->cls, held->cls);
+    } else if (rc == EPERM) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "conversion from lock mode %R, which this context does not hold",
+                     held->cls);
+    } else {
+        set_engine_error(rc);
+    }
+    Py_DECREF(to);
+    return NULL;
 }
 
 static PyObject *tcontext_repr(TContextObject *c)
@@ -771,8 +832,10 @@ static PyObject *tcontext_repr(TContextObject *c)
 
 static PyObject *tcontext_get_mode(TContextObject *c, void *closure)
 {
+    EntryObject *e = c->cur != NULL ? c->cur : c->entry;
+
     (void)closure;
-    return Py_NewRef(c->entry && c->entry->cls ? c->entry->cls : Py_None);
+    return Py_NewRef(e && e->cls ? e->cls : Py_None);
 }
 
 static PyObject *tcontext_get_lock(TContextObject *c, void *closure)
@@ -801,6 +864,17 @@ static PyMethodDef tcontext_methods[] = {
       "leaves no trace." },
     { "__exit__", (PyCFunction)(void (*)(void))tcontext_exit, METH_FASTCALL,
       "Release the holds and grant the waiters they made room for." },
+    { "convert", (PyCFunction)(void (*)(void))tcontext_convert, METH_VARARGS | METH_KEYWORDS,
+      "convert(mode, timeout=None)\n--\n\n"
+      "Turns this context's hold into one of mode without letting go (Write to\n"
+      "Read; Upgradable to Write). At once if mode may join the other holders;\n"
+      "else it waits ahead of the whole queue, the GIL released, keeping the old\n"
+      "mode. TimeoutError when the timeout passes first, DeadlockError if it would\n"
+      "wait while another conversion waits on the lock, an exception raised by\n"
+      "mode's is_compatible or by a signal handler (KeyboardInterrupt): in each\n"
+      "case the context keeps the old mode. Needs n == 1 (ValueError) and a\n"
+      "context entered once (RuntimeError otherwise); held.mode is the mode held\n"
+      "now, and its exit releases it." },
     { NULL, NULL, 0, NULL },
 };
 
@@ -815,7 +889,9 @@ static PyGetSetDef tcontext_getset[] = {
 
 static PyType_Slot tcontext_slots[] = {
     { Py_tp_doc, (void *)"lock(Mode, n=1, timeout=None): a context manager that holds a\n"
-                         "ThreadFifoLock in Mode. Several threads may use one at once." },
+                         "ThreadFifoLock in Mode. Several threads may use one at once, but\n"
+                         "then none of them may convert(). `with lock(Mode) as held:` gives\n"
+                         "the context itself: held.convert(Other) converts its hold." },
     { Py_tp_dealloc, tcontext_dealloc },
     { Py_tp_traverse, tcontext_traverse },
     { Py_tp_clear, tcontext_clear },
@@ -960,6 +1036,9 @@ static PyObject *tlock_vectorcall(PyObject *self, PyObject *const *args, size_t 
     c->timeout = timeout;
     c->held = NULL;
     c->nheld = 0;
+    c->cur = NULL;
+    c->pending = 0;
+    c->converting = 0;
     PyObject_GC_Track(c);
     return (PyObject *)c;
 }
@@ -984,9 +1063,7 @@ static PyObject *tlock_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     (void)fifolock_mt_init(&lk->mt);
     lk->st = st;
     lk->modes = PyDict_New();
-    lk->view = (PyObject *)PyObject_New(THoldsObject, st->tholds_type);
-    if (lk->view != NULL)
-        ((THoldsObject *)lk->view)->lock = lk;
+    lk->view = holds_view_new(st->tholds_type, lk, &tlock_holds_source);
     lk->next = st->tlocks;
     lk->prev = NULL;
     if (st->tlocks != NULL)
@@ -1037,10 +1114,8 @@ static void tlock_dealloc(TLockObject *lk)
         lk->orphans = t->next;
         ticket_free(t);
     }
-    if (lk->view != NULL) {
-        ((THoldsObject *)lk->view)->lock = NULL;
-        Py_CLEAR(lk->view);
-    }
+    holds_view_detach(lk->view);
+    Py_CLEAR(lk->view);
     if (lk->st != NULL) {
         if (lk->prev != NULL)
             lk->prev->next = lk->next;
@@ -1057,7 +1132,7 @@ static void tlock_dealloc(TLockObject *lk)
 static PyObject *tlock_get_holds(TLockObject *lk, void *closure)
 {
     (void)closure;
-    return tholds_defaultdict(lk->st, lk);
+    return holds_defaultdict(lk->st, tholds_dict(lk));
 }
 
 static PyObject *tlock_get_waiting(TLockObject *lk, void *closure)
@@ -1232,7 +1307,7 @@ int thread_lock_init(PyObject *module, modstate *st)
     st->tcontext_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &tcontext_spec, NULL);
     if (st->tcontext_type == NULL)
         return -1;
-    st->tholds_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &tholds_spec, NULL);
+    st->tholds_type = holds_view_type(module, "fifolock.ThreadHolds", tholds_doc);
     if (st->tholds_type == NULL)
         return -1;
     if (PyModule_AddType(module, st->tlock_type) < 0 ||

@@ -40,6 +40,8 @@ For threads, :class:`ThreadFifoLock` takes the same modes (any class with
     lock = ThreadFifoLock()
     with lock(Write, timeout=0.5):   # blocks, the GIL released; TimeoutError
         ...
+    with lock(Upgradable) as held:
+        held.convert(Write, timeout=None)   # ahead of the queue; exit releases Write
 
 A lock belongs to one event loop: to the thread of its first acquire, and,
 as asyncio.Lock, to the loop of its first wait (see :class:`FifoLock`).

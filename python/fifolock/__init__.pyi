@@ -134,6 +134,14 @@ class ThreadLockContext:
         signal handler (KeyboardInterrupt) ends the wait too; either way the
         request leaves no trace in the queue. An exception raised by the
         mode's is_compatible about this request is raised here."""
+    def convert(self, mode: type, timeout: float | None = None) -> None:
+        """Turns this context's hold into one of `mode` without letting go
+        (Write to Read; Upgradable to Write), as LockContext.convert does.
+        At once if `mode` may join the other holders; else it waits ahead of
+        the whole queue, the GIL released, keeping the old mode. TimeoutError,
+        DeadlockError (another conversion waits), an exception of `mode`'s
+        is_compatible or of a signal handler: the context keeps the old mode.
+        Needs n == 1 (ValueError) and one entry (RuntimeError otherwise)."""
     def __exit__(self, exc_type: object, exc: object, tb: object, /) -> None:
         """Releases the holds (RuntimeError if this context holds none)."""
 

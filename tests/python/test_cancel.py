@@ -688,6 +688,39 @@ class Abandoned(Test):
 
         run(main())
 
+    def test_a_dropped_grant_gives_its_hold_back_after_the_collector_finalized_others(self):
+        # A lock reuses the memory of a finished acquisition for the next; one
+        # the collector has finalized must not be reused: CPython would not run
+        # the finalizer of the next use, which gives a dropped grant back.
+        kept = []
+
+        class Keeper:
+            def __del__(self):
+                kept.append(self.acq)  # the finalized acquisition outlives the cycle
+
+        async def main():
+            lock = FifoLock()
+            for _ in range(3):
+                acq = lock(Mutex).__aenter__()
+                held = await acq
+                await held.__aexit__(None, None, None)
+                keeper = Keeper()
+                keeper.acq, keeper.cycle = acq, keeper
+                del acq, keeper
+                gc.collect()  # finalizes both; Keeper's finalizer keeps acq
+                self.assertTrue(gc.is_finalized(kept[0]))
+                kept.clear()  # the finalized acquisition is freed here
+                async with lock(Mutex):
+                    acq = lock(Mutex).__aenter__()
+                    self.assertFalse(gc.is_finalized(acq))
+                    fut = acq.send(None)  # queued: drive it by hand, then lose it
+                self.assertTrue(fut.done())  # granted, never resumed
+                self.assertEqual({Mutex: 1}, lock.holds)
+                del acq
+                self.assertEqual(({}, 0), (lock.holds, lock.waiting))
+
+        run(main())
+
     def test_a_held_lock_with_waiters_on_a_closed_loop_is_collected(self):
         def start():
             loop = asyncio.new_event_loop()

@@ -201,6 +201,35 @@ class LaterLoop(Test):
                 self.assertIn("bound", expected)
                 self.assertEqual(({}, 0), (fifo.holds, fifo.waiting))
 
+    def test_a_later_loop_is_refused_while_the_first_runs_on_in_another_thread(self):
+        # The lock's loop running is not enough: it must run in this thread.
+        lock = FifoLock()
+        first = asyncio.new_event_loop()
+
+        async def contended():
+            h = Holder(lock, Mutex)
+            await settle()
+            acq = lock(Mutex).__aenter__()
+            fut = acq.send(None)  # waits: binds the lock to this loop
+            await h.release()
+            self.assertTrue(fut.done())
+            with self.assertRaises(StopIteration):
+                acq.send(None)
+            await lock(Mutex).__aexit__(None, None, None)
+
+        first.run_until_complete(contended())  # bound to `first` and this thread
+        thread = threading.Thread(target=first.run_forever, daemon=True)
+        thread.start()
+        try:
+            with self.assertRaises(RuntimeError) as caught:
+                run(contended())
+            self.assertIn(BOUND, str(caught.exception))
+            self.assertEqual(({}, 0), (lock.holds, lock.waiting))
+        finally:
+            first.call_soon_threadsafe(first.stop)
+            thread.join(30)
+            first.close()
+
     def test_a_lock_made_and_used_inside_each_run_works_every_time(self):
         async def main():
             lock = FifoLock()
@@ -269,6 +298,35 @@ class LaterLoop(Test):
         finally:
             first.close()
 
+
+class OwnFutures(Test):
+    def test_a_loop_that_makes_its_own_futures_makes_the_one_a_request_waits_on(self):
+        made = []
+
+        class Loop(asyncio.SelectorEventLoop):
+            def create_future(self):
+                made.append(super().create_future())
+                return made[-1]
+
+        async def main():
+            lock = FifoLock()
+            h = Holder(lock, Mutex)
+            await settle()
+            for _ in range(2):  # the first wait binds the loop, the next finds it bound
+                acq = lock(Mutex).__aenter__()
+                before = len(made)
+                fut = acq.send(None)  # queued: drive it by hand
+                self.assertEqual(before + 1, len(made))
+                self.assertIs(made[-1], fut)
+                acq.close()
+            await h.release()
+            return lock.holds, lock.waiting
+
+        loop = Loop()
+        try:
+            self.assertEqual(({}, 0), loop.run_until_complete(main()))
+        finally:
+            loop.close()
 
 if __name__ == "__main__":
     unittest.main()

@@ -16,7 +16,8 @@ import unittest
 import warnings
 
 import fifolock
-from fifolock import IS, IX, Mutex, Read, Semaphore, SemaphoreBase, Write, X
+from fifolock import (IS, IX, DeadlockError, Mutex, Read, Semaphore, SemaphoreBase,
+                      Upgradable, Write, X)
 
 ThreadFifoLock = getattr(fifolock, "ThreadFifoLock", None)
 WATCHDOG = float(os.environ.get("FIFOLOCK_WATCHDOG", "120"))
@@ -406,6 +407,55 @@ class PythonPredicates(unittest.TestCase):
             self.assertEqual({Write: 1}, kept[0].copy())
         self.assertEqual(0, kept[0][Write])
 
+    def test_the_holds_of_both_locks_are_one_mapping_with_the_same_answers(self):
+        import asyncio
+        import collections
+
+        def observe(holds):
+            return (repr(holds).split("(", 1)[1], len(holds), list(holds), holds[Read],
+                    holds[PyMutex], holds.get(Read), holds.get(Write, "none"),
+                    Read in holds, Write in holds, list(holds.keys()), list(holds.values()),
+                    list(holds.items()), holds.copy(), type(holds.copy()),
+                    holds == {Read: 2}, holds != {Read: 2}, holds == {Read: 1})
+
+        class Looks:
+            seen = []
+
+            @staticmethod
+            def is_compatible(holds):
+                Looks.seen.append((type(holds).__name__, observe(holds), holds))
+                return True
+
+        tlock = ThreadFifoLock()
+        with tlock(Read), tlock(Read), tlock(Looks):
+            pass
+
+        async def main():
+            lock = fifolock.FifoLock()
+            async with lock(Read), lock(Read), lock(Looks):
+                view = Looks.seen[1][2]
+                self.assertEqual(lock.holds, view)  # live: Looks is held now
+                self.assertEqual({Read: 2, Looks: 1}, view)
+                self.assertNotEqual(Looks.seen[0][2], view)  # the other lock's: empty
+                self.assertEqual(view, view)
+
+        asyncio.run(main())
+        (tname, tseen, tview), (aname, aseen, aview) = Looks.seen
+        self.assertEqual(("ThreadHolds", "Holds"), (tname, aname))
+        self.assertEqual(tseen, aseen)
+        self.assertEqual(("{<class 'fifolock.Read'>: 2})", 1, [Read], 2, 0, 2, "none", True,
+                          False, [Read], [2], [(Read, 2)], {Read: 2},
+                          collections.defaultdict, True, False, False), tseen)
+        self.assertEqual(tview, aview)  # both empty now
+        self.assertEqual(("fifolock.ThreadHolds({})", "fifolock.Holds({})"),
+                         (repr(tview), repr(aview)))
+        with self.assertRaises(TypeError):
+            hash(tview)
+        with self.assertRaises(TypeError):
+            tview[[]]  # unhashable, as a dict key would be
+        with self.assertRaises(TypeError):
+            aview[[]]
+
 
 class TheGil(unittest.TestCase):
     def test_a_waiting_thread_lets_other_threads_run(self):
@@ -501,6 +551,172 @@ class TheGil(unittest.TestCase):
         self.assertEqual(0, lock.waiting)
 
 
+class Converter:
+    """A thread that runs held.convert(mode, **kw) and keeps the outcome."""
+
+    def __init__(self, held, mode, **kw):
+        self.error = None
+        self.thread = threading.Thread(target=self._run, args=(held, mode, kw), daemon=True)
+        self.thread.start()
+
+    def _run(self, held, mode, kw):
+        try:
+            held.convert(mode, **kw)
+        except BaseException as e:  # noqa: B902 - reported to the test
+            self.error = e
+
+    def join(self):
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+
+class Conversions(unittest.TestCase):
+    def test_a_downgrade_is_made_at_once_and_lets_the_waiting_readers_in(self):
+        for write, read in ((Write, Read), (PyWrite, PyRead)):
+            lock = ThreadFifoLock()
+            with lock(write) as held:
+                r = Holder(lock, read)
+                wait_until(lambda: lock.waiting == 1)
+                held.convert(read)
+                self.assertEqual(read, held.mode)
+                self.assertTrue(r.entered.wait(10))
+                self.assertEqual({read: 2}, lock.holds)
+            self.assertEqual({read: 1}, lock.holds)
+            self.assertEqual(write, held.mode)  # after its exit, the mode it asks for
+            r.release()
+            self.assertEqual({}, lock.holds)
+
+    def test_an_upgrade_waits_ahead_of_the_queue_for_the_readers_to_leave(self):
+        for upgradable, write, read in ((Upgradable, Write, Read), (PyRead, PyWrite, PyRead)):
+            lock = ThreadFifoLock()
+            log = []
+            r = Holder(lock, read)
+            r.entered.wait(10)
+            held = lock(upgradable)
+            held.__enter__()
+            w = Holder(lock, write, log, "w")
+            wait_until(lambda: lock.waiting == 1)
+            r2 = Holder(lock, read, log, "r2")
+            wait_until(lambda: lock.waiting == 2)
+            c = Converter(held, write)
+            wait_until(lambda: lock.waiting == 3)
+            time.sleep(0.05)
+            self.assertTrue(c.thread.is_alive())  # waits for r, holding upgradable
+            with self.assertRaises(RuntimeError):
+                held.__exit__(None, None, None)  # while its conversion waits
+            with self.assertRaises(RuntimeError):
+                held.__enter__()
+            self.assertEqual({read: 1, upgradable: 1} if read is not upgradable
+                             else {read: 2}, lock.holds)
+            r.release()
+            c.join()
+            self.assertIsNone(c.error)
+            self.assertEqual(({write: 1}, 2, []), (lock.holds, lock.waiting, log))
+            self.assertEqual(write, held.mode)
+            held.__exit__(None, None, None)
+            w.entered.wait(10)
+            w.release()
+            r2.entered.wait(10)
+            r2.release()
+            self.assertEqual((["w", "r2"], {}, 0), (log, lock.holds, lock.waiting))
+
+    def test_a_second_conversion_that_would_wait_is_a_deadlock_error(self):
+        for read, write in ((Read, Write), (PyRead, PyWrite)):
+            lock = ThreadFifoLock()
+            a, b = lock(read), lock(read)
+            a.__enter__()
+            b.__enter__()
+            c = Converter(a, write)
+            wait_until(lambda: lock.waiting == 1)
+            with self.assertRaises(DeadlockError):
+                b.convert(write)
+            self.assertEqual((read, {read: 2}, 1), (b.mode, lock.holds, lock.waiting))
+            b.__exit__(None, None, None)  # lets a's conversion through
+            c.join()
+            self.assertIsNone(c.error)
+            self.assertEqual(({write: 1}, write), (lock.holds, a.mode))
+            a.__exit__(None, None, None)
+            self.assertEqual(({}, 0), (lock.holds, lock.waiting))
+
+    def test_a_timed_out_conversion_keeps_the_old_mode_and_lets_the_queue_go(self):
+        for read, write in ((Read, Write), (PyRead, PyWrite)):
+            lock = ThreadFifoLock()
+            r = Holder(lock, read)
+            r.entered.wait(10)
+            with lock(read) as held:
+                start = time.monotonic()
+                with self.assertRaises(TimeoutError):
+                    held.convert(write, timeout=0.1)
+                self.assertGreaterEqual(time.monotonic() - start, 0.09)
+                self.assertEqual((read, {read: 2}, 0), (held.mode, lock.holds, lock.waiting))
+                with self.assertRaises(TimeoutError):
+                    held.convert(write, timeout=0)  # tries once
+                self.assertEqual((read, {read: 2}, 0), (held.mode, lock.holds, lock.waiting))
+            r.release()
+            self.assertEqual({}, lock.holds)
+
+    def test_a_raise_of_the_new_modes_predicate_reaches_the_converter_which_keeps_its_mode(self):
+        lock = ThreadFifoLock()
+        r = Holder(lock, Read)
+        r.entered.wait(10)
+        with lock(Read) as held:
+            Raising.armed = True
+            start = time.monotonic()
+            try:
+                with self.assertRaises(Boom):
+                    held.convert(Raising, timeout=30)
+            finally:
+                Raising.armed = False
+            self.assertLess(time.monotonic() - start, 5)  # withdrawn, not timed out
+            self.assertEqual((Read, {Read: 2}, 0), (held.mode, lock.holds, lock.waiting))
+            held.convert(Raising)  # not armed: allowed beside Read
+            self.assertEqual({Read: 1, Raising: 1}, lock.holds)
+        r.release()
+        self.assertEqual({}, lock.holds)
+
+    def test_bad_arguments_and_contexts_are_refused_and_change_nothing(self):
+        lock = ThreadFifoLock()
+        with lock(Read) as held:
+            for args, kw, exc in (((42,), {}, TypeError), (("Write",), {}, TypeError),
+                                  ((), {}, TypeError), ((Write, -1), {}, ValueError),
+                                  ((Write,), {"timeout": float("nan")}, ValueError),
+                                  ((Write,), {"timeout": "1"}, TypeError),
+                                  ((Write,), {"timeout": True}, TypeError),
+                                  ((Write, 1, 2), {}, TypeError),
+                                  ((Write,), {"n": 1}, TypeError)):
+                with self.assertRaises(exc, msg=(args, kw)):
+                    held.convert(*args, **kw)
+                self.assertEqual((Read, {Read: 1}, 0), (held.mode, lock.holds, lock.waiting))
+        with self.assertRaises(RuntimeError):
+            held.convert(Write)  # outside its with: holds nothing
+        with lock(Read, 2) as held:
+            with self.assertRaises(ValueError):
+                held.convert(Write)
+            self.assertEqual({Read: 2}, lock.holds)
+        shared = lock(Read)
+        with shared:
+            with shared:
+                with self.assertRaises(RuntimeError):
+                    shared.convert(Write)  # whose hold?
+                self.assertEqual({Read: 2}, lock.holds)
+        shared = lock(Write)
+        with shared:
+            t = threading.Thread(target=shared.__enter__, daemon=True)
+            t.start()  # waits in the same context
+            wait_until(lambda: lock.waiting == 1)
+            with self.assertRaises(RuntimeError):
+                shared.convert(Read)  # whose hold?
+            self.assertEqual((Write, {Write: 1}), (shared.mode, lock.holds))
+        t.join(10)
+        shared.__exit__(None, None, None)
+        with lock(Write) as held:
+            held.convert(Read)
+            with self.assertRaises(RuntimeError):
+                held.__enter__()  # holds a converted mode
+            self.assertEqual({Read: 1}, lock.holds)
+        self.assertEqual(({}, 0), (lock.holds, lock.waiting))
+
+
 class Leaks(unittest.TestCase):
     """Nothing left behind: tickets, entries, contexts, exceptions."""
 
@@ -529,6 +745,21 @@ class Leaks(unittest.TestCase):
             pass
         finally:
             Raising.armed = False
+        for first, then in ((PyWrite, PyRead), (Write, PyRead), (PyWrite, Read)):
+            with lock(first) as held:  # conversions: one ticket swapped for another
+                held.convert(then)
+        with lock(PyRead) as held:
+            Raising.armed = True
+            try:
+                held.convert(Raising)
+            except Boom:
+                pass
+            finally:
+                Raising.armed = False
+            try:
+                held.convert(PyWrite, timeout=0)
+            except TimeoutError:
+                pass
         ctx = lock(PyRead)
         ctx.__enter__()
         lock.holds, lock.waiting, repr(lock)
@@ -539,7 +770,7 @@ class Leaks(unittest.TestCase):
         import gc
         import tracemalloc
 
-        classes = (Mutex, PyMutex, PySem2, PyRead, Read, Raising)
+        classes = (Mutex, PyMutex, PySem2, PyRead, PyWrite, Read, Raising)
         for _ in range(3):
             self.workload(ThreadFifoLock())
         gc.collect()
@@ -596,6 +827,23 @@ class Interrupts(unittest.TestCase):
             w.thread.join(10)
             behind.entered.wait(10)
             behind.release()
+            self.assertEqual({}, lock.holds)
+
+    def test_keyboard_interrupt_ends_a_waiting_conversion_which_keeps_its_mode(self):
+        for read, write in ((Read, Write), (PyRead, PyWrite)):
+            lock = ThreadFifoLock()
+            r = Holder(lock, read)
+            r.entered.wait(10)
+            with lock(read) as held:
+                t = self.interrupt_later(lock, 1)
+                with self.assertRaises(KeyboardInterrupt):
+                    held.convert(write)
+                t.join()
+                self.assertEqual((read, {read: 2}, 0), (held.mode, lock.holds, lock.waiting))
+                behind = Holder(lock, read)  # no conversion holds it back any more
+                self.assertTrue(behind.entered.wait(10))
+                behind.release()
+            r.release()
             self.assertEqual({}, lock.holds)
 
     def test_an_exception_from_a_signal_handler_ends_the_wait(self):
