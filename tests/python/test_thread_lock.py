@@ -732,7 +732,13 @@ class Leaks(unittest.TestCase):
                     pass
             except TimeoutError:
                 pass
-        waiters = [Holder(lock, m) for m in (PyRead, Read, PyMutex)]
+        # The readers share with the mutex holder, if nobody waits: each
+        # enters before the next request, or one could queue behind PyMutex.
+        waiters = []
+        for m in (PyRead, Read):
+            waiters.append(Holder(lock, m))
+            assert waiters[-1].entered.wait(10)
+        waiters.append(Holder(lock, PyMutex))
         wait_until(lambda: lock.waiting == 1)
         h.release()
         for w in waiters:
