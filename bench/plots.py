@@ -31,7 +31,7 @@ def throughput(data, out):
         rows = [line.split() for line in f if line.strip()]
     names, rows = rows[0][1:], rows[1:]
     threads = [int(r[0]) for r in rows]
-    fig, ax = plt.subplots(figsize=(6.4, 4))
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
     for i, name in enumerate(names):
         ax.plot(threads, [float(r[i + 1]) / 1e6 for r in rows], marker="o",
                 label=LABELS.get(name, name), linewidth=2.5 if name == "fifolock" else 1.2)
@@ -41,7 +41,7 @@ def throughput(data, out):
     ax.set_yscale("log")
     ax.set_title("Contended, empty critical section (median of repeats, log scale)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "throughput.png"), dpi=110)
 
