@@ -738,7 +738,7 @@ static void part_throughput(const char *title, int work_in, int work_out)
 {
     static const int counts[] = { 2, 3, 4, 8 };
     double hand[4][N_KINDS];
-    int c, i, k, r;
+    int c, i, k, r, first = 1;
 
     printf("\n(2%s) contended, exclusive, %s: thousand ops/s (median of %d), Jain's index\n",
            work_in ? "b" : "a", title, repeats);
@@ -772,9 +772,9 @@ static void part_throughput(const char *title, int work_in, int work_out)
             hand[c][k] = median(h[k], repeats);
         }
         if (!work_in) {
-            FILE *f = data_file("throughput.dat", c == 0 ? "w" : "a");
+            FILE *f = data_file("throughput.dat", first ? "w" : "a");
             if (f != NULL) {
-                if (c == 0) {
+                if (first) {
                     fprintf(f, "threads");
                     for (k = 0; k < N_KINDS; k++)
                         fprintf(f, " %s", kind_name[k]);
@@ -782,10 +782,11 @@ static void part_throughput(const char *title, int work_in, int work_out)
                 }
                 fprintf(f, "%d", counts[c]);
                 for (k = 0; k < N_KINDS; k++)
-                    fprintf(f, " %.0f", med[k]);
+                    fprintf(f, chosen(k) ? " %.0f" : " nan", med[k]);
                 fprintf(f, "\n");
                 fclose(f);
             }
+            first = 0;
         }
         printf("  %3d", counts[c]);
         for (k = 0; k < N_KINDS; k++)
@@ -886,6 +887,7 @@ static void part_waits(void)
  * to CPU 0, waiting with sched_yield()) it is a context switch.
  */
 static unsigned turn;
+static int pin_failed; /* a thread of this run could not be pinned: it passes nothing */
 
 struct pinger {
     pthread_t tid;
@@ -894,6 +896,7 @@ struct pinger {
     long passes;
     int yield;
     double seconds; /* from the start line to its last pass */
+    int pinned;     /* it runs on `cpu` */
 };
 
 static void *pinger_main(void *arg)
@@ -904,8 +907,12 @@ static void *pinger_main(void *arg)
 
     CPU_ZERO(&set);
     CPU_SET(p->cpu, &set);
-    pthread_setaffinity_np(pthread_self(), sizeof set, &set); /* best effort */
+    p->pinned = pthread_setaffinity_np(pthread_self(), sizeof set, &set) == 0;
+    if (!p->pinned)
+        __atomic_store_n(&pin_failed, 1, __ATOMIC_RELAXED);
     pthread_barrier_wait(&start_line);
+    if (__atomic_load_n(&pin_failed, __ATOMIC_RELAXED))
+        return NULL;
     p->seconds = now_s();
     for (i = 0; i < p->passes; i++) {
         while (__atomic_load_n(&turn, __ATOMIC_ACQUIRE) != p->me) {
@@ -929,17 +936,20 @@ static double pass_ns(int same_cpu, long passes)
     for (r = 0; r < repeats; r++) {
         struct pinger p[2];
         turn = 0;
+        pin_failed = 0;
         pthread_barrier_init(&start_line, NULL, 3);
         for (i = 0; i < 2; i++) {
-            p[i] = (struct pinger){ 0, (unsigned)i, same_cpu ? 0 : i, passes, same_cpu, 0 };
+            p[i] = (struct pinger){ 0, (unsigned)i, same_cpu ? 0 : i, passes, same_cpu, 0, 0 };
             pthread_create(&p[i].tid, NULL, pinger_main, &p[i]);
         }
         pthread_barrier_wait(&start_line);
         for (i = 0; i < 2; i++)
             pthread_join(p[i].tid, NULL);
+        pthread_barrier_destroy(&start_line);
+        if (!p[0].pinned || !p[1].pinned)
+            return -1;
         v[r] = (p[0].seconds > p[1].seconds ? p[0].seconds : p[1].seconds) /
                (2.0 * (double)passes) * 1e9;
-        pthread_barrier_destroy(&start_line);
     }
     return median(v, repeats);
 }
@@ -947,10 +957,20 @@ static double pass_ns(int same_cpu, long passes)
 static void part_floors(void)
 {
     long n = quick ? 2000 : 200000;
+    double ns;
 
     printf("\n(5) the floors of a handoff, ns per pass (median of %d):\n", repeats);
-    printf("  between two CPUs (a cache-line transfer):      %8.0f\n", pass_ns(0, n));
-    printf("  on one CPU, by sched_yield (a context switch): %8.0f\n", pass_ns(1, n / 4));
+    /* The first needs CPUs 0 and 1 (with one CPU, a pass would take a time slice). */
+    ns = sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? pass_ns(0, n) : -1;
+    if (ns < 0)
+        printf("  between two CPUs: n/a (threads can't be pinned to CPUs 0 and 1)\n");
+    else
+        printf("  between two CPUs (a cache-line transfer):      %8.0f\n", ns);
+    ns = pass_ns(1, n / 4);
+    if (ns < 0)
+        printf("  on one CPU: n/a (threads can't be pinned to CPU 0)\n");
+    else
+        printf("  on one CPU, by sched_yield (a context switch): %8.0f\n", ns);
 }
 
 /* The fifolock_mt tuning knobs the command line may set (see the top). */

@@ -1010,9 +1010,10 @@ static int loop_is_plain(modstate *st, PyObject *loop)
 
     if (plain <= 0)
         return plain;
-    mine = PyObject_GetAttr((PyObject *)Py_TYPE(loop), st->str_create_future);
+    /* the bound method, so that one set on the instance counts too */
+    mine = PyObject_GetAttr(loop, st->str_create_future);
     base = mine ? PyObject_GetAttr(st->base_event_loop, st->str_create_future) : NULL;
-    plain = base == NULL ? -1 : mine == base;
+    plain = base == NULL ? -1 : PyMethod_Check(mine) && PyMethod_GET_FUNCTION(mine) == base;
     Py_XDECREF(mine);
     Py_XDECREF(base);
     return plain;
@@ -2030,10 +2031,14 @@ static void context_dealloc(ContextObject *c)
     LockObject *lk = c->lock;
 
     PyObject_GC_UnTrack(c);
-    if (lk != NULL && lk->spare == NULL && tp == lk->st->context_type) {
-        c->lock = NULL;
+    if (lk != NULL && tp == lk->st->context_type) {
+        c->lock = NULL; /* our reference, kept across the clear */
         context_clear(c);
-        lk->spare = c;
+        /* only now: the clear may have run code that freed another context */
+        if (lk->spare == NULL)
+            lk->spare = c;
+        else
+            tp->tp_free(c);
         Py_DECREF(lk);
     } else {
         context_clear(c);

@@ -37,12 +37,12 @@ FIFOLOCK_HIDDEN extern struct fifolock_mt__tuning fifolock_mt__tuning;
  * The defaults of fifolock_mt__tuning. The head spins for about what two or
  * three context switches cost (300 polls: about 6 us where a pause takes 20
  * ns, as on the AMD EPYC guests we measure on, where a switch between two
- * threads of one CPU takes 2-2.6 us: bench_mt part 5). A handoff between two
+ * threads of one CPU takes 1.8-2.6 us: bench_mt part 5). A handoff between two
  * running threads takes far less; the rest of the spin is for a crowded
  * machine, where the thread ahead may need a switch to run and release: a
  * head that yields instead lets the other threads of its CPU run and queue,
  * and the lock then waits for switches at every handoff. With 8 threads on 2
- * CPUs, 300 polls instead of 32 took fifolock_mt from 0.7-1.1 to 1.9-3.4
+ * CPUs, 300 polls instead of 32 took fifolock_mt from 0.6-1.3 to 1.6-3.4
  * million acquisitions a second (bench_mt parts=2 threads=8 spin=N), and
  * changed nothing measurable with 2 to 4 threads. Then every waiter
  * yields a while before it sleeps: with more runnable threads than CPUs, a

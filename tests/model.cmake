@@ -15,7 +15,11 @@ if(NOT FIFOLOCK_SANITIZE)
     # the mutants, so that `ctest -j` runs them side by side; COST starts
     # them first, as they take longest.
     execute_process(COMMAND ${FIFOLOCK_MODEL_BASH} ${CMAKE_CURRENT_SOURCE_DIR}/model/run_spin.sh --list
-      OUTPUT_VARIABLE FIFOLOCK_MODEL_CONFIGS OUTPUT_STRIP_TRAILING_WHITESPACE)
+      OUTPUT_VARIABLE FIFOLOCK_MODEL_CONFIGS OUTPUT_STRIP_TRAILING_WHITESPACE
+      RESULT_VARIABLE FIFOLOCK_MODEL_LIST_RC)
+    if(NOT FIFOLOCK_MODEL_LIST_RC EQUAL 0 OR FIFOLOCK_MODEL_CONFIGS STREQUAL "")
+      message(FATAL_ERROR "tests/model/run_spin.sh --list failed: the model check has no configurations")
+    endif()
     string(REPLACE "\n" ";" FIFOLOCK_MODEL_CONFIGS "${FIFOLOCK_MODEL_CONFIGS}")
     set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
       ${CMAKE_CURRENT_SOURCE_DIR}/model/run_spin.sh)

@@ -734,7 +734,9 @@ static void an_interrupt_stays_until_cleared_and_spares_try_acquire(void)
     CHECK_EQ(fifolock_etcd_release(b, "free", tb), 0);
     /* Cleared (twice is harmless): waits run to their deadline again. */
     CHECK_EQ(fifolock_etcd_clear_interrupt(b), 0);
+    errno = 1234; /* async-signal-safe: errno is kept, even with nothing to clear */
     CHECK_EQ(fifolock_etcd_clear_interrupt(b), 0);
+    CHECK_EQ(errno, 1234);
     CHECK_EQ(fifolock_etcd_acquire(b, "sticky", &fifolock_mutex, &soon, &tb), ETIMEDOUT);
     CHECK_EQ(fifolock_etcd_release(a, "sticky", ta), 0);
     CHECK_EQ(fifolock_etcd_acquire(b, "sticky", &fifolock_mutex, NULL, &tb), 0);

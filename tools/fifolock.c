@@ -93,11 +93,16 @@ static void stop_waiting(int sig)
     interrupt_wait();
 }
 
-/* SIGTERM or SIGHUP while the command runs: pass it on, release after it. */
+/*
+ * SIGTERM or SIGHUP while the command runs: pass it on, release after it.
+ * Before the command is started, keep it for run() to pass on then.
+ */
 static void forward(int sig)
 {
     if (child > 0)
         kill((pid_t)child, sig);
+    else if (stop_signal == 0)
+        stop_signal = sig;
 }
 
 /*
@@ -166,6 +171,8 @@ static int run(char **argv, char **env, const struct backend *backend, void *sta
         _exit(errno == ENOENT ? 127 : 126);
     }
     child = pid;
+    if (stop_signal != 0)
+        kill(pid, stop_signal); /* came between the check above and now */
     if (backend->started != NULL)
         backend->started(state, pid);
     while (waitpid(pid, &status, 0) < 0)

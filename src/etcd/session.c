@@ -311,12 +311,14 @@ int fifolock_etcd_clear_interrupt(fifolock_etcd *s)
 {
     uint64_t count;
     ssize_t r;
+    int saved = errno; /* async-signal-safe: errno is kept */
 
     if (s == NULL)
         return EINVAL;
     /* One read takes the counter to zero; EAGAIN when it was zero. */
     r = read(s->interrupt_fd, &count, sizeof count);
     (void)r;
+    errno = saved;
     return 0;
 }
 

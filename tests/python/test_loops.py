@@ -328,5 +328,35 @@ class OwnFutures(Test):
         finally:
             loop.close()
 
+    def test_a_create_future_set_on_the_loop_itself_is_asked_too(self):
+        made = []
+        loop = asyncio.new_event_loop()
+        base = loop.create_future
+
+        def create_future():
+            made.append(base())
+            return made[-1]
+
+        loop.create_future = create_future
+
+        async def main():
+            lock = FifoLock()
+            h = Holder(lock, Mutex)
+            await settle()
+            acq = lock(Mutex).__aenter__()
+            before = len(made)
+            fut = acq.send(None)  # queued: drive it by hand
+            self.assertEqual(before + 1, len(made))
+            self.assertIs(made[-1], fut)
+            acq.close()
+            await h.release()
+            return lock.holds, lock.waiting
+
+        try:
+            self.assertEqual(({}, 0), loop.run_until_complete(main()))
+        finally:
+            loop.close()
+
+
 if __name__ == "__main__":
     unittest.main()
