@@ -33,7 +33,9 @@ for p in "$here"/*.patch; do all+=("$(basename "$p" .patch)"); done
 if (($#)); then mutants=("$@"); else mutants=("${all[@]}"); fi
 jobs=${JOBS:-$(nproc)}
 cap=${CTEST_TIMEOUT:-30}
-exclude='valgrind|python|install|example|bench|mutants|model'
+# not `mutant_patches_apply` either: in a mutant's tree its own patch no
+# longer applies, so it would fail for every mutant and catch them all
+exclude='valgrind|python|install|example|bench|mutant|model'
 if [ -n "${MUTANTS_DIR:-}" ]; then
     work=$MUTANTS_DIR keep=1
     mkdir -p "$work"
