@@ -1,26 +1,35 @@
 # Thin wrapper around CMake and its presets (CMakePresets.json): the README's commands.
 #   make demo      build and run the examples
-#   make test      build everything and run every test: a gcc build (with
-#                  valgrind and the Python module), clang ASan+UBSan with the
-#                  engine's invariant checks, and clang TSan
-#   make bench     build the benchmarks and run them
+#   make test      the everyday tier: every test of behaviour (CTest label
+#                  quick) in one gcc build with the engine's invariant checks
+#                  on; a couple of minutes (docs/testing.md)
+#   make check     everything, what CI runs: make test's build with all its
+#                  tests (valgrind, the spin models, the mutation check, the
+#                  torture test, the etcd cluster, packaging and install), then
+#                  clang ASan+UBSan and clang TSan builds; nothing may skip
+#   make bench     build the benchmarks (without the checks) and run them
 #   make install   PREFIX=/usr/local
 JOBS   ?= $(shell nproc)
 PREFIX ?= /usr/local
 CMAKE  ?= cmake
 CTEST  ?= ctest
 
-BUILD      = build
-BUILD_ASAN = build-asan
-BUILD_TSAN = build-tsan
+BUILD         = build
+BUILD_RELEASE = build-release
+BUILD_ASAN    = build-asan
+BUILD_TSAN    = build-tsan
 
-.PHONY: all build demo test test-main test-asan test-tsan bench plots install clean
+.PHONY: all build release demo test check bench plots install clean
 
 all: build
 
 build:
-	$(CMAKE) --preset default -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	$(CMAKE) --preset default >/dev/null
 	$(CMAKE) --build --preset default -j $(JOBS)
+
+release:
+	$(CMAKE) --preset release -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	$(CMAKE) --build --preset release -j $(JOBS)
 
 demo: build
 	@for p in $(BUILD)/examples/*; do \
@@ -36,29 +45,34 @@ $(BUILD_TSAN)/.configured:
 	$(CMAKE) --preset tsan >/dev/null
 	touch $@
 
-test: build $(BUILD_ASAN)/.configured $(BUILD_TSAN)/.configured
+test: build
+	@tests/run_suites.sh --label quick "$(CTEST)" $(JOBS) "quick tier, gcc with invariant checks:$(BUILD)"
+
+check: build $(BUILD_ASAN)/.configured $(BUILD_TSAN)/.configured
+	@tests/require_tools.sh
 	$(CMAKE) --build --preset asan -j $(JOBS)
 	$(CMAKE) --build --preset tsan -j $(JOBS)
-	@tests/run_suites.sh "$(CTEST)" $(JOBS) \
-		"gcc + valgrind:$(BUILD)" "clang asan+ubsan:$(BUILD_ASAN)" "clang tsan:$(BUILD_TSAN)"
+	@tests/run_suites.sh --no-skips "$(CTEST)" $(JOBS) \
+		"gcc, invariant checks, valgrind, models, mutants:$(BUILD)" \
+		"clang asan+ubsan:$(BUILD_ASAN)" "clang tsan:$(BUILD_TSAN)"
 
-bench: build
-	@for p in $(BUILD)/bench/bench_*; do [ -x "$$p" ] && { echo "==> $$p"; "$$p"; }; done
+bench: release
+	@for p in $(BUILD_RELEASE)/bench/bench_*; do [ -x "$$p" ] && { echo "==> $$p"; "$$p"; }; done
 
 # make plots: runs the thread and Python benches and redraws docs/img/*.png
 # (bench/plots.py; needs matplotlib: Debian's python3-matplotlib).
 PLOT_PYTHON ?= /usr/bin/python3
-plots: build
-	mkdir -p $(BUILD)/plots
-	$(BUILD)/bench/bench_mt parts=23 data=$(BUILD)/plots > $(BUILD)/plots/bench_mt.txt
-	PYTHONPATH=$(BUILD)/python python3 bench/bench_python.py > $(BUILD)/plots/bench_python.txt
-	$(PLOT_PYTHON) bench/plots.py $(BUILD)/plots docs/img
+plots: build release
+	mkdir -p $(BUILD_RELEASE)/plots
+	$(BUILD_RELEASE)/bench/bench_mt parts=23 data=$(BUILD_RELEASE)/plots > $(BUILD_RELEASE)/plots/bench_mt.txt
+	PYTHONPATH=$(BUILD)/python python3 bench/bench_python.py > $(BUILD_RELEASE)/plots/bench_python.txt
+	$(PLOT_PYTHON) bench/plots.py $(BUILD_RELEASE)/plots docs/img
 
-install: build
-	$(CMAKE) --install $(BUILD) --prefix $(PREFIX)
+install: release
+	$(CMAKE) --install $(BUILD_RELEASE) --prefix $(PREFIX)
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN)
+	rm -rf $(BUILD) $(BUILD_RELEASE) $(BUILD_ASAN) $(BUILD_TSAN)
 
 # make docs: the reference manual, HTML in docs/html, from the comments of the
 # public headers (doxygen). The man pages are docs/man/*.3, written by hand.

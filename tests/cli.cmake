@@ -11,5 +11,6 @@ if(FIFOLOCK_CLI_BASH)
     COMMAND ${FIFOLOCK_CLI_BASH} ${CMAKE_CURRENT_SOURCE_DIR}/test_fifolock_cli_etcd.sh
       $<TARGET_FILE:fifolock_tool> ${CMAKE_CURRENT_SOURCE_DIR}/etcd)
   set_tests_properties(test_fifolock_cli_etcd PROPERTIES TIMEOUT 90 SKIP_RETURN_CODE 77
-    RUN_SERIAL ON LABELS "etcd;tool")
+    RESOURCE_LOCK etcd LABELS "etcd;tool")
+  fifolock_test_needs(fifolock_tool etcd tool)
 endif()

@@ -1,7 +1,11 @@
 # The etcd lock (src/etcd/), against a real etcd that each test program starts
-# on loopback (tests/etcd/etcd-up.sh) and stops. A test exits 77 (skipped)
-# only when etcd is not installed; without libcurl or json-c the library is
-# not built and neither are these tests.
+# on loopback (tests/etcd/etcd-up.sh) on free ports, with its own data dir,
+# and stops. A test exits 77 (skipped) only when etcd is not installed;
+# without libcurl or json-c the library is not built and neither are these
+# tests. Nothing is shared between them, so they need no RUN_SERIAL; the
+# resource lock `etcd` only keeps two of them (each with its own etcd, one
+# with a three-member cluster whose elections time out after 500 ms) from
+# running at once, while the other CPU runs the rest of the suite.
 if(NOT FIFOLOCK_ETCD_BUILT)
   return()
 endif()
@@ -12,9 +16,9 @@ function(fifolock_add_etcd_test name)
     PkgConfig::FIFOLOCK_CURL PkgConfig::FIFOLOCK_JSONC)
   target_compile_definitions(${name} PRIVATE
     FIFOLOCK_ETCD_SCRIPTS="${CMAKE_CURRENT_SOURCE_DIR}/etcd" _GNU_SOURCE)
-  set_tests_properties(${name} PROPERTIES SKIP_RETURN_CODE 77 RUN_SERIAL ON)
+  set_tests_properties(${name} PROPERTIES SKIP_RETURN_CODE 77 RESOURCE_LOCK etcd)
   if(TEST ${name}_valgrind)
-    set_tests_properties(${name}_valgrind PROPERTIES SKIP_RETURN_CODE 77 RUN_SERIAL ON)
+    set_tests_properties(${name}_valgrind PROPERTIES SKIP_RETURN_CODE 77 RESOURCE_LOCK etcd)
   endif()
 endfunction()
 

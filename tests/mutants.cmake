@@ -1,8 +1,10 @@
 # The mutation check (tests/mutants/run_mutants.sh) as one test of the plain
-# build: it rebuilds the library and the tests once per deliberate bug (a
-# patch in tests/mutants/, applied to a copy of the tree) and fails unless
-# the tests catch every one. It takes minutes, so it
-# runs alone (RUN_SERIAL); skip it with `ctest -LE mutants` or configure with
+# build: once per deliberate bug (a patch in tests/mutants/, applied to a
+# copy of the tree) it builds the tests that can catch it and fails unless
+# they do; about a minute on two CPUs. It runs alone (RUN_SERIAL): it builds
+# with every CPU, and it caps each test at 10 s so that a mutant that
+# deadlocks is caught in seconds, a cap that tests slowed by a neighbour
+# could reach. Skip it with `ctest -LE mutants` or configure with
 # -DFIFOLOCK_MUTATION_CHECK=OFF. The builds it makes never register it again.
 if(NOT FIFOLOCK_SANITIZE)
   option(FIFOLOCK_MUTATION_CHECK "Run the mutation check as a test (slow)" ON)

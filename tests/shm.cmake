@@ -3,7 +3,7 @@
 # of processes at random moments: not under valgrind (too slow to be useful,
 # and the killed children would report as errors).
 fifolock_add_test(test_shm test_shm.c TIMEOUT 120 LABELS shm)
-fifolock_add_test(test_shm_torture test_shm_torture.c TIMEOUT 120 LABELS shm stress NO_VALGRIND)
+fifolock_add_test(test_shm_torture test_shm_torture.c TIMEOUT 120 LABELS shm stress torture NO_VALGRIND)
 # The command line (tools/), if it is built.
 if(TARGET fifolock_tool)
   find_program(FIFOLOCK_SHM_BASH bash)
@@ -16,6 +16,7 @@ if(TARGET fifolock_tool)
       COMMAND ${FIFOLOCK_SHM_BASH} ${CMAKE_CURRENT_SOURCE_DIR}/test_fifolock_cli.sh
         $<TARGET_FILE:fifolock_tool> ${FIFOLOCK_CLI_FLAVOUR})
     set_tests_properties(test_fifolock_cli PROPERTIES TIMEOUT 60 LABELS "shm;tool")
+    fifolock_test_needs(fifolock_tool shm tool)
   endif()
 endif()
 # The spin model of the protocol (tests/model/fifolock_shm.pml, processes

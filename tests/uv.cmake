@@ -29,4 +29,5 @@ else()
     COMMAND ${uv_check} --direct --expect cancelled 3)
   set_tests_properties(uv_readers_writers_seed1 uv_readers_writers_seed7
     uv_readers_writers_direct_seed3 PROPERTIES TIMEOUT 120 LABELS "libuv;example")
+  fifolock_test_needs(test_uv_readers_writers libuv example)
 endif()
