@@ -25,7 +25,21 @@
 extern "C" {
 #endif
 
-#if defined(FIFOLOCK_BUILDING) && defined(__GNUC__)
+/*
+ * FIFOLOCK_API marks what the library exports. On Windows, a program that
+ * uses the DLL (CMake: fifolock::fifolock) is compiled with FIFOLOCK_SHARED
+ * so that the ready-made modes, which are data, are imported; with the
+ * static library it is not.
+ */
+#if defined(_WIN32)
+#if defined(FIFOLOCK_BUILDING)
+#define FIFOLOCK_API __declspec(dllexport)
+#elif defined(FIFOLOCK_SHARED)
+#define FIFOLOCK_API __declspec(dllimport)
+#else
+#define FIFOLOCK_API
+#endif
+#elif defined(FIFOLOCK_BUILDING) && defined(__GNUC__)
 #define FIFOLOCK_API __attribute__((visibility("default")))
 #else
 #define FIFOLOCK_API

@@ -7,21 +7,29 @@
 
 #include "fifolock.h"
 
-#if defined(__GNUC__)
+#if defined(__GNUC__) && !defined(_WIN32)
 #define FIFOLOCK_HIDDEN __attribute__((visibility("hidden")))
 #else
-#define FIFOLOCK_HIDDEN
+#define FIFOLOCK_HIDDEN /* a DLL exports only what is marked FIFOLOCK_API */
+#endif
+
+#if defined(_MSC_VER)
+#include <intrin.h>
 #endif
 
 /* One pause of a spin-wait: tells the CPU that this thread only waits. */
 static inline void fifolock__cpu_relax(void)
 {
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
     __builtin_ia32_pause();
-#elif defined(__aarch64__)
+#elif defined(__GNUC__) && defined(__aarch64__)
     __asm__ __volatile__("yield" ::: "memory");
-#else
+#elif defined(__GNUC__)
     __asm__ __volatile__("" ::: "memory");
+#elif defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
+    _mm_pause();
+#elif defined(_MSC_VER) && defined(_M_ARM64)
+    __yield();
 #endif
 }
 
