@@ -80,9 +80,22 @@
  *   `from`; the grant loop of the cancel lets the queue go on) and raises
  *   the exception in its task. A question is about a conversion when it is
  *   the first one of a fifolock_convert() call whose `to` is a Python mode
- *   (`convert_first`: the engine asks `to` before anything else) or when a
- *   conversion waits at the head of the queue (the engine then asks nothing
- *   but the head: a request behind it queues without asking).
+ *   (`convert_first`: the engine asks `to` before anything else), or the
+ *   second after a "no" to the first (the engine then asks whether `to`
+ *   could ever fit, on an empty lock, and returns), or when a conversion
+ *   waits at the head of the queue and no new request is being made
+ *   (`asking_new`: fifolock_acquire_n() asks only about the request it
+ *   makes; the grant loops ask nothing but the head).
+ *
+ * Requests that can never be granted
+ *
+ *   A request its mode refuses on an empty lock is refused by the engine
+ *   with EDEADLK (DeadlockError) instead of queueing: the engine asks its
+ *   predicate once more, with the lock's own (emptied) hold table, when the
+ *   normal question said no or others wait. A raise there is kept like any
+ *   other: an acquire is queued (a raise answers yes) and withdrawn at once
+ *   by acquire_start, which raises it; a conversion's is raised by
+ *   convert_start.
  *
  * One event loop, one thread
  *
@@ -155,7 +168,11 @@ struct LockObject {
     AcquireObject *conv;       /* the conversion waiting at the head, if ours
                                   (borrowed: it is in `queued`) */
     int convert_first;         /* the next Python question is about the
-                                  conversion being requested */
+                                  conversion being requested (and, after a
+                                  "no", the one after: whether it could ever
+                                  fit) */
+    int asking_new;            /* inside fifolock_acquire_n(): every question
+                                  is about the request being made */
     int in_predicate;          /* a Python predicate is running */
     PyObject *loop;            /* the event loop of the first wait, for ever;
                                   NULL until then (see the top) */
@@ -851,12 +868,13 @@ static bool py_is_compatible(const fifolock_mode *mode, const fifolock_holds *ho
     int ok, about_conversion;
 
     /* Asked again for the rest of a weighted request whose first question
-       raised: that waiter carries the exception and gives everything back. */
-    if (lk->pred_exc != NULL)
+       raised: that waiter carries the exception and gives everything back.
+       Likewise whether a conversion whose question raised could ever fit:
+       "yes", so that it is withdrawn and raises (convert_start). */
+    if (lk->pred_exc != NULL || (lk->convert_first && lk->conv_exc != NULL))
         return true;
     about_conversion = lk->convert_first ||
-                       (lk->lock.head != NULL && lk->lock.head->from != NULL);
-    lk->convert_first = 0;
+                       (!lk->asking_new && lk->lock.head != NULL && lk->lock.head->from != NULL);
     saved = PyErr_Occurred() ? take_exception() : NULL;
     lk->in_predicate++;
     if (func == NULL) {
@@ -891,6 +909,10 @@ static bool py_is_compatible(const fifolock_mode *mode, const fifolock_holds *ho
             Py_XDECREF(exc); /* never: the first one is taken first */
         ok = 1; /* grant it, so the waiter leaves the queue; see the top */
     }
+    /* After a "yes" the grant loop may ask about others; after a "no" the
+       engine asks this conversion once more, on an empty lock, and returns. */
+    if (ok != 0)
+        lk->convert_first = 0;
     lk->in_predicate--;
     if (saved != NULL)
         restore_exception(saved);
@@ -1469,15 +1491,18 @@ static PySendResult acquire_start(AcquireObject *a, PyObject **result)
 
     c->pending++;
     a->counted = 1;
+    lk->asking_new = 1;
     rc = fifolock_acquire_n(&lk->lock, &a->w, e->mode, a->n, on_granted, a);
+    lk->asking_new = 0;
     if (lk->pred_exc != NULL) {
-        /* Its own predicate raised, with the lock free: granted to carry it. */
+        /* Its own predicate raised: with the lock free, granted to carry it;
+           asked whether it could ever fit, queued (a raise answers yes). */
         PyObject *exc = lk->pred_exc;
         lk->pred_exc = NULL;
         if (rc == 0)
             (void)fifolock_release_n(&lk->lock, e->mode, a->n);
         else if (rc == FIFOLOCK_WAITING)
-            (void)fifolock_cancel(&lk->lock, &a->w); /* never: a raise answers yes */
+            (void)fifolock_cancel(&lk->lock, &a->w);
         a->state = ST_DONE;
         ctx_uncount(a);
         engine_done(lk);
@@ -1494,7 +1519,14 @@ static PySendResult acquire_start(AcquireObject *a, PyObject **result)
         a->state = ST_DONE;
         ctx_uncount(a);
         engine_done(lk);
-        set_engine_error(rc);
+        if (rc == EDEADLK)
+            PyErr_Format(lk->st->deadlock_error,
+                         "%zu of lock mode %R can never be granted: even a lock that nobody "
+                         "holds refuses them, so it would wait for ever (and everybody "
+                         "behind it)",
+                         a->n, e->cls ? e->cls : Py_None);
+        else
+            set_engine_error(rc);
         return PYGEN_ERROR;
     }
     a->state = ST_QUEUED;
@@ -1549,7 +1581,12 @@ static PySendResult convert_start(AcquireObject *a, PyObject **result)
     if (rc != FIFOLOCK_WAITING) {
         a->state = ST_DONE;
         engine_done(lk);
-        if (rc == EDEADLK)
+        if (rc == EDEADLK && !(lk->lock.head != NULL && lk->lock.head->from != NULL))
+            PyErr_Format(lk->st->deadlock_error,
+                         "conversion to %R can never be granted: even a lock that nobody "
+                         "else holds refuses it; the context still holds %R",
+                         to->cls ? to->cls : Py_None, a->from->cls ? a->from->cls : Py_None);
+        else if (rc == EDEADLK)
             PyErr_Format(lk->st->deadlock_error,
                          "conversion to %R would wait while another conversion waits on "
                          "this lock (each would wait for the other for ever); the context "

@@ -434,8 +434,8 @@ static bool tpy_is_compatible(const fifolock_mode *mode, const fifolock_holds *h
 }
 
 /* Asked by a waiting thread before each sleep, under no lock, GIL released.
-   `arg`: the ticket of a conversion's `to` (its predicate may have raised),
-   or NULL. */
+   `arg`: the ticket of the request (a conversion's `to`, or an acquire's),
+   whose predicate may have raised, or NULL. */
 static int interrupted(void *arg)
 {
     PyGILState_STATE g = PyGILState_Ensure();
@@ -448,7 +448,6 @@ static int interrupted(void *arg)
     return r;
 }
 
-static const struct fifolock_mt__interrupt interrupt_hook = { interrupted, NULL };
 
 /* ---- the context ------------------------------------------------------------ */
 
@@ -485,6 +484,7 @@ static PyObject *tcontext_enter(TContextObject *c, PyObject *unused)
     TLockObject *lk = c->lock;
     EntryObject *e = c->entry;
     struct ticket *t = NULL;
+    struct fifolock_mt__interrupt hook = { interrupted, NULL };
     const fifolock_mode *mode;
     struct timespec deadline;
     int rc;
@@ -512,14 +512,16 @@ static PyObject *tcontext_enter(TContextObject *c, PyObject *unused)
         if (t == NULL)
             return NULL;
         mode = &t->mode;
+        /* Its predicate may raise when asked, as it queues, whether it could
+           ever fit: it is then withdrawn at its next look, not at its turn. */
+        hook.arg = t;
     }
     if (c->timeout >= 0)
         deadline_in(c->timeout, &deadline);
     c->pending++;
     Py_BEGIN_ALLOW_THREADS
     rc = fifolock_mt__acquire_interruptible(&lk->mt, mode, c->n,
-                                            c->timeout >= 0 ? &deadline : NULL,
-                                            &interrupt_hook);
+                                            c->timeout >= 0 ? &deadline : NULL, &hook);
     Py_END_ALLOW_THREADS
     c->pending--;
     if (rc == 0 && ((t != NULL && t->exc != NULL) || PyErr_Occurred())) {
@@ -538,10 +540,25 @@ static PyObject *tcontext_enter(TContextObject *c, PyObject *unused)
         return NULL;
     }
     if (rc != 0) {
+        if (t != NULL && t->exc != NULL) {
+            /* Its predicate raised (asked whether it could ever fit): that
+               comes first; a signal's handler ran and raised already. */
+            PyErr_Clear();
+            restore_exception(t->exc);
+            t->exc = NULL;
+            ticket_free(t);
+            return NULL;
+        }
         ticket_free(t);
         if (rc == EINTR && PyErr_Occurred())
             return NULL;
-        if (rc == ETIMEDOUT) {
+        if (rc == EDEADLK) {
+            PyErr_Format(lk->st->deadlock_error,
+                         "%zu of lock mode %R can never be granted: even a lock that nobody "
+                         "holds refuses them, so it would wait for ever (and everybody "
+                         "behind it)",
+                         c->n, e->cls);
+        } else if (rc == ETIMEDOUT) {
             PyObject *secs = PyFloat_FromDouble(c->timeout);
             if (secs != NULL)
                 PyErr_Format(PyExc_TimeoutError,
@@ -809,9 +826,10 @@ static PyObject *tcontext_convert(TContextObject *c, PyObject *args, PyObject *k
         Py_XDECREF(secs);
     } else if (rc == EDEADLK) {
         PyErr_Format(lk->st->deadlock_error,
-                     "conversion to %R would wait while another conversion waits on this "
-                     "lock (each would wait for the other for ever); the context still "
-                     "holds %R",
+                     "conversion to %R can't wait: it can never be granted (even a lock "
+                     "that nobody else holds refuses it), or another conversion waits on "
+                     "this lock (each would wait for the other for ever); the context "
+                     "still holds %R",
                      to->cls, held->cls);
     } else if (rc == EPERM) {
         PyErr_Format(PyExc_RuntimeError,

@@ -290,10 +290,113 @@ class Weighted(unittest.TestCase):
             with self.assertRaises(TimeoutError):
                 with lock(Counting, n=2, timeout=0):
                     pass
-            self.assertEqual([2, 3], Counting.seen)
+            # refused at its 2nd, then asked as on an empty lock: could it ever fit?
+            self.assertEqual([2, 3, 0, 1], Counting.seen)
             with lock(Counting):  # a second ticket of the same class
                 self.assertEqual({Counting: 3}, lock.holds)
         self.assertEqual({}, lock.holds)
+
+
+class Nobody:
+    """Refuses even a lock nobody holds: never fits."""
+
+    @staticmethod
+    def is_compatible(holds):
+        return False
+
+
+def enter_in_a_thread(lock, mode, **kw):
+    """What `with lock(mode, **kw)` raised in another thread (None: entered),
+    or "still waiting" after 5 seconds: never hangs the test."""
+    out = []
+
+    def run():
+        try:
+            with lock(mode, **kw):
+                out.append(None)
+        except BaseException as e:  # noqa: B902 - reported to the test
+            out.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(5)
+    return out[0] if out else "still waiting"
+
+
+class NeverFits(unittest.TestCase):
+    """A request no lock could grant is refused at once with DeadlockError."""
+
+    def test_it_is_refused_at_once_on_an_idle_a_held_and_a_queued_lock(self):
+        lock = ThreadFifoLock()
+        never = [(Semaphore(2), 3), (Write, 2), (Mutex, 2), (PySem2, 3), (Nobody, 1)]
+        holders = []
+        for step in range(3):
+            if step == 1:
+                holders.append(Holder(lock, Read))
+                holders[-1].entered.wait(10)
+            if step == 2:
+                holders.append(Holder(lock, Write))
+                wait_until(lambda: lock.waiting == 1)
+            holds, waiting = dict(lock.holds), lock.waiting
+            for mode, n in never:
+                t0 = time.monotonic()
+                with self.assertRaises(DeadlockError) as cm:
+                    with lock(mode, n=n, timeout=5):  # a wait would time out instead
+                        self.fail("entered")
+                self.assertIn("never", str(cm.exception))
+                self.assertLess(time.monotonic() - t0, 2)
+                e = enter_in_a_thread(lock, mode, n=n)  # no timeout: blocks if queued
+                self.assertIsInstance(e, DeadlockError)
+                self.assertEqual(holds, dict(lock.holds))
+                self.assertEqual(waiting, lock.waiting)
+        holders[0].release()
+        holders[1].entered.wait(10)
+        self.assertTrue(holders[1].entered.is_set())
+        holders[1].release()
+        self.assertEqual({}, dict(lock.holds))
+        with lock(Semaphore(2), n=2):  # what fits an empty lock still waits its turn
+            self.assertEqual({Semaphore(2): 2}, dict(lock.holds))
+
+    def test_a_conversion_to_a_mode_that_never_fits_keeps_the_old_mode(self):
+        lock = ThreadFifoLock()
+        other = Holder(lock, Read)
+        other.entered.wait(10)
+        with lock(Read, timeout=5) as held:
+            with self.assertRaises(DeadlockError) as cm:
+                held.convert(Nobody, timeout=5)
+            self.assertIn("never", str(cm.exception))
+            self.assertIs(Read, held.mode)
+            self.assertEqual({Read: 2}, dict(lock.holds))
+            self.assertEqual(0, lock.waiting)
+            other.release()
+            with self.assertRaises(DeadlockError):  # alone, too, and without a timeout
+                held.convert(Nobody)
+            self.assertEqual({Read: 1}, dict(lock.holds))
+            held.convert(Write)
+            self.assertEqual({Write: 1}, dict(lock.holds))
+        self.assertEqual({}, dict(lock.holds))
+
+    def test_a_raise_of_the_could_it_ever_fit_question_reaches_its_own_thread(self):
+        class Odd:
+            @staticmethod
+            def is_compatible(holds):
+                if not holds:
+                    raise Boom("asked on an empty lock")
+                return False
+
+        lock = ThreadFifoLock()
+        m = Holder(lock, Mutex)
+        m.entered.wait(10)
+        e = enter_in_a_thread(lock, Odd)
+        self.assertIsInstance(e, Boom)
+        self.assertEqual({Mutex: 1}, dict(lock.holds))
+        self.assertEqual(0, lock.waiting)
+        with lock(Read) as held:
+            with self.assertRaisesRegex(Boom, "empty lock"):
+                held.convert(Odd)
+            self.assertIs(Read, held.mode)
+        m.release()
+        self.assertEqual({}, dict(lock.holds))
 
 
 class PythonPredicates(unittest.TestCase):
