@@ -774,14 +774,37 @@ static PyObject *tcontext_convert(TContextObject *c, PyObject *args, PyObject *k
     to_mode = tt != NULL ? &tt->mode : to->mode;
     if (timeout >= 0)
         deadline_in(timeout, &deadline);
+    /* A signal that came before the call: raised before anything changes. */
+    if (PyErr_CheckSignals() < 0) {
+        ticket_free(tt);
+        Py_DECREF(to);
+        return NULL;
+    }
     c->converting = 1;
     rc = convert_holds(lk, from, to_mode, timeout >= 0 ? &deadline : NULL, &hook);
     c->converting = 0;
-    if (rc == 0 && PyErr_Occurred()) {
-        /* An interrupt lost the race to the switch: switch back if that can
-           be done at once (else the context keeps `to`, which its exit
-           releases), and raise it. A raise of `from`'s predicate then is
-           no answer: it is reported, and the context keeps `to`. */
+    /*
+     * A signal is looked for before each sleep of the wait, but the grant
+     * may come first: a signal that came during the wait is then still
+     * pending here, and raised as the call returns, with `to` held. So it is
+     * looked for again now, after the switch, and whatever a handler raises
+     * is raised by this call with the old mode held again.
+     */
+    if (rc == 0 && (PyErr_Occurred() || PyErr_CheckSignals() < 0)) {
+        /* An interrupt lost the race to the switch: switch back, and raise
+           it. The switch back is made at once: after the switch, the
+           holders are those that held beside `from` (fewer, if some left
+           while it waited: nothing else is granted while a conversion
+           waits ahead of the queue) and those granted since, which `to`
+           admitted. `from` admitted the first (it held beside them, and
+           the ready-made modes admit each other both ways), and admits the
+           second when it admits whatever `to` admits, as in every upgrade
+           (Upgradable or Read to Write, IS to S or X): so that switch back
+           always fits. Only a switch that let in holders `from` excludes
+           (a downgrade, Write to Read with readers queued) can't be undone
+           at once: then the context keeps `to`, which its exit releases and
+           held.mode shows. A raise of `from`'s predicate then is no answer:
+           it is reported, and the context keeps `to`. */
         exc = take_exception();
         if (c->held != NULL)
             c->held->convert = 1;
@@ -890,7 +913,10 @@ static PyMethodDef tcontext_methods[] = {
       "mode. TimeoutError when the timeout passes first, DeadlockError if it would\n"
       "wait while another conversion waits on the lock, an exception raised by\n"
       "mode's is_compatible or by a signal handler (KeyboardInterrupt): in each\n"
-      "case the context keeps the old mode. Needs n == 1 (ValueError) and a\n"
+      "case the context keeps the old mode (a signal that comes as the switch is\n"
+      "made is raised by this call, switched back; only if the switch let in\n"
+      "holders the old mode excludes, as a downgrade may, does it keep the new\n"
+      "one, and held.mode says so). Needs n == 1 (ValueError) and a\n"
       "context entered once (RuntimeError otherwise); held.mode is the mode held\n"
       "now, and its exit releases it." },
     { NULL, NULL, 0, NULL },

@@ -6,8 +6,10 @@ the GIL, interrupts, and fork().
 A hang fails the test: faulthandler ends the process with every thread's
 traceback after WATCHDOG seconds.
 """
+import _thread
 import faulthandler
 import os
+import random
 import signal
 import sys
 import threading
@@ -954,6 +956,82 @@ class Interrupts(unittest.TestCase):
                 behind.release()
             r.release()
             self.assertEqual({}, lock.holds)
+
+    def test_convert_interrupted_as_it_is_granted_raises_with_the_old_mode_held(self):
+        """Ctrl-C races the grant of a waiting upgrade, 300 times, in random
+        order with small random delays. Whenever the interrupt came while the
+        conversion still waited (the lock said so after the interrupt was
+        sent), convert() must raise KeyboardInterrupt with the context and
+        the lock's holds on the old mode; whenever convert() raises it, the
+        context and the holds agree. Before convert() looked for signals after
+        the switch, the grant often won and the interrupt was raised as the
+        call returned, with Write held."""
+        rng = random.Random(20261207)
+        armed = [False]
+        late = []
+
+        def handler(signum, frame):
+            if armed[0]:
+                armed[0] = False
+                raise KeyboardInterrupt
+            late.append(signum)  # after convert() returned: not its business
+
+        old = signal.signal(signal.SIGINT, handler)
+        try:
+            lock = ThreadFifoLock()
+            raced = interrupted = 0
+            for i in range(300):
+                r = Holder(lock, Read)
+                self.assertTrue(r.entered.wait(10))
+                seen = {}
+                first, gap = rng.random() < 0.7, rng.uniform(0, 0.002)
+                before = rng.uniform(0, 0.001)
+
+                def fire():
+                    wait_until(lambda: lock.waiting == 1)  # the conversion waits
+                    time.sleep(before)
+                    if first:
+                        _thread.interrupt_main()
+                        seen["waiting"] = lock.waiting == 1
+                        time.sleep(gap)
+                        r.gate.set()
+                    else:
+                        r.gate.set()
+                        time.sleep(gap)
+                        _thread.interrupt_main()
+                        seen["waiting"] = lock.waiting == 1
+
+                with lock(Upgradable, timeout=10) as held:
+                    f = threading.Thread(target=fire, daemon=True)
+                    armed[0] = True
+                    f.start()
+                    try:
+                        held.convert(Write, timeout=10)
+                        outcome = "converted"
+                    except KeyboardInterrupt:
+                        outcome = "interrupted"
+                        mode, holds = held.mode, dict(lock.holds)
+                    armed[0] = False
+                    f.join(10)
+                    for _ in range(100):
+                        pass  # a pending interrupt is handled here, not later
+                    if outcome == "interrupted":
+                        interrupted += 1
+                        self.assertEqual(1, holds.get(mode), (i, mode, holds))
+                        self.assertNotIn(Write if mode is Upgradable else Upgradable, holds)
+                    if seen["waiting"]:
+                        raced += 1
+                        self.assertEqual("interrupted", outcome, i)
+                        self.assertIs(Upgradable, mode, (i, holds))
+                        self.assertEqual(0, holds.get(Write, 0), (i, holds))
+                r.release()
+                self.assertEqual({}, dict(lock.holds))
+                self.assertEqual(0, lock.waiting)
+            # the race was run both ways often enough to mean something
+            self.assertGreater(raced, 50)
+            self.assertGreater(300 - interrupted, 20)
+        finally:
+            signal.signal(signal.SIGINT, old)
 
     def test_an_exception_from_a_signal_handler_ends_the_wait(self):
         lock = ThreadFifoLock()
