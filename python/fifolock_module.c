@@ -2527,6 +2527,23 @@ static int module_exec(PyObject *module)
     modstate *st = PyModule_GetState(module);
     PyObject *asyncio, *collections;
 
+    /*
+     * The main interpreter only. A predicate runs in whichever thread makes
+     * the engine call (for the thread lock, another thread's release), and
+     * the interrupt check of a wait runs in the waiting thread with the GIL
+     * released: both take the GIL with PyGILState_Ensure(), which knows the
+     * main interpreter alone. In a subinterpreter a predicate would run in
+     * the main interpreter, and a wait's Ctrl-C would be lost. Refused here,
+     * with the reason (docs/porting.md), for Pythons before 3.12 too.
+     */
+    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
+        PyErr_SetString(PyExc_ImportError,
+                        "fifolock._fifolock does not support subinterpreters: import it "
+                        "in the main interpreter (its predicates and waits take the GIL "
+                        "with PyGILState_Ensure(), which knows the main interpreter only)");
+        return -1;
+    }
+
 #define NEW_TYPE(field, spec)                                                        \
     do {                                                                             \
         st->field = (PyTypeObject *)PyType_FromModuleAndSpec(module, &(spec), NULL); \
@@ -2682,6 +2699,10 @@ static void module_free(void *module)
 
 static PyModuleDef_Slot module_slots[] = {
     { Py_mod_exec, module_exec },
+#ifdef Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED
+    /* 3.12 and later say so before exec: see module_exec() */
+    { Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED },
+#endif
     { 0, NULL },
 };
 
