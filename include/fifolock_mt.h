@@ -59,7 +59,8 @@ typedef struct fifolock_mt fifolock_mt;
 
 /**
  * A lock for threads. Embed it anywhere (at most 128 bytes); initialise it
- * with fifolock_mt_init(). It must not be moved or copied while anyone holds
+ * with fifolock_mt_init() or, for one with static storage, with
+ * FIFOLOCK_MT_INITIALIZER. It must not be moved or copied while anyone holds
  * or waits on it. All fields are private.
  */
 struct fifolock_mt {
@@ -71,9 +72,27 @@ struct fifolock_mt {
     unsigned queued;     /* a hint: how many waited when the internal lock was last dropped */
 };
 
+/* The internal word of an unheld lock that nobody waits on (src/mt.c: IDLE). */
+#define FIFOLOCK_MT__IDLE 4u
+
 /**
- * Initialises `lock`: unheld, nobody waiting. Returns 0, or EINVAL for a NULL
- * lock. No other call may use the lock during this one.
+ * A static initializer, as PTHREAD_MUTEX_INITIALIZER: `static fifolock_mt
+ * lock = FIFOLOCK_MT_INITIALIZER;` is the lock fifolock_mt_init() makes
+ * (unheld, nobody waiting), ready before any code runs, so usable from
+ * constructors and from any thread without a once-only init. A constant
+ * expression, in C and in C++ (where fifolock::mutex and friends use it
+ * for their constexpr constructors).
+ */
+#ifdef __cplusplus
+#define FIFOLOCK_MT_INITIALIZER { FIFOLOCK_MT__IDLE, nullptr, {}, 0u, 0u }
+#else
+#define FIFOLOCK_MT_INITIALIZER { FIFOLOCK_MT__IDLE, NULL, { 0 }, 0u, 0u }
+#endif
+
+/**
+ * Initialises `lock`: unheld, nobody waiting (what FIFOLOCK_MT_INITIALIZER
+ * gives). Returns 0, or EINVAL for a NULL lock. No other call may use the
+ * lock during this one.
  */
 FIFOLOCK_API int fifolock_mt_init(fifolock_mt *lock);
 

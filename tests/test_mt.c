@@ -327,6 +327,36 @@ static void fast_hold_is_seen_by_every_other_call(void)
     CHECK_EQ(fifolock_mt_destroy(&lock), 0);
 }
 
+/* Ready before main, with no call: as PTHREAD_MUTEX_INITIALIZER. */
+static fifolock_mt static_lock = FIFOLOCK_MT_INITIALIZER;
+
+static void a_lock_set_by_the_static_initializer_is_one_made_by_init(void)
+{
+    fifolock_mt made;
+    struct req r;
+
+    CHECK_EQ(fifolock_mt_init(&made), 0);
+    CHECK_EQ(memcmp(&made, &static_lock, sizeof made), 0);
+    /* the fast path, then a waiter that sleeps and is handed the lock */
+    CHECK_EQ(fifolock_mt_try_acquire(&static_lock, &fifolock_write), 0);
+    CHECK_EQ(fifolock_mt_try_acquire(&static_lock, &fifolock_read), EBUSY);
+    req_start(&r, &static_lock, &fifolock_read, 1);
+    req_go(&r);
+    wait_queued(&static_lock, 1);
+    CHECK_EQ(fifolock_mt_release(&static_lock, &fifolock_write), 0);
+    pthread_join(r.tid, NULL);
+    CHECK_EQ(r.acquire_rc, 0);
+    CHECK_EQ(r.release_rc, 0);
+    CHECK_EQ(fifolock_mt_held(&static_lock, &fifolock_read), 0);
+    CHECK_EQ(fifolock_mt_destroy(&static_lock), 0);
+    CHECK_EQ(fifolock_mt_destroy(&made), 0);
+    /* a const one too: the initializer is a constant expression */
+    {
+        static const fifolock_mt constant = FIFOLOCK_MT_INITIALIZER;
+        CHECK_EQ(constant.word, FIFOLOCK_MT__IDLE);
+    }
+}
+
 /* Milliseconds from now until `t` (negative once passed). */
 static long ms_left(const struct timespec *t)
 {
@@ -1030,6 +1060,7 @@ RUN_TESTS(TEST(null_and_bad_arguments_are_einval),
           TEST(held_counts_every_mode_and_semaphore_stops_at_its_size),
           TEST(fast_hold_is_seen_by_every_other_call),
           TEST(a_mode_that_never_fits_is_refused_at_once_by_every_call),
+          TEST(a_lock_set_by_the_static_initializer_is_one_made_by_init),
           TEST(threads_are_granted_in_queue_order),
           TEST(sleeping_threads_are_woken_in_queue_order),
           TEST(readers_queue_behind_a_waiting_writer),
