@@ -239,8 +239,12 @@ class mutex {
 public:
     using native_handle_type = ::fifolock_mt *;
 
-    /** Unlocked. This function can't fail. */
-    mutex() noexcept { (void)::fifolock_mt_init(&mt_); }
+    /**
+     * Unlocked. This function can't fail. constexpr, as std::mutex's: a
+     * global one is constant-initialized (constinit in C++20), so it is
+     * ready before any constructor of any translation unit runs.
+     */
+    constexpr mutex() noexcept : mt_ FIFOLOCK_MT_INITIALIZER {}
 
     /** The mutex must be unlocked and unwaited (asserted). */
     ~mutex()
@@ -299,7 +303,7 @@ public:
     native_handle_type native_handle() noexcept { return &mt_; }
 
 private:
-    ::fifolock_mt mt_{}; /* set by fifolock_mt_init() */
+    ::fifolock_mt mt_; /* FIFOLOCK_MT_INITIALIZER: what fifolock_mt_init() makes */
 };
 
 /**
@@ -314,8 +318,12 @@ class shared_mutex {
 public:
     using native_handle_type = ::fifolock_mt *;
 
-    /** Unlocked. This function can't fail. */
-    shared_mutex() noexcept { (void)::fifolock_mt_init(&mt_); }
+    /**
+     * Unlocked. This function can't fail. constexpr, as std::mutex's: a
+     * global one is constant-initialized (constinit in C++20), so it is
+     * ready before any constructor of any translation unit runs.
+     */
+    constexpr shared_mutex() noexcept : mt_ FIFOLOCK_MT_INITIALIZER {}
 
     /** It must be unlocked and unwaited (asserted). */
     ~shared_mutex()
@@ -413,7 +421,7 @@ public:
     native_handle_type native_handle() noexcept { return &mt_; }
 
 private:
-    ::fifolock_mt mt_{}; /* set by fifolock_mt_init() */
+    ::fifolock_mt mt_; /* FIFOLOCK_MT_INITIALIZER: what fifolock_mt_init() makes */
 };
 
 /**
@@ -427,8 +435,12 @@ class thread_lock {
 public:
     using native_handle_type = ::fifolock_mt *;
 
-    /** Unheld, nobody waiting. This function can't fail. */
-    thread_lock() noexcept { (void)::fifolock_mt_init(&mt_); }
+    /**
+     * Unheld, nobody waiting. This function can't fail. constexpr, as std::mutex's: a
+     * global one is constant-initialized (constinit in C++20), so it is
+     * ready before any constructor of any translation unit runs.
+     */
+    constexpr thread_lock() noexcept : mt_ FIFOLOCK_MT_INITIALIZER {}
 
     /** It must be unheld and unwaited (asserted). */
     ~thread_lock()
@@ -502,7 +514,7 @@ public:
     native_handle_type native_handle() noexcept { return &mt_; }
 
 private:
-    ::fifolock_mt mt_{}; /* set by fifolock_mt_init() */
+    ::fifolock_mt mt_; /* FIFOLOCK_MT_INITIALIZER: what fifolock_mt_init() makes */
 };
 
 /**
