@@ -2460,14 +2460,27 @@ PyDoc_STRVAR(register_doc,
 static PyObject *module_register(PyObject *module, PyObject *args)
 {
     modstate *st = PyModule_GetState(module);
-    PyObject *cls;
+    PyObject *cls, *size_obj = NULL;
     const char *kind;
-    Py_ssize_t size = 0;
+    size_t size = 0;
     EntryObject *e;
     int rc;
 
-    if (!PyArg_ParseTuple(args, "Os|n:_register", &cls, &kind, &size))
+    if (!PyArg_ParseTuple(args, "Os|O!:_register", &cls, &kind, &PyLong_Type, &size_obj))
         return NULL;
+    if (size_obj != NULL) {
+        /* any size a C size_t holds: the engine's semaphore takes that */
+        size = PyLong_AsSize_t(size_obj);
+        if (size == (size_t)-1 && PyErr_Occurred()) {
+            if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+                PyErr_Clear();
+                PyErr_Format(PyExc_OverflowError,
+                             "semaphore size %R is more than a C size_t holds (at most %zu)",
+                             size_obj, (size_t)-1);
+            }
+            return NULL;
+        }
+    }
     if (!PyType_Check(cls)) {
         PyErr_SetString(PyExc_TypeError, "_register() needs a class");
         return NULL;
@@ -2487,7 +2500,7 @@ static PyObject *module_register(PyObject *module, PyObject *args)
             PyErr_SetString(PyExc_ValueError, "a semaphore needs size >= 1");
             return NULL;
         }
-        e->own = (fifolock_mode)FIFOLOCK_SEMAPHORE((size_t)size);
+        e->own = (fifolock_mode)FIFOLOCK_SEMAPHORE(size);
         e->mode = &e->own;
     } else {
         e->mode = NULL;

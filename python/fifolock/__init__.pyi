@@ -211,7 +211,11 @@ class SemaphoreBase(asyncio.Future[None]):
     def is_compatible(cls, holds: Mapping[type, int]) -> bool: ...
 
 def Semaphore(size: int) -> type[SemaphoreBase]:
-    """The semaphore mode of `size` places (the same class for the same size)."""
+    """The semaphore mode of `size` places (the same class for the same size).
+
+    size: an int from 1 to the largest C size_t (2**64 - 1 on a 64-bit
+    machine); TypeError, ValueError below 1, OverflowError above. A request
+    of more than `size` holds at once is refused with DeadlockError."""
 
 __all__ = [
     "FifoLock", "Holds", "LockContext", "DeadlockError",
