@@ -2121,7 +2121,8 @@ static PyMethodDef context_methods[] = {
       "(Write to Read; Upgradable to Write). At once if mode may join the other\n"
       "holders; else it waits ahead of the whole queue, keeping the old mode.\n"
       "Cancelled or failed, the context keeps the old mode. DeadlockError if it\n"
-      "would wait while another conversion waits on the lock. Needs n == 1\n"
+      "would wait and mode can never be granted (a lock nobody else holds\n"
+      "refuses it) or another conversion waits on the lock. Needs n == 1\n"
       "(ValueError) and a context entered once (RuntimeError otherwise)." },
     { NULL, NULL, 0, NULL },
 };
@@ -2402,8 +2403,13 @@ PyDoc_STRVAR(lock_doc,
 "A mode is a class (an asyncio.Future subclass, as in the fifolock package)\n"
 "with is_compatible(holds), a staticmethod, classmethod or plain method,\n"
 "that answers whether one more holder of Mode may join the current ones;\n"
-"holds[M] is the number of holders of M. Requests are granted strictly in\n"
-"the order they were made. A task cancelled while waiting leaves the queue;\n"
+"holds[M] is the number of holders of M. It must be pure and monotone:\n"
+"fewer holders never make a mode incompatible. A request that even a lock\n"
+"nobody holds refuses (lock(Semaphore(2), n=3), Write with n=2) can never\n"
+"be granted: DeadlockError at once, nothing queued (is_compatible is asked\n"
+"once more, with empty holds, when the usual question says no or others\n"
+"wait). Requests are granted strictly in the order they were made. A task\n"
+"cancelled while waiting leaves the queue;\n"
 "one cancelled after the grant but before it resumed gives the hold back.\n"
 "An exception raised by is_compatible is raised in the task whose request\n"
 "it was asked about; that request leaves the queue and the lock goes on.\n"
@@ -2621,9 +2627,12 @@ static int module_exec(PyObject *module)
         return -1;
     st->deadlock_error = PyErr_NewExceptionWithDoc(
         "fifolock.DeadlockError",
-        "A conversion would have to wait while another conversion already waits on\n"
-        "the same lock (EDEADLK): each would wait for the other for ever. Nothing\n"
-        "changed: the context still holds its mode.",
+        "A request that would wait for ever (EDEADLK): one that can never be\n"
+        "granted, as its mode refuses even a lock nobody holds (Semaphore(2) with\n"
+        "n=3, Write with n=2, or a conversion to such a mode); or a conversion\n"
+        "that would have to wait while another conversion already waits on the\n"
+        "same lock (each would wait for the other). Nothing changed: nothing was\n"
+        "queued, and a converting context still holds its mode.",
         PyExc_RuntimeError, NULL);
     if (st->deadlock_error == NULL || PyModule_AddObjectRef(module, "DeadlockError",
                                                             st->deadlock_error) < 0)

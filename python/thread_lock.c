@@ -902,7 +902,8 @@ static PyMethodDef tcontext_methods[] = {
       "Block until the lock is granted in this mode (first in, first out), the GIL\n"
       "released. TimeoutError when the timeout passes first; an exception from a\n"
       "signal handler (KeyboardInterrupt) ends the wait. Either way the request\n"
-      "leaves no trace." },
+      "leaves no trace. DeadlockError at once for a request that can never be\n"
+      "granted (its mode refuses even a lock nobody holds)." },
     { "__exit__", (PyCFunction)(void (*)(void))tcontext_exit, METH_FASTCALL,
       "Release the holds and grant the waiters they made room for." },
     { "convert", (PyCFunction)(void (*)(void))tcontext_convert, METH_VARARGS | METH_KEYWORDS,
@@ -911,7 +912,8 @@ static PyMethodDef tcontext_methods[] = {
       "Read; Upgradable to Write). At once if mode may join the other holders;\n"
       "else it waits ahead of the whole queue, the GIL released, keeping the old\n"
       "mode. TimeoutError when the timeout passes first, DeadlockError if it would\n"
-      "wait while another conversion waits on the lock, an exception raised by\n"
+      "wait and mode can never be granted or another conversion waits on the\n"
+      "lock, an exception raised by\n"
       "mode's is_compatible or by a signal handler (KeyboardInterrupt): in each\n"
       "case the context keeps the old mode (a signal that comes as the switch is\n"
       "made is raised by this call, switched back; only if the switch let in\n"
@@ -1235,7 +1237,10 @@ PyDoc_STRVAR(tlock_doc,
 "\n"
 "The modes are those of FifoLock: the ready-made ones (their predicates in\n"
 "C) and any class with is_compatible(holds) (it need not be an\n"
-"asyncio.Future). A waiting thread releases the GIL. A request that times\n"
+"asyncio.Future); is_compatible must be pure and monotone (fewer holders\n"
+"never make a mode incompatible): a request that even a lock nobody holds\n"
+"refuses can never be granted, and raises DeadlockError at once instead of\n"
+"blocking for ever. A waiting thread releases the GIL. A request that times\n"
 "out or is interrupted (KeyboardInterrupt) leaves the queue without a trace.\n"
 "An exception raised by is_compatible is raised in the thread whose request\n"
 "it was asked about, and the queue goes on. is_compatible runs under the\n"
