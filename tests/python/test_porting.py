@@ -260,3 +260,43 @@ class ContextObjects(Test):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ComparedWithAsyncioLock(Test):
+    def test_a_release_hands_the_lock_to_the_first_waiter_before_it_resumes(self):
+        # asyncio.Lock: locked() is False from the release until the woken
+        # waiter runs, and a task that acquires in between barges in.
+        # FifoLock: the waiter holds from the release on (docs/porting.md).
+        async def main():
+            lock = FifoLock()
+            order = []
+            held = lock(Mutex)
+            await held.__aenter__()
+
+            async def waiter(name):
+                async with lock(Mutex):
+                    order.append(name)
+
+            w = asyncio.create_task(waiter("waiter"))
+            await settle()
+            self.assertEqual(1, lock.waiting)
+            await held.__aexit__(None, None, None)  # returns without a loop turn
+            self.assertFalse(w.done())  # the waiter has not run yet
+            self.assertEqual({Mutex: 1}, lock.holds)  # handed over already
+            self.assertEqual(0, lock.waiting)
+            late = asyncio.create_task(waiter("late"))  # can't barge in
+            await asyncio.gather(w, late)
+            self.assertEqual(["waiter", "late"], order)
+            self.assertEqual({}, lock.holds)
+
+            # asyncio.Lock, for contrast: free between the release and the turn
+            alock = asyncio.Lock()
+            await alock.acquire()
+            t = asyncio.create_task(alock.acquire())
+            await settle()
+            alock.release()
+            self.assertFalse(alock.locked())
+            await t
+            alock.release()
+
+        run(main())
