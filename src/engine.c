@@ -22,14 +22,15 @@
  *
  * I3 and I4 together are the grant rule: after every change the engine
  * grants from the head while the head is compatible, and stops at the first
- * head that is not.
+ * head that is not. Entries for queued modes exist before their waiters are
+ * granted, so granting never allocates and never fails.
  *
  * Never-fit requests: predicates must be monotone (fewer holders never make
  * a mode incompatible). So a request that a lock nobody holds would refuse
  * can never be granted, and at the head it would block the queue for ever:
  * every call refuses it with EDEADLK instead of queueing it (never_fits()),
- * asking only once the normal question said no. Entries for queued modes exist before their waiters are
- * granted, so granting never allocates and never fails.
+ * asking only once the normal question said no or others wait. So no
+ * queued request is one that could never be granted.
  *
  * Reentrancy: a grant callback may call acquire, release or cancel on the
  * same lock. `granting` marks a running grant loop; nested calls change the
