@@ -63,6 +63,20 @@ FIFOLOCK_HIDDEN int fifolock__count_idle_hold(fifolock *lock, const fifolock_mod
 FIFOLOCK_HIDDEN bool fifolock__fits_idle(const fifolock_mode *mode);
 
 /*
+ * True if a request of `n` holds of `mode` would be refused by a lock that
+ * nobody holds, so that it can never be granted (predicates are monotone:
+ * fewer holders never make a mode incompatible). Every front end refuses
+ * such a request at once with EDEADLK instead of queueing it. The mode is
+ * asked as the engine asks a request (n questions, each with the ones before
+ * counted, or one through fifolock_asked()), on an empty scratch table of
+ * its own. False for a NULL mode, a mode without predicate, n == 0 and n
+ * above UINT32_MAX (those are other errors). The engine's own calls ask the
+ * same question on the lock's table, emptied for it. Allocates nothing;
+ * this function can't fail. For queues kept outside a fifolock (shm, etcd).
+ */
+FIFOLOCK_HIDDEN bool fifolock__never_fits(const fifolock_mode *mode, size_t n);
+
+/*
  * The engine's one allocation seam: every allocation of the library (the
  * hold table's overflow block, src/engine.c) goes through fifolock__alloc
  * when it is set, as realloc() would (size > 0) or free() would (size 0,

@@ -215,7 +215,7 @@ _Static_assert(sizeof(fifolock_mt) <= 128, "fifolock_mt must stay within 128 byt
 
 #define W_LOCKED 1u
 #define W_SLEEPERS 2u
-#define W_IDLE 4u
+#define W_IDLE FIFOLOCK_MT__IDLE /* FIFOLOCK_MT_INITIALIZER's word */
 #define W_FLAGS 7u
 /* Destroyed: no thread takes L any more. SLEEPERS never appears without LOCKED otherwise. */
 #define W_DEAD W_SLEEPERS
@@ -703,11 +703,7 @@ int fifolock_mt_init(fifolock_mt *lock)
 {
     if (lock == NULL)
         return EINVAL;
-    lock->word = W_IDLE;
-    lock->wake = NULL;
-    lock->step_aside = 0;
-    lock->queued = 0;
-    fifolock_init(&lock->engine);
+    *lock = (fifolock_mt)FIFOLOCK_MT_INITIALIZER; /* one definition of a new lock */
     return 0;
 }
 
