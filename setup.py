@@ -71,7 +71,19 @@ extension = Extension(
              "src/mt_internal.h", "src/wait.h", "python/module.h"],
 )
 
+
+def header_version():
+    """FIFOLOCK_VERSION_STRING of include/fifolock.h: the one place it is written."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "include", "fifolock.h"), encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("#define FIFOLOCK_VERSION_STRING "):
+                return line.split('"')[1]
+    raise RuntimeError("include/fifolock.h: no FIFOLOCK_VERSION_STRING")
+
+
 setup(
+    version=header_version(),
     packages=["fifolock"],
     package_dir={"": "python"},
     package_data={"fifolock": ["py.typed", "*.pyi"]},

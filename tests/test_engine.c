@@ -1961,7 +1961,17 @@ static void strerror_describes_every_code(void)
     CHECK_TRUE(strcmp(fifolock_strerror(EAGAIN), fifolock_strerror(12345)) != 0);
 }
 
-RUN_TESTS(TEST(mutex_blocks_mutex), TEST(two_locks_are_independent),
+/* The version is written once (fifolock.h); its string must say its numbers. */
+static void version_string_matches_its_numbers(void)
+{
+    char expected[64];
+
+    snprintf(expected, sizeof expected, "%d.%d.%d", FIFOLOCK_VERSION_MAJOR,
+             FIFOLOCK_VERSION_MINOR, FIFOLOCK_VERSION_PATCH);
+    CHECK_EQ(strcmp(FIFOLOCK_VERSION_STRING, expected), 0);
+}
+
+RUN_TESTS(TEST(version_string_matches_its_numbers), TEST(mutex_blocks_mutex), TEST(two_locks_are_independent),
           TEST(acquire_on_a_free_lock_returns_0_without_calling_back),
           TEST(acquire_on_a_held_lock_queues_and_returns_waiting),
           TEST(granted_runs_once_inside_the_release_that_made_room),

@@ -61,7 +61,7 @@ __all__ = [
     "Mutex", "Read", "Write", "Upgradable", "Semaphore", "SemaphoreBase",
     "IS", "IX", "S", "SIX", "X",
 ]
-__version__ = "1.0.0"
+__version__ = _fifolock.ENGINE_VERSION  # FIFOLOCK_VERSION_STRING of include/fifolock.h
 
 _Mapping.register(Holds)
 

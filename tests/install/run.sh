@@ -84,8 +84,14 @@ soname=$(objdump -p "$so" | awk '$1 == "SONAME" { print $2 }')
 [ "$(readlink "$so")" = "libfifolock.so.1" ] || fail "libfifolock.so does not link to libfifolock.so.1"
 [ -f "$(readlink -f "$lib/libfifolock.so.1")" ] || fail "libfifolock.so.1 is a dangling link"
 
-nm -D --defined-only "$so" | awk '{ print $NF }' | sort -u >"$work/exported" ||
-    fail "nm -D failed on $so"
+# (nm prints a version after the name, fifolock_init@@FIFOLOCK_1, and the
+# version node itself as an absolute symbol: neither is a name of ours.)
+nm -D --defined-only "$so" | awk '$2 != "A" { n = $NF; sub(/@.*/, "", n); print n }' |
+    sort -u >"$work/exported" || fail "nm -D failed on $so"
+# Every public name carries the version node of src/fifolock.map.
+versions=$(objdump -T "$so" | awk '$NF ~ /^fifolock_/ { print $(NF - 1) }' | sort -u | tr '\n' ' ')
+[ "$versions" = "FIFOLOCK_1 " ] ||
+    fail "public names should all have the version FIFOLOCK_1 (src/fifolock.map), have: $versions"
 # Names the linker itself defines in some toolchains are not the library's.
 bad=$(grep -vxE '_init|_fini|_edata|_end|__bss_start' "$work/exported" |
       grep -vE '^fifolock_[a-z0-9_]+$' )

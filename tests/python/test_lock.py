@@ -589,5 +589,18 @@ class Introspection(Test):
             seen["holds"][Read] = 1
 
 
+class Version(unittest.TestCase):
+    def test_version_is_the_one_in_fifolock_h(self):
+        import os
+        import re
+        header = os.path.join(os.path.dirname(__file__), "..", "..", "include", "fifolock.h")
+        with open(header, encoding="utf-8") as f:
+            m = re.search(r'#define FIFOLOCK_VERSION_STRING "([^"]+)"', f.read())
+        self.assertIsNotNone(m)
+        self.assertEqual(fifolock.__version__, m.group(1))
+        self.assertEqual(fifolock._fifolock.ENGINE_VERSION, m.group(1))
+
+
 if __name__ == "__main__":
     unittest.main()
+
