@@ -11,6 +11,7 @@ need_cmd clang clang
 need_cmd clang++ clang
 need_cmd g++ g++
 need_cmd valgrind valgrind
+need_cmd abidiff abigail-tools
 need_cmd spin spin
 need_cmd etcd etcd-server
 need_cmd etcdctl etcd-client
