@@ -34,29 +34,14 @@ struct fifolock_mt__tuning {
 FIFOLOCK_HIDDEN extern struct fifolock_mt__tuning fifolock_mt__tuning;
 
 /*
- * The defaults of fifolock_mt__tuning. The head spins for about what two or
- * three context switches cost (300 polls: about 6 us where a pause takes 20
- * ns, as on the AMD EPYC guests we measure on, where a switch between two
- * threads of one CPU takes 1.8-2.6 us: bench_mt part 5). A handoff between two
- * running threads takes far less; the rest of the spin is for a crowded
- * machine, where the thread ahead may need a switch to run and release: a
- * head that yields instead lets the other threads of its CPU run and queue,
- * and the lock then waits for switches at every handoff. With 8 threads on 2
- * CPUs, 300 polls instead of 32 took fifolock_mt from 0.6-1.3 to 1.6-3.4
- * million acquisitions a second (bench_mt parts=2 threads=8 spin=N), and
- * changed nothing measurable with 2 to 4 threads. Then every waiter
- * yields a while before it sleeps: with more runnable threads than CPUs, a
- * yielding waiter keeps its CPU busy and runs again within a round of the
- * scheduler, while a sleeping one costs a wakeup when its turn comes and,
- * when too many sleep, leaves a CPU idle (on a virtual machine an idle CPU
- * is slow to wake). A yield of up to `shared_ns` (20 us) does not end the
- * yielding; a longer one means the CPU is crowded, and sleeping serves
- * better. A thread that would queue behind others yields once first (A0 in
- * src/mt.c): with 8 threads on 2 CPUs that alone took the lock from about 1
- * to about 5 million acquisitions a second, as the queue then holds the
- * threads that run. bench/bench_mt.c (spin=, yield=, behind=,
- * shared=, defer=) shows the trade-offs; these values gave the best medians
- * of its contended runs with 3, 4 and 8 threads on 2 CPUs.
+ * The defaults of fifolock_mt__tuning: the head spins for about what two or
+ * three context switches cost (300 polls), then every waiter yields a while
+ * before it sleeps (a yield of up to `shared_ns` does not end the yielding;
+ * a longer one means the CPU is crowded, and sleeping serves better), and a
+ * thread that would queue behind others yields once first (A0 in src/mt.c).
+ * Why these values, and what each was measured to change (bench_mt spin=,
+ * yield=, behind=, shared=, defer=): docs/performance.md, "How a waiting
+ * thread waits".
  */
 #define FIFOLOCK_MT__SPIN 300u
 #define FIFOLOCK_MT__YIELD 50u
