@@ -285,6 +285,22 @@ FIFOLOCK_API int fifolock_shm_release_n(fifolock_shm *lock, const fifolock_mode 
 FIFOLOCK_API size_t fifolock_shm_dead_holders(const fifolock_shm *lock,
                                               struct fifolock_shm_death *out, size_t max);
 
+/**
+ * Stores in *fd a new descriptor, not close-on-exec, that keeps this handle
+ * alive while it is open, in this process or in any process that inherits
+ * it: the handle's holds stay held (and its requests queued) until both this
+ * process has died (or closed the handle) and every copy of the descriptor is
+ * closed. For a program that runs another under the lock, as flock(1) does:
+ * the child inherits the descriptor across fork() and exec(), and if the
+ * parent is killed the child keeps the hold until it exits; nobody else is
+ * granted meanwhile. Close it in the parent after the fork. A hold that dies
+ * this way (the handle's process died first) is reported as a death when the
+ * last copy closes. Returns 0; EINVAL (NULL argument); EPERM if this handle
+ * is not registered in this process (a child after fork() that has not used
+ * it yet); or the errno of fcntl(2) (EMFILE). Thread-safe.
+ */
+FIFOLOCK_API int fifolock_shm_keepalive_fd(fifolock_shm *lock, int *fd);
+
 /** Requests waiting right now, of all processes (0 for NULL). Can't fail. */
 FIFOLOCK_API size_t fifolock_shm_waiting(fifolock_shm *lock);
 

@@ -1623,6 +1623,31 @@ int fifolock_shm_release(fifolock_shm *lock, const fifolock_mode *mode)
     return fifolock_shm_release_n(lock, mode, 1);
 }
 
+/* ---- handing the hold to a child ----------------------------------------- */
+
+int fifolock_shm_keepalive_fd(fifolock_shm *lock, int *fd)
+{
+    struct fifolock_shm__handle *s;
+    int saved = errno, rc;
+
+    if (lock == NULL || lock->handle == NULL || fd == NULL)
+        return EINVAL;
+    s = lock->handle;
+    if (my_slot(s) == NO_SLOT)
+        return EPERM;
+    /* A new descriptor of the same open file description: the byte lock is
+     * the description's, so it stays while any descriptor of it is open.
+     * F_DUPFD leaves FD_CLOEXEC clear: the descriptor survives exec. */
+    rc = fcntl(s->fd, F_DUPFD, 3);
+    if (rc < 0) {
+        rc = errno;
+        errno = saved;
+        return rc;
+    }
+    *fd = rc;
+    return 0;
+}
+
 /* ---- introspection ------------------------------------------------------- */
 
 size_t fifolock_shm_dead_holders(const fifolock_shm *lock, struct fifolock_shm_death *out,

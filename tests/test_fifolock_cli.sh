@@ -72,14 +72,14 @@ out=$("$tool" --timeout 1 "$lock" sh -c 'echo "${FIFOLOCK_OWNER_DEAD-unset}"')
 check "after SIGTERM the lock was released, not lost" "unset" "$out"
 
 # Two readers share; a semaphore of 2 takes two.
-"$tool" --mode read "$lock" sh -c "touch $dir/r1; sleep 3" &
+"$tool" --mode read "$lock" sh -c "echo \$\$ >$dir/r1pid; touch $dir/r1; exec sleep 3" &
 holder=$!
 wait_for "$dir/r1"
 "$tool" --mode read --timeout 1 "$lock" true
 check "two readers share" 0 $?
 "$tool" --mode write --timeout 0.1 "$lock" true 2>/dev/null
 check "a writer waits for the reader" 1 $?
-kill -9 "$holder"
+kill -9 "$holder" "$(cat "$dir/r1pid")" # the tool and its command
 wait "$holder" 2>/dev/null
 
 # The reader above was killed (SIGKILL) holding: the next one is told.
@@ -117,6 +117,21 @@ wait_for "$dir/u1"
 check "an upgradable joins a reader" 0 $?
 touch "$dir/u-go2"
 wait "$holder"
+
+# The tool killed (SIGKILL) while its command runs: the command keeps the
+# hold until it exits, through the descriptor it inherited; nobody else is
+# granted meanwhile. Then the next holder is told of the death.
+"$tool" --mode write "$lock" sh -c "touch $dir/k0; while [ ! -e $dir/k-go ]; do sleep 0.02; done; touch $dir/k1" &
+holder=$!
+wait_for "$dir/k0"
+kill -9 "$holder"
+wait "$holder" 2>/dev/null
+"$tool" --mode read --timeout 0.3 "$lock" true 2>/dev/null
+check "a killed tool's command keeps the hold" 1 $?
+touch "$dir/k-go"
+wait_for "$dir/k1"
+out=$("$tool" --mode read --timeout 2 "$lock" sh -c 'echo "${FIFOLOCK_OWNER_DEAD-unset}"' 2>/dev/null)
+check "the hold ends with the command, and its death is told" "$holder:write" "$out"
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

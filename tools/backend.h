@@ -62,6 +62,16 @@ struct backend {
     /* Gives the lock back and closes it. Returns 0 or an errno, with a
      * message in `err`. */
     int (*release)(void *state, const fifolock_mode *mode, char *err, size_t err_size);
+    /*
+     * How the command keeps the lock if this program dies first. Non-NULL:
+     * returns a new descriptor (not close-on-exec) that keeps the hold alive
+     * while open, or -1 with a message in `err`; the command inherits it, so
+     * the hold lasts until both this program and the command are gone, as
+     * with flock(1). NULL (a lock this program alone can keep, e.g. by an
+     * etcd lease it keeps alive): the command is killed (SIGKILL) when this
+     * program dies, before the lock can pass to anyone else.
+     */
+    int (*keepalive_fd)(void *state, char *err, size_t err_size);
 };
 
 extern const struct backend fifolock_tool_shm_backend;

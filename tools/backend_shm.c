@@ -115,6 +115,17 @@ static int shm_release(void *state, const fifolock_mode *mode, char *err, size_t
     return rc;
 }
 
+static int shm_keepalive_fd(void *state, char *err, size_t err_size)
+{
+    int fd, rc = fifolock_shm_keepalive_fd(state, &fd);
+
+    if (rc != 0) {
+        snprintf(err, err_size, "cannot pass the lock on to the command: %s", strerror(rc));
+        return -1;
+    }
+    return fd;
+}
+
 const struct backend fifolock_tool_shm_backend = {
-    "shm", shm_parse_mode, shm_acquire, NULL, NULL, NULL, shm_release,
+    "shm", shm_parse_mode, shm_acquire, NULL, NULL, NULL, shm_release, shm_keepalive_fd,
 };

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -142,8 +143,9 @@ static char **child_env(const char *token, const char *dead)
 static int run(char **argv, char **env, const struct backend *backend, void *state)
 {
     struct sigaction ign, fwd, old_int, old_quit, old_term, old_hup;
-    pid_t pid;
-    int status;
+    pid_t pid, parent = getpid();
+    int status, keep = -1;
+    char err[256];
 
     memset(&ign, 0, sizeof ign);
     ign.sa_handler = SIG_IGN;
@@ -155,13 +157,29 @@ static int run(char **argv, char **env, const struct backend *backend, void *sta
     sigaction(SIGHUP, &fwd, &old_hup);
     if (stop_signal != 0)
         return 128 + stop_signal; /* came after the grant, before these handlers */
+    if (backend->keepalive_fd != NULL) {
+        keep = backend->keepalive_fd(state, err, sizeof err);
+        if (keep < 0) {
+            fprintf(stderr, "fifolock: %s\n", err);
+            return 2;
+        }
+    }
     pid = fork();
 
     if (pid < 0) {
         fprintf(stderr, "fifolock: cannot fork: %s\n", strerror(errno));
+        if (keep >= 0)
+            close(keep);
         return 2;
     }
     if (pid == 0) {
+        if (keep < 0) {
+            /* Nothing the command holds keeps the lock: it dies with this
+             * program. Set in the child, then the parent checked: if the
+             * parent died before the prctl, nobody would send the signal. */
+            if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+                raise(SIGKILL);
+        }
         sigaction(SIGINT, &old_int, NULL);
         sigaction(SIGQUIT, &old_quit, NULL);
         sigaction(SIGTERM, &old_term, NULL);
@@ -170,6 +188,8 @@ static int run(char **argv, char **env, const struct backend *backend, void *sta
         fprintf(stderr, "fifolock: %s: %s\n", argv[0], strerror(errno));
         _exit(errno == ENOENT ? 127 : 126);
     }
+    if (keep >= 0)
+        close(keep); /* the command's copy keeps the hold; this process has its own */
     child = pid;
     if (stop_signal != 0)
         kill(pid, stop_signal); /* came between the check above and now */
