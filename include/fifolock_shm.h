@@ -35,15 +35,22 @@
  * Holders and deaths. Holds and requests belong to the handle (one
  * fifolock_shm_open() in one process): any thread of that process may
  * release a hold the handle took, and the holds die with the process.
- * A request granted after a holder died gets EOWNERDEAD instead of 0: it
- * holds the lock, and fifolock_shm_dead_holders() tells which processes died
- * holding which modes. The lock itself is exact again (unlike a robust
- * pthread mutex there is nothing to mark consistent); what may not be is the
- * data the dead process was changing. A dead reader changed nothing. After a
- * dead writer, restore the data before releasing: roll back or replay a
- * journal kept beside the data, recheck a checksum, or rebuild the cache.
- * Each death is reported once, to the next request granted after it was
- * found; dead waiters leave the queue silently.
+ * After a holder died, every request granted gets EOWNERDEAD instead of 0
+ * (it holds the lock, and fifolock_shm_dead_holders() tells which processes
+ * died holding which modes), until a holder of a mode that may write
+ * declares the data repaired with fifolock_shm_consistent(). The lock itself
+ * is exact again at once; what may not be is the data the dead process was
+ * changing: roll back or replay a journal kept beside the data, recheck a
+ * checksum, or rebuild the cache, then call fifolock_shm_consistent(). So
+ * three readers granted together after a dead writer are all told, and
+ * every later grant too until somebody repairs; a reader that was told
+ * cannot repair (its mode only reads) and may not declare it done. A holder
+ * of a mode declared read-only (fifolock_read, fifolock_is, fifolock_s, and
+ * those listed in fifolock_shm_options.read_only) changed nothing: its
+ * death is not reported at all. Dead waiters leave the queue silently. A
+ * death is found when somebody needs it found: a request that the dead
+ * process's holds block finds it (within a tick), so a request its holds
+ * do not block may be granted beside it, untold, before that.
  *
  * fork(): a child does not inherit its parent's holds or requests. It may
  * use an inherited handle: on first use the child registers as a new holder
@@ -159,11 +166,31 @@ struct fifolock_shm {
     struct fifolock_shm__handle *handle;
 };
 
-/** Options of fifolock_shm_open_ex(); zero fields take the defaults. */
+/**
+ * Options of fifolock_shm_open_ex(). Start from FIFOLOCK_SHM_OPTIONS_INIT:
+ * `size` says which fields the caller knows, so that fields added later
+ * take their defaults in programs built before them. Zero fields take the
+ * defaults.
+ */
 typedef struct fifolock_shm_options {
-    size_t capacity;    /* when creating: requests queued, and handles open, at once (128) */
+    size_t size;        /* sizeof(fifolock_shm_options) as the caller was built */
+    size_t capacity;    /* when creating: handles open, and requests queued, at once
+                           (FIFOLOCK_SHM_DEFAULT_CAPACITY) */
     mode_t permissions; /* when creating: the file's mode, before the umask (0666) */
+    /*
+     * Modes of this open (each also in `modes`) whose holders only read the
+     * data: a holder of one that dies leaves nothing to repair, so its death
+     * is not reported (no EOWNERDEAD), and holding one does not allow
+     * fifolock_shm_consistent(). fifolock_read, fifolock_is and fifolock_s
+     * are read-only without being listed. Every process must declare a mode
+     * the same way (else EPROTO).
+     */
+    const fifolock_mode *const *read_only;
+    size_t nread_only;
 } fifolock_shm_options;
+
+/** The defaults, with `size` set: `fifolock_shm_options o = FIFOLOCK_SHM_OPTIONS_INIT;` */
+#define FIFOLOCK_SHM_OPTIONS_INIT { sizeof(fifolock_shm_options), 0, 0, NULL, 0 }
 
 /** One holder that died, as fifolock_shm_dead_holders() reports it. */
 struct fifolock_shm_death {
@@ -220,8 +247,9 @@ FIFOLOCK_API int fifolock_shm_close(fifolock_shm *lock);
  * file, waking at least every 20 ms to remove dead processes' entries ahead
  * of it. Signals do not interrupt the wait.
  *
- * Returns 0 (held), or EOWNERDEAD: held too, and a holder died since the
- * last grant; see fifolock_shm_dead_holders() and the header's comment.
+ * Returns 0 (held), or EOWNERDEAD: held too, and a holder died and nobody
+ * has declared the data repaired since (fifolock_shm_consistent()); see
+ * fifolock_shm_dead_holders() and the header's comment.
  * Errors, with nothing held or queued: EINVAL (NULL lock or mode, a mode not
  * given to fifolock_shm_open()); ENOSPC (the queue is full); ENOSPC also if
  * a child process after fork() finds the table of handles full; ENOLCK if
@@ -300,6 +328,18 @@ FIFOLOCK_API size_t fifolock_shm_dead_holders(const fifolock_shm *lock,
  * it yet); or the errno of fcntl(2) (EMFILE). Thread-safe.
  */
 FIFOLOCK_API int fifolock_shm_keepalive_fd(fifolock_shm *lock, int *fd);
+
+/**
+ * Declares the data the lock protects consistent again after a death: from
+ * now on, grants are no longer told EOWNERDEAD (until the next death of a
+ * holder of a mode that may write). Call it while holding the lock in a mode
+ * not declared read-only, once you have repaired what the dead left (a
+ * reader that was told cannot repair, and cannot call this). Returns 0 (also
+ * when no death was pending); EPERM if this handle holds no such mode now
+ * (nothing changes); EINVAL (NULL or closed lock); ENOTRECOVERABLE as the
+ * acquires. Thread-safe.
+ */
+FIFOLOCK_API int fifolock_shm_consistent(fifolock_shm *lock);
 
 /** Requests waiting right now, of all processes (0 for NULL). Can't fail. */
 FIFOLOCK_API size_t fifolock_shm_waiting(fifolock_shm *lock);

@@ -6,7 +6,7 @@
  *
  * The protocol is also a Promela model, tests/model/fifolock_shm.pml, where
  * a process may die between any two steps; the step names below (L1-L4,
- * F1-F3, A1-A6, T1, R1-R2, G1-G2, D1-D3) label the same steps there.
+ * F1-F3, A1-A6, T1, R1-R2, G1-G2, D1-D3, C1) label the same steps there.
  *
  * Words in the file (struct shm_header, shm_slot, shm_entry below)
  *   mutex       L: a process-shared robust pthread mutex over everything
@@ -95,32 +95,35 @@
  *               prefix, and for each entry of it still WAITING or PARKED:
  *               if a death is pending, copy the report into the entry first;
  *               CAS its state to GRANTED (+DEAD with a report); if it was
- *               PARKED, wake it after L4. Then clear the pending report
- *               (ndead = 0, the last store). A report is numbered when its
- *               first death pends (D1), never when it is cleared: so an
- *               entry's copy matches the pending report only if that very
- *               report was given to it.
+ *               PARKED, wake it after L4. The report stays pending: every
+ *               grant is told until C1 clears it.
  *   G2 nudge    if the prefix stops at an entry whose mode this process
  *               does not know, wake that entry's waiter so that it settles
  *               itself (A6) instead of waiting for its tick.
  *
  * Deaths
  *   D1 reap     under L, for a handle k other than the caller's: if byte
- *               LIVE_BASE + k is not locked (F_OFD_GETLK), k is dead: remove
- *               its entries, adding each HELD one to the pending report
- *               (pid, mode, n), and free the slot. A GRANTED one died before
- *               its caller returned (a dead waiter: silent), but the report it
- *               carried, if any, goes back to pending.
- *   D2 report   the next G1 gives the report to the first entry it grants.
+ *               LIVE_BASE + k is not write-locked (F_OFD_GETLK), k is dead:
+ *               remove its entries, adding each HELD one whose mode is not
+ *               read-only to the pending report (pid, mode, n), and free the
+ *               slot. A GRANTED one died before its caller returned (a dead
+ *               waiter: silent).
+ *   D2 report   every G1 gives the pending report to every entry it grants,
+ *               for as long as it pends.
  *   D3 dead L   the robust mutex: Repair below.
+ *
+ * Repaired (fifolock_shm_consistent, under L)
+ *   C1 clear    if handle k holds (HELD) a mode that is not read-only:
+ *               dead_more = 0, then ndead = 0 (the one store that matters).
+ *               Else EPERM: a reader that was told repairs nothing.
  *
  * Repair (after EOWNERDEAD from L1): recount `count` and `hwm` from the
  * entries; drop entries with a slot or mode out of range or n == 0; an
  * entry marked FROM_FAST is kept and the mark cleared if fast still holds
  * its word (do the CAS) or is BUSY (the CAS was done), else removed (F2
- * released it); a pending report already copied into a granted entry (same
- * report number) is cleared, one copied into an entry still waiting is not
- * (the grant's CAS never happened); then D1 for every used slot, and G1. Every
+ * released it); the pending report is left as it is (only C1 clears it, by
+ * one store: a death inside C1 leaves it pending, told again, never lost);
+ * then D1 for every used slot, and G1. Every
  * update above is either one final store (publish e->seq, slot->used, the
  * report's count, a mode's `used`) or a count that is recomputed here,
  * which is why a death at any instruction leaves something Repair makes
@@ -143,6 +146,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -182,6 +186,7 @@
 
 #define MODE_USED 1u
 #define MODE_ALONE 2u /* the predicate accepts joining nobody */
+#define MODE_READ_ONLY 4u /* its holders only read: a dead one leaves nothing to repair */
 
 #define NO_SLOT 0xffffffffu
 
@@ -260,6 +265,7 @@ struct fifolock_shm__handle {
     const fifolock_mode *modes[FIFOLOCK_SHM_MAX_MODES];   /* as given to open */
     uint32_t index[FIFOLOCK_SHM_MAX_MODES];               /* their table indexes */
     bool alone[FIFOLOCK_SHM_MAX_MODES];                   /* may join nobody */
+    bool read_only[FIFOLOCK_SHM_MAX_MODES];               /* declared read-only */
     const fifolock_mode *by_index[FIFOLOCK_SHM_MAX_MODES]; /* table index -> mode or NULL */
     /* scratch, used under L only (one thread of this process at a time) */
     uint32_t *order;
@@ -565,7 +571,6 @@ static void settle(struct fifolock_shm__handle *s, struct wakes *w)
     struct shm_header *h = s->h;
     uint32_t n = queue_build(s), i;
     size_t granted = 0;
-    bool reported = false;
 
     for (i = 0; i < n; i++) {
         const struct shm_entry *e = &s->entries[s->order[i]];
@@ -583,7 +588,9 @@ static void settle(struct fifolock_shm__handle *s, struct wakes *w)
 
         if (st_granted(st))
             continue;
-        if (h->ndead > 0 && !reported) {
+        if (h->ndead > 0) {
+            /* D2: the data may be inconsistent: every grant is told, until
+             * a holder declares it repaired (fifolock_shm_consistent). */
             uint32_t k, nd = h->ndead < FIFOLOCK_SHM_REPORT_MAX ? h->ndead
                                                                 : FIFOLOCK_SHM_REPORT_MAX;
             for (k = 0; k < nd; k++)
@@ -591,7 +598,6 @@ static void settle(struct fifolock_shm__handle *s, struct wakes *w)
             e->ndead = h->ndead + h->dead_more;
             e->report_gen = h->report_gen;
             to |= ST_DEAD;
-            reported = true;
             CRASH_POINT(8);
         }
         while (!st_granted(st) &&
@@ -602,14 +608,6 @@ static void settle(struct fifolock_shm__handle *s, struct wakes *w)
         if ((st & ST_MASK) == ST_PARKED)
             wake_later(w, &e->state);
     }
-    if (reported) {
-        /* One final store: the report's number changes when the next one
-         * begins (pend_death), so an entry that took this one can never
-         * match a later report, wherever this process dies. */
-        h->dead_more = 0;
-        h->ndead = 0;
-        CRASH_POINT(7);
-    }
     /* G2: stopped at a mode this process does not know: its waiter settles. */
     if (granted < n && s->queue[granted].mode == NULL) {
         struct shm_entry *e = &s->entries[s->order[granted]];
@@ -619,6 +617,13 @@ static void settle(struct fifolock_shm__handle *s, struct wakes *w)
                                         __ATOMIC_RELAXED))
             wake_later(w, &e->state);
     }
+}
+
+/* Whether table mode `index` is declared read-only (its holders never write). */
+static bool mode_read_only(const struct shm_header *h, uint32_t index)
+{
+    return index < FIFOLOCK_SHM_MAX_MODES &&
+           (__atomic_load_n(&h->modes[index].flags, __ATOMIC_ACQUIRE) & MODE_READ_ONLY);
 }
 
 /* Adds one dead hold to the pending report (D1). Under L. */
@@ -665,17 +670,12 @@ static void reap_slot(struct fifolock_shm__handle *s, uint32_t slot)
         if (seq_load(e) == 0 || e->slot != slot)
             continue;
         st = st_load(e);
-        if ((st & ST_MASK) == ST_HELD) {
+        /* A holder of a mode declared read-only changed nothing: nothing
+         * to repair, nothing to report. A grant it never learnt of (GRANTED)
+         * is a dead waiter's: its user code never ran. (A report it carried
+         * stays pending anyway: only a repair clears one.) */
+        if ((st & ST_MASK) == ST_HELD && !mode_read_only(h, e->mode))
             pend_death(h, pid, e->mode, e->n);
-        } else if ((st & ST_MASK) == ST_GRANTED && (st & ST_DEAD)) {
-            /* It died before it learnt of its grant: its own user code never
-             * ran, but the report it carried goes to the next grant. */
-            uint32_t k, nd = e->ndead < FIFOLOCK_SHM_REPORT_MAX ? e->ndead
-                                                                : FIFOLOCK_SHM_REPORT_MAX;
-            for (k = 0; k < nd; k++)
-                pend_death(h, e->dead[k].pid, e->dead[k].mode, e->dead[k].n);
-            h->dead_more += e->ndead - nd;
-        }
         entry_remove(s, e);
     }
     if (slot < s->capacity)
@@ -760,15 +760,6 @@ static void repair(struct fifolock_shm__handle *s)
                 continue;
             }
             e->flags &= ~E_FROM_FAST;
-        }
-        /* G1 gave this report away, then died. (Its grantee may already have
-         * made the entry HELD, which clears ST_DEAD: look at the copy.) A
-         * copy in an entry not yet granted was never given: G1 died between
-         * the copy and the CAS, and the report stays pending. */
-        if (e->ndead > 0 && h->ndead > 0 && e->report_gen == h->report_gen &&
-            st_granted(st_load(e))) {
-            h->dead_more = 0;
-            h->ndead = 0;
         }
         count++;
         top = i + 1;
@@ -952,10 +943,13 @@ static int modes_register(struct fifolock_shm__handle *s)
             memset(t, 0, sizeof *t);
             strncpy(t->name, m->name, FIFOLOCK_SHM_NAME_MAX - 1);
             t->limit = m->limit;
-            __atomic_store_n(&t->flags, MODE_USED | (joins_none(m) ? MODE_ALONE : 0),
+            __atomic_store_n(&t->flags,
+                             MODE_USED | (joins_none(m) ? MODE_ALONE : 0) |
+                                 (s->read_only[i] ? MODE_READ_ONLY : 0),
                              __ATOMIC_RELEASE);
             __atomic_store_n(&h->nmodes, ++nmodes, __ATOMIC_RELEASE);
-        } else if (!!(h->modes[k].flags & MODE_ALONE) != joins_none(m)) {
+        } else if (!!(h->modes[k].flags & MODE_ALONE) != joins_none(m) ||
+                   !!(h->modes[k].flags & MODE_READ_ONLY) != s->read_only[i]) {
             return EPROTO;
         }
         s->index[i] = k;
@@ -1118,6 +1112,9 @@ static int check_modes(const fifolock_mode *const *modes, size_t nmodes)
     return 0;
 }
 
+/* Whether the caller's options struct has `field` (it was built knowing it). */
+#define OPTION(o, field) ((o)->size >= offsetof(fifolock_shm_options, field) + sizeof((o)->field))
+
 int fifolock_shm_open_ex(fifolock_shm *lock, const char *path, const fifolock_mode *const *modes,
                          size_t nmodes, const fifolock_shm_options *options)
 {
@@ -1127,6 +1124,8 @@ int fifolock_shm_open_ex(fifolock_shm *lock, const char *path, const fifolock_mo
     struct stat st;
     uint64_t magic = 0;
     uint32_t slot;
+    const fifolock_mode *const *ro = NULL;
+    size_t nro = 0, i, j;
     int rc, saved = errno;
 
     if (lock == NULL || path == NULL)
@@ -1135,12 +1134,19 @@ int fifolock_shm_open_ex(fifolock_shm *lock, const char *path, const fifolock_mo
     if (rc != 0)
         return rc;
     if (options != NULL) {
-        if (options->capacity > FIFOLOCK_SHM_MAX_CAPACITY || (options->permissions & ~0777u))
+        if (options->size < offsetof(fifolock_shm_options, read_only) ||
+            options->capacity > FIFOLOCK_SHM_MAX_CAPACITY || (options->permissions & ~0777u))
             return EINVAL;
         if (options->capacity)
             capacity = options->capacity;
         if (options->permissions)
             perms = options->permissions;
+        if (OPTION(options, nread_only) && options->nread_only > 0) {
+            ro = options->read_only;
+            nro = options->nread_only;
+            if (ro == NULL)
+                return EINVAL;
+        }
     }
     s = calloc(1, sizeof *s);
     if (s == NULL)
@@ -1150,6 +1156,18 @@ int fifolock_shm_open_ex(fifolock_shm *lock, const char *path, const fifolock_mo
     s->id = __atomic_fetch_add(&next_handle_id, 1, __ATOMIC_RELAXED);
     s->nmodes = nmodes;
     memcpy(s->modes, modes, nmodes * sizeof *modes);
+    for (i = 0; i < nmodes; i++)
+        s->read_only[i] = modes[i] == &fifolock_read || modes[i] == &fifolock_is ||
+                          modes[i] == &fifolock_s;
+    for (j = 0; j < nro; j++) {
+        for (i = 0; i < nmodes && modes[i] != ro[j]; i++)
+            ;
+        if (i == nmodes) {
+            free(s);
+            return EINVAL; /* declared read-only, but not a mode of this open */
+        }
+        s->read_only[i] = true;
+    }
 
     s->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, perms);
     if (s->fd < 0) {
@@ -1621,6 +1639,42 @@ int fifolock_shm_release(fifolock_shm *lock, const fifolock_mode *mode)
         }
     }
     return fifolock_shm_release_n(lock, mode, 1);
+}
+
+/* ---- repaired ------------------------------------------------------------ */
+
+int fifolock_shm_consistent(fifolock_shm *lock)
+{
+    struct fifolock_shm__handle *s;
+    uint32_t slot, i, hwm;
+    bool may = false;
+    int rc;
+
+    if (lock == NULL || lock->handle == NULL)
+        return EINVAL;
+    s = lock->handle;
+    slot = my_slot(s);
+    if (slot == NO_SLOT)
+        return EPERM;
+    rc = enter(s); /* L2 turns a fast hold into an entry */
+    if (rc != 0)
+        return rc;
+    hwm = s->h->hwm < s->capacity ? s->h->hwm : s->capacity;
+    for (i = 0; i < hwm && !may; i++) {
+        struct shm_entry *e = &s->entries[i];
+
+        may = seq_load(e) != 0 && e->slot == slot && (st_load(e) & ST_MASK) == ST_HELD &&
+              !mode_read_only(s->h, e->mode);
+    }
+    if (may && s->h->ndead > 0) {
+        /* C1: one final store clears the report (dead_more only counts
+         * beyond ndead's items and is reset when the next report begins). */
+        s->h->dead_more = 0;
+        CRASH_POINT(7);
+        __atomic_store_n(&s->h->ndead, 0, __ATOMIC_RELEASE);
+    }
+    leave(s, NULL); /* L3: the fast path is open again if nothing queues */
+    return may ? 0 : EPERM;
 }
 
 /* ---- handing the hold to a child ----------------------------------------- */

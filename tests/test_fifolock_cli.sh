@@ -82,11 +82,32 @@ check "a writer waits for the reader" 1 $?
 kill -9 "$holder" "$(cat "$dir/r1pid")" # the tool and its command
 wait "$holder" 2>/dev/null
 
-# The reader above was killed (SIGKILL) holding: the next one is told.
-out=$("$tool" --mode write --timeout 2 "$lock" sh -c 'echo "$FIFOLOCK_OWNER_DEAD"' 2>/dev/null)
-check "a dead holder is reported to the next" "$holder:read" "$out"
+# The reader above was killed (SIGKILL) holding: it wrote nothing, so
+# nobody is told.
+out=$("$tool" --mode write --timeout 2 "$lock" sh -c 'echo "${FIFOLOCK_OWNER_DEAD-unset}"' 2>/dev/null)
+check "a dead reader leaves nothing to repair" "unset" "$out"
+
+# A writer killed holding: every holder after it is told (three readers
+# granted together, a writer that fails), until a writer's command told of
+# it exits 0 (it repaired).
+"$tool" --mode write "$lock" sh -c "echo \$\$ >$dir/w2pid; touch $dir/w2; exec sleep 3" &
+holder=$!
+wait_for "$dir/w2"
+for i in 1 2 3; do
+    "$tool" --mode read --timeout 3 "$lock" sh -c "echo \"\${FIFOLOCK_OWNER_DEAD-unset}\" >$dir/told$i; sleep 0.3" 2>/dev/null &
+done
+sleep 0.2
+kill -9 "$holder" "$(cat "$dir/w2pid")"
+wait
+for i in 1 2 3; do
+    check "reader $i granted after a dead writer is told" "$holder:write" "$(cat "$dir/told$i")"
+done
+out=$("$tool" --mode write --timeout 2 "$lock" sh -c 'echo "${FIFOLOCK_OWNER_DEAD-unset}"; exit 1' 2>/dev/null)
+check "a writer that fails is told, and repairs nothing" "$holder:write" "$out"
+out=$("$tool" --mode write --timeout 2 "$lock" sh -c 'echo "${FIFOLOCK_OWNER_DEAD-unset}"' 2>/dev/null)
+check "a writer that exits 0 is told, and repairs" "$holder:write" "$out"
 out=$("$tool" --mode write --timeout 2 "$lock" sh -c 'echo "${FIFOLOCK_OWNER_DEAD-unset}"')
-check "only once" "unset" "$out"
+check "nobody is told after the repair" "unset" "$out"
 
 # FIFO: a writer waits behind a reader; a later reader queues behind it.
 "$tool" --mode read "$lock" sh -c "touch $dir/r2; sleep 0.5" &

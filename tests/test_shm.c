@@ -60,6 +60,9 @@ static int wait_waiting(fifolock_shm *lock, size_t n)
 
 enum how { FAST, QUEUED };
 
+/* The options the children of spawn_holder_of() open with (NULL: none). */
+static const fifolock_shm_options *child_options;
+
 /*
  * Forks a child that opens its own handle on `file`, takes `mode` (through the
  * fast path or the queue), writes one byte to the pipe and waits to be
@@ -81,7 +84,7 @@ static pid_t spawn_holder_of(const char *file, const fifolock_mode *const *modes
         int rc;
 
         close(p[0]);
-        if (fifolock_shm_open(&l, file, modes, nmodes) != 0)
+        if (fifolock_shm_open_ex(&l, file, modes, nmodes, child_options) != 0)
             _exit(10);
         rc = how == FAST ? fifolock_shm_acquire(&l, mode)
                          : fifolock_shm_acquire_n(&l, mode, 1, NULL, &token);
@@ -182,7 +185,7 @@ static void bad_arguments_are_einval(void)
     const fifolock_mode *dup[] = { &fifolock_read, &read2 };
     const fifolock_mode *bad1[] = { &unnamed }, *bad2[] = { &nopred }, *bad3[] = { &longname };
     const fifolock_mode *null1[] = { NULL };
-    fifolock_shm_options big = { FIFOLOCK_SHM_MAX_CAPACITY + 1, 0 };
+    fifolock_shm_options big = FIFOLOCK_SHM_OPTIONS_INIT, unsized = FIFOLOCK_SHM_OPTIONS_INIT;
     struct timespec bad_deadline = { 0, 1000000000L };
     struct stat st;
 
@@ -197,7 +200,10 @@ static void bad_arguments_are_einval(void)
     CHECK_EQ(fifolock_shm_open(&l, path, bad2, 1), EINVAL);
     CHECK_EQ(fifolock_shm_open(&l, path, bad3, 1), EINVAL);
     CHECK_EQ(fifolock_shm_open(&l, path, dup, 2), EINVAL);
+    big.capacity = FIFOLOCK_SHM_MAX_CAPACITY + 1;
     CHECK_EQ(fifolock_shm_open_ex(&l, path, rw, 2, &big), EINVAL);
+    unsized.size = 0; /* a caller that did not start from FIFOLOCK_SHM_OPTIONS_INIT */
+    CHECK_EQ(fifolock_shm_open_ex(&l, path, rw, 2, &unsized), EINVAL);
     CHECK_EQ(stat(path, &st), -1); /* nothing was created */
 
     CHECK_EQ(fifolock_shm_open(&l, path, rw, 2), 0);
@@ -307,12 +313,13 @@ static void foreign_or_corrupt_file_is_ebadmsg(void)
 static void garbage_in_the_queue_never_crashes(void)
 {
     fifolock_shm l;
-    fifolock_shm_options small = { 8, 0 };
+    fifolock_shm_options small = FIFOLOCK_SHM_OPTIONS_INIT;
     unsigned char junk[4096];
     unsigned seed = 12345;
     size_t i;
     int fd, rc;
 
+    small.capacity = 8;
     CHECK_EQ(fifolock_shm_open_ex(&l, fresh(), rw, 2, &small), 0);
     fd = open(path, O_RDWR);
     for (i = 0; i < sizeof junk; i++)
@@ -327,6 +334,12 @@ static void garbage_in_the_queue_never_crashes(void)
     (void)fifolock_shm_waiting(&l);
     (void)fifolock_shm_close(&l);
     unlink(path);
+}
+
+/* A mode that excludes only itself, as mutex does. */
+static bool alone_of_its_kind(const fifolock_mode *self, const fifolock_holds *holds)
+{
+    return fifolock_held(holds, self) == 0;
 }
 
 static void half_created_file_is_created_again(void)
@@ -388,10 +401,12 @@ static void full_mode_table_is_enospc(void)
 static void full_queue_is_enospc_and_changes_nothing(void)
 {
     fifolock_shm l;
-    fifolock_shm_options two = { 2, 0600 };
+    fifolock_shm_options two = FIFOLOCK_SHM_OPTIONS_INIT;
     uint64_t t1 = 0, t2 = 0;
     struct stat st;
 
+    two.capacity = 2;
+    two.permissions = 0600;
     CHECK_EQ(fifolock_shm_open_ex(&l, fresh(), rw, 2, &two), 0);
     CHECK_EQ(stat(path, &st), 0);
     CHECK_EQ(st.st_mode & 0777, 0600 & ~umask(022));
@@ -577,8 +592,12 @@ static void tokens_grow_with_grant_order(void)
     unlink(path);
 }
 
-/* A killed holder: the next grant is EOWNERDEAD with its pid and mode, once. */
-static void check_dead_holder_reported_once(enum how how, int try)
+/*
+ * A killed writer: every grant is EOWNERDEAD with its pid and mode until a
+ * holder of a mode that may write declares the data repaired; a reader that
+ * was told may not.
+ */
+static void check_dead_holder_told_until_repaired(enum how how, int try)
 {
     fifolock_shm l;
     struct fifolock_shm_death d[2];
@@ -602,8 +621,15 @@ static void check_dead_holder_reported_once(enum how how, int try)
     CHECK_TRUE(d[0].mode == &fifolock_write);
     CHECK_EQ(strcmp(d[0].name, "write"), 0);
     CHECK_EQ(d[0].n, 1);
+    CHECK_EQ(fifolock_shm_consistent(&l), EPERM); /* a reader repairs nothing */
     CHECK_EQ(fifolock_shm_release(&l, &fifolock_read), 0);
-    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0); /* reported once only */
+    CHECK_EQ(fifolock_shm_consistent(&l), EPERM); /* holds nothing */
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), EOWNERDEAD); /* still unrepaired */
+    CHECK_EQ(fifolock_shm_dead_holders(&l, d, 2), 1);
+    CHECK_EQ(d[0].pid, pid);
+    CHECK_EQ(fifolock_shm_consistent(&l), 0);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0); /* repaired: no longer told */
     CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
     CHECK_EQ(fifolock_shm_close(&l), 0);
     /* A new handle (perhaps at the old one's address) has no report. */
@@ -613,45 +639,106 @@ static void check_dead_holder_reported_once(enum how how, int try)
     unlink(path);
 }
 
-static void dead_fast_holder_is_eownerdead_once(void)
+static void dead_fast_holder_is_eownerdead_until_repaired(void)
 {
-    check_dead_holder_reported_once(FAST, 0);
+    check_dead_holder_told_until_repaired(FAST, 0);
 }
 
-static void dead_queued_holder_is_eownerdead_once(void)
+static void dead_queued_holder_is_eownerdead_until_repaired(void)
 {
-    check_dead_holder_reported_once(QUEUED, 0);
+    check_dead_holder_told_until_repaired(QUEUED, 0);
 }
 
 static void try_acquire_reaps_dead_holder(void)
 {
-    check_dead_holder_reported_once(QUEUED, 1);
+    check_dead_holder_told_until_repaired(QUEUED, 1);
 }
 
-static void dead_readers_are_all_reported_to_the_writer(void)
+/*
+ * Holders of read-only modes (read, and a mode of the user's declared so)
+ * leave nothing to repair: their deaths are not told. A mode of the user's
+ * not declared so is told, and a process that declares a mode otherwise
+ * than the file records is refused.
+ */
+static void dead_readers_leave_nothing_to_repair(void)
 {
-    fifolock_shm l;
+    static fifolock_mode look = { alone_of_its_kind, "look", 0 };
+    static fifolock_mode poke = { alone_of_its_kind, "poke", 0 };
+    const fifolock_mode *modes[] = { &fifolock_read, &fifolock_write, &look, &poke };
+    const fifolock_mode *ro[] = { &look };
+    fifolock_shm_options o = FIFOLOCK_SHM_OPTIONS_INIT;
+    fifolock_shm l, other;
     struct fifolock_shm_death d[4];
-    pid_t p1, p2;
+    pid_t p1, p2, p3;
     struct timespec limit;
-    size_t n;
 
-    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
-    p1 = spawn_holder(path, &fifolock_read, FAST);
-    p2 = spawn_holder(path, &fifolock_read, QUEUED);
-    CHECK_TRUE(p1 > 0 && p2 > 0);
+    o.read_only = ro;
+    o.nread_only = 1;
+    CHECK_EQ(fifolock_shm_open_ex(&l, fresh(), modes, 4, &o), 0);
+    CHECK_EQ(fifolock_shm_open(&other, path, modes, 4), EPROTO);
+    child_options = &o;
+    p1 = spawn_holder_of(path, modes, 4, &fifolock_read, FAST);
+    p2 = spawn_holder_of(path, modes, 4, &fifolock_read, QUEUED);
+    p3 = spawn_holder_of(path, modes, 4, &look, QUEUED);
+    CHECK_TRUE(p1 > 0 && p2 > 0 && p3 > 0);
     CHECK_EQ(fifolock_shm_held(&l, &fifolock_read), 2);
     kill_and_reap(p1);
     kill_and_reap(p2);
+    kill_and_reap(p3);
     limit = in_ms(1000);
-    CHECK_EQ(fifolock_shm_timed_acquire(&l, &fifolock_write, &limit), EOWNERDEAD);
-    n = fifolock_shm_dead_holders(&l, d, 4);
-    CHECK_EQ(n, 2);
-    if (n == 2) {
-        CHECK_TRUE((d[0].pid == p1 && d[1].pid == p2) || (d[0].pid == p2 && d[1].pid == p1));
-        CHECK_TRUE(d[0].mode == &fifolock_read && d[1].mode == &fifolock_read);
-    }
+    CHECK_EQ(fifolock_shm_timed_acquire(&l, &fifolock_write, &limit), 0);
     CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    limit = in_ms(1000);
+    CHECK_EQ(fifolock_shm_timed_acquire(&l, &look, &limit), 0);
+    CHECK_EQ(fifolock_shm_consistent(&l), EPERM); /* read-only: may not declare */
+    CHECK_EQ(fifolock_shm_release(&l, &look), 0);
+    /* A mode of the user's that was not declared read-only is told. */
+    p1 = spawn_holder_of(path, modes, 4, &poke, QUEUED);
+    CHECK_TRUE(p1 > 0);
+    kill_and_reap(p1);
+    child_options = NULL;
+    limit = in_ms(1000);
+    CHECK_EQ(fifolock_shm_timed_acquire(&l, &poke, &limit), EOWNERDEAD);
+    CHECK_EQ(fifolock_shm_dead_holders(&l, d, 4), 1);
+    CHECK_TRUE(d[0].mode == &poke);
+    CHECK_EQ(fifolock_shm_consistent(&l), 0);
+    CHECK_EQ(fifolock_shm_release(&l, &poke), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    unlink(path);
+}
+
+/*
+ * Three readers queued behind a writer that dies are granted together: each
+ * of them is told, not only the first.
+ */
+static void every_reader_granted_after_a_dead_writer_is_told(void)
+{
+    fifolock_shm l;
+    struct timed t[3];
+    pid_t pid;
+    int i;
+
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+    pid = spawn_holder(path, &fifolock_write, QUEUED);
+    CHECK_TRUE(pid > 0);
+    for (i = 0; i < 3; i++) {
+        t[i].lock = &l;
+        t[i].mode = &fifolock_read;
+        t[i].deadline = in_ms(3000);
+        t[i].rc = -1;
+        pthread_create(&t[i].tid, NULL, timed_main, &t[i]);
+    }
+    CHECK_TRUE(wait_waiting(&l, 3));
+    kill_and_reap(pid);
+    for (i = 0; i < 3; i++) {
+        pthread_join(t[i].tid, NULL);
+        CHECK_EQ(t[i].rc, EOWNERDEAD);
+        CHECK_EQ(t[i].ndead, 1);
+        CHECK_EQ(t[i].first_dead, pid);
+    }
+    CHECK_EQ(fifolock_shm_held(&l, &fifolock_read), 3);
+    CHECK_EQ(fifolock_shm_consistent(&l), EPERM); /* readers cannot repair */
+    CHECK_EQ(fifolock_shm_release_n(&l, &fifolock_read, 3), 0);
     CHECK_EQ(fifolock_shm_close(&l), 0);
     unlink(path);
 }
@@ -859,7 +946,8 @@ static void death_while_absorbing_the_fast_hold_is_repaired(void)
         CHECK_EQ(fifolock_shm_held(&l, &fifolock_read), 1);
         CHECK_EQ(fifolock_shm_held(&l, &fifolock_write), 0);
         CHECK_EQ(fifolock_shm_release(&l, &fifolock_read), 0);
-        CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0);
+        CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), EOWNERDEAD); /* until repaired */
+        CHECK_EQ(fifolock_shm_consistent(&l), 0);
         CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
         CHECK_EQ(fifolock_shm_waiting(&l), 0);
         CHECK_EQ(fifolock_shm_close(&l), 0);
@@ -982,6 +1070,9 @@ static void report_of_a_grantee_that_died_goes_to_the_next(void)
     CHECK_EQ(fifolock_shm_dead_holders(&l, d, 2), 1);
     CHECK_EQ(d[0].pid, holder);
     CHECK_EQ(fifolock_shm_release(&l, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), EOWNERDEAD);
+    CHECK_EQ(fifolock_shm_consistent(&l), 0);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
     CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0);
     CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
     CHECK_EQ(fifolock_shm_close(&l), 0);
@@ -989,13 +1080,15 @@ static void report_of_a_grantee_that_died_goes_to_the_next(void)
 }
 
 /*
- * A releaser dies right after granting with a death report (crash point 4,
- * before it clears the pending report); the grantee takes the grant (HELD)
- * before anyone repairs. The repair must see the report was given: the
- * death is told once, not again to the next grant.
+ * A releaser dies inside its grant while a death report pends: right after
+ * the grant's CAS (crash point 4), or after copying the report into the
+ * next entry but before that CAS (crash point 8). Either way the grantee is
+ * told (it holds after a death nobody repaired), and so is every grant after
+ * it until a holder declares the data consistent.
  */
 static void check_report_of_a_dying_releaser(int point)
 {
+    const fifolock_mode *rws[] = { &fifolock_read, &fifolock_write, &fifolock_upgradable };
     fifolock_shm l;
     struct fifolock_shm_death d[2];
     struct timed t;
@@ -1003,8 +1096,8 @@ static void check_report_of_a_dying_releaser(int point)
     int go[2], ready[2];
     char c;
 
-    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
-    dead = spawn_holder(path, &fifolock_read, QUEUED);
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rws, 3), 0);
+    dead = spawn_holder_of(path, rws, 3, &fifolock_upgradable, QUEUED); /* may write */
     CHECK_TRUE(dead > 0);
     CHECK_EQ(pipe(go), 0);
     CHECK_EQ(pipe(ready), 0);
@@ -1013,7 +1106,7 @@ static void check_report_of_a_dying_releaser(int point)
         fifolock_shm h;
         uint64_t token;
 
-        if (fifolock_shm_open(&h, path, rw, 2) != 0 ||
+        if (fifolock_shm_open(&h, path, rws, 3) != 0 ||
             fifolock_shm_acquire_n(&h, &fifolock_read, 1, NULL, &token) != 0 ||
             write(ready[1], "x", 1) != 1 || read(go[0], &c, 1) != 1)
             _exit(1);
@@ -1029,7 +1122,7 @@ static void check_report_of_a_dying_releaser(int point)
     pthread_create(&t.tid, NULL, timed_main, &t);
     CHECK_TRUE(wait_waiting(&l, 1));
     kill_and_reap(dead);
-    sleep_ms(60); /* the writer's ticks find the dead reader: its report pends */
+    sleep_ms(60); /* the waiter's ticks find the dead holder: its report pends */
     CHECK_EQ(write(go[1], "x", 1), 1);
     CHECK_TRUE(died_at_crash_point(releaser));
     pthread_join(t.tid, NULL);
@@ -1038,7 +1131,12 @@ static void check_report_of_a_dying_releaser(int point)
     CHECK_EQ(t.first_dead, dead);
     CHECK_EQ(fifolock_shm_dead_holders(&l, d, 2), 0); /* told to that thread, not this one */
     CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0); /* repairs the internal lock */
-    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0); /* told once */
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), EOWNERDEAD); /* still unrepaired */
+    CHECK_EQ(fifolock_shm_dead_holders(&l, d, 2), 1);
+    CHECK_EQ(d[0].pid, dead);
+    CHECK_EQ(fifolock_shm_consistent(&l), 0);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0);
     CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
     CHECK_EQ(fifolock_shm_close(&l), 0);
     close(go[0]);
@@ -1048,101 +1146,58 @@ static void check_report_of_a_dying_releaser(int point)
     unlink(path);
 }
 
-static void report_given_by_a_dying_releaser_is_told_once(void)
+static void report_of_a_releaser_dying_after_the_grant_is_told(void)
 {
     check_report_of_a_dying_releaser(4);
 }
 
-/*
- * A releaser dies after copying the death report into the next entry but
- * before granting it (crash point 8): the report was not given, so the
- * repair must keep it pending, and the grant that follows tells it.
- */
 static void report_copied_by_a_dying_releaser_is_still_told(void)
 {
     check_report_of_a_dying_releaser(8);
 }
 
 /*
- * A releaser dies right after clearing a report it gave (crash point 7); the
- * grantee keeps holding, with that report's number in its entry. A later
- * death pends a new report, and a later death inside the internal lock makes
- * somebody repair: the repair must not take the new report for the one
- * already given (it would drop it, and that death would never be told).
+ * A holder dies while declaring the data consistent (crash point 7, between
+ * the two stores): the declaration did not happen, so the report stays, and
+ * the holder's own death joins it.
  */
-static void report_pending_after_a_death_while_clearing_is_kept(void)
+static void death_while_declaring_consistent_keeps_the_report(void)
 {
-    static fifolock_mode sem2 = FIFOLOCK_SEMAPHORE(2);
-    const fifolock_mode *rws[] = { &fifolock_read, &fifolock_write, &sem2 };
     fifolock_shm l;
-    struct fifolock_shm_death d[2];
+    struct fifolock_shm_death d[4];
     struct timespec limit;
-    struct timed t;
-    pid_t dead, later, releaser, crasher;
-    int go[2], ready[2];
-    char c;
+    pid_t dead, repairer;
+    size_t n;
 
-    CHECK_EQ(fifolock_shm_open(&l, fresh(), rws, 3), 0);
-    dead = spawn_holder_of(path, rws, 3, &sem2, QUEUED);
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+    dead = spawn_holder(path, &fifolock_write, QUEUED);
     CHECK_TRUE(dead > 0);
-    CHECK_EQ(pipe(go), 0);
-    CHECK_EQ(pipe(ready), 0);
-    releaser = fork();
-    if (releaser == 0) {
+    kill_and_reap(dead);
+    repairer = fork();
+    if (repairer == 0) {
         fifolock_shm h;
-        uint64_t token;
+        struct timespec lim = in_ms(2000);
 
-        if (fifolock_shm_open(&h, path, rws, 3) != 0 ||
-            fifolock_shm_acquire_n(&h, &fifolock_write, 1, NULL, &token) != 0 ||
-            write(ready[1], "x", 1) != 1 || read(go[0], &c, 1) != 1)
+        if (fifolock_shm_open(&h, path, rw, 2) != 0 ||
+            fifolock_shm_timed_acquire(&h, &fifolock_write, &lim) != EOWNERDEAD)
             _exit(1);
         fifolock_shm__crash_at = 7;
-        fifolock_shm_release(&h, &fifolock_write);
+        fifolock_shm_consistent(&h);
         _exit(0);
     }
-    CHECK_EQ(read(ready[0], &c, 1), 1);
-    t.lock = &l;
-    t.mode = &fifolock_read;
-    t.deadline = in_ms(3000);
-    t.rc = -1;
-    pthread_create(&t.tid, NULL, timed_main, &t);
-    CHECK_TRUE(wait_waiting(&l, 1));
-    kill_and_reap(dead);
-    sleep_ms(60); /* the reader's ticks find the dead holder: its report pends */
-    CHECK_EQ(write(go[1], "x", 1), 1);
-    CHECK_TRUE(died_at_crash_point(releaser)); /* granted the reader, cleared, died */
-    pthread_join(t.tid, NULL);
-    CHECK_EQ(t.rc, EOWNERDEAD);
-    CHECK_EQ(t.ndead, 1);
-    CHECK_EQ(t.first_dead, dead);
-    /* A second reader joins and dies; a try finds it: a new report pends. */
-    later = spawn_holder_of(path, rws, 3, &fifolock_read, QUEUED);
-    CHECK_TRUE(later > 0);
-    kill_and_reap(later);
-    CHECK_EQ(fifolock_shm_try_acquire(&l, &fifolock_write), EBUSY);
-    /* A death inside the internal lock: the next caller repairs. */
-    crasher = fork();
-    if (crasher == 0) {
-        fifolock_shm h;
-
-        if (fifolock_shm_open(&h, path, rws, 3) != 0)
-            _exit(1);
-        fifolock_shm__crash_at = 3;
-        fifolock_shm_acquire(&h, &fifolock_write);
-        _exit(0);
-    }
-    CHECK_TRUE(died_at_crash_point(crasher));
-    CHECK_EQ(fifolock_shm_release(&l, &fifolock_read), 0); /* repairs */
-    limit = in_ms(1000);
+    CHECK_TRUE(died_at_crash_point(repairer));
+    limit = in_ms(2000);
     CHECK_EQ(fifolock_shm_timed_acquire(&l, &fifolock_write, &limit), EOWNERDEAD);
-    CHECK_EQ(fifolock_shm_dead_holders(&l, d, 2), 1);
-    CHECK_EQ(d[0].pid, later);
+    n = fifolock_shm_dead_holders(&l, d, 4);
+    CHECK_EQ(n, 2);
+    if (n == 2)
+        CHECK_TRUE((d[0].pid == dead && d[1].pid == repairer) ||
+                   (d[1].pid == dead && d[0].pid == repairer));
+    CHECK_EQ(fifolock_shm_consistent(&l), 0);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0);
     CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
     CHECK_EQ(fifolock_shm_close(&l), 0);
-    close(go[0]);
-    close(go[1]);
-    close(ready[0]);
-    close(ready[1]);
     unlink(path);
 }
 
@@ -1155,15 +1210,17 @@ RUN_TESTS(TEST(open_acquire_release_close), TEST(mode_unknown_here_is_never_gran
           TEST(requests_are_granted_in_queue_order), TEST(sleeping_waiter_is_woken_by_release),
           TEST(timeout_leaves_no_trace), TEST(timed_out_head_lets_those_behind_in),
           TEST(weighted_request_is_all_or_nothing), TEST(tokens_grow_with_grant_order),
-          TEST(dead_fast_holder_is_eownerdead_once), TEST(dead_queued_holder_is_eownerdead_once),
+          TEST(dead_fast_holder_is_eownerdead_until_repaired),
+          TEST(dead_queued_holder_is_eownerdead_until_repaired),
           TEST(try_acquire_reaps_dead_holder),
-          TEST(dead_readers_are_all_reported_to_the_writer), TEST(dead_waiter_leaves_silently),
+          TEST(dead_readers_leave_nothing_to_repair),
+          TEST(every_reader_granted_after_a_dead_writer_is_told), TEST(dead_waiter_leaves_silently),
           TEST(waiter_behind_dead_holder_is_granted), TEST(fork_child_inherits_no_hold),
           TEST(child_close_leaves_parent_registered),
           TEST(death_while_absorbing_the_fast_hold_is_repaired),
           TEST(death_while_publishing_a_request_is_repaired),
           TEST(death_of_a_releaser_while_granting_is_repaired),
           TEST(report_of_a_grantee_that_died_goes_to_the_next),
-          TEST(report_given_by_a_dying_releaser_is_told_once),
+          TEST(report_of_a_releaser_dying_after_the_grant_is_told),
           TEST(report_copied_by_a_dying_releaser_is_still_told),
-          TEST(report_pending_after_a_death_while_clearing_is_kept))
+          TEST(death_while_declaring_consistent_keeps_the_report))

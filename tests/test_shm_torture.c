@@ -219,6 +219,26 @@ struct thread_arg {
     fifolock_shm *shared; /* the process's handle, or NULL: own handle */
 };
 
+static int was_reported(int pid)
+{
+    int i, n = __atomic_load_n(&board->reported_n, __ATOMIC_SEQ_CST);
+
+    for (i = 0; i < n && i < MAX_REPORTED; i++)
+        if (board->reported[i] == pid)
+            return 1;
+    return 0;
+}
+
+/* Modes whose holders only read: their deaths are never told (0 read, 4 S). */
+static int read_only(int mode)
+{
+    return mode == 0 || mode == 4;
+}
+
+/*
+ * Puts the pids an EOWNERDEAD names on the board, once each: a death is told
+ * to every grant until somebody declares the data repaired.
+ */
 static void record_report(fifolock_shm *l)
 {
     struct fifolock_shm_death d[FIFOLOCK_SHM_REPORT_MAX];
@@ -233,7 +253,11 @@ static void record_report(fifolock_shm *l)
         n = FIFOLOCK_SHM_REPORT_MAX;
     }
     for (i = 0; i < n; i++) {
-        int at = __atomic_fetch_add(&board->reported_n, 1, __ATOMIC_SEQ_CST);
+        int at;
+
+        if (was_reported((int)d[i].pid))
+            continue;
+        at = __atomic_fetch_add(&board->reported_n, 1, __ATOMIC_SEQ_CST);
         if (at < MAX_REPORTED)
             board->reported[at] = (int)d[i].pid;
     }
@@ -294,6 +318,11 @@ static void *worker_thread(void *arg)
             __atomic_store_n(&me->reporting, 1, __ATOMIC_SEQ_CST);
             record_report(l);
             __atomic_store_n(&me->reporting, 0, __ATOMIC_SEQ_CST);
+            /* A holder that may write repairs (here: nothing to do) and says
+             * so; a reader may not, and is refused. */
+            rc = fifolock_shm_consistent(l);
+            if (rc != (read_only(mode) ? EPERM : 0))
+                ERROR(rc);
         } else if (rc != 0) {
             ERROR(rc);
             continue;
@@ -374,16 +403,6 @@ static pid_t spawn(int w, fifolock_shm *parent_handle)
     return pid;
 }
 
-static int was_reported(int pid)
-{
-    int i, n = __atomic_load_n(&board->reported_n, __ATOMIC_SEQ_CST);
-
-    for (i = 0; i < n && i < MAX_REPORTED; i++)
-        if (board->reported[i] == pid)
-            return 1;
-    return 0;
-}
-
 #define MAX_DEATHS (MAX_KILLS * 20)
 static int killed[MAX_DEATHS], must_report[MAX_DEATHS * THREADS];
 static int must_at[MAX_DEATHS * THREADS]; /* death number of each must_report */
@@ -404,7 +423,10 @@ static void record_death(pid_t pid, int w)
          * deaths it was told of are known to nobody else. */
         if (__atomic_load_n(&board->rec[w][t].reporting, __ATOMIC_SEQ_CST))
             lost_after = nkilled;
-        if (__atomic_load_n(&board->rec[w][t].in_cs, __ATOMIC_SEQ_CST)) {
+        int in_cs = __atomic_load_n(&board->rec[w][t].in_cs, __ATOMIC_SEQ_CST);
+
+        /* A holder of a read-only mode leaves nothing to repair: not told. */
+        if (in_cs && !read_only(in_cs - 1)) {
             must_mode[nmust] = __atomic_load_n(&board->rec[w][t].in_cs, __ATOMIC_SEQ_CST) - 1 +
                                100 * t;
             must_at[nmust] = nkilled;

@@ -72,6 +72,12 @@ struct backend {
      * program dies, before the lock can pass to anyone else.
      */
     int (*keepalive_fd)(void *state, char *err, size_t err_size);
+    /*
+     * The command was told that a holder died (acquire returned EOWNERDEAD)
+     * and exited 0 holding a mode that may write: it repaired what the dead
+     * left, and later holders are no longer told. NULL: nothing to declare.
+     */
+    void (*repaired)(void *state);
 };
 
 extern const struct backend fifolock_tool_shm_backend;

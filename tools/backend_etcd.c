@@ -238,4 +238,5 @@ const struct backend fifolock_tool_etcd_backend = {
     "etcd",    fifolock_etcd_parse_mode, etcd_acquire, etcd_interrupt, etcd_started, etcd_lost,
     etcd_release,
     NULL, /* only this process keeps the lease alive: the command dies with it */
+    NULL, /* a dead holder is never reported: nothing to declare repaired */
 };

@@ -126,6 +126,13 @@ static int shm_keepalive_fd(void *state, char *err, size_t err_size)
     return fd;
 }
 
+/* EPERM (a read-only mode: it repaired nothing) leaves the report as it is. */
+static void shm_repaired(void *state)
+{
+    (void)fifolock_shm_consistent(state);
+}
+
 const struct backend fifolock_tool_shm_backend = {
-    "shm", shm_parse_mode, shm_acquire, NULL, NULL, NULL, shm_release, shm_keepalive_fd,
+    "shm",       shm_parse_mode, shm_acquire,      NULL, NULL, NULL, shm_release,
+    shm_keepalive_fd, shm_repaired,
 };

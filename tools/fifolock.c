@@ -21,6 +21,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -253,6 +254,7 @@ int main(int argc, char **argv)
     uint64_t token = 0;
     void *state = NULL;
     int c, rc, status;
+    bool told;
     long ttl;
 
     memset(&opt, 0, sizeof opt);
@@ -362,6 +364,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "fifolock: %s\n", err);
         return 2;
     }
+    told = rc == EOWNERDEAD;
     snprintf(token_text, sizeof token_text, "FIFOLOCK_TOKEN=%" PRIu64, token);
     if (rc == EOWNERDEAD) {
         fprintf(stderr, "fifolock: a holder of %s died while holding it (%s)\n", what, dead);
@@ -379,6 +382,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "fifolock: lost the lock %s while the command ran: %s\n", what, why);
         status = 3;
     }
+    if (told && status == 0 && backend->repaired != NULL)
+        backend->repaired(state);
     rc = backend->release(state, mode, err, sizeof err);
     if (rc != 0)
         fprintf(stderr, "fifolock: releasing %s: %s\n", what, err);
