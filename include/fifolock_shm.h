@@ -213,8 +213,9 @@ struct fifolock_shm_death {
  * table); EBADMSG if the file is not a fifolock lock file, is corrupt, or was
  * made by an incompatible build (other version, word size or pthread ABI);
  * EPROTO if a mode's name and limit are known to the file with a predicate
- * that answers differently from this process's; ENOSPC if the file's mode
- * table or its table of handles is full; ENOMEM; or the errno of open(2),
+ * that answers differently from this process's; EUSERS if the file's mode
+ * table or its table of handles is full ("lock file full", see
+ * fifolock_shm_last_error()); ENOMEM; or the errno of open(2),
  * flock(2), ftruncate(2) or mmap(2) (EACCES: the file's permissions do not
  * let this user read and write it). Thread-safe; the predicates run here.
  */
@@ -251,8 +252,9 @@ FIFOLOCK_API int fifolock_shm_close(fifolock_shm *lock);
  * has declared the data repaired since (fifolock_shm_consistent()); see
  * fifolock_shm_dead_holders() and the header's comment.
  * Errors, with nothing held or queued: EINVAL (NULL lock or mode, a mode not
- * given to fifolock_shm_open()); ENOSPC (the queue is full); ENOSPC also if
- * a child process after fork() finds the table of handles full; ENOLCK if
+ * given to fifolock_shm_open()); EUSERS (the queue is full: "lock file
+ * full"); EUSERS also if a child process after fork() finds the table of
+ * handles full; ENOLCK if
  * this process's request was removed as a dead one's (only if something
  * closed the handle's file descriptor behind its back); ENOTRECOVERABLE if
  * the internal lock was left unusable (never, unless a process outside this
@@ -340,6 +342,14 @@ FIFOLOCK_API int fifolock_shm_keepalive_fd(fifolock_shm *lock, int *fd);
  * acquires. Thread-safe.
  */
 FIFOLOCK_API int fifolock_shm_consistent(fifolock_shm *lock);
+
+/**
+ * The detail of the last error a fifolock_shm_* call of this thread
+ * returned, for a person to read ("lock file full: 4096 handles"), or ""
+ * when there is none to add to fifolock_strerror(). Thread-local; meaningful
+ * right after the failed call. Can't fail.
+ */
+FIFOLOCK_API const char *fifolock_shm_last_error(void);
 
 /** Requests waiting right now, of all processes (0 for NULL). Can't fail. */
 FIFOLOCK_API size_t fifolock_shm_waiting(fifolock_shm *lock);

@@ -145,8 +145,10 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -291,6 +293,25 @@ struct fifolock_shm__tuning fifolock_shm__tuning = { FIFOLOCK_SHM__SPIN, FIFOLOC
                                                      FIFOLOCK_SHM__TICK_NS };
 
 /* ---- small helpers ------------------------------------------------------- */
+
+/* The detail of this thread's last error (fifolock_shm_last_error). */
+static __thread char last_error[200];
+
+__attribute__((format(printf, 1, 2))) static void set_error(const char *fmt, ...)
+{
+    va_list ap;
+    int saved = errno;
+
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    errno = saved;
+}
+
+const char *fifolock_shm_last_error(void)
+{
+    return last_error;
+}
 
 /* Sleeps while *addr == val (a shared futex) until woken or `deadline`. */
 static void futex_wait_until(uint32_t *addr, uint32_t val, const struct timespec *deadline)
@@ -879,7 +900,8 @@ static int ensure_registered(struct fifolock_shm__handle *s, uint32_t *slot_out)
         if (reap(s, UINT32_MAX) == 0)
             break;
     }
-    return ENOSPC;
+    set_error("lock file full: %u handles", s->capacity);
+    return EUSERS;
 }
 
 /* ---- the mode table ------------------------------------------------------ */
@@ -937,8 +959,10 @@ static int modes_register(struct fifolock_shm__handle *s)
         if (k == nmodes) {
             struct shm_mode *t;
 
-            if (nmodes == FIFOLOCK_SHM_MAX_MODES)
-                return ENOSPC;
+            if (nmodes == FIFOLOCK_SHM_MAX_MODES) {
+                set_error("lock file full: %u modes", nmodes);
+                return EUSERS;
+            }
             t = &h->modes[nmodes];
             memset(t, 0, sizeof *t);
             strncpy(t->name, m->name, FIFOLOCK_SHM_NAME_MAX - 1);
@@ -1128,6 +1152,7 @@ int fifolock_shm_open_ex(fifolock_shm *lock, const char *path, const fifolock_mo
     size_t nro = 0, i, j;
     int rc, saved = errno;
 
+    last_error[0] = '\0';
     if (lock == NULL || path == NULL)
         return EINVAL;
     rc = check_modes(modes, nmodes);
@@ -1380,6 +1405,7 @@ static int acquire(fifolock_shm *lock, const fifolock_mode *mode, size_t n,
     int64_t end = 0, next_tick;
     unsigned spins, yields;
 
+    last_error[0] = '\0';
     if (lock == NULL || lock->handle == NULL || mode == NULL || n == 0 || n > FIFOLOCK_SHM_MAX_N)
         return EINVAL;
     s = lock->handle;
@@ -1423,7 +1449,8 @@ static int acquire(fifolock_shm *lock, const fifolock_mode *mode, size_t n,
     }
     if (e == NULL) {
         leave(s, &w);
-        return ENOSPC;
+        set_error("lock file full: %u requests queued", s->capacity);
+        return EUSERS;
     }
     seq = entry_publish(s, e, slot, s->index[li], (uint32_t)n, ST_WAITING, 0, 0);
     settle(s, &w);

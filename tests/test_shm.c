@@ -327,7 +327,7 @@ static void garbage_in_the_queue_never_crashes(void)
     CHECK_EQ(pwrite(fd, junk, sizeof junk, 4096), (long long)sizeof junk); /* handles, entries */
     close(fd);
     rc = fifolock_shm_try_acquire(&l, &fifolock_write);
-    CHECK_TRUE(rc == 0 || rc == EBUSY || rc == ENOSPC || rc == EOWNERDEAD);
+    CHECK_TRUE(rc == 0 || rc == EBUSY || rc == ENOSPC || rc == EUSERS || rc == EOWNERDEAD);
     if (rc == 0 || rc == EOWNERDEAD)
         CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
     (void)fifolock_shm_held(&l, &fifolock_read);
@@ -379,7 +379,7 @@ static void disagreeing_mode_is_eproto(void)
     unlink(path);
 }
 
-static void full_mode_table_is_enospc(void)
+static void full_mode_table_is_eusers(void)
 {
     fifolock_shm a, b;
     fifolock_mode sems[FIFOLOCK_SHM_MAX_MODES + 1];
@@ -391,14 +391,15 @@ static void full_mode_table_is_enospc(void)
         p[i] = &sems[i];
     }
     CHECK_EQ(fifolock_shm_open(&a, fresh(), p, FIFOLOCK_SHM_MAX_MODES), 0);
-    CHECK_EQ(fifolock_shm_open(&b, path, p + 1, FIFOLOCK_SHM_MAX_MODES), ENOSPC);
+    CHECK_EQ(fifolock_shm_open(&b, path, p + 1, FIFOLOCK_SHM_MAX_MODES), EUSERS);
+    CHECK_EQ(strncmp(fifolock_shm_last_error(), "lock file full: ", 16), 0);
     CHECK_EQ(fifolock_shm_open(&b, path, p, 2), 0); /* known modes: fine */
     CHECK_EQ(fifolock_shm_close(&b), 0);
     CHECK_EQ(fifolock_shm_close(&a), 0);
     unlink(path);
 }
 
-static void full_queue_is_enospc_and_changes_nothing(void)
+static void full_queue_is_eusers_and_changes_nothing(void)
 {
     fifolock_shm l;
     fifolock_shm_options two = FIFOLOCK_SHM_OPTIONS_INIT;
@@ -413,14 +414,34 @@ static void full_queue_is_enospc_and_changes_nothing(void)
     CHECK_EQ(fifolock_shm_acquire_n(&l, &fifolock_read, 1, NULL, &t1), 0);
     CHECK_EQ(fifolock_shm_acquire_n(&l, &fifolock_read, 1, NULL, &t2), 0);
     CHECK_LT(t1, t2);
-    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_read), ENOSPC);
-    CHECK_EQ(fifolock_shm_try_acquire(&l, &fifolock_write), ENOSPC);
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_read), EUSERS);
+    CHECK_EQ(strcmp(fifolock_shm_last_error(), "lock file full: 2 requests queued"), 0);
+    CHECK_EQ(fifolock_shm_try_acquire(&l, &fifolock_write), EUSERS);
     CHECK_EQ(fifolock_shm_held(&l, &fifolock_read), 2);
     CHECK_EQ(fifolock_shm_waiting(&l), 0);
     CHECK_EQ(fifolock_shm_release(&l, &fifolock_read), 0);
     CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_read), 0);
     CHECK_EQ(fifolock_shm_release_n(&l, &fifolock_read, 2), 0);
     CHECK_EQ(fifolock_shm_close(&l), 0);
+    unlink(path);
+}
+
+/* More handles than the file has room for: EUSERS, and the text says how many. */
+static void full_handle_table_is_eusers_with_its_size(void)
+{
+    fifolock_shm_options two = FIFOLOCK_SHM_OPTIONS_INIT;
+    fifolock_shm a, b, c;
+
+    two.capacity = 2;
+    CHECK_EQ(fifolock_shm_open_ex(&a, fresh(), rw, 2, &two), 0);
+    CHECK_EQ(fifolock_shm_open(&b, path, rw, 2), 0);
+    CHECK_EQ(fifolock_shm_open(&c, path, rw, 2), EUSERS);
+    CHECK_EQ(strcmp(fifolock_shm_last_error(), "lock file full: 2 handles"), 0);
+    CHECK_EQ(strcmp(fifolock_strerror(EUSERS), fifolock_strerror(ENOSPC)) != 0, 1);
+    CHECK_EQ(fifolock_shm_close(&b), 0);
+    CHECK_EQ(fifolock_shm_open(&c, path, rw, 2), 0); /* room again */
+    CHECK_EQ(fifolock_shm_close(&c), 0);
+    CHECK_EQ(fifolock_shm_close(&a), 0);
     unlink(path);
 }
 
@@ -1205,8 +1226,9 @@ RUN_TESTS(TEST(open_acquire_release_close), TEST(mode_unknown_here_is_never_gran
           TEST(release_of_unheld_mode_is_eperm), TEST(close_while_holding_is_ebusy),
           TEST(foreign_or_corrupt_file_is_ebadmsg), TEST(garbage_in_the_queue_never_crashes),
           TEST(half_created_file_is_created_again),
-          TEST(disagreeing_mode_is_eproto), TEST(full_mode_table_is_enospc),
-          TEST(full_queue_is_enospc_and_changes_nothing),
+          TEST(disagreeing_mode_is_eproto), TEST(full_mode_table_is_eusers),
+          TEST(full_queue_is_eusers_and_changes_nothing),
+          TEST(full_handle_table_is_eusers_with_its_size),
           TEST(requests_are_granted_in_queue_order), TEST(sleeping_waiter_is_woken_by_release),
           TEST(timeout_leaves_no_trace), TEST(timed_out_head_lets_those_behind_in),
           TEST(weighted_request_is_all_or_nothing), TEST(tokens_grow_with_grant_order),

@@ -69,10 +69,13 @@ static int shm_acquire(void **state, const struct tool_options *opt, const char 
         modes[n++] = mode;
     rc = fifolock_shm_open(l, lock, modes, n);
     if (rc != 0) {
+        const char *detail = fifolock_shm_last_error();
+
         snprintf(err, err_size, "cannot open lock file %s: %s", lock,
-                 rc == EBADMSG ? "not a fifolock lock file, or corrupt"
-                 : rc == EPROTO ? "its modes disagree with this program's"
-                                : strerror(rc));
+                 detail[0]       ? detail
+                 : rc == EBADMSG ? "not a fifolock lock file, or corrupt"
+                 : rc == EPROTO  ? "its modes disagree with this program's"
+                                 : strerror(rc));
         free(l);
         return rc;
     }
@@ -93,7 +96,8 @@ static int shm_acquire(void **state, const struct tool_options *opt, const char 
     } else if (rc != 0) {
         if (rc != ETIMEDOUT)
             snprintf(err, err_size, "cannot take lock %s: %s", lock,
-                     rc == ENOSPC ? "its queue is full" : strerror(rc));
+                     fifolock_shm_last_error()[0] ? fifolock_shm_last_error()
+                                                  : fifolock_strerror(rc));
         fifolock_shm_close(l);
         free(l);
         return rc;
