@@ -52,6 +52,34 @@
  * process's holds block finds it (within a tick), so a request its holds
  * do not block may be granted beside it, untold, before that.
  *
+ * Trust. Who takes part is who can open the file for reading and writing.
+ * Such a process can do anything to the lock (it may write the file, as
+ * with any shared memory): give write access only to programs that use the
+ * lock. A process that can only read the file can look (map it, see who
+ * holds), take byte locks and flock(2) locks on it, and wake waiters
+ * spuriously (they tolerate that). The library is built so that it can
+ * never
+ *  - make two holders: a handle is alive only while it holds a write lock
+ *    on its liveness byte, and only a descriptor open for writing can take
+ *    one;
+ *  - keep a dead holder alive: liveness is asked with a read lock, which
+ *    only a write lock conflicts with, so a read lock that a reader put on a
+ *    dead holder's byte does not count;
+ *  - make a wait overrun its deadline: the library takes no flock(2) and no
+ *    blocking byte lock; an open waits only for the internal lock, which
+ *    only writers hold, and only for a few hundred instructions;
+ *  - fill the file: it cannot write a handle, a request or a mode.
+ * One denial of service is left to it, as flock(1) leaves one on a readable
+ * file: by read-locking the liveness bytes of free handles it can stop new
+ * handles from registering (fifolock_shm_open() then fails at once with
+ * EACCES, and fifolock_shm_last_error() says why); handles already open go
+ * on. Against that, make the file unreadable to others:
+ * fifolock_shm_options.permissions 0600 or 0660 (fifolock(1): --file-mode).
+ * The path is opened with O_NOFOLLOW (a symbolic link is ELOOP), and an
+ * existing file is used only if it is a whole lock file: a new one is made
+ * with no name (O_TMPFILE), laid out, and only then linked at the path, so
+ * there is never a half-made lock file, and no need to lock one to make it.
+ *
  * fork(): a child does not inherit its parent's holds or requests. It may
  * use an inherited handle: on first use the child registers as a new holder
  * of its own (and a release of a hold its parent took is EPERM). exec() and
@@ -123,7 +151,7 @@
  *
  * Limits: the file's size, hence the number of queued requests and of open
  * handles, is fixed at creation (fifolock_shm_options.capacity); a full
- * queue is ENOSPC, never a hang. A file truncated by somebody while mapped
+ * queue is EUSERS, never a hang. A file truncated by somebody while mapped
  * makes the processes that map it fault (SIGBUS), as with any shared
  * mapping; permissions are the defence.
  */
@@ -213,11 +241,16 @@ struct fifolock_shm_death {
  * table); EBADMSG if the file is not a fifolock lock file, is corrupt, or was
  * made by an incompatible build (other version, word size or pthread ABI);
  * EPROTO if a mode's name and limit are known to the file with a predicate
- * that answers differently from this process's; EUSERS if the file's mode
- * table or its table of handles is full ("lock file full", see
- * fifolock_shm_last_error()); ENOMEM; or the errno of open(2),
- * flock(2), ftruncate(2) or mmap(2) (EACCES: the file's permissions do not
- * let this user read and write it). Thread-safe; the predicates run here.
+ * that answers differently from this process's (or declared read-only
+ * otherwise); EUSERS if the file's mode table or its table of handles is
+ * full ("lock file full", see fifolock_shm_last_error()); EACCES if the
+ * file's permissions do not let this user read and write it, or if every
+ * free liveness byte is read-locked by a process that may only read the
+ * file (see "Trust" above); ELOOP if `path` is a symbolic link; ENOMEM; or
+ * the errno of open(2), ftruncate(2), linkat(2) or mmap(2). An existing file
+ * is never made a lock file: an empty or foreign one is EBADMSG. Never
+ * waits on anything another process could hold for long (no flock(2)).
+ * Thread-safe; the predicates run here.
  */
 FIFOLOCK_API int fifolock_shm_open(fifolock_shm *lock, const char *path,
                                    const fifolock_mode *const *modes, size_t nmodes);
@@ -253,8 +286,8 @@ FIFOLOCK_API int fifolock_shm_close(fifolock_shm *lock);
  * fifolock_shm_dead_holders() and the header's comment.
  * Errors, with nothing held or queued: EINVAL (NULL lock or mode, a mode not
  * given to fifolock_shm_open()); EUSERS (the queue is full: "lock file
- * full"); EUSERS also if a child process after fork() finds the table of
- * handles full; ENOLCK if
+ * full"); EUSERS or EACCES also if a child process after fork() cannot
+ * register (as at open); ENOLCK if
  * this process's request was removed as a dead one's (only if something
  * closed the handle's file descriptor behind its back); ENOTRECOVERABLE if
  * the internal lock was left unusable (never, unless a process outside this

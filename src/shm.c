@@ -19,7 +19,10 @@
  *                            queue; nothing else is held or queued
  *   slots[k]    a handle: used, pid. Handle k is alive exactly while byte
  *               LIVE_BASE + k of the file is write-locked (an OFD lock held
- *               by that handle's descriptor).
+ *               by that handle's descriptor, or a copy of it: see
+ *               fifolock_shm_keepalive_fd). Probed by asking for a read
+ *               lock, so that a read lock (all a process that may only read
+ *               the file can take) never counts as alive.
  *   entries[i]  a request: seq (0: free), slot, mode (index into the mode
  *               table), n, state, and a death report. Queue order is seq
  *               order. state (a futex word):
@@ -148,10 +151,9 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
+#include <stdio.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -166,7 +168,6 @@
 #endif
 
 #define SHM_MAGIC 0x314b434f4c4f4946ull      /* "FIFOLOCK1" */
-#define SHM_MAGIC_INIT 0x54494e49464f4946ull /* being created */
 #define SHM_VERSION 1u
 #define LIVE_BASE ((off_t)1 << 40) /* the handles' liveness bytes */
 
@@ -492,7 +493,11 @@ static bool slot_alive(struct fifolock_shm__handle *s, uint32_t slot)
         return false;
     if (slot == my_slot(s))
         return true;
-    rc = live_lock(s->fd, slot, F_WRLCK, F_OFD_GETLK);
+    /* Asked as a read lock, which conflicts only with write locks: those
+     * of handles (OFD write locks need a descriptor open for writing). A
+     * read lock that a process that may only read the file put on the byte
+     * does not count, so it cannot keep a dead handle alive. */
+    rc = live_lock(s->fd, slot, F_RDLCK, F_OFD_GETLK);
     errno = saved;
     return rc != 0;
 }
@@ -877,7 +882,7 @@ static void leave(struct fifolock_shm__handle *s, struct wakes *w)
 /* Registers this handle in this process (a slot and its byte). Under L. */
 static int ensure_registered(struct fifolock_shm__handle *s, uint32_t *slot_out)
 {
-    uint32_t slot = my_slot(s), i, pass;
+    uint32_t slot = my_slot(s), i, pass, blocked = 0;
     uint32_t gen = __atomic_load_n(&fork_gen, __ATOMIC_RELAXED);
 
     if (slot != NO_SLOT) {
@@ -885,12 +890,18 @@ static int ensure_registered(struct fifolock_shm__handle *s, uint32_t *slot_out)
         return 0;
     }
     for (pass = 0; pass < 2; pass++) {
+        blocked = 0;
         for (i = 0; i < s->capacity; i++) {
             if (__atomic_load_n(&s->slots[i].used, __ATOMIC_ACQUIRE))
                 continue;
-            /* A byte still locked: its handle is closing. Skip it. */
-            if (live_lock(s->fd, i, F_WRLCK, F_OFD_SETLK) != 0)
+            /* A byte still write-locked: its handle is closing. Skip it. A
+             * byte only read-locked: a process that is no user of the lock
+             * (one that can only read the file) holds it. Skip it too. */
+            if (live_lock(s->fd, i, F_WRLCK, F_OFD_SETLK) != 0) {
+                if (live_lock(s->fd, i, F_RDLCK, F_OFD_GETLK) == 0)
+                    blocked++;
                 continue;
+            }
             s->slots[i].pid = (int32_t)getpid();
             __atomic_store_n(&s->slots[i].used, 1, __ATOMIC_RELEASE);
             __atomic_store_n(&s->reg, ((uint64_t)gen << 32) | i, __ATOMIC_RELEASE);
@@ -899,6 +910,12 @@ static int ensure_registered(struct fifolock_shm__handle *s, uint32_t *slot_out)
         }
         if (reap(s, UINT32_MAX) == 0)
             break;
+    }
+    if (blocked > 0) {
+        set_error("%u free liveness bytes of the lock file are read-locked by a process that "
+                  "may only read it: make the file unreadable to others (mode 0600 or 0660)",
+                  blocked);
+        return EACCES;
     }
     set_error("lock file full: %u handles", s->capacity);
     return EUSERS;
@@ -1041,20 +1058,20 @@ static void handle_layout(struct fifolock_shm__handle *s, uint32_t capacity)
     s->entries = (struct shm_entry *)(void *)((char *)s->h + HEADER_SIZE + slots);
 }
 
-/* Creates the lock in the empty (or half-created) file `fd`. Under flock. */
+/*
+ * Lays the lock out in `fd`, a new empty file that no other process can
+ * reach yet (O_TMPFILE, or a temporary name): it is linked at the lock's
+ * path only once whole, so nobody ever sees, waits for or repairs a
+ * half-made lock file, and no lock on the file is needed to make one.
+ */
 static int create_file(int fd, uint32_t capacity, struct shm_header **out, size_t *size_out)
 {
-    uint64_t init = SHM_MAGIC_INIT;
     size_t size = layout_size(capacity);
     struct shm_header *h;
     pthread_mutexattr_t a;
     int rc;
 
-    /* A creator that dies from here on leaves SHM_MAGIC_INIT: the next one redoes it. */
-    if (pwrite(fd, &init, sizeof init, 0) != (ssize_t)sizeof init)
-        return errno ? errno : EIO;
-    if (ftruncate(fd, 0) != 0 || pwrite(fd, &init, sizeof init, 0) != (ssize_t)sizeof init ||
-        ftruncate(fd, (off_t)size) != 0)
+    if (ftruncate(fd, (off_t)size) != 0)
         return errno;
     h = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (h == MAP_FAILED)
@@ -1086,7 +1103,7 @@ static int create_file(int fd, uint32_t capacity, struct shm_header **out, size_
     return 0;
 }
 
-/* Maps an existing lock file after checking its header. Under flock. */
+/* Maps an existing lock file after checking its header. */
 static int map_file(int fd, off_t file_size, struct shm_header **out, size_t *size_out)
 {
     struct shm_header *h;
@@ -1136,6 +1153,104 @@ static int check_modes(const fifolock_mode *const *modes, size_t nmodes)
     return 0;
 }
 
+/*
+ * A new lock file at `path`, made whole before anyone can see it: an
+ * unnamed file in the same directory (O_TMPFILE) linked at `path`, or, where
+ * the file system has no O_TMPFILE, a file of a unique temporary name
+ * linked at `path` and then unlinked (a creator that dies in between leaves
+ * that temporary file behind, never a half-made lock). EEXIST: somebody
+ * else linked theirs first.
+ */
+static int create_at(struct fifolock_shm__handle *s, const char *path, mode_t perms,
+                     uint32_t capacity)
+{
+    char dir[PATH_MAX], tmp[PATH_MAX + 32], self[40];
+    const char *slash = strrchr(path, '/');
+    int fd = -1, rc;
+    bool named = false;
+
+    if (slash == NULL)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == path)
+        snprintf(dir, sizeof dir, "/");
+    else if ((size_t)(slash - path) < sizeof dir)
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    else
+        return ENAMETOOLONG;
+    fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, perms);
+    if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+        unsigned tries;
+
+        for (tries = 0; tries < 100 && fd < 0; tries++) {
+            snprintf(tmp, sizeof tmp, "%s.%d.%lx.tmp", path, (int)getpid(),
+                     (unsigned long)now_ns() ^ (unsigned long)tries);
+            fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, perms);
+            if (fd < 0 && errno != EEXIST)
+                break;
+        }
+        named = fd >= 0;
+    }
+    if (fd < 0)
+        return errno;
+    rc = create_file(fd, capacity, &s->h, &s->size);
+    if (rc == 0) {
+        if (named) {
+            rc = link(tmp, path) == 0 ? 0 : errno;
+        } else {
+            proc_fd_path(self, fd);
+            rc = linkat(AT_FDCWD, self, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0 ? 0 : errno;
+        }
+    }
+    if (named)
+        unlink(tmp);
+    if (rc != 0) {
+        if (s->h != NULL)
+            munmap(s->h, s->size);
+        s->h = NULL;
+        close(fd);
+        return rc;
+    }
+    s->fd = fd;
+    return 0;
+}
+
+/*
+ * Opens the lock file at `path` (never through a symbolic link, never a
+ * file that is not a whole lock file: an empty or foreign file is EBADMSG),
+ * or makes a new one if there is none. No waiting: nothing here takes a
+ * lock that another process could hold.
+ */
+static int open_file(struct fifolock_shm__handle *s, const char *path, mode_t perms,
+                     uint32_t capacity)
+{
+    unsigned tries;
+    struct stat st;
+    int rc;
+
+    for (tries = 0; tries < 100; tries++) {
+        /* O_NONBLOCK: a FIFO or a device at `path` must not block the open. */
+        s->fd = open(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+        if (s->fd < 0) {
+            if (errno != ENOENT)
+                return errno;
+            rc = create_at(s, path, perms, capacity);
+            if (rc == EEXIST)
+                continue; /* made by somebody else meanwhile: open theirs */
+            return rc;
+        }
+        if (fstat(s->fd, &st) != 0)
+            return errno;
+        rc = S_ISREG(st.st_mode) ? map_file(s->fd, st.st_size, &s->h, &s->size) : EBADMSG;
+        if (rc == EBADMSG)
+            set_error("%s is not a fifolock lock file (%s)", path,
+                      !S_ISREG(st.st_mode) ? "not a regular file"
+                      : st.st_size == 0    ? "an empty file: remove it, and a lock file is made"
+                                           : "foreign, corrupt, or of another version");
+        return rc;
+    }
+    return EAGAIN; /* a file created and removed at `path` again and again */
+}
+
 /* Whether the caller's options struct has `field` (it was built knowing it). */
 #define OPTION(o, field) ((o)->size >= offsetof(fifolock_shm_options, field) + sizeof((o)->field))
 
@@ -1145,8 +1260,6 @@ int fifolock_shm_open_ex(fifolock_shm *lock, const char *path, const fifolock_mo
     struct fifolock_shm__handle *s;
     size_t capacity = FIFOLOCK_SHM_DEFAULT_CAPACITY;
     mode_t perms = 0666;
-    struct stat st;
-    uint64_t magic = 0;
     uint32_t slot;
     const fifolock_mode *const *ro = NULL;
     size_t nro = 0, i, j;
@@ -1194,42 +1307,15 @@ int fifolock_shm_open_ex(fifolock_shm *lock, const char *path, const fifolock_mo
         s->read_only[i] = true;
     }
 
-    s->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, perms);
-    if (s->fd < 0) {
-        rc = errno;
-        goto fail;
-    }
-    while (flock(s->fd, LOCK_EX) != 0) {
-        if (errno != EINTR) {
-            rc = errno;
-            goto fail;
-        }
-    }
-    if (fstat(s->fd, &st) != 0) {
-        rc = errno;
-        goto fail_unlock;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        rc = EBADMSG;
-        goto fail_unlock;
-    }
-    if (st.st_size >= (off_t)sizeof magic &&
-        pread(s->fd, &magic, sizeof magic, 0) != (ssize_t)sizeof magic) {
-        rc = errno ? errno : EIO;
-        goto fail_unlock;
-    }
-    if (st.st_size == 0 || magic == SHM_MAGIC_INIT)
-        rc = create_file(s->fd, (uint32_t)capacity, &s->h, &s->size);
-    else
-        rc = map_file(s->fd, st.st_size, &s->h, &s->size);
+    rc = open_file(s, path, perms, (uint32_t)capacity);
     if (rc != 0)
-        goto fail_unlock;
+        goto fail;
     handle_layout(s, s->h->capacity);
     s->order = calloc(s->capacity, sizeof *s->order);
     s->queue = calloc(s->capacity, sizeof *s->queue);
     if (s->order == NULL || s->queue == NULL) {
         rc = ENOMEM;
-        goto fail_unlock;
+        goto fail;
     }
 
     handles_add(s);
@@ -1246,15 +1332,12 @@ int fifolock_shm_open_ex(fifolock_shm *lock, const char *path, const fifolock_mo
     }
     if (rc != 0) {
         handles_remove(s);
-        goto fail_unlock;
+        goto fail;
     }
-    flock(s->fd, LOCK_UN);
     lock->handle = s;
     errno = saved;
     return 0;
 
-fail_unlock:
-    flock(s->fd, LOCK_UN);
 fail:
     if (s->h != NULL)
         munmap(s->h, s->size);

@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -342,16 +343,60 @@ static bool alone_of_its_kind(const fifolock_mode *self, const fifolock_holds *h
     return fifolock_held(holds, self) == 0;
 }
 
-static void half_created_file_is_created_again(void)
+/*
+ * Only a whole lock file is opened: an existing empty file, a file an older
+ * build began and never finished, or a symbolic link (even to a real lock
+ * file) is refused, and left as it was.
+ */
+static void non_lock_files_and_links_are_refused(void)
 {
     fifolock_shm l;
-    const uint64_t init = 0x54494e49464f4946ull; /* what a creator writes first */
+    const uint64_t init = 0x54494e49464f4946ull; /* what older builds wrote first */
+    char link_path[160];
+    struct stat st;
 
-    write_file(fresh(), &init, sizeof init);
+    write_file(fresh(), "", 0);
+    CHECK_EQ(fifolock_shm_open(&l, path, rw, 2), EBADMSG);
+    CHECK_EQ(stat(path, &st), 0);
+    CHECK_EQ(st.st_size, 0); /* not made a lock file */
+    write_file(path, &init, sizeof init);
+    CHECK_EQ(fifolock_shm_open(&l, path, rw, 2), EBADMSG);
+    unlink(path);
     CHECK_EQ(fifolock_shm_open(&l, path, rw, 2), 0);
-    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0);
-    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
     CHECK_EQ(fifolock_shm_close(&l), 0);
+    snprintf(link_path, sizeof link_path, "%s.link", path);
+    unlink(link_path);
+    CHECK_EQ(symlink(path, link_path), 0);
+    CHECK_EQ(fifolock_shm_open(&l, link_path, rw, 2), ELOOP);
+    unlink(link_path);
+    CHECK_EQ(fifolock_shm_open(&l, "/dev/null", rw, 2), EBADMSG);
+    unlink(path);
+}
+
+/* A lock file appears only whole: many processes creating it at once share one. */
+static void racing_creators_share_one_file(void)
+{
+    pid_t pids[8];
+    int i, status;
+
+    fresh();
+    for (i = 0; i < 8; i++) {
+        pids[i] = fork();
+        if (pids[i] == 0) {
+            fifolock_shm c;
+            uint64_t token;
+
+            if (fifolock_shm_open(&c, path, rw, 2) != 0 ||
+                fifolock_shm_acquire_n(&c, &fifolock_write, 1, NULL, &token) != 0 ||
+                fifolock_shm_release(&c, &fifolock_write) != 0 || fifolock_shm_close(&c) != 0)
+                _exit(1);
+            _exit(0);
+        }
+    }
+    for (i = 0; i < 8; i++) {
+        CHECK_EQ(waitpid(pids[i], &status, 0), pids[i]);
+        CHECK_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
     unlink(path);
 }
 
@@ -442,6 +487,142 @@ static void full_handle_table_is_eusers_with_its_size(void)
     CHECK_EQ(fifolock_shm_open(&c, path, rw, 2), 0); /* room again */
     CHECK_EQ(fifolock_shm_close(&c), 0);
     CHECK_EQ(fifolock_shm_close(&a), 0);
+    unlink(path);
+}
+
+/* A byte lock on the lock file, through `fd`. */
+static int byte_lock(int fd, int cmd, short type, off_t start, off_t len)
+{
+    struct flock fl;
+
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = type;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = start;
+    fl.l_len = len;
+    return fcntl(fd, cmd, &fl) == 0 ? 0 : errno;
+}
+
+#define LIVE_BYTES ((off_t)1 << 40) /* src/shm.c's LIVE_BASE */
+
+/*
+ * A process that may only read the file (here: a read-only descriptor, all
+ * such a process has) holds flock(LOCK_SH) on it: opens and acquires go on,
+ * within their deadline.
+ */
+static void a_reader_flock_never_blocks_an_open(void)
+{
+    fifolock_shm l;
+    struct timespec limit;
+    int ro;
+
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    ro = open(path, O_RDONLY);
+    CHECK_TRUE(ro >= 0);
+    CHECK_EQ(flock(ro, LOCK_SH), 0);
+    alarm(5); /* an open that blocks fails by the alarm, not by a hang */
+    CHECK_EQ(fifolock_shm_open(&l, path, rw, 2), 0);
+    limit = in_ms(1000);
+    CHECK_EQ(fifolock_shm_timed_acquire(&l, &fifolock_write, &limit), 0);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    CHECK_EQ(flock(ro, LOCK_EX), 0); /* a read-only descriptor may even take this */
+    CHECK_EQ(fifolock_shm_open(&l, path, rw, 2), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    alarm(0);
+    close(ro);
+    unlink(path);
+}
+
+struct byte_waiter {
+    int fd;
+    off_t byte;
+    int rc;
+};
+
+static void *read_lock_when_free(void *arg)
+{
+    struct byte_waiter *b = arg;
+
+    b->rc = byte_lock(b->fd, F_OFD_SETLKW, F_RDLCK, b->byte, 1);
+    return NULL;
+}
+
+/*
+ * A reader read-locks a holder's liveness byte the moment the holder dies:
+ * the holder is still found dead, and the lock goes on.
+ */
+static void a_reader_lock_never_keeps_a_dead_holder_alive(void)
+{
+    fifolock_shm l;
+    struct byte_waiter b;
+    pthread_t tid;
+    struct timespec limit;
+    int p[2], ro;
+    uint32_t slot = 0;
+    pid_t pid;
+
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+    CHECK_EQ(pipe(p), 0);
+    pid = fork();
+    if (pid == 0) {
+        fifolock_shm c;
+
+        if (fifolock_shm_open(&c, path, rw, 2) != 0 ||
+            fifolock_shm_acquire(&c, &fifolock_write) != 0)
+            _exit(1);
+        slot = fifolock_shm__slot(&c);
+        if (write(p[1], &slot, sizeof slot) != (ssize_t)sizeof slot)
+            _exit(1);
+        for (;;)
+            pause();
+    }
+    CHECK_EQ(read(p[0], &slot, sizeof slot), (long long)sizeof slot);
+    ro = open(path, O_RDONLY);
+    CHECK_TRUE(ro >= 0);
+    b.fd = ro;
+    b.byte = LIVE_BYTES + (off_t)slot;
+    b.rc = -1;
+    pthread_create(&tid, NULL, read_lock_when_free, &b);
+    sleep_ms(50); /* the reader waits on the byte */
+    kill_and_reap(pid);
+    pthread_join(tid, NULL);
+    CHECK_EQ(b.rc, 0); /* it holds a read lock on the dead holder's byte */
+    limit = in_ms(1000);
+    CHECK_EQ(fifolock_shm_timed_acquire(&l, &fifolock_read, &limit), EOWNERDEAD);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    close(ro);
+    close(p[0]);
+    close(p[1]);
+    unlink(path);
+}
+
+/*
+ * A reader read-locks every liveness byte: new handles cannot register
+ * (the one denial of service left to it) and are told why, not "full";
+ * the handles already open go on.
+ */
+static void a_reader_locking_free_bytes_is_told_not_full(void)
+{
+    fifolock_shm l, m;
+    int ro;
+
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+    ro = open(path, O_RDONLY);
+    CHECK_TRUE(ro >= 0);
+    /* Every byte but the one the open handle holds (a write lock: a read
+     * lock over it would wait). */
+    CHECK_EQ(byte_lock(ro, F_OFD_SETLK, F_RDLCK, LIVE_BYTES + 1, 0), 0);
+    CHECK_EQ(fifolock_shm_open(&m, path, rw, 2), EACCES);
+    CHECK_TRUE(strstr(fifolock_shm_last_error(), "read-locked") != NULL);
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    close(ro); /* its locks go with it */
+    CHECK_EQ(fifolock_shm_open(&m, path, rw, 2), 0);
+    CHECK_EQ(fifolock_shm_close(&m), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
     unlink(path);
 }
 
@@ -1225,10 +1406,13 @@ static void death_while_declaring_consistent_keeps_the_report(void)
 RUN_TESTS(TEST(open_acquire_release_close), TEST(mode_unknown_here_is_never_granted_past), TEST(bad_arguments_are_einval),
           TEST(release_of_unheld_mode_is_eperm), TEST(close_while_holding_is_ebusy),
           TEST(foreign_or_corrupt_file_is_ebadmsg), TEST(garbage_in_the_queue_never_crashes),
-          TEST(half_created_file_is_created_again),
+          TEST(non_lock_files_and_links_are_refused), TEST(racing_creators_share_one_file),
           TEST(disagreeing_mode_is_eproto), TEST(full_mode_table_is_eusers),
           TEST(full_queue_is_eusers_and_changes_nothing),
           TEST(full_handle_table_is_eusers_with_its_size),
+          TEST(a_reader_flock_never_blocks_an_open),
+          TEST(a_reader_lock_never_keeps_a_dead_holder_alive),
+          TEST(a_reader_locking_free_bytes_is_told_not_full),
           TEST(requests_are_granted_in_queue_order), TEST(sleeping_waiter_is_woken_by_release),
           TEST(timeout_leaves_no_trace), TEST(timed_out_head_lets_those_behind_in),
           TEST(weighted_request_is_all_or_nothing), TEST(tokens_grow_with_grant_order),
