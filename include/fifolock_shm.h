@@ -287,7 +287,8 @@ FIFOLOCK_API int fifolock_shm_close(fifolock_shm *lock);
  * Errors, with nothing held or queued: EINVAL (NULL lock or mode, a mode not
  * given to fifolock_shm_open()); EUSERS (the queue is full: "lock file
  * full"); EUSERS or EACCES also if a child process after fork() cannot
- * register (as at open); ENOLCK if
+ * register (as at open); EDEADLK if `mode` (with its `n`) is refused even
+ * by an empty lock, so that it could never be granted; ENOLCK if
  * this process's request was removed as a dead one's (only if something
  * closed the handle's file descriptor behind its back); ENOTRECOVERABLE if
  * the internal lock was left unusable (never, unless a process outside this

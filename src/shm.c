@@ -921,6 +921,17 @@ static int ensure_registered(struct fifolock_shm__handle *s, uint32_t *slot_out)
     return EUSERS;
 }
 
+/* Whether `n` holds of `mode` are granted on a lock nobody holds (rule.c). */
+static bool fits_empty(const fifolock_mode *mode, size_t n)
+{
+    struct fifolock__entry one;
+    size_t granted = 0;
+
+    one.mode = mode;
+    one.n = n;
+    return fifolock__granted_prefix(&one, 1, &granted) == 0 && granted == 1;
+}
+
 /* ---- the mode table ------------------------------------------------------ */
 
 static bool valid_name(const char *name)
@@ -1537,6 +1548,13 @@ static int acquire(fifolock_shm *lock, const fifolock_mode *mode, size_t n,
     }
     seq = entry_publish(s, e, slot, s->index[li], (uint32_t)n, ST_WAITING, 0, 0);
     settle(s, &w);
+    if (!st_granted(st_load(e)) && !fits_empty(mode, n)) {
+        /* Refused even by an empty lock: it could never be granted. */
+        entry_remove(s, e);
+        settle(s, &w);
+        leave(s, &w);
+        return EDEADLK;
+    }
     if (!st_granted(st_load(e)) && try) {
         /* Dead holders must not make a try fail: find them first. */
         uint32_t qn = queue_build(s);

@@ -471,6 +471,30 @@ static void full_queue_is_eusers_and_changes_nothing(void)
     unlink(path);
 }
 
+/* A request that an empty lock refuses would wait for ever: EDEADLK at once. */
+static void request_no_empty_lock_grants_is_edeadlk(void)
+{
+    static fifolock_mode sem2 = FIFOLOCK_SEMAPHORE(2);
+    const fifolock_mode *modes[] = { &fifolock_read, &fifolock_write, &sem2 };
+    struct timespec limit = in_ms(5000);
+    fifolock_shm l;
+    uint64_t token;
+
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), modes, 3), 0);
+    CHECK_EQ(fifolock_shm_acquire_n(&l, &sem2, 3, &limit, &token), EDEADLK);
+    CHECK_EQ(fifolock_shm_acquire_n(&l, &sem2, 3, &limit, NULL), EDEADLK); /* no token */
+    CHECK_EQ(fifolock_shm_waiting(&l), 0);
+    /* Also behind a holder: refused at once, not after the holder. */
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_acquire_n(&l, &sem2, 3, &limit, NULL), EDEADLK);
+    CHECK_EQ(fifolock_shm_waiting(&l), 0);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_acquire_n(&l, &sem2, 2, &limit, NULL), 0);
+    CHECK_EQ(fifolock_shm_release_n(&l, &sem2, 2), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    unlink(path);
+}
+
 /* More handles than the file has room for: EUSERS, and the text says how many. */
 static void full_handle_table_is_eusers_with_its_size(void)
 {
@@ -1409,6 +1433,7 @@ RUN_TESTS(TEST(open_acquire_release_close), TEST(mode_unknown_here_is_never_gran
           TEST(non_lock_files_and_links_are_refused), TEST(racing_creators_share_one_file),
           TEST(disagreeing_mode_is_eproto), TEST(full_mode_table_is_eusers),
           TEST(full_queue_is_eusers_and_changes_nothing),
+          TEST(request_no_empty_lock_grants_is_edeadlk),
           TEST(full_handle_table_is_eusers_with_its_size),
           TEST(a_reader_flock_never_blocks_an_open),
           TEST(a_reader_lock_never_keeps_a_dead_holder_alive),
