@@ -24,8 +24,13 @@
  * answered ("may one holder of A join one holder of B?", "may A join
  * nobody?"). A process whose predicates answer differently for the same
  * names is refused at open (EPROTO): that is the disagreement that can be
- * detected. Entries of a mode a process does not know are never granted past
- * by that process (src/rule.c); the processes that know the mode grant it.
+ * detected. Every ready-made mode (fifolock_mutex, _read, _write,
+ * _upgradable, the intention modes, and a FIFOLOCK_SEMAPHORE of any size)
+ * is known to every process, whether it passed it or not; a mode of the
+ * user's own that a process did not pass is unknown to it, and its entries
+ * are never granted past by that process (src/rule.c); the processes that
+ * know the mode grant it. A mode of the user's own may not take a
+ * ready-made mode's name and limit (EPROTO).
  * Predicates must be monotone: fewer holders never make a mode incompatible
  * (true of every ready-made mode), because who holds is recomputed from the
  * queue after each change (see src/shm.c). They run under the lock's

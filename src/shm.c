@@ -190,6 +190,7 @@
 #define MODE_USED 1u
 #define MODE_ALONE 2u /* the predicate accepts joining nobody */
 #define MODE_READ_ONLY 4u /* its holders only read: a dead one leaves nothing to repair */
+#define MODE_READY 8u /* a ready-made mode: every process knows it by name and limit */
 
 #define NO_SLOT 0xffffffffu
 
@@ -270,6 +271,7 @@ struct fifolock_shm__handle {
     bool alone[FIFOLOCK_SHM_MAX_MODES];                   /* may join nobody */
     bool read_only[FIFOLOCK_SHM_MAX_MODES];               /* declared read-only */
     const fifolock_mode *by_index[FIFOLOCK_SHM_MAX_MODES]; /* table index -> mode or NULL */
+    fifolock_mode sems[FIFOLOCK_SHM_MAX_MODES]; /* semaphores others recorded (under L) */
     /* scratch, used under L only (one thread of this process at a time) */
     uint32_t *order;
     struct fifolock__entry *queue;
@@ -572,9 +574,66 @@ static uint32_t queue_build(struct fifolock_shm__handle *s)
     return n;
 }
 
+/* The ready-made modes but the semaphore, which every process knows by name. */
+static const fifolock_mode *const ready_made[] = {
+    &fifolock_mutex, &fifolock_read, &fifolock_write, &fifolock_upgradable, &fifolock_is,
+    &fifolock_ix,    &fifolock_s,    &fifolock_six,   &fifolock_x,
+};
+
+/* Whether `m` is a ready-made mode (or a copy of one), a semaphore included. */
+static bool is_ready_made(const fifolock_mode *m)
+{
+    size_t i;
+
+    if (m->is_compatible == fifolock_semaphore_is_compatible)
+        return strcmp(m->name, "semaphore") == 0;
+    for (i = 0; i < sizeof ready_made / sizeof ready_made[0]; i++)
+        if (m->is_compatible == ready_made[i]->is_compatible && m->limit == ready_made[i]->limit &&
+            strcmp(m->name, ready_made[i]->name) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * The mode of table entry `index` in this process: one it passed to open,
+ * else a ready-made one recorded by another process (every process knows
+ * those: a semaphore of any size is made here, in s->sems, only when
+ * `make` and under L), else NULL: a mode of another process's own.
+ */
+static const fifolock_mode *mode_lookup(struct fifolock_shm__handle *s, uint32_t index, bool make)
+{
+    const struct shm_mode *t;
+    char name[FIFOLOCK_SHM_NAME_MAX];
+    uint64_t limit;
+    size_t i;
+
+    if (index >= FIFOLOCK_SHM_MAX_MODES)
+        return NULL;
+    if (s->by_index[index] != NULL)
+        return s->by_index[index];
+    t = &s->h->modes[index];
+    if ((__atomic_load_n(&t->flags, __ATOMIC_ACQUIRE) & (MODE_USED | MODE_READY)) !=
+        (MODE_USED | MODE_READY))
+        return NULL;
+    memcpy(name, t->name, sizeof name);
+    name[sizeof name - 1] = '\0';
+    limit = t->limit;
+    if (strcmp(name, "semaphore") == 0) {
+        if (!make || limit == 0 || limit > SIZE_MAX)
+            return NULL;
+        s->sems[index] = (fifolock_mode)FIFOLOCK_SEMAPHORE((size_t)limit);
+        return &s->sems[index];
+    }
+    for (i = 0; i < sizeof ready_made / sizeof ready_made[0]; i++)
+        if (limit == ready_made[i]->limit && strcmp(name, ready_made[i]->name) == 0)
+            return ready_made[i];
+    return NULL;
+}
+
+/* Under L. */
 static const fifolock_mode *mode_of(struct fifolock_shm__handle *s, uint32_t index)
 {
-    return index < FIFOLOCK_SHM_MAX_MODES ? s->by_index[index] : NULL;
+    return mode_lookup(s, index, true);
 }
 
 /* Waiters to wake once L is dropped (L4). */
@@ -997,11 +1056,16 @@ static int modes_register(struct fifolock_shm__handle *s)
             t->limit = m->limit;
             __atomic_store_n(&t->flags,
                              MODE_USED | (joins_none(m) ? MODE_ALONE : 0) |
-                                 (s->read_only[i] ? MODE_READ_ONLY : 0),
+                                 (s->read_only[i] ? MODE_READ_ONLY : 0) |
+                                 (is_ready_made(m) ? MODE_READY : 0),
                              __ATOMIC_RELEASE);
             __atomic_store_n(&h->nmodes, ++nmodes, __ATOMIC_RELEASE);
         } else if (!!(h->modes[k].flags & MODE_ALONE) != joins_none(m) ||
-                   !!(h->modes[k].flags & MODE_READ_ONLY) != s->read_only[i]) {
+                   !!(h->modes[k].flags & MODE_READ_ONLY) != s->read_only[i] ||
+                   !!(h->modes[k].flags & MODE_READY) != is_ready_made(m)) {
+            /* A mode of the user's own under a ready-made mode's name and
+             * limit (or the other way round): others would take it for the
+             * ready-made one. */
             return EPROTO;
         }
         s->index[i] = k;
@@ -1434,7 +1498,7 @@ static int take_grant(struct fifolock_shm__handle *s, struct shm_entry *e, uint6
         memset(d, 0, sizeof *d);
         d->pid = (pid_t)e->dead[k].pid;
         d->n = e->dead[k].n;
-        d->mode = mode_of(s, m);
+        d->mode = mode_lookup(s, m, false); /* not under L: no semaphore made */
         if (m < FIFOLOCK_SHM_MAX_MODES) {
             memcpy(d->name, s->h->modes[m].name, FIFOLOCK_SHM_NAME_MAX);
             d->name[FIFOLOCK_SHM_NAME_MAX - 1] = '\0';

@@ -139,6 +139,20 @@ check "an upgradable joins a reader" 0 $?
 touch "$dir/u-go2"
 wait "$holder"
 
+# Each family is a family of its own, whatever the tools passed: a
+# semaphore held does not block mutex, read or write.
+"$tool" --mode semaphore:2 "$lock" sh -c "touch $dir/s0; while [ ! -e $dir/s-go ]; do sleep 0.02; done" &
+holder=$!
+wait_for "$dir/s0"
+for m in mutex read write; do
+    "$tool" --mode $m --timeout 1 "$lock" true 2>/dev/null
+    check "a semaphore held does not block $m" 0 $?
+done
+"$tool" --mode semaphore:2 --timeout 1 "$lock" true
+check "a second holder of semaphore:2" 0 $?
+touch "$dir/s-go"
+wait "$holder"
+
 # The tool killed (SIGKILL) while its command runs: the command keeps the
 # hold until it exits, through the descriptor it inherited; nobody else is
 # granted meanwhile. Then the next holder is told of the death.

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -57,6 +58,27 @@ static int wait_waiting(fifolock_shm *lock, size_t n)
     return 0;
 }
 
+/*
+ * A test that would block for ever when the library is wrong fails after
+ * `seconds` instead, naming itself (SIGALRM ends the whole program).
+ */
+static void on_watchdog(int sig)
+{
+    static const char msg[] = "FAIL: a test blocked (watchdog): ";
+
+    (void)sig;
+    (void)!write(2, msg, sizeof msg - 1);
+    (void)!write(2, check_current, strlen(check_current));
+    (void)!write(2, "\n", 1);
+    _exit(1);
+}
+
+static void watchdog(unsigned seconds)
+{
+    signal(SIGALRM, on_watchdog);
+    alarm(seconds);
+}
+
 /* ---- children ------------------------------------------------------------ */
 
 enum how { FAST, QUEUED };
@@ -85,6 +107,7 @@ static pid_t spawn_holder_of(const char *file, const fifolock_mode *const *modes
         int rc;
 
         close(p[0]);
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* gone with the test, even if it fails */
         if (fifolock_shm_open_ex(&l, file, modes, nmodes, child_options) != 0)
             _exit(10);
         rc = how == FAST ? fifolock_shm_acquire(&l, mode)
@@ -545,7 +568,7 @@ static void a_reader_flock_never_blocks_an_open(void)
     ro = open(path, O_RDONLY);
     CHECK_TRUE(ro >= 0);
     CHECK_EQ(flock(ro, LOCK_SH), 0);
-    alarm(5); /* an open that blocks fails by the alarm, not by a hang */
+    watchdog(5); /* an open that blocks fails by the watchdog, not by a hang */
     CHECK_EQ(fifolock_shm_open(&l, path, rw, 2), 0);
     limit = in_ms(1000);
     CHECK_EQ(fifolock_shm_timed_acquire(&l, &fifolock_write, &limit), 0);
@@ -1097,35 +1120,83 @@ static void child_close_leaves_parent_registered(void)
     unlink(path);
 }
 
+/* A read/write pair of the user's own (not the ready-made ones). */
+static fifolock_mode own_read, own_write;
+
+static bool own_read_compatible(const fifolock_mode *self, const fifolock_holds *holds)
+{
+    (void)self;
+    return fifolock_held(holds, &own_write) == 0;
+}
+
+static bool own_write_compatible(const fifolock_mode *self, const fifolock_holds *holds)
+{
+    (void)self;
+    return fifolock_held_total(holds) == 0;
+}
+
+static fifolock_mode own_read = { own_read_compatible, "own-read", 0 };
+static fifolock_mode own_write = { own_write_compatible, "own-write", 0 };
+
 static void mode_unknown_here_is_never_granted_past(void)
 {
     fifolock_shm reader, writer, reader2;
-    const fifolock_mode *r_only[] = { &fifolock_read }, *w_only[] = { &fifolock_write };
+    const fifolock_mode *r_only[] = { &own_read }, *w_only[] = { &own_write };
     struct timed t;
 
     CHECK_EQ(fifolock_shm_open(&reader, fresh(), r_only, 1), 0);
     CHECK_EQ(fifolock_shm_open(&writer, path, w_only, 1), 0);
     CHECK_EQ(fifolock_shm_open(&reader2, path, r_only, 1), 0);
-    CHECK_EQ(fifolock_shm_acquire(&reader, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_acquire(&reader, &own_read), 0);
     t.lock = &writer;
-    t.mode = &fifolock_write;
+    t.mode = &own_write;
     t.deadline = in_ms(5000);
     t.rc = -1;
     pthread_create(&t.tid, NULL, timed_main, &t);
     CHECK_TRUE(wait_waiting(&reader, 1));
-    /* reader2 does not know "write": the waiting writer is not passed. */
-    CHECK_EQ(fifolock_shm_try_acquire(&reader2, &fifolock_read), EBUSY);
+    /* reader2 does not know "own-write": the waiting writer is not passed. */
+    CHECK_EQ(fifolock_shm_try_acquire(&reader2, &own_read), EBUSY);
     /* The release cannot judge the writer's mode: the writer judges itself. */
-    CHECK_EQ(fifolock_shm_release(&reader, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_release(&reader, &own_read), 0);
     pthread_join(t.tid, NULL);
     CHECK_EQ(t.rc, 0);
-    CHECK_EQ(fifolock_shm_try_acquire(&reader2, &fifolock_read), EBUSY);
-    CHECK_EQ(fifolock_shm_release(&writer, &fifolock_write), 0);
-    CHECK_EQ(fifolock_shm_try_acquire(&reader2, &fifolock_read), 0);
-    CHECK_EQ(fifolock_shm_release(&reader2, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_try_acquire(&reader2, &own_read), EBUSY);
+    CHECK_EQ(fifolock_shm_release(&writer, &own_write), 0);
+    CHECK_EQ(fifolock_shm_try_acquire(&reader2, &own_read), 0);
+    CHECK_EQ(fifolock_shm_release(&reader2, &own_read), 0);
     CHECK_EQ(fifolock_shm_close(&reader), 0);
     CHECK_EQ(fifolock_shm_close(&writer), 0);
     CHECK_EQ(fifolock_shm_close(&reader2), 0);
+    unlink(path);
+}
+
+/*
+ * Every process knows every ready-made mode, a semaphore of any size too,
+ * though it did not pass it to open: a semaphore held elsewhere does not
+ * block a writer here (each family is a family of its own).
+ */
+static void ready_made_modes_are_known_everywhere(void)
+{
+    static fifolock_mode sem2 = FIFOLOCK_SEMAPHORE(2), sem7 = FIFOLOCK_SEMAPHORE(7);
+    const fifolock_mode *sems[] = { &sem2, &sem7 }, *mutex_only[] = { &fifolock_mutex };
+    fifolock_shm l;
+    pid_t a, b, c;
+
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+    watchdog(10); /* a mutex holder that takes a semaphore for unknown waits for ever */
+    a = spawn_holder_of(path, sems, 2, &sem2, QUEUED);
+    b = spawn_holder_of(path, sems, 2, &sem7, FAST);
+    c = spawn_holder_of(path, mutex_only, 1, &fifolock_mutex, QUEUED);
+    CHECK_TRUE(a > 0 && b > 0 && c > 0);
+    CHECK_EQ(fifolock_shm_try_acquire(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_try_acquire(&l, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_read), 0);
+    kill_and_reap(a);
+    kill_and_reap(b);
+    kill_and_reap(c);
+    alarm(0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
     unlink(path);
 }
 
@@ -1427,7 +1498,8 @@ static void death_while_declaring_consistent_keeps_the_report(void)
     unlink(path);
 }
 
-RUN_TESTS(TEST(open_acquire_release_close), TEST(mode_unknown_here_is_never_granted_past), TEST(bad_arguments_are_einval),
+RUN_TESTS(TEST(open_acquire_release_close), TEST(mode_unknown_here_is_never_granted_past),
+          TEST(ready_made_modes_are_known_everywhere), TEST(bad_arguments_are_einval),
           TEST(release_of_unheld_mode_is_eperm), TEST(close_while_holding_is_ebusy),
           TEST(foreign_or_corrupt_file_is_ebadmsg), TEST(garbage_in_the_queue_never_crashes),
           TEST(non_lock_files_and_links_are_refused), TEST(racing_creators_share_one_file),

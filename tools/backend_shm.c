@@ -50,7 +50,7 @@ static int shm_acquire(void **state, const struct tool_options *opt, const char 
 {
     const fifolock_mode *modes[FIFOLOCK_SHM_MAX_OPEN_MODES];
     fifolock_shm *l = malloc(sizeof *l);
-    size_t n = 0, i;
+    size_t n = 0;
     int rc;
 
     (void)opt;
@@ -58,15 +58,10 @@ static int shm_acquire(void **state, const struct tool_options *opt, const char 
         snprintf(err, err_size, "out of memory");
         return ENOMEM;
     }
-    /* Every ready-made mode, so that any two fifolock commands grant each
-     * other; and this one, if it is not among them (a semaphore). */
-    for (i = 0; i < fifolock_tool_builtin_count; i++) {
-        modes[n++] = fifolock_tool_builtin_modes[i];
-    }
-    for (i = 0; i < n && modes[i] != mode; i++)
-        ;
-    if (i == n)
-        modes[n++] = mode;
+    /* Only this mode: every process knows every ready-made mode (a
+     * semaphore of any size too) by its name, so any two fifolock commands
+     * grant each other without telling the file about modes they never use. */
+    modes[n++] = mode;
     rc = fifolock_shm_open(l, lock, modes, n);
     if (rc != 0) {
         const char *detail = fifolock_shm_last_error();
