@@ -154,9 +154,12 @@
  * tests/model/fifolock_shm.pml checks these with death as a step allowed
  * anywhere.
  *
- * Limits: the file's size, hence the number of queued requests and of open
- * handles, is fixed at creation (fifolock_shm_options.capacity); a full
- * queue is EUSERS, never a hang. A file truncated by somebody while mapped
+ * Limits: the file's size, hence the number of open handles and of queued
+ * requests, is fixed at creation (fifolock_shm_options.capacity, default
+ * 4096); at most FIFOLOCK_SHM_MAX_MODES modes are in use at once (a
+ * mode-table entry no live handle, queued request or pending report uses
+ * is reclaimed). A full file is EUSERS, never a hang, and
+ * fifolock_shm_last_error() says what is full. A file truncated by somebody while mapped
  * makes the processes that map it fault (SIGBUS), as with any shared
  * mapping; permissions are the defence.
  */
@@ -185,9 +188,9 @@ struct timespec; /* <time.h> declares it only for POSIX builds */
 /** Deaths one EOWNERDEAD can report in detail (more are counted). */
 #define FIFOLOCK_SHM_REPORT_MAX 8
 /** Default capacity: queued requests, and open handles, at once. */
-#define FIFOLOCK_SHM_DEFAULT_CAPACITY 128
+#define FIFOLOCK_SHM_DEFAULT_CAPACITY 4096
 /** Largest capacity. */
-#define FIFOLOCK_SHM_MAX_CAPACITY 4096
+#define FIFOLOCK_SHM_MAX_CAPACITY 65536
 /** Most holds one weighted request may ask for. */
 #define FIFOLOCK_SHM_MAX_N 65535
 

@@ -168,7 +168,7 @@
 #endif
 
 #define SHM_MAGIC 0x314b434f4c4f4946ull      /* "FIFOLOCK1" */
-#define SHM_VERSION 1u
+#define SHM_VERSION 2u /* 2: reports until repaired, read-only and ready-made modes */
 #define LIVE_BASE ((off_t)1 << 40) /* the handles' liveness bytes */
 
 #define F_BUSY 0ull
@@ -212,7 +212,8 @@ struct shm_mode {
 struct shm_slot {
     uint32_t used; /* stored last when registering, first when freeing */
     int32_t pid;
-    uint32_t pad_[2];
+    uint32_t modes; /* bit k: this handle uses mode-table entry k (kept while used) */
+    uint32_t pad_;
 };
 
 struct shm_entry {
@@ -273,6 +274,7 @@ struct fifolock_shm__handle {
     const fifolock_mode *by_index[FIFOLOCK_SHM_MAX_MODES]; /* table index -> mode or NULL */
     fifolock_mode sems[FIFOLOCK_SHM_MAX_MODES]; /* semaphores others recorded (under L) */
     /* scratch, used under L only (one thread of this process at a time) */
+    uint32_t mode_mask; /* bit index[i] for every mode i: stored in the slot */
     uint32_t *order;
     struct fifolock__entry *queue;
     struct fifolock_shm__handle *next, *prev; /* all handles of this process */
@@ -814,6 +816,9 @@ static uint32_t queue_position(struct fifolock_shm__handle *s, const struct shm_
 
 /* ---- the internal lock --------------------------------------------------- */
 
+static void mode_free(struct shm_header *h, uint32_t k);
+static int modes_register(struct fifolock_shm__handle *s);
+
 /* Repair: the previous holder of L died inside a step. */
 static void repair(struct fifolock_shm__handle *s)
 {
@@ -851,6 +856,10 @@ static void repair(struct fifolock_shm__handle *s)
     }
     if (h->ndead > FIFOLOCK_SHM_REPORT_MAX)
         h->ndead = FIFOLOCK_SHM_REPORT_MAX;
+    /* A death inside mode_free: finish it (pairs of an unused entry). */
+    for (i = 0; i < FIFOLOCK_SHM_MAX_MODES; i++)
+        if (!(__atomic_load_n(&h->modes[i].flags, __ATOMIC_ACQUIRE) & MODE_USED))
+            mode_free(h, i);
     h->count = count;
     h->hwm = top;
 }
@@ -943,11 +952,17 @@ static int ensure_registered(struct fifolock_shm__handle *s, uint32_t *slot_out)
 {
     uint32_t slot = my_slot(s), i, pass, blocked = 0;
     uint32_t gen = __atomic_load_n(&fork_gen, __ATOMIC_RELAXED);
+    int rc;
 
     if (slot != NO_SLOT) {
         *slot_out = slot;
         return 0;
     }
+    /* First (again, in a child after fork: the table may have changed since
+     * the parent's handle registered) find this handle's modes. */
+    rc = modes_register(s);
+    if (rc != 0)
+        return rc;
     for (pass = 0; pass < 2; pass++) {
         blocked = 0;
         for (i = 0; i < s->capacity; i++) {
@@ -962,6 +977,7 @@ static int ensure_registered(struct fifolock_shm__handle *s, uint32_t *slot_out)
                 continue;
             }
             s->slots[i].pid = (int32_t)getpid();
+            s->slots[i].modes = s->mode_mask;
             __atomic_store_n(&s->slots[i].used, 1, __ATOMIC_RELEASE);
             __atomic_store_n(&s->reg, ((uint64_t)gen << 32) | i, __ATOMIC_RELEASE);
             *slot_out = i;
@@ -1019,6 +1035,59 @@ static bool joins_none(const fifolock_mode *a)
     return a->is_compatible(a, &holds);
 }
 
+/* Frees mode-table entry k (under L): its pairs first, then its flags. */
+static void mode_free(struct shm_header *h, uint32_t k)
+{
+    uint32_t j, bit = 1u << k;
+
+    for (j = 0; j < FIFOLOCK_SHM_MAX_MODES; j++) {
+        h->modes[j].known &= ~bit;
+        h->modes[j].compat &= ~bit;
+    }
+    __atomic_store_n(&h->modes[k].flags, 0, __ATOMIC_RELEASE);
+}
+
+/*
+ * A free mode-table entry for a new mode (under L), or NO_SLOT: an unused
+ * one below *nmodes, else the next one (raising *nmodes), else one reclaimed
+ * from modes that no live handle uses (`mine`: those this registration found
+ * already), no queued request holds or asks for, and no pending death
+ * report names.
+ */
+static uint32_t free_mode(struct fifolock_shm__handle *s, uint32_t mine, uint32_t *nmodes)
+{
+    struct shm_header *h = s->h;
+    uint32_t k, i, used = mine, hwm;
+
+    for (k = 0; k < *nmodes; k++)
+        if (!(__atomic_load_n(&h->modes[k].flags, __ATOMIC_ACQUIRE) & MODE_USED))
+            return k;
+    if (*nmodes < FIFOLOCK_SHM_MAX_MODES) {
+        k = (*nmodes)++;
+        __atomic_store_n(&h->nmodes, *nmodes, __ATOMIC_RELEASE);
+        return k;
+    }
+    reap(s, UINT32_MAX); /* the dead hold modes no more */
+    for (i = 0; i < s->capacity; i++)
+        if (__atomic_load_n(&s->slots[i].used, __ATOMIC_ACQUIRE))
+            used |= s->slots[i].modes;
+    hwm = h->hwm < s->capacity ? h->hwm : s->capacity;
+    for (i = 0; i < hwm; i++)
+        if (seq_load(&s->entries[i]) != 0 && s->entries[i].mode < FIFOLOCK_SHM_MAX_MODES)
+            used |= 1u << s->entries[i].mode;
+    for (i = 0; i < h->ndead && i < FIFOLOCK_SHM_REPORT_MAX; i++)
+        if (h->dead[i].mode < FIFOLOCK_SHM_MAX_MODES)
+            used |= 1u << h->dead[i].mode;
+    k = NO_SLOT;
+    for (i = 0; i < *nmodes; i++)
+        if (!(used & (1u << i))) {
+            mode_free(h, i);
+            if (k == NO_SLOT)
+                k = i;
+        }
+    return k;
+}
+
 /*
  * Finds or adds this handle's modes in the file's table, and checks that
  * this process's predicates answer as the ones recorded. Under L.
@@ -1027,7 +1096,7 @@ static int modes_register(struct fifolock_shm__handle *s)
 {
     struct shm_header *h = s->h;
     size_t i, j;
-    uint32_t nmodes = h->nmodes;
+    uint32_t nmodes = h->nmodes, mine = 0;
 
     if (nmodes > FIFOLOCK_SHM_MAX_MODES)
         return EBADMSG;
@@ -1046,11 +1115,12 @@ static int modes_register(struct fifolock_shm__handle *s)
         if (k == nmodes) {
             struct shm_mode *t;
 
-            if (nmodes == FIFOLOCK_SHM_MAX_MODES) {
-                set_error("lock file full: %u modes", nmodes);
+            k = free_mode(s, mine, &nmodes);
+            if (k == NO_SLOT) {
+                set_error("lock file full: %u modes in use", (unsigned)FIFOLOCK_SHM_MAX_MODES);
                 return EUSERS;
             }
-            t = &h->modes[nmodes];
+            t = &h->modes[k];
             memset(t, 0, sizeof *t);
             strncpy(t->name, m->name, FIFOLOCK_SHM_NAME_MAX - 1);
             t->limit = m->limit;
@@ -1059,7 +1129,6 @@ static int modes_register(struct fifolock_shm__handle *s)
                                  (s->read_only[i] ? MODE_READ_ONLY : 0) |
                                  (is_ready_made(m) ? MODE_READY : 0),
                              __ATOMIC_RELEASE);
-            __atomic_store_n(&h->nmodes, ++nmodes, __ATOMIC_RELEASE);
         } else if (!!(h->modes[k].flags & MODE_ALONE) != joins_none(m) ||
                    !!(h->modes[k].flags & MODE_READ_ONLY) != s->read_only[i] ||
                    !!(h->modes[k].flags & MODE_READY) != is_ready_made(m)) {
@@ -1069,6 +1138,7 @@ static int modes_register(struct fifolock_shm__handle *s)
             return EPROTO;
         }
         s->index[i] = k;
+        mine |= 1u << k;
     }
     /* Pairs: compare with what others recorded, record what is new. */
     for (i = 0; i < s->nmodes; i++) {
@@ -1095,10 +1165,12 @@ static int modes_register(struct fifolock_shm__handle *s)
             t->known |= bit;
         }
     }
+    memset(s->by_index, 0, sizeof s->by_index); /* indexes may have moved (fork) */
     for (i = 0; i < s->nmodes; i++) {
         s->by_index[s->index[i]] = s->modes[i];
         s->alone[i] = joins_none(s->modes[i]);
     }
+    s->mode_mask = mine;
     return 0;
 }
 
@@ -1398,9 +1470,7 @@ int fifolock_shm_open_ex(fifolock_shm *lock, const char *path, const fifolock_mo
     if (rc == 0) {
         struct wakes w = { 0, { NULL } };
 
-        rc = modes_register(s);
-        if (rc == 0)
-            rc = ensure_registered(s, &slot);
+        rc = ensure_registered(s, &slot); /* its modes, then its slot */
         reap(s, UINT32_MAX); /* open is rare: a good time to clear the dead */
         settle(s, &w);
         leave(s, &w);

@@ -312,7 +312,7 @@ static void foreign_or_corrupt_file_is_ebadmsg(void)
     CHECK_EQ(fifolock_shm_close(&l), 0);
     fd = open(path, O_RDWR);
     {
-        uint32_t cap = 5000; /* beyond FIFOLOCK_SHM_MAX_CAPACITY */
+        uint32_t cap = FIFOLOCK_SHM_MAX_CAPACITY + 1;
         uint32_t old;
 
         CHECK_EQ(pread(fd, &old, 4, 12), 4);
@@ -534,6 +534,69 @@ static void full_handle_table_is_eusers_with_its_size(void)
     CHECK_EQ(fifolock_shm_open(&c, path, rw, 2), 0); /* room again */
     CHECK_EQ(fifolock_shm_close(&c), 0);
     CHECK_EQ(fifolock_shm_close(&a), 0);
+    unlink(path);
+}
+
+/* The default room is far beyond 127 handles (one process opens 300 here). */
+static void hundreds_of_handles_fit_by_default(void)
+{
+    static fifolock_shm many[300];
+    size_t i, opened = 0;
+
+    fresh();
+    for (i = 0; i < 300; i++) {
+        int rc = fifolock_shm_open(&many[i], path, rw, 2);
+
+        CHECK_EQ(rc, 0);
+        if (rc != 0)
+            break;
+        opened++;
+    }
+    CHECK_EQ(fifolock_shm_acquire(&many[opened - 1], &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_release(&many[opened - 1], &fifolock_read), 0);
+    for (i = 0; i < opened; i++)
+        CHECK_EQ(fifolock_shm_close(&many[i]), 0);
+    unlink(path);
+}
+
+/*
+ * A mode-table entry that no live handle uses is reclaimed: a hundred
+ * semaphore sizes, one after another, never fill the table; while all 32
+ * entries are in use by open handles, the next mode is EUSERS, and a close
+ * makes room.
+ */
+static void unused_modes_are_reclaimed(void)
+{
+    static fifolock_mode sems[100];
+    static fifolock_shm held[FIFOLOCK_SHM_MAX_MODES];
+    fifolock_shm l;
+    const fifolock_mode *one[1];
+    size_t i;
+
+    fresh();
+    for (i = 0; i < 100; i++) {
+        sems[i] = (fifolock_mode)FIFOLOCK_SEMAPHORE(i + 1);
+        one[0] = &sems[i];
+        CHECK_EQ(fifolock_shm_open(&l, path, one, 1), 0);
+        CHECK_EQ(fifolock_shm_acquire(&l, &sems[i]), 0);
+        CHECK_EQ(fifolock_shm_release(&l, &sems[i]), 0);
+        CHECK_EQ(fifolock_shm_close(&l), 0);
+    }
+    for (i = 0; i < FIFOLOCK_SHM_MAX_MODES; i++) {
+        one[0] = &sems[i];
+        CHECK_EQ(fifolock_shm_open(&held[i], path, one, 1), 0);
+    }
+    one[0] = &sems[50];
+    CHECK_EQ(fifolock_shm_open(&l, path, one, 1), EUSERS);
+    CHECK_EQ(strcmp(fifolock_shm_last_error(), "lock file full: 32 modes in use"), 0);
+    CHECK_EQ(fifolock_shm_close(&held[7]), 0);
+    CHECK_EQ(fifolock_shm_open(&l, path, one, 1), 0);
+    CHECK_EQ(fifolock_shm_acquire(&l, &sems[50]), 0);
+    CHECK_EQ(fifolock_shm_release(&l, &sems[50]), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    for (i = 0; i < FIFOLOCK_SHM_MAX_MODES; i++)
+        if (i != 7)
+            CHECK_EQ(fifolock_shm_close(&held[i]), 0);
     unlink(path);
 }
 
@@ -1507,6 +1570,7 @@ RUN_TESTS(TEST(open_acquire_release_close), TEST(mode_unknown_here_is_never_gran
           TEST(full_queue_is_eusers_and_changes_nothing),
           TEST(request_no_empty_lock_grants_is_edeadlk),
           TEST(full_handle_table_is_eusers_with_its_size),
+          TEST(hundreds_of_handles_fit_by_default), TEST(unused_modes_are_reclaimed),
           TEST(a_reader_flock_never_blocks_an_open),
           TEST(a_reader_lock_never_keeps_a_dead_holder_alive),
           TEST(a_reader_locking_free_bytes_is_told_not_full),

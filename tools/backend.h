@@ -21,6 +21,8 @@ struct tool_options {
     const char *cacert, *cert, *key; /* --cacert, --cert, --key */
     const char *user, *password;     /* --user, FIFOLOCK_ETCD_PASSWORD */
     int ttl;                         /* --ttl; 0: the library's default */
+    size_t capacity;                 /* --capacity (lock files); 0: the default */
+    unsigned file_mode;              /* --file-mode (lock files); 0: 0666 & ~umask */
 };
 
 struct backend {

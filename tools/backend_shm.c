@@ -49,11 +49,11 @@ static int shm_acquire(void **state, const struct tool_options *opt, const char 
                        size_t err_size)
 {
     const fifolock_mode *modes[FIFOLOCK_SHM_MAX_OPEN_MODES];
+    fifolock_shm_options o = FIFOLOCK_SHM_OPTIONS_INIT;
     fifolock_shm *l = malloc(sizeof *l);
     size_t n = 0;
     int rc;
 
-    (void)opt;
     if (l == NULL) {
         snprintf(err, err_size, "out of memory");
         return ENOMEM;
@@ -62,7 +62,9 @@ static int shm_acquire(void **state, const struct tool_options *opt, const char 
      * semaphore of any size too) by its name, so any two fifolock commands
      * grant each other without telling the file about modes they never use. */
     modes[n++] = mode;
-    rc = fifolock_shm_open(l, lock, modes, n);
+    o.capacity = opt->capacity;
+    o.permissions = (mode_t)opt->file_mode;
+    rc = fifolock_shm_open_ex(l, lock, modes, n, &o);
     if (rc != 0) {
         const char *detail = fifolock_shm_last_error();
 

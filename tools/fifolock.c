@@ -15,6 +15,7 @@
  */
 #define _GNU_SOURCE
 #include "backend.h"
+#include "fifolock_shm.h" /* FIFOLOCK_SHM_MAX_CAPACITY */
 
 #include <errno.h>
 #include <getopt.h>
@@ -40,7 +41,8 @@ const size_t fifolock_tool_builtin_count =
 
 static void usage(FILE *to)
 {
-    fputs("usage: fifolock [--mode MODE] [--timeout SECONDS] LOCKFILE COMMAND [ARG...]\n"
+    fputs("usage: fifolock [--mode MODE] [--timeout SECONDS] [--capacity N]\n"
+          "                [--file-mode MODE] LOCKFILE COMMAND [ARG...]\n"
           "       fifolock --etcd ENDPOINTS [--cacert FILE] [--cert FILE] [--key FILE]\n"
           "                [--user NAME[:PASSWORD]] [--ttl SECONDS] [--mode MODE]\n"
           "                [--timeout SECONDS] LOCK COMMAND [ARG...]\n"
@@ -49,6 +51,9 @@ static void usage(FILE *to)
           "  -m, --mode MODE        mutex (default), read, write, upgradable, is, ix,\n"
           "                         s, six, x, semaphore:N\n"
           "  -t, --timeout SECONDS  give up after SECONDS (exit 1); 0: only if free now\n"
+          "      --capacity N       a new lock file's room: N handles (default 4096)\n"
+          "      --file-mode MODE   a new lock file's mode (octal, before the umask;\n"
+          "                         0600: nobody else may even read it)\n"
           "      --etcd ENDPOINTS   a lock named LOCK on an etcd cluster (comma-separated\n"
           "                         URLs), if built with it; the password of --user NAME\n"
           "                         comes from FIFOLOCK_ETCD_PASSWORD\n"
@@ -234,12 +239,15 @@ static int split_user(char *arg, struct tool_options *opt)
 
 int main(int argc, char **argv)
 {
-    enum { OPT_ETCD = 256, OPT_CACERT, OPT_CERT, OPT_KEY, OPT_USER, OPT_TTL };
+    enum { OPT_ETCD = 256, OPT_CACERT, OPT_CERT, OPT_KEY, OPT_USER, OPT_TTL, OPT_CAPACITY,
+           OPT_FILE_MODE };
     static const struct option options[] = {
         { "mode", required_argument, NULL, 'm' },     { "timeout", required_argument, NULL, 't' },
         { "etcd", required_argument, NULL, OPT_ETCD }, { "cacert", required_argument, NULL, OPT_CACERT },
         { "cert", required_argument, NULL, OPT_CERT }, { "key", required_argument, NULL, OPT_KEY },
         { "user", required_argument, NULL, OPT_USER }, { "ttl", required_argument, NULL, OPT_TTL },
+        { "capacity", required_argument, NULL, OPT_CAPACITY },
+        { "file-mode", required_argument, NULL, OPT_FILE_MODE },
         { "help", no_argument, NULL, 'h' },           { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
     };
@@ -303,6 +311,26 @@ int main(int argc, char **argv)
             }
             opt.ttl = (int)ttl;
             break;
+        case OPT_CAPACITY:
+            errno = 0;
+            ttl = strtol(optarg, &end, 10);
+            if (errno != 0 || end == optarg || *end != '\0' || ttl < 1 ||
+                ttl > FIFOLOCK_SHM_MAX_CAPACITY) {
+                fprintf(stderr, "fifolock: bad capacity '%s' (1 to %d handles)\n", optarg,
+                        FIFOLOCK_SHM_MAX_CAPACITY);
+                return 2;
+            }
+            opt.capacity = (size_t)ttl;
+            break;
+        case OPT_FILE_MODE:
+            errno = 0;
+            ttl = strtol(optarg, &end, 8);
+            if (errno != 0 || end == optarg || *end != '\0' || ttl < 1 || ttl > 0777) {
+                fprintf(stderr, "fifolock: bad file mode '%s' (octal, e.g. 0600)\n", optarg);
+                return 2;
+            }
+            opt.file_mode = (unsigned)ttl;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -320,6 +348,10 @@ int main(int argc, char **argv)
     }
     if (opt.endpoints == NULL && (opt.cacert || opt.cert || opt.key || opt.user || opt.ttl)) {
         fprintf(stderr, "fifolock: --cacert, --cert, --key, --user and --ttl need --etcd\n");
+        return 2;
+    }
+    if (opt.endpoints != NULL && (opt.capacity || opt.file_mode)) {
+        fprintf(stderr, "fifolock: --capacity and --file-mode are for lock files, not --etcd\n");
         return 2;
     }
     if (mode_text != NULL && backend->parse_mode(mode_text, &storage, &mode) != 0) {
