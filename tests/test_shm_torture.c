@@ -14,7 +14,8 @@
  * reported, and only killed processes. Workers also die by themselves, now
  * and then, at one of the library's crash points (src/shm_internal.h),
  * inside its internal lock, so that every repair runs under load too. Workers never call CHECK; they count
- * on the board, and main checks.
+ * on the board, and main checks. A second test does the same to fifolock(1)
+ * and its command, killed apart (see below).
  */
 #define _GNU_SOURCE
 #include "check.h"
@@ -22,10 +23,12 @@
 #include "shm_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -628,4 +631,223 @@ static void processes_killed_at_random_never_break_or_block_the_lock(void)
     unlink(path);
 }
 
-RUN_TESTS(TEST(processes_killed_at_random_never_break_or_block_the_lock))
+/* ---- the command line under SIGKILL --------------------------------------- */
+
+/*
+ * fifolock(1) (FIFOLOCK_TOOL, set by tests/shm.cmake) runs this very program
+ * as its command, in read or write mode, a few at a time, while the parent
+ * SIGKILLs now a tool, now its command. A command enters a board (a file
+ * mapped by all) and checks its mode against every other living command
+ * on it: a conflict means two holders, e.g. a killed tool's lock handed on
+ * while its command still ran. Every tool that was not killed must end
+ * with its command's status (0, or 137 for a command killed): never a
+ * timeout or an error. At the end the lock must be free.
+ */
+#define TOOL_CELLS 64
+#define TOOL_RUNNING 4
+#define TOOL_SECONDS 3
+
+struct tool_board {
+    int violations;
+    char message[256];
+    struct {
+        int pid, tool, mode; /* pid 0: free */
+    } cell[TOOL_CELLS];
+};
+
+static struct tool_board *tb;
+
+static int map_tool_board(const char *file)
+{
+    int fd = open(file, O_RDWR);
+
+    if (fd < 0)
+        return -1;
+    tb = mmap(NULL, sizeof *tb, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    return tb == MAP_FAILED ? -1 : 0;
+}
+
+/* The command's side: this program run by fifolock, before main(). */
+__attribute__((constructor)) static void tool_command(void)
+{
+    const char *mode_text = getenv("FIFOLOCK_TORTURE_MODE");
+    const char *board_file = getenv("FIFOLOCK_TORTURE_BOARD");
+    int mode, me = -1, i;
+    unsigned seed;
+
+    if (mode_text == NULL || board_file == NULL)
+        return;
+    if (map_tool_board(board_file) != 0)
+        _exit(99);
+    mode = atoi(mode_text); /* 0 read, 1 write */
+    for (i = 0; i < TOOL_CELLS && me < 0; i++) {
+        int zero = 0;
+
+        if (__atomic_compare_exchange_n(&tb->cell[i].pid, &zero, (int)getpid(), 0,
+                                        __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+            me = i;
+    }
+    if (me < 0)
+        _exit(98);
+    __atomic_store_n(&tb->cell[me].tool, (int)getppid(), __ATOMIC_SEQ_CST);
+    __atomic_store_n(&tb->cell[me].mode, mode + 1, __ATOMIC_SEQ_CST);
+    for (i = 0; i < TOOL_CELLS; i++) {
+        int pid = __atomic_load_n(&tb->cell[i].pid, __ATOMIC_SEQ_CST);
+        int other = __atomic_load_n(&tb->cell[i].mode, __ATOMIC_SEQ_CST);
+
+        if (i == me || pid == 0 || other == 0 || (mode == 0 && other == 1))
+            continue;
+        if (!process_dead(pid) && __atomic_add_fetch(&tb->violations, 1, __ATOMIC_SEQ_CST) == 1)
+            snprintf(tb->message, sizeof tb->message,
+                     "command %d (%s, tool %d) entered while %d (%s, tool %d) ran", (int)getpid(),
+                     mode ? "write" : "read", (int)getppid(), pid, other == 2 ? "write" : "read",
+                     tb->cell[i].tool);
+    }
+    seed = (unsigned)getpid();
+    sleep_us(1000 + (long)(rand_r(&seed) % 15000));
+    __atomic_store_n(&tb->cell[me].mode, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&tb->cell[me].pid, 0, __ATOMIC_SEQ_CST);
+    _exit(0);
+}
+
+/* Starts `tool --mode MODE --timeout 5 LOCK this-program`; returns its pid. */
+static pid_t start_tool(const char *tool, const char *self, const char *lock, int mode)
+{
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        char m[2] = { (char)('0' + mode), '\0' };
+
+        int null = open("/dev/null", O_WRONLY);
+
+        if (null >= 0)
+            dup2(null, 2); /* "a holder died" on every grant after a kill */
+        setenv("FIFOLOCK_TORTURE_MODE", m, 1);
+        execl(tool, tool, "--mode", mode ? "write" : "read", "--timeout", "5", lock, self,
+              (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static void tool_and_command_killed_apart_never_make_two_holders(void)
+{
+    const char *tool = getenv("FIFOLOCK_TOOL");
+    char self[4096], lock[128], board_file[128];
+    pid_t running[TOOL_RUNNING] = { 0 };
+    int killed_tool[TOOL_RUNNING] = { 0 }, killed_cmd[TOOL_RUNNING] = { 0 };
+    unsigned seed = (unsigned)time(NULL);
+    struct timespec start;
+    int runs = 0, tool_kills = 0, cmd_kills = 0, stuck = 0, errors = 0, first_status = -1;
+    int fd, k, status;
+    ssize_t n;
+    pid_t pid;
+
+    if (tool == NULL || tool[0] == '\0') {
+        printf("skipped: FIFOLOCK_TOOL is not set (no fifolock tool in this build)\n");
+        return;
+    }
+    n = readlink("/proc/self/exe", self, sizeof self - 1);
+    CHECK_TRUE(n > 0);
+    if (n <= 0)
+        return;
+    self[n] = '\0';
+    snprintf(lock, sizeof lock, "/tmp/fifolock-torture-tool-%d", (int)getpid());
+    snprintf(board_file, sizeof board_file, "/tmp/fifolock-torture-board-%d", (int)getpid());
+    unlink(lock);
+    fd = open(board_file, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    CHECK_TRUE(fd >= 0 && ftruncate(fd, sizeof *tb) == 0);
+    close(fd);
+    CHECK_EQ(map_tool_board(board_file), 0);
+    setenv("FIFOLOCK_TORTURE_BOARD", board_file, 1);
+    /* Commands whose tool was killed become our children: we reap them. */
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    signal(SIGALRM, on_alarm);
+    alarm(WATCHDOG_SECONDS);
+    phase = "the tool's killing loop";
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    while (ms_since(&start) < TOOL_SECONDS * 1000) {
+        for (k = 0; k < TOOL_RUNNING; k++)
+            if (running[k] == 0) {
+                running[k] = start_tool(tool, self, lock, (int)(rand_r(&seed) % 3 == 0));
+                killed_tool[k] = killed_cmd[k] = 0;
+                runs++;
+            }
+        sleep_us((long)(rand_r(&seed) % 10000));
+        k = (int)(rand_r(&seed) % TOOL_RUNNING);
+        switch (rand_r(&seed) % 4) {
+        case 0: /* the tool: its command must keep the lock until it exits */
+            if (running[k] > 0 && !killed_tool[k]) {
+                kill(running[k], SIGKILL);
+                killed_tool[k] = 1;
+                tool_kills++;
+            }
+            break;
+        case 1: { /* the command, if it runs: the tool must give the lock back */
+            int c;
+
+            for (c = 0; c < TOOL_CELLS; c++) {
+                int cpid = __atomic_load_n(&tb->cell[c].pid, __ATOMIC_SEQ_CST);
+
+                if (cpid != 0 && __atomic_load_n(&tb->cell[c].tool, __ATOMIC_SEQ_CST) == running[k]) {
+                    kill(cpid, SIGKILL);
+                    killed_cmd[k] = 1;
+                    cmd_kills++;
+                    break;
+                }
+            }
+            break;
+        }
+        default:
+            break;
+        }
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            for (k = 0; k < TOOL_RUNNING && running[k] != pid; k++)
+                ;
+            if (k == TOOL_RUNNING)
+                continue; /* an orphaned command */
+            running[k] = 0;
+            if (killed_tool[k])
+                continue;
+            if (WIFEXITED(status) && WEXITSTATUS(status) == 1) {
+                stuck++;
+            } else if (!(WIFEXITED(status) && (WEXITSTATUS(status) == 0 ||
+                                               (killed_cmd[k] && WEXITSTATUS(status) == 137)))) {
+                errors++;
+                if (first_status < 0)
+                    first_status = status;
+            }
+        }
+    }
+    phase = "the tool's last runs";
+    for (k = 0; k < TOOL_RUNNING; k++)
+        if (running[k] > 0) {
+            waitpid(running[k], &status, 0);
+            if (!killed_tool[k] && !(WIFEXITED(status) && (WEXITSTATUS(status) == 0 ||
+                                                           (killed_cmd[k] && WEXITSTATUS(status) == 137))))
+                errors++;
+        }
+    while (waitpid(-1, &status, 0) > 0) /* the orphaned commands end by themselves */
+        ;
+    pid = start_tool(tool, self, lock, 1); /* the lock is free again */
+    waitpid(pid, &status, 0);
+    alarm(0);
+    printf("%d tool runs, %d tools killed, %d commands killed, %d stuck, %d errors, %d "
+           "violations\n", runs, tool_kills, cmd_kills, stuck, errors, tb->violations);
+    if (tb->violations)
+        fprintf(stderr, "first violation: %s\n", tb->message);
+    if (first_status >= 0)
+        fprintf(stderr, "first unexpected tool status: %#x\n", first_status);
+    CHECK_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK_EQ(tb->violations, 0);
+    CHECK_EQ(stuck, 0);
+    CHECK_EQ(errors, 0);
+    CHECK_LE(20, tool_kills);
+    prctl(PR_SET_CHILD_SUBREAPER, 0);
+    unlink(lock);
+    unlink(board_file);
+}
+
+RUN_TESTS(TEST(processes_killed_at_random_never_break_or_block_the_lock),
+          TEST(tool_and_command_killed_apart_never_make_two_holders))
