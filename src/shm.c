@@ -6,7 +6,9 @@
  *
  * The protocol is also a Promela model, tests/model/fifolock_shm.pml, where
  * a process may die between any two steps; the step names below (L1-L4,
- * F1-F3, A1-A6, T1, R1-R2, G1-G2, D1-D3, C1) label the same steps there.
+ * F1-F3, A1-A6, T1, R1-R2, G1-G2, D1-D3, C1) label the same steps there;
+ * M1 (the mode table) and the fork and open paths are not modelled: the C
+ * tests force deaths there.
  *
  * Words in the file (struct shm_header, shm_slot, shm_entry below)
  *   mutex       L: a process-shared robust pthread mutex over everything
@@ -17,7 +19,8 @@
  *                            to take the lock once
  *                 FAST(k,m)  one hold of mode m by handle slot k, not in the
  *                            queue; nothing else is held or queued
- *   slots[k]    a handle: used, pid. Handle k is alive exactly while byte
+ *   slots[k]    a handle: used, pid, and the mode-table entries its modes
+ *               use (a mask, kept while used). Handle k is alive exactly while byte
  *               LIVE_BASE + k of the file is write-locked (an OFD lock held
  *               by that handle's descriptor, or a copy of it: see
  *               fifolock_shm_keepalive_fd). Probed by asking for a read
@@ -32,6 +35,21 @@
  *               An entry is born WAITING, or HELD when it is its own
  *               caller's grant (A1) or an absorbed fast hold (L2).
  *   next_seq, count, hwm, the pending death report, the mode table: under L.
+ *   modes[j]    name, limit, flags (USED, stored last; ALONE: may join
+ *               nobody; READ_ONLY: its holders only read, their deaths are
+ *               not reported; READY: a ready-made mode, which every process
+ *               knows by name and limit), and what pairs of predicates
+ *               answered (known, compat). An entry that no used slot's mask,
+ *               queued entry or pending report names is reclaimed (M1).
+ *
+ * Who may do what (the trust model, in full in include/fifolock_shm.h):
+ * taking part needs the file open for writing, and such a process is
+ * trusted with everything above. A process that can only read it can take
+ * read locks and flock(2) locks, which nothing here waits for (no flock,
+ * no blocking byte lock: a new file is made whole under no name and then
+ * linked, see open_file) and which no probe counts (D1 asks for a read
+ * lock, which only a handle's write lock conflicts with); its read locks on
+ * free liveness bytes can only make registration fail (EACCES).
  *
  * Invariants (whenever L is free)
  *   S1  Holders are a prefix of the queue: the entries in state GRANTED or
@@ -115,6 +133,14 @@
  *               for as long as it pends.
  *   D3 dead L   the robust mutex: Repair below.
  *
+ * Mode table (under L, at registration)
+ *   M1 reclaim  a new mode finds every entry used: D1 for every slot, then
+ *               free each entry that no used slot's mask, queued entry or
+ *               pending report names: clear its bits in every entry's
+ *               known/compat, then its flags (the one store that frees it).
+ *               A death in between leaves stale bits of an unused entry,
+ *               which Repair clears.
+ *
  * Repaired (fifolock_shm_consistent, under L)
  *   C1 clear    if handle k holds (HELD) a mode that is not read-only:
  *               dead_more = 0, then ndead = 0 (the one store that matters).
@@ -126,6 +152,7 @@
  * its word (do the CAS) or is BUSY (the CAS was done), else removed (F2
  * released it); the pending report is left as it is (only C1 clears it, by
  * one store: a death inside C1 leaves it pending, told again, never lost);
+ * the known/compat bits of unused mode entries are cleared (M1 done);
  * then D1 for every used slot, and G1. Every
  * update above is either one final store (publish e->seq, slot->used, the
  * report's count, a mode's `used`) or a count that is recomputed here,
