@@ -87,13 +87,4 @@ extern const struct backend fifolock_tool_shm_backend;
 extern const struct backend fifolock_tool_etcd_backend;
 #endif
 
-/*
- * Every ready-made mode, for backends that tell other processes about them.
- * The order is only this program's: lock files match modes by name and
- * limit, so a mode added at the end (upgradable) joins an existing file's
- * table on first use.
- */
-extern const fifolock_mode *const fifolock_tool_builtin_modes[];
-extern const size_t fifolock_tool_builtin_count;
-
 #endif

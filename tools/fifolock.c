@@ -31,14 +31,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Appended to, never reordered (see backend.h): upgradable came last. */
-const fifolock_mode *const fifolock_tool_builtin_modes[] = {
-    &fifolock_mutex, &fifolock_read, &fifolock_write, &fifolock_is,         &fifolock_ix,
-    &fifolock_s,     &fifolock_six,  &fifolock_x,     &fifolock_upgradable,
-};
-const size_t fifolock_tool_builtin_count =
-    sizeof fifolock_tool_builtin_modes / sizeof fifolock_tool_builtin_modes[0];
-
 static void usage(FILE *to)
 {
     fputs("usage: fifolock [--mode MODE] [--timeout SECONDS] [--capacity N]\n"
