@@ -600,6 +600,58 @@ static void unused_modes_are_reclaimed(void)
     unlink(path);
 }
 
+/*
+ * A hold handed on through fifolock_shm_keepalive_fd(): the process that
+ * took it dies, a program it started (fork and exec: nothing of the
+ * library is left in it but the descriptor) lives on, and the hold stays
+ * until that program ends too; then the next grant is told.
+ */
+static void keepalive_descriptor_keeps_the_hold_across_exec(void)
+{
+    fifolock_shm l;
+    struct timespec limit;
+    int p[2], fd;
+    pid_t holder, keeper = 0;
+
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+    CHECK_EQ(fifolock_shm_keepalive_fd(NULL, &fd), EINVAL);
+    CHECK_EQ(pipe(p), 0);
+    holder = fork();
+    if (holder == 0) {
+        fifolock_shm c;
+        uint64_t token;
+        pid_t k;
+
+        if (fifolock_shm_open(&c, path, rw, 2) != 0 ||
+            fifolock_shm_acquire_n(&c, &fifolock_write, 1, NULL, &token) != 0 ||
+            fifolock_shm_keepalive_fd(&c, &fd) != 0 || (fcntl(fd, F_GETFD) & FD_CLOEXEC))
+            _exit(1);
+        k = fork();
+        if (k == 0) {
+            execlp("sleep", "sleep", "30", (char *)NULL);
+            _exit(127);
+        }
+        close(fd);
+        if (write(p[1], &k, sizeof k) != (ssize_t)sizeof k)
+            _exit(1);
+        for (;;)
+            pause();
+    }
+    CHECK_EQ(read(p[0], &keeper, sizeof keeper), (long long)sizeof keeper);
+    sleep_ms(50); /* the keeper has exec'd */
+    kill_and_reap(holder);
+    limit = in_ms(300);
+    CHECK_EQ(fifolock_shm_timed_acquire(&l, &fifolock_read, &limit), ETIMEDOUT); /* still held */
+    kill(keeper, SIGKILL); /* not our child: its exit ends the hold, found within a tick */
+    limit = in_ms(2000);
+    CHECK_EQ(fifolock_shm_timed_acquire(&l, &fifolock_read, &limit), EOWNERDEAD);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    close(p[0]);
+    close(p[1]);
+    unlink(path);
+}
+
 /* A byte lock on the lock file, through `fd`. */
 static int byte_lock(int fd, int cmd, short type, off_t start, off_t len)
 {
@@ -1571,6 +1623,7 @@ RUN_TESTS(TEST(open_acquire_release_close), TEST(mode_unknown_here_is_never_gran
           TEST(request_no_empty_lock_grants_is_edeadlk),
           TEST(full_handle_table_is_eusers_with_its_size),
           TEST(hundreds_of_handles_fit_by_default), TEST(unused_modes_are_reclaimed),
+          TEST(keepalive_descriptor_keeps_the_hold_across_exec),
           TEST(a_reader_flock_never_blocks_an_open),
           TEST(a_reader_lock_never_keeps_a_dead_holder_alive),
           TEST(a_reader_locking_free_bytes_is_told_not_full),
