@@ -128,10 +128,13 @@
  *    every waiter would need a pidfd per holder. The byte lock gives the same
  *    exactness with one descriptor per handle.
  * fork() and the byte lock: a child shares its parent's open file
- * description, which would keep a dead parent's byte locked. So in the child
- * (pthread_atfork) every handle's descriptor is replaced by a fresh open of
- * the same file (/proc/self/fd), a new description holding no lock; the
- * child then registers a slot of its own when it first uses the handle. A
+ * description, through the descriptor and through the mapping (a mapping
+ * keeps the description it was made from open), which would keep a dead
+ * parent's byte locked. So in the child (pthread_atfork) every handle's
+ * descriptor is replaced by a fresh open of the same file (/proc/self/fd),
+ * a new description holding no lock, and the mapping is remade from it in
+ * place (MAP_FIXED: same address, same bytes); the child then registers a
+ * slot of its own when it first uses the handle. A
  * process that forks with a raw clone() skips that step: its child keeps the
  * parent's handles alive until it execs or exits.
  *

@@ -435,9 +435,10 @@ static void proc_fd_path(char *buf, int fd)
 }
 
 /*
- * In the child: a fresh open file description for every handle, so that the
- * child's copy of the descriptor does not keep its parent's liveness byte
- * locked (see the header). The child registers on first use (fork_gen).
+ * In the child: a fresh open file description for every handle, for its
+ * descriptor and for its mapping, so that nothing the child inherited keeps
+ * its parent's liveness byte locked (see the header). The child registers
+ * on first use (fork_gen).
  */
 static void atfork_child(void)
 {
@@ -453,6 +454,11 @@ static void atfork_child(void)
         if (fd >= 0) {
             (void)dup3(fd, s->fd, O_CLOEXEC); /* on failure: see the header */
             close(fd);
+            /* The mapping refers to the open file description it was made
+             * from, and so keeps it, and its byte lock, alive: map the new
+             * description in its place (same file, same address, same
+             * bytes), so that nothing in the child holds the parent's. */
+            (void)mmap(s->h, s->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, s->fd, 0);
         }
     }
     pthread_mutex_unlock(&handles_mu);

@@ -652,6 +652,50 @@ static void keepalive_descriptor_keeps_the_hold_across_exec(void)
     unlink(path);
 }
 
+/*
+ * A holder forks a child that does not exec and never uses the lock, then
+ * dies: the child inherited the holder's descriptor and mapping, but neither
+ * keeps the holder alive, and its hold is reclaimed within a tick.
+ */
+static void fork_child_does_not_keep_a_dead_parent_alive(void)
+{
+    fifolock_shm l;
+    struct timespec limit;
+    int p[2];
+    pid_t holder, child = 0;
+
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+    CHECK_EQ(pipe(p), 0);
+    holder = fork();
+    if (holder == 0) {
+        fifolock_shm c;
+        pid_t k;
+
+        if (fifolock_shm_open(&c, path, rw, 2) != 0 ||
+            fifolock_shm_acquire(&c, &fifolock_write) != 0)
+            _exit(1);
+        k = fork();
+        if (k == 0) {
+            for (;;)
+                pause();
+        }
+        if (write(p[1], &k, sizeof k) != (ssize_t)sizeof k)
+            _exit(1);
+        for (;;)
+            pause();
+    }
+    CHECK_EQ(read(p[0], &child, sizeof child), (long long)sizeof child);
+    kill_and_reap(holder);
+    limit = in_ms(1000);
+    CHECK_EQ(fifolock_shm_timed_acquire(&l, &fifolock_read, &limit), EOWNERDEAD);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_read), 0);
+    kill(child, SIGKILL);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    close(p[0]);
+    close(p[1]);
+    unlink(path);
+}
+
 /* A byte lock on the lock file, through `fd`. */
 static int byte_lock(int fd, int cmd, short type, off_t start, off_t len)
 {
@@ -1624,6 +1668,7 @@ RUN_TESTS(TEST(open_acquire_release_close), TEST(mode_unknown_here_is_never_gran
           TEST(full_handle_table_is_eusers_with_its_size),
           TEST(hundreds_of_handles_fit_by_default), TEST(unused_modes_are_reclaimed),
           TEST(keepalive_descriptor_keeps_the_hold_across_exec),
+          TEST(fork_child_does_not_keep_a_dead_parent_alive),
           TEST(a_reader_flock_never_blocks_an_open),
           TEST(a_reader_lock_never_keeps_a_dead_holder_alive),
           TEST(a_reader_locking_free_bytes_is_told_not_full),
