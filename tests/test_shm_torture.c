@@ -643,7 +643,7 @@ static void processes_killed_at_random_never_break_or_block_the_lock(void)
  * with its command's status (0, or 137 for a command killed): never a
  * timeout or an error. At the end the lock must be free.
  */
-#define TOOL_CELLS 64
+#define TOOL_CELLS 256
 #define TOOL_RUNNING 4
 #define TOOL_SECONDS 3
 
@@ -651,7 +651,8 @@ struct tool_board {
     int violations;
     char message[256];
     struct {
-        int pid, tool, mode; /* pid 0: free */
+        uint64_t word; /* pid << 8 | (mode + 1), one store; 0: free */
+        int tool;      /* the command's tool (its parent), for the killer */
     } cell[TOOL_CELLS];
 };
 
@@ -682,21 +683,23 @@ __attribute__((constructor)) static void tool_command(void)
         _exit(99);
     mode = atoi(mode_text); /* 0 read, 1 write */
     for (i = 0; i < TOOL_CELLS && me < 0; i++) {
-        int zero = 0;
+        uint64_t was = __atomic_load_n(&tb->cell[i].word, __ATOMIC_SEQ_CST);
 
-        if (__atomic_compare_exchange_n(&tb->cell[i].pid, &zero, (int)getpid(), 0,
+        /* A free cell, or one a killed command left behind. */
+        if ((was == 0 || process_dead((int)(was >> 8))) &&
+            __atomic_compare_exchange_n(&tb->cell[i].word, &was,
+                                        (uint64_t)getpid() << 8 | (uint64_t)(mode + 1), 0,
                                         __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
             me = i;
     }
     if (me < 0)
         _exit(98);
     __atomic_store_n(&tb->cell[me].tool, (int)getppid(), __ATOMIC_SEQ_CST);
-    __atomic_store_n(&tb->cell[me].mode, mode + 1, __ATOMIC_SEQ_CST);
     for (i = 0; i < TOOL_CELLS; i++) {
-        int pid = __atomic_load_n(&tb->cell[i].pid, __ATOMIC_SEQ_CST);
-        int other = __atomic_load_n(&tb->cell[i].mode, __ATOMIC_SEQ_CST);
+        uint64_t w = __atomic_load_n(&tb->cell[i].word, __ATOMIC_SEQ_CST);
+        int pid = (int)(w >> 8), other = (int)(w & 0xff);
 
-        if (i == me || pid == 0 || other == 0 || (mode == 0 && other == 1))
+        if (i == me || w == 0 || (mode == 0 && other == 1))
             continue;
         if (!process_dead(pid) && __atomic_add_fetch(&tb->violations, 1, __ATOMIC_SEQ_CST) == 1)
             snprintf(tb->message, sizeof tb->message,
@@ -706,9 +709,29 @@ __attribute__((constructor)) static void tool_command(void)
     }
     seed = (unsigned)getpid();
     sleep_us(1000 + (long)(rand_r(&seed) % 15000));
-    __atomic_store_n(&tb->cell[me].mode, 0, __ATOMIC_SEQ_CST);
-    __atomic_store_n(&tb->cell[me].pid, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&tb->cell[me].word, 0, __ATOMIC_SEQ_CST);
     _exit(0);
+}
+
+/* The parent of `pid` (/proc/PID/stat), or -1. */
+static int parent_of(int pid)
+{
+    char p[64], buf[512], *paren;
+    int ppid = -1;
+    FILE *f;
+    size_t n;
+
+    snprintf(p, sizeof p, "/proc/%d/stat", pid);
+    f = fopen(p, "r");
+    if (f == NULL)
+        return -1;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    paren = strrchr(buf, ')');
+    if (paren == NULL || sscanf(paren + 1, " %*c %d", &ppid) != 1)
+        return -1;
+    return ppid;
 }
 
 /* Starts `tool --mode MODE --timeout 5 LOCK this-program`; returns its pid. */
@@ -788,9 +811,9 @@ static void tool_and_command_killed_apart_never_make_two_holders(void)
             int c;
 
             for (c = 0; c < TOOL_CELLS; c++) {
-                int cpid = __atomic_load_n(&tb->cell[c].pid, __ATOMIC_SEQ_CST);
+                int cpid = (int)(__atomic_load_n(&tb->cell[c].word, __ATOMIC_SEQ_CST) >> 8);
 
-                if (cpid != 0 && __atomic_load_n(&tb->cell[c].tool, __ATOMIC_SEQ_CST) == running[k]) {
+                if (cpid != 0 && running[k] > 0 && parent_of(cpid) == running[k]) {
                     kill(cpid, SIGKILL);
                     killed_cmd[k] = 1;
                     cmd_kills++;
