@@ -227,7 +227,7 @@ static int was_reported(int pid)
     int i, n = __atomic_load_n(&board->reported_n, __ATOMIC_SEQ_CST);
 
     for (i = 0; i < n && i < MAX_REPORTED; i++)
-        if (board->reported[i] == pid)
+        if (__atomic_load_n(&board->reported[i], __ATOMIC_SEQ_CST) == pid)
             return 1;
     return 0;
 }
@@ -261,8 +261,8 @@ static void record_report(fifolock_shm *l)
         if (was_reported((int)d[i].pid))
             continue;
         at = __atomic_fetch_add(&board->reported_n, 1, __ATOMIC_SEQ_CST);
-        if (at < MAX_REPORTED)
-            board->reported[at] = (int)d[i].pid;
+        if (at < MAX_REPORTED) /* atomic: other threads look for pids meanwhile */
+            __atomic_store_n(&board->reported[at], (int)d[i].pid, __ATOMIC_SEQ_CST);
     }
 }
 
