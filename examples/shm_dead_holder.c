@@ -83,6 +83,8 @@ int main(void)
             d->counter = d->journal_before;
             d->journal_open = 0;
         }
+        /* Repaired: later holders are no longer told of this death. */
+        fifolock_shm_consistent(&lock);
     } else if (rc != 0) {
         fprintf(stderr, "acquire: %d\n", rc);
         return 1;

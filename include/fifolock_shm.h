@@ -24,8 +24,13 @@
  * answered ("may one holder of A join one holder of B?", "may A join
  * nobody?"). A process whose predicates answer differently for the same
  * names is refused at open (EPROTO): that is the disagreement that can be
- * detected. Entries of a mode a process does not know are never granted past
- * by that process (src/rule.c); the processes that know the mode grant it.
+ * detected. Every ready-made mode (fifolock_mutex, _read, _write,
+ * _upgradable, the intention modes, and a FIFOLOCK_SEMAPHORE of any size)
+ * is known to every process, whether it passed it or not; a mode of the
+ * user's own that a process did not pass is unknown to it, and its entries
+ * are never granted past by that process (src/rule.c); the processes that
+ * know the mode grant it. A mode of the user's own may not take a
+ * ready-made mode's name and limit (EPROTO).
  * Predicates must be monotone: fewer holders never make a mode incompatible
  * (true of every ready-made mode), because who holds is recomputed from the
  * queue after each change (see src/shm.c). They run under the lock's
@@ -35,15 +40,50 @@
  * Holders and deaths. Holds and requests belong to the handle (one
  * fifolock_shm_open() in one process): any thread of that process may
  * release a hold the handle took, and the holds die with the process.
- * A request granted after a holder died gets EOWNERDEAD instead of 0: it
- * holds the lock, and fifolock_shm_dead_holders() tells which processes died
- * holding which modes. The lock itself is exact again (unlike a robust
- * pthread mutex there is nothing to mark consistent); what may not be is the
- * data the dead process was changing. A dead reader changed nothing. After a
- * dead writer, restore the data before releasing: roll back or replay a
- * journal kept beside the data, recheck a checksum, or rebuild the cache.
- * Each death is reported once, to the next request granted after it was
- * found; dead waiters leave the queue silently.
+ * After a holder died, every request granted gets EOWNERDEAD instead of 0
+ * (it holds the lock, and fifolock_shm_dead_holders() tells which processes
+ * died holding which modes), until a holder of a mode that may write
+ * declares the data repaired with fifolock_shm_consistent(). The lock itself
+ * is exact again at once; what may not be is the data the dead process was
+ * changing: roll back or replay a journal kept beside the data, recheck a
+ * checksum, or rebuild the cache, then call fifolock_shm_consistent(). So
+ * three readers granted together after a dead writer are all told, and
+ * every later grant too until somebody repairs; a reader that was told
+ * cannot repair (its mode only reads) and may not declare it done. A holder
+ * of a mode declared read-only (fifolock_read, fifolock_is, fifolock_s, and
+ * those listed in fifolock_shm_options.read_only) changed nothing: its
+ * death is not reported at all. Dead waiters leave the queue silently. A
+ * death is found when somebody needs it found: a request that the dead
+ * process's holds block finds it (within a tick), so a request its holds
+ * do not block may be granted beside it, untold, before that.
+ *
+ * Trust. Who takes part is who can open the file for reading and writing.
+ * Such a process can do anything to the lock (it may write the file, as
+ * with any shared memory): give write access only to programs that use the
+ * lock. A process that can only read the file can look (map it, see who
+ * holds), take byte locks and flock(2) locks on it, and wake waiters
+ * spuriously (they tolerate that). The library is built so that it can
+ * never
+ *  - make two holders: a handle is alive only while it holds a write lock
+ *    on its liveness byte, and only a descriptor open for writing can take
+ *    one;
+ *  - keep a dead holder alive: liveness is asked with a read lock, which
+ *    only a write lock conflicts with, so a read lock that a reader put on a
+ *    dead holder's byte does not count;
+ *  - make a wait overrun its deadline: the library takes no flock(2) and no
+ *    blocking byte lock; an open waits only for the internal lock, which
+ *    only writers hold, and only for a few hundred instructions;
+ *  - fill the file: it cannot write a handle, a request or a mode.
+ * One denial of service is left to it, as flock(1) leaves one on a readable
+ * file: by read-locking the liveness bytes of free handles it can stop new
+ * handles from registering (fifolock_shm_open() then fails at once with
+ * EACCES, and fifolock_shm_last_error() says why); handles already open go
+ * on. Against that, make the file unreadable to others:
+ * fifolock_shm_options.permissions 0600 or 0660 (fifolock(1): --file-mode).
+ * The path is opened with O_NOFOLLOW (a symbolic link is ELOOP), and an
+ * existing file is used only if it is a whole lock file: a new one is made
+ * with no name (O_TMPFILE), laid out, and only then linked at the path, so
+ * there is never a half-made lock file, and no need to lock one to make it.
  *
  * fork(): a child does not inherit its parent's holds or requests. It may
  * use an inherited handle: on first use the child registers as a new holder
@@ -88,10 +128,13 @@
  *    every waiter would need a pidfd per holder. The byte lock gives the same
  *    exactness with one descriptor per handle.
  * fork() and the byte lock: a child shares its parent's open file
- * description, which would keep a dead parent's byte locked. So in the child
- * (pthread_atfork) every handle's descriptor is replaced by a fresh open of
- * the same file (/proc/self/fd), a new description holding no lock; the
- * child then registers a slot of its own when it first uses the handle. A
+ * description, through the descriptor and through the mapping (a mapping
+ * keeps the description it was made from open), which would keep a dead
+ * parent's byte locked. So in the child (pthread_atfork) every handle's
+ * descriptor is replaced by a fresh open of the same file (/proc/self/fd),
+ * a new description holding no lock, and the mapping is remade from it in
+ * place (MAP_FIXED: same address, same bytes); the child then registers a
+ * slot of its own when it first uses the handle. A
  * process that forks with a raw clone() skips that step: its child keeps the
  * parent's handles alive until it execs or exits.
  *
@@ -114,9 +157,12 @@
  * tests/model/fifolock_shm.pml checks these with death as a step allowed
  * anywhere.
  *
- * Limits: the file's size, hence the number of queued requests and of open
- * handles, is fixed at creation (fifolock_shm_options.capacity); a full
- * queue is ENOSPC, never a hang. A file truncated by somebody while mapped
+ * Limits: the file's size, hence the number of open handles and of queued
+ * requests, is fixed at creation (fifolock_shm_options.capacity, default
+ * 4096); at most FIFOLOCK_SHM_MAX_MODES modes are in use at once (a
+ * mode-table entry no live handle, queued request or pending report uses
+ * is reclaimed). A full file is EUSERS, never a hang, and
+ * fifolock_shm_last_error() says what is full. A file truncated by somebody while mapped
  * makes the processes that map it fault (SIGBUS), as with any shared
  * mapping; permissions are the defence.
  */
@@ -145,9 +191,9 @@ struct timespec; /* <time.h> declares it only for POSIX builds */
 /** Deaths one EOWNERDEAD can report in detail (more are counted). */
 #define FIFOLOCK_SHM_REPORT_MAX 8
 /** Default capacity: queued requests, and open handles, at once. */
-#define FIFOLOCK_SHM_DEFAULT_CAPACITY 128
+#define FIFOLOCK_SHM_DEFAULT_CAPACITY 4096
 /** Largest capacity. */
-#define FIFOLOCK_SHM_MAX_CAPACITY 4096
+#define FIFOLOCK_SHM_MAX_CAPACITY 65536
 /** Most holds one weighted request may ask for. */
 #define FIFOLOCK_SHM_MAX_N 65535
 
@@ -159,11 +205,31 @@ struct fifolock_shm {
     struct fifolock_shm__handle *handle;
 };
 
-/** Options of fifolock_shm_open_ex(); zero fields take the defaults. */
+/**
+ * Options of fifolock_shm_open_ex(). Start from FIFOLOCK_SHM_OPTIONS_INIT:
+ * `size` says which fields the caller knows, so that fields added later
+ * take their defaults in programs built before them. Zero fields take the
+ * defaults.
+ */
 typedef struct fifolock_shm_options {
-    size_t capacity;    /* when creating: requests queued, and handles open, at once (128) */
+    size_t size;        /* sizeof(fifolock_shm_options) as the caller was built */
+    size_t capacity;    /* when creating: handles open, and requests queued, at once
+                           (FIFOLOCK_SHM_DEFAULT_CAPACITY) */
     mode_t permissions; /* when creating: the file's mode, before the umask (0666) */
+    /*
+     * Modes of this open (each also in `modes`) whose holders only read the
+     * data: a holder of one that dies leaves nothing to repair, so its death
+     * is not reported (no EOWNERDEAD), and holding one does not allow
+     * fifolock_shm_consistent(). fifolock_read, fifolock_is and fifolock_s
+     * are read-only without being listed. Every process must declare a mode
+     * the same way (else EPROTO).
+     */
+    const fifolock_mode *const *read_only;
+    size_t nread_only;
 } fifolock_shm_options;
+
+/** The defaults, with `size` set: `fifolock_shm_options o = FIFOLOCK_SHM_OPTIONS_INIT;` */
+#define FIFOLOCK_SHM_OPTIONS_INIT { sizeof(fifolock_shm_options), 0, 0, NULL, 0 }
 
 /** One holder that died, as fifolock_shm_dead_holders() reports it. */
 struct fifolock_shm_death {
@@ -186,10 +252,16 @@ struct fifolock_shm_death {
  * table); EBADMSG if the file is not a fifolock lock file, is corrupt, or was
  * made by an incompatible build (other version, word size or pthread ABI);
  * EPROTO if a mode's name and limit are known to the file with a predicate
- * that answers differently from this process's; ENOSPC if the file's mode
- * table or its table of handles is full; ENOMEM; or the errno of open(2),
- * flock(2), ftruncate(2) or mmap(2) (EACCES: the file's permissions do not
- * let this user read and write it). Thread-safe; the predicates run here.
+ * that answers differently from this process's (or declared read-only
+ * otherwise); EUSERS if the file's mode table or its table of handles is
+ * full ("lock file full", see fifolock_shm_last_error()); EACCES if the
+ * file's permissions do not let this user read and write it, or if every
+ * free liveness byte is read-locked by a process that may only read the
+ * file (see "Trust" above); ELOOP if `path` is a symbolic link; ENOMEM; or
+ * the errno of open(2), ftruncate(2), linkat(2) or mmap(2). An existing file
+ * is never made a lock file: an empty or foreign one is EBADMSG. Never
+ * waits on anything another process could hold for long (no flock(2)).
+ * Thread-safe; the predicates run here.
  */
 FIFOLOCK_API int fifolock_shm_open(fifolock_shm *lock, const char *path,
                                    const fifolock_mode *const *modes, size_t nmodes);
@@ -220,11 +292,14 @@ FIFOLOCK_API int fifolock_shm_close(fifolock_shm *lock);
  * file, waking at least every 20 ms to remove dead processes' entries ahead
  * of it. Signals do not interrupt the wait.
  *
- * Returns 0 (held), or EOWNERDEAD: held too, and a holder died since the
- * last grant; see fifolock_shm_dead_holders() and the header's comment.
+ * Returns 0 (held), or EOWNERDEAD: held too, and a holder died and nobody
+ * has declared the data repaired since (fifolock_shm_consistent()); see
+ * fifolock_shm_dead_holders() and the header's comment.
  * Errors, with nothing held or queued: EINVAL (NULL lock or mode, a mode not
- * given to fifolock_shm_open()); ENOSPC (the queue is full); ENOSPC also if
- * a child process after fork() finds the table of handles full; ENOLCK if
+ * given to fifolock_shm_open()); EUSERS (the queue is full: "lock file
+ * full"); EUSERS or EACCES also if a child process after fork() cannot
+ * register (as at open); EDEADLK if `mode` (with its `n`) is refused even
+ * by an empty lock, so that it could never be granted; ENOLCK if
  * this process's request was removed as a dead one's (only if something
  * closed the handle's file descriptor behind its back); ENOTRECOVERABLE if
  * the internal lock was left unusable (never, unless a process outside this
@@ -284,6 +359,42 @@ FIFOLOCK_API int fifolock_shm_release_n(fifolock_shm *lock, const fifolock_mode 
  */
 FIFOLOCK_API size_t fifolock_shm_dead_holders(const fifolock_shm *lock,
                                               struct fifolock_shm_death *out, size_t max);
+
+/**
+ * Stores in *fd a new descriptor, not close-on-exec, that keeps this handle
+ * alive while it is open, in this process or in any process that inherits
+ * it: the handle's holds stay held (and its requests queued) until both this
+ * process has died (or closed the handle) and every copy of the descriptor is
+ * closed. For a program that runs another under the lock, as flock(1) does:
+ * the child inherits the descriptor across fork() and exec(), and if the
+ * parent is killed the child keeps the hold until it exits; nobody else is
+ * granted meanwhile. Close it in the parent after the fork. A hold that dies
+ * this way (the handle's process died first) is reported as a death when the
+ * last copy closes. Returns 0; EINVAL (NULL argument); EPERM if this handle
+ * is not registered in this process (a child after fork() that has not used
+ * it yet); or the errno of fcntl(2) (EMFILE). Thread-safe.
+ */
+FIFOLOCK_API int fifolock_shm_keepalive_fd(fifolock_shm *lock, int *fd);
+
+/**
+ * Declares the data the lock protects consistent again after a death: from
+ * now on, grants are no longer told EOWNERDEAD (until the next death of a
+ * holder of a mode that may write). Call it while holding the lock in a mode
+ * not declared read-only, once you have repaired what the dead left (a
+ * reader that was told cannot repair, and cannot call this). Returns 0 (also
+ * when no death was pending); EPERM if this handle holds no such mode now
+ * (nothing changes); EINVAL (NULL or closed lock); ENOTRECOVERABLE as the
+ * acquires. Thread-safe.
+ */
+FIFOLOCK_API int fifolock_shm_consistent(fifolock_shm *lock);
+
+/**
+ * The detail of the last error a fifolock_shm_* call of this thread
+ * returned, for a person to read ("lock file full: 4096 handles"), or ""
+ * when there is none to add to fifolock_strerror(). Thread-local; meaningful
+ * right after the failed call. Can't fail.
+ */
+FIFOLOCK_API const char *fifolock_shm_last_error(void);
 
 /** Requests waiting right now, of all processes (0 for NULL). Can't fail. */
 FIFOLOCK_API size_t fifolock_shm_waiting(fifolock_shm *lock);

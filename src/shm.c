@@ -6,7 +6,9 @@
  *
  * The protocol is also a Promela model, tests/model/fifolock_shm.pml, where
  * a process may die between any two steps; the step names below (L1-L4,
- * F1-F3, A1-A6, T1, R1-R2, G1-G2, D1-D3) label the same steps there.
+ * F1-F3, A1-A6, T1, R1-R2, G1-G2, D1-D3, C1) label the same steps there;
+ * M1 (the mode table) and the fork and open paths are not modelled: the C
+ * tests force deaths there.
  *
  * Words in the file (struct shm_header, shm_slot, shm_entry below)
  *   mutex       L: a process-shared robust pthread mutex over everything
@@ -17,9 +19,13 @@
  *                            to take the lock once
  *                 FAST(k,m)  one hold of mode m by handle slot k, not in the
  *                            queue; nothing else is held or queued
- *   slots[k]    a handle: used, pid. Handle k is alive exactly while byte
+ *   slots[k]    a handle: used, pid, and the mode-table entries its modes
+ *               use (a mask, kept while used). Handle k is alive exactly while byte
  *               LIVE_BASE + k of the file is write-locked (an OFD lock held
- *               by that handle's descriptor).
+ *               by that handle's descriptor, or a copy of it: see
+ *               fifolock_shm_keepalive_fd). Probed by asking for a read
+ *               lock, so that a read lock (all a process that may only read
+ *               the file can take) never counts as alive.
  *   entries[i]  a request: seq (0: free), slot, mode (index into the mode
  *               table), n, state, and a death report. Queue order is seq
  *               order. state (a futex word):
@@ -29,6 +35,21 @@
  *               An entry is born WAITING, or HELD when it is its own
  *               caller's grant (A1) or an absorbed fast hold (L2).
  *   next_seq, count, hwm, the pending death report, the mode table: under L.
+ *   modes[j]    name, limit, flags (USED, stored last; ALONE: may join
+ *               nobody; READ_ONLY: its holders only read, their deaths are
+ *               not reported; READY: a ready-made mode, which every process
+ *               knows by name and limit), and what pairs of predicates
+ *               answered (known, compat). An entry that no used slot's mask,
+ *               queued entry or pending report names is reclaimed (M1).
+ *
+ * Who may do what (the trust model, in full in include/fifolock_shm.h):
+ * taking part needs the file open for writing, and such a process is
+ * trusted with everything above. A process that can only read it can take
+ * read locks and flock(2) locks, which nothing here waits for (no flock,
+ * no blocking byte lock: a new file is made whole under no name and then
+ * linked, see open_file) and which no probe counts (D1 asks for a read
+ * lock, which only a handle's write lock conflicts with); its read locks on
+ * free liveness bytes can only make registration fail (EACCES).
  *
  * Invariants (whenever L is free)
  *   S1  Holders are a prefix of the queue: the entries in state GRANTED or
@@ -95,32 +116,44 @@
  *               prefix, and for each entry of it still WAITING or PARKED:
  *               if a death is pending, copy the report into the entry first;
  *               CAS its state to GRANTED (+DEAD with a report); if it was
- *               PARKED, wake it after L4. Then clear the pending report
- *               (ndead = 0, the last store). A report is numbered when its
- *               first death pends (D1), never when it is cleared: so an
- *               entry's copy matches the pending report only if that very
- *               report was given to it.
+ *               PARKED, wake it after L4. The report stays pending: every
+ *               grant is told until C1 clears it.
  *   G2 nudge    if the prefix stops at an entry whose mode this process
  *               does not know, wake that entry's waiter so that it settles
  *               itself (A6) instead of waiting for its tick.
  *
  * Deaths
  *   D1 reap     under L, for a handle k other than the caller's: if byte
- *               LIVE_BASE + k is not locked (F_OFD_GETLK), k is dead: remove
- *               its entries, adding each HELD one to the pending report
- *               (pid, mode, n), and free the slot. A GRANTED one died before
- *               its caller returned (a dead waiter: silent), but the report it
- *               carried, if any, goes back to pending.
- *   D2 report   the next G1 gives the report to the first entry it grants.
+ *               LIVE_BASE + k is not write-locked (F_OFD_GETLK), k is dead:
+ *               remove its entries, adding each HELD one whose mode is not
+ *               read-only to the pending report (pid, mode, n), and free the
+ *               slot. A GRANTED one died before its caller returned (a dead
+ *               waiter: silent).
+ *   D2 report   every G1 gives the pending report to every entry it grants,
+ *               for as long as it pends.
  *   D3 dead L   the robust mutex: Repair below.
+ *
+ * Mode table (under L, at registration)
+ *   M1 reclaim  a new mode finds every entry used: D1 for every slot, then
+ *               free each entry that no used slot's mask, queued entry or
+ *               pending report names: clear its bits in every entry's
+ *               known/compat, then its flags (the one store that frees it).
+ *               A death in between leaves stale bits of an unused entry,
+ *               which Repair clears.
+ *
+ * Repaired (fifolock_shm_consistent, under L)
+ *   C1 clear    if handle k holds (HELD) a mode that is not read-only:
+ *               dead_more = 0, then ndead = 0 (the one store that matters).
+ *               Else EPERM: a reader that was told repairs nothing.
  *
  * Repair (after EOWNERDEAD from L1): recount `count` and `hwm` from the
  * entries; drop entries with a slot or mode out of range or n == 0; an
  * entry marked FROM_FAST is kept and the mark cleared if fast still holds
  * its word (do the CAS) or is BUSY (the CAS was done), else removed (F2
- * released it); a pending report already copied into a granted entry (same
- * report number) is cleared, one copied into an entry still waiting is not
- * (the grant's CAS never happened); then D1 for every used slot, and G1. Every
+ * released it); the pending report is left as it is (only C1 clears it, by
+ * one store: a death inside C1 leaves it pending, told again, never lost);
+ * the known/compat bits of unused mode entries are cleared (M1 done);
+ * then D1 for every used slot, and G1. Every
  * update above is either one final store (publish e->seq, slot->used, the
  * report's count, a mode's `used`) or a count that is recomputed here,
  * which is why a death at any instruction leaves something Repair makes
@@ -142,10 +175,12 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
+#include <stdio.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -160,8 +195,7 @@
 #endif
 
 #define SHM_MAGIC 0x314b434f4c4f4946ull      /* "FIFOLOCK1" */
-#define SHM_MAGIC_INIT 0x54494e49464f4946ull /* being created */
-#define SHM_VERSION 1u
+#define SHM_VERSION 2u /* 2: reports until repaired, read-only and ready-made modes */
 #define LIVE_BASE ((off_t)1 << 40) /* the handles' liveness bytes */
 
 #define F_BUSY 0ull
@@ -182,6 +216,8 @@
 
 #define MODE_USED 1u
 #define MODE_ALONE 2u /* the predicate accepts joining nobody */
+#define MODE_READ_ONLY 4u /* its holders only read: a dead one leaves nothing to repair */
+#define MODE_READY 8u /* a ready-made mode: every process knows it by name and limit */
 
 #define NO_SLOT 0xffffffffu
 
@@ -203,7 +239,8 @@ struct shm_mode {
 struct shm_slot {
     uint32_t used; /* stored last when registering, first when freeing */
     int32_t pid;
-    uint32_t pad_[2];
+    uint32_t modes; /* bit k: this handle uses mode-table entry k (kept while used) */
+    uint32_t pad_;
 };
 
 struct shm_entry {
@@ -260,8 +297,11 @@ struct fifolock_shm__handle {
     const fifolock_mode *modes[FIFOLOCK_SHM_MAX_MODES];   /* as given to open */
     uint32_t index[FIFOLOCK_SHM_MAX_MODES];               /* their table indexes */
     bool alone[FIFOLOCK_SHM_MAX_MODES];                   /* may join nobody */
+    bool read_only[FIFOLOCK_SHM_MAX_MODES];               /* declared read-only */
     const fifolock_mode *by_index[FIFOLOCK_SHM_MAX_MODES]; /* table index -> mode or NULL */
+    fifolock_mode sems[FIFOLOCK_SHM_MAX_MODES]; /* semaphores others recorded (under L) */
     /* scratch, used under L only (one thread of this process at a time) */
+    uint32_t mode_mask; /* bit index[i] for every mode i: stored in the slot */
     uint32_t *order;
     struct fifolock__entry *queue;
     struct fifolock_shm__handle *next, *prev; /* all handles of this process */
@@ -285,6 +325,25 @@ struct fifolock_shm__tuning fifolock_shm__tuning = { FIFOLOCK_SHM__SPIN, FIFOLOC
                                                      FIFOLOCK_SHM__TICK_NS };
 
 /* ---- small helpers ------------------------------------------------------- */
+
+/* The detail of this thread's last error (fifolock_shm_last_error). */
+static __thread char last_error[200];
+
+__attribute__((format(printf, 1, 2))) static void set_error(const char *fmt, ...)
+{
+    va_list ap;
+    int saved = errno;
+
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    errno = saved;
+}
+
+const char *fifolock_shm_last_error(void)
+{
+    return last_error;
+}
 
 /* Sleeps while *addr == val (a shared futex) until woken or `deadline`. */
 static void futex_wait_until(uint32_t *addr, uint32_t val, const struct timespec *deadline)
@@ -376,9 +435,10 @@ static void proc_fd_path(char *buf, int fd)
 }
 
 /*
- * In the child: a fresh open file description for every handle, so that the
- * child's copy of the descriptor does not keep its parent's liveness byte
- * locked (see the header). The child registers on first use (fork_gen).
+ * In the child: a fresh open file description for every handle, for its
+ * descriptor and for its mapping, so that nothing the child inherited keeps
+ * its parent's liveness byte locked (see the header). The child registers
+ * on first use (fork_gen).
  */
 static void atfork_child(void)
 {
@@ -394,6 +454,11 @@ static void atfork_child(void)
         if (fd >= 0) {
             (void)dup3(fd, s->fd, O_CLOEXEC); /* on failure: see the header */
             close(fd);
+            /* The mapping refers to the open file description it was made
+             * from, and so keeps it, and its byte lock, alive: map the new
+             * description in its place (same file, same address, same
+             * bytes), so that nothing in the child holds the parent's. */
+            (void)mmap(s->h, s->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, s->fd, 0);
         }
     }
     pthread_mutex_unlock(&handles_mu);
@@ -465,7 +530,11 @@ static bool slot_alive(struct fifolock_shm__handle *s, uint32_t slot)
         return false;
     if (slot == my_slot(s))
         return true;
-    rc = live_lock(s->fd, slot, F_WRLCK, F_OFD_GETLK);
+    /* Asked as a read lock, which conflicts only with write locks: those
+     * of handles (OFD write locks need a descriptor open for writing). A
+     * read lock that a process that may only read the file put on the byte
+     * does not count, so it cannot keep a dead handle alive. */
+    rc = live_lock(s->fd, slot, F_RDLCK, F_OFD_GETLK);
     errno = saved;
     return rc != 0;
 }
@@ -540,9 +609,66 @@ static uint32_t queue_build(struct fifolock_shm__handle *s)
     return n;
 }
 
+/* The ready-made modes but the semaphore, which every process knows by name. */
+static const fifolock_mode *const ready_made[] = {
+    &fifolock_mutex, &fifolock_read, &fifolock_write, &fifolock_upgradable, &fifolock_is,
+    &fifolock_ix,    &fifolock_s,    &fifolock_six,   &fifolock_x,
+};
+
+/* Whether `m` is a ready-made mode (or a copy of one), a semaphore included. */
+static bool is_ready_made(const fifolock_mode *m)
+{
+    size_t i;
+
+    if (m->is_compatible == fifolock_semaphore_is_compatible)
+        return strcmp(m->name, "semaphore") == 0;
+    for (i = 0; i < sizeof ready_made / sizeof ready_made[0]; i++)
+        if (m->is_compatible == ready_made[i]->is_compatible && m->limit == ready_made[i]->limit &&
+            strcmp(m->name, ready_made[i]->name) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * The mode of table entry `index` in this process: one it passed to open,
+ * else a ready-made one recorded by another process (every process knows
+ * those: a semaphore of any size is made here, in s->sems, only when
+ * `make` and under L), else NULL: a mode of another process's own.
+ */
+static const fifolock_mode *mode_lookup(struct fifolock_shm__handle *s, uint32_t index, bool make)
+{
+    const struct shm_mode *t;
+    char name[FIFOLOCK_SHM_NAME_MAX];
+    uint64_t limit;
+    size_t i;
+
+    if (index >= FIFOLOCK_SHM_MAX_MODES)
+        return NULL;
+    if (s->by_index[index] != NULL)
+        return s->by_index[index];
+    t = &s->h->modes[index];
+    if ((__atomic_load_n(&t->flags, __ATOMIC_ACQUIRE) & (MODE_USED | MODE_READY)) !=
+        (MODE_USED | MODE_READY))
+        return NULL;
+    memcpy(name, t->name, sizeof name);
+    name[sizeof name - 1] = '\0';
+    limit = t->limit;
+    if (strcmp(name, "semaphore") == 0) {
+        if (!make || limit == 0 || limit > SIZE_MAX)
+            return NULL;
+        s->sems[index] = (fifolock_mode)FIFOLOCK_SEMAPHORE((size_t)limit);
+        return &s->sems[index];
+    }
+    for (i = 0; i < sizeof ready_made / sizeof ready_made[0]; i++)
+        if (limit == ready_made[i]->limit && strcmp(name, ready_made[i]->name) == 0)
+            return ready_made[i];
+    return NULL;
+}
+
+/* Under L. */
 static const fifolock_mode *mode_of(struct fifolock_shm__handle *s, uint32_t index)
 {
-    return index < FIFOLOCK_SHM_MAX_MODES ? s->by_index[index] : NULL;
+    return mode_lookup(s, index, true);
 }
 
 /* Waiters to wake once L is dropped (L4). */
@@ -565,7 +691,6 @@ static void settle(struct fifolock_shm__handle *s, struct wakes *w)
     struct shm_header *h = s->h;
     uint32_t n = queue_build(s), i;
     size_t granted = 0;
-    bool reported = false;
 
     for (i = 0; i < n; i++) {
         const struct shm_entry *e = &s->entries[s->order[i]];
@@ -583,7 +708,9 @@ static void settle(struct fifolock_shm__handle *s, struct wakes *w)
 
         if (st_granted(st))
             continue;
-        if (h->ndead > 0 && !reported) {
+        if (h->ndead > 0) {
+            /* D2: the data may be inconsistent: every grant is told, until
+             * a holder declares it repaired (fifolock_shm_consistent). */
             uint32_t k, nd = h->ndead < FIFOLOCK_SHM_REPORT_MAX ? h->ndead
                                                                 : FIFOLOCK_SHM_REPORT_MAX;
             for (k = 0; k < nd; k++)
@@ -591,7 +718,6 @@ static void settle(struct fifolock_shm__handle *s, struct wakes *w)
             e->ndead = h->ndead + h->dead_more;
             e->report_gen = h->report_gen;
             to |= ST_DEAD;
-            reported = true;
             CRASH_POINT(8);
         }
         while (!st_granted(st) &&
@@ -602,14 +728,6 @@ static void settle(struct fifolock_shm__handle *s, struct wakes *w)
         if ((st & ST_MASK) == ST_PARKED)
             wake_later(w, &e->state);
     }
-    if (reported) {
-        /* One final store: the report's number changes when the next one
-         * begins (pend_death), so an entry that took this one can never
-         * match a later report, wherever this process dies. */
-        h->dead_more = 0;
-        h->ndead = 0;
-        CRASH_POINT(7);
-    }
     /* G2: stopped at a mode this process does not know: its waiter settles. */
     if (granted < n && s->queue[granted].mode == NULL) {
         struct shm_entry *e = &s->entries[s->order[granted]];
@@ -619,6 +737,13 @@ static void settle(struct fifolock_shm__handle *s, struct wakes *w)
                                         __ATOMIC_RELAXED))
             wake_later(w, &e->state);
     }
+}
+
+/* Whether table mode `index` is declared read-only (its holders never write). */
+static bool mode_read_only(const struct shm_header *h, uint32_t index)
+{
+    return index < FIFOLOCK_SHM_MAX_MODES &&
+           (__atomic_load_n(&h->modes[index].flags, __ATOMIC_ACQUIRE) & MODE_READ_ONLY);
 }
 
 /* Adds one dead hold to the pending report (D1). Under L. */
@@ -665,17 +790,12 @@ static void reap_slot(struct fifolock_shm__handle *s, uint32_t slot)
         if (seq_load(e) == 0 || e->slot != slot)
             continue;
         st = st_load(e);
-        if ((st & ST_MASK) == ST_HELD) {
+        /* A holder of a mode declared read-only changed nothing: nothing
+         * to repair, nothing to report. A grant it never learnt of (GRANTED)
+         * is a dead waiter's: its user code never ran. (A report it carried
+         * stays pending anyway: only a repair clears one.) */
+        if ((st & ST_MASK) == ST_HELD && !mode_read_only(h, e->mode))
             pend_death(h, pid, e->mode, e->n);
-        } else if ((st & ST_MASK) == ST_GRANTED && (st & ST_DEAD)) {
-            /* It died before it learnt of its grant: its own user code never
-             * ran, but the report it carried goes to the next grant. */
-            uint32_t k, nd = e->ndead < FIFOLOCK_SHM_REPORT_MAX ? e->ndead
-                                                                : FIFOLOCK_SHM_REPORT_MAX;
-            for (k = 0; k < nd; k++)
-                pend_death(h, e->dead[k].pid, e->dead[k].mode, e->dead[k].n);
-            h->dead_more += e->ndead - nd;
-        }
         entry_remove(s, e);
     }
     if (slot < s->capacity)
@@ -729,6 +849,9 @@ static uint32_t queue_position(struct fifolock_shm__handle *s, const struct shm_
 
 /* ---- the internal lock --------------------------------------------------- */
 
+static void mode_free(struct shm_header *h, uint32_t k);
+static int modes_register(struct fifolock_shm__handle *s);
+
 /* Repair: the previous holder of L died inside a step. */
 static void repair(struct fifolock_shm__handle *s)
 {
@@ -761,20 +884,15 @@ static void repair(struct fifolock_shm__handle *s)
             }
             e->flags &= ~E_FROM_FAST;
         }
-        /* G1 gave this report away, then died. (Its grantee may already have
-         * made the entry HELD, which clears ST_DEAD: look at the copy.) A
-         * copy in an entry not yet granted was never given: G1 died between
-         * the copy and the CAS, and the report stays pending. */
-        if (e->ndead > 0 && h->ndead > 0 && e->report_gen == h->report_gen &&
-            st_granted(st_load(e))) {
-            h->dead_more = 0;
-            h->ndead = 0;
-        }
         count++;
         top = i + 1;
     }
     if (h->ndead > FIFOLOCK_SHM_REPORT_MAX)
         h->ndead = FIFOLOCK_SHM_REPORT_MAX;
+    /* A death inside mode_free: finish it (pairs of an unused entry). */
+    for (i = 0; i < FIFOLOCK_SHM_MAX_MODES; i++)
+        if (!(__atomic_load_n(&h->modes[i].flags, __ATOMIC_ACQUIRE) & MODE_USED))
+            mode_free(h, i);
     h->count = count;
     h->hwm = top;
 }
@@ -865,21 +983,34 @@ static void leave(struct fifolock_shm__handle *s, struct wakes *w)
 /* Registers this handle in this process (a slot and its byte). Under L. */
 static int ensure_registered(struct fifolock_shm__handle *s, uint32_t *slot_out)
 {
-    uint32_t slot = my_slot(s), i, pass;
+    uint32_t slot = my_slot(s), i, pass, blocked = 0;
     uint32_t gen = __atomic_load_n(&fork_gen, __ATOMIC_RELAXED);
+    int rc;
 
     if (slot != NO_SLOT) {
         *slot_out = slot;
         return 0;
     }
+    /* First (again, in a child after fork: the table may have changed since
+     * the parent's handle registered) find this handle's modes. */
+    rc = modes_register(s);
+    if (rc != 0)
+        return rc;
     for (pass = 0; pass < 2; pass++) {
+        blocked = 0;
         for (i = 0; i < s->capacity; i++) {
             if (__atomic_load_n(&s->slots[i].used, __ATOMIC_ACQUIRE))
                 continue;
-            /* A byte still locked: its handle is closing. Skip it. */
-            if (live_lock(s->fd, i, F_WRLCK, F_OFD_SETLK) != 0)
+            /* A byte still write-locked: its handle is closing. Skip it. A
+             * byte only read-locked: a process that is no user of the lock
+             * (one that can only read the file) holds it. Skip it too. */
+            if (live_lock(s->fd, i, F_WRLCK, F_OFD_SETLK) != 0) {
+                if (live_lock(s->fd, i, F_RDLCK, F_OFD_GETLK) == 0)
+                    blocked++;
                 continue;
+            }
             s->slots[i].pid = (int32_t)getpid();
+            s->slots[i].modes = s->mode_mask;
             __atomic_store_n(&s->slots[i].used, 1, __ATOMIC_RELEASE);
             __atomic_store_n(&s->reg, ((uint64_t)gen << 32) | i, __ATOMIC_RELEASE);
             *slot_out = i;
@@ -888,7 +1019,25 @@ static int ensure_registered(struct fifolock_shm__handle *s, uint32_t *slot_out)
         if (reap(s, UINT32_MAX) == 0)
             break;
     }
-    return ENOSPC;
+    if (blocked > 0) {
+        set_error("%u free liveness bytes of the lock file are read-locked by a process that "
+                  "may only read it: make the file unreadable to others (mode 0600 or 0660)",
+                  blocked);
+        return EACCES;
+    }
+    set_error("lock file full: %u handles", s->capacity);
+    return EUSERS;
+}
+
+/* Whether `n` holds of `mode` are granted on a lock nobody holds (rule.c). */
+static bool fits_empty(const fifolock_mode *mode, size_t n)
+{
+    struct fifolock__entry one;
+    size_t granted = 0;
+
+    one.mode = mode;
+    one.n = n;
+    return fifolock__granted_prefix(&one, 1, &granted) == 0 && granted == 1;
 }
 
 /* ---- the mode table ------------------------------------------------------ */
@@ -919,6 +1068,59 @@ static bool joins_none(const fifolock_mode *a)
     return a->is_compatible(a, &holds);
 }
 
+/* Frees mode-table entry k (under L): its pairs first, then its flags. */
+static void mode_free(struct shm_header *h, uint32_t k)
+{
+    uint32_t j, bit = 1u << k;
+
+    for (j = 0; j < FIFOLOCK_SHM_MAX_MODES; j++) {
+        h->modes[j].known &= ~bit;
+        h->modes[j].compat &= ~bit;
+    }
+    __atomic_store_n(&h->modes[k].flags, 0, __ATOMIC_RELEASE);
+}
+
+/*
+ * A free mode-table entry for a new mode (under L), or NO_SLOT: an unused
+ * one below *nmodes, else the next one (raising *nmodes), else one reclaimed
+ * from modes that no live handle uses (`mine`: those this registration found
+ * already), no queued request holds or asks for, and no pending death
+ * report names.
+ */
+static uint32_t free_mode(struct fifolock_shm__handle *s, uint32_t mine, uint32_t *nmodes)
+{
+    struct shm_header *h = s->h;
+    uint32_t k, i, used = mine, hwm;
+
+    for (k = 0; k < *nmodes; k++)
+        if (!(__atomic_load_n(&h->modes[k].flags, __ATOMIC_ACQUIRE) & MODE_USED))
+            return k;
+    if (*nmodes < FIFOLOCK_SHM_MAX_MODES) {
+        k = (*nmodes)++;
+        __atomic_store_n(&h->nmodes, *nmodes, __ATOMIC_RELEASE);
+        return k;
+    }
+    reap(s, UINT32_MAX); /* the dead hold modes no more */
+    for (i = 0; i < s->capacity; i++)
+        if (__atomic_load_n(&s->slots[i].used, __ATOMIC_ACQUIRE))
+            used |= s->slots[i].modes;
+    hwm = h->hwm < s->capacity ? h->hwm : s->capacity;
+    for (i = 0; i < hwm; i++)
+        if (seq_load(&s->entries[i]) != 0 && s->entries[i].mode < FIFOLOCK_SHM_MAX_MODES)
+            used |= 1u << s->entries[i].mode;
+    for (i = 0; i < h->ndead && i < FIFOLOCK_SHM_REPORT_MAX; i++)
+        if (h->dead[i].mode < FIFOLOCK_SHM_MAX_MODES)
+            used |= 1u << h->dead[i].mode;
+    k = NO_SLOT;
+    for (i = 0; i < *nmodes; i++)
+        if (!(used & (1u << i))) {
+            mode_free(h, i);
+            if (k == NO_SLOT)
+                k = i;
+        }
+    return k;
+}
+
 /*
  * Finds or adds this handle's modes in the file's table, and checks that
  * this process's predicates answer as the ones recorded. Under L.
@@ -927,7 +1129,7 @@ static int modes_register(struct fifolock_shm__handle *s)
 {
     struct shm_header *h = s->h;
     size_t i, j;
-    uint32_t nmodes = h->nmodes;
+    uint32_t nmodes = h->nmodes, mine = 0;
 
     if (nmodes > FIFOLOCK_SHM_MAX_MODES)
         return EBADMSG;
@@ -946,19 +1148,30 @@ static int modes_register(struct fifolock_shm__handle *s)
         if (k == nmodes) {
             struct shm_mode *t;
 
-            if (nmodes == FIFOLOCK_SHM_MAX_MODES)
-                return ENOSPC;
-            t = &h->modes[nmodes];
+            k = free_mode(s, mine, &nmodes);
+            if (k == NO_SLOT) {
+                set_error("lock file full: %u modes in use", (unsigned)FIFOLOCK_SHM_MAX_MODES);
+                return EUSERS;
+            }
+            t = &h->modes[k];
             memset(t, 0, sizeof *t);
             strncpy(t->name, m->name, FIFOLOCK_SHM_NAME_MAX - 1);
             t->limit = m->limit;
-            __atomic_store_n(&t->flags, MODE_USED | (joins_none(m) ? MODE_ALONE : 0),
+            __atomic_store_n(&t->flags,
+                             MODE_USED | (joins_none(m) ? MODE_ALONE : 0) |
+                                 (s->read_only[i] ? MODE_READ_ONLY : 0) |
+                                 (is_ready_made(m) ? MODE_READY : 0),
                              __ATOMIC_RELEASE);
-            __atomic_store_n(&h->nmodes, ++nmodes, __ATOMIC_RELEASE);
-        } else if (!!(h->modes[k].flags & MODE_ALONE) != joins_none(m)) {
+        } else if (!!(h->modes[k].flags & MODE_ALONE) != joins_none(m) ||
+                   !!(h->modes[k].flags & MODE_READ_ONLY) != s->read_only[i] ||
+                   !!(h->modes[k].flags & MODE_READY) != is_ready_made(m)) {
+            /* A mode of the user's own under a ready-made mode's name and
+             * limit (or the other way round): others would take it for the
+             * ready-made one. */
             return EPROTO;
         }
         s->index[i] = k;
+        mine |= 1u << k;
     }
     /* Pairs: compare with what others recorded, record what is new. */
     for (i = 0; i < s->nmodes; i++) {
@@ -985,10 +1198,12 @@ static int modes_register(struct fifolock_shm__handle *s)
             t->known |= bit;
         }
     }
+    memset(s->by_index, 0, sizeof s->by_index); /* indexes may have moved (fork) */
     for (i = 0; i < s->nmodes; i++) {
         s->by_index[s->index[i]] = s->modes[i];
         s->alone[i] = joins_none(s->modes[i]);
     }
+    s->mode_mask = mine;
     return 0;
 }
 
@@ -1023,20 +1238,20 @@ static void handle_layout(struct fifolock_shm__handle *s, uint32_t capacity)
     s->entries = (struct shm_entry *)(void *)((char *)s->h + HEADER_SIZE + slots);
 }
 
-/* Creates the lock in the empty (or half-created) file `fd`. Under flock. */
+/*
+ * Lays the lock out in `fd`, a new empty file that no other process can
+ * reach yet (O_TMPFILE, or a temporary name): it is linked at the lock's
+ * path only once whole, so nobody ever sees, waits for or repairs a
+ * half-made lock file, and no lock on the file is needed to make one.
+ */
 static int create_file(int fd, uint32_t capacity, struct shm_header **out, size_t *size_out)
 {
-    uint64_t init = SHM_MAGIC_INIT;
     size_t size = layout_size(capacity);
     struct shm_header *h;
     pthread_mutexattr_t a;
     int rc;
 
-    /* A creator that dies from here on leaves SHM_MAGIC_INIT: the next one redoes it. */
-    if (pwrite(fd, &init, sizeof init, 0) != (ssize_t)sizeof init)
-        return errno ? errno : EIO;
-    if (ftruncate(fd, 0) != 0 || pwrite(fd, &init, sizeof init, 0) != (ssize_t)sizeof init ||
-        ftruncate(fd, (off_t)size) != 0)
+    if (ftruncate(fd, (off_t)size) != 0)
         return errno;
     h = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (h == MAP_FAILED)
@@ -1068,7 +1283,7 @@ static int create_file(int fd, uint32_t capacity, struct shm_header **out, size_
     return 0;
 }
 
-/* Maps an existing lock file after checking its header. Under flock. */
+/* Maps an existing lock file after checking its header. */
 static int map_file(int fd, off_t file_size, struct shm_header **out, size_t *size_out)
 {
     struct shm_header *h;
@@ -1118,29 +1333,138 @@ static int check_modes(const fifolock_mode *const *modes, size_t nmodes)
     return 0;
 }
 
+/*
+ * A new lock file at `path`, made whole before anyone can see it: an
+ * unnamed file in the same directory (O_TMPFILE) linked at `path`, or, where
+ * the file system has no O_TMPFILE, a file of a unique temporary name
+ * linked at `path` and then unlinked (a creator that dies in between leaves
+ * that temporary file behind, never a half-made lock). EEXIST: somebody
+ * else linked theirs first.
+ */
+static int create_at(struct fifolock_shm__handle *s, const char *path, mode_t perms,
+                     uint32_t capacity)
+{
+    char dir[PATH_MAX], tmp[PATH_MAX + 32], self[40];
+    const char *slash = strrchr(path, '/');
+    int fd = -1, rc;
+    bool named = false;
+
+    if (slash == NULL)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == path)
+        snprintf(dir, sizeof dir, "/");
+    else if ((size_t)(slash - path) < sizeof dir)
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    else
+        return ENAMETOOLONG;
+    fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, perms);
+    if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+        unsigned tries;
+
+        for (tries = 0; tries < 100 && fd < 0; tries++) {
+            snprintf(tmp, sizeof tmp, "%s.%d.%lx.tmp", path, (int)getpid(),
+                     (unsigned long)now_ns() ^ (unsigned long)tries);
+            fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, perms);
+            if (fd < 0 && errno != EEXIST)
+                break;
+        }
+        named = fd >= 0;
+    }
+    if (fd < 0)
+        return errno;
+    rc = create_file(fd, capacity, &s->h, &s->size);
+    if (rc == 0) {
+        if (named) {
+            rc = link(tmp, path) == 0 ? 0 : errno;
+        } else {
+            proc_fd_path(self, fd);
+            rc = linkat(AT_FDCWD, self, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0 ? 0 : errno;
+        }
+    }
+    if (named)
+        unlink(tmp);
+    if (rc != 0) {
+        if (s->h != NULL)
+            munmap(s->h, s->size);
+        s->h = NULL;
+        close(fd);
+        return rc;
+    }
+    s->fd = fd;
+    return 0;
+}
+
+/*
+ * Opens the lock file at `path` (never through a symbolic link, never a
+ * file that is not a whole lock file: an empty or foreign file is EBADMSG),
+ * or makes a new one if there is none. No waiting: nothing here takes a
+ * lock that another process could hold.
+ */
+static int open_file(struct fifolock_shm__handle *s, const char *path, mode_t perms,
+                     uint32_t capacity)
+{
+    unsigned tries;
+    struct stat st;
+    int rc;
+
+    for (tries = 0; tries < 100; tries++) {
+        /* O_NONBLOCK: a FIFO or a device at `path` must not block the open. */
+        s->fd = open(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+        if (s->fd < 0) {
+            if (errno != ENOENT)
+                return errno;
+            rc = create_at(s, path, perms, capacity);
+            if (rc == EEXIST)
+                continue; /* made by somebody else meanwhile: open theirs */
+            return rc;
+        }
+        if (fstat(s->fd, &st) != 0)
+            return errno;
+        rc = S_ISREG(st.st_mode) ? map_file(s->fd, st.st_size, &s->h, &s->size) : EBADMSG;
+        if (rc == EBADMSG)
+            set_error("%s is not a fifolock lock file (%s)", path,
+                      !S_ISREG(st.st_mode) ? "not a regular file"
+                      : st.st_size == 0    ? "an empty file: remove it, and a lock file is made"
+                                           : "foreign, corrupt, or of another version");
+        return rc;
+    }
+    return EAGAIN; /* a file created and removed at `path` again and again */
+}
+
+/* Whether the caller's options struct has `field` (it was built knowing it). */
+#define OPTION(o, field) ((o)->size >= offsetof(fifolock_shm_options, field) + sizeof((o)->field))
+
 int fifolock_shm_open_ex(fifolock_shm *lock, const char *path, const fifolock_mode *const *modes,
                          size_t nmodes, const fifolock_shm_options *options)
 {
     struct fifolock_shm__handle *s;
     size_t capacity = FIFOLOCK_SHM_DEFAULT_CAPACITY;
     mode_t perms = 0666;
-    struct stat st;
-    uint64_t magic = 0;
     uint32_t slot;
+    const fifolock_mode *const *ro = NULL;
+    size_t nro = 0, i, j;
     int rc, saved = errno;
 
+    last_error[0] = '\0';
     if (lock == NULL || path == NULL)
         return EINVAL;
     rc = check_modes(modes, nmodes);
     if (rc != 0)
         return rc;
     if (options != NULL) {
-        if (options->capacity > FIFOLOCK_SHM_MAX_CAPACITY || (options->permissions & ~0777u))
+        if (options->size < offsetof(fifolock_shm_options, read_only) ||
+            options->capacity > FIFOLOCK_SHM_MAX_CAPACITY || (options->permissions & ~0777u))
             return EINVAL;
         if (options->capacity)
             capacity = options->capacity;
         if (options->permissions)
             perms = options->permissions;
+        if (OPTION(options, nread_only) && options->nread_only > 0) {
+            ro = options->read_only;
+            nro = options->nread_only;
+            if (ro == NULL)
+                return EINVAL;
+        }
     }
     s = calloc(1, sizeof *s);
     if (s == NULL)
@@ -1150,43 +1474,28 @@ int fifolock_shm_open_ex(fifolock_shm *lock, const char *path, const fifolock_mo
     s->id = __atomic_fetch_add(&next_handle_id, 1, __ATOMIC_RELAXED);
     s->nmodes = nmodes;
     memcpy(s->modes, modes, nmodes * sizeof *modes);
-
-    s->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, perms);
-    if (s->fd < 0) {
-        rc = errno;
-        goto fail;
-    }
-    while (flock(s->fd, LOCK_EX) != 0) {
-        if (errno != EINTR) {
-            rc = errno;
-            goto fail;
+    for (i = 0; i < nmodes; i++)
+        s->read_only[i] = modes[i] == &fifolock_read || modes[i] == &fifolock_is ||
+                          modes[i] == &fifolock_s;
+    for (j = 0; j < nro; j++) {
+        for (i = 0; i < nmodes && modes[i] != ro[j]; i++)
+            ;
+        if (i == nmodes) {
+            free(s);
+            return EINVAL; /* declared read-only, but not a mode of this open */
         }
+        s->read_only[i] = true;
     }
-    if (fstat(s->fd, &st) != 0) {
-        rc = errno;
-        goto fail_unlock;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        rc = EBADMSG;
-        goto fail_unlock;
-    }
-    if (st.st_size >= (off_t)sizeof magic &&
-        pread(s->fd, &magic, sizeof magic, 0) != (ssize_t)sizeof magic) {
-        rc = errno ? errno : EIO;
-        goto fail_unlock;
-    }
-    if (st.st_size == 0 || magic == SHM_MAGIC_INIT)
-        rc = create_file(s->fd, (uint32_t)capacity, &s->h, &s->size);
-    else
-        rc = map_file(s->fd, st.st_size, &s->h, &s->size);
+
+    rc = open_file(s, path, perms, (uint32_t)capacity);
     if (rc != 0)
-        goto fail_unlock;
+        goto fail;
     handle_layout(s, s->h->capacity);
     s->order = calloc(s->capacity, sizeof *s->order);
     s->queue = calloc(s->capacity, sizeof *s->queue);
     if (s->order == NULL || s->queue == NULL) {
         rc = ENOMEM;
-        goto fail_unlock;
+        goto fail;
     }
 
     handles_add(s);
@@ -1194,24 +1503,19 @@ int fifolock_shm_open_ex(fifolock_shm *lock, const char *path, const fifolock_mo
     if (rc == 0) {
         struct wakes w = { 0, { NULL } };
 
-        rc = modes_register(s);
-        if (rc == 0)
-            rc = ensure_registered(s, &slot);
+        rc = ensure_registered(s, &slot); /* its modes, then its slot */
         reap(s, UINT32_MAX); /* open is rare: a good time to clear the dead */
         settle(s, &w);
         leave(s, &w);
     }
     if (rc != 0) {
         handles_remove(s);
-        goto fail_unlock;
+        goto fail;
     }
-    flock(s->fd, LOCK_UN);
     lock->handle = s;
     errno = saved;
     return 0;
 
-fail_unlock:
-    flock(s->fd, LOCK_UN);
 fail:
     if (s->h != NULL)
         munmap(s->h, s->size);
@@ -1297,7 +1601,7 @@ static int take_grant(struct fifolock_shm__handle *s, struct shm_entry *e, uint6
         memset(d, 0, sizeof *d);
         d->pid = (pid_t)e->dead[k].pid;
         d->n = e->dead[k].n;
-        d->mode = mode_of(s, m);
+        d->mode = mode_lookup(s, m, false); /* not under L: no semaphore made */
         if (m < FIFOLOCK_SHM_MAX_MODES) {
             memcpy(d->name, s->h->modes[m].name, FIFOLOCK_SHM_NAME_MAX);
             d->name[FIFOLOCK_SHM_NAME_MAX - 1] = '\0';
@@ -1362,6 +1666,7 @@ static int acquire(fifolock_shm *lock, const fifolock_mode *mode, size_t n,
     int64_t end = 0, next_tick;
     unsigned spins, yields;
 
+    last_error[0] = '\0';
     if (lock == NULL || lock->handle == NULL || mode == NULL || n == 0 || n > FIFOLOCK_SHM_MAX_N)
         return EINVAL;
     s = lock->handle;
@@ -1405,10 +1710,18 @@ static int acquire(fifolock_shm *lock, const fifolock_mode *mode, size_t n,
     }
     if (e == NULL) {
         leave(s, &w);
-        return ENOSPC;
+        set_error("lock file full: %u requests queued", s->capacity);
+        return EUSERS;
     }
     seq = entry_publish(s, e, slot, s->index[li], (uint32_t)n, ST_WAITING, 0, 0);
     settle(s, &w);
+    if (!st_granted(st_load(e)) && !fits_empty(mode, n)) {
+        /* Refused even by an empty lock: it could never be granted. */
+        entry_remove(s, e);
+        settle(s, &w);
+        leave(s, &w);
+        return EDEADLK;
+    }
     if (!st_granted(st_load(e)) && try) {
         /* Dead holders must not make a try fail: find them first. */
         uint32_t qn = queue_build(s);
@@ -1621,6 +1934,67 @@ int fifolock_shm_release(fifolock_shm *lock, const fifolock_mode *mode)
         }
     }
     return fifolock_shm_release_n(lock, mode, 1);
+}
+
+/* ---- repaired ------------------------------------------------------------ */
+
+int fifolock_shm_consistent(fifolock_shm *lock)
+{
+    struct fifolock_shm__handle *s;
+    uint32_t slot, i, hwm;
+    bool may = false;
+    int rc;
+
+    if (lock == NULL || lock->handle == NULL)
+        return EINVAL;
+    s = lock->handle;
+    slot = my_slot(s);
+    if (slot == NO_SLOT)
+        return EPERM;
+    rc = enter(s); /* L2 turns a fast hold into an entry */
+    if (rc != 0)
+        return rc;
+    hwm = s->h->hwm < s->capacity ? s->h->hwm : s->capacity;
+    for (i = 0; i < hwm && !may; i++) {
+        struct shm_entry *e = &s->entries[i];
+
+        may = seq_load(e) != 0 && e->slot == slot && (st_load(e) & ST_MASK) == ST_HELD &&
+              !mode_read_only(s->h, e->mode);
+    }
+    if (may && s->h->ndead > 0) {
+        /* C1: one final store clears the report (dead_more only counts
+         * beyond ndead's items and is reset when the next report begins). */
+        s->h->dead_more = 0;
+        CRASH_POINT(7);
+        __atomic_store_n(&s->h->ndead, 0, __ATOMIC_RELEASE);
+    }
+    leave(s, NULL); /* L3: the fast path is open again if nothing queues */
+    return may ? 0 : EPERM;
+}
+
+/* ---- handing the hold to a child ----------------------------------------- */
+
+int fifolock_shm_keepalive_fd(fifolock_shm *lock, int *fd)
+{
+    struct fifolock_shm__handle *s;
+    int saved = errno, rc;
+
+    if (lock == NULL || lock->handle == NULL || fd == NULL)
+        return EINVAL;
+    s = lock->handle;
+    if (my_slot(s) == NO_SLOT)
+        return EPERM;
+    /* A new descriptor of the same open file description: the byte lock is
+     * the description's, so it stays while any descriptor of it is open.
+     * F_DUPFD leaves FD_CLOEXEC clear: the descriptor survives exec. */
+    rc = fcntl(s->fd, F_DUPFD, 3);
+    if (rc < 0) {
+        rc = errno;
+        errno = saved;
+        return rc;
+    }
+    *fd = rc;
+    return 0;
 }
 
 /* ---- introspection ------------------------------------------------------- */

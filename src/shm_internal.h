@@ -48,8 +48,8 @@ FIFOLOCK_HIDDEN extern struct fifolock_shm__tuning fifolock_shm__tuning;
  *   5 R1, the released entry removed, before G1 grants those behind it
  *   6 A5, granted (perhaps with a death report) but not yet HELD: the
  *     caller dies before its acquire returns (not under L)
- *   7 G1, the death report given to an entry and cleared, the last step of
- *     G1's update of the pending report
+ *   7 C1, fifolock_shm_consistent() between its two stores: the report's
+ *     overflow count cleared, its item count not yet
  *   8 G1, the death report copied into an entry, before the CAS that grants
  *     it: the report was not given
  */

@@ -9,6 +9,9 @@ fifolock_add_test(test_shm test_shm.c TIMEOUT 120 LABELS shm)
 fifolock_add_test(test_shm_torture test_shm_torture.c TIMEOUT 120 LABELS shm stress torture NO_VALGRIND)
 # The command line (tools/), if it is built.
 if(TARGET fifolock_tool)
+  # The torture test also kills the tool and its command apart.
+  set_tests_properties(test_shm_torture PROPERTIES
+    ENVIRONMENT "FIFOLOCK_TOOL=$<TARGET_FILE:fifolock_tool>")
   find_program(FIFOLOCK_SHM_BASH bash)
   if(FIFOLOCK_SHM_BASH)
     set(FIFOLOCK_CLI_FLAVOUR plain)

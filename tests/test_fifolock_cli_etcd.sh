@@ -194,6 +194,20 @@ check_match "a revoked lease: the tool says why" "lost the lock X while the comm
 fl --timeout 5 X true
 check "the lock is free after a loss" 0 $?
 
+# ---- the tool killed while its command runs ----
+# Nobody keeps the lease alive after the tool's SIGKILL: the command must die
+# with the tool (at once, not after the TTL), so that no second holder runs.
+"$tool" --etcd "$ep" K sh -c "echo \$\$ >$dir/k-pid; touch $dir/k0; exec sleep 20" &
+holder=$!
+wait_for "$dir/k0"
+cmd=$(cat "$dir/k-pid")
+kill -9 "$holder"
+wait "$holder" 2>/dev/null
+# Gone, or a zombie nobody reaped yet (state Z after the command's name).
+gone() { ! grep -q '^[0-9]* ([^)]*) [^Z]' "/proc/$1/stat" 2>/dev/null; }
+for _ in $(seq 100); do gone "$cmd" && break; sleep 0.01; done
+check "a killed tool's command dies with it" 1 "$(gone "$cmd" && echo 1)"
+
 # ---- upgradable ----
 fl --mode upgradable U sh -c "touch $dir/u0; while [ ! -e $dir/u-go ]; do sleep 0.02; done" &
 holder=$!

@@ -16,6 +16,8 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -56,9 +58,33 @@ static int wait_waiting(fifolock_shm *lock, size_t n)
     return 0;
 }
 
+/*
+ * A test that would block for ever when the library is wrong fails after
+ * `seconds` instead, naming itself (SIGALRM ends the whole program).
+ */
+static void on_watchdog(int sig)
+{
+    static const char msg[] = "FAIL: a test blocked (watchdog): ";
+
+    (void)sig;
+    (void)!write(2, msg, sizeof msg - 1);
+    (void)!write(2, check_current, strlen(check_current));
+    (void)!write(2, "\n", 1);
+    _exit(1);
+}
+
+static void watchdog(unsigned seconds)
+{
+    signal(SIGALRM, on_watchdog);
+    alarm(seconds);
+}
+
 /* ---- children ------------------------------------------------------------ */
 
 enum how { FAST, QUEUED };
+
+/* The options the children of spawn_holder_of() open with (NULL: none). */
+static const fifolock_shm_options *child_options;
 
 /*
  * Forks a child that opens its own handle on `file`, takes `mode` (through the
@@ -81,7 +107,8 @@ static pid_t spawn_holder_of(const char *file, const fifolock_mode *const *modes
         int rc;
 
         close(p[0]);
-        if (fifolock_shm_open(&l, file, modes, nmodes) != 0)
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* gone with the test, even if it fails */
+        if (fifolock_shm_open_ex(&l, file, modes, nmodes, child_options) != 0)
             _exit(10);
         rc = how == FAST ? fifolock_shm_acquire(&l, mode)
                          : fifolock_shm_acquire_n(&l, mode, 1, NULL, &token);
@@ -182,7 +209,7 @@ static void bad_arguments_are_einval(void)
     const fifolock_mode *dup[] = { &fifolock_read, &read2 };
     const fifolock_mode *bad1[] = { &unnamed }, *bad2[] = { &nopred }, *bad3[] = { &longname };
     const fifolock_mode *null1[] = { NULL };
-    fifolock_shm_options big = { FIFOLOCK_SHM_MAX_CAPACITY + 1, 0 };
+    fifolock_shm_options big = FIFOLOCK_SHM_OPTIONS_INIT, unsized = FIFOLOCK_SHM_OPTIONS_INIT;
     struct timespec bad_deadline = { 0, 1000000000L };
     struct stat st;
 
@@ -197,7 +224,10 @@ static void bad_arguments_are_einval(void)
     CHECK_EQ(fifolock_shm_open(&l, path, bad2, 1), EINVAL);
     CHECK_EQ(fifolock_shm_open(&l, path, bad3, 1), EINVAL);
     CHECK_EQ(fifolock_shm_open(&l, path, dup, 2), EINVAL);
+    big.capacity = FIFOLOCK_SHM_MAX_CAPACITY + 1;
     CHECK_EQ(fifolock_shm_open_ex(&l, path, rw, 2, &big), EINVAL);
+    unsized.size = 0; /* a caller that did not start from FIFOLOCK_SHM_OPTIONS_INIT */
+    CHECK_EQ(fifolock_shm_open_ex(&l, path, rw, 2, &unsized), EINVAL);
     CHECK_EQ(stat(path, &st), -1); /* nothing was created */
 
     CHECK_EQ(fifolock_shm_open(&l, path, rw, 2), 0);
@@ -282,7 +312,7 @@ static void foreign_or_corrupt_file_is_ebadmsg(void)
     CHECK_EQ(fifolock_shm_close(&l), 0);
     fd = open(path, O_RDWR);
     {
-        uint32_t cap = 5000; /* beyond FIFOLOCK_SHM_MAX_CAPACITY */
+        uint32_t cap = FIFOLOCK_SHM_MAX_CAPACITY + 1;
         uint32_t old;
 
         CHECK_EQ(pread(fd, &old, 4, 12), 4);
@@ -307,12 +337,13 @@ static void foreign_or_corrupt_file_is_ebadmsg(void)
 static void garbage_in_the_queue_never_crashes(void)
 {
     fifolock_shm l;
-    fifolock_shm_options small = { 8, 0 };
+    fifolock_shm_options small = FIFOLOCK_SHM_OPTIONS_INIT;
     unsigned char junk[4096];
     unsigned seed = 12345;
     size_t i;
     int fd, rc;
 
+    small.capacity = 8;
     CHECK_EQ(fifolock_shm_open_ex(&l, fresh(), rw, 2, &small), 0);
     fd = open(path, O_RDWR);
     for (i = 0; i < sizeof junk; i++)
@@ -320,7 +351,7 @@ static void garbage_in_the_queue_never_crashes(void)
     CHECK_EQ(pwrite(fd, junk, sizeof junk, 4096), (long long)sizeof junk); /* handles, entries */
     close(fd);
     rc = fifolock_shm_try_acquire(&l, &fifolock_write);
-    CHECK_TRUE(rc == 0 || rc == EBUSY || rc == ENOSPC || rc == EOWNERDEAD);
+    CHECK_TRUE(rc == 0 || rc == EBUSY || rc == ENOSPC || rc == EUSERS || rc == EOWNERDEAD);
     if (rc == 0 || rc == EOWNERDEAD)
         CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
     (void)fifolock_shm_held(&l, &fifolock_read);
@@ -329,16 +360,66 @@ static void garbage_in_the_queue_never_crashes(void)
     unlink(path);
 }
 
-static void half_created_file_is_created_again(void)
+/* A mode that excludes only itself, as mutex does. */
+static bool alone_of_its_kind(const fifolock_mode *self, const fifolock_holds *holds)
+{
+    return fifolock_held(holds, self) == 0;
+}
+
+/*
+ * Only a whole lock file is opened: an existing empty file, a file an older
+ * build began and never finished, or a symbolic link (even to a real lock
+ * file) is refused, and left as it was.
+ */
+static void non_lock_files_and_links_are_refused(void)
 {
     fifolock_shm l;
-    const uint64_t init = 0x54494e49464f4946ull; /* what a creator writes first */
+    const uint64_t init = 0x54494e49464f4946ull; /* what older builds wrote first */
+    char link_path[160];
+    struct stat st;
 
-    write_file(fresh(), &init, sizeof init);
+    write_file(fresh(), "", 0);
+    CHECK_EQ(fifolock_shm_open(&l, path, rw, 2), EBADMSG);
+    CHECK_EQ(stat(path, &st), 0);
+    CHECK_EQ(st.st_size, 0); /* not made a lock file */
+    write_file(path, &init, sizeof init);
+    CHECK_EQ(fifolock_shm_open(&l, path, rw, 2), EBADMSG);
+    unlink(path);
     CHECK_EQ(fifolock_shm_open(&l, path, rw, 2), 0);
-    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0);
-    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
     CHECK_EQ(fifolock_shm_close(&l), 0);
+    snprintf(link_path, sizeof link_path, "%s.link", path);
+    unlink(link_path);
+    CHECK_EQ(symlink(path, link_path), 0);
+    CHECK_EQ(fifolock_shm_open(&l, link_path, rw, 2), ELOOP);
+    unlink(link_path);
+    CHECK_EQ(fifolock_shm_open(&l, "/dev/null", rw, 2), EBADMSG);
+    unlink(path);
+}
+
+/* A lock file appears only whole: many processes creating it at once share one. */
+static void racing_creators_share_one_file(void)
+{
+    pid_t pids[8];
+    int i, status;
+
+    fresh();
+    for (i = 0; i < 8; i++) {
+        pids[i] = fork();
+        if (pids[i] == 0) {
+            fifolock_shm c;
+            uint64_t token;
+
+            if (fifolock_shm_open(&c, path, rw, 2) != 0 ||
+                fifolock_shm_acquire_n(&c, &fifolock_write, 1, NULL, &token) != 0 ||
+                fifolock_shm_release(&c, &fifolock_write) != 0 || fifolock_shm_close(&c) != 0)
+                _exit(1);
+            _exit(0);
+        }
+    }
+    for (i = 0; i < 8; i++) {
+        CHECK_EQ(waitpid(pids[i], &status, 0), pids[i]);
+        CHECK_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
     unlink(path);
 }
 
@@ -366,7 +447,7 @@ static void disagreeing_mode_is_eproto(void)
     unlink(path);
 }
 
-static void full_mode_table_is_enospc(void)
+static void full_mode_table_is_eusers(void)
 {
     fifolock_shm a, b;
     fifolock_mode sems[FIFOLOCK_SHM_MAX_MODES + 1];
@@ -378,33 +459,375 @@ static void full_mode_table_is_enospc(void)
         p[i] = &sems[i];
     }
     CHECK_EQ(fifolock_shm_open(&a, fresh(), p, FIFOLOCK_SHM_MAX_MODES), 0);
-    CHECK_EQ(fifolock_shm_open(&b, path, p + 1, FIFOLOCK_SHM_MAX_MODES), ENOSPC);
+    CHECK_EQ(fifolock_shm_open(&b, path, p + 1, FIFOLOCK_SHM_MAX_MODES), EUSERS);
+    CHECK_EQ(strncmp(fifolock_shm_last_error(), "lock file full: ", 16), 0);
     CHECK_EQ(fifolock_shm_open(&b, path, p, 2), 0); /* known modes: fine */
     CHECK_EQ(fifolock_shm_close(&b), 0);
     CHECK_EQ(fifolock_shm_close(&a), 0);
     unlink(path);
 }
 
-static void full_queue_is_enospc_and_changes_nothing(void)
+static void full_queue_is_eusers_and_changes_nothing(void)
 {
     fifolock_shm l;
-    fifolock_shm_options two = { 2, 0600 };
+    fifolock_shm_options two = FIFOLOCK_SHM_OPTIONS_INIT;
     uint64_t t1 = 0, t2 = 0;
     struct stat st;
 
+    two.capacity = 2;
+    two.permissions = 0600;
     CHECK_EQ(fifolock_shm_open_ex(&l, fresh(), rw, 2, &two), 0);
     CHECK_EQ(stat(path, &st), 0);
     CHECK_EQ(st.st_mode & 0777, 0600 & ~umask(022));
     CHECK_EQ(fifolock_shm_acquire_n(&l, &fifolock_read, 1, NULL, &t1), 0);
     CHECK_EQ(fifolock_shm_acquire_n(&l, &fifolock_read, 1, NULL, &t2), 0);
     CHECK_LT(t1, t2);
-    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_read), ENOSPC);
-    CHECK_EQ(fifolock_shm_try_acquire(&l, &fifolock_write), ENOSPC);
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_read), EUSERS);
+    CHECK_EQ(strcmp(fifolock_shm_last_error(), "lock file full: 2 requests queued"), 0);
+    CHECK_EQ(fifolock_shm_try_acquire(&l, &fifolock_write), EUSERS);
     CHECK_EQ(fifolock_shm_held(&l, &fifolock_read), 2);
     CHECK_EQ(fifolock_shm_waiting(&l), 0);
     CHECK_EQ(fifolock_shm_release(&l, &fifolock_read), 0);
     CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_read), 0);
     CHECK_EQ(fifolock_shm_release_n(&l, &fifolock_read, 2), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    unlink(path);
+}
+
+/* A request that an empty lock refuses would wait for ever: EDEADLK at once. */
+static void request_no_empty_lock_grants_is_edeadlk(void)
+{
+    static fifolock_mode sem2 = FIFOLOCK_SEMAPHORE(2);
+    const fifolock_mode *modes[] = { &fifolock_read, &fifolock_write, &sem2 };
+    struct timespec limit = in_ms(5000);
+    fifolock_shm l;
+    uint64_t token;
+
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), modes, 3), 0);
+    CHECK_EQ(fifolock_shm_acquire_n(&l, &sem2, 3, &limit, &token), EDEADLK);
+    CHECK_EQ(fifolock_shm_acquire_n(&l, &sem2, 3, &limit, NULL), EDEADLK); /* no token */
+    CHECK_EQ(fifolock_shm_waiting(&l), 0);
+    /* Also behind a holder: refused at once, not after the holder. */
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_acquire_n(&l, &sem2, 3, &limit, NULL), EDEADLK);
+    CHECK_EQ(fifolock_shm_waiting(&l), 0);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_acquire_n(&l, &sem2, 2, &limit, NULL), 0);
+    CHECK_EQ(fifolock_shm_release_n(&l, &sem2, 2), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    unlink(path);
+}
+
+/* More handles than the file has room for: EUSERS, and the text says how many. */
+static void full_handle_table_is_eusers_with_its_size(void)
+{
+    fifolock_shm_options two = FIFOLOCK_SHM_OPTIONS_INIT;
+    fifolock_shm a, b, c;
+
+    two.capacity = 2;
+    CHECK_EQ(fifolock_shm_open_ex(&a, fresh(), rw, 2, &two), 0);
+    CHECK_EQ(fifolock_shm_open(&b, path, rw, 2), 0);
+    CHECK_EQ(fifolock_shm_open(&c, path, rw, 2), EUSERS);
+    CHECK_EQ(strcmp(fifolock_shm_last_error(), "lock file full: 2 handles"), 0);
+    CHECK_EQ(strcmp(fifolock_strerror(EUSERS), fifolock_strerror(ENOSPC)) != 0, 1);
+    CHECK_EQ(fifolock_shm_close(&b), 0);
+    CHECK_EQ(fifolock_shm_open(&c, path, rw, 2), 0); /* room again */
+    CHECK_EQ(fifolock_shm_close(&c), 0);
+    CHECK_EQ(fifolock_shm_close(&a), 0);
+    unlink(path);
+}
+
+/* The default room is far beyond 127 handles (one process opens 300 here). */
+static void hundreds_of_handles_fit_by_default(void)
+{
+    static fifolock_shm many[300];
+    size_t i, opened = 0;
+
+    fresh();
+    for (i = 0; i < 300; i++) {
+        int rc = fifolock_shm_open(&many[i], path, rw, 2);
+
+        CHECK_EQ(rc, 0);
+        if (rc != 0)
+            break;
+        opened++;
+    }
+    CHECK_EQ(fifolock_shm_acquire(&many[opened - 1], &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_release(&many[opened - 1], &fifolock_read), 0);
+    for (i = 0; i < opened; i++)
+        CHECK_EQ(fifolock_shm_close(&many[i]), 0);
+    unlink(path);
+}
+
+/*
+ * A mode-table entry that no live handle uses is reclaimed: a hundred
+ * semaphore sizes, one after another, never fill the table; while all 32
+ * entries are in use by open handles, the next mode is EUSERS, and a close
+ * makes room.
+ */
+static void unused_modes_are_reclaimed(void)
+{
+    static fifolock_mode sems[100];
+    static fifolock_shm held[FIFOLOCK_SHM_MAX_MODES];
+    fifolock_shm l;
+    const fifolock_mode *one[1];
+    size_t i;
+
+    fresh();
+    for (i = 0; i < 100; i++) {
+        sems[i] = (fifolock_mode)FIFOLOCK_SEMAPHORE(i + 1);
+        one[0] = &sems[i];
+        CHECK_EQ(fifolock_shm_open(&l, path, one, 1), 0);
+        CHECK_EQ(fifolock_shm_acquire(&l, &sems[i]), 0);
+        CHECK_EQ(fifolock_shm_release(&l, &sems[i]), 0);
+        CHECK_EQ(fifolock_shm_close(&l), 0);
+    }
+    for (i = 0; i < FIFOLOCK_SHM_MAX_MODES; i++) {
+        one[0] = &sems[i];
+        CHECK_EQ(fifolock_shm_open(&held[i], path, one, 1), 0);
+    }
+    one[0] = &sems[50];
+    CHECK_EQ(fifolock_shm_open(&l, path, one, 1), EUSERS);
+    CHECK_EQ(strcmp(fifolock_shm_last_error(), "lock file full: 32 modes in use"), 0);
+    CHECK_EQ(fifolock_shm_close(&held[7]), 0);
+    CHECK_EQ(fifolock_shm_open(&l, path, one, 1), 0);
+    CHECK_EQ(fifolock_shm_acquire(&l, &sems[50]), 0);
+    CHECK_EQ(fifolock_shm_release(&l, &sems[50]), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    for (i = 0; i < FIFOLOCK_SHM_MAX_MODES; i++)
+        if (i != 7)
+            CHECK_EQ(fifolock_shm_close(&held[i]), 0);
+    unlink(path);
+}
+
+/*
+ * A hold handed on through fifolock_shm_keepalive_fd(): the process that
+ * took it dies, a program it started (fork and exec: nothing of the
+ * library is left in it but the descriptor) lives on, and the hold stays
+ * until that program ends too; then the next grant is told.
+ */
+static void keepalive_descriptor_keeps_the_hold_across_exec(void)
+{
+    fifolock_shm l;
+    struct timespec limit;
+    int p[2], fd;
+    pid_t holder, keeper = 0;
+
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+    CHECK_EQ(fifolock_shm_keepalive_fd(NULL, &fd), EINVAL);
+    CHECK_EQ(pipe(p), 0);
+    holder = fork();
+    if (holder == 0) {
+        fifolock_shm c;
+        uint64_t token;
+        pid_t k;
+
+        if (fifolock_shm_open(&c, path, rw, 2) != 0 ||
+            fifolock_shm_acquire_n(&c, &fifolock_write, 1, NULL, &token) != 0 ||
+            fifolock_shm_keepalive_fd(&c, &fd) != 0 || (fcntl(fd, F_GETFD) & FD_CLOEXEC))
+            _exit(1);
+        k = fork();
+        if (k == 0) {
+            execlp("sleep", "sleep", "30", (char *)NULL);
+            _exit(127);
+        }
+        close(fd);
+        if (write(p[1], &k, sizeof k) != (ssize_t)sizeof k)
+            _exit(1);
+        for (;;)
+            pause();
+    }
+    CHECK_EQ(read(p[0], &keeper, sizeof keeper), (long long)sizeof keeper);
+    sleep_ms(50); /* the keeper has exec'd */
+    kill_and_reap(holder);
+    limit = in_ms(300);
+    CHECK_EQ(fifolock_shm_timed_acquire(&l, &fifolock_read, &limit), ETIMEDOUT); /* still held */
+    kill(keeper, SIGKILL); /* not our child: its exit ends the hold, found within a tick */
+    limit = in_ms(2000);
+    CHECK_EQ(fifolock_shm_timed_acquire(&l, &fifolock_read, &limit), EOWNERDEAD);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    close(p[0]);
+    close(p[1]);
+    unlink(path);
+}
+
+/*
+ * A holder forks a child that does not exec and never uses the lock, then
+ * dies: the child inherited the holder's descriptor and mapping, but neither
+ * keeps the holder alive, and its hold is reclaimed within a tick.
+ */
+static void fork_child_does_not_keep_a_dead_parent_alive(void)
+{
+    fifolock_shm l;
+    struct timespec limit;
+    int p[2];
+    pid_t holder, child = 0;
+
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+    CHECK_EQ(pipe(p), 0);
+    holder = fork();
+    if (holder == 0) {
+        fifolock_shm c;
+        pid_t k;
+
+        if (fifolock_shm_open(&c, path, rw, 2) != 0 ||
+            fifolock_shm_acquire(&c, &fifolock_write) != 0)
+            _exit(1);
+        k = fork();
+        if (k == 0) {
+            for (;;)
+                pause();
+        }
+        if (write(p[1], &k, sizeof k) != (ssize_t)sizeof k)
+            _exit(1);
+        for (;;)
+            pause();
+    }
+    CHECK_EQ(read(p[0], &child, sizeof child), (long long)sizeof child);
+    kill_and_reap(holder);
+    limit = in_ms(1000);
+    CHECK_EQ(fifolock_shm_timed_acquire(&l, &fifolock_read, &limit), EOWNERDEAD);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_read), 0);
+    kill(child, SIGKILL);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    close(p[0]);
+    close(p[1]);
+    unlink(path);
+}
+
+/* A byte lock on the lock file, through `fd`. */
+static int byte_lock(int fd, int cmd, short type, off_t start, off_t len)
+{
+    struct flock fl;
+
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = type;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = start;
+    fl.l_len = len;
+    return fcntl(fd, cmd, &fl) == 0 ? 0 : errno;
+}
+
+#define LIVE_BYTES ((off_t)1 << 40) /* src/shm.c's LIVE_BASE */
+
+/*
+ * A process that may only read the file (here: a read-only descriptor, all
+ * such a process has) holds flock(LOCK_SH) on it: opens and acquires go on,
+ * within their deadline.
+ */
+static void a_reader_flock_never_blocks_an_open(void)
+{
+    fifolock_shm l;
+    struct timespec limit;
+    int ro;
+
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    ro = open(path, O_RDONLY);
+    CHECK_TRUE(ro >= 0);
+    CHECK_EQ(flock(ro, LOCK_SH), 0);
+    watchdog(5); /* an open that blocks fails by the watchdog, not by a hang */
+    CHECK_EQ(fifolock_shm_open(&l, path, rw, 2), 0);
+    limit = in_ms(1000);
+    CHECK_EQ(fifolock_shm_timed_acquire(&l, &fifolock_write, &limit), 0);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    CHECK_EQ(flock(ro, LOCK_EX), 0); /* a read-only descriptor may even take this */
+    CHECK_EQ(fifolock_shm_open(&l, path, rw, 2), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    alarm(0);
+    close(ro);
+    unlink(path);
+}
+
+struct byte_waiter {
+    int fd;
+    off_t byte;
+    int rc;
+};
+
+static void *read_lock_when_free(void *arg)
+{
+    struct byte_waiter *b = arg;
+
+    b->rc = byte_lock(b->fd, F_OFD_SETLKW, F_RDLCK, b->byte, 1);
+    return NULL;
+}
+
+/*
+ * A reader read-locks a holder's liveness byte the moment the holder dies:
+ * the holder is still found dead, and the lock goes on.
+ */
+static void a_reader_lock_never_keeps_a_dead_holder_alive(void)
+{
+    fifolock_shm l;
+    struct byte_waiter b;
+    pthread_t tid;
+    struct timespec limit;
+    int p[2], ro;
+    uint32_t slot = 0;
+    pid_t pid;
+
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+    CHECK_EQ(pipe(p), 0);
+    pid = fork();
+    if (pid == 0) {
+        fifolock_shm c;
+
+        if (fifolock_shm_open(&c, path, rw, 2) != 0 ||
+            fifolock_shm_acquire(&c, &fifolock_write) != 0)
+            _exit(1);
+        slot = fifolock_shm__slot(&c);
+        if (write(p[1], &slot, sizeof slot) != (ssize_t)sizeof slot)
+            _exit(1);
+        for (;;)
+            pause();
+    }
+    CHECK_EQ(read(p[0], &slot, sizeof slot), (long long)sizeof slot);
+    ro = open(path, O_RDONLY);
+    CHECK_TRUE(ro >= 0);
+    b.fd = ro;
+    b.byte = LIVE_BYTES + (off_t)slot;
+    b.rc = -1;
+    pthread_create(&tid, NULL, read_lock_when_free, &b);
+    sleep_ms(50); /* the reader waits on the byte */
+    kill_and_reap(pid);
+    pthread_join(tid, NULL);
+    CHECK_EQ(b.rc, 0); /* it holds a read lock on the dead holder's byte */
+    limit = in_ms(1000);
+    CHECK_EQ(fifolock_shm_timed_acquire(&l, &fifolock_read, &limit), EOWNERDEAD);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    close(ro);
+    close(p[0]);
+    close(p[1]);
+    unlink(path);
+}
+
+/*
+ * A reader read-locks every liveness byte: new handles cannot register
+ * (the one denial of service left to it) and are told why, not "full";
+ * the handles already open go on.
+ */
+static void a_reader_locking_free_bytes_is_told_not_full(void)
+{
+    fifolock_shm l, m;
+    int ro;
+
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+    ro = open(path, O_RDONLY);
+    CHECK_TRUE(ro >= 0);
+    /* Every byte but the one the open handle holds (a write lock: a read
+     * lock over it would wait). */
+    CHECK_EQ(byte_lock(ro, F_OFD_SETLK, F_RDLCK, LIVE_BYTES + 1, 0), 0);
+    CHECK_EQ(fifolock_shm_open(&m, path, rw, 2), EACCES);
+    CHECK_TRUE(strstr(fifolock_shm_last_error(), "read-locked") != NULL);
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    close(ro); /* its locks go with it */
+    CHECK_EQ(fifolock_shm_open(&m, path, rw, 2), 0);
+    CHECK_EQ(fifolock_shm_close(&m), 0);
     CHECK_EQ(fifolock_shm_close(&l), 0);
     unlink(path);
 }
@@ -577,8 +1000,12 @@ static void tokens_grow_with_grant_order(void)
     unlink(path);
 }
 
-/* A killed holder: the next grant is EOWNERDEAD with its pid and mode, once. */
-static void check_dead_holder_reported_once(enum how how, int try)
+/*
+ * A killed writer: every grant is EOWNERDEAD with its pid and mode until a
+ * holder of a mode that may write declares the data repaired; a reader that
+ * was told may not.
+ */
+static void check_dead_holder_told_until_repaired(enum how how, int try)
 {
     fifolock_shm l;
     struct fifolock_shm_death d[2];
@@ -602,8 +1029,15 @@ static void check_dead_holder_reported_once(enum how how, int try)
     CHECK_TRUE(d[0].mode == &fifolock_write);
     CHECK_EQ(strcmp(d[0].name, "write"), 0);
     CHECK_EQ(d[0].n, 1);
+    CHECK_EQ(fifolock_shm_consistent(&l), EPERM); /* a reader repairs nothing */
     CHECK_EQ(fifolock_shm_release(&l, &fifolock_read), 0);
-    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0); /* reported once only */
+    CHECK_EQ(fifolock_shm_consistent(&l), EPERM); /* holds nothing */
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), EOWNERDEAD); /* still unrepaired */
+    CHECK_EQ(fifolock_shm_dead_holders(&l, d, 2), 1);
+    CHECK_EQ(d[0].pid, pid);
+    CHECK_EQ(fifolock_shm_consistent(&l), 0);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0); /* repaired: no longer told */
     CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
     CHECK_EQ(fifolock_shm_close(&l), 0);
     /* A new handle (perhaps at the old one's address) has no report. */
@@ -613,45 +1047,106 @@ static void check_dead_holder_reported_once(enum how how, int try)
     unlink(path);
 }
 
-static void dead_fast_holder_is_eownerdead_once(void)
+static void dead_fast_holder_is_eownerdead_until_repaired(void)
 {
-    check_dead_holder_reported_once(FAST, 0);
+    check_dead_holder_told_until_repaired(FAST, 0);
 }
 
-static void dead_queued_holder_is_eownerdead_once(void)
+static void dead_queued_holder_is_eownerdead_until_repaired(void)
 {
-    check_dead_holder_reported_once(QUEUED, 0);
+    check_dead_holder_told_until_repaired(QUEUED, 0);
 }
 
 static void try_acquire_reaps_dead_holder(void)
 {
-    check_dead_holder_reported_once(QUEUED, 1);
+    check_dead_holder_told_until_repaired(QUEUED, 1);
 }
 
-static void dead_readers_are_all_reported_to_the_writer(void)
+/*
+ * Holders of read-only modes (read, and a mode of the user's declared so)
+ * leave nothing to repair: their deaths are not told. A mode of the user's
+ * not declared so is told, and a process that declares a mode otherwise
+ * than the file records is refused.
+ */
+static void dead_readers_leave_nothing_to_repair(void)
 {
-    fifolock_shm l;
+    static fifolock_mode look = { alone_of_its_kind, "look", 0 };
+    static fifolock_mode poke = { alone_of_its_kind, "poke", 0 };
+    const fifolock_mode *modes[] = { &fifolock_read, &fifolock_write, &look, &poke };
+    const fifolock_mode *ro[] = { &look };
+    fifolock_shm_options o = FIFOLOCK_SHM_OPTIONS_INIT;
+    fifolock_shm l, other;
     struct fifolock_shm_death d[4];
-    pid_t p1, p2;
+    pid_t p1, p2, p3;
     struct timespec limit;
-    size_t n;
 
-    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
-    p1 = spawn_holder(path, &fifolock_read, FAST);
-    p2 = spawn_holder(path, &fifolock_read, QUEUED);
-    CHECK_TRUE(p1 > 0 && p2 > 0);
+    o.read_only = ro;
+    o.nread_only = 1;
+    CHECK_EQ(fifolock_shm_open_ex(&l, fresh(), modes, 4, &o), 0);
+    CHECK_EQ(fifolock_shm_open(&other, path, modes, 4), EPROTO);
+    child_options = &o;
+    p1 = spawn_holder_of(path, modes, 4, &fifolock_read, FAST);
+    p2 = spawn_holder_of(path, modes, 4, &fifolock_read, QUEUED);
+    p3 = spawn_holder_of(path, modes, 4, &look, QUEUED);
+    CHECK_TRUE(p1 > 0 && p2 > 0 && p3 > 0);
     CHECK_EQ(fifolock_shm_held(&l, &fifolock_read), 2);
     kill_and_reap(p1);
     kill_and_reap(p2);
+    kill_and_reap(p3);
     limit = in_ms(1000);
-    CHECK_EQ(fifolock_shm_timed_acquire(&l, &fifolock_write, &limit), EOWNERDEAD);
-    n = fifolock_shm_dead_holders(&l, d, 4);
-    CHECK_EQ(n, 2);
-    if (n == 2) {
-        CHECK_TRUE((d[0].pid == p1 && d[1].pid == p2) || (d[0].pid == p2 && d[1].pid == p1));
-        CHECK_TRUE(d[0].mode == &fifolock_read && d[1].mode == &fifolock_read);
-    }
+    CHECK_EQ(fifolock_shm_timed_acquire(&l, &fifolock_write, &limit), 0);
     CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    limit = in_ms(1000);
+    CHECK_EQ(fifolock_shm_timed_acquire(&l, &look, &limit), 0);
+    CHECK_EQ(fifolock_shm_consistent(&l), EPERM); /* read-only: may not declare */
+    CHECK_EQ(fifolock_shm_release(&l, &look), 0);
+    /* A mode of the user's that was not declared read-only is told. */
+    p1 = spawn_holder_of(path, modes, 4, &poke, QUEUED);
+    CHECK_TRUE(p1 > 0);
+    kill_and_reap(p1);
+    child_options = NULL;
+    limit = in_ms(1000);
+    CHECK_EQ(fifolock_shm_timed_acquire(&l, &poke, &limit), EOWNERDEAD);
+    CHECK_EQ(fifolock_shm_dead_holders(&l, d, 4), 1);
+    CHECK_TRUE(d[0].mode == &poke);
+    CHECK_EQ(fifolock_shm_consistent(&l), 0);
+    CHECK_EQ(fifolock_shm_release(&l, &poke), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    unlink(path);
+}
+
+/*
+ * Three readers queued behind a writer that dies are granted together: each
+ * of them is told, not only the first.
+ */
+static void every_reader_granted_after_a_dead_writer_is_told(void)
+{
+    fifolock_shm l;
+    struct timed t[3];
+    pid_t pid;
+    int i;
+
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+    pid = spawn_holder(path, &fifolock_write, QUEUED);
+    CHECK_TRUE(pid > 0);
+    for (i = 0; i < 3; i++) {
+        t[i].lock = &l;
+        t[i].mode = &fifolock_read;
+        t[i].deadline = in_ms(3000);
+        t[i].rc = -1;
+        pthread_create(&t[i].tid, NULL, timed_main, &t[i]);
+    }
+    CHECK_TRUE(wait_waiting(&l, 3));
+    kill_and_reap(pid);
+    for (i = 0; i < 3; i++) {
+        pthread_join(t[i].tid, NULL);
+        CHECK_EQ(t[i].rc, EOWNERDEAD);
+        CHECK_EQ(t[i].ndead, 1);
+        CHECK_EQ(t[i].first_dead, pid);
+    }
+    CHECK_EQ(fifolock_shm_held(&l, &fifolock_read), 3);
+    CHECK_EQ(fifolock_shm_consistent(&l), EPERM); /* readers cannot repair */
+    CHECK_EQ(fifolock_shm_release_n(&l, &fifolock_read, 3), 0);
     CHECK_EQ(fifolock_shm_close(&l), 0);
     unlink(path);
 }
@@ -784,35 +1279,83 @@ static void child_close_leaves_parent_registered(void)
     unlink(path);
 }
 
+/* A read/write pair of the user's own (not the ready-made ones). */
+static fifolock_mode own_read, own_write;
+
+static bool own_read_compatible(const fifolock_mode *self, const fifolock_holds *holds)
+{
+    (void)self;
+    return fifolock_held(holds, &own_write) == 0;
+}
+
+static bool own_write_compatible(const fifolock_mode *self, const fifolock_holds *holds)
+{
+    (void)self;
+    return fifolock_held_total(holds) == 0;
+}
+
+static fifolock_mode own_read = { own_read_compatible, "own-read", 0 };
+static fifolock_mode own_write = { own_write_compatible, "own-write", 0 };
+
 static void mode_unknown_here_is_never_granted_past(void)
 {
     fifolock_shm reader, writer, reader2;
-    const fifolock_mode *r_only[] = { &fifolock_read }, *w_only[] = { &fifolock_write };
+    const fifolock_mode *r_only[] = { &own_read }, *w_only[] = { &own_write };
     struct timed t;
 
     CHECK_EQ(fifolock_shm_open(&reader, fresh(), r_only, 1), 0);
     CHECK_EQ(fifolock_shm_open(&writer, path, w_only, 1), 0);
     CHECK_EQ(fifolock_shm_open(&reader2, path, r_only, 1), 0);
-    CHECK_EQ(fifolock_shm_acquire(&reader, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_acquire(&reader, &own_read), 0);
     t.lock = &writer;
-    t.mode = &fifolock_write;
+    t.mode = &own_write;
     t.deadline = in_ms(5000);
     t.rc = -1;
     pthread_create(&t.tid, NULL, timed_main, &t);
     CHECK_TRUE(wait_waiting(&reader, 1));
-    /* reader2 does not know "write": the waiting writer is not passed. */
-    CHECK_EQ(fifolock_shm_try_acquire(&reader2, &fifolock_read), EBUSY);
+    /* reader2 does not know "own-write": the waiting writer is not passed. */
+    CHECK_EQ(fifolock_shm_try_acquire(&reader2, &own_read), EBUSY);
     /* The release cannot judge the writer's mode: the writer judges itself. */
-    CHECK_EQ(fifolock_shm_release(&reader, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_release(&reader, &own_read), 0);
     pthread_join(t.tid, NULL);
     CHECK_EQ(t.rc, 0);
-    CHECK_EQ(fifolock_shm_try_acquire(&reader2, &fifolock_read), EBUSY);
-    CHECK_EQ(fifolock_shm_release(&writer, &fifolock_write), 0);
-    CHECK_EQ(fifolock_shm_try_acquire(&reader2, &fifolock_read), 0);
-    CHECK_EQ(fifolock_shm_release(&reader2, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_try_acquire(&reader2, &own_read), EBUSY);
+    CHECK_EQ(fifolock_shm_release(&writer, &own_write), 0);
+    CHECK_EQ(fifolock_shm_try_acquire(&reader2, &own_read), 0);
+    CHECK_EQ(fifolock_shm_release(&reader2, &own_read), 0);
     CHECK_EQ(fifolock_shm_close(&reader), 0);
     CHECK_EQ(fifolock_shm_close(&writer), 0);
     CHECK_EQ(fifolock_shm_close(&reader2), 0);
+    unlink(path);
+}
+
+/*
+ * Every process knows every ready-made mode, a semaphore of any size too,
+ * though it did not pass it to open: a semaphore held elsewhere does not
+ * block a writer here (each family is a family of its own).
+ */
+static void ready_made_modes_are_known_everywhere(void)
+{
+    static fifolock_mode sem2 = FIFOLOCK_SEMAPHORE(2), sem7 = FIFOLOCK_SEMAPHORE(7);
+    const fifolock_mode *sems[] = { &sem2, &sem7 }, *mutex_only[] = { &fifolock_mutex };
+    fifolock_shm l;
+    pid_t a, b, c;
+
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+    watchdog(10); /* a mutex holder that takes a semaphore for unknown waits for ever */
+    a = spawn_holder_of(path, sems, 2, &sem2, QUEUED);
+    b = spawn_holder_of(path, sems, 2, &sem7, FAST);
+    c = spawn_holder_of(path, mutex_only, 1, &fifolock_mutex, QUEUED);
+    CHECK_TRUE(a > 0 && b > 0 && c > 0);
+    CHECK_EQ(fifolock_shm_try_acquire(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_try_acquire(&l, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_read), 0);
+    kill_and_reap(a);
+    kill_and_reap(b);
+    kill_and_reap(c);
+    alarm(0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
     unlink(path);
 }
 
@@ -859,7 +1402,8 @@ static void death_while_absorbing_the_fast_hold_is_repaired(void)
         CHECK_EQ(fifolock_shm_held(&l, &fifolock_read), 1);
         CHECK_EQ(fifolock_shm_held(&l, &fifolock_write), 0);
         CHECK_EQ(fifolock_shm_release(&l, &fifolock_read), 0);
-        CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0);
+        CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), EOWNERDEAD); /* until repaired */
+        CHECK_EQ(fifolock_shm_consistent(&l), 0);
         CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
         CHECK_EQ(fifolock_shm_waiting(&l), 0);
         CHECK_EQ(fifolock_shm_close(&l), 0);
@@ -982,6 +1526,9 @@ static void report_of_a_grantee_that_died_goes_to_the_next(void)
     CHECK_EQ(fifolock_shm_dead_holders(&l, d, 2), 1);
     CHECK_EQ(d[0].pid, holder);
     CHECK_EQ(fifolock_shm_release(&l, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), EOWNERDEAD);
+    CHECK_EQ(fifolock_shm_consistent(&l), 0);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
     CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0);
     CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
     CHECK_EQ(fifolock_shm_close(&l), 0);
@@ -989,13 +1536,15 @@ static void report_of_a_grantee_that_died_goes_to_the_next(void)
 }
 
 /*
- * A releaser dies right after granting with a death report (crash point 4,
- * before it clears the pending report); the grantee takes the grant (HELD)
- * before anyone repairs. The repair must see the report was given: the
- * death is told once, not again to the next grant.
+ * A releaser dies inside its grant while a death report pends: right after
+ * the grant's CAS (crash point 4), or after copying the report into the
+ * next entry but before that CAS (crash point 8). Either way the grantee is
+ * told (it holds after a death nobody repaired), and so is every grant after
+ * it until a holder declares the data consistent.
  */
 static void check_report_of_a_dying_releaser(int point)
 {
+    const fifolock_mode *rws[] = { &fifolock_read, &fifolock_write, &fifolock_upgradable };
     fifolock_shm l;
     struct fifolock_shm_death d[2];
     struct timed t;
@@ -1003,8 +1552,8 @@ static void check_report_of_a_dying_releaser(int point)
     int go[2], ready[2];
     char c;
 
-    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
-    dead = spawn_holder(path, &fifolock_read, QUEUED);
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rws, 3), 0);
+    dead = spawn_holder_of(path, rws, 3, &fifolock_upgradable, QUEUED); /* may write */
     CHECK_TRUE(dead > 0);
     CHECK_EQ(pipe(go), 0);
     CHECK_EQ(pipe(ready), 0);
@@ -1013,7 +1562,7 @@ static void check_report_of_a_dying_releaser(int point)
         fifolock_shm h;
         uint64_t token;
 
-        if (fifolock_shm_open(&h, path, rw, 2) != 0 ||
+        if (fifolock_shm_open(&h, path, rws, 3) != 0 ||
             fifolock_shm_acquire_n(&h, &fifolock_read, 1, NULL, &token) != 0 ||
             write(ready[1], "x", 1) != 1 || read(go[0], &c, 1) != 1)
             _exit(1);
@@ -1029,7 +1578,7 @@ static void check_report_of_a_dying_releaser(int point)
     pthread_create(&t.tid, NULL, timed_main, &t);
     CHECK_TRUE(wait_waiting(&l, 1));
     kill_and_reap(dead);
-    sleep_ms(60); /* the writer's ticks find the dead reader: its report pends */
+    sleep_ms(60); /* the waiter's ticks find the dead holder: its report pends */
     CHECK_EQ(write(go[1], "x", 1), 1);
     CHECK_TRUE(died_at_crash_point(releaser));
     pthread_join(t.tid, NULL);
@@ -1038,7 +1587,12 @@ static void check_report_of_a_dying_releaser(int point)
     CHECK_EQ(t.first_dead, dead);
     CHECK_EQ(fifolock_shm_dead_holders(&l, d, 2), 0); /* told to that thread, not this one */
     CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0); /* repairs the internal lock */
-    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0); /* told once */
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), EOWNERDEAD); /* still unrepaired */
+    CHECK_EQ(fifolock_shm_dead_holders(&l, d, 2), 1);
+    CHECK_EQ(d[0].pid, dead);
+    CHECK_EQ(fifolock_shm_consistent(&l), 0);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0);
     CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
     CHECK_EQ(fifolock_shm_close(&l), 0);
     close(go[0]);
@@ -1048,122 +1602,90 @@ static void check_report_of_a_dying_releaser(int point)
     unlink(path);
 }
 
-static void report_given_by_a_dying_releaser_is_told_once(void)
+static void report_of_a_releaser_dying_after_the_grant_is_told(void)
 {
     check_report_of_a_dying_releaser(4);
 }
 
-/*
- * A releaser dies after copying the death report into the next entry but
- * before granting it (crash point 8): the report was not given, so the
- * repair must keep it pending, and the grant that follows tells it.
- */
 static void report_copied_by_a_dying_releaser_is_still_told(void)
 {
     check_report_of_a_dying_releaser(8);
 }
 
 /*
- * A releaser dies right after clearing a report it gave (crash point 7); the
- * grantee keeps holding, with that report's number in its entry. A later
- * death pends a new report, and a later death inside the internal lock makes
- * somebody repair: the repair must not take the new report for the one
- * already given (it would drop it, and that death would never be told).
+ * A holder dies while declaring the data consistent (crash point 7, between
+ * the two stores): the declaration did not happen, so the report stays, and
+ * the holder's own death joins it.
  */
-static void report_pending_after_a_death_while_clearing_is_kept(void)
+static void death_while_declaring_consistent_keeps_the_report(void)
 {
-    static fifolock_mode sem2 = FIFOLOCK_SEMAPHORE(2);
-    const fifolock_mode *rws[] = { &fifolock_read, &fifolock_write, &sem2 };
     fifolock_shm l;
-    struct fifolock_shm_death d[2];
+    struct fifolock_shm_death d[4];
     struct timespec limit;
-    struct timed t;
-    pid_t dead, later, releaser, crasher;
-    int go[2], ready[2];
-    char c;
+    pid_t dead, repairer;
+    size_t n;
 
-    CHECK_EQ(fifolock_shm_open(&l, fresh(), rws, 3), 0);
-    dead = spawn_holder_of(path, rws, 3, &sem2, QUEUED);
+    CHECK_EQ(fifolock_shm_open(&l, fresh(), rw, 2), 0);
+    dead = spawn_holder(path, &fifolock_write, QUEUED);
     CHECK_TRUE(dead > 0);
-    CHECK_EQ(pipe(go), 0);
-    CHECK_EQ(pipe(ready), 0);
-    releaser = fork();
-    if (releaser == 0) {
+    kill_and_reap(dead);
+    repairer = fork();
+    if (repairer == 0) {
         fifolock_shm h;
-        uint64_t token;
+        struct timespec lim = in_ms(2000);
 
-        if (fifolock_shm_open(&h, path, rws, 3) != 0 ||
-            fifolock_shm_acquire_n(&h, &fifolock_write, 1, NULL, &token) != 0 ||
-            write(ready[1], "x", 1) != 1 || read(go[0], &c, 1) != 1)
+        if (fifolock_shm_open(&h, path, rw, 2) != 0 ||
+            fifolock_shm_timed_acquire(&h, &fifolock_write, &lim) != EOWNERDEAD)
             _exit(1);
         fifolock_shm__crash_at = 7;
-        fifolock_shm_release(&h, &fifolock_write);
+        fifolock_shm_consistent(&h);
         _exit(0);
     }
-    CHECK_EQ(read(ready[0], &c, 1), 1);
-    t.lock = &l;
-    t.mode = &fifolock_read;
-    t.deadline = in_ms(3000);
-    t.rc = -1;
-    pthread_create(&t.tid, NULL, timed_main, &t);
-    CHECK_TRUE(wait_waiting(&l, 1));
-    kill_and_reap(dead);
-    sleep_ms(60); /* the reader's ticks find the dead holder: its report pends */
-    CHECK_EQ(write(go[1], "x", 1), 1);
-    CHECK_TRUE(died_at_crash_point(releaser)); /* granted the reader, cleared, died */
-    pthread_join(t.tid, NULL);
-    CHECK_EQ(t.rc, EOWNERDEAD);
-    CHECK_EQ(t.ndead, 1);
-    CHECK_EQ(t.first_dead, dead);
-    /* A second reader joins and dies; a try finds it: a new report pends. */
-    later = spawn_holder_of(path, rws, 3, &fifolock_read, QUEUED);
-    CHECK_TRUE(later > 0);
-    kill_and_reap(later);
-    CHECK_EQ(fifolock_shm_try_acquire(&l, &fifolock_write), EBUSY);
-    /* A death inside the internal lock: the next caller repairs. */
-    crasher = fork();
-    if (crasher == 0) {
-        fifolock_shm h;
-
-        if (fifolock_shm_open(&h, path, rws, 3) != 0)
-            _exit(1);
-        fifolock_shm__crash_at = 3;
-        fifolock_shm_acquire(&h, &fifolock_write);
-        _exit(0);
-    }
-    CHECK_TRUE(died_at_crash_point(crasher));
-    CHECK_EQ(fifolock_shm_release(&l, &fifolock_read), 0); /* repairs */
-    limit = in_ms(1000);
+    CHECK_TRUE(died_at_crash_point(repairer));
+    limit = in_ms(2000);
     CHECK_EQ(fifolock_shm_timed_acquire(&l, &fifolock_write, &limit), EOWNERDEAD);
-    CHECK_EQ(fifolock_shm_dead_holders(&l, d, 2), 1);
-    CHECK_EQ(d[0].pid, later);
+    n = fifolock_shm_dead_holders(&l, d, 4);
+    CHECK_EQ(n, 2);
+    if (n == 2)
+        CHECK_TRUE((d[0].pid == dead && d[1].pid == repairer) ||
+                   (d[1].pid == dead && d[0].pid == repairer));
+    CHECK_EQ(fifolock_shm_consistent(&l), 0);
+    CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_write), 0);
     CHECK_EQ(fifolock_shm_release(&l, &fifolock_write), 0);
     CHECK_EQ(fifolock_shm_close(&l), 0);
-    close(go[0]);
-    close(go[1]);
-    close(ready[0]);
-    close(ready[1]);
     unlink(path);
 }
 
-RUN_TESTS(TEST(open_acquire_release_close), TEST(mode_unknown_here_is_never_granted_past), TEST(bad_arguments_are_einval),
+RUN_TESTS(TEST(open_acquire_release_close), TEST(mode_unknown_here_is_never_granted_past),
+          TEST(ready_made_modes_are_known_everywhere), TEST(bad_arguments_are_einval),
           TEST(release_of_unheld_mode_is_eperm), TEST(close_while_holding_is_ebusy),
           TEST(foreign_or_corrupt_file_is_ebadmsg), TEST(garbage_in_the_queue_never_crashes),
-          TEST(half_created_file_is_created_again),
-          TEST(disagreeing_mode_is_eproto), TEST(full_mode_table_is_enospc),
-          TEST(full_queue_is_enospc_and_changes_nothing),
+          TEST(non_lock_files_and_links_are_refused), TEST(racing_creators_share_one_file),
+          TEST(disagreeing_mode_is_eproto), TEST(full_mode_table_is_eusers),
+          TEST(full_queue_is_eusers_and_changes_nothing),
+          TEST(request_no_empty_lock_grants_is_edeadlk),
+          TEST(full_handle_table_is_eusers_with_its_size),
+          TEST(hundreds_of_handles_fit_by_default), TEST(unused_modes_are_reclaimed),
+          TEST(keepalive_descriptor_keeps_the_hold_across_exec),
+          TEST(fork_child_does_not_keep_a_dead_parent_alive),
+          TEST(a_reader_flock_never_blocks_an_open),
+          TEST(a_reader_lock_never_keeps_a_dead_holder_alive),
+          TEST(a_reader_locking_free_bytes_is_told_not_full),
           TEST(requests_are_granted_in_queue_order), TEST(sleeping_waiter_is_woken_by_release),
           TEST(timeout_leaves_no_trace), TEST(timed_out_head_lets_those_behind_in),
           TEST(weighted_request_is_all_or_nothing), TEST(tokens_grow_with_grant_order),
-          TEST(dead_fast_holder_is_eownerdead_once), TEST(dead_queued_holder_is_eownerdead_once),
+          TEST(dead_fast_holder_is_eownerdead_until_repaired),
+          TEST(dead_queued_holder_is_eownerdead_until_repaired),
           TEST(try_acquire_reaps_dead_holder),
-          TEST(dead_readers_are_all_reported_to_the_writer), TEST(dead_waiter_leaves_silently),
+          TEST(dead_readers_leave_nothing_to_repair),
+          TEST(every_reader_granted_after_a_dead_writer_is_told), TEST(dead_waiter_leaves_silently),
           TEST(waiter_behind_dead_holder_is_granted), TEST(fork_child_inherits_no_hold),
           TEST(child_close_leaves_parent_registered),
           TEST(death_while_absorbing_the_fast_hold_is_repaired),
           TEST(death_while_publishing_a_request_is_repaired),
           TEST(death_of_a_releaser_while_granting_is_repaired),
           TEST(report_of_a_grantee_that_died_goes_to_the_next),
-          TEST(report_given_by_a_dying_releaser_is_told_once),
+          TEST(report_of_a_releaser_dying_after_the_grant_is_told),
           TEST(report_copied_by_a_dying_releaser_is_still_told),
-          TEST(report_pending_after_a_death_while_clearing_is_kept))
+          TEST(death_while_declaring_consistent_keeps_the_report))

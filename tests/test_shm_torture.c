@@ -14,7 +14,8 @@
  * reported, and only killed processes. Workers also die by themselves, now
  * and then, at one of the library's crash points (src/shm_internal.h),
  * inside its internal lock, so that every repair runs under load too. Workers never call CHECK; they count
- * on the board, and main checks.
+ * on the board, and main checks. A second test does the same to fifolock(1)
+ * and its command, killed apart (see below).
  */
 #define _GNU_SOURCE
 #include "check.h"
@@ -22,10 +23,12 @@
 #include "shm_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -219,6 +222,26 @@ struct thread_arg {
     fifolock_shm *shared; /* the process's handle, or NULL: own handle */
 };
 
+static int was_reported(int pid)
+{
+    int i, n = __atomic_load_n(&board->reported_n, __ATOMIC_SEQ_CST);
+
+    for (i = 0; i < n && i < MAX_REPORTED; i++)
+        if (__atomic_load_n(&board->reported[i], __ATOMIC_SEQ_CST) == pid)
+            return 1;
+    return 0;
+}
+
+/* Modes whose holders only read: their deaths are never told (0 read, 4 S). */
+static int read_only(int mode)
+{
+    return mode == 0 || mode == 4;
+}
+
+/*
+ * Puts the pids an EOWNERDEAD names on the board, once each: a death is told
+ * to every grant until somebody declares the data repaired.
+ */
 static void record_report(fifolock_shm *l)
 {
     struct fifolock_shm_death d[FIFOLOCK_SHM_REPORT_MAX];
@@ -233,9 +256,13 @@ static void record_report(fifolock_shm *l)
         n = FIFOLOCK_SHM_REPORT_MAX;
     }
     for (i = 0; i < n; i++) {
-        int at = __atomic_fetch_add(&board->reported_n, 1, __ATOMIC_SEQ_CST);
-        if (at < MAX_REPORTED)
-            board->reported[at] = (int)d[i].pid;
+        int at;
+
+        if (was_reported((int)d[i].pid))
+            continue;
+        at = __atomic_fetch_add(&board->reported_n, 1, __ATOMIC_SEQ_CST);
+        if (at < MAX_REPORTED) /* atomic: other threads look for pids meanwhile */
+            __atomic_store_n(&board->reported[at], (int)d[i].pid, __ATOMIC_SEQ_CST);
     }
 }
 
@@ -294,6 +321,11 @@ static void *worker_thread(void *arg)
             __atomic_store_n(&me->reporting, 1, __ATOMIC_SEQ_CST);
             record_report(l);
             __atomic_store_n(&me->reporting, 0, __ATOMIC_SEQ_CST);
+            /* A holder that may write repairs (here: nothing to do) and says
+             * so; a reader may not, and is refused. */
+            rc = fifolock_shm_consistent(l);
+            if (rc != (read_only(mode) ? EPERM : 0))
+                ERROR(rc);
         } else if (rc != 0) {
             ERROR(rc);
             continue;
@@ -374,16 +406,6 @@ static pid_t spawn(int w, fifolock_shm *parent_handle)
     return pid;
 }
 
-static int was_reported(int pid)
-{
-    int i, n = __atomic_load_n(&board->reported_n, __ATOMIC_SEQ_CST);
-
-    for (i = 0; i < n && i < MAX_REPORTED; i++)
-        if (board->reported[i] == pid)
-            return 1;
-    return 0;
-}
-
 #define MAX_DEATHS (MAX_KILLS * 20)
 static int killed[MAX_DEATHS], must_report[MAX_DEATHS * THREADS];
 static int must_at[MAX_DEATHS * THREADS]; /* death number of each must_report */
@@ -404,7 +426,10 @@ static void record_death(pid_t pid, int w)
          * deaths it was told of are known to nobody else. */
         if (__atomic_load_n(&board->rec[w][t].reporting, __ATOMIC_SEQ_CST))
             lost_after = nkilled;
-        if (__atomic_load_n(&board->rec[w][t].in_cs, __ATOMIC_SEQ_CST)) {
+        int in_cs = __atomic_load_n(&board->rec[w][t].in_cs, __ATOMIC_SEQ_CST);
+
+        /* A holder of a read-only mode leaves nothing to repair: not told. */
+        if (in_cs && !read_only(in_cs - 1)) {
             must_mode[nmust] = __atomic_load_n(&board->rec[w][t].in_cs, __ATOMIC_SEQ_CST) - 1 +
                                100 * t;
             must_at[nmust] = nkilled;
@@ -606,4 +631,246 @@ static void processes_killed_at_random_never_break_or_block_the_lock(void)
     unlink(path);
 }
 
-RUN_TESTS(TEST(processes_killed_at_random_never_break_or_block_the_lock))
+/* ---- the command line under SIGKILL --------------------------------------- */
+
+/*
+ * fifolock(1) (FIFOLOCK_TOOL, set by tests/shm.cmake) runs this very program
+ * as its command, in read or write mode, a few at a time, while the parent
+ * SIGKILLs now a tool, now its command. A command enters a board (a file
+ * mapped by all) and checks its mode against every other living command
+ * on it: a conflict means two holders, e.g. a killed tool's lock handed on
+ * while its command still ran. Every tool that was not killed must end
+ * with its command's status (0, or 137 for a command killed): never a
+ * timeout or an error. At the end the lock must be free.
+ */
+#define TOOL_CELLS 256
+#define TOOL_RUNNING 4
+#define TOOL_SECONDS 3
+
+struct tool_board {
+    int violations;
+    char message[256];
+    struct {
+        uint64_t word; /* pid << 8 | (mode + 1), one store; 0: free */
+        int tool;      /* the command's tool (its parent), for the killer */
+    } cell[TOOL_CELLS];
+};
+
+static struct tool_board *tb;
+
+static int map_tool_board(const char *file)
+{
+    int fd = open(file, O_RDWR);
+
+    if (fd < 0)
+        return -1;
+    tb = mmap(NULL, sizeof *tb, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    return tb == MAP_FAILED ? -1 : 0;
+}
+
+/* The command's side: this program run by fifolock, before main(). */
+__attribute__((constructor)) static void tool_command(void)
+{
+    const char *mode_text = getenv("FIFOLOCK_TORTURE_MODE");
+    const char *board_file = getenv("FIFOLOCK_TORTURE_BOARD");
+    int mode, me = -1, i;
+    unsigned seed;
+
+    if (mode_text == NULL || board_file == NULL)
+        return;
+    if (map_tool_board(board_file) != 0)
+        _exit(99);
+    mode = atoi(mode_text); /* 0 read, 1 write */
+    for (i = 0; i < TOOL_CELLS && me < 0; i++) {
+        uint64_t was = __atomic_load_n(&tb->cell[i].word, __ATOMIC_SEQ_CST);
+
+        /* A free cell, or one a killed command left behind. */
+        if ((was == 0 || process_dead((int)(was >> 8))) &&
+            __atomic_compare_exchange_n(&tb->cell[i].word, &was,
+                                        (uint64_t)getpid() << 8 | (uint64_t)(mode + 1), 0,
+                                        __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+            me = i;
+    }
+    if (me < 0)
+        _exit(98);
+    __atomic_store_n(&tb->cell[me].tool, (int)getppid(), __ATOMIC_SEQ_CST);
+    for (i = 0; i < TOOL_CELLS; i++) {
+        uint64_t w = __atomic_load_n(&tb->cell[i].word, __ATOMIC_SEQ_CST);
+        int pid = (int)(w >> 8), other = (int)(w & 0xff);
+
+        if (i == me || w == 0 || (mode == 0 && other == 1))
+            continue;
+        if (!process_dead(pid) && __atomic_add_fetch(&tb->violations, 1, __ATOMIC_SEQ_CST) == 1)
+            snprintf(tb->message, sizeof tb->message,
+                     "command %d (%s, tool %d) entered while %d (%s, tool %d) ran", (int)getpid(),
+                     mode ? "write" : "read", (int)getppid(), pid, other == 2 ? "write" : "read",
+                     tb->cell[i].tool);
+    }
+    seed = (unsigned)getpid();
+    sleep_us(1000 + (long)(rand_r(&seed) % 15000));
+    __atomic_store_n(&tb->cell[me].word, 0, __ATOMIC_SEQ_CST);
+    _exit(0);
+}
+
+/* The parent of `pid` (/proc/PID/stat), or -1. */
+static int parent_of(int pid)
+{
+    char p[64], buf[512], *paren;
+    int ppid = -1;
+    FILE *f;
+    size_t n;
+
+    snprintf(p, sizeof p, "/proc/%d/stat", pid);
+    f = fopen(p, "r");
+    if (f == NULL)
+        return -1;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    paren = strrchr(buf, ')');
+    if (paren == NULL || sscanf(paren + 1, " %*c %d", &ppid) != 1)
+        return -1;
+    return ppid;
+}
+
+/* Starts `tool --mode MODE --timeout 5 LOCK this-program`; returns its pid. */
+static pid_t start_tool(const char *tool, const char *self, const char *lock, int mode)
+{
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        char m[2] = { (char)('0' + mode), '\0' };
+
+        int null = open("/dev/null", O_WRONLY);
+
+        if (null >= 0)
+            dup2(null, 2); /* "a holder died" on every grant after a kill */
+        setenv("FIFOLOCK_TORTURE_MODE", m, 1);
+        execl(tool, tool, "--mode", mode ? "write" : "read", "--timeout", "5", lock, self,
+              (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static void tool_and_command_killed_apart_never_make_two_holders(void)
+{
+    const char *tool = getenv("FIFOLOCK_TOOL");
+    char self[4096], lock[128], board_file[128];
+    pid_t running[TOOL_RUNNING] = { 0 };
+    int killed_tool[TOOL_RUNNING] = { 0 }, killed_cmd[TOOL_RUNNING] = { 0 };
+    unsigned seed = (unsigned)time(NULL);
+    struct timespec start;
+    int runs = 0, tool_kills = 0, cmd_kills = 0, stuck = 0, errors = 0, first_status = -1;
+    int fd, k, status;
+    ssize_t n;
+    pid_t pid;
+
+    if (tool == NULL || tool[0] == '\0') {
+        printf("skipped: FIFOLOCK_TOOL is not set (no fifolock tool in this build)\n");
+        return;
+    }
+    n = readlink("/proc/self/exe", self, sizeof self - 1);
+    CHECK_TRUE(n > 0);
+    if (n <= 0)
+        return;
+    self[n] = '\0';
+    snprintf(lock, sizeof lock, "/tmp/fifolock-torture-tool-%d", (int)getpid());
+    snprintf(board_file, sizeof board_file, "/tmp/fifolock-torture-board-%d", (int)getpid());
+    unlink(lock);
+    fd = open(board_file, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    CHECK_TRUE(fd >= 0 && ftruncate(fd, sizeof *tb) == 0);
+    close(fd);
+    CHECK_EQ(map_tool_board(board_file), 0);
+    setenv("FIFOLOCK_TORTURE_BOARD", board_file, 1);
+    /* Commands whose tool was killed become our children: we reap them. */
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    signal(SIGALRM, on_alarm);
+    alarm(WATCHDOG_SECONDS);
+    phase = "the tool's killing loop";
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    while (ms_since(&start) < TOOL_SECONDS * 1000) {
+        for (k = 0; k < TOOL_RUNNING; k++)
+            if (running[k] == 0) {
+                running[k] = start_tool(tool, self, lock, (int)(rand_r(&seed) % 3 == 0));
+                killed_tool[k] = killed_cmd[k] = 0;
+                runs++;
+            }
+        sleep_us((long)(rand_r(&seed) % 10000));
+        k = (int)(rand_r(&seed) % TOOL_RUNNING);
+        switch (rand_r(&seed) % 4) {
+        case 0: /* the tool: its command must keep the lock until it exits */
+            if (running[k] > 0 && !killed_tool[k]) {
+                kill(running[k], SIGKILL);
+                killed_tool[k] = 1;
+                tool_kills++;
+            }
+            break;
+        case 1: { /* the command, if it runs: the tool must give the lock back */
+            int c;
+
+            for (c = 0; c < TOOL_CELLS; c++) {
+                int cpid = (int)(__atomic_load_n(&tb->cell[c].word, __ATOMIC_SEQ_CST) >> 8);
+
+                if (cpid != 0 && running[k] > 0 && parent_of(cpid) == running[k]) {
+                    kill(cpid, SIGKILL);
+                    killed_cmd[k] = 1;
+                    cmd_kills++;
+                    break;
+                }
+            }
+            break;
+        }
+        default:
+            break;
+        }
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            for (k = 0; k < TOOL_RUNNING && running[k] != pid; k++)
+                ;
+            if (k == TOOL_RUNNING)
+                continue; /* an orphaned command */
+            running[k] = 0;
+            if (killed_tool[k])
+                continue;
+            if (WIFEXITED(status) && WEXITSTATUS(status) == 1) {
+                stuck++;
+            } else if (!(WIFEXITED(status) && (WEXITSTATUS(status) == 0 ||
+                                               (killed_cmd[k] && WEXITSTATUS(status) == 137)))) {
+                errors++;
+                if (first_status < 0)
+                    first_status = status;
+            }
+        }
+    }
+    phase = "the tool's last runs";
+    for (k = 0; k < TOOL_RUNNING; k++)
+        if (running[k] > 0) {
+            waitpid(running[k], &status, 0);
+            if (!killed_tool[k] && !(WIFEXITED(status) && (WEXITSTATUS(status) == 0 ||
+                                                           (killed_cmd[k] && WEXITSTATUS(status) == 137))))
+                errors++;
+        }
+    while (waitpid(-1, &status, 0) > 0) /* the orphaned commands end by themselves */
+        ;
+    pid = start_tool(tool, self, lock, 1); /* the lock is free again */
+    waitpid(pid, &status, 0);
+    alarm(0);
+    printf("%d tool runs, %d tools killed, %d commands killed, %d stuck, %d errors, %d "
+           "violations\n", runs, tool_kills, cmd_kills, stuck, errors, tb->violations);
+    if (tb->violations)
+        fprintf(stderr, "first violation: %s\n", tb->message);
+    if (first_status >= 0)
+        fprintf(stderr, "first unexpected tool status: %#x\n", first_status);
+    CHECK_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK_EQ(tb->violations, 0);
+    CHECK_EQ(stuck, 0);
+    CHECK_EQ(errors, 0);
+    CHECK_LE(20, tool_kills);
+    prctl(PR_SET_CHILD_SUBREAPER, 0);
+    unlink(lock);
+    unlink(board_file);
+}
+
+RUN_TESTS(TEST(processes_killed_at_random_never_break_or_block_the_lock),
+          TEST(tool_and_command_killed_apart_never_make_two_holders))

@@ -21,6 +21,8 @@ struct tool_options {
     const char *cacert, *cert, *key; /* --cacert, --cert, --key */
     const char *user, *password;     /* --user, FIFOLOCK_ETCD_PASSWORD */
     int ttl;                         /* --ttl; 0: the library's default */
+    size_t capacity;                 /* --capacity (lock files); 0: the default */
+    unsigned file_mode;              /* --file-mode (lock files); 0: 0666 & ~umask */
 };
 
 struct backend {
@@ -62,20 +64,27 @@ struct backend {
     /* Gives the lock back and closes it. Returns 0 or an errno, with a
      * message in `err`. */
     int (*release)(void *state, const fifolock_mode *mode, char *err, size_t err_size);
+    /*
+     * How the command keeps the lock if this program dies first. Non-NULL:
+     * returns a new descriptor (not close-on-exec) that keeps the hold alive
+     * while open, or -1 with a message in `err`; the command inherits it, so
+     * the hold lasts until both this program and the command are gone, as
+     * with flock(1). NULL (a lock this program alone can keep, e.g. by an
+     * etcd lease it keeps alive): the command is killed (SIGKILL) when this
+     * program dies, before the lock can pass to anyone else.
+     */
+    int (*keepalive_fd)(void *state, char *err, size_t err_size);
+    /*
+     * The command was told that a holder died (acquire returned EOWNERDEAD)
+     * and exited 0 holding a mode that may write: it repaired what the dead
+     * left, and later holders are no longer told. NULL: nothing to declare.
+     */
+    void (*repaired)(void *state);
 };
 
 extern const struct backend fifolock_tool_shm_backend;
 #ifdef FIFOLOCK_TOOL_ETCD
 extern const struct backend fifolock_tool_etcd_backend;
 #endif
-
-/*
- * Every ready-made mode, for backends that tell other processes about them.
- * The order is only this program's: lock files match modes by name and
- * limit, so a mode added at the end (upgradable) joins an existing file's
- * table on first use.
- */
-extern const fifolock_mode *const fifolock_tool_builtin_modes[];
-extern const size_t fifolock_tool_builtin_count;
 
 #endif

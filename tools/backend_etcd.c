@@ -20,6 +20,11 @@
  * fifolock_etcd_kill_on_loss() with atomics: its struct's volatile
  * sig_atomic_t fields order nothing between threads.
  *
+ * If this program dies (SIGKILL) while the command runs, nobody keeps the
+ * lease alive and etcd grants the lock to the next after the TTL: the
+ * command gets SIGKILL at once instead (PR_SET_PDEATHSIG, fifolock.c), long
+ * before that, so no second holder runs beside it.
+ *
  * A signal while the lock is awaited (SIGINT, SIGTERM, SIGHUP: the main
  * program's handler calls etcd_interrupt) ends the wait with
  * fifolock_etcd_interrupt(), which withdraws the request: nothing is left
@@ -232,4 +237,6 @@ static int etcd_release(void *state, const fifolock_mode *mode, char *err, size_
 const struct backend fifolock_tool_etcd_backend = {
     "etcd",    fifolock_etcd_parse_mode, etcd_acquire, etcd_interrupt, etcd_started, etcd_lost,
     etcd_release,
+    NULL, /* only this process keeps the lease alive: the command dies with it */
+    NULL, /* a dead holder is never reported: nothing to declare repaired */
 };

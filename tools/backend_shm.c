@@ -49,30 +49,30 @@ static int shm_acquire(void **state, const struct tool_options *opt, const char 
                        size_t err_size)
 {
     const fifolock_mode *modes[FIFOLOCK_SHM_MAX_OPEN_MODES];
+    fifolock_shm_options o = FIFOLOCK_SHM_OPTIONS_INIT;
     fifolock_shm *l = malloc(sizeof *l);
-    size_t n = 0, i;
+    size_t n = 0;
     int rc;
 
-    (void)opt;
     if (l == NULL) {
         snprintf(err, err_size, "out of memory");
         return ENOMEM;
     }
-    /* Every ready-made mode, so that any two fifolock commands grant each
-     * other; and this one, if it is not among them (a semaphore). */
-    for (i = 0; i < fifolock_tool_builtin_count; i++) {
-        modes[n++] = fifolock_tool_builtin_modes[i];
-    }
-    for (i = 0; i < n && modes[i] != mode; i++)
-        ;
-    if (i == n)
-        modes[n++] = mode;
-    rc = fifolock_shm_open(l, lock, modes, n);
+    /* Only this mode: every process knows every ready-made mode (a
+     * semaphore of any size too) by its name, so any two fifolock commands
+     * grant each other without telling the file about modes they never use. */
+    modes[n++] = mode;
+    o.capacity = opt->capacity;
+    o.permissions = (mode_t)opt->file_mode;
+    rc = fifolock_shm_open_ex(l, lock, modes, n, &o);
     if (rc != 0) {
+        const char *detail = fifolock_shm_last_error();
+
         snprintf(err, err_size, "cannot open lock file %s: %s", lock,
-                 rc == EBADMSG ? "not a fifolock lock file, or corrupt"
-                 : rc == EPROTO ? "its modes disagree with this program's"
-                                : strerror(rc));
+                 detail[0]       ? detail
+                 : rc == EBADMSG ? "not a fifolock lock file, or corrupt"
+                 : rc == EPROTO  ? "its modes disagree with this program's"
+                                 : strerror(rc));
         free(l);
         return rc;
     }
@@ -93,7 +93,8 @@ static int shm_acquire(void **state, const struct tool_options *opt, const char 
     } else if (rc != 0) {
         if (rc != ETIMEDOUT)
             snprintf(err, err_size, "cannot take lock %s: %s", lock,
-                     rc == ENOSPC ? "its queue is full" : strerror(rc));
+                     fifolock_shm_last_error()[0] ? fifolock_shm_last_error()
+                                                  : fifolock_strerror(rc));
         fifolock_shm_close(l);
         free(l);
         return rc;
@@ -115,6 +116,24 @@ static int shm_release(void *state, const fifolock_mode *mode, char *err, size_t
     return rc;
 }
 
+static int shm_keepalive_fd(void *state, char *err, size_t err_size)
+{
+    int fd, rc = fifolock_shm_keepalive_fd(state, &fd);
+
+    if (rc != 0) {
+        snprintf(err, err_size, "cannot pass the lock on to the command: %s", strerror(rc));
+        return -1;
+    }
+    return fd;
+}
+
+/* EPERM (a read-only mode: it repaired nothing) leaves the report as it is. */
+static void shm_repaired(void *state)
+{
+    (void)fifolock_shm_consistent(state);
+}
+
 const struct backend fifolock_tool_shm_backend = {
-    "shm", shm_parse_mode, shm_acquire, NULL, NULL, NULL, shm_release,
+    "shm",       shm_parse_mode, shm_acquire,      NULL, NULL, NULL, shm_release,
+    shm_keepalive_fd, shm_repaired,
 };

@@ -15,30 +15,26 @@
  */
 #define _GNU_SOURCE
 #include "backend.h"
+#include "fifolock_shm.h" /* FIFOLOCK_SHM_MAX_CAPACITY */
 
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-/* Appended to, never reordered (see backend.h): upgradable came last. */
-const fifolock_mode *const fifolock_tool_builtin_modes[] = {
-    &fifolock_mutex, &fifolock_read, &fifolock_write, &fifolock_is,         &fifolock_ix,
-    &fifolock_s,     &fifolock_six,  &fifolock_x,     &fifolock_upgradable,
-};
-const size_t fifolock_tool_builtin_count =
-    sizeof fifolock_tool_builtin_modes / sizeof fifolock_tool_builtin_modes[0];
-
 static void usage(FILE *to)
 {
-    fputs("usage: fifolock [--mode MODE] [--timeout SECONDS] LOCKFILE COMMAND [ARG...]\n"
+    fputs("usage: fifolock [--mode MODE] [--timeout SECONDS] [--capacity N]\n"
+          "                [--file-mode MODE] LOCKFILE COMMAND [ARG...]\n"
           "       fifolock --etcd ENDPOINTS [--cacert FILE] [--cert FILE] [--key FILE]\n"
           "                [--user NAME[:PASSWORD]] [--ttl SECONDS] [--mode MODE]\n"
           "                [--timeout SECONDS] LOCK COMMAND [ARG...]\n"
@@ -47,6 +43,9 @@ static void usage(FILE *to)
           "  -m, --mode MODE        mutex (default), read, write, upgradable, is, ix,\n"
           "                         s, six, x, semaphore:N\n"
           "  -t, --timeout SECONDS  give up after SECONDS (exit 1); 0: only if free now\n"
+          "      --capacity N       a new lock file's room: N handles (default 4096)\n"
+          "      --file-mode MODE   a new lock file's mode (octal, before the umask;\n"
+          "                         0600: nobody else may even read it)\n"
           "      --etcd ENDPOINTS   a lock named LOCK on an etcd cluster (comma-separated\n"
           "                         URLs), if built with it; the password of --user NAME\n"
           "                         comes from FIFOLOCK_ETCD_PASSWORD\n"
@@ -142,8 +141,9 @@ static char **child_env(const char *token, const char *dead)
 static int run(char **argv, char **env, const struct backend *backend, void *state)
 {
     struct sigaction ign, fwd, old_int, old_quit, old_term, old_hup;
-    pid_t pid;
-    int status;
+    pid_t pid, parent = getpid();
+    int status, keep = -1;
+    char err[256];
 
     memset(&ign, 0, sizeof ign);
     ign.sa_handler = SIG_IGN;
@@ -155,13 +155,29 @@ static int run(char **argv, char **env, const struct backend *backend, void *sta
     sigaction(SIGHUP, &fwd, &old_hup);
     if (stop_signal != 0)
         return 128 + stop_signal; /* came after the grant, before these handlers */
+    if (backend->keepalive_fd != NULL) {
+        keep = backend->keepalive_fd(state, err, sizeof err);
+        if (keep < 0) {
+            fprintf(stderr, "fifolock: %s\n", err);
+            return 2;
+        }
+    }
     pid = fork();
 
     if (pid < 0) {
         fprintf(stderr, "fifolock: cannot fork: %s\n", strerror(errno));
+        if (keep >= 0)
+            close(keep);
         return 2;
     }
     if (pid == 0) {
+        if (keep < 0) {
+            /* Nothing the command holds keeps the lock: it dies with this
+             * program. Set in the child, then the parent checked: if the
+             * parent died before the prctl, nobody would send the signal. */
+            if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+                raise(SIGKILL);
+        }
         sigaction(SIGINT, &old_int, NULL);
         sigaction(SIGQUIT, &old_quit, NULL);
         sigaction(SIGTERM, &old_term, NULL);
@@ -170,6 +186,8 @@ static int run(char **argv, char **env, const struct backend *backend, void *sta
         fprintf(stderr, "fifolock: %s: %s\n", argv[0], strerror(errno));
         _exit(errno == ENOENT ? 127 : 126);
     }
+    if (keep >= 0)
+        close(keep); /* the command's copy keeps the hold; this process has its own */
     child = pid;
     if (stop_signal != 0)
         kill(pid, stop_signal); /* came between the check above and now */
@@ -213,12 +231,15 @@ static int split_user(char *arg, struct tool_options *opt)
 
 int main(int argc, char **argv)
 {
-    enum { OPT_ETCD = 256, OPT_CACERT, OPT_CERT, OPT_KEY, OPT_USER, OPT_TTL };
+    enum { OPT_ETCD = 256, OPT_CACERT, OPT_CERT, OPT_KEY, OPT_USER, OPT_TTL, OPT_CAPACITY,
+           OPT_FILE_MODE };
     static const struct option options[] = {
         { "mode", required_argument, NULL, 'm' },     { "timeout", required_argument, NULL, 't' },
         { "etcd", required_argument, NULL, OPT_ETCD }, { "cacert", required_argument, NULL, OPT_CACERT },
         { "cert", required_argument, NULL, OPT_CERT }, { "key", required_argument, NULL, OPT_KEY },
         { "user", required_argument, NULL, OPT_USER }, { "ttl", required_argument, NULL, OPT_TTL },
+        { "capacity", required_argument, NULL, OPT_CAPACITY },
+        { "file-mode", required_argument, NULL, OPT_FILE_MODE },
         { "help", no_argument, NULL, 'h' },           { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
     };
@@ -233,6 +254,7 @@ int main(int argc, char **argv)
     uint64_t token = 0;
     void *state = NULL;
     int c, rc, status;
+    bool told;
     long ttl;
 
     memset(&opt, 0, sizeof opt);
@@ -281,6 +303,26 @@ int main(int argc, char **argv)
             }
             opt.ttl = (int)ttl;
             break;
+        case OPT_CAPACITY:
+            errno = 0;
+            ttl = strtol(optarg, &end, 10);
+            if (errno != 0 || end == optarg || *end != '\0' || ttl < 1 ||
+                ttl > FIFOLOCK_SHM_MAX_CAPACITY) {
+                fprintf(stderr, "fifolock: bad capacity '%s' (1 to %d handles)\n", optarg,
+                        FIFOLOCK_SHM_MAX_CAPACITY);
+                return 2;
+            }
+            opt.capacity = (size_t)ttl;
+            break;
+        case OPT_FILE_MODE:
+            errno = 0;
+            ttl = strtol(optarg, &end, 8);
+            if (errno != 0 || end == optarg || *end != '\0' || ttl < 1 || ttl > 0777) {
+                fprintf(stderr, "fifolock: bad file mode '%s' (octal, e.g. 0600)\n", optarg);
+                return 2;
+            }
+            opt.file_mode = (unsigned)ttl;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -298,6 +340,10 @@ int main(int argc, char **argv)
     }
     if (opt.endpoints == NULL && (opt.cacert || opt.cert || opt.key || opt.user || opt.ttl)) {
         fprintf(stderr, "fifolock: --cacert, --cert, --key, --user and --ttl need --etcd\n");
+        return 2;
+    }
+    if (opt.endpoints != NULL && (opt.capacity || opt.file_mode)) {
+        fprintf(stderr, "fifolock: --capacity and --file-mode are for lock files, not --etcd\n");
         return 2;
     }
     if (mode_text != NULL && backend->parse_mode(mode_text, &storage, &mode) != 0) {
@@ -342,6 +388,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "fifolock: %s\n", err);
         return 2;
     }
+    told = rc == EOWNERDEAD;
     snprintf(token_text, sizeof token_text, "FIFOLOCK_TOKEN=%" PRIu64, token);
     if (rc == EOWNERDEAD) {
         fprintf(stderr, "fifolock: a holder of %s died while holding it (%s)\n", what, dead);
@@ -359,6 +406,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "fifolock: lost the lock %s while the command ran: %s\n", what, why);
         status = 3;
     }
+    if (told && status == 0 && backend->repaired != NULL)
+        backend->repaired(state);
     rc = backend->release(state, mode, err, sizeof err);
     if (rc != 0)
         fprintf(stderr, "fifolock: releasing %s: %s\n", what, err);

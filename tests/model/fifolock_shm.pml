@@ -8,7 +8,10 @@
  * sequence, with whatever it held (the internal lock L, the fast word, queue
  * entries, a half-done update). The steps keep src/shm.c's names: the
  * internal lock (L1-L4), the fast path (F1, F2), waiting (A1-A6), granting
- * (G1), releasing (R1, R2), deaths (D1, D2) and Repair.
+ * (G1), releasing (R1, R2), deaths (D1, D2), declaring the data repaired
+ * (C1) and Repair. Reads are the read-only mode: a dead reader is never
+ * reported. A writer told of a death repairs (C1) inside its critical
+ * section; a reader told of one cannot.
  *
  * Each step is one store, CAS or futex call of the C code, or, under L, a
  * group of stores that no other process reads before L is dropped, unless a
@@ -26,8 +29,10 @@
  *   FIFO   after every G1, the granted entries are a prefix of the queue in
  *          seq order (S1), and an entry is granted only when all older ones
  *          are.
- *   ONCE   a holder's death is reported to at most one grant (and, in the
- *          final state, to exactly one, or still pending).
+ *   TOLD   every grant made while a writer that died inside its critical
+ *          section is unrepaired carries that death in its report (the
+ *          ghost `dirty` holds those writers until C1), and a report names
+ *          only dead processes.
  *   Living processes never wait for ever: with TICK, the LTL formula
  *          `done` (every process finished or dead) under weak fairness; and
  *          without deaths and without ticks, no lost wakeup: the only valid
@@ -50,7 +55,9 @@
  *   IDLE_WITH_QUEUE    L3 stores IDLE even while entries are queued.
  *   REPAIR_DROPS_FAST  Repair removes every entry marked FROM_FAST, even
  *                      when its CAS was done.
- *   REPORT_TWICE       G1 does not clear the pending report once given.
+ *   REPORT_ONCE        G1 clears the pending report once given (the old rule:
+ *                      readers granted with or after the first were not told).
+ *   READER_REPAIRS     a reader told of a death declares it repaired (C1).
  */
 
 #ifndef NP
@@ -95,6 +102,7 @@ byte erep[CAP];         /* the death report carried by a grant: a bit per pid */
 byte next_seq = 1;
 byte count;             /* entries in use (recounted by Repair) */
 byte pend;              /* the pending report: a bit per dead holder */
+byte dirty;             /* ghost: writers that died inside, not yet repaired */
 
 bool alive[NP];
 bool woken[NP];         /* the futex: set by a wake or the tick */
@@ -146,10 +154,10 @@ inline reap() {
 #ifndef NO_REAP
         :: seq[k] != 0 && !alive[owner[k]] ->
             if
-            :: st[k] == HELD -> pend = pend | (1 << owner[k])
-            :: st[k] == GRANTED && erep[k] != 0 -> pend = pend | erep[k]; erep[k] = 0
-            :: else -> skip
+            :: st[k] == HELD && emode[k] == WRITE -> pend = pend | (1 << owner[k])
+            :: else -> skip /* a reader changed nothing; a dead waiter is silent */
             fi;
+            erep[k] = 0;
             seq[k] = 0; st[k] = FREE; count--
 #endif
         :: else -> skip
@@ -246,12 +254,11 @@ inline settle() {
                 if
                 :: !stop && ((emode[e2] == READ && nw == 0) ||
                              (emode[e2] == WRITE && nr == 0 && nw == 0)) ->
+                    assert((pend & dirty) == dirty); /* TOLD */
                     if
-                    :: pend != 0 -> erep[e2] = pend;
-#ifndef REPORT_TWICE
-                        pend = 0
-#else
-                        skip
+                    :: pend != 0 -> erep[e2] = pend
+#ifdef REPORT_ONCE
+                        ; pend = 0
 #endif
                     :: else -> skip
                     fi;
@@ -283,7 +290,7 @@ inline take_grant() {
         do
         :: k < NP ->
             if
-            :: erep[e] & (1 << k) -> reported[k]++; assert(reported[k] <= 1) /* ONCE */
+            :: erep[e] & (1 << k) -> reported[k]++; assert(!alive[k]); told = true
             :: else -> skip
             fi;
             k++
@@ -295,13 +302,13 @@ inline take_grant() {
 
 proctype proc(byte p) {
     byte m, e, e2, k, k2, w, last, nr, nw, rounds;
-    bool ok, stop, viafast, asleep;
+    bool ok, stop, viafast, asleep, told;
 
     {
     do
     :: rounds < ROUNDS ->
         if :: m = READ :: m = WRITE fi;
-        viafast = false;
+        viafast = false; told = false;
         /* F1 */
 #ifndef NO_FAST
         if
@@ -357,6 +364,19 @@ proctype proc(byte p) {
         od;
 inside:
         atomic { incs[p] = m + 1; check_safe(p, m) };
+        /* C1: a writer told of a death repairs and says so, under L. */
+#ifdef READER_REPAIRS
+        if
+        :: told ->
+#else
+        if
+        :: told && m == WRITE ->
+#endif
+            take_L();
+            atomic { pend = 0; if :: m == WRITE -> dirty = 0 :: else -> skip fi };
+            drop_L()
+        :: else -> skip
+        fi;
         incs[p] = 0;
         /* F2, else R1-R2 */
         if
@@ -390,6 +410,7 @@ inside:
             alive[p] = false;
             if :: L == p -> L = NONE; L_died = true :: else -> skip fi;
             held_at_death[p] = (incs[p] != 0);
+            if :: incs[p] == WRITE + 1 -> dirty = dirty | (1 << p) :: else -> skip fi;
             incs[p] = 0
         }
     }

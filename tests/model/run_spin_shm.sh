@@ -40,7 +40,7 @@ esac
 configs=(
     # Two processes, two rounds each, one death.
     "2p-2r-death|safety|-DNP=2 -DROUNDS=2 -DDEATHS=1 -DTICK|-m100000"
-    # Two deaths: a report given to a grant whose owner dies goes on.
+    # Two deaths: a report given to a grant whose owner dies stays pending.
     "2p-2r-2deaths|safety|-DNP=2 -DROUNDS=2 -DDEATHS=2 -DTICK|-m100000"
     # No deaths and no tick: a lost wakeup is a waiter asleep for ever.
     "3p-no-tick|safety|-DNP=3 -DROUNDS=1 -DDEATHS=0|-m100000"
@@ -57,7 +57,8 @@ mutants=(
     "GRANT_PAST_WAITER|safety|-DNP=3 -DROUNDS=1 -DDEATHS=0 -DGRANT_PAST_WAITER"
     "IDLE_WITH_QUEUE|safety|-DNP=2 -DROUNDS=2 -DDEATHS=0 -DIDLE_WITH_QUEUE"
     "REPAIR_DROPS_FAST|safety|-DNP=2 -DROUNDS=2 -DDEATHS=1 -DTICK -DREPAIR_DROPS_FAST"
-    "REPORT_TWICE|safety|-DNP=2 -DROUNDS=2 -DDEATHS=2 -DTICK -DREPORT_TWICE"
+    "REPORT_ONCE|safety|-DNP=2 -DROUNDS=2 -DDEATHS=1 -DTICK -DREPORT_ONCE"
+    "READER_REPAIRS|safety|-DNP=2 -DROUNDS=2 -DDEATHS=1 -DTICK -DREADER_REPAIRS"
 )
 
 spin_init fifolock-model-shm
