@@ -51,7 +51,7 @@
  * every later grant too until somebody repairs; a reader that was told
  * cannot repair (its mode only reads) and may not declare it done. A holder
  * of a mode declared read-only (fifolock_read, fifolock_is, fifolock_s, and
- * those listed in fifolock_shm_options.read_only) changed nothing: its
+ * those listed in fifolock_shm_config.read_only) changed nothing: its
  * death is not reported at all. Dead waiters leave the queue silently. A
  * death is found when somebody needs it found: a request that the dead
  * process's holds block finds it (within a tick), so a request its holds
@@ -79,7 +79,7 @@
  * handles from registering (fifolock_shm_open() then fails at once with
  * EACCES, and fifolock_shm_last_error() says why); handles already open go
  * on. Against that, make the file unreadable to others:
- * fifolock_shm_options.permissions 0600 or 0660 (fifolock(1): --file-mode).
+ * fifolock_shm_config.permissions 0600 or 0660 (fifolock(1): --file-mode).
  * The path is opened with O_NOFOLLOW (a symbolic link is ELOOP), and an
  * existing file is used only if it is a whole lock file: a new one is made
  * with no name (O_TMPFILE), laid out, and only then linked at the path, so
@@ -158,7 +158,7 @@
  * anywhere.
  *
  * Limits: the file's size, hence the number of open handles and of queued
- * requests, is fixed at creation (fifolock_shm_options.capacity, default
+ * requests, is fixed at creation (fifolock_shm_config.capacity, default
  * 4096); at most FIFOLOCK_SHM_MAX_MODES modes are in use at once (a
  * mode-table entry no live handle, queued request or pending report uses
  * is reclaimed). A full file is EUSERS, never a hang, and
@@ -206,13 +206,23 @@ struct fifolock_shm {
 };
 
 /**
- * Options of fifolock_shm_open_ex(). Start from FIFOLOCK_SHM_OPTIONS_INIT:
+ * The options of fifolock_shm_open_ex(), as in release 1.0 (kept so that
+ * programs built against it run unchanged): zero fields take the defaults.
+ * New programs use fifolock_shm_config, which can grow.
+ */
+typedef struct fifolock_shm_options {
+    size_t capacity;    /* when creating: handles open, and requests queued, at once */
+    mode_t permissions; /* when creating: the file's mode, before the umask (0666) */
+} fifolock_shm_options;
+
+/**
+ * Options of fifolock_shm_open_config(). Start from FIFOLOCK_SHM_CONFIG_INIT:
  * `size` says which fields the caller knows, so that fields added later
  * take their defaults in programs built before them. Zero fields take the
  * defaults.
  */
-typedef struct fifolock_shm_options {
-    size_t size;        /* sizeof(fifolock_shm_options) as the caller was built */
+typedef struct fifolock_shm_config {
+    size_t size;        /* sizeof(fifolock_shm_config) as the caller was built */
     size_t capacity;    /* when creating: handles open, and requests queued, at once
                            (FIFOLOCK_SHM_DEFAULT_CAPACITY) */
     mode_t permissions; /* when creating: the file's mode, before the umask (0666) */
@@ -226,10 +236,10 @@ typedef struct fifolock_shm_options {
      */
     const fifolock_mode *const *read_only;
     size_t nread_only;
-} fifolock_shm_options;
+} fifolock_shm_config;
 
-/** The defaults, with `size` set: `fifolock_shm_options o = FIFOLOCK_SHM_OPTIONS_INIT;` */
-#define FIFOLOCK_SHM_OPTIONS_INIT { sizeof(fifolock_shm_options), 0, 0, NULL, 0 }
+/** The defaults, with `size` set: `fifolock_shm_config o = FIFOLOCK_SHM_CONFIG_INIT;` */
+#define FIFOLOCK_SHM_CONFIG_INIT { sizeof(fifolock_shm_config), 0, 0, NULL, 0 }
 
 /** One holder that died, as fifolock_shm_dead_holders() reports it. */
 struct fifolock_shm_death {
@@ -270,6 +280,14 @@ FIFOLOCK_API int fifolock_shm_open(fifolock_shm *lock, const char *path,
  * As fifolock_shm_open(), with options for a file this call creates (an
  * existing file keeps its own); `options` may be NULL. EINVAL also for a
  * capacity above FIFOLOCK_SHM_MAX_CAPACITY or permissions beyond 0777.
+ */
+FIFOLOCK_API int fifolock_shm_open_config(fifolock_shm *lock, const char *path,
+                                          const fifolock_mode *const *modes, size_t nmodes,
+                                          const fifolock_shm_config *options);
+
+/**
+ * The same with release 1.0's options (capacity and permissions only);
+ * `options` may be NULL.
  */
 FIFOLOCK_API int fifolock_shm_open_ex(fifolock_shm *lock, const char *path,
                                       const fifolock_mode *const *modes, size_t nmodes,

@@ -1432,10 +1432,11 @@ static int open_file(struct fifolock_shm__handle *s, const char *path, mode_t pe
 }
 
 /* Whether the caller's options struct has `field` (it was built knowing it). */
-#define OPTION(o, field) ((o)->size >= offsetof(fifolock_shm_options, field) + sizeof((o)->field))
+#define OPTION(o, field) ((o)->size >= offsetof(fifolock_shm_config, field) + sizeof((o)->field))
 
-int fifolock_shm_open_ex(fifolock_shm *lock, const char *path, const fifolock_mode *const *modes,
-                         size_t nmodes, const fifolock_shm_options *options)
+int fifolock_shm_open_config(fifolock_shm *lock, const char *path,
+                             const fifolock_mode *const *modes, size_t nmodes,
+                             const fifolock_shm_config *options)
 {
     struct fifolock_shm__handle *s;
     size_t capacity = FIFOLOCK_SHM_DEFAULT_CAPACITY;
@@ -1452,7 +1453,7 @@ int fifolock_shm_open_ex(fifolock_shm *lock, const char *path, const fifolock_mo
     if (rc != 0)
         return rc;
     if (options != NULL) {
-        if (options->size < offsetof(fifolock_shm_options, read_only) ||
+        if (options->size < offsetof(fifolock_shm_config, read_only) ||
             options->capacity > FIFOLOCK_SHM_MAX_CAPACITY || (options->permissions & ~0777u))
             return EINVAL;
         if (options->capacity)
@@ -1531,7 +1532,19 @@ fail:
 int fifolock_shm_open(fifolock_shm *lock, const char *path, const fifolock_mode *const *modes,
                       size_t nmodes)
 {
-    return fifolock_shm_open_ex(lock, path, modes, nmodes, NULL);
+    return fifolock_shm_open_config(lock, path, modes, nmodes, NULL);
+}
+
+int fifolock_shm_open_ex(fifolock_shm *lock, const char *path, const fifolock_mode *const *modes,
+                         size_t nmodes, const fifolock_shm_options *options)
+{
+    fifolock_shm_config config = FIFOLOCK_SHM_CONFIG_INIT;
+
+    if (options == NULL)
+        return fifolock_shm_open_config(lock, path, modes, nmodes, NULL);
+    config.capacity = options->capacity;
+    config.permissions = options->permissions;
+    return fifolock_shm_open_config(lock, path, modes, nmodes, &config);
 }
 
 int fifolock_shm_close(fifolock_shm *lock)

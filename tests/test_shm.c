@@ -84,7 +84,7 @@ static void watchdog(unsigned seconds)
 enum how { FAST, QUEUED };
 
 /* The options the children of spawn_holder_of() open with (NULL: none). */
-static const fifolock_shm_options *child_options;
+static const fifolock_shm_config *child_options;
 
 /*
  * Forks a child that opens its own handle on `file`, takes `mode` (through the
@@ -108,7 +108,7 @@ static pid_t spawn_holder_of(const char *file, const fifolock_mode *const *modes
 
         close(p[0]);
         prctl(PR_SET_PDEATHSIG, SIGKILL); /* gone with the test, even if it fails */
-        if (fifolock_shm_open_ex(&l, file, modes, nmodes, child_options) != 0)
+        if (fifolock_shm_open_config(&l, file, modes, nmodes, child_options) != 0)
             _exit(10);
         rc = how == FAST ? fifolock_shm_acquire(&l, mode)
                          : fifolock_shm_acquire_n(&l, mode, 1, NULL, &token);
@@ -209,7 +209,7 @@ static void bad_arguments_are_einval(void)
     const fifolock_mode *dup[] = { &fifolock_read, &read2 };
     const fifolock_mode *bad1[] = { &unnamed }, *bad2[] = { &nopred }, *bad3[] = { &longname };
     const fifolock_mode *null1[] = { NULL };
-    fifolock_shm_options big = FIFOLOCK_SHM_OPTIONS_INIT, unsized = FIFOLOCK_SHM_OPTIONS_INIT;
+    fifolock_shm_config big = FIFOLOCK_SHM_CONFIG_INIT, unsized = FIFOLOCK_SHM_CONFIG_INIT;
     struct timespec bad_deadline = { 0, 1000000000L };
     struct stat st;
 
@@ -225,9 +225,9 @@ static void bad_arguments_are_einval(void)
     CHECK_EQ(fifolock_shm_open(&l, path, bad3, 1), EINVAL);
     CHECK_EQ(fifolock_shm_open(&l, path, dup, 2), EINVAL);
     big.capacity = FIFOLOCK_SHM_MAX_CAPACITY + 1;
-    CHECK_EQ(fifolock_shm_open_ex(&l, path, rw, 2, &big), EINVAL);
-    unsized.size = 0; /* a caller that did not start from FIFOLOCK_SHM_OPTIONS_INIT */
-    CHECK_EQ(fifolock_shm_open_ex(&l, path, rw, 2, &unsized), EINVAL);
+    CHECK_EQ(fifolock_shm_open_config(&l, path, rw, 2, &big), EINVAL);
+    unsized.size = 0; /* a caller that did not start from FIFOLOCK_SHM_CONFIG_INIT */
+    CHECK_EQ(fifolock_shm_open_config(&l, path, rw, 2, &unsized), EINVAL);
     CHECK_EQ(stat(path, &st), -1); /* nothing was created */
 
     CHECK_EQ(fifolock_shm_open(&l, path, rw, 2), 0);
@@ -337,14 +337,14 @@ static void foreign_or_corrupt_file_is_ebadmsg(void)
 static void garbage_in_the_queue_never_crashes(void)
 {
     fifolock_shm l;
-    fifolock_shm_options small = FIFOLOCK_SHM_OPTIONS_INIT;
+    fifolock_shm_config small = FIFOLOCK_SHM_CONFIG_INIT;
     unsigned char junk[4096];
     unsigned seed = 12345;
     size_t i;
     int fd, rc;
 
     small.capacity = 8;
-    CHECK_EQ(fifolock_shm_open_ex(&l, fresh(), rw, 2, &small), 0);
+    CHECK_EQ(fifolock_shm_open_config(&l, fresh(), rw, 2, &small), 0);
     fd = open(path, O_RDWR);
     for (i = 0; i < sizeof junk; i++)
         junk[i] = (unsigned char)rand_r(&seed);
@@ -470,13 +470,13 @@ static void full_mode_table_is_eusers(void)
 static void full_queue_is_eusers_and_changes_nothing(void)
 {
     fifolock_shm l;
-    fifolock_shm_options two = FIFOLOCK_SHM_OPTIONS_INIT;
+    fifolock_shm_config two = FIFOLOCK_SHM_CONFIG_INIT;
     uint64_t t1 = 0, t2 = 0;
     struct stat st;
 
     two.capacity = 2;
     two.permissions = 0600;
-    CHECK_EQ(fifolock_shm_open_ex(&l, fresh(), rw, 2, &two), 0);
+    CHECK_EQ(fifolock_shm_open_config(&l, fresh(), rw, 2, &two), 0);
     CHECK_EQ(stat(path, &st), 0);
     CHECK_EQ(st.st_mode & 0777, 0600 & ~umask(022));
     CHECK_EQ(fifolock_shm_acquire_n(&l, &fifolock_read, 1, NULL, &t1), 0);
@@ -490,6 +490,30 @@ static void full_queue_is_eusers_and_changes_nothing(void)
     CHECK_EQ(fifolock_shm_release(&l, &fifolock_read), 0);
     CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_read), 0);
     CHECK_EQ(fifolock_shm_release_n(&l, &fifolock_read, 2), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    unlink(path);
+}
+
+/*
+ * fifolock_shm_open_ex() and its options are as in release 1.0, for the
+ * programs built against it: capacity and permissions still choose.
+ */
+static void release_1_0_options_still_choose_capacity_and_permissions(void)
+{
+    fifolock_shm l;
+    fifolock_shm_options two = { 2, 0600 };
+    struct stat st;
+
+    CHECK_EQ(fifolock_shm_open_ex(&l, fresh(), rw, 2, &two), 0);
+    CHECK_EQ(stat(path, &st), 0);
+    CHECK_EQ(st.st_mode & 0777, 0600 & ~umask(022));
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_acquire(&l, &fifolock_read), EUSERS);
+    CHECK_EQ(fifolock_shm_release_n(&l, &fifolock_read, 2), 0);
+    CHECK_EQ(fifolock_shm_close(&l), 0);
+    unlink(path);
+    CHECK_EQ(fifolock_shm_open_ex(&l, fresh(), rw, 2, NULL), 0);
     CHECK_EQ(fifolock_shm_close(&l), 0);
     unlink(path);
 }
@@ -521,11 +545,11 @@ static void request_no_empty_lock_grants_is_edeadlk(void)
 /* More handles than the file has room for: EUSERS, and the text says how many. */
 static void full_handle_table_is_eusers_with_its_size(void)
 {
-    fifolock_shm_options two = FIFOLOCK_SHM_OPTIONS_INIT;
+    fifolock_shm_config two = FIFOLOCK_SHM_CONFIG_INIT;
     fifolock_shm a, b, c;
 
     two.capacity = 2;
-    CHECK_EQ(fifolock_shm_open_ex(&a, fresh(), rw, 2, &two), 0);
+    CHECK_EQ(fifolock_shm_open_config(&a, fresh(), rw, 2, &two), 0);
     CHECK_EQ(fifolock_shm_open(&b, path, rw, 2), 0);
     CHECK_EQ(fifolock_shm_open(&c, path, rw, 2), EUSERS);
     CHECK_EQ(strcmp(fifolock_shm_last_error(), "lock file full: 2 handles"), 0);
@@ -747,11 +771,24 @@ struct byte_waiter {
     int rc;
 };
 
+/*
+ * Takes the read lock as soon as the byte is free: polls every 100 us (for
+ * 10 s at least) rather than blocking in F_OFD_SETLKW, which valgrind (3.19) does not
+ * know to be a blocking call: it would keep every other thread of the test
+ * from running while it waits.
+ */
 static void *read_lock_when_free(void *arg)
 {
     struct byte_waiter *b = arg;
+    struct timespec pause_100us = { 0, 100000 };
+    int tries;
 
-    b->rc = byte_lock(b->fd, F_OFD_SETLKW, F_RDLCK, b->byte, 1);
+    for (tries = 0; tries < 100000; tries++) {
+        b->rc = byte_lock(b->fd, F_OFD_SETLK, F_RDLCK, b->byte, 1);
+        if (b->rc != EAGAIN && b->rc != EACCES)
+            break;
+        nanosleep(&pause_100us, NULL);
+    }
     return NULL;
 }
 
@@ -1074,7 +1111,7 @@ static void dead_readers_leave_nothing_to_repair(void)
     static fifolock_mode poke = { alone_of_its_kind, "poke", 0 };
     const fifolock_mode *modes[] = { &fifolock_read, &fifolock_write, &look, &poke };
     const fifolock_mode *ro[] = { &look };
-    fifolock_shm_options o = FIFOLOCK_SHM_OPTIONS_INIT;
+    fifolock_shm_config o = FIFOLOCK_SHM_CONFIG_INIT;
     fifolock_shm l, other;
     struct fifolock_shm_death d[4];
     pid_t p1, p2, p3;
@@ -1082,7 +1119,7 @@ static void dead_readers_leave_nothing_to_repair(void)
 
     o.read_only = ro;
     o.nread_only = 1;
-    CHECK_EQ(fifolock_shm_open_ex(&l, fresh(), modes, 4, &o), 0);
+    CHECK_EQ(fifolock_shm_open_config(&l, fresh(), modes, 4, &o), 0);
     CHECK_EQ(fifolock_shm_open(&other, path, modes, 4), EPROTO);
     child_options = &o;
     p1 = spawn_holder_of(path, modes, 4, &fifolock_read, FAST);
@@ -1657,7 +1694,8 @@ static void death_while_declaring_consistent_keeps_the_report(void)
     unlink(path);
 }
 
-RUN_TESTS(TEST(open_acquire_release_close), TEST(mode_unknown_here_is_never_granted_past),
+RUN_TESTS(TEST(open_acquire_release_close),
+          TEST(release_1_0_options_still_choose_capacity_and_permissions), TEST(mode_unknown_here_is_never_granted_past),
           TEST(ready_made_modes_are_known_everywhere), TEST(bad_arguments_are_einval),
           TEST(release_of_unheld_mode_is_eperm), TEST(close_while_holding_is_ebusy),
           TEST(foreign_or_corrupt_file_is_ebadmsg), TEST(garbage_in_the_queue_never_crashes),

@@ -49,7 +49,7 @@ static int shm_acquire(void **state, const struct tool_options *opt, const char 
                        size_t err_size)
 {
     const fifolock_mode *modes[FIFOLOCK_SHM_MAX_OPEN_MODES];
-    fifolock_shm_options o = FIFOLOCK_SHM_OPTIONS_INIT;
+    fifolock_shm_config o = FIFOLOCK_SHM_CONFIG_INIT;
     fifolock_shm *l = malloc(sizeof *l);
     size_t n = 0;
     int rc;
@@ -64,7 +64,7 @@ static int shm_acquire(void **state, const struct tool_options *opt, const char 
     modes[n++] = mode;
     o.capacity = opt->capacity;
     o.permissions = (mode_t)opt->file_mode;
-    rc = fifolock_shm_open_ex(l, lock, modes, n, &o);
+    rc = fifolock_shm_open_config(l, lock, modes, n, &o);
     if (rc != 0) {
         const char *detail = fifolock_shm_last_error();
 
