@@ -122,6 +122,16 @@ struct fifolock_etcd_options {
     /* etcd's user/password auth, as etcdctl's --user: NULL for none. */
     const char *user;
     const char *password;
+    /*
+     * One attempt of a request at one endpoint may take this long before
+     * the request moves on to the next endpoint (or tries again after a
+     * short pause), within timeout_ms: a member that is dead, paused,
+     * cut off or without a leader costs one attempt, not the whole budget.
+     * Also how long a new watch may take to start, and a connection to be
+     * made. Every request may be sent again this way; each is idempotent
+     * (docs/etcd.md). About etcd's election timeout is right; 0: 1000.
+     */
+    int attempt_timeout_ms;
 };
 
 /*

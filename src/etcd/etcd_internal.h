@@ -58,6 +58,7 @@ struct fifolock_etcd {
     fifolock_etcd_lost_fn *lost_fn;
     void *lost_arg;
     int timeout_ms;
+    int attempt_ms;         /* one attempt at one endpoint (options.attempt_timeout_ms) */
     int ttl;
     char *cacert, *cert, *key, *user, *password;
     int64_t lease;
@@ -70,6 +71,14 @@ struct fifolock_etcd {
 
     pthread_mutex_t mu;     /* guards everything below */
     size_t current;         /* the endpoint that answered last */
+    /*
+     * Per endpoint: how many times a request found it failing (unreachable,
+     * an attempt's time out, no leader). A watch notes the count of its
+     * endpoint when it starts and moves on when it grows: a paused member
+     * keeps a watch's connection open and silent, and a request of the
+     * session (the keepalive, every TTL/3) is what notices.
+     */
+    unsigned *ep_fail;
     char *auth_token;       /* from etcd's Authenticate, NULL without auth */
     struct fifolock__etcd_http *pool;
     struct fifolock__etcd_hold *holds;
@@ -142,6 +151,10 @@ struct fifolock__etcd_stream {
     size_t endpoint;
     fifolock_etcd *s;
     int64_t until_ms;       /* for the blocking watch: its deadline */
+    int64_t started_ms;     /* when the stream was prepared (CLOCK_MONOTONIC) */
+    unsigned fail_seen;     /* s->ep_fail[endpoint] then */
+    bool created;           /* a first message came */
+    bool endpoint_failed;   /* the member answered with an error: move on */
 };
 
 /* Prepares a stream on the current endpoint; NULL on ENOMEM. */
@@ -151,6 +164,16 @@ fifolock__etcd_stream_new(fifolock_etcd *s, const char *path, json_object *req,
 FIFOLOCK_HIDDEN void fifolock__etcd_stream_free(struct fifolock__etcd_stream *st);
 /* After a stream ended with `code`: the endpoint failed, try the next one. */
 FIFOLOCK_HIDDEN void fifolock__etcd_stream_failed(struct fifolock__etcd_stream *st, CURLcode code);
+/*
+ * Should the stream move to another endpoint? Yes when it did not start
+ * within one attempt's time (then its endpoint is marked failed), or when a
+ * request found its endpoint failing since it started. Under s->mu.
+ */
+FIFOLOCK_HIDDEN bool fifolock__etcd_stream_stalled(struct fifolock__etcd_stream *st);
+/* A request found endpoint `ep` failing: move on from it. Under s->mu. */
+FIFOLOCK_HIDDEN void fifolock__etcd_endpoint_failed(fifolock_etcd *s, size_t ep);
+/* The headers of every request: JSON, the auth token, "fail without a leader". */
+FIFOLOCK_HIDDEN struct curl_slist *fifolock__etcd_headers(fifolock_etcd *s);
 
 /* Pooled easy handles, configured for the session (TLS, auth header). */
 FIFOLOCK_HIDDEN int fifolock__etcd_authenticate(fifolock_etcd *s, int64_t until_ms);

@@ -548,16 +548,22 @@ static int on_wait_message(json_object *msg, void *arg)
     return held ? DONE : 0;
 }
 
+/* Ends the watch when the session is lost, or its member fails (stalled). */
 static int progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
 {
-    fifolock_etcd *s = arg;
-    int lost;
+    struct fifolock__etcd_stream *st = arg;
+    fifolock_etcd *s = st->s;
+    bool lost, stalled = false;
 
     (void)a, (void)b, (void)c, (void)d;
     pthread_mutex_lock(&s->mu);
-    lost = s->lost;
+    lost = s->lost != 0;
+    if (!lost)
+        stalled = fifolock__etcd_stream_stalled(st);
     pthread_mutex_unlock(&s->mu);
-    return lost != 0;
+    if (stalled)
+        st->endpoint_failed = true;
+    return lost || stalled;
 }
 
 /*
@@ -581,7 +587,8 @@ static CURLcode watch_until_done(fifolock_etcd *s, CURLM *multi, CURL *curl, boo
             return CURLE_OUT_OF_MEMORY;
         if (running == 0)
             break;
-        if (curl_multi_poll(multi, &intr, 1, 1000, NULL) != CURLM_OK)
+        /* A short poll: the progress callback looks for a failed member. */
+        if (curl_multi_poll(multi, &intr, 1, 200, NULL) != CURLM_OK)
             return CURLE_OUT_OF_MEMORY;
         if (intr.revents & CURL_WAIT_POLLIN) {
             *interrupted = true;
@@ -640,13 +647,19 @@ static int run_watch(struct request *r, const char *key, const char *range_end, 
         curl_easy_setopt(st->curl, CURLOPT_TIMEOUT_MS, (long)left);
     curl_easy_setopt(st->curl, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(st->curl, CURLOPT_XFERINFOFUNCTION, progress);
-    curl_easy_setopt(st->curl, CURLOPT_XFERINFODATA, r->s);
+    curl_easy_setopt(st->curl, CURLOPT_XFERINFODATA, st);
     code = watch_until_done(r->s, multi, st->curl, &interrupted);
     curl_multi_remove_handle(multi, st->curl);
     curl_multi_cleanup(multi);
     if (interrupted)
         rc = EINTR;
-    else if (st->stop)
+    else if (st->endpoint_failed) {
+        /* Its member failed: read and watch again at once, elsewhere. */
+        fifolock__etcd_set_error("watch: %s", st->errbuf[0] ? st->errbuf
+                                                         : "its member failed");
+        fifolock__etcd_stream_failed(st, code);
+        rc = EAGAIN;
+    } else if (st->stop)
         rc = st->stop;
     else if (code == CURLE_ABORTED_BY_CALLBACK)
         rc = ENOLCK;

@@ -56,6 +56,7 @@ static void free_session(fifolock_etcd *s)
     for (i = 0; i < s->nendpoints; i++)
         free(s->endpoints[i]);
     free(s->endpoints);
+    free(s->ep_fail);
     free(s->prefix);
     free(s->modes);
     free(s->cacert);
@@ -182,6 +183,9 @@ int fifolock_etcd_open(fifolock_etcd **session, const char *endpoints,
     }
     s->ttl = o->ttl ? o->ttl : 10;
     s->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 5000;
+    s->attempt_ms = o->attempt_timeout_ms > 0 ? o->attempt_timeout_ms : 1000;
+    if (s->attempt_ms > s->timeout_ms)
+        s->attempt_ms = s->timeout_ms;
     s->lost_fn = o->lost;
     s->lost_arg = o->lost_arg;
     s->cacert = dup_or_null(o->cacert, &nomem);
@@ -209,6 +213,11 @@ int fifolock_etcd_open(fifolock_etcd **session, const char *endpoints,
             fifolock__etcd_set_error("no endpoint in \"%s\"", endpoints);
         free_session(s);
         return rc;
+    }
+    s->ep_fail = calloc(s->nendpoints, sizeof *s->ep_fail);
+    if (s->ep_fail == NULL) {
+        free_session(s);
+        return ENOMEM;
     }
     until = fifolock__etcd_now_ms() + s->timeout_ms;
     if (s->user) {
@@ -471,26 +480,11 @@ static void start_keepalive(struct bg *b)
 {
     fifolock_etcd *s = b->s;
     char url[1024], body[64];
-    struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
-    char *auth = NULL;
+    struct curl_slist *hdr = fifolock__etcd_headers(s);
 
     pthread_mutex_lock(&s->mu);
     b->ka_endpoint = s->current;
-    if (s->auth_token) {
-        size_t n = strlen(s->auth_token) + sizeof "Authorization: ";
-        auth = malloc(n);
-        if (auth)
-            snprintf(auth, n, "Authorization: %s", s->auth_token);
-    }
     pthread_mutex_unlock(&s->mu);
-    if (auth) {
-        struct curl_slist *h2 = hdr ? curl_slist_append(hdr, auth) : NULL;
-        if (h2 == NULL) {
-            curl_slist_free_all(hdr);
-            hdr = NULL;
-        }
-        free(auth);
-    }
     b->ka = curl_easy_init();
     if (b->ka == NULL || hdr == NULL) {
         if (b->ka)
@@ -521,8 +515,11 @@ static void start_keepalive(struct bg *b)
     curl_easy_setopt(b->ka, CURLOPT_WRITEFUNCTION, ka_collect);
     curl_easy_setopt(b->ka, CURLOPT_WRITEDATA, b);
     curl_easy_setopt(b->ka, CURLOPT_ERRORBUFFER, b->ka_errbuf);
-    curl_easy_setopt(b->ka, CURLOPT_TIMEOUT_MS, (long)(s->ttl * 1000 / 3));
-    curl_easy_setopt(b->ka, CURLOPT_CONNECTTIMEOUT_MS, 1000L);
+    /* One attempt: a member that does not answer within it is left for the
+     * next one at once, well inside the TTL (L2). */
+    curl_easy_setopt(b->ka, CURLOPT_TIMEOUT_MS,
+                     (long)(s->attempt_ms < s->ttl * 1000 / 3 ? s->attempt_ms : s->ttl * 1000 / 3));
+    curl_easy_setopt(b->ka, CURLOPT_CONNECTTIMEOUT_MS, (long)s->attempt_ms);
     b->ka_sent = fifolock__etcd_now_ms();
     b->ka_sent_boot = fifolock__etcd_boot_ms();
     curl_multi_add_handle(s->multi, b->ka);
@@ -567,12 +564,12 @@ static void finish_keepalive(struct bg *b, CURLcode code)
     if (obj)
         json_object_put(obj);
     if (!ok) {
-        /* Try the next endpoint soon; L2 decides if the lease may be gone. */
+        /* Try the next endpoint at once (the watches on this one move too);
+         * L2 decides if the lease may be gone. */
         pthread_mutex_lock(&s->mu);
-        if (s->current == b->ka_endpoint)
-            s->current = (b->ka_endpoint + 1) % s->nendpoints;
+        fifolock__etcd_endpoint_failed(s, b->ka_endpoint);
         pthread_mutex_unlock(&s->mu);
-        b->ka_next = fifolock__etcd_now_ms() + 200;
+        b->ka_next = fifolock__etcd_now_ms() + (fifolock__etcd_now_ms() - b->ka_sent < 100 ? 200 : 0);
     }
 }
 
@@ -765,6 +762,11 @@ static void *background(void *arg)
                         h->reported = true;
                     }
                 }
+            }
+            if (h->stream && !h->lost && !h->releasing && fifolock__etcd_stream_stalled(h->stream)) {
+                /* Its member is paused or failing: watch again elsewhere now. */
+                stop_hold_watch(s, h);
+                h->retry_at_ms = now;
             }
             if (h->lost || h->releasing)
                 stop_hold_watch(s, h);

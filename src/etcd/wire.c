@@ -226,11 +226,19 @@ static void configure(fifolock_etcd *s, CURL *c)
         curl_easy_setopt(c, CURLOPT_SSLKEY, s->key);
 }
 
-static struct curl_slist *headers_for(fifolock_etcd *s)
+struct curl_slist *fifolock__etcd_headers(fifolock_etcd *s)
 {
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    /* "hasleader" is clientv3's WithRequireLeader through the gateway: a
+     * member that knows it has no leader refuses at once ("etcdserver: no
+     * leader") instead of holding the request, and cancels such a watch. */
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json"), *h2;
     char *auth = NULL;
 
+    h2 = h ? curl_slist_append(h, "Grpc-Metadata-hasleader: true") : NULL;
+    if (h2 == NULL) {
+        curl_slist_free_all(h);
+        return NULL;
+    }
     pthread_mutex_lock(&s->mu);
     if (s->auth_token) {
         size_t n = strlen(s->auth_token) + sizeof "Authorization: ";
@@ -240,7 +248,7 @@ static struct curl_slist *headers_for(fifolock_etcd *s)
     }
     pthread_mutex_unlock(&s->mu);
     if (auth && h) {
-        struct curl_slist *h2 = curl_slist_append(h, auth);
+        h2 = curl_slist_append(h, auth);
         if (h2 == NULL) {
             curl_slist_free_all(h);
             h = NULL;
@@ -312,6 +320,36 @@ static int transient_errno(CURLcode code)
     }
 }
 
+/*
+ * A failure of this process, not of the endpoint: no other endpoint would
+ * do better, so the request ends with it. 0 for the endpoint's failures.
+ */
+static int local_failure(CURLcode code)
+{
+    switch (code) {
+    case CURLE_OUT_OF_MEMORY:
+    case CURLE_WRITE_ERROR:     /* our write callback could not grow its buffer */
+        return ENOMEM;
+    case CURLE_FAILED_INIT:
+    case CURLE_BAD_FUNCTION_ARGUMENT:
+    case CURLE_UNKNOWN_OPTION:
+    case CURLE_NOT_BUILT_IN:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_URL_MALFORMAT:
+    case CURLE_READ_ERROR:
+        return EIO;
+    default:
+        return 0;
+    }
+}
+
+void fifolock__etcd_endpoint_failed(fifolock_etcd *s, size_t ep)
+{
+    s->ep_fail[ep]++;
+    if (s->current == ep)
+        s->current = (ep + 1) % s->nendpoints;
+}
+
 /* grpc status codes the gateway reports. */
 enum { GRPC_INVALID_ARGUMENT = 3, GRPC_DEADLINE = 4, GRPC_NOT_FOUND = 5,
        GRPC_PERMISSION_DENIED = 7, GRPC_UNAVAILABLE = 14, GRPC_UNAUTHENTICATED = 16 };
@@ -340,7 +378,7 @@ static int classify(json_object *err, char *msg, size_t msgsize)
     if (code == GRPC_NOT_FOUND)
         return ENOENT;
     if (code == GRPC_UNAVAILABLE || code == GRPC_DEADLINE || strstr(text, "leader") ||
-        strstr(text, "timed out"))
+        strstr(text, "timed out") || strstr(text, "deadline exceeded"))
         return 0;
     return EIO;
 }
@@ -351,7 +389,7 @@ int fifolock__etcd_call(fifolock_etcd *s, const char *path, json_object *req,
     const char *payload = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
     int64_t budget_end = fifolock__etcd_now_ms() + s->timeout_ms;
     struct fifolock__etcd_http *h;
-    size_t tries = 0, ep;
+    size_t tries = 0, rounds = 0, ep;
     int rc = ECONNREFUSED, reauth = 0;
     char msg[400] = "no endpoint answered";
 
@@ -370,7 +408,7 @@ int fifolock__etcd_call(fifolock_etcd *s, const char *path, json_object *req,
         struct body b = { NULL, 0, 0 };
         struct curl_slist *hdr;
         int64_t left = until_ms - fifolock__etcd_now_ms();
-        long status = 0;
+        long status = 0, attempt;
         CURLcode code;
         int verdict;
 
@@ -378,8 +416,12 @@ int fifolock__etcd_call(fifolock_etcd *s, const char *path, json_object *req,
             break;
         if (left <= 0)
             left = 1;
+        /* One attempt may not take the whole budget: a member that cannot
+         * answer (a proposal lost with a dead leader, a paused process) is
+         * left after one attempt's time, and the next one is asked. */
+        attempt = left < s->attempt_ms ? (long)left : (long)s->attempt_ms;
         snprintf(url, sizeof url, "%s%s", s->endpoints[ep], path);
-        hdr = headers_for(s);
+        hdr = fifolock__etcd_headers(s);
         if (hdr == NULL) {
             rc = ENOMEM;
             break;
@@ -392,8 +434,8 @@ int fifolock__etcd_call(fifolock_etcd *s, const char *path, json_object *req,
         curl_easy_setopt(h->curl, CURLOPT_WRITEFUNCTION, collect);
         curl_easy_setopt(h->curl, CURLOPT_WRITEDATA, &b);
         curl_easy_setopt(h->curl, CURLOPT_ERRORBUFFER, errbuf);
-        curl_easy_setopt(h->curl, CURLOPT_TIMEOUT_MS, (long)left);
-        curl_easy_setopt(h->curl, CURLOPT_CONNECTTIMEOUT_MS, (long)(left < 1000 ? left : 1000));
+        curl_easy_setopt(h->curl, CURLOPT_TIMEOUT_MS, attempt);
+        curl_easy_setopt(h->curl, CURLOPT_CONNECTTIMEOUT_MS, attempt);
         code = curl_easy_perform(h->curl);
         curl_slist_free_all(hdr);
         tries++;
@@ -407,8 +449,14 @@ int fifolock__etcd_call(fifolock_etcd *s, const char *path, json_object *req,
                 free(b.data);
                 break;
             }
-            rc = transient_errno(code);
             free(b.data);
+            rc = local_failure(code);
+            if (rc != 0)
+                break;
+            rc = transient_errno(code);
+            pthread_mutex_lock(&s->mu);
+            fifolock__etcd_endpoint_failed(s, ep);
+            pthread_mutex_unlock(&s->mu);
             ep = (ep + 1) % s->nendpoints;
         } else {
             json_object *obj = b.data ? json_tokener_parse(b.data) : NULL;
@@ -446,12 +494,27 @@ int fifolock__etcd_call(fifolock_etcd *s, const char *path, json_object *req,
                 rc = verdict;
                 break;
             }
+            /* No leader, leader changed, timed out: elsewhere, or after an election. */
             rc = ETIMEDOUT;
+            pthread_mutex_lock(&s->mu);
+            fifolock__etcd_endpoint_failed(s, ep);
+            pthread_mutex_unlock(&s->mu);
             ep = (ep + 1) % s->nendpoints;
         }
         if (tries % s->nendpoints == 0) {
-            /* A whole round failed: pause before the next one. */
-            struct timespec pause = { 0, 50 * 1000000L };
+            /* A whole round failed: pause before the next one, longer each
+             * round (50, 100, 200 ms), within the budget. */
+            long ms = 50L << (rounds < 2 ? rounds : 2);
+            struct timespec pause;
+
+            rounds++;
+            left = until_ms - fifolock__etcd_now_ms();
+            if (left <= 0)
+                break;
+            if (ms > left)
+                ms = (long)left;
+            pause.tv_sec = 0;
+            pause.tv_nsec = ms * 1000000L;
             nanosleep(&pause, NULL);
         }
     }
@@ -519,10 +582,24 @@ static size_t stream_write(char *ptr, size_t size, size_t nmemb, void *arg)
         }
         off += json_tokener_get_parse_end(st->tok);
         json_tokener_reset(st->tok);
+        st->created = true;
         {
-            json_object *result;
+            json_object *result, *err;
             int r;
 
+            if (json_object_object_get_ex(obj, "error", &err)) {
+                /* The stream failed on the member's side (no leader: the
+                 * "hasleader" header): end it, move on. */
+                char msg[200];
+                int verdict = classify(err, msg, sizeof msg);
+
+                json_object_put(obj);
+                if (verdict == 0)
+                    st->endpoint_failed = true;
+                snprintf(st->errbuf, sizeof st->errbuf, "%s", msg);
+                st->stop = EAGAIN;
+                break;
+            }
             if (json_object_object_get_ex(obj, "result", &result))
                 r = st->on_message(result, st->arg);
             else
@@ -555,12 +632,14 @@ struct fifolock__etcd_stream *fifolock__etcd_stream_new(fifolock_etcd *s, const 
     st->body = strdup(payload);
     st->tok = json_tokener_new();
     st->curl = curl_easy_init();
-    st->headers = headers_for(s);
+    st->headers = fifolock__etcd_headers(s);
     if (st->body == NULL || st->tok == NULL || st->curl == NULL || st->headers == NULL)
         goto fail;
     pthread_mutex_lock(&s->mu);
     st->endpoint = s->current;
+    st->fail_seen = s->ep_fail[st->endpoint];
     pthread_mutex_unlock(&s->mu);
+    st->started_ms = fifolock__etcd_now_ms();
     snprintf(url, sizeof url, "%s%s", s->endpoints[st->endpoint], path);
     configure(s, st->curl);
     curl_easy_setopt(st->curl, CURLOPT_URL, url);
@@ -570,7 +649,7 @@ struct fifolock__etcd_stream *fifolock__etcd_stream_new(fifolock_etcd *s, const 
     curl_easy_setopt(st->curl, CURLOPT_WRITEDATA, st);
     curl_easy_setopt(st->curl, CURLOPT_ERRORBUFFER, st->errbuf);
     curl_easy_setopt(st->curl, CURLOPT_PRIVATE, st);
-    curl_easy_setopt(st->curl, CURLOPT_CONNECTTIMEOUT_MS, 1000L);
+    curl_easy_setopt(st->curl, CURLOPT_CONNECTTIMEOUT_MS, (long)s->attempt_ms);
     return st;
 fail:
     fifolock__etcd_stream_free(st);
@@ -596,7 +675,23 @@ void fifolock__etcd_stream_failed(struct fifolock__etcd_stream *st, CURLcode cod
 
     (void)code;
     pthread_mutex_lock(&s->mu);
-    if (s->current == st->endpoint)
-        s->current = (st->endpoint + 1) % s->nendpoints;
+    if (s->ep_fail[st->endpoint] == st->fail_seen)
+        fifolock__etcd_endpoint_failed(s, st->endpoint);
     pthread_mutex_unlock(&s->mu);
+}
+
+bool fifolock__etcd_stream_stalled(struct fifolock__etcd_stream *st)
+{
+    fifolock_etcd *s = st->s;
+
+    if (s->ep_fail[st->endpoint] != st->fail_seen)
+        return true;
+    if (!st->created && fifolock__etcd_now_ms() - st->started_ms > s->attempt_ms) {
+        /* Connected, and nothing came: the member is paused or stuck. */
+        snprintf(st->errbuf, sizeof st->errbuf, "%s: no answer within %d ms",
+                 s->endpoints[st->endpoint], s->attempt_ms);
+        fifolock__etcd_endpoint_failed(s, st->endpoint);
+        return true;
+    }
+    return false;
 }
