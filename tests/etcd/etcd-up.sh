@@ -98,6 +98,7 @@ start_members() {
         : >"$dir/member$i.log"
         bash "$dir/member$i.sh" &
         echo $! >"$dir/member$i.pid"
+        disown # its death by a test's kill -9 is no news to print
         echo "${clients[i]}" >"$dir/member$i.url"
     done
     (IFS=,; echo "${clients[*]}") >"$dir/endpoints"
