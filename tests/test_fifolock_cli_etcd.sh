@@ -5,8 +5,9 @@
 # SIGINT and SIGTERM while waiting (exit 130, 143, no entry left), an
 # unreachable endpoint, a lock lost while the command runs (its key
 # deleted, its lease revoked: the command gets SIGTERM, the tool exits 3 and
-# says why), the upgradable mode, and --user with auth and --cacert/--cert/
-# --key with TLS (about 15 s in all).
+# says why), etcd paused longer than the TTL (a waiter queues again and
+# runs its command; a holder is told, exit 3), the upgradable mode, and --user with auth and --cacert/--cert/
+# --key with TLS (about 25 s in all).
 # usage: test_fifolock_cli_etcd.sh PATH-TO-fifolock ETCD-SCRIPTS-DIR
 # Exit status 77 (skipped) when etcd is not installed.
 set -u
@@ -193,6 +194,37 @@ check "a revoked lease: the command got SIGTERM" 1 "$([ -e "$dir/term-revoke" ] 
 check_match "a revoked lease: the tool says why" "lost the lock X while the command ran" "$(cat "$dir/err-revoke")"
 fl --timeout 5 X true
 check "the lock is free after a loss" 0 $?
+
+# ---- etcd away longer than a TTL ----
+# etcd paused 3.5 s. A waiter with --ttl 2 and time left on --timeout held
+# nothing: its lease runs out, it queues again and runs its command once the
+# holder (a long lease) is done, exit 0 (it used to exit 2, "the lock was
+# lost"). A holder with --ttl 2 is told: SIGTERM to its command, exit 3.
+fl --ttl 60 O sh -c "touch $dir/o0; while [ ! -e $dir/o-go ]; do sleep 0.02; done" &
+holder=$!
+wait_for "$dir/o0"
+fl --ttl 2 --timeout 40 O sh -c "touch $dir/o-waiter" 2>"$dir/err-outage-w" &
+waiter=$!
+wait_entries O 2
+N=outage fl --ttl 2 P sh -c "export N=outage; $lost_cmd" 2>"$dir/err-outage-h" &
+short_holder=$!
+wait_for "$dir/held-outage"
+sleep 0.3 # the waiter's watch is open
+etcd_pid=$(cat "$dir/etcd/member0.pid")
+kill -STOP "$etcd_pid"
+sleep 3.5
+kill -CONT "$etcd_pid"
+touch "$dir/o-go"
+wait "$holder"
+check "a holder with a long lease outlives the outage" 0 $?
+wait "$waiter"
+check "a waiter outlives an outage longer than its TTL" 0 $?
+check "... and runs its command" 1 "$([ -e "$dir/o-waiter" ] && echo 1)"
+[ -s "$dir/err-outage-w" ] && cat "$dir/err-outage-w" >&2
+wait "$short_holder"
+check "a holder whose lease ran out in the outage: the tool exits 3" 3 $?
+check "... and its command got SIGTERM" 1 "$([ -e "$dir/term-outage" ] && echo 1)"
+check "nothing is left after the outage" 0 "$(entries O)"
 
 # ---- upgradable ----
 fl --mode upgradable U sh -c "touch $dir/u0; while [ ! -e $dir/u-go ]; do sleep 0.02; done" &

@@ -20,6 +20,7 @@ struct fifolock__etcd_hold {
     char *name;             /* the caller's lock name */
     char *key;              /* the entry's etcd key (NUL-terminated, no NUL inside) */
     int64_t token;          /* the entry's create revision */
+    int64_t lease;          /* the lease its entry was put with */
     int64_t watch_from;     /* the watch must see every event from this revision */
     int lost;               /* 0, or ENOLCK / ETIMEDOUT once lost */
     bool reported;          /* the lost callback ran (or will, for this loss) */
@@ -61,7 +62,6 @@ struct fifolock_etcd {
     int attempt_ms;         /* one attempt at one endpoint (options.attempt_timeout_ms) */
     int ttl;
     char *cacert, *cert, *key, *user, *password;
-    int64_t lease;
     /*
      * fifolock_etcd_interrupt()'s state: an eventfd whose counter is nonzero
      * (readable) while the session is interrupted. Writing to it is
@@ -69,6 +69,7 @@ struct fifolock_etcd {
      */
     int interrupt_fd;
 
+    pthread_mutex_t renew_mu;   /* one renewal of the lease at a time */
     pthread_mutex_t mu;     /* guards everything below */
     size_t current;         /* the endpoint that answered last */
     /*
@@ -85,6 +86,8 @@ struct fifolock_etcd {
     struct fifolock__etcd_orphan *orphans;
     struct fifolock__etcd_sem *sems;
     size_t nsems;
+    int64_t lease;          /* the session's lease; replaced when a waiter renews it */
+    int64_t revoke;         /* a lost lease the background thread still revokes, or 0 */
     uint64_t seq;           /* makes each request's key unique */
     int64_t safe_until_ms;  /* CLOCK_BOOTTIME ms: last acknowledged keepalive's send + TTL */
     int lost;               /* 0, or why the lease is lost (ENOLCK, ETIMEDOUT): sticky */
@@ -178,6 +181,14 @@ FIFOLOCK_HIDDEN struct curl_slist *fifolock__etcd_headers(fifolock_etcd *s);
 /* Pooled easy handles, configured for the session (TLS, auth header). */
 FIFOLOCK_HIDDEN int fifolock__etcd_authenticate(fifolock_etcd *s, int64_t until_ms);
 
+/*
+ * For a request whose lease `lost_lease` was lost while it waited: gives the
+ * session a new lease (unless another request did since), trying until
+ * `until_ms` while etcd is away. Holds of the old lease stay lost. Returns
+ * 0, EINTR (interrupted), ETIMEDOUT, or an error reaching etcd.
+ */
+FIFOLOCK_HIDDEN int fifolock__etcd_renew(fifolock_etcd *s, int64_t lost_lease, int64_t until_ms);
+
 /* Is the session interrupted (fifolock_etcd_interrupt(), not yet cleared)? */
 FIFOLOCK_HIDDEN bool fifolock__etcd_interrupted(fifolock_etcd *s);
 
@@ -191,7 +202,7 @@ FIFOLOCK_HIDDEN void fifolock__etcd_add_orphan(fifolock_etcd *s, const char *key
  * reaching etcd (try again later).
  */
 FIFOLOCK_HIDDEN int fifolock__etcd_mark(fifolock_etcd *s, const char *key, int64_t token,
-                                        const char *value, int64_t until_ms);
+                                        int64_t lease, const char *value, int64_t until_ms);
 
 /* A new hold's watch starts this long after the grant (it replays what it missed). */
 #define FIFOLOCK__ETCD_WATCH_DELAY_MS 100

@@ -265,13 +265,13 @@ static json_object *compare_create(const char *key, int64_t rev)
     return list;
 }
 
-static json_object *put_op(fifolock_etcd *s, const char *key, const char *value)
+static json_object *put_op(int64_t lease, const char *key, const char *value)
 {
     json_object *op = json_object_new_object(), *put = json_object_new_object();
 
     json_object_object_add(put, "key", fifolock__etcd_str_b64(key));
     json_object_object_add(put, "value", fifolock__etcd_str_b64(value));
-    json_object_object_add(put, "lease", fifolock__etcd_i64(s->lease));
+    json_object_object_add(put, "lease", fifolock__etcd_i64(lease));
     json_object_object_add(op, "request_put", put);
     return op;
 }
@@ -288,6 +288,7 @@ struct request {
     fifolock_etcd *s;
     const char *name;
     char *qprefix, *qend, *key, *value;
+    int64_t lease;              /* the session's lease when K was named: K's lease */
     int64_t rev;                /* rev(K), once known */
     int64_t until;              /* the deadline, ms */
     struct queue q;
@@ -309,7 +310,7 @@ static int join(struct request *r)
         return ENOMEM;
     }
     json_object_object_add(txn, "compare", compare_create(r->key, 0));
-    json_object_array_add(success, put_op(r->s, r->key, r->value));
+    json_object_array_add(success, put_op(r->lease, r->key, r->value));
     json_object_array_add(success, range_op(r->qprefix, r->qend));
     json_object_array_add(failure, range_op(r->qprefix, r->qend));
     json_object_object_add(txn, "success", success);
@@ -317,7 +318,7 @@ static int join(struct request *r)
     rc = fifolock__etcd_call(r->s, "/v3/kv/txn", txn, &resp, r->until);
     json_object_put(txn);
     if (rc == ENOENT)
-        rc = EIO;
+        rc = ENOLCK;    /* "requested lease not found": the lease is gone */
     if (rc != 0)
         return rc;
     rc = EIO;
@@ -419,8 +420,8 @@ static void withdraw(struct request *r)
     fifolock__etcd_add_orphan(r->s, r->key);
 }
 
-int fifolock__etcd_mark(fifolock_etcd *s, const char *key, int64_t token, const char *value,
-                        int64_t until_ms)
+int fifolock__etcd_mark(fifolock_etcd *s, const char *key, int64_t token, int64_t lease,
+                        const char *value, int64_t until_ms)
 {
     json_object *txn = json_object_new_object(), *success = json_object_new_array(), *resp = NULL,
                 *succeeded;
@@ -432,7 +433,7 @@ int fifolock__etcd_mark(fifolock_etcd *s, const char *key, int64_t token, const 
         return ENOMEM;
     }
     json_object_object_add(txn, "compare", compare_create(key, token));
-    json_object_array_add(success, put_op(s, key, value));
+    json_object_array_add(success, put_op(lease, key, value));
     json_object_object_add(txn, "success", success);
     rc = fifolock__etcd_call(s, "/v3/kv/txn", txn, &resp, until_ms);
     json_object_put(txn);
@@ -704,13 +705,16 @@ static int register_hold(struct request *r, char *mark_value)
         return ENOMEM;
     }
     h->token = r->rev;
+    h->lease = r->lease;
     h->mark_value = mark_value;
     /* The watch replays from the grant's revision: starting it later misses
      * nothing, and a short hold never needs one. */
     h->watch_from = r->q.revision + 1;
     h->retry_at_ms = fifolock__etcd_now_ms() + FIFOLOCK__ETCD_WATCH_DELAY_MS;
     pthread_mutex_lock(&s->mu);
-    lost = s->lost;
+    /* K's lease may have been lost and replaced meanwhile (another waiter
+     * renewed it): then K is not a hold to keep, whatever D said. */
+    lost = s->lost || s->lease != r->lease;
     if (!lost) {
         h->next = s->holds;
         s->holds = h;
@@ -735,7 +739,7 @@ static int acquire(fifolock_etcd *s, const char *name, const fifolock_mode *mode
     const fifolock_mode *known;
     char *escaped;
     bool held = false, ahead_held = false, waited = false;
-    int64_t joined_at;
+    int64_t joined_at, lease;
     uint64_t seq;
     int rc, lost;
 
@@ -755,6 +759,7 @@ static int acquire(fifolock_etcd *s, const char *name, const fifolock_mode *mode
     pthread_mutex_lock(&s->mu);
     lost = s->lost;
     seq = ++s->seq;
+    lease = s->lease;
     pthread_mutex_unlock(&s->mu);
     if (lost) {
         fifolock__etcd_set_error("the session's lease was lost");
@@ -764,6 +769,7 @@ static int acquire(fifolock_etcd *s, const char *name, const fifolock_mode *mode
     r.s = s;
     r.name = name;
     r.until = until;
+    r.lease = lease;
     escaped = escape_name(name);
     if (escaped == NULL)
         return ENOMEM;
@@ -771,7 +777,7 @@ static int acquire(fifolock_etcd *s, const char *name, const fifolock_mode *mode
     r.key = malloc(strlen(s->prefix) + strlen(escaped) + 2 + 40);
     if (r.qprefix && r.key) {
         sprintf(r.qprefix, "%s%s/", s->prefix, escaped);
-        sprintf(r.key, "%s%016llx-%llx", r.qprefix, (unsigned long long)s->lease,
+        sprintf(r.key, "%s%016llx-%llx", r.qprefix, (unsigned long long)r.lease,
                 (unsigned long long)seq);
         r.qend = fifolock__etcd_prefix_end(r.qprefix);
         r.value = entry_value(known, n, false);
@@ -781,6 +787,7 @@ static int acquire(fifolock_etcd *s, const char *name, const fifolock_mode *mode
     if (r.qprefix == NULL || r.key == NULL || r.qend == NULL || r.value == NULL)
         goto out;
 
+again:
     /* A join gets the session's timeout even when the deadline is past: try once. */
     if (r.until < fifolock__etcd_now_ms() + 1)
         r.until = fifolock__etcd_now_ms() + s->timeout_ms;
@@ -789,7 +796,7 @@ static int acquire(fifolock_etcd *s, const char *name, const fifolock_mode *mode
     if (rc != 0) {
         /* Did the put happen? Unknown: withdraw. */
         withdraw(&r);
-        goto out;
+        goto rejoin_if_lost;
     }
     joined_at = r.q.revision;
     for (;;) {
@@ -804,6 +811,15 @@ static int acquire(fifolock_etcd *s, const char *name, const fifolock_mode *mode
             /* Not held (a grant that came first wins): withdraw, as a timeout does. */
             fifolock__etcd_set_error("the wait was interrupted");
             rc = EINTR;
+            break;
+        }
+        pthread_mutex_lock(&s->mu);
+        lost = s->lost || s->lease != r.lease;
+        pthread_mutex_unlock(&s->mu);
+        if (lost) {
+            /* L1/L2 while it waited: K is gone or going with the lease. */
+            fifolock__etcd_set_error("the session's lease was lost");
+            rc = ENOLCK;
             break;
         }
         waited = true;
@@ -858,6 +874,38 @@ static int acquire(fifolock_etcd *s, const char *name, const fifolock_mode *mode
     if (rc != 0)
         withdraw(&r); else if (token) {
         *token = r.rev;
+    }
+rejoin_if_lost:
+    if (rc == ENOLCK && !try_only && fifolock__etcd_now_ms() < until) {
+        /* J2: K went with the session's lease (etcd was out of reach longer
+         * than the TTL) while it waited. It held nothing, so it joins again
+         * with a new lease, while its deadline allows: at the tail, since
+         * its place went with K. An entry deleted by someone else, the
+         * session fine, is not this: that stays ENOLCK. */
+        bool lease_lost;
+
+        pthread_mutex_lock(&s->mu);
+        lease_lost = s->lost || s->lease != r.lease;
+        pthread_mutex_unlock(&s->mu);
+        if (lease_lost) {
+            rc = fifolock__etcd_renew(s, r.lease, until);
+            if (rc == 0) {
+                pthread_mutex_lock(&s->mu);
+                seq = ++s->seq;
+                r.lease = s->lease;
+                pthread_mutex_unlock(&s->mu);
+                sprintf(r.key, "%s%016llx-%llx", r.qprefix, (unsigned long long)r.lease,
+                        (unsigned long long)seq);
+                queue_clear(&r.q);
+                r.rev = 0;
+                held = ahead_held = false;
+                waited = true;
+                goto again;
+            }
+            if (rc == ETIMEDOUT)
+                fifolock__etcd_set_error("the session's lease was lost while it waited, and "
+                                         "etcd gave no new one before the deadline");
+        }
     }
 out:
     queue_free(&r.q);

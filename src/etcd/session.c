@@ -96,6 +96,7 @@ static void free_session(fifolock_etcd *s)
     if (s->interrupt_fd >= 0)
         close(s->interrupt_fd);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->renew_mu);
     free(s);
 }
 
@@ -143,14 +144,41 @@ static int parse_endpoints(fifolock_etcd *s, const char *endpoints)
 
 static void *background(void *arg);
 
+/* Grants a lease of the session's TTL: its ID and safety bound. */
+static int grant_lease(fifolock_etcd *s, int64_t until, int64_t *id, int64_t *safe_until_ms)
+{
+    json_object *req = json_object_new_object(), *resp = NULL;
+    int64_t sent;
+    int rc;
+
+    if (req == NULL)
+        return ENOMEM;
+    json_object_object_add(req, "TTL", json_object_new_int(s->ttl));
+    sent = fifolock__etcd_boot_ms();
+    /* A grant whose answer was lost leaves a lease nobody keeps alive: it expires. */
+    rc = fifolock__etcd_call(s, "/v3/lease/grant", req, &resp, until);
+    json_object_put(req);
+    if (rc == ENOENT)
+        rc = EIO;
+    if (rc != 0)
+        return rc;
+    *id = fifolock__etcd_get_i64(resp, "ID");
+    *safe_until_ms = sent + 1000 * fifolock__etcd_get_i64(resp, "TTL");
+    json_object_put(resp);
+    if (*id == 0) {
+        fifolock__etcd_set_error("etcd granted no lease");
+        return EIO;
+    }
+    return 0;
+}
+
 int fifolock_etcd_open(fifolock_etcd **session, const char *endpoints,
                        const struct fifolock_etcd_options *options)
 {
     static const struct fifolock_etcd_options defaults;
     const struct fifolock_etcd_options *o = options ? options : &defaults;
     fifolock_etcd *s;
-    json_object *req, *resp = NULL;
-    int64_t sent, until;
+    int64_t until;
     int nomem = 0, rc;
     size_t i;
 
@@ -174,6 +202,7 @@ int fifolock_etcd_open(fifolock_etcd **session, const char *endpoints,
     if (s == NULL)
         return ENOMEM;
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->renew_mu, NULL);
     s->interrupt_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (s->interrupt_fd < 0) {
         rc = errno;
@@ -227,29 +256,10 @@ int fifolock_etcd_open(fifolock_etcd **session, const char *endpoints,
             return rc;
         }
     }
-    req = json_object_new_object();
-    if (req == NULL) {
-        free_session(s);
-        return ENOMEM;
-    }
-    json_object_object_add(req, "TTL", json_object_new_int(s->ttl));
-    sent = fifolock__etcd_boot_ms();
-    rc = fifolock__etcd_call(s, "/v3/lease/grant", req, &resp, until);
-    json_object_put(req);
-    if (rc == ENOENT)
-        rc = EIO;
+    rc = grant_lease(s, until, &s->lease, &s->safe_until_ms);
     if (rc != 0) {
-        /* A grant whose answer was lost leaves a lease nobody keeps alive: it expires. */
         free_session(s);
         return rc;
-    }
-    s->lease = fifolock__etcd_get_i64(resp, "ID");
-    s->safe_until_ms = sent + 1000 * fifolock__etcd_get_i64(resp, "TTL");
-    json_object_put(resp);
-    if (s->lease == 0) {
-        fifolock__etcd_set_error("etcd granted no lease");
-        free_session(s);
-        return EIO;
     }
     {
         /* The background thread takes no signal: the process's handlers run
@@ -269,14 +279,14 @@ int fifolock_etcd_open(fifolock_etcd **session, const char *endpoints,
     return 0;
 }
 
-static int revoke_lease(fifolock_etcd *s, int64_t until)
+static int revoke_lease(fifolock_etcd *s, int64_t lease, int64_t until)
 {
     json_object *req = json_object_new_object(), *resp = NULL;
     int rc;
 
     if (req == NULL)
         return ENOMEM;
-    json_object_object_add(req, "ID", fifolock__etcd_i64(s->lease));
+    json_object_object_add(req, "ID", fifolock__etcd_i64(lease));
     rc = fifolock__etcd_call(s, "/v3/lease/revoke", req, &resp, until);
     json_object_put(req);
     if (rc == 0)
@@ -296,8 +306,52 @@ int fifolock_etcd_close(fifolock_etcd *s)
     pthread_mutex_unlock(&s->mu);
     fifolock__etcd_wake(s);
     pthread_join(s->thread, NULL);
-    rc = revoke_lease(s, fifolock__etcd_now_ms() + s->timeout_ms);
+    rc = revoke_lease(s, s->lease, fifolock__etcd_now_ms() + s->timeout_ms);
     free_session(s);
+    return rc;
+}
+
+int fifolock__etcd_renew(fifolock_etcd *s, int64_t lost_lease, int64_t until_ms)
+{
+    int rc = 0;
+
+    pthread_mutex_lock(&s->renew_mu);
+    for (;;) {
+        struct pollfd p = { s->interrupt_fd, POLLIN, 0 };
+        int64_t id, safe, now = fifolock__etcd_now_ms(), until;
+        bool done;
+
+        pthread_mutex_lock(&s->mu);
+        done = s->lease != lost_lease && !s->lost;  /* another waiter renewed it */
+        pthread_mutex_unlock(&s->mu);
+        if (done)
+            break;
+        if (fifolock__etcd_interrupted(s)) {
+            fifolock__etcd_set_error("the wait was interrupted");
+            rc = EINTR;
+            break;
+        }
+        if (now >= until_ms) {
+            rc = ETIMEDOUT;
+            break;
+        }
+        until = until_ms - now < s->timeout_ms ? until_ms : now + s->timeout_ms;
+        rc = grant_lease(s, until, &id, &safe);
+        if (rc == 0) {
+            pthread_mutex_lock(&s->mu);
+            s->lease = id;
+            s->safe_until_ms = safe;
+            s->lost = 0;
+            pthread_mutex_unlock(&s->mu);
+            fifolock__etcd_wake(s);     /* keepalives again */
+            break;
+        }
+        if (rc != ECONNREFUSED && rc != ETIMEDOUT)
+            break;
+        /* etcd is still away: again soon (an interrupt ends the pause). */
+        poll(&p, 1, 200);
+    }
+    pthread_mutex_unlock(&s->renew_mu);
     return rc;
 }
 
@@ -446,7 +500,7 @@ struct bg {
     int64_t ka_sent, ka_next;   /* CLOCK_MONOTONIC ms */
     int64_t ka_sent_boot;       /* CLOCK_BOOTTIME ms, for the safety bound */
     size_t ka_endpoint;
-    bool revoked;
+    int64_t ka_lease;           /* the lease the keepalive in flight is for */
 };
 
 static size_t ka_collect(char *ptr, size_t size, size_t nmemb, void *arg)
@@ -469,8 +523,10 @@ static void lose_session(fifolock_etcd *s, int reason)
 {
     struct fifolock__etcd_hold *h;
 
-    if (s->lost == 0)
+    if (s->lost == 0) {
         s->lost = reason;
+        s->revoke = s->lease;
+    }
     for (h = s->holds; h; h = h->next)
         if (!h->released && !h->releasing && h->lost == 0)
             h->lost = reason;
@@ -484,6 +540,7 @@ static void start_keepalive(struct bg *b)
 
     pthread_mutex_lock(&s->mu);
     b->ka_endpoint = s->current;
+    b->ka_lease = s->lease;
     pthread_mutex_unlock(&s->mu);
     b->ka = curl_easy_init();
     if (b->ka == NULL || hdr == NULL) {
@@ -494,7 +551,7 @@ static void start_keepalive(struct bg *b)
         b->ka_next = fifolock__etcd_now_ms() + 100;
         return;
     }
-    snprintf(body, sizeof body, "{\"ID\":\"%lld\"}", (long long)s->lease);
+    snprintf(body, sizeof body, "{\"ID\":\"%lld\"}", (long long)b->ka_lease);
     free(b->ka_body);
     b->ka_body = strdup(body);
     b->ka_headers = hdr;
@@ -551,7 +608,9 @@ static void finish_keepalive(struct bg *b, CURLcode code)
         int64_t ttl = fifolock__etcd_get_i64(result, "TTL");
 
         pthread_mutex_lock(&s->mu);
-        if (ttl <= 0) {
+        if (b->ka_lease != s->lease) {
+            /* For a lease lost and since replaced (lock.c renews): old news. */
+        } else if (ttl <= 0) {
             lose_session(s, ENOLCK);
         } else if (!s->lost) {
             s->safe_until_ms = b->ka_sent_boot + 1000 * ttl;
@@ -726,7 +785,7 @@ static void *background(void *arg)
         struct report *reports = NULL;
         size_t nreports = 0, i;
         char *orphan = NULL;
-        int64_t now = fifolock__etcd_now_ms(), wait_ms;
+        int64_t now = fifolock__etcd_now_ms(), wait_ms, revoke;
         int running, lost, need_watch = 0;
         CURLMsg *m;
 
@@ -789,10 +848,17 @@ static void *background(void *arg)
         }
         free(reports);
 
-        if (lost && !b.revoked) {
-            /* The user was told; let go on the cluster too (no-op if expired). */
-            b.revoked = true;
-            (void)revoke_lease(s, fifolock__etcd_now_ms() + 1000);
+        pthread_mutex_lock(&s->mu);
+        revoke = s->revoke;
+        s->revoke = 0;
+        pthread_mutex_unlock(&s->mu);
+        if (revoke != 0 && revoke_lease(s, revoke, fifolock__etcd_now_ms() + 1000) != 0) {
+            /* The user was told; let go on the cluster too (no-op if expired),
+             * when etcd answers again. */
+            pthread_mutex_lock(&s->mu);
+            if (s->revoke == 0)
+                s->revoke = revoke;
+            pthread_mutex_unlock(&s->mu);
         }
         if (orphan) {
             json_object *req = json_object_new_object(), *resp = NULL;
@@ -818,7 +884,7 @@ static void *background(void *arg)
         /* M for new holds that waited (lock.c). */
         for (;;) {
             char *key = NULL, *value = NULL;
-            int64_t token = 0;
+            int64_t token = 0, lease = 0;
             int mrc;
 
             pthread_mutex_lock(&s->mu);
@@ -828,12 +894,13 @@ static void *background(void *arg)
                     value = h->mark_value;
                     h->mark_value = NULL;
                     token = h->token;
+                    lease = h->lease;
                     break;
                 }
             pthread_mutex_unlock(&s->mu);
             if (value == NULL)
                 break;
-            mrc = key ? fifolock__etcd_mark(s, key, token, value, bg_until(s)) : ENOMEM;
+            mrc = key ? fifolock__etcd_mark(s, key, token, lease, value, bg_until(s)) : ENOMEM;
             free(key);
             pthread_mutex_lock(&s->mu);
             if (mrc == ENOLCK && !h->releasing && !h->released && h->lost == 0)
