@@ -144,10 +144,20 @@ struct fifolock_etcd_options {
  *
  * Returns 0 and stores the session in *session, or: EINVAL (NULL pointers,
  * no endpoint, a TTL below 2, a table mode without name or predicate),
- * ECONNREFUSED (no endpoint answered within the timeout), EACCES (a TLS
- * certificate was refused either way, or the user or password was wrong),
- * ETIMEDOUT, EIO (an answer this library does not understand), ENOMEM,
- * EMFILE or ENFILE (no file descriptor for the session's interrupt, below).
+ * ECONNREFUSED (no endpoint answered within the timeout), ETIMEDOUT, and,
+ * each cause with its own code, all final (they come at once, not at the
+ * timeout):
+ *   ENOKEY        the server's TLS certificate is not trusted: a wrong
+ *                 cacert, or none given for a server the system's CAs do
+ *                 not vouch for;
+ *   EACCES        etcd refused the client: its certificate (none, or one
+ *                 the server does not trust), or the user's permission;
+ *   EPROTO        the wrong scheme: https:// to an etcd that speaks plain
+ *                 HTTP, or http:// to one that speaks TLS;
+ *   EKEYREJECTED  a wrong user name or password;
+ *   ENOTSUP       a user was given, but etcd has no authentication enabled;
+ * EIO (an answer this library does not understand), ENOMEM, EMFILE or
+ * ENFILE (no file descriptor for the session's interrupt, below).
  * On failure nothing is left on the cluster and *session is untouched.
  *
  * The background thread blocks every signal: a process's signal handlers

@@ -92,6 +92,7 @@ struct fifolock_etcd {
     int64_t safe_until_ms;  /* CLOCK_BOOTTIME ms: last acknowledged keepalive's send + TTL */
     int lost;               /* 0, or why the lease is lost (ENOLCK, ETIMEDOUT): sticky */
     bool stopping;
+    bool opening;           /* fifolock_etcd_open() runs: a failure may be a scheme mismatch */
     bool need_auth;         /* a watch was refused for its token: authenticate again */
 
     pthread_t thread;

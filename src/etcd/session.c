@@ -249,6 +249,7 @@ int fifolock_etcd_open(fifolock_etcd **session, const char *endpoints,
         return ENOMEM;
     }
     until = fifolock__etcd_now_ms() + s->timeout_ms;
+    s->opening = true;
     if (s->user) {
         rc = fifolock__etcd_authenticate(s, until);
         if (rc != 0) {
@@ -261,6 +262,7 @@ int fifolock_etcd_open(fifolock_etcd **session, const char *endpoints,
         free_session(s);
         return rc;
     }
+    s->opening = false;
     {
         /* The background thread takes no signal: the process's handlers run
          * on its own threads, and may call fifolock_etcd_interrupt(). */

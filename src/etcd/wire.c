@@ -288,25 +288,93 @@ static void give_http(fifolock_etcd *s, struct fifolock__etcd_http *h)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* What a failed transfer means: a TLS refusal is final, the rest may pass. */
-static bool tls_refused(CURLcode code, const char *errbuf)
+/*
+ * Does the endpoint's host and port answer in the other scheme (plain HTTP
+ * when `tls` is false)? Asked only when the session opens and a request
+ * failed in a way a scheme mismatch would explain: a yes makes the mistake
+ * plain (EPROTO) instead of a refusal or a timeout. Whether the server is
+ * trusted does not matter here, only that it speaks TLS.
+ */
+static bool speaks(fifolock_etcd *s, const char *endpoint, bool tls)
 {
+    const char *hostport = strstr(endpoint, "://");
+    char url[1024], errbuf[CURL_ERROR_SIZE] = "";
+    struct body b = { NULL, 0, 0 };
+    CURL *c;
+    CURLcode code;
+
+    if (hostport == NULL || (c = curl_easy_init()) == NULL)
+        return false;
+    snprintf(url, sizeof url, "%s://%s/health", tls ? "https" : "http", hostport + 3);
+    configure(s, c);
+    curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)s->attempt_ms);
+    code = curl_easy_perform(c);
+    curl_easy_cleanup(c);
+    free(b.data);
+    if (!tls)
+        return code == CURLE_OK;
+    /* A handshake, whatever its end: a TLS server (a refused client certificate too). */
+    return code == CURLE_OK || code == CURLE_PEER_FAILED_VERIFICATION ||
+           strstr(errbuf, "alert") != NULL;
+}
+
+/*
+ * What a failed transfer means, for TLS: 0 when it is not about TLS or the
+ * scheme (the endpoint may be failing: move on), else the final errno, with
+ * msg saying why. A refusal is final: another attempt would get the same.
+ *   ENOKEY   the server's certificate is not trusted (wrong or missing CA);
+ *   EACCES   the server refused our client certificate (a TLS alert);
+ *   EPROTO   https:// to a plain HTTP server, or http:// to a TLS one.
+ */
+static int tls_failure(fifolock_etcd *s, size_t ep, CURLcode code, const char *errbuf, char *msg,
+                       size_t msgsize)
+{
+    const char *url = s->endpoints[ep];
+    bool https = strncmp(url, "https://", 8) == 0, alert = strstr(errbuf, "alert") != NULL;
+
     switch (code) {
-    case CURLE_SSL_CONNECT_ERROR:
     case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CERTPROBLEM:
     case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_CIPHER:
     case CURLE_SSL_ISSUER_ERROR:
     case CURLE_SSL_CRL_BADFILE:
+        snprintf(msg, msgsize, "%s: the server's certificate is not trusted by %s%s: %s", url,
+                 s->cacert ? "the CA certificate " : "the system's CAs (no CA certificate given)",
+                 s->cacert ? s->cacert : "", errbuf[0] ? errbuf : curl_easy_strerror(code));
+        return ENOKEY;
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
     case CURLE_USE_SSL_FAILED:
-        return true;
+        return EACCES;
+    case CURLE_SSL_CONNECT_ERROR:
+        if (alert)
+            return EACCES;
+        if (s->opening && https && speaks(s, url, false)) {
+            snprintf(msg, msgsize, "%s speaks plain HTTP, not TLS: give it as http://%s", url,
+                     url + 8);
+            return EPROTO;
+        }
+        return 0;
     case CURLE_RECV_ERROR:
     case CURLE_SEND_ERROR:
+    case CURLE_GOT_NOTHING:
         /* TLS 1.3: the server refuses a client certificate after the handshake. */
-        return strstr(errbuf, "alert") != NULL || strstr(errbuf, "SSL") != NULL;
+        if (https && alert)
+            return EACCES;
+        if (s->opening && !https && strncmp(url, "http://", 7) == 0 && speaks(s, url, true)) {
+            snprintf(msg, msgsize, "%s speaks TLS, not plain HTTP: give it as https://%s with "
+                     "its CA certificate", url, url + 7);
+            return EPROTO;
+        }
+        return 0;
     default:
-        return false;
+        return 0;
     }
 }
 
@@ -372,8 +440,12 @@ static int classify(json_object *err, char *msg, size_t msgsize)
     if (strstr(text, "invalid auth token") || strstr(text, "auth token is expired") ||
         code == GRPC_UNAUTHENTICATED)
         return -1;
-    if (strstr(text, "authentication failed") || strstr(text, "user name is empty") ||
-        strstr(text, "permission denied") || code == GRPC_PERMISSION_DENIED)
+    if (strstr(text, "authentication failed"))
+        return EKEYREJECTED;    /* a wrong user or password */
+    if (strstr(text, "authentication is not enabled"))
+        return ENOTSUP;         /* a user given, and etcd has no auth */
+    if (strstr(text, "user name is empty") || strstr(text, "permission denied") ||
+        code == GRPC_PERMISSION_DENIED)
         return EACCES;
     if (code == GRPC_NOT_FOUND)
         return ENOENT;
@@ -444,8 +516,8 @@ int fifolock__etcd_call(fifolock_etcd *s, const char *path, json_object *req,
         if (code != CURLE_OK) {
             snprintf(msg, sizeof msg, "%s: %s", s->endpoints[ep],
                      errbuf[0] ? errbuf : curl_easy_strerror(code));
-            if (tls_refused(code, errbuf)) {
-                rc = EACCES;
+            rc = tls_failure(s, ep, code, errbuf, msg, sizeof msg);
+            if (rc != 0) {
                 free(b.data);
                 break;
             }
