@@ -177,10 +177,16 @@ FIFOLOCK_ETCD_API int fifolock_etcd_open(fifolock_etcd **session, const char *en
  * withdrawn and leaves no entry), EINTR (the session is interrupted, see
  * fifolock_etcd_interrupt(); withdrawn the same way), EINVAL (NULL session, name or mode, an
  * empty name, n == 0 or above 65536, a mode the session does not know),
- * ENOLCK (the session's lease is lost; close it), EACCES, ECONNREFUSED, EIO,
- * ENOMEM. On every error the request left no entry behind (if etcd could not
- * be reached to delete it, the background thread deletes it later, and the
- * lease bounds its life in any case).
+ * ENOLCK (the session's lease was lost before this call, or the request's
+ * entry was deleted by someone else while it waited), EACCES, ECONNREFUSED,
+ * EIO, ENOMEM. On every error the request left no entry behind (if etcd
+ * could not be reached to delete it, the background thread deletes it later,
+ * and the lease bounds its life in any case).
+ *
+ * A request that is waiting when the session's lease is lost (etcd out of
+ * reach longer than the TTL) held nothing: it gives the session a new lease
+ * and queues again, at the tail (its place went with its entry), until the
+ * deadline. Holds of the old lease stay lost (the lost callback, check()).
  */
 FIFOLOCK_ETCD_API int fifolock_etcd_acquire(fifolock_etcd *session, const char *name,
                                        const fifolock_mode *mode,

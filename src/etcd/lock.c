@@ -46,6 +46,21 @@
  *   R   release: delete K.
  *   L   lost (session.c): lease gone, local bound passed, or K deleted by
  *       someone else while held: the user is told.
+ *   J2  join again: a request that waits when the lease is lost (L1, L2,
+ *       or J refused for a lease etcd no longer has) held nothing. It
+ *       withdraws K (X: it goes with the lease anyway), gives the session a
+ *       new lease L' (session.c; one request does it, the others find it
+ *       done) and does J with a new key K' = Q<L'>-<new sequence>, at the
+ *       tail, while T allows. Holds of L stay lost (L). A request that
+ *       decided it holds under a lease since replaced is no hold: J2 too.
+ *
+ * RETRIES. Any request may reach etcd twice: an attempt that times out at
+ * one member (attempt_timeout_ms: a dead leader behind it, a paused
+ * process) may still be applied there, and a reply may be lost; the next
+ * attempt goes to the next member. Each step is idempotent: J creates K
+ * only if absent (E1), M only rewrites the same entry, X and R delete one
+ * key that no other request ever has, and a second lease grant leaves a
+ * lease nobody keeps alive, which expires.
  *
  * INVARIANTS
  *   E1  A request has at most one key, and its create revision never
@@ -75,6 +90,13 @@
  *   E5  FIFO: K holds only if every entry with a smaller create revision
  *       holds, and a compatible request still waits behind a waiting one:
  *       this is the engine's I3/I4 applied to the queue at one revision.
+ *
+ * J2 keeps them: to the queue it is a waiter that died (its key deleted,
+ * now or when L expires: until then others treat it as any entry, which
+ * only delays them) and a new request that joins later, at the tail (E2).
+ * The process never acts on K again: K is not registered as a hold, so
+ * nobody holds through it; a key of L still in the queue is a dead
+ * client's entry, as E4 already allows for.
  *
  * tests/etcd/lock.pml models these steps with clients that die or withdraw
  * anywhere, and spin checks E3, exclusion and E4 (tests/etcd/run_spin.sh).
