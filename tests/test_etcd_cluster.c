@@ -280,34 +280,47 @@ static void count_lost(fifolock_etcd *s, const char *name, int64_t token, int re
 
 /*
  * The shortest TTL (2 s, a keepalive every 667 ms): the leader dies while
- * the session's keepalives go through a follower. The lease must be renewed
- * through the new leader before the local bound runs out: the hold is kept.
+ * one session's keepalives go to it (they must move to another member) and
+ * another's go through a follower (which holds them until a new leader is
+ * elected). Both leases must be renewed before their local bound runs out:
+ * the holds are kept, nobody is told of a loss.
  */
 static void a_keepalive_across_the_leaders_death_keeps_the_hold(void)
 {
     int leader = cluster_up(), follower = (leader + 1) % 3;
-    struct fifolock_etcd_options o = { 0 };
-    char eps[600];
-    fifolock_etcd *s;
-    int64_t t;
-    long safe_before;
+    fifolock_etcd *s[2];
+    long safe_before[2];
+    int64_t t[2];
+    int i;
 
-    snprintf(eps, sizeof eps, "%s,%s,%s", srv.url[follower], srv.url[(leader + 2) % 3],
-             srv.url[leader]);
-    o.ttl = 2;
-    o.lost = count_lost;
     lost_calls = 0;
-    s = etcd_open_or_die(eps, &o);
-    CHECK_EQ(fifolock_etcd_acquire(s, "keepalive", &fifolock_mutex, NULL, &t), 0);
+    for (i = 0; i < 2; i++) {
+        struct fifolock_etcd_options o = { 0 };
+        char eps[600];
+        int first = i == 0 ? leader : follower;
+
+        snprintf(eps, sizeof eps, "%s,%s,%s", srv.url[first], srv.url[(first + 1) % 3],
+                 srv.url[(first + 2) % 3]);
+        o.ttl = 2;
+        o.lost = count_lost;
+        s[i] = etcd_open_or_die(eps, &o);
+        CHECK_EQ(fifolock_etcd_acquire(s[i], i == 0 ? "ka0" : "ka1", &fifolock_mutex, NULL,
+                                       &t[i]), 0);
+    }
     etcd_sleep_ms(300);
-    safe_before = ms_of(fifolock_etcd_safe_until(s));
+    for (i = 0; i < 2; i++)
+        safe_before[i] = ms_of(fifolock_etcd_safe_until(s[i]));
     kill(srv.pid[leader], SIGKILL);
     etcd_sleep_ms(3 * 2000);
-    CHECK_EQ(fifolock_etcd_check(s, "keepalive", t, NULL), 0);
-    CHECK_LT(safe_before + 3000, ms_of(fifolock_etcd_safe_until(s)));
+    for (i = 0; i < 2; i++) {
+        CHECK_EQ(fifolock_etcd_check(s[i], i == 0 ? "ka0" : "ka1", t[i], NULL), 0);
+        CHECK_LT(safe_before[i] + 3000, ms_of(fifolock_etcd_safe_until(s[i])));
+    }
     CHECK_EQ(__atomic_load_n(&lost_calls, __ATOMIC_SEQ_CST), 0);
-    CHECK_EQ(fifolock_etcd_release(s, "keepalive", t), 0);
-    CHECK_EQ(fifolock_etcd_close(s), 0);
+    for (i = 0; i < 2; i++) {
+        CHECK_EQ(fifolock_etcd_release(s[i], i == 0 ? "ka0" : "ka1", t[i]), 0);
+        CHECK_EQ(fifolock_etcd_close(s[i]), 0);
+    }
     etcd_down(&srv);
 }
 
