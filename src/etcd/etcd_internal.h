@@ -131,8 +131,9 @@ FIFOLOCK_HIDDEN char *fifolock__etcd_prefix_end(const char *prefix);
  * in *resp. Tries the endpoints in turn, retrying what may pass (refused
  * connections, a leader election) until `until_ms` or the session's
  * timeout, whichever is first. Returns 0, ENOENT (etcd said not found),
- * EACCES, ECONNREFUSED, ETIMEDOUT, EIO, ENOMEM; the detail goes to the
- * thread's error message. Does not take ownership of req.
+ * EEXIST (a lease ID granted already), EACCES, ECONNREFUSED, ETIMEDOUT,
+ * EIO, ENOMEM; the detail goes to the thread's error message. Does not
+ * take ownership of req.
  */
 FIFOLOCK_HIDDEN int fifolock__etcd_call(fifolock_etcd *s, const char *path, json_object *req,
                                         json_object **resp, int64_t until_ms);

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -144,31 +145,60 @@ static int parse_endpoints(fifolock_etcd *s, const char *endpoints)
 
 static void *background(void *arg);
 
-/* Grants a lease of the session's TTL: its ID and safety bound. */
-static int grant_lease(fifolock_etcd *s, int64_t until, int64_t *id, int64_t *safe_until_ms)
+/*
+ * A lease ID chosen here, not by etcd, so that a grant sent again (its
+ * reply lost, an attempt timed out after etcd applied it) finds its own
+ * lease ("lease already exists") instead of leaving a second one that
+ * nobody keeps alive. Random, 63 bits: another client's lease is never hit.
+ */
+static int64_t new_lease_id(void)
+{
+    uint64_t v = 0;
+
+    if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v) {
+        struct timespec t;
+
+        clock_gettime(CLOCK_REALTIME, &t);
+        v = ((uint64_t)t.tv_nsec << 32 ^ (uint64_t)t.tv_sec) * 0x9e3779b97f4a7c15ULL ^
+            (uint64_t)getpid() << 16 ^ (uint64_t)(uintptr_t)&t;
+    }
+    v &= (uint64_t)INT64_MAX;
+    return v ? (int64_t)v : 1;
+}
+
+/* Grants lease `id` with the session's TTL; its safety bound in *safe_until_ms. */
+static int grant_lease(fifolock_etcd *s, int64_t until, int64_t id, int64_t *safe_until_ms)
 {
     json_object *req = json_object_new_object(), *resp = NULL;
-    int64_t sent;
+    int64_t sent, ttl;
     int rc;
 
     if (req == NULL)
         return ENOMEM;
     json_object_object_add(req, "TTL", json_object_new_int(s->ttl));
+    json_object_object_add(req, "ID", fifolock__etcd_i64(id));
     sent = fifolock__etcd_boot_ms();
-    /* A grant whose answer was lost leaves a lease nobody keeps alive: it expires. */
     rc = fifolock__etcd_call(s, "/v3/lease/grant", req, &resp, until);
     json_object_put(req);
+    if (rc == EEXIST) {
+        /* An earlier attempt of this grant was applied: the lease is ours,
+         * granted no earlier than `sent`. */
+        *safe_until_ms = sent + 1000 * (int64_t)s->ttl;
+        fifolock__etcd_clear_error();
+        return 0;
+    }
     if (rc == ENOENT)
         rc = EIO;
     if (rc != 0)
         return rc;
-    *id = fifolock__etcd_get_i64(resp, "ID");
-    *safe_until_ms = sent + 1000 * fifolock__etcd_get_i64(resp, "TTL");
-    json_object_put(resp);
-    if (*id == 0) {
-        fifolock__etcd_set_error("etcd granted no lease");
+    ttl = fifolock__etcd_get_i64(resp, "TTL");
+    if (fifolock__etcd_get_i64(resp, "ID") != id || ttl <= 0) {
+        json_object_put(resp);
+        fifolock__etcd_set_error("etcd granted no lease, or another one");
         return EIO;
     }
+    *safe_until_ms = sent + 1000 * ttl;
+    json_object_put(resp);
     return 0;
 }
 
@@ -257,7 +287,8 @@ int fifolock_etcd_open(fifolock_etcd **session, const char *endpoints,
             return rc;
         }
     }
-    rc = grant_lease(s, until, &s->lease, &s->safe_until_ms);
+    s->lease = new_lease_id();
+    rc = grant_lease(s, until, s->lease, &s->safe_until_ms);
     if (rc != 0) {
         free_session(s);
         return rc;
@@ -315,12 +346,13 @@ int fifolock_etcd_close(fifolock_etcd *s)
 
 int fifolock__etcd_renew(fifolock_etcd *s, int64_t lost_lease, int64_t until_ms)
 {
+    int64_t id = new_lease_id();  /* the same for every try: a grant applied twice is one */
     int rc = 0;
 
     pthread_mutex_lock(&s->renew_mu);
     for (;;) {
         struct pollfd p = { s->interrupt_fd, POLLIN, 0 };
-        int64_t id, safe, now = fifolock__etcd_now_ms(), until;
+        int64_t safe, now = fifolock__etcd_now_ms(), until;
         bool done;
 
         pthread_mutex_lock(&s->mu);
@@ -338,7 +370,7 @@ int fifolock__etcd_renew(fifolock_etcd *s, int64_t lost_lease, int64_t until_ms)
             break;
         }
         until = until_ms - now < s->timeout_ms ? until_ms : now + s->timeout_ms;
-        rc = grant_lease(s, until, &id, &safe);
+        rc = grant_lease(s, until, id, &safe);
         if (rc == 0) {
             pthread_mutex_lock(&s->mu);
             s->lease = id;

@@ -449,6 +449,8 @@ static int classify(json_object *err, char *msg, size_t msgsize)
         return EACCES;
     if (code == GRPC_NOT_FOUND)
         return ENOENT;
+    if (strstr(text, "lease already exists"))
+        return EEXIST;          /* a grant of a lease ID sent again (session.c) */
     if (code == GRPC_UNAVAILABLE || code == GRPC_DEADLINE || strstr(text, "leader") ||
         strstr(text, "timed out") || strstr(text, "deadline exceeded"))
         return 0;
@@ -591,7 +593,7 @@ int fifolock__etcd_call(fifolock_etcd *s, const char *path, json_object *req,
         }
     }
     give_http(s, h);
-    if (rc != ENOENT)
+    if (rc != ENOENT && rc != EEXIST)
         fifolock__etcd_set_error("%s", msg);
     return rc;
 }
