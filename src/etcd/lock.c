@@ -59,8 +59,8 @@
  * process) may still be applied there, and a reply may be lost; the next
  * attempt goes to the next member. Each step is idempotent: J creates K
  * only if absent (E1), M only rewrites the same entry, X and R delete one
- * key that no other request ever has, and a second lease grant leaves a
- * lease nobody keeps alive, which expires.
+ * key that no other request ever has, and a lease is granted by an ID the
+ * session chose, so a second grant finds the first (session.c).
  *
  * INVARIANTS
  *   E1  A request has at most one key, and its create revision never
