@@ -631,7 +631,7 @@ static void unreachable_endpoints_fail_clearly_within_the_timeout(void)
 static void a_lost_reply_to_the_join_leaves_one_entry_and_the_same_token(void)
 {
     struct fifolock_etcd_options o = { 0 };
-    struct proxy px;
+    static struct proxy px; /* its thread outlives the test: never on the stack */
     fifolock_etcd *s = NULL;
     const char *colon = strrchr(ep, ':');
     char key[300];
@@ -659,7 +659,7 @@ static void a_lost_reply_to_the_join_leaves_one_entry_and_the_same_token(void)
 static void a_lost_reply_to_the_lease_grant_leaves_one_lease(void)
 {
     struct fifolock_etcd_options o = { 0 };
-    struct proxy px;
+    static struct proxy px; /* its thread outlives the test: never on the stack */
     fifolock_etcd *s = NULL;
     const char *colon = strrchr(ep, ':');
     long before = etcd_lease_count(ep, NULL);
