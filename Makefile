@@ -6,7 +6,9 @@
 #   make check     everything, what CI runs: make test's build with all its
 #                  tests (valgrind, the spin models, the mutation check, the
 #                  torture test, the etcd cluster, packaging and install), then
-#                  clang ASan+UBSan and clang TSan builds; nothing may skip
+#                  clang ASan+UBSan and clang TSan builds, a TSan build on the
+#                  portable waiting layer, and a Windows build (mingw-w64)
+#                  whose tests run under wine; nothing may skip
 #   make bench     build the benchmarks (without the checks) and run them
 #   make install   PREFIX=/usr/local
 JOBS   ?= $(shell nproc)
@@ -18,6 +20,8 @@ BUILD         = build
 BUILD_RELEASE = build-release
 BUILD_ASAN    = build-asan
 BUILD_TSAN    = build-tsan
+BUILD_PARK    = build-tsan-parking
+BUILD_MINGW   = build-mingw
 
 .PHONY: all build release demo test check bench plots install clean
 
@@ -45,16 +49,30 @@ $(BUILD_TSAN)/.configured:
 	$(CMAKE) --preset tsan >/dev/null
 	touch $@
 
+$(BUILD_PARK)/.configured:
+	$(CMAKE) --preset tsan-parking >/dev/null
+	touch $@
+
+$(BUILD_MINGW)/.configured:
+	$(CMAKE) --preset mingw >/dev/null
+	touch $@
+
 test: build
 	@tests/run_suites.sh --label quick "$(CTEST)" $(JOBS) "quick tier, gcc with invariant checks:$(BUILD)"
 
-check: build $(BUILD_ASAN)/.configured $(BUILD_TSAN)/.configured
+check: build
 	@tests/require_tools.sh
+	$(MAKE) --no-print-directory $(BUILD_ASAN)/.configured $(BUILD_TSAN)/.configured \
+		$(BUILD_PARK)/.configured $(BUILD_MINGW)/.configured
 	$(CMAKE) --build --preset asan -j $(JOBS)
 	$(CMAKE) --build --preset tsan -j $(JOBS)
+	$(CMAKE) --build --preset tsan-parking -j $(JOBS)
+	$(CMAKE) --build --preset mingw -j $(JOBS)
 	@tests/run_suites.sh --no-skips "$(CTEST)" $(JOBS) \
 		"gcc, invariant checks, valgrind, models, mutants:$(BUILD)" \
-		"clang asan+ubsan:$(BUILD_ASAN)" "clang tsan:$(BUILD_TSAN)"
+		"clang asan+ubsan:$(BUILD_ASAN)" "clang tsan:$(BUILD_TSAN)" \
+		"clang tsan, waiting layer parking:$(BUILD_PARK)" \
+		"windows (mingw-w64), under wine:$(BUILD_MINGW)"
 
 bench: release
 	@for p in $(BUILD_RELEASE)/bench/bench_*; do [ -x "$$p" ] && { echo "==> $$p"; "$$p"; }; done
@@ -72,7 +90,7 @@ install: release
 	$(CMAKE) --install $(BUILD_RELEASE) --prefix $(PREFIX)
 
 clean:
-	rm -rf $(BUILD) $(BUILD_RELEASE) $(BUILD_ASAN) $(BUILD_TSAN)
+	rm -rf $(BUILD) $(BUILD_RELEASE) $(BUILD_ASAN) $(BUILD_TSAN) $(BUILD_PARK) $(BUILD_MINGW)
 
 # make docs: the reference manual, HTML in docs/html, from the comments of the
 # public headers (doxygen). The man pages are docs/man/*.3, written by hand.

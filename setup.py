@@ -1,5 +1,5 @@
 """Builds the fifolock Python package: the engine (src/engine.c, src/modes.c,
-src/strerror.c), the thread lock (src/mt.c, on Linux), python/fifolock_module.c
+src/strerror.c), the thread lock (src/mt.c on its waiting layer), python/fifolock_module.c
 and python/thread_lock.c, compiled into one extension, fifolock._fifolock.
 
     python3 -m pip install .                         # isolated build (fetches setuptools, wheel)
@@ -40,20 +40,35 @@ sources = [
     "src/strerror.c",
 ]
 macros = [("_GNU_SOURCE", None)]
+# ThreadFifoLock, on the thread lock and its waiting layer (src/wait.h): the
+# platform's own where there is one, else the portable parking table.
+libraries = []
 if sys.platform.startswith("linux"):
-    # ThreadFifoLock, on the thread lock (futexes: Linux only).
-    sources += ["python/thread_lock.c", "src/mt.c"]
+    wait_layer = "futex"
+elif sys.platform == "win32":
+    wait_layer = "win32"
+    libraries.append("synchronization")
+elif sys.platform == "darwin":
+    wait_layer = "darwin"
+elif sys.platform.startswith("freebsd"):
+    wait_layer = "umtx"
 else:
+    wait_layer = "parking"
+wait_layer = os.environ.get("FIFOLOCK_WAIT", wait_layer)
+if wait_layer == "none":
     macros.append(("FIFOLOCK_NO_THREAD_LOCK", None))
+else:
+    sources += ["python/thread_lock.c", "src/mt.c", "src/wait_%s.c" % wait_layer]
 
 extension = Extension(
     "fifolock._fifolock",
     sources=sources,
     include_dirs=["include", "src"],
     define_macros=macros,
+    libraries=libraries,
     extra_compile_args=cflags,
     depends=["include/fifolock.h", "include/fifolock_mt.h", "src/internal.h",
-             "src/mt_internal.h", "python/module.h"],
+             "src/mt_internal.h", "src/wait.h", "python/module.h"],
 )
 
 setup(

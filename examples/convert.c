@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -76,7 +77,7 @@ static int fills, lookups;
 
 static void *lookup(void *arg)
 {
-    int key = (int)(long)arg % 8, i;
+    int key = (int)(intptr_t)arg % 8, i;
 
     for (i = 0; i < 2000; i++, key = (key + 3) % 8) {
         fifolock_mt_acquire(&lock, &fifolock_upgradable);
@@ -118,7 +119,7 @@ static void cache_fill(void)
 
     puts("part 2: a cache reads under upgradable and upgrades to fill a miss");
     for (i = 0; i < 4; i++)
-        pthread_create(&t[i], NULL, lookup, (void *)i);
+        pthread_create(&t[i], NULL, lookup, (void *)(intptr_t)i);
     pthread_create(&inv, NULL, invalidate, NULL);
     for (i = 0; i < 4; i++)
         pthread_join(t[i], NULL);
@@ -134,7 +135,7 @@ static int seen_version[3];
 
 static void *reader(void *arg)
 {
-    long i = (long)arg;
+    long i = (long)(intptr_t)arg;
 
     fifolock_mt_acquire(&lock, &fifolock_read);
     EXPECT(record.a == record.b, "torn record");
@@ -151,7 +152,7 @@ static void publish(void)
     puts("part 3: a writer publishes, then downgrades to read what it wrote");
     fifolock_mt_acquire(&lock, &fifolock_write);
     for (i = 0; i < 3; i++)
-        pthread_create(&t[i], NULL, reader, (void *)i);
+        pthread_create(&t[i], NULL, reader, (void *)(intptr_t)i);
     while (fifolock_mt_waiting(&lock) < 3)
         usleep(100);
     record.version = 1;

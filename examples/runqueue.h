@@ -69,8 +69,15 @@ static inline void loop_run(void)
     }
 }
 
+/* printf's format checks; MinGW's C99 printf is "gnu_printf" to gcc. */
+#if defined(__MINGW_PRINTF_FORMAT)
+#define RUNQUEUE_PRINTF(f, a) __attribute__((format(__MINGW_PRINTF_FORMAT, f, a)))
+#else
+#define RUNQUEUE_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#endif
+
 /* Prints one line of the story, stamped with the current tick. */
-__attribute__((format(printf, 1, 2))) static inline void say(const char *fmt, ...)
+RUNQUEUE_PRINTF(1, 2) static inline void say(const char *fmt, ...)
 {
     va_list ap;
 
@@ -82,7 +89,7 @@ __attribute__((format(printf, 1, 2))) static inline void say(const char *fmt, ..
 }
 
 /* Checks a claim of the story: a false one is printed and fails the program. */
-__attribute__((format(printf, 2, 3))) static inline void check(bool ok, const char *fmt, ...)
+RUNQUEUE_PRINTF(2, 3) static inline void check(bool ok, const char *fmt, ...)
 {
     va_list ap;
 

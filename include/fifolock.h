@@ -25,7 +25,21 @@
 extern "C" {
 #endif
 
-#if defined(FIFOLOCK_BUILDING) && defined(__GNUC__)
+/*
+ * FIFOLOCK_API marks what the library exports. On Windows, a program that
+ * uses the DLL (CMake: fifolock::fifolock) is compiled with FIFOLOCK_SHARED
+ * so that the ready-made modes, which are data, are imported; with the
+ * static library it is not.
+ */
+#if defined(_WIN32)
+#if defined(FIFOLOCK_BUILDING)
+#define FIFOLOCK_API __declspec(dllexport)
+#elif defined(FIFOLOCK_SHARED)
+#define FIFOLOCK_API __declspec(dllimport)
+#else
+#define FIFOLOCK_API
+#endif
+#elif defined(FIFOLOCK_BUILDING) && defined(__GNUC__)
 #define FIFOLOCK_API __attribute__((visibility("default")))
 #else
 #define FIFOLOCK_API
@@ -59,6 +73,16 @@ typedef struct fifolock_waiter fifolock_waiter;
  * of the lock that asks (for fifolock_mt, of the fifolock it embeds), so a
  * predicate may find its lock from it. A hold once granted is kept: an
  * impure predicate that would refuse it later never takes it back.
+ *
+ * It must also be monotone: fewer holders never make a mode incompatible
+ * (if it admits one more beside some holders, it admits one beside any
+ * part of them). Every ready-made mode is. So a request that a lock nobody
+ * holds refuses (n above a semaphore's size, fifolock_write with n = 2, a
+ * semaphore of 0) can never be granted: every call refuses it at once with
+ * EDEADLK, queueing nothing, rather than let it wait for ever ahead of
+ * everybody. To tell, the lock asks the predicate once more with its own
+ * hold table emptied for the question (n times for n holds, with the ones
+ * before counted), only when the usual question said no or others wait.
  *
  * Cost: a lock keeps one count per distinct mode held or queued and finds a
  * mode's count by a linear search, so each call (and each fifolock_held() in
@@ -143,7 +167,9 @@ FIFOLOCK_API extern const fifolock_mode fifolock_upgradable;
 
 /**
  * Semaphore predicate: compatible while fewer than `self->limit` hold `self`;
- * for a weighted request of n, while held + n <= limit, in one question.
+ * for a weighted request of n, while held + n <= limit, in one question. So
+ * a request of more than `limit` holds (or any on a semaphore of size 0)
+ * never fits, and is refused at once with EDEADLK.
  */
 FIFOLOCK_API bool fifolock_semaphore_is_compatible(const fifolock_mode *self,
                                                    const fifolock_holds *holds);
@@ -257,9 +283,11 @@ FIFOLOCK_API int fifolock_destroy(fifolock *lock);
  *
  * Errors (the lock and the waiter are left as they were, and `granted` is
  * never called): EINVAL for a NULL lock, waiter, mode or `granted`, a mode
- * without a predicate, or a waiter that is already queued; ENOMEM when the
- * lock needs memory to count more than FIFOLOCK_INLINE_MODES distinct modes
- * at once and none is left; EAGAIN if a mode's count would overflow.
+ * without a predicate, or a waiter that is already queued; EDEADLK if
+ * `mode` can never be granted (a lock nobody holds would refuse it: see
+ * struct fifolock_mode); ENOMEM when the lock needs memory to count more
+ * than FIFOLOCK_INLINE_MODES distinct modes at once and none is left;
+ * EAGAIN if a mode's count would overflow.
  */
 FIFOLOCK_API int fifolock_acquire(fifolock *lock, fifolock_waiter *waiter,
                                   const fifolock_mode *mode, fifolock_granted_fn *granted,
@@ -268,8 +296,9 @@ FIFOLOCK_API int fifolock_acquire(fifolock *lock, fifolock_waiter *waiter,
 /**
  * Takes `mode` on `lock` if that can happen now: nobody is waiting and `mode`
  * is compatible with the current holders. Never queues, never calls a
- * callback. Returns 0 (held now), EBUSY, EINVAL (NULL lock or mode, mode
- * without predicate), ENOMEM or EAGAIN (as for fifolock_acquire()).
+ * callback. Returns 0 (held now), EBUSY, EDEADLK (never: a lock nobody
+ * holds would refuse it, so it is not merely busy), EINVAL (NULL lock or
+ * mode, mode without predicate), ENOMEM or EAGAIN (as for fifolock_acquire()).
  */
 FIFOLOCK_API int fifolock_try_acquire(fifolock *lock, const fifolock_mode *mode);
 
@@ -306,7 +335,9 @@ FIFOLOCK_API int fifolock_cancel(fifolock *lock, fifolock_waiter *waiter);
  * fit now: a big request is never starved by small ones. Release the holds
  * with fifolock_release_n() (or n fifolock_release() calls). Errors as
  * fifolock_acquire(), plus EINVAL for n == 0 and EAGAIN if n more would
- * overflow the mode's count. fifolock_acquire() is this with n == 1.
+ * overflow the mode's count; EDEADLK if n holds would not fit a lock nobody
+ * holds (more than a semaphore's size, fifolock_write with n = 2).
+ * fifolock_acquire() is this with n == 1.
  */
 FIFOLOCK_API int fifolock_acquire_n(fifolock *lock, fifolock_waiter *waiter,
                                     const fifolock_mode *mode, size_t n,
@@ -314,7 +345,8 @@ FIFOLOCK_API int fifolock_acquire_n(fifolock *lock, fifolock_waiter *waiter,
 
 /**
  * As fifolock_try_acquire(), for `n` holds at once, all or nothing: 0 or
- * EBUSY (nothing taken), EINVAL (also for n == 0), ENOMEM, EAGAIN.
+ * EBUSY (nothing taken), EDEADLK (never, as fifolock_acquire_n()), EINVAL
+ * (also for n == 0), ENOMEM, EAGAIN.
  */
 FIFOLOCK_API int fifolock_try_acquire_n(fifolock *lock, const fifolock_mode *mode, size_t n);
 
@@ -341,9 +373,11 @@ FIFOLOCK_API int fifolock_release_n(fifolock *lock, const fifolock_mode *mode, s
  *
  * Errors (nothing changes, `granted` is never called): EINVAL for NULL
  * pointers, `to` without a predicate or a waiter that is queued; EPERM if
- * `from` is not held; EDEADLK if the switch can't be made now and another
- * conversion already waits on this lock (two readers that both upgrade would
- * wait for each other for ever); ENOMEM, EAGAIN as for fifolock_acquire().
+ * `from` is not held; EDEADLK if the switch can't be made now and either
+ * `to` can never be granted (a lock nobody else holds would refuse it: it
+ * would wait ahead of everybody for ever) or another conversion already
+ * waits on this lock (two readers that both upgrade would wait for each
+ * other for ever); ENOMEM, EAGAIN as for fifolock_acquire().
  */
 FIFOLOCK_API int fifolock_convert(fifolock *lock, fifolock_waiter *waiter,
                                   const fifolock_mode *from, const fifolock_mode *to,
@@ -352,7 +386,8 @@ FIFOLOCK_API int fifolock_convert(fifolock *lock, fifolock_waiter *waiter,
 /**
  * Turns one hold of `from` into `to` if that can happen now (as
  * fifolock_convert() returning 0); never waits. Returns 0, EBUSY (nothing
- * changed), EPERM, EINVAL, ENOMEM or EAGAIN.
+ * changed), EDEADLK (`to` can never be granted, as fifolock_convert()),
+ * EPERM, EINVAL, ENOMEM or EAGAIN.
  */
 FIFOLOCK_API int fifolock_try_convert(fifolock *lock, const fifolock_mode *from,
                                       const fifolock_mode *to);

@@ -36,6 +36,12 @@
  * C library's errno value in std::generic_category(): lock() and friends
  * for EINVAL, ENOMEM or EAGAIN (for the ready-made modes of mutex and
  * shared_mutex none can happen), the guard's misuse as std::unique_lock's.
+ * A mode that even a lock nobody holds refuses (a semaphore of size 0, a
+ * user's predicate that says no to an empty lock) can never be granted:
+ * every call of thread_lock, guard, event_lock and request throws EDEADLK
+ * at once instead of waiting for ever, try_acquire() and try_lock() too,
+ * and nothing is queued. Predicates must be monotone: fewer holders never
+ * make a mode incompatible (fifolock.h).
  * unlock(), try_lock() and their shared forms are noexcept. Nothing throws
  * on the fast path; built with -fno-exceptions, what would throw calls
  * std::abort() instead.
@@ -239,8 +245,12 @@ class mutex {
 public:
     using native_handle_type = ::fifolock_mt *;
 
-    /** Unlocked. This function can't fail. */
-    mutex() noexcept { (void)::fifolock_mt_init(&mt_); }
+    /**
+     * Unlocked. This function can't fail. constexpr, as std::mutex's: a
+     * global one is constant-initialized (constinit in C++20), so it is
+     * ready before any constructor of any translation unit runs.
+     */
+    constexpr mutex() noexcept : mt_ FIFOLOCK_MT_INITIALIZER {}
 
     /** The mutex must be unlocked and unwaited (asserted). */
     ~mutex()
@@ -299,7 +309,7 @@ public:
     native_handle_type native_handle() noexcept { return &mt_; }
 
 private:
-    ::fifolock_mt mt_{}; /* set by fifolock_mt_init() */
+    ::fifolock_mt mt_; /* FIFOLOCK_MT_INITIALIZER: what fifolock_mt_init() makes */
 };
 
 /**
@@ -314,8 +324,12 @@ class shared_mutex {
 public:
     using native_handle_type = ::fifolock_mt *;
 
-    /** Unlocked. This function can't fail. */
-    shared_mutex() noexcept { (void)::fifolock_mt_init(&mt_); }
+    /**
+     * Unlocked. This function can't fail. constexpr, as std::mutex's: a
+     * global one is constant-initialized (constinit in C++20), so it is
+     * ready before any constructor of any translation unit runs.
+     */
+    constexpr shared_mutex() noexcept : mt_ FIFOLOCK_MT_INITIALIZER {}
 
     /** It must be unlocked and unwaited (asserted). */
     ~shared_mutex()
@@ -413,7 +427,7 @@ public:
     native_handle_type native_handle() noexcept { return &mt_; }
 
 private:
-    ::fifolock_mt mt_{}; /* set by fifolock_mt_init() */
+    ::fifolock_mt mt_; /* FIFOLOCK_MT_INITIALIZER: what fifolock_mt_init() makes */
 };
 
 /**
@@ -427,8 +441,12 @@ class thread_lock {
 public:
     using native_handle_type = ::fifolock_mt *;
 
-    /** Unheld, nobody waiting. This function can't fail. */
-    thread_lock() noexcept { (void)::fifolock_mt_init(&mt_); }
+    /**
+     * Unheld, nobody waiting. This function can't fail. constexpr, as std::mutex's: a
+     * global one is constant-initialized (constinit in C++20), so it is
+     * ready before any constructor of any translation unit runs.
+     */
+    constexpr thread_lock() noexcept : mt_ FIFOLOCK_MT_INITIALIZER {}
 
     /** It must be unheld and unwaited (asserted). */
     ~thread_lock()
@@ -443,7 +461,8 @@ public:
     /**
      * Blocks until one hold of `mode` is granted. Throws std::system_error:
      * EINVAL (a mode without a predicate), ENOMEM (no memory to count more
-     * than FIFOLOCK_INLINE_MODES modes at once), EAGAIN (count overflow).
+     * than FIFOLOCK_INLINE_MODES modes at once), EAGAIN (count overflow),
+     * EDEADLK (a mode that can never be granted: refused by an empty lock).
      */
     void acquire(const fifolock_mode &mode)
     {
@@ -456,7 +475,8 @@ public:
     void acquire(const fifolock_mode &&mode) = delete;
     bool try_acquire(const fifolock_mode &&mode) = delete;
 
-    /** One hold of `mode` if that can happen now: true; false (EBUSY); throws as acquire(). */
+    /** One hold of `mode` if that can happen now: true; false (EBUSY); throws as acquire()
+        (EDEADLK included: a mode that never fits is not merely busy). */
     bool try_acquire(const fifolock_mode &mode)
     {
         int rc = ::fifolock_mt_try_acquire(&mt_, &mode);
@@ -502,7 +522,7 @@ public:
     native_handle_type native_handle() noexcept { return &mt_; }
 
 private:
-    ::fifolock_mt mt_{}; /* set by fifolock_mt_init() */
+    ::fifolock_mt mt_; /* FIFOLOCK_MT_INITIALIZER: what fifolock_mt_init() makes */
 };
 
 /**
@@ -776,7 +796,8 @@ public:
     /**
      * One hold of `mode` if nobody waits and `mode` fits now; an empty hold
      * (EBUSY) otherwise. Never queues, never runs a callback. Throws
-     * std::system_error for EINVAL, ENOMEM, EAGAIN as fifolock_try_acquire().
+     * std::system_error for EINVAL, ENOMEM, EAGAIN, EDEADLK as
+     * fifolock_try_acquire().
      */
     hold try_acquire(const fifolock_mode &mode)
     {

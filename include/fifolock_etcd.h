@@ -177,11 +177,13 @@ FIFOLOCK_ETCD_API int fifolock_etcd_open(fifolock_etcd **session, const char *en
  * withdrawn and leaves no entry), EINTR (the session is interrupted, see
  * fifolock_etcd_interrupt(); withdrawn the same way), EINVAL (NULL session, name or mode, an
  * empty name, n == 0 or above 65536, a mode the session does not know),
- * ENOLCK (the session's lease was lost before this call, or the request's
- * entry was deleted by someone else while it waited), EACCES, ECONNREFUSED,
- * EIO, ENOMEM. On every error the request left no entry behind (if etcd
- * could not be reached to delete it, the background thread deletes it later,
- * and the lease bounds its life in any case).
+ * EDEADLK (n holds of `mode` would be refused even by a lock nobody holds,
+ * such as n above a semaphore's size: it could never be granted; nothing is
+ * sent), ENOLCK (the session's lease was lost before this call, or the
+ * request's entry was deleted by someone else while it waited), EACCES,
+ * ECONNREFUSED, EIO, ENOMEM. On every error the request left no entry behind
+ * (if etcd could not be reached to delete it, the background thread deletes
+ * it later, and the lease bounds its life in any case).
  *
  * A request that is waiting when the session's lease is lost (etcd out of
  * reach longer than the TTL) held nothing: it gives the session a new lease

@@ -34,7 +34,11 @@
  * an idle lock without running their predicate at all.) It must be quick and
  * pure (a function of the hold counts and of the mode's own fields only) and
  * must not call any fifolock_mt_* function; a hold once granted is kept even
- * if an impure predicate would now refuse it. A mode must stay where it is, unchanged, while it
+ * if an impure predicate would now refuse it. It must be monotone (fewer
+ * holders never make it incompatible: fifolock.h), so a request that a lock
+ * nobody holds refuses can never be granted, and every call refuses it at
+ * once with EDEADLK instead of blocking for ever (and everybody behind it).
+ * A mode must stay where it is, unchanged, while it
  * is held or waited for. Hold counts belong to the lock, not to threads: any
  * thread may release a hold that another thread acquired (as with a
  * semaphore), and a thread that asks again for a mode it holds queues like
@@ -59,7 +63,8 @@ typedef struct fifolock_mt fifolock_mt;
 
 /**
  * A lock for threads. Embed it anywhere (at most 128 bytes); initialise it
- * with fifolock_mt_init(). It must not be moved or copied while anyone holds
+ * with fifolock_mt_init() or, for one with static storage, with
+ * FIFOLOCK_MT_INITIALIZER. It must not be moved or copied while anyone holds
  * or waits on it. All fields are private.
  */
 struct fifolock_mt {
@@ -71,9 +76,27 @@ struct fifolock_mt {
     unsigned queued;     /* a hint: how many waited when the internal lock was last dropped */
 };
 
+/* The internal word of an unheld lock that nobody waits on (src/mt.c: IDLE). */
+#define FIFOLOCK_MT__IDLE 4u
+
 /**
- * Initialises `lock`: unheld, nobody waiting. Returns 0, or EINVAL for a NULL
- * lock. No other call may use the lock during this one.
+ * A static initializer, as PTHREAD_MUTEX_INITIALIZER: `static fifolock_mt
+ * lock = FIFOLOCK_MT_INITIALIZER;` is the lock fifolock_mt_init() makes
+ * (unheld, nobody waiting), ready before any code runs, so usable from
+ * constructors and from any thread without a once-only init. A constant
+ * expression, in C and in C++ (where fifolock::mutex and friends use it
+ * for their constexpr constructors).
+ */
+#ifdef __cplusplus
+#define FIFOLOCK_MT_INITIALIZER { FIFOLOCK_MT__IDLE, nullptr, {}, 0u, 0u }
+#else
+#define FIFOLOCK_MT_INITIALIZER { FIFOLOCK_MT__IDLE, NULL, { 0 }, 0u, 0u }
+#endif
+
+/**
+ * Initialises `lock`: unheld, nobody waiting (what FIFOLOCK_MT_INITIALIZER
+ * gives). Returns 0, or EINVAL for a NULL lock. No other call may use the
+ * lock during this one.
  */
 FIFOLOCK_API int fifolock_mt_init(fifolock_mt *lock);
 
@@ -106,7 +129,8 @@ FIFOLOCK_API int fifolock_mt_destroy(fifolock_mt *lock);
  *
  * Returns 0 (the caller holds `mode`; release it with fifolock_mt_release()),
  * or, with nothing changed: EINVAL for a NULL lock or mode or a mode without a
- * predicate; ENOMEM if the lock needs memory to count more than
+ * predicate; EDEADLK, without blocking, if `mode` can never be granted (a
+ * lock nobody holds would refuse it); ENOMEM if the lock needs memory to count more than
  * FIFOLOCK_INLINE_MODES distinct modes at once and none is left; EAGAIN if
  * the mode's count would overflow. Thread-safe. Predicates run under the
  * internal lock, in this call or in the call that grants the request.
@@ -116,9 +140,9 @@ FIFOLOCK_API int fifolock_mt_acquire(fifolock_mt *lock, const fifolock_mode *mod
 /**
  * Takes one hold of `mode` if that can happen now: nobody is waiting and
  * `mode` is compatible with the current holders. Never blocks, never queues.
- * Returns 0 (held now), EBUSY (not now; nothing changed), or EINVAL, ENOMEM,
- * EAGAIN as fifolock_mt_acquire(). Thread-safe; the predicate runs under the
- * internal lock.
+ * Returns 0 (held now), EBUSY (not now; nothing changed), or EINVAL, EDEADLK,
+ * ENOMEM, EAGAIN as fifolock_mt_acquire(). Thread-safe; the predicate runs
+ * under the internal lock.
  */
 FIFOLOCK_API int fifolock_mt_try_acquire(fifolock_mt *lock, const fifolock_mode *mode);
 
@@ -129,7 +153,8 @@ FIFOLOCK_API int fifolock_mt_try_acquire(fifolock_mt *lock, const fifolock_mode 
  * caller holds nothing. Never both: if the grant and the deadline race, the
  * grant wins and 0 is returned. A deadline already past behaves like
  * fifolock_mt_try_acquire() but reports ETIMEDOUT instead of EBUSY; so does
- * one that passes during the one yield before queueing (see Order).
+ * one that passes during the one yield before queueing (see Order). A
+ * request that can never be granted is EDEADLK at once, deadline or not.
  * Errors as fifolock_mt_acquire(), plus EINVAL for a NULL deadline or one
  * whose tv_nsec is outside [0, 999999999]. Thread-safe; predicates run under
  * the internal lock, here or in the call that grants the request, and the
@@ -160,11 +185,14 @@ FIFOLOCK_API int fifolock_mt_release(fifolock_mt *lock, const fifolock_mode *mod
  * a waiting request of n keeps its place in the queue and holds back those
  * behind it, even ones that would fit (a big request is never starved).
  * Release them with fifolock_mt_release_n(). Errors as fifolock_mt_acquire(),
- * plus EINVAL for n == 0 and EAGAIN if n more would overflow the mode's count.
+ * plus EINVAL for n == 0 and EAGAIN if n more would overflow the mode's count;
+ * EDEADLK at once if n holds would not fit a lock nobody holds (more than a
+ * semaphore's size, fifolock_write with n = 2).
  */
 FIFOLOCK_API int fifolock_mt_acquire_n(fifolock_mt *lock, const fifolock_mode *mode, size_t n);
 
-/** As fifolock_mt_try_acquire(), for `n` holds at once: 0 or EBUSY (nothing taken), ... */
+/** As fifolock_mt_try_acquire(), for `n` holds at once: 0 or EBUSY (nothing taken),
+    EDEADLK (never: as fifolock_mt_acquire_n()), EINVAL, ENOMEM, EAGAIN. */
 FIFOLOCK_API int fifolock_mt_try_acquire_n(fifolock_mt *lock, const fifolock_mode *mode,
                                            size_t n);
 
@@ -189,9 +217,10 @@ FIFOLOCK_API int fifolock_mt_release_n(fifolock_mt *lock, const fifolock_mode *m
  * release that makes room switches it (the same direct handoff as a grant).
  *
  * Returns 0 (the caller holds `to`, not `from`), or, with nothing changed:
- * EPERM if `from` is not held; EDEADLK if it would have to wait and another
- * conversion already waits on the lock (two readers that both upgrade would
- * wait for each other for ever); EINVAL for a NULL lock or mode, or `to`
+ * EPERM if `from` is not held; EDEADLK if it would have to wait and either
+ * `to` can never be granted (a lock nobody else holds would refuse it) or
+ * another conversion already waits on the lock (two readers that both
+ * upgrade would wait for each other for ever); EINVAL for a NULL lock or mode, or `to`
  * without a predicate; ENOMEM, EAGAIN as fifolock_mt_acquire(). Thread-safe.
  * Which thread converts does not matter (holds belong to the lock), but one
  * that converts a hold it does not own takes it from whoever does.
@@ -202,7 +231,7 @@ FIFOLOCK_API int fifolock_mt_convert(fifolock_mt *lock, const fifolock_mode *fro
 /**
  * As fifolock_mt_convert(), if the switch can be made now; never waits.
  * Returns 0, EBUSY (the caller still holds `from`), or the errors of
- * fifolock_mt_convert() but EDEADLK.
+ * fifolock_mt_convert(); EDEADLK only for a `to` that can never be granted.
  */
 FIFOLOCK_API int fifolock_mt_try_convert(fifolock_mt *lock, const fifolock_mode *from,
                                          const fifolock_mode *to);

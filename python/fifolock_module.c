@@ -80,9 +80,22 @@
  *   `from`; the grant loop of the cancel lets the queue go on) and raises
  *   the exception in its task. A question is about a conversion when it is
  *   the first one of a fifolock_convert() call whose `to` is a Python mode
- *   (`convert_first`: the engine asks `to` before anything else) or when a
- *   conversion waits at the head of the queue (the engine then asks nothing
- *   but the head: a request behind it queues without asking).
+ *   (`convert_first`: the engine asks `to` before anything else), or the
+ *   second after a "no" to the first (the engine then asks whether `to`
+ *   could ever fit, on an empty lock, and returns), or when a conversion
+ *   waits at the head of the queue and no new request is being made
+ *   (`asking_new`: fifolock_acquire_n() asks only about the request it
+ *   makes; the grant loops ask nothing but the head).
+ *
+ * Requests that can never be granted
+ *
+ *   A request its mode refuses on an empty lock is refused by the engine
+ *   with EDEADLK (DeadlockError) instead of queueing: the engine asks its
+ *   predicate once more, with the lock's own (emptied) hold table, when the
+ *   normal question said no or others wait. A raise there is kept like any
+ *   other: an acquire is queued (a raise answers yes) and withdrawn at once
+ *   by acquire_start, which raises it; a conversion's is raised by
+ *   convert_start.
  *
  * One event loop, one thread
  *
@@ -155,7 +168,11 @@ struct LockObject {
     AcquireObject *conv;       /* the conversion waiting at the head, if ours
                                   (borrowed: it is in `queued`) */
     int convert_first;         /* the next Python question is about the
-                                  conversion being requested */
+                                  conversion being requested (and, after a
+                                  "no", the one after: whether it could ever
+                                  fit) */
+    int asking_new;            /* inside fifolock_acquire_n(): every question
+                                  is about the request being made */
     int in_predicate;          /* a Python predicate is running */
     PyObject *loop;            /* the event loop of the first wait, for ever;
                                   NULL until then (see the top) */
@@ -851,12 +868,13 @@ static bool py_is_compatible(const fifolock_mode *mode, const fifolock_holds *ho
     int ok, about_conversion;
 
     /* Asked again for the rest of a weighted request whose first question
-       raised: that waiter carries the exception and gives everything back. */
-    if (lk->pred_exc != NULL)
+       raised: that waiter carries the exception and gives everything back.
+       Likewise whether a conversion whose question raised could ever fit:
+       "yes", so that it is withdrawn and raises (convert_start). */
+    if (lk->pred_exc != NULL || (lk->convert_first && lk->conv_exc != NULL))
         return true;
     about_conversion = lk->convert_first ||
-                       (lk->lock.head != NULL && lk->lock.head->from != NULL);
-    lk->convert_first = 0;
+                       (!lk->asking_new && lk->lock.head != NULL && lk->lock.head->from != NULL);
     saved = PyErr_Occurred() ? take_exception() : NULL;
     lk->in_predicate++;
     if (func == NULL) {
@@ -891,6 +909,10 @@ static bool py_is_compatible(const fifolock_mode *mode, const fifolock_holds *ho
             Py_XDECREF(exc); /* never: the first one is taken first */
         ok = 1; /* grant it, so the waiter leaves the queue; see the top */
     }
+    /* After a "yes" the grant loop may ask about others; after a "no" the
+       engine asks this conversion once more, on an empty lock, and returns. */
+    if (ok != 0)
+        lk->convert_first = 0;
     lk->in_predicate--;
     if (saved != NULL)
         restore_exception(saved);
@@ -1469,15 +1491,18 @@ static PySendResult acquire_start(AcquireObject *a, PyObject **result)
 
     c->pending++;
     a->counted = 1;
+    lk->asking_new = 1;
     rc = fifolock_acquire_n(&lk->lock, &a->w, e->mode, a->n, on_granted, a);
+    lk->asking_new = 0;
     if (lk->pred_exc != NULL) {
-        /* Its own predicate raised, with the lock free: granted to carry it. */
+        /* Its own predicate raised: with the lock free, granted to carry it;
+           asked whether it could ever fit, queued (a raise answers yes). */
         PyObject *exc = lk->pred_exc;
         lk->pred_exc = NULL;
         if (rc == 0)
             (void)fifolock_release_n(&lk->lock, e->mode, a->n);
         else if (rc == FIFOLOCK_WAITING)
-            (void)fifolock_cancel(&lk->lock, &a->w); /* never: a raise answers yes */
+            (void)fifolock_cancel(&lk->lock, &a->w);
         a->state = ST_DONE;
         ctx_uncount(a);
         engine_done(lk);
@@ -1494,7 +1519,14 @@ static PySendResult acquire_start(AcquireObject *a, PyObject **result)
         a->state = ST_DONE;
         ctx_uncount(a);
         engine_done(lk);
-        set_engine_error(rc);
+        if (rc == EDEADLK)
+            PyErr_Format(lk->st->deadlock_error,
+                         "%zu of lock mode %R can never be granted: even a lock that nobody "
+                         "holds refuses them, so it would wait for ever (and everybody "
+                         "behind it)",
+                         a->n, e->cls ? e->cls : Py_None);
+        else
+            set_engine_error(rc);
         return PYGEN_ERROR;
     }
     a->state = ST_QUEUED;
@@ -1549,7 +1581,12 @@ static PySendResult convert_start(AcquireObject *a, PyObject **result)
     if (rc != FIFOLOCK_WAITING) {
         a->state = ST_DONE;
         engine_done(lk);
-        if (rc == EDEADLK)
+        if (rc == EDEADLK && !(lk->lock.head != NULL && lk->lock.head->from != NULL))
+            PyErr_Format(lk->st->deadlock_error,
+                         "conversion to %R can never be granted: even a lock that nobody "
+                         "else holds refuses it; the context still holds %R",
+                         to->cls ? to->cls : Py_None, a->from->cls ? a->from->cls : Py_None);
+        else if (rc == EDEADLK)
             PyErr_Format(lk->st->deadlock_error,
                          "conversion to %R would wait while another conversion waits on "
                          "this lock (each would wait for the other for ever); the context "
@@ -2084,7 +2121,8 @@ static PyMethodDef context_methods[] = {
       "(Write to Read; Upgradable to Write). At once if mode may join the other\n"
       "holders; else it waits ahead of the whole queue, keeping the old mode.\n"
       "Cancelled or failed, the context keeps the old mode. DeadlockError if it\n"
-      "would wait while another conversion waits on the lock. Needs n == 1\n"
+      "would wait and mode can never be granted (a lock nobody else holds\n"
+      "refuses it) or another conversion waits on the lock. Needs n == 1\n"
       "(ValueError) and a context entered once (RuntimeError otherwise)." },
     { NULL, NULL, 0, NULL },
 };
@@ -2365,8 +2403,13 @@ PyDoc_STRVAR(lock_doc,
 "A mode is a class (an asyncio.Future subclass, as in the fifolock package)\n"
 "with is_compatible(holds), a staticmethod, classmethod or plain method,\n"
 "that answers whether one more holder of Mode may join the current ones;\n"
-"holds[M] is the number of holders of M. Requests are granted strictly in\n"
-"the order they were made. A task cancelled while waiting leaves the queue;\n"
+"holds[M] is the number of holders of M. It must be pure and monotone:\n"
+"fewer holders never make a mode incompatible. A request that even a lock\n"
+"nobody holds refuses (lock(Semaphore(2), n=3), Write with n=2) can never\n"
+"be granted: DeadlockError at once, nothing queued (is_compatible is asked\n"
+"once more, with empty holds, when the usual question says no or others\n"
+"wait). Requests are granted strictly in the order they were made. A task\n"
+"cancelled while waiting leaves the queue;\n"
 "one cancelled after the grant but before it resumed gives the hold back.\n"
 "An exception raised by is_compatible is raised in the task whose request\n"
 "it was asked about; that request leaves the queue and the lock goes on.\n"
@@ -2423,14 +2466,27 @@ PyDoc_STRVAR(register_doc,
 static PyObject *module_register(PyObject *module, PyObject *args)
 {
     modstate *st = PyModule_GetState(module);
-    PyObject *cls;
+    PyObject *cls, *size_obj = NULL;
     const char *kind;
-    Py_ssize_t size = 0;
+    size_t size = 0;
     EntryObject *e;
     int rc;
 
-    if (!PyArg_ParseTuple(args, "Os|n:_register", &cls, &kind, &size))
+    if (!PyArg_ParseTuple(args, "Os|O!:_register", &cls, &kind, &PyLong_Type, &size_obj))
         return NULL;
+    if (size_obj != NULL) {
+        /* any size a C size_t holds: the engine's semaphore takes that */
+        size = PyLong_AsSize_t(size_obj);
+        if (size == (size_t)-1 && PyErr_Occurred()) {
+            if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+                PyErr_Clear();
+                PyErr_Format(PyExc_OverflowError,
+                             "semaphore size %R is more than a C size_t holds (at most %zu)",
+                             size_obj, (size_t)-1);
+            }
+            return NULL;
+        }
+    }
     if (!PyType_Check(cls)) {
         PyErr_SetString(PyExc_TypeError, "_register() needs a class");
         return NULL;
@@ -2450,7 +2506,7 @@ static PyObject *module_register(PyObject *module, PyObject *args)
             PyErr_SetString(PyExc_ValueError, "a semaphore needs size >= 1");
             return NULL;
         }
-        e->own = (fifolock_mode)FIFOLOCK_SEMAPHORE((size_t)size);
+        e->own = (fifolock_mode)FIFOLOCK_SEMAPHORE(size);
         e->mode = &e->own;
     } else {
         e->mode = NULL;
@@ -2489,6 +2545,23 @@ static int module_exec(PyObject *module)
 {
     modstate *st = PyModule_GetState(module);
     PyObject *asyncio, *collections;
+
+    /*
+     * The main interpreter only. A predicate runs in whichever thread makes
+     * the engine call (for the thread lock, another thread's release), and
+     * the interrupt check of a wait runs in the waiting thread with the GIL
+     * released: both take the GIL with PyGILState_Ensure(), which knows the
+     * main interpreter alone. In a subinterpreter a predicate would run in
+     * the main interpreter, and a wait's Ctrl-C would be lost. Refused here,
+     * with the reason (docs/porting.md), for Pythons before 3.12 too.
+     */
+    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
+        PyErr_SetString(PyExc_ImportError,
+                        "fifolock._fifolock does not support subinterpreters: import it "
+                        "in the main interpreter (its predicates and waits take the GIL "
+                        "with PyGILState_Ensure(), which knows the main interpreter only)");
+        return -1;
+    }
 
 #define NEW_TYPE(field, spec)                                                        \
     do {                                                                             \
@@ -2554,9 +2627,12 @@ static int module_exec(PyObject *module)
         return -1;
     st->deadlock_error = PyErr_NewExceptionWithDoc(
         "fifolock.DeadlockError",
-        "A conversion would have to wait while another conversion already waits on\n"
-        "the same lock (EDEADLK): each would wait for the other for ever. Nothing\n"
-        "changed: the context still holds its mode.",
+        "A request that would wait for ever (EDEADLK): one that can never be\n"
+        "granted, as its mode refuses even a lock nobody holds (Semaphore(2) with\n"
+        "n=3, Write with n=2, or a conversion to such a mode); or a conversion\n"
+        "that would have to wait while another conversion already waits on the\n"
+        "same lock (each would wait for the other). Nothing changed: nothing was\n"
+        "queued, and a converting context still holds its mode.",
         PyExc_RuntimeError, NULL);
     if (st->deadlock_error == NULL || PyModule_AddObjectRef(module, "DeadlockError",
                                                             st->deadlock_error) < 0)
@@ -2645,6 +2721,10 @@ static void module_free(void *module)
 
 static PyModuleDef_Slot module_slots[] = {
     { Py_mod_exec, module_exec },
+#ifdef Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED
+    /* 3.12 and later say so before exec: see module_exec() */
+    { Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED },
+#endif
     { 0, NULL },
 };
 

@@ -434,8 +434,8 @@ static bool tpy_is_compatible(const fifolock_mode *mode, const fifolock_holds *h
 }
 
 /* Asked by a waiting thread before each sleep, under no lock, GIL released.
-   `arg`: the ticket of a conversion's `to` (its predicate may have raised),
-   or NULL. */
+   `arg`: the ticket of the request (a conversion's `to`, or an acquire's),
+   whose predicate may have raised, or NULL. */
 static int interrupted(void *arg)
 {
     PyGILState_STATE g = PyGILState_Ensure();
@@ -448,7 +448,6 @@ static int interrupted(void *arg)
     return r;
 }
 
-static const struct fifolock_mt__interrupt interrupt_hook = { interrupted, NULL };
 
 /* ---- the context ------------------------------------------------------------ */
 
@@ -485,6 +484,7 @@ static PyObject *tcontext_enter(TContextObject *c, PyObject *unused)
     TLockObject *lk = c->lock;
     EntryObject *e = c->entry;
     struct ticket *t = NULL;
+    struct fifolock_mt__interrupt hook = { interrupted, NULL };
     const fifolock_mode *mode;
     struct timespec deadline;
     int rc;
@@ -512,14 +512,16 @@ static PyObject *tcontext_enter(TContextObject *c, PyObject *unused)
         if (t == NULL)
             return NULL;
         mode = &t->mode;
+        /* Its predicate may raise when asked, as it queues, whether it could
+           ever fit: it is then withdrawn at its next look, not at its turn. */
+        hook.arg = t;
     }
     if (c->timeout >= 0)
         deadline_in(c->timeout, &deadline);
     c->pending++;
     Py_BEGIN_ALLOW_THREADS
     rc = fifolock_mt__acquire_interruptible(&lk->mt, mode, c->n,
-                                            c->timeout >= 0 ? &deadline : NULL,
-                                            &interrupt_hook);
+                                            c->timeout >= 0 ? &deadline : NULL, &hook);
     Py_END_ALLOW_THREADS
     c->pending--;
     if (rc == 0 && ((t != NULL && t->exc != NULL) || PyErr_Occurred())) {
@@ -538,10 +540,25 @@ static PyObject *tcontext_enter(TContextObject *c, PyObject *unused)
         return NULL;
     }
     if (rc != 0) {
+        if (t != NULL && t->exc != NULL) {
+            /* Its predicate raised (asked whether it could ever fit): that
+               comes first; a signal's handler ran and raised already. */
+            PyErr_Clear();
+            restore_exception(t->exc);
+            t->exc = NULL;
+            ticket_free(t);
+            return NULL;
+        }
         ticket_free(t);
         if (rc == EINTR && PyErr_Occurred())
             return NULL;
-        if (rc == ETIMEDOUT) {
+        if (rc == EDEADLK) {
+            PyErr_Format(lk->st->deadlock_error,
+                         "%zu of lock mode %R can never be granted: even a lock that nobody "
+                         "holds refuses them, so it would wait for ever (and everybody "
+                         "behind it)",
+                         c->n, e->cls);
+        } else if (rc == ETIMEDOUT) {
             PyObject *secs = PyFloat_FromDouble(c->timeout);
             if (secs != NULL)
                 PyErr_Format(PyExc_TimeoutError,
@@ -757,14 +774,37 @@ static PyObject *tcontext_convert(TContextObject *c, PyObject *args, PyObject *k
     to_mode = tt != NULL ? &tt->mode : to->mode;
     if (timeout >= 0)
         deadline_in(timeout, &deadline);
+    /* A signal that came before the call: raised before anything changes. */
+    if (PyErr_CheckSignals() < 0) {
+        ticket_free(tt);
+        Py_DECREF(to);
+        return NULL;
+    }
     c->converting = 1;
     rc = convert_holds(lk, from, to_mode, timeout >= 0 ? &deadline : NULL, &hook);
     c->converting = 0;
-    if (rc == 0 && PyErr_Occurred()) {
-        /* An interrupt lost the race to the switch: switch back if that can
-           be done at once (else the context keeps `to`, which its exit
-           releases), and raise it. A raise of `from`'s predicate then is
-           no answer: it is reported, and the context keeps `to`. */
+    /*
+     * A signal is looked for before each sleep of the wait, but the grant
+     * may come first: a signal that came during the wait is then still
+     * pending here, and raised as the call returns, with `to` held. So it is
+     * looked for again now, after the switch, and whatever a handler raises
+     * is raised by this call with the old mode held again.
+     */
+    if (rc == 0 && (PyErr_Occurred() || PyErr_CheckSignals() < 0)) {
+        /* An interrupt lost the race to the switch: switch back, and raise
+           it. The switch back is made at once: after the switch, the
+           holders are those that held beside `from` (fewer, if some left
+           while it waited: nothing else is granted while a conversion
+           waits ahead of the queue) and those granted since, which `to`
+           admitted. `from` admitted the first (it held beside them, and
+           the ready-made modes admit each other both ways), and admits the
+           second when it admits whatever `to` admits, as in every upgrade
+           (Upgradable or Read to Write, IS to S or X): so that switch back
+           always fits. Only a switch that let in holders `from` excludes
+           (a downgrade, Write to Read with readers queued) can't be undone
+           at once: then the context keeps `to`, which its exit releases and
+           held.mode shows. A raise of `from`'s predicate then is no answer:
+           it is reported, and the context keeps `to`. */
         exc = take_exception();
         if (c->held != NULL)
             c->held->convert = 1;
@@ -809,9 +849,10 @@ static PyObject *tcontext_convert(TContextObject *c, PyObject *args, PyObject *k
         Py_XDECREF(secs);
     } else if (rc == EDEADLK) {
         PyErr_Format(lk->st->deadlock_error,
-                     "conversion to %R would wait while another conversion waits on this "
-                     "lock (each would wait for the other for ever); the context still "
-                     "holds %R",
+                     "conversion to %R can't wait: it can never be granted (even a lock "
+                     "that nobody else holds refuses it), or another conversion waits on "
+                     "this lock (each would wait for the other for ever); the context "
+                     "still holds %R",
                      to->cls, held->cls);
     } else if (rc == EPERM) {
         PyErr_Format(PyExc_RuntimeError,
@@ -861,7 +902,8 @@ static PyMethodDef tcontext_methods[] = {
       "Block until the lock is granted in this mode (first in, first out), the GIL\n"
       "released. TimeoutError when the timeout passes first; an exception from a\n"
       "signal handler (KeyboardInterrupt) ends the wait. Either way the request\n"
-      "leaves no trace." },
+      "leaves no trace. DeadlockError at once for a request that can never be\n"
+      "granted (its mode refuses even a lock nobody holds)." },
     { "__exit__", (PyCFunction)(void (*)(void))tcontext_exit, METH_FASTCALL,
       "Release the holds and grant the waiters they made room for." },
     { "convert", (PyCFunction)(void (*)(void))tcontext_convert, METH_VARARGS | METH_KEYWORDS,
@@ -870,9 +912,13 @@ static PyMethodDef tcontext_methods[] = {
       "Read; Upgradable to Write). At once if mode may join the other holders;\n"
       "else it waits ahead of the whole queue, the GIL released, keeping the old\n"
       "mode. TimeoutError when the timeout passes first, DeadlockError if it would\n"
-      "wait while another conversion waits on the lock, an exception raised by\n"
+      "wait and mode can never be granted or another conversion waits on the\n"
+      "lock, an exception raised by\n"
       "mode's is_compatible or by a signal handler (KeyboardInterrupt): in each\n"
-      "case the context keeps the old mode. Needs n == 1 (ValueError) and a\n"
+      "case the context keeps the old mode (a signal that comes as the switch is\n"
+      "made is raised by this call, switched back; only if the switch let in\n"
+      "holders the old mode excludes, as a downgrade may, does it keep the new\n"
+      "one, and held.mode says so). Needs n == 1 (ValueError) and a\n"
       "context entered once (RuntimeError otherwise); held.mode is the mode held\n"
       "now, and its exit releases it." },
     { NULL, NULL, 0, NULL },
@@ -1191,7 +1237,10 @@ PyDoc_STRVAR(tlock_doc,
 "\n"
 "The modes are those of FifoLock: the ready-made ones (their predicates in\n"
 "C) and any class with is_compatible(holds) (it need not be an\n"
-"asyncio.Future). A waiting thread releases the GIL. A request that times\n"
+"asyncio.Future); is_compatible must be pure and monotone (fewer holders\n"
+"never make a mode incompatible): a request that even a lock nobody holds\n"
+"refuses can never be granted, and raises DeadlockError at once instead of\n"
+"blocking for ever. A waiting thread releases the GIL. A request that times\n"
 "out or is interrupted (KeyboardInterrupt) leaves the queue without a trace.\n"
 "An exception raised by is_compatible is raised in the thread whose request\n"
 "it was asked about, and the queue goes on. is_compatible runs under the\n"

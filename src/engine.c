@@ -25,6 +25,13 @@
  * head that is not. Entries for queued modes exist before their waiters are
  * granted, so granting never allocates and never fails.
  *
+ * Never-fit requests: predicates must be monotone (fewer holders never make
+ * a mode incompatible). So a request that a lock nobody holds would refuse
+ * can never be granted, and at the head it would block the queue for ever:
+ * every call refuses it with EDEADLK instead of queueing it (never_fits()),
+ * asking only once the normal question said no or others wait. So no
+ * queued request is one that could never be granted.
+ *
  * Reentrancy: a grant callback may call acquire, release or cancel on the
  * same lock. `granting` marks a running grant loop; nested calls change the
  * queue and the counts but leave granting to the outer loop, which re-reads
@@ -284,6 +291,48 @@ static inline bool fits(fifolock *lock, const fifolock_waiter *w)
     return admits(lock, w->mode, hold_find(&lock->holds, w->mode), w->n);
 }
 
+/*
+ * Whether n holds of `mode` would be refused even by a lock that nobody
+ * holds: then, predicates being monotone (fewer holders never make a mode
+ * incompatible), no release can ever make room and the request can never
+ * be granted. Asked exactly as a request is (admits(): n questions, each
+ * with the ones before counted, or one through fifolock_asked()), on
+ * `lock`'s own table emptied for the question and put back after it, so a
+ * predicate still finds its lock from `holds` (fifolock.h). Asked only
+ * where the normal fit failed, so it costs nothing on the fast paths; a
+ * ready-made mode that admits a first holder is not asked at all for one.
+ * n above what a lock counts is not this question's (EAGAIN, elsewhere).
+ * This function can't fail.
+ */
+static bool never_fits(fifolock *lock, const fifolock_mode *mode, size_t n)
+{
+    fifolock_holds saved;
+    bool ok;
+
+    if ((n == 1 && fifolock__fits_idle(mode)) || n > UINT32_MAX)
+        return false;
+    saved = lock->holds;
+    lock->holds = (fifolock_holds){ 0 };
+    if (n > 1) {
+        /* admits() counts the ones before on the mode's entry: make it */
+        lock->holds.inline_[0] = (struct fifolock_hold){ mode, 0, 0 };
+        lock->holds.used = 1;
+    }
+    ok = admits(lock, mode, &lock->holds.inline_[0], n);
+    lock->holds = saved;
+    return !ok;
+}
+
+bool fifolock__never_fits(const fifolock_mode *mode, size_t n)
+{
+    fifolock scratch;
+
+    if (!(mode != NULL && mode->is_compatible != NULL) || n == 0)
+        return false;
+    fifolock_init(&scratch);
+    return never_fits(&scratch, mode, n); /* allocates nothing: one entry, inline */
+}
+
 /* ---- granting ------------------------------------------------------------ */
 
 /*
@@ -436,9 +485,9 @@ static inline int try_acquire_n(fifolock *lock, const fifolock_mode *mode, size_
 
     if (lock == NULL || !valid_mode(mode) || n == 0)
         return EINVAL;
-    if (lock->head != NULL)
-        return EBUSY;
-    rc = take_if_fits(lock, mode, n);
+    rc = lock->head != NULL ? EBUSY : take_if_fits(lock, mode, n);
+    if (rc == EBUSY && never_fits(lock, mode, n))
+        rc = EDEADLK;
     CHECK(lock);
     return rc;
 }
@@ -479,6 +528,8 @@ static inline int acquire_n(fifolock *lock, fifolock_waiter *waiter, const fifol
         }
     }
 
+    if (never_fits(lock, mode, n))
+        return EDEADLK; /* it would wait for ever, and everybody behind it */
     if (lock->waiting == UINT32_MAX)
         return EAGAIN;
     rc = hold_reserve(&lock->holds, mode, n, &e);
@@ -591,7 +642,10 @@ int fifolock_try_convert(fifolock *lock, const fifolock_mode *from, const fifolo
 
     if (rc)
         return rc;
-    rc = converts(lock, from, to) ? convert_now(lock, from, to) : EBUSY;
+    if (converts(lock, from, to))
+        rc = convert_now(lock, from, to);
+    else
+        rc = never_fits(lock, to, 1) ? EDEADLK : EBUSY;
     CHECK(lock);
     return rc;
 }
@@ -618,6 +672,8 @@ int fifolock_convert(fifolock *lock, fifolock_waiter *waiter, const fifolock_mod
         CHECK(lock);
         return rc;
     }
+    if (never_fits(lock, to, 1))
+        return EDEADLK; /* it would wait ahead of everybody, for ever */
     if (lock->head != NULL && lock->head->from != NULL)
         return EDEADLK;
     if (lock->waiting == UINT32_MAX)

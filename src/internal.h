@@ -7,21 +7,29 @@
 
 #include "fifolock.h"
 
-#if defined(__GNUC__)
+#if defined(__GNUC__) && !defined(_WIN32)
 #define FIFOLOCK_HIDDEN __attribute__((visibility("hidden")))
 #else
-#define FIFOLOCK_HIDDEN
+#define FIFOLOCK_HIDDEN /* a DLL exports only what is marked FIFOLOCK_API */
+#endif
+
+#if defined(_MSC_VER)
+#include <intrin.h>
 #endif
 
 /* One pause of a spin-wait: tells the CPU that this thread only waits. */
 static inline void fifolock__cpu_relax(void)
 {
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
     __builtin_ia32_pause();
-#elif defined(__aarch64__)
+#elif defined(__GNUC__) && defined(__aarch64__)
     __asm__ __volatile__("yield" ::: "memory");
-#else
+#elif defined(__GNUC__)
     __asm__ __volatile__("" ::: "memory");
+#elif defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
+    _mm_pause();
+#elif defined(_MSC_VER) && defined(_M_ARM64)
+    __yield();
 #endif
 }
 
@@ -53,6 +61,20 @@ FIFOLOCK_HIDDEN int fifolock__count_idle_hold(fifolock *lock, const fifolock_mod
  * False means "ask". This function can't fail.
  */
 FIFOLOCK_HIDDEN bool fifolock__fits_idle(const fifolock_mode *mode);
+
+/*
+ * True if a request of `n` holds of `mode` would be refused by a lock that
+ * nobody holds, so that it can never be granted (predicates are monotone:
+ * fewer holders never make a mode incompatible). Every front end refuses
+ * such a request at once with EDEADLK instead of queueing it. The mode is
+ * asked as the engine asks a request (n questions, each with the ones before
+ * counted, or one through fifolock_asked()), on an empty scratch table of
+ * its own. False for a NULL mode, a mode without predicate, n == 0 and n
+ * above UINT32_MAX (those are other errors). The engine's own calls ask the
+ * same question on the lock's table, emptied for it. Allocates nothing;
+ * this function can't fail. For queues kept outside a fifolock (shm, etcd).
+ */
+FIFOLOCK_HIDDEN bool fifolock__never_fits(const fifolock_mode *mode, size_t n);
 
 /*
  * The engine's one allocation seam: every allocation of the library (the

@@ -4,8 +4,13 @@
  * queues and grants; this file serialises calls into it, keeps one hold of an
  * idle lock outside it (the fast path), and tells threads what it decided.
  *
+ * "futex_wait" and "futex_wake" below are the waiting layer's
+ * fifolock__wait() and fifolock__wake_one() (wait.h): a futex on Linux,
+ * WaitOnAddress on Windows, a parking table elsewhere; the protocol needs
+ * only their contract, which the model assumes.
+ *
  * The protocol below is also a Promela model, tests/model/fifolock_mt.pml,
- * checked with spin by tests/model/run_spin.sh (part of `make test`). Each
+ * checked with spin by tests/model/run_spin.sh (part of `make check`). Each
  * step name here (L1-L3, F1-F2, A1-A6, N1-N2, T1, G1-G4) labels the same
  * step there and the code that does it in this file; change them together.
  * A0 and G5 are sched_yield() hints that only delay a thread (after A0, a
@@ -192,14 +197,12 @@
  * wakeup, which every futex wait here tolerates.
  */
 #include "mt_internal.h"
+#include "wait.h"
 
 #include <errno.h>
 #include <limits.h>
-#include <linux/futex.h>
 #include <sched.h>
 #include <stdbool.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #ifdef FIFOLOCK_DEBUG
 #include <assert.h>
@@ -212,7 +215,7 @@ _Static_assert(sizeof(fifolock_mt) <= 128, "fifolock_mt must stay within 128 byt
 
 #define W_LOCKED 1u
 #define W_SLEEPERS 2u
-#define W_IDLE 4u
+#define W_IDLE FIFOLOCK_MT__IDLE /* FIFOLOCK_MT_INITIALIZER's word */
 #define W_FLAGS 7u
 /* Destroyed: no thread takes L any more. SLEEPERS never appears without LOCKED otherwise. */
 #define W_DEAD W_SLEEPERS
@@ -251,37 +254,6 @@ static inline uint32_t *word_futex(fifolock_mt *lock)
 #else
     return (uint32_t *)(void *)&lock->word;
 #endif
-}
-
-/* Sleeps while *addr == val, until woken or `deadline` (absolute, CLOCK_MONOTONIC,
- * NULL: none). Returns 0 or ETIMEDOUT (others: a retry will do). errno is kept. */
-static int futex_wait(uint32_t *addr, uint32_t val, const struct timespec *deadline)
-{
-    int saved = errno, rc = 0;
-
-    if (syscall(SYS_futex, addr, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, val, deadline, NULL,
-                FUTEX_BITSET_MATCH_ANY) != 0)
-        rc = errno;
-    errno = saved;
-    return rc == ETIMEDOUT ? ETIMEDOUT : 0;
-}
-
-static void futex_wake_n(uint32_t *addr, int n)
-{
-    int saved = errno;
-
-    syscall(SYS_futex, addr, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, n, NULL, NULL, 0);
-    errno = saved;
-}
-
-static void futex_wake(uint32_t *addr)
-{
-    futex_wake_n(addr, 1);
-}
-
-static void futex_wake_all(uint32_t *addr)
-{
-    futex_wake_n(addr, INT_MAX);
 }
 
 static bool deadline_passed_at(const struct timespec *deadline, const struct timespec *now)
@@ -353,7 +325,7 @@ static uint64_t ilock_slow(fifolock_mt *lock)
             !__atomic_compare_exchange_n(&lock->word, &w, w | W_SLEEPERS, false,
                                          __ATOMIC_RELAXED, __ATOMIC_RELAXED))
             continue;
-        futex_wait(word_futex(lock), (uint32_t)(W_LOCKED | W_SLEEPERS), NULL);
+        fifolock__wait(word_futex(lock), (uint32_t)(W_LOCKED | W_SLEEPERS), NULL);
         take = W_LOCKED | W_SLEEPERS;
     }
 }
@@ -398,7 +370,7 @@ static void iunlock(fifolock_mt *lock)
         v = W_IDLE;
     old = __atomic_exchange_n(&lock->word, v, __ATOMIC_RELEASE);
     if (old & W_SLEEPERS)
-        futex_wake(word_futex(lock));
+        fifolock__wake_one(word_futex(lock));
 }
 
 /*
@@ -450,7 +422,7 @@ static void wake_list(struct waiter *w)
 
     for (; w != NULL; w = next) {
         next = w->next; /* before the store below: then the frame may go */
-        futex_wake(&w->state);
+        fifolock__wake_one(&w->state);
         __atomic_store_n(&w->state, S_GRANTED, __ATOMIC_RELEASE);
     }
 }
@@ -480,7 +452,7 @@ static void nudge_head(fifolock_mt *lock, const fifolock_waiter *old_head)
         !__atomic_load_n(&busy, __ATOMIC_RELAXED) &&
         __atomic_compare_exchange_n(&h->state, &s, S_NUDGED, false, __ATOMIC_RELAXED,
                                     __ATOMIC_RELAXED))
-        futex_wake(&h->state);
+        fifolock__wake_one(&h->state);
 }
 
 /* ---- granting and waiting ------------------------------------------------ */
@@ -616,7 +588,7 @@ static int wait_granted(fifolock_mt *lock, struct waiter *w, const struct timesp
                 if (deadline == NULL || !deadline_passed_at(deadline, &slice))
                     until = &slice;
             }
-            rc = futex_wait(&w->state, S_PARKED, until); /* A4 */
+            rc = fifolock__wait(&w->state, S_PARKED, until); /* A4 */
 
             s = state_load(w); /* A5 */
             if (s == S_GRANTED)
@@ -731,11 +703,7 @@ int fifolock_mt_init(fifolock_mt *lock)
 {
     if (lock == NULL)
         return EINVAL;
-    lock->word = W_IDLE;
-    lock->wake = NULL;
-    lock->step_aside = 0;
-    lock->queued = 0;
-    fifolock_init(&lock->engine);
+    *lock = (fifolock_mt)FIFOLOCK_MT_INITIALIZER; /* one definition of a new lock */
     return 0;
 }
 
@@ -754,7 +722,7 @@ int fifolock_mt_destroy(fifolock_mt *lock)
     }
     old = __atomic_exchange_n(&lock->word, W_DEAD, __ATOMIC_RELEASE);
     if (old & W_SLEEPERS)
-        futex_wake_all(word_futex(lock));
+        fifolock__wake_all(word_futex(lock));
     return 0;
 }
 

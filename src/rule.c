@@ -59,5 +59,7 @@ int fifolock__granted_prefix(const struct fifolock__entry *entries, size_t count
         (void)fifolock_release(&engine, engine.holds.inline_[0].mode);
     (void)fifolock_destroy(&engine);
     *granted = n;
-    return rc == EBUSY ? 0 : rc;
+    /* Both refusals end the prefix: EDEADLK is a mode that no lock admits
+       (the engine refuses it at once rather than queue it), as unknown_mode. */
+    return rc == EBUSY || rc == EDEADLK ? 0 : rc;
 }

@@ -25,7 +25,8 @@ const char *fifolock_strerror(int err)
     case EAGAIN:
         return "too many holders or waiters of one mode";
     case EDEADLK:
-        return "another conversion already waits on this lock";
+        return "the request would wait for ever: its mode never fits, or another conversion "
+               "already waits on this lock";
     case EOWNERDEAD:
         return "held, but a previous holder died: repair what it left";
     case EBADMSG:

@@ -13,8 +13,8 @@
 #   example_cpp_*          examples/cpp_*.cpp, with the examples
 
 option(FIFOLOCK_CXX_TESTS "Build and run the C++ header's tests where a C++ compiler exists" ON)
-if(NOT FIFOLOCK_LINUX OR NOT FIFOLOCK_CXX_TESTS)
-  return() # the header wraps the thread lock: Linux only
+if(NOT FIFOLOCK_MT OR NOT FIFOLOCK_CXX_TESTS)
+  return() # the header wraps the thread lock
 endif()
 include(CheckLanguage)
 check_language(CXX)

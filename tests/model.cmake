@@ -7,7 +7,7 @@
 # -DFIFOLOCK_MODEL_CHECK=OFF. It takes a few minutes on one core and up to a
 # few GB of memory; the verifiers and any counterexample trail stay in
 # <build>/model/<configuration> and <build>/model/mutants.
-if(NOT FIFOLOCK_SANITIZE)
+if(NOT FIFOLOCK_SANITIZE AND NOT CMAKE_CROSSCOMPILING)
   option(FIFOLOCK_MODEL_CHECK "Model-check the thread lock's protocol with spin (slow)" ON)
   find_program(FIFOLOCK_MODEL_BASH bash)
   if(FIFOLOCK_MODEL_CHECK AND FIFOLOCK_MODEL_BASH)

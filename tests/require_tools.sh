@@ -17,6 +17,9 @@ need_cmd etcdctl etcd-client
 need_cmd openssl openssl
 need_cmd python3 python3
 need_cmd pkg-config pkg-config
+need_cmd x86_64-w64-mingw32-gcc-posix gcc-mingw-w64-x86-64
+need_cmd x86_64-w64-mingw32-g++-posix g++-mingw-w64-x86-64
+command -v wine64 >/dev/null 2>&1 || command -v wine >/dev/null 2>&1 || missing+=("wine (wine64)")
 need_pc libuv libuv1-dev
 need_pc libcurl libcurl4-openssl-dev
 need_pc json-c libjson-c-dev

@@ -2,6 +2,9 @@
 # deadlock fails by the timeout, never hangs. The torture test kills hundreds
 # of processes at random moments: not under valgrind (too slow to be useful,
 # and the killed children would report as errors).
+if(NOT FIFOLOCK_SHM)
+  return()
+endif()
 fifolock_add_test(test_shm test_shm.c TIMEOUT 120 LABELS shm)
 fifolock_add_test(test_shm_torture test_shm_torture.c TIMEOUT 120 LABELS shm stress torture NO_VALGRIND)
 # The command line (tools/), if it is built.

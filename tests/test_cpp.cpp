@@ -767,6 +767,36 @@ static void guard_and_thread_lock_report_misuse_as_system_error(void)
     lock.release(fifolock_six);
 }
 
+/* A mode no lock could ever grant: std::system_error(EDEADLK) at once, from every call. */
+static void guard_and_thread_lock_refuse_a_mode_that_never_fits_at_once(void)
+{
+    fifolock::thread_lock lock;
+    fifolock_mode none = FIFOLOCK_SEMAPHORE(0);
+    auto t0 = std::chrono::steady_clock::now();
+
+    CHECK_EQ(error_of([&] { fifolock::guard g(lock, none); }), EDEADLK);
+    CHECK_EQ(error_of([&] { fifolock::guard g(lock, none, 5s); }), EDEADLK);
+    CHECK_EQ(error_of([&] { lock.acquire(none); }), EDEADLK);
+    CHECK_EQ(error_of([&] { lock.try_acquire(none); }), EDEADLK); /* not a false "busy" */
+    CHECK_EQ(error_of([&] { lock.try_acquire_for(none, 5s); }), EDEADLK);
+    CHECK_EQ(error_of([&] {
+                 lock.try_acquire_until(none, std::chrono::system_clock::now() + 5s);
+             }),
+             EDEADLK);
+    CHECK_EQ(error_of([&] {
+                 fifolock::guard g(lock, none, std::defer_lock);
+                 g.try_lock();
+             }),
+             EDEADLK);
+    CHECK_TRUE(std::chrono::steady_clock::now() - t0 < 2s); /* at once, not at a deadline */
+    /* behind a holder and a waiter too; nothing is left behind */
+    fifolock::guard w(lock, fifolock_write);
+    CHECK_EQ(error_of([&] { fifolock::guard g(lock, none); }), EDEADLK);
+    CHECK_EQ(lock.waiting(), 0);
+    CHECK_EQ(lock.held(none), 0);
+    CHECK_EQ(lock.held(fifolock_write), 1);
+}
+
 /* At most `limit` holders, and never together with fifolock_write: the README's own mode. */
 static bool limited_reader(const fifolock_mode *self, const fifolock_holds *holds)
 {
@@ -857,5 +887,6 @@ RUN_TESTS(TEST(mutex_grants_waiters_in_the_order_they_queued),
           TEST(guard_with_intention_modes_keeps_the_matrix_and_the_order),
           TEST(guard_with_a_users_own_mode),
           TEST(guard_and_thread_lock_report_misuse_as_system_error),
+          TEST(guard_and_thread_lock_refuse_a_mode_that_never_fits_at_once),
           TEST(condition_variable_any_waits_on_a_guard),
           TEST(guard_takes_a_native_fifolock_mt))

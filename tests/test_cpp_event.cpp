@@ -211,6 +211,13 @@ static void request_misuse_is_einval_and_changes_nothing(void)
     CHECK_EQ(lock.held(fifolock_s), 1);
     CHECK_EQ(lock.held(fifolock_is), 0);
     CHECK_EQ(log.size(), 1);
+    /* a mode no lock could ever grant: EDEADLK at once, nothing queued */
+    fifolock_mode none = FIFOLOCK_SEMAPHORE(0);
+    fifolock::request never;
+    CHECK_EQ(error_of([&] { never.acquire(lock, none, l); }), EDEADLK);
+    CHECK_FALSE(never.queued() || never.owns());
+    CHECK_EQ(error_of([&] { lock.try_acquire(none); }), EDEADLK);
+    CHECK_EQ(lock.waiting(), 0);
 }
 
 /* A callback that destroys its own request, and one that queues another. */

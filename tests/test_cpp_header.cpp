@@ -38,6 +38,41 @@ void on_granted(fifolock::request &, void *arg)
 
 /* In test_cpp_plain_c.cpp, which includes fifolock_mt.h and not this header. */
 std::size_t plain_c_holders(fifolock_mt *lock, const fifolock_mode *mode);
+bool plain_c_global_is_new_and_works();
+
+/*
+ * Locks used before main, at static-init time. In a file, dynamic
+ * initialisation runs in the order of the definitions, and constant
+ * initialisation before all of it. `early` is defined before the locks it
+ * takes: their constructors are constexpr (constinit in C++20), so they are
+ * ready when it runs; with run-time constructors they would run after it,
+ * over its holds, and main would find them free.
+ */
+extern fifolock::mutex global_mutex;
+extern fifolock::shared_mutex global_shared;
+
+namespace {
+
+struct early_user {
+    bool locked = false, shared = false;
+    early_user()
+    {
+        locked = global_mutex.try_lock();
+        shared = global_shared.try_lock_shared() && global_shared.try_lock_shared();
+    }
+};
+
+early_user early;
+
+} // namespace
+
+#if __cplusplus >= 202002L
+constinit fifolock::mutex global_mutex;
+constinit fifolock::shared_mutex global_shared;
+#else
+fifolock::mutex global_mutex; /* constant-initialized all the same: constexpr constructor */
+fifolock::shared_mutex global_shared;
+#endif
 
 int main()
 {
@@ -48,6 +83,23 @@ int main()
     fifolock::event_lock e;
     fifolock_mode sem = FIFOLOCK_SEMAPHORE(1);
 
+    {
+        /* what `early` took before main is held still */
+        expect(early.locked && !global_mutex.try_lock() &&
+                   plain_c_holders(global_mutex.native_handle(), &fifolock_mutex) == 1,
+               "a global mutex locked at static-init time is held in main");
+        global_mutex.unlock();
+        expect(global_mutex.try_lock(), "a global mutex unlocked in main");
+        global_mutex.unlock();
+        expect(early.shared && !global_shared.try_lock() &&
+                   plain_c_holders(global_shared.native_handle(), &fifolock_read) == 2,
+               "a global shared_mutex locked shared at static-init time is held in main");
+        global_shared.unlock_shared();
+        global_shared.unlock_shared();
+        std::unique_lock<fifolock::shared_mutex> x(global_shared);
+        expect(x.owns_lock(), "a global shared_mutex locked in main");
+        expect(plain_c_global_is_new_and_works(), "FIFOLOCK_MT_INITIALIZER in C++");
+    }
     {
         std::unique_lock<fifolock::mutex> a(m, std::chrono::steady_clock::now() + 1ms);
         expect(a.owns_lock(), "unique_lock until");

@@ -43,8 +43,35 @@ static bool alone_is_compatible(const fifolock_mode *self, const fifolock_holds 
     return fifolock_held_total(holds) == 0;
 }
 
-/* A mode that can never be granted: it waits on a lock nobody holds. */
+/* A mode that can never be granted: refused at once (EDEADLK), even by an idle lock. */
 static const fifolock_mode never_mode = { never_is_compatible, "never", 0 };
+
+/*
+ * A predicate that breaks the contract (fifolock.h: predicates are pure and
+ * monotone): it answers from a script, then "no" once the script runs out.
+ * With "no" then "yes" a request waits on a lock that nobody holds, a state
+ * no monotone mode can reach, for the tests of what such a queue refuses.
+ */
+static bool script_answers[8];
+static size_t script_asked, script_len;
+
+static bool scripted_is_compatible(const fifolock_mode *self, const fifolock_holds *holds)
+{
+    (void)self;
+    (void)holds;
+    return script_asked < script_len ? script_answers[script_asked++] : false;
+}
+
+static const fifolock_mode scripted_mode = { scripted_is_compatible, "scripted", 0 };
+
+/* The next answers of scripted_mode: "no" to the normal question, "yes" to the idle one. */
+static void script_no_then_yes(void)
+{
+    script_answers[0] = false;
+    script_answers[1] = true;
+    script_asked = 0;
+    script_len = 2;
+}
 /* Exclusive against every mode, its own included. */
 static const fifolock_mode alone_mode = { alone_is_compatible, "alone", 0 };
 /* A mode without a predicate: invalid. */
@@ -741,9 +768,9 @@ static void semaphore_initializer_fills_the_mode(void)
     CHECK_TRUE(s5.is_compatible == fifolock_semaphore_is_compatible);
     CHECK_EQ(s5.limit, 5);
     CHECK_TRUE(s5.name != NULL && strcmp(s5.name, "semaphore") == 0);
-    /* a semaphore of no places admits nobody */
+    /* a semaphore of no places admits nobody, ever: refused at once */
     fifolock_init(&lock);
-    CHECK_EQ(fifolock_try_acquire(&lock, &s0), EBUSY);
+    CHECK_EQ(fifolock_try_acquire(&lock, &s0), EDEADLK);
     CHECK_FALSE(fifolock_semaphore_is_compatible(&s0, fifolock_holds_of(&lock)));
     CHECK_TRUE(fifolock_semaphore_is_compatible(&s5, fifolock_holds_of(&lock)));
     CHECK_EQ(fifolock_destroy(&lock), 0);
@@ -1263,8 +1290,9 @@ static void destroy_of_a_waited_on_lock_is_ebusy_and_changes_nothing(void)
 
     log_reset();
     fifolock_init(&lock);
-    /* nobody holds it; one request waits for a mode that is never granted */
-    CHECK_EQ(fifolock_acquire(&lock, &w, &never_mode, on_grant, NULL), FIFOLOCK_WAITING);
+    /* nobody holds it; one request waits (a predicate that breaks the contract) */
+    script_no_then_yes();
+    CHECK_EQ(fifolock_acquire(&lock, &w, &scripted_mode, on_grant, NULL), FIFOLOCK_WAITING);
     CHECK_EQ(held_total(&lock), 0);
     snap_take(&s, &lock);
     CHECK_EQ(fifolock_destroy(&lock), EBUSY);
@@ -1754,7 +1782,7 @@ static void a_count_that_would_overflow_is_eagain_and_changes_nothing(void)
     CHECK_UNCHANGED(&s, &lock);
     CHECK_EQ(memcmp(&w, &copy, sizeof w), 0);
     /* the queued path counts waiters of the mode too */
-    CHECK_EQ(fifolock_acquire(&lock, &blocker, &never_mode, on_grant, NULL), FIFOLOCK_WAITING);
+    CHECK_EQ(fifolock_acquire(&lock, &blocker, &alone_mode, on_grant, NULL), FIFOLOCK_WAITING);
     snap_take(&s, &lock);
     CHECK_EQ(fifolock_acquire(&lock, &w, &big, on_grant, NULL), EAGAIN);
     CHECK_UNCHANGED(&s, &lock);

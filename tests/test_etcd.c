@@ -311,6 +311,27 @@ static void a_semaphore_admits_its_size_in_weighted_requests(void)
     fifolock_etcd_close(b);
 }
 
+/* n above a semaphore's size, write with n = 2: refused at once, nothing sent, nobody blocked. */
+static void a_request_that_never_fits_is_edeadlk_and_leaves_no_entry(void)
+{
+    fifolock_etcd *a = open_or_die(NULL);
+    fifolock_mode sem = FIFOLOCK_SEMAPHORE(3);
+    struct timespec soon = etcd_in_ms(5000);
+    int64_t t = -1;
+    long t0 = etcd_now_ms();
+
+    CHECK_EQ(fifolock_etcd_acquire_n(a, "never", &sem, 4, NULL, &t), EDEADLK);
+    CHECK_EQ(fifolock_etcd_acquire_n(a, "never", &sem, 4, &soon, &t), EDEADLK);
+    CHECK_EQ(fifolock_etcd_acquire_n(a, "never", &fifolock_write, 2, &soon, &t), EDEADLK);
+    CHECK_LE(etcd_now_ms() - t0, 1500); /* at once, not at the deadline */
+    CHECK_EQ(t, -1);
+    CHECK_EQ(queue_len("never"), 0);
+    /* what fits goes on as if nothing came */
+    CHECK_EQ(fifolock_etcd_acquire_n(a, "never", &sem, 3, &soon, &t), 0);
+    CHECK_EQ(fifolock_etcd_release(a, "never", t), 0);
+    fifolock_etcd_close(a);
+}
+
 static void a_deadline_withdraws_the_request_without_a_trace(void)
 {
     fifolock_etcd *a = open_or_die(NULL), *b = open_or_die(NULL);
@@ -817,6 +838,7 @@ int main(int argc, char **argv)
         TEST(a_compatible_reader_queues_behind_a_waiting_writer),
         TEST(readers_behind_a_writer_are_all_granted_when_it_leaves),
         TEST(a_semaphore_admits_its_size_in_weighted_requests),
+        TEST(a_request_that_never_fits_is_edeadlk_and_leaves_no_entry),
         TEST(a_release_wakes_a_constant_number_of_waiters),
         TEST(a_deadline_withdraws_the_request_without_a_trace),
         TEST(a_withdrawn_head_waiter_lets_the_next_one_in),

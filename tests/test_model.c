@@ -213,14 +213,27 @@ static unsigned model_available(const struct model *m, int mode)
     return m->held[mode] - (model_conversion_waits(m) && m->from[m->queue[0]] == mode);
 }
 
+/* Refused even by a lock nobody holds: never granted, so refused at once (EDEADLK). */
+static bool model_never_fits(int mode, unsigned n)
+{
+    static struct model empty; /* all zero */
+
+    return !model_admits(&empty, mode, n);
+}
+
 static int model_acquire(struct model *m, int id, int mode, unsigned n)
 {
+    bool now;
+
     if (m->state[id] == W_WAITING)
         return EINVAL;
+    now = m->len == 0 && model_admits(m, mode, n);
+    if (!now && model_never_fits(mode, n))
+        return EDEADLK; /* the waiter is left as it was */
     m->mode[id] = mode;
     m->n[id] = n;
     m->from[id] = -1;
-    if (m->len == 0 && model_admits(m, mode, n)) {
+    if (now) {
         m->held[mode] += n;
         m->state[id] = W_GRANTED;
         return 0;
@@ -233,7 +246,7 @@ static int model_acquire(struct model *m, int id, int mode, unsigned n)
 static int model_try(struct model *m, int mode, unsigned n)
 {
     if (m->len != 0 || !model_admits(m, mode, n))
-        return EBUSY;
+        return model_never_fits(mode, n) ? EDEADLK : EBUSY;
     m->held[mode] += n;
     return 0;
 }
@@ -262,7 +275,7 @@ static int model_convert(struct model *m, int id, int from, int to)
         m->from[id] = from;
         return 0;
     }
-    if (model_conversion_waits(m))
+    if (model_never_fits(to, 1) || model_conversion_waits(m))
         return EDEADLK;
     memmove(&m->queue[1], &m->queue[0], (size_t)m->len * sizeof m->queue[0]);
     m->queue[0] = id;
@@ -279,7 +292,7 @@ static int model_try_convert(struct model *m, int from, int to)
     if (model_available(m, from) == 0)
         return EPERM;
     if (!model_converts(m, from, to))
-        return EBUSY;
+        return model_never_fits(to, 1) ? EDEADLK : EBUSY;
     m->held[from]--;
     m->held[to]++;
     return 0;
@@ -592,6 +605,8 @@ static void random_call(void)
         /* cancel: mostly a queued waiter (the waiting conversion often), now and then any */
         id = R.m.len > 0 && below(5) != 0 ? R.m.queue[below(3) == 0 ? 0 : below(R.m.len)]
                                           : below(N_WAITERS);
+        if (R.in_call[id])
+            return; /* passed to the call this callback runs in: its state is that call's */
         if (below(10) == 0) {
             /* on the wrong lock */
             R.may_grant = 0;

@@ -35,6 +35,15 @@
 #include <string.h>
 #include <time.h>
 
+#if defined(_WIN32)
+/* POSIX's, which Windows lacks: the same kind of generator, for these tests. */
+static int rand_r(unsigned *seed)
+{
+    *seed = *seed * 1103515245u + 12345u;
+    return (int)((*seed >> 1) & 0x7fffffff);
+}
+#endif
+
 #define THREADS 6
 #define SEM_SIZE 10
 #define PHASE_MS 600

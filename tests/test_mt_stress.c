@@ -16,6 +16,15 @@
 #include <sched.h>
 #include <string.h>
 #include <time.h>
+
+#if defined(_WIN32)
+/* POSIX's, which Windows lacks: the same kind of generator, for these tests. */
+static int rand_r(unsigned *seed)
+{
+    *seed = *seed * 1103515245u + 12345u;
+    return (int)((*seed >> 1) & 0x7fffffff);
+}
+#endif
 #include <unistd.h>
 
 /* Only while no thread waits: a wait reads these when it begins. */

@@ -103,7 +103,11 @@ static void weighted_calls_take_and_drop_n_at_once(void)
     CHECK_EQ(fifolock_mt_release_n(&lock, &sem, 0), EINVAL);
     CHECK_EQ(fifolock_mt_acquire_n(NULL, &sem, 1), EINVAL);
     d = in_ms(0);
-    CHECK_EQ(fifolock_mt_timed_acquire_n(&lock, &sem, 6, &d), ETIMEDOUT); /* past: a try */
+    CHECK_EQ(fifolock_mt_timed_acquire_n(&lock, &sem, 4, &d), 0); /* past: a try */
+    CHECK_EQ(fifolock_mt_timed_acquire_n(&lock, &sem, 2, &d), ETIMEDOUT); /* 1 left */
+    CHECK_EQ(fifolock_mt_release_n(&lock, &sem, 4), 0);
+    /* more than the semaphore's size: never, so refused at once, not timed out */
+    CHECK_EQ(fifolock_mt_timed_acquire_n(&lock, &sem, 6, &d), EDEADLK);
     /* a hold taken the fast way is one: two can't be released */
     CHECK_EQ(fifolock_mt_acquire(&lock, &fifolock_mutex), 0);
     CHECK_EQ(fifolock_mt_release_n(&lock, &fifolock_mutex, 2), EPERM);

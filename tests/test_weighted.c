@@ -167,8 +167,11 @@ static void a_plain_predicate_is_asked_once_per_hold_with_those_before_counted(v
     asked_calls = 0;
     CHECK_EQ(fifolock_release_n(&lock, &m, 2), 0);
     CHECK_EQ(fifolock_try_acquire_n(&lock, &m, 3), EBUSY); /* the third one does not fit */
-    CHECK_EQ(asked_calls, 3);
+    /* refused, it is asked again on an empty table (could it ever fit?): 0, 1, 2 */
+    CHECK_EQ(asked_calls, 6);
     CHECK_EQ(asked_seen[2], 3);
+    CHECK_EQ(asked_seen[3], 0);
+    CHECK_EQ(asked_seen[5], 2);
     CHECK_EQ(fifolock_held(fifolock_holds_of(&lock), &m), 1); /* counts put back */
     CHECK_EQ(fifolock_held_total(fifolock_holds_of(&lock)), 1);
     CHECK_EQ(fifolock_release(&lock, &m), 0);
@@ -402,6 +405,115 @@ static void a_conversion_callback_may_call_the_lock(void)
     CHECK_EQ(fifolock_destroy(&lock), 0);
 }
 
+/* A predicate that counts its questions: fits while held + 1 <= limit (a plain semaphore). */
+static size_t plain_calls;
+
+static bool counting_plain(const fifolock_mode *self, const fifolock_holds *holds)
+{
+    plain_calls++;
+    return fifolock_held(holds, self) < self->limit;
+}
+
+/*
+ * n above a semaphore's size, write with n = 2, a semaphore of 0, a user's
+ * mode that refuses an empty lock: on an idle lock, on a held one and
+ * behind waiters, every variant says EDEADLK at once and changes nothing.
+ */
+static void a_request_that_never_fits_is_edeadlk_in_every_variant(void)
+{
+    fifolock lock;
+    fifolock_waiter w = FIFOLOCK_WAITER_INIT, q = FIFOLOCK_WAITER_INIT, p = FIFOLOCK_WAITER_INIT;
+    fifolock_mode sem5 = FIFOLOCK_SEMAPHORE(5), sem0 = FIFOLOCK_SEMAPHORE(0);
+    fifolock_mode plain2 = { counting_plain, "plain2", 2 };
+    struct {
+        const fifolock_mode *mode;
+        size_t n;
+    } never[] = { { &sem5, 6 }, { &fifolock_write, 2 }, { &fifolock_mutex, 2 },
+                  { &sem0, 1 }, { &plain2, 3 }, { &fifolock_upgradable, 2 } };
+    size_t i;
+    int round;
+
+    log_reset();
+    fifolock_init(&lock);
+    for (round = 0; round < 3; round++) {
+        /* round 0: idle; 1: a reader holds; 2: a writer waits behind it */
+        if (round == 1)
+            CHECK_EQ(fifolock_try_acquire(&lock, &fifolock_read), 0);
+        if (round == 2)
+            CHECK_EQ(fifolock_acquire(&lock, &q, &fifolock_write, on_grant, ID(9)),
+                     FIFOLOCK_WAITING);
+        for (i = 0; i < sizeof never / sizeof never[0]; i++) {
+            const fifolock_mode *m = never[i].mode;
+            size_t n = never[i].n, total = fifolock_held_total(fifolock_holds_of(&lock));
+            size_t waiting = fifolock_waiting(&lock);
+
+            CHECK_TRUE(fifolock__never_fits(m, n));
+            CHECK_EQ(fifolock_try_acquire_n(&lock, m, n), EDEADLK);
+            CHECK_EQ(fifolock_acquire_n(&lock, &w, m, n, on_grant, ID(1)), EDEADLK);
+            CHECK_FALSE(fifolock__waiter_is_queued(&w));
+            CHECK_EQ(fifolock_held(fifolock_holds_of(&lock), m), 0);
+            CHECK_EQ(fifolock_held_total(fifolock_holds_of(&lock)), total);
+            CHECK_EQ(fifolock_waiting(&lock), waiting);
+            CHECK_OK(&lock);
+        }
+        CHECK_EQ(fifolock_try_acquire(&lock, &sem0), EDEADLK);
+        CHECK_EQ(fifolock_acquire(&lock, &w, &sem0, on_grant, ID(1)), EDEADLK);
+    }
+    /* what fits an empty lock is not refused: it waits (or is busy) as before */
+    CHECK_FALSE(fifolock__never_fits(&sem5, 5));
+    CHECK_FALSE(fifolock__never_fits(&fifolock_write, 1));
+    CHECK_FALSE(fifolock__never_fits(&plain2, 2));
+    CHECK_EQ(fifolock_try_acquire_n(&lock, &sem5, 5), EBUSY); /* behind the writer */
+    CHECK_EQ(fifolock_acquire_n(&lock, &w, &sem5, 5, on_grant, ID(2)), FIFOLOCK_WAITING);
+    /* the plain predicate was asked as a request is: n questions, the ones before counted */
+    plain_calls = 0;
+    CHECK_EQ(fifolock_acquire_n(&lock, &p, &plain2, 3, on_grant, ID(3)), EDEADLK);
+    CHECK_EQ(plain_calls, 3); /* 0 and 1 fit, the third (2 held) does not */
+    /* bad input stays EINVAL; the helper says no to it */
+    CHECK_FALSE(fifolock__never_fits(NULL, 1));
+    CHECK_FALSE(fifolock__never_fits(&sem0, 0));
+    CHECK_EQ(fifolock_release(&lock, &fifolock_read), 0); /* the writer, then the 5 beside it */
+    CHECK_EQ(ngranted, 2);
+    CHECK_EQ(granted_ids[0], 9);
+    CHECK_EQ(granted_ids[1], 2);
+    CHECK_EQ(fifolock_release(&lock, &fifolock_write), 0);
+    CHECK_EQ(fifolock_release_n(&lock, &sem5, 5), 0);
+    CHECK_OK(&lock);
+    CHECK_EQ(fifolock_destroy(&lock), 0);
+}
+
+/* A conversion to a mode that refuses an empty lock would wait ahead of everybody for ever. */
+static void a_conversion_that_never_fits_is_edeadlk_and_keeps_from(void)
+{
+    fifolock lock;
+    fifolock_waiter c = FIFOLOCK_WAITER_INIT, q = FIFOLOCK_WAITER_INIT;
+    fifolock_mode sem0 = FIFOLOCK_SEMAPHORE(0);
+
+    log_reset();
+    fifolock_init(&lock);
+    CHECK_EQ(fifolock_try_acquire_n(&lock, &fifolock_read, 2), 0);
+    CHECK_EQ(fifolock_try_convert(&lock, &fifolock_read, &sem0), EDEADLK);
+    CHECK_EQ(fifolock_convert(&lock, &c, &fifolock_read, &sem0, on_grant, ID(1)), EDEADLK);
+    CHECK_FALSE(fifolock__waiter_is_queued(&c));
+    CHECK_EQ(fifolock_held(fifolock_holds_of(&lock), &fifolock_read), 2);
+    CHECK_EQ(fifolock_waiting(&lock), 0);
+    /* alone, too: nothing else holds, the mode still refuses */
+    CHECK_EQ(fifolock_release(&lock, &fifolock_read), 0);
+    CHECK_EQ(fifolock_convert(&lock, &c, &fifolock_read, &sem0, on_grant, ID(1)), EDEADLK);
+    CHECK_EQ(fifolock_try_convert(&lock, &fifolock_read, &sem0), EDEADLK);
+    CHECK_EQ(fifolock_held(fifolock_holds_of(&lock), &fifolock_read), 1);
+    /* a conversion that may fit later still waits; a later request behind it goes on */
+    CHECK_EQ(fifolock_acquire(&lock, &q, &fifolock_upgradable, on_grant, ID(2)), 0);
+    CHECK_EQ(fifolock_convert(&lock, &c, &fifolock_read, &fifolock_write, on_grant, ID(3)),
+             FIFOLOCK_WAITING);
+    CHECK_EQ(fifolock_release(&lock, &fifolock_upgradable), 0);
+    CHECK_EQ(ngranted, 1);
+    CHECK_EQ(fifolock_held(fifolock_holds_of(&lock), &fifolock_write), 1);
+    CHECK_EQ(fifolock_release(&lock, &fifolock_write), 0);
+    CHECK_OK(&lock);
+    CHECK_EQ(fifolock_destroy(&lock), 0);
+}
+
 /* FIFOLOCK_WAITING is a status apart from the error codes. */
 static void waiting_status_is_no_errno_value(void)
 {
@@ -428,4 +540,7 @@ RUN_TESTS(TEST(weighted_request_is_all_or_nothing),
           TEST(a_second_waiting_conversion_is_edeadlk),
           TEST(cancelled_conversion_keeps_from_and_lets_the_queue_go),
           TEST(converting_an_unheld_mode_or_bad_input_changes_nothing),
-          TEST(a_conversion_callback_may_call_the_lock), TEST(waiting_status_is_no_errno_value))
+          TEST(a_conversion_callback_may_call_the_lock),
+          TEST(a_request_that_never_fits_is_edeadlk_in_every_variant),
+          TEST(a_conversion_that_never_fits_is_edeadlk_and_keeps_from),
+          TEST(waiting_status_is_no_errno_value))

@@ -51,6 +51,7 @@ import asyncio as _asyncio
 from collections.abc import Mapping as _Mapping
 
 import os as _os
+import struct as _struct
 
 from . import _fifolock
 from ._fifolock import DeadlockError, FifoLock, Holds, LockContext, _register
@@ -177,17 +178,27 @@ class SemaphoreBase(_asyncio.Future):
 _semaphores = {}
 
 
+_SIZE_MAX = 2 ** (8 * _struct.calcsize("N")) - 1  # a C size_t
+
+
 def Semaphore(size):
     """The semaphore mode of ``size`` places: a mode class, the same one for
     the same size::
 
         async with lock(Semaphore(3)):
             ...  # at most 3 tasks here at once
+
+    ``size`` is an int from 1 to the largest C ``size_t`` (2**64 - 1 on a
+    64-bit machine): ValueError below, OverflowError above. (A lock counts
+    at most 2**32 - 1 holds of one mode, so a bigger size never refuses.)
     """
     if isinstance(size, bool) or not isinstance(size, int):
         raise TypeError(f"Semaphore size must be an int, not {type(size).__name__}")
     if size < 1:
         raise ValueError("Semaphore size must be at least 1")
+    if size > _SIZE_MAX:
+        raise OverflowError(f"Semaphore size {size} is more than a C size_t holds "
+                            f"(at most {_SIZE_MAX})")
     cls = _semaphores.get(size)
     if cls is None:
         cls = type("Semaphore", (SemaphoreBase,), {

@@ -28,13 +28,20 @@ class _Mode(Protocol):
     """A mode class: is_compatible(holds) as staticmethod, classmethod or method.
 
     It must answer at once: an awaitable answer (an async def) is a TypeError
-    raised in the acquiring task."""
+    raised in the acquiring task. It must be pure and monotone: fewer holders
+    never make a mode incompatible. A request that even a lock nobody holds
+    refuses can never be granted: DeadlockError at once. To tell, it is asked
+    once more with empty holds (n times, the ones before counted, for n
+    holds) when the usual question says no or others wait."""
     def is_compatible(self, holds: Holds, /) -> Any: ...
 
 class DeadlockError(RuntimeError):
-    """held.convert() would have to wait while another conversion already
-    waits on the same lock (EDEADLK): each would wait for the other for ever.
-    Nothing changed: the context still holds its mode."""
+    """A request would wait for ever (EDEADLK): its mode refuses even a lock
+    nobody holds, so it can never be granted (lock(Semaphore(2), n=3),
+    lock(Write, n=2), a conversion to such a mode); or held.convert() would
+    have to wait while another conversion already waits on the same lock
+    (each would wait for the other). Nothing changed: nothing was queued,
+    and a converting context still holds its mode."""
 
 @final
 class LockContext:
@@ -63,7 +70,8 @@ class LockContext:
         tells). Raises, changing nothing: ValueError if n != 1;
         RuntimeError outside the `async with`, after its exit, or when the
         context is entered more than once at a time; TypeError if `mode` is
-        not a mode class; DeadlockError if it would wait while another
+        not a mode class; DeadlockError if it would wait and `mode` can never
+        be granted (a lock nobody else holds refuses it) or another
         conversion waits on the lock; an exception of `mode`'s is_compatible.
         """
     def __aenter__(self) -> Awaitable[LockContext]: ...
@@ -85,7 +93,9 @@ class FifoLock:
         all or nothing, in one place in the queue (a waiting one holds back
         every request behind it). A Python is_compatible is asked once per
         hold, each time with those before counted. n must be an int >= 1
-        (TypeError, ValueError; OverflowError beyond 2**32 - 1)."""
+        (TypeError, ValueError; OverflowError beyond 2**32 - 1). Entering it
+        raises DeadlockError at once if n holds of `mode` would not fit a
+        lock nobody holds (more than a semaphore's size, Write with n=2)."""
     @property
     def holds(self) -> defaultdict[type, int]:
         """A new defaultdict(int) {mode class: number of holders} of the modes
@@ -133,15 +143,21 @@ class ThreadLockContext:
         TimeoutError when the timeout passes first; an exception raised by a
         signal handler (KeyboardInterrupt) ends the wait too; either way the
         request leaves no trace in the queue. An exception raised by the
-        mode's is_compatible about this request is raised here."""
+        mode's is_compatible about this request is raised here. DeadlockError
+        at once, without blocking, for a request that can never be granted
+        (its mode refuses even a lock nobody holds)."""
     def convert(self, mode: type, timeout: float | None = None) -> None:
         """Turns this context's hold into one of `mode` without letting go
         (Write to Read; Upgradable to Write), as LockContext.convert does.
         At once if `mode` may join the other holders; else it waits ahead of
         the whole queue, the GIL released, keeping the old mode. TimeoutError,
-        DeadlockError (another conversion waits), an exception of `mode`'s
-        is_compatible or of a signal handler: the context keeps the old mode.
-        Needs n == 1 (ValueError) and one entry (RuntimeError otherwise)."""
+        DeadlockError (`mode` can never be granted, or another conversion
+        waits), an exception of `mode`'s is_compatible or of a signal handler
+        (KeyboardInterrupt): the context keeps the old mode. A signal that
+        comes as the switch is made is raised by this call, switched back;
+        only if the switch let in holders the old mode excludes (a downgrade)
+        is the new mode kept, and held.mode says so. Needs n == 1
+        (ValueError) and one entry (RuntimeError otherwise)."""
     def __exit__(self, exc_type: object, exc: object, tb: object, /) -> None:
         """Releases the holds (RuntimeError if this context holds none)."""
 
@@ -211,7 +227,11 @@ class SemaphoreBase(asyncio.Future[None]):
     def is_compatible(cls, holds: Mapping[type, int]) -> bool: ...
 
 def Semaphore(size: int) -> type[SemaphoreBase]:
-    """The semaphore mode of `size` places (the same class for the same size)."""
+    """The semaphore mode of `size` places (the same class for the same size).
+
+    size: an int from 1 to the largest C size_t (2**64 - 1 on a 64-bit
+    machine); TypeError, ValueError below 1, OverflowError above. A request
+    of more than `size` holds at once is refused with DeadlockError."""
 
 __all__ = [
     "FifoLock", "Holds", "LockContext", "DeadlockError",

@@ -778,6 +778,13 @@ static int acquire(fifolock_etcd *s, const char *name, const fifolock_mode *mode
                                  mode->name, mode->limit);
         return EINVAL;
     }
+    if (fifolock__never_fits(known, n)) {
+        /* Refused by a lock nobody holds: it would wait for ever, at the
+           head blocking everybody behind it. Nothing is sent. */
+        fifolock__etcd_set_error("%zu of mode \"%s\" (limit %zu) can never be granted",
+                                 n, mode->name, mode->limit);
+        return EDEADLK;
+    }
     pthread_mutex_lock(&s->mu);
     lost = s->lost;
     seq = ++s->seq;

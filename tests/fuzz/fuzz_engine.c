@@ -16,7 +16,9 @@
  * those before counted; a conversion switches at once when `to` may join the
  * holders but one hold of `from`, and otherwise waits at the head of the
  * queue, ahead of everybody, keeping that hold of `from` (a release of it is
- * EPERM; a second conversion that would wait is EDEADLK).
+ * EPERM; a second conversion that would wait is EDEADLK). A request (or a
+ * conversion's `to`) that a lock nobody holds would refuse is EDEADLK at
+ * once, queueing nothing.
  *
  * Input layout:
  *
@@ -227,7 +229,8 @@ static int alloc_check_busy(int rc, int want, int busy_ok)
         fprintf(stderr, "%*s  %d (allocation failed: %d)\n", F.depth * 4, "", rc, failed);
     if (rc == ENOMEM || failed) {
         FUZZ_ASSERT(rc == ENOMEM && failed &&
-                        (want == 0 || want == FIFOLOCK_WAITING || (busy_ok && want == EBUSY)),
+                        (want == 0 || want == FIFOLOCK_WAITING ||
+                         (busy_ok && (want == EBUSY || want == EDEADLK))),
                     "rc %d, allocation failed %d, the model expects %d", rc, failed, want);
         return 1;
     }
@@ -300,6 +303,20 @@ static bool model_admits(struct model_lock *m, int mode, unsigned n)
     }
     m->held[mode] -= k;
     return ok;
+}
+
+/*
+ * Refused even by a lock nobody holds: never granted, so refused at once
+ * with EDEADLK. (Custom modes with a `need` are such: they break the rule
+ * that predicates are monotone, which the engine does not rely on for
+ * safety, and are refused as it says.)
+ */
+static bool model_never_fits(int mode, unsigned n)
+{
+    struct model_lock empty;
+
+    memset(&empty, 0, sizeof empty);
+    return !model_admits(&empty, mode, n);
 }
 
 /* `to` may join the holders but one hold of `from`. */
@@ -507,6 +524,8 @@ static void do_acquire_n(int L, int wi, int mode, unsigned n, int weighted, int 
         want = EINVAL;
     else if (m->len == 0 && model_admits(m, mode, n))
         want = 0;
+    else if (model_never_fits(mode, n))
+        want = EDEADLK; /* nothing changes */
     else
         want = FIFOLOCK_WAITING;
 
@@ -517,7 +536,9 @@ static void do_acquire_n(int L, int wi, int mode, unsigned n, int weighted, int 
         fprintf(stderr, "%*slock %d: acquire%s %s x%u with waiter %d%s%s\n", F.depth * 4, "",
                 L, weighted ? "_n" : "", mode_name(mode), n, wi, quiet ? " (quiet)" : "",
                 fail ? " (no memory)" : "");
-    if (alloc_check(rc, want))
+    /* n > 1 on an idle queue makes room to count them before it asks: ENOMEM
+       even where it never fits */
+    if (alloc_check_busy(rc, want, n > 1 && m->len == 0))
         return;
     EXPECT_RC(rc, want, "acquire");
     if (rc == 0) {
@@ -543,6 +564,8 @@ static void do_try_acquire_n(int L, int mode, unsigned n, int weighted, int fail
         want = EINVAL;
     else if (m->len == 0 && model_admits(m, mode, n))
         want = 0;
+    else if (model_never_fits(mode, n))
+        want = EDEADLK;
     else
         want = EBUSY;
     alloc_arm(fail);
@@ -623,6 +646,8 @@ static void do_convert(int L, int wi, int from, int to, int try_, int quiet, int
         want = EPERM;
     else if (model_converts(m, from, to))
         want = 0;
+    else if (model_never_fits(to, 1))
+        want = EDEADLK; /* it would wait ahead of everybody for ever */
     else if (try_)
         want = EBUSY;
     else if (model_conversion(m) >= 0)

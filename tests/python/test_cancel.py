@@ -347,11 +347,13 @@ class PredicateRaises(Test):
         run(main())
 
     def test_at_the_head_only_its_own_task_gets_it_and_the_queue_goes_on(self):
+        armed = []
+
         class Bad(asyncio.Future):
             @staticmethod
             def is_compatible(holds):
-                if holds[X]:
-                    return False
+                if holds[X] or not armed:  # "could it ever fit?" as it queues: yes
+                    return not holds[X]
                 raise ValueError("bad at head")
 
         async def main():
@@ -364,6 +366,7 @@ class PredicateRaises(Test):
             d = Holder(lock, IX, log, "d")
             await settle()
             self.assertEqual(3, lock.waiting)
+            armed.append(True)
             await a.release()  # runs Bad's predicate: a is not affected
             await settle()
             with self.assertRaisesRegex(ValueError, "bad at head"):
@@ -619,22 +622,23 @@ class AsyncPredicate(Test):
 
         run(main())
 
-    def test_at_the_head_only_its_own_task_gets_it_and_the_queue_goes_on(self):
+    def test_asked_as_they_queue_only_their_own_tasks_get_it_and_the_queue_goes_on(self):
         async def main():
             lock = FifoLock()
             log = []
             x = Holder(lock, X, log, "x")
             await settle()
-            first = Holder(lock, IS, log, "is")  # so that the others queue unasked
+            first = Holder(lock, IS, log, "is")  # so that the others queue
             waiters = [Holder(lock, mode, log, mode.__name__) for mode in ASYNC_MODES]
             s1, s2 = Holder(lock, S, log, "s1"), Holder(lock, S, log, "s2")
             await settle()
-            self.assertEqual(len(ASYNC_MODES) + 3, lock.waiting)
-            await x.release()  # asks the async predicates: x is not affected
-            await settle()
+            # asked as they queue whether they could ever fit: refused at once
             for h in waiters:
                 with self.assertRaisesRegex(TypeError, "awaitable"):
                     await h.task
+            self.assertEqual(3, lock.waiting)
+            await x.release()  # x is not affected
+            await settle()
             self.assertEqual({IS: 1, S: 2}, lock.holds)
             self.assertEqual(0, lock.waiting)
             for h in (first, s1, s2):

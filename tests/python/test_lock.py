@@ -2,6 +2,7 @@
 import asyncio
 import collections
 import collections.abc
+import struct
 import sys
 import unittest
 import weakref
@@ -393,6 +394,26 @@ class ReadyMade(Test):
                     await a.release()
 
         run(main())
+
+    def test_semaphore_takes_any_size_a_c_size_t_holds_and_says_so_above(self):
+        size_max = 2 ** (8 * struct.calcsize("N")) - 1
+        for size in (2 ** 31, 2 ** 63, size_max):
+            sem = Semaphore(size)
+            self.assertEqual(size, sem.size)
+
+            async def main():
+                lock = FifoLock()
+                async with lock(sem, n=1000):
+                    async with lock(sem, n=5):
+                        self.assertEqual({sem: 1005}, lock.holds)
+
+            run(main())
+        for size in (size_max + 1, 2 ** 100):
+            with self.assertRaises(OverflowError) as cm:
+                Semaphore(size)
+            self.assertIn("more than a C size_t holds", str(cm.exception))
+        with self.assertRaisesRegex(OverflowError, "size_t"):  # below the package too
+            fifolock._fifolock._register(type("S", (), {}), "semaphore", size_max + 1)
 
     def test_semaphore_makes_one_cached_class_per_size(self):
         s3 = Semaphore(3)

@@ -96,6 +96,16 @@ class Model:
                     self.holds[mode] += 1
                     self.holders[client] = mode
                 return
+        # Before it queues: could it ever fit? (asked on an empty lock; a
+        # request that could not is refused with DeadlockError, a raise
+        # fails it at once)
+        try:
+            ever = bool(self.instances[mode].is_compatible(collections.defaultdict(int)))
+        except LookupError:
+            ever = False
+        if not ever:
+            self.failed.add(client)
+            return
         self.queue.append((client, mode))
 
     def release(self, client):

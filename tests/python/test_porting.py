@@ -212,6 +212,9 @@ class ModeClasses(Test):
         run(main())
 
     def test_the_head_is_asked_again_after_a_release_not_at_each_new_request(self):
+        # A request refused as it comes is asked once more, as on an empty
+        # lock: could it ever fit? (A mode that refuses an empty lock would
+        # wait for ever: DeadlockError instead.)
         asked = []
 
         class Counted(asyncio.Future):
@@ -226,13 +229,13 @@ class ModeClasses(Test):
             await settle()
             head = Holder(lock, Counted)
             await settle()
-            self.assertEqual([{Mutex: 1}], asked)  # asked once, as it came
+            self.assertEqual([{Mutex: 1}, {}], asked)  # as it came, and could it ever
             behind = [Holder(lock, Mutex) for _ in range(3)]
             await settle()
-            self.assertEqual(1, len(asked))  # new requests do not ask the head
+            self.assertEqual(2, len(asked))  # new requests do not ask the head
             await m.release()
             await settle()
-            self.assertEqual([{Mutex: 1}, {}], asked)
+            self.assertEqual([{Mutex: 1}, {}, {}], asked)
             self.assertTrue(head.entered)
             await head.release()
             for h in behind:
@@ -257,3 +260,43 @@ class ContextObjects(Test):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ComparedWithAsyncioLock(Test):
+    def test_a_release_hands_the_lock_to_the_first_waiter_before_it_resumes(self):
+        # asyncio.Lock: locked() is False from the release until the woken
+        # waiter runs, and a task that acquires in between barges in.
+        # FifoLock: the waiter holds from the release on (docs/porting.md).
+        async def main():
+            lock = FifoLock()
+            order = []
+            held = lock(Mutex)
+            await held.__aenter__()
+
+            async def waiter(name):
+                async with lock(Mutex):
+                    order.append(name)
+
+            w = asyncio.create_task(waiter("waiter"))
+            await settle()
+            self.assertEqual(1, lock.waiting)
+            await held.__aexit__(None, None, None)  # returns without a loop turn
+            self.assertFalse(w.done())  # the waiter has not run yet
+            self.assertEqual({Mutex: 1}, lock.holds)  # handed over already
+            self.assertEqual(0, lock.waiting)
+            late = asyncio.create_task(waiter("late"))  # can't barge in
+            await asyncio.gather(w, late)
+            self.assertEqual(["waiter", "late"], order)
+            self.assertEqual({}, lock.holds)
+
+            # asyncio.Lock, for contrast: free between the release and the turn
+            alock = asyncio.Lock()
+            await alock.acquire()
+            t = asyncio.create_task(alock.acquire())
+            await settle()
+            alock.release()
+            self.assertFalse(alock.locked())
+            await t
+            alock.release()
+
+        run(main())

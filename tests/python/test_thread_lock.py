@@ -6,8 +6,10 @@ the GIL, interrupts, and fork().
 A hang fails the test: faulthandler ends the process with every thread's
 traceback after WATCHDOG seconds.
 """
+import _thread
 import faulthandler
 import os
+import random
 import signal
 import sys
 import threading
@@ -290,10 +292,113 @@ class Weighted(unittest.TestCase):
             with self.assertRaises(TimeoutError):
                 with lock(Counting, n=2, timeout=0):
                     pass
-            self.assertEqual([2, 3], Counting.seen)
+            # refused at its 2nd, then asked as on an empty lock: could it ever fit?
+            self.assertEqual([2, 3, 0, 1], Counting.seen)
             with lock(Counting):  # a second ticket of the same class
                 self.assertEqual({Counting: 3}, lock.holds)
         self.assertEqual({}, lock.holds)
+
+
+class Nobody:
+    """Refuses even a lock nobody holds: never fits."""
+
+    @staticmethod
+    def is_compatible(holds):
+        return False
+
+
+def enter_in_a_thread(lock, mode, **kw):
+    """What `with lock(mode, **kw)` raised in another thread (None: entered),
+    or "still waiting" after 5 seconds: never hangs the test."""
+    out = []
+
+    def run():
+        try:
+            with lock(mode, **kw):
+                out.append(None)
+        except BaseException as e:  # noqa: B902 - reported to the test
+            out.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(5)
+    return out[0] if out else "still waiting"
+
+
+class NeverFits(unittest.TestCase):
+    """A request no lock could grant is refused at once with DeadlockError."""
+
+    def test_it_is_refused_at_once_on_an_idle_a_held_and_a_queued_lock(self):
+        lock = ThreadFifoLock()
+        never = [(Semaphore(2), 3), (Write, 2), (Mutex, 2), (PySem2, 3), (Nobody, 1)]
+        holders = []
+        for step in range(3):
+            if step == 1:
+                holders.append(Holder(lock, Read))
+                holders[-1].entered.wait(10)
+            if step == 2:
+                holders.append(Holder(lock, Write))
+                wait_until(lambda: lock.waiting == 1)
+            holds, waiting = dict(lock.holds), lock.waiting
+            for mode, n in never:
+                t0 = time.monotonic()
+                with self.assertRaises(DeadlockError) as cm:
+                    with lock(mode, n=n, timeout=5):  # a wait would time out instead
+                        self.fail("entered")
+                self.assertIn("never", str(cm.exception))
+                self.assertLess(time.monotonic() - t0, 2)
+                e = enter_in_a_thread(lock, mode, n=n)  # no timeout: blocks if queued
+                self.assertIsInstance(e, DeadlockError)
+                self.assertEqual(holds, dict(lock.holds))
+                self.assertEqual(waiting, lock.waiting)
+        holders[0].release()
+        holders[1].entered.wait(10)
+        self.assertTrue(holders[1].entered.is_set())
+        holders[1].release()
+        self.assertEqual({}, dict(lock.holds))
+        with lock(Semaphore(2), n=2):  # what fits an empty lock still waits its turn
+            self.assertEqual({Semaphore(2): 2}, dict(lock.holds))
+
+    def test_a_conversion_to_a_mode_that_never_fits_keeps_the_old_mode(self):
+        lock = ThreadFifoLock()
+        other = Holder(lock, Read)
+        other.entered.wait(10)
+        with lock(Read, timeout=5) as held:
+            with self.assertRaises(DeadlockError) as cm:
+                held.convert(Nobody, timeout=5)
+            self.assertIn("never", str(cm.exception))
+            self.assertIs(Read, held.mode)
+            self.assertEqual({Read: 2}, dict(lock.holds))
+            self.assertEqual(0, lock.waiting)
+            other.release()
+            with self.assertRaises(DeadlockError):  # alone, too, and without a timeout
+                held.convert(Nobody)
+            self.assertEqual({Read: 1}, dict(lock.holds))
+            held.convert(Write)
+            self.assertEqual({Write: 1}, dict(lock.holds))
+        self.assertEqual({}, dict(lock.holds))
+
+    def test_a_raise_of_the_could_it_ever_fit_question_reaches_its_own_thread(self):
+        class Odd:
+            @staticmethod
+            def is_compatible(holds):
+                if not holds:
+                    raise Boom("asked on an empty lock")
+                return False
+
+        lock = ThreadFifoLock()
+        m = Holder(lock, Mutex)
+        m.entered.wait(10)
+        e = enter_in_a_thread(lock, Odd)
+        self.assertIsInstance(e, Boom)
+        self.assertEqual({Mutex: 1}, dict(lock.holds))
+        self.assertEqual(0, lock.waiting)
+        with lock(Read) as held:
+            with self.assertRaisesRegex(Boom, "empty lock"):
+                held.convert(Odd)
+            self.assertIs(Read, held.mode)
+        m.release()
+        self.assertEqual({}, dict(lock.holds))
 
 
 class PythonPredicates(unittest.TestCase):
@@ -851,6 +956,82 @@ class Interrupts(unittest.TestCase):
                 behind.release()
             r.release()
             self.assertEqual({}, lock.holds)
+
+    def test_convert_interrupted_as_it_is_granted_raises_with_the_old_mode_held(self):
+        """Ctrl-C races the grant of a waiting upgrade, 300 times, in random
+        order with small random delays. Whenever the interrupt came while the
+        conversion still waited (the lock said so after the interrupt was
+        sent), convert() must raise KeyboardInterrupt with the context and
+        the lock's holds on the old mode; whenever convert() raises it, the
+        context and the holds agree. Before convert() looked for signals after
+        the switch, the grant often won and the interrupt was raised as the
+        call returned, with Write held."""
+        rng = random.Random(20261207)
+        armed = [False]
+        late = []
+
+        def handler(signum, frame):
+            if armed[0]:
+                armed[0] = False
+                raise KeyboardInterrupt
+            late.append(signum)  # after convert() returned: not its business
+
+        old = signal.signal(signal.SIGINT, handler)
+        try:
+            lock = ThreadFifoLock()
+            raced = interrupted = 0
+            for i in range(300):
+                r = Holder(lock, Read)
+                self.assertTrue(r.entered.wait(10))
+                seen = {}
+                first, gap = rng.random() < 0.7, rng.uniform(0, 0.002)
+                before = rng.uniform(0, 0.001)
+
+                def fire():
+                    wait_until(lambda: lock.waiting == 1)  # the conversion waits
+                    time.sleep(before)
+                    if first:
+                        _thread.interrupt_main()
+                        seen["waiting"] = lock.waiting == 1
+                        time.sleep(gap)
+                        r.gate.set()
+                    else:
+                        r.gate.set()
+                        time.sleep(gap)
+                        _thread.interrupt_main()
+                        seen["waiting"] = lock.waiting == 1
+
+                with lock(Upgradable, timeout=10) as held:
+                    f = threading.Thread(target=fire, daemon=True)
+                    armed[0] = True
+                    f.start()
+                    try:
+                        held.convert(Write, timeout=10)
+                        outcome = "converted"
+                    except KeyboardInterrupt:
+                        outcome = "interrupted"
+                        mode, holds = held.mode, dict(lock.holds)
+                    armed[0] = False
+                    f.join(10)
+                    for _ in range(100):
+                        pass  # a pending interrupt is handled here, not later
+                    if outcome == "interrupted":
+                        interrupted += 1
+                        self.assertEqual(1, holds.get(mode), (i, mode, holds))
+                        self.assertNotIn(Write if mode is Upgradable else Upgradable, holds)
+                    if seen["waiting"]:
+                        raced += 1
+                        self.assertEqual("interrupted", outcome, i)
+                        self.assertIs(Upgradable, mode, (i, holds))
+                        self.assertEqual(0, holds.get(Write, 0), (i, holds))
+                r.release()
+                self.assertEqual({}, dict(lock.holds))
+                self.assertEqual(0, lock.waiting)
+            # the race was run both ways often enough to mean something
+            self.assertGreater(raced, 50)
+            self.assertGreater(300 - interrupted, 20)
+        finally:
+            signal.signal(signal.SIGINT, old)
 
     def test_an_exception_from_a_signal_handler_ends_the_wait(self):
         lock = ThreadFifoLock()

@@ -51,9 +51,11 @@ class Boom(Exception):
 
 
 class RaisesOnThird(asyncio.Future):
+    armed = True  # raises for a third hold only while armed
+
     @staticmethod
     def is_compatible(holds):
-        if holds[RaisesOnThird] == 2:
+        if holds[RaisesOnThird] == 2 and RaisesOnThird.armed:
             raise Boom("third")
         return not holds[Mutex]
 
@@ -133,8 +135,8 @@ class Weighted(Test):
                 await a.release()
                 await settle()
                 self.assertEqual(["a", "b"], log, sem)
-                with self.assertRaises(TimeoutError):
-                    async with asyncio.timeout(0.01):
+                with self.assertRaises(fifolock.DeadlockError):  # at once
+                    async with asyncio.timeout(5):
                         async with lock(sem, n=4):  # more than ever fits
                             pass
                 self.assertEqual(0, lock.waiting)
@@ -153,7 +155,8 @@ class Weighted(Test):
                 Counting.seen.clear()
                 t = asyncio.create_task(self._enter(lock, Counting, 1))
                 await settle()
-                self.assertEqual([3], Counting.seen)  # asked once, refused
+                # asked once, refused; then whether it could ever fit (an empty lock)
+                self.assertEqual([3, 0], Counting.seen)
                 Counting.seen.clear()
             await t
             self.assertEqual([0], Counting.seen)  # at the release: fits alone
@@ -161,7 +164,8 @@ class Weighted(Test):
             async with lock(Counting, n=2):
                 t = asyncio.create_task(self._enter(lock, Counting, 2))
                 await settle()
-                self.assertEqual([0, 1, 2, 3], Counting.seen)  # its 2nd refused
+                # its 2nd refused, then asked as on an empty lock: 0, 1 fit
+                self.assertEqual([0, 1, 2, 3, 0, 1], Counting.seen)
                 Counting.seen.clear()
             await t
             self.assertEqual([0, 1], Counting.seen)
@@ -179,13 +183,19 @@ class Weighted(Test):
                 async with lock(RaisesOnThird, n=3):
                     self.fail("entered")
             self.assertEqual({}, lock.holds)
-            # Queued: raised at the grant; the releasing task and those behind go on.
+            # Asked as it queues whether it could ever fit: raised at once.
             m = Holder(lock, Mutex)
             await settle()
+            with self.assertRaises(Boom):
+                await self._enter(lock, RaisesOnThird, 3)
+            self.assertEqual(0, lock.waiting)
+            # Queued: raised at the grant; the releasing task and those behind go on.
+            RaisesOnThird.armed = False
             w = asyncio.create_task(self._enter(lock, RaisesOnThird, 3))
             after = Holder(lock, RaisesOnThird, 2)
             await settle()
             self.assertEqual(2, lock.waiting)
+            RaisesOnThird.armed = True
             await m.release()
             with self.assertRaises(Boom):
                 await w
@@ -256,6 +266,128 @@ class Weighted(Test):
             # Beyond what a mode counts: OverflowError, nothing taken.
             async with lock(Mutex):
                 pass
+
+        run(main())
+
+
+class Nobody(asyncio.Future):
+    """A user's mode that refuses even a lock nobody holds: it never fits."""
+    asked = []
+
+    @staticmethod
+    def is_compatible(holds):
+        Nobody.asked.append(dict(holds))
+        return False
+
+
+class NeverFits(Test):
+    """A request no lock could grant is refused at once with DeadlockError."""
+
+    def test_it_is_refused_at_once_on_an_idle_a_held_and_a_queued_lock(self):
+        async def main():
+            lock = FifoLock()
+            never = [(Semaphore(2), 3), (Write, 2), (Mutex, 2), (PySem3, 4), (Nobody, 1)]
+            holders = []
+            for step in range(3):
+                if step == 1:
+                    holders.append(Holder(lock, Read))  # held
+                if step == 2:
+                    holders.append(Holder(lock, Write))  # and queued
+                await settle()
+                holds, waiting = dict(lock.holds), lock.waiting
+                for mode, n in never:
+                    with self.assertRaises(DeadlockError) as cm:
+                        async with asyncio.timeout(5):  # a wait would time out instead
+                            async with lock(mode, n=n):
+                                self.fail("entered")
+                    self.assertIn("never", str(cm.exception))
+                    self.assertEqual(holds, lock.holds)
+                    self.assertEqual(waiting, lock.waiting)
+            # the writer behind the reader goes on as if nothing came
+            await holders[0].release()
+            await settle()
+            self.assertTrue(holders[1].entered)
+            await holders[1].release()
+            self.assertEqual({}, lock.holds)
+            # what fits an empty lock still just waits its turn
+            async with lock(Semaphore(2), n=2):
+                self.assertEqual({Semaphore(2): 2}, lock.holds)
+
+        run(main())
+
+    def test_a_conversion_to_a_mode_that_never_fits_keeps_the_old_mode(self):
+        async def main():
+            lock = FifoLock()
+            other = Holder(lock, Read)
+            await settle()
+            async with lock(Read) as held:
+                with self.assertRaises(DeadlockError) as cm:
+                    async with asyncio.timeout(5):  # a wait would time out instead
+                        await held.convert(Nobody)
+                self.assertIn("never", str(cm.exception))
+                self.assertIs(Read, held.mode)
+                self.assertEqual({Read: 2}, lock.holds)
+                self.assertEqual(0, lock.waiting)
+                await other.release()
+                with self.assertRaises(DeadlockError):  # alone, too
+                    await held.convert(Nobody)
+                self.assertEqual({Read: 1}, lock.holds)
+                await held.convert(Write)
+                self.assertEqual({Write: 1}, lock.holds)
+
+        run(main())
+
+    def test_a_raise_of_the_could_it_ever_fit_question_reaches_its_own_task(self):
+        class Odd(asyncio.Future):
+            @staticmethod
+            def is_compatible(holds):
+                if not holds:
+                    raise Boom("asked on an empty lock")
+                return False
+
+        async def main():
+            lock = FifoLock()
+            m = Holder(lock, Mutex)
+            await settle()
+            with self.assertRaisesRegex(Boom, "empty lock"):
+                async with lock(Odd):
+                    self.fail("entered")
+            self.assertEqual({Mutex: 1}, lock.holds)
+            self.assertEqual(0, lock.waiting)
+            async with lock(Read) as held:  # and about a conversion
+                with self.assertRaisesRegex(Boom, "empty lock"):
+                    await held.convert(Odd)
+                self.assertIs(Read, held.mode)
+                self.assertEqual(0, lock.waiting)
+            await m.release()
+            self.assertEqual({}, lock.holds)
+
+        run(main())
+
+    def test_while_a_conversion_waits_a_new_request_is_asked_about_itself(self):
+        class Bad(asyncio.Future):
+            @staticmethod
+            def is_compatible(holds):
+                raise Boom("bad")
+
+        async def main():
+            lock = FifoLock()
+            a, b = Holder(lock, Read), Holder(lock, Read)
+            await settle()
+            conv = asyncio.create_task(a.held.convert(Write))
+            await settle()
+            self.assertEqual(1, lock.waiting)
+            with self.assertRaisesRegex(Boom, "bad"):
+                async with lock(Bad):
+                    self.fail("entered")
+            # the conversion waits on, untouched
+            self.assertFalse(conv.done())
+            self.assertEqual(1, lock.waiting)
+            await b.release()
+            await conv
+            self.assertIs(Write, a.held.mode)
+            await a.release()
+            self.assertEqual({}, lock.holds)
 
         run(main())
 
