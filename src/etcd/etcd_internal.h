@@ -150,6 +150,7 @@ struct fifolock__etcd_stream {
     json_tokener *tok;
     char *body;
     char errbuf[CURL_ERROR_SIZE];
+    char why[CURL_ERROR_SIZE];  /* why it moves on (libcurl may overwrite errbuf) */
     fifolock__etcd_message_fn *on_message;
     void *arg;
     int stop;               /* on_message asked to end, or the stream was bad */

@@ -678,8 +678,7 @@ static int run_watch(struct request *r, const char *key, const char *range_end, 
         rc = EINTR;
     else if (st->endpoint_failed) {
         /* Its member failed: read and watch again at once, elsewhere. */
-        fifolock__etcd_set_error("watch: %s", st->errbuf[0] ? st->errbuf
-                                                         : "its member failed");
+        fifolock__etcd_set_error("watch: %s", st->why[0] ? st->why : "its member failed");
         fifolock__etcd_stream_failed(st, code);
         rc = EAGAIN;
     } else if (st->stop)

@@ -670,7 +670,7 @@ static size_t stream_write(char *ptr, size_t size, size_t nmemb, void *arg)
                 json_object_put(obj);
                 if (verdict == 0)
                     st->endpoint_failed = true;
-                snprintf(st->errbuf, sizeof st->errbuf, "%s", msg);
+                snprintf(st->why, sizeof st->why, "%s: %s", st->s->endpoints[st->endpoint], msg);
                 st->stop = EAGAIN;
                 break;
             }
@@ -758,11 +758,14 @@ bool fifolock__etcd_stream_stalled(struct fifolock__etcd_stream *st)
 {
     fifolock_etcd *s = st->s;
 
-    if (s->ep_fail[st->endpoint] != st->fail_seen)
+    if (s->ep_fail[st->endpoint] != st->fail_seen) {
+        snprintf(st->why, sizeof st->why, "%s: a request of the session found it failing",
+                 s->endpoints[st->endpoint]);
         return true;
+    }
     if (!st->created && fifolock__etcd_now_ms() - st->started_ms > s->attempt_ms) {
         /* Connected, and nothing came: the member is paused or stuck. */
-        snprintf(st->errbuf, sizeof st->errbuf, "%s: no answer within %d ms",
+        snprintf(st->why, sizeof st->why, "%s: no answer within %d ms",
                  s->endpoints[st->endpoint], s->attempt_ms);
         fifolock__etcd_endpoint_failed(s, st->endpoint);
         return true;
