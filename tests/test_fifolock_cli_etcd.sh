@@ -6,7 +6,9 @@
 # unreachable endpoint, a lock lost while the command runs (its key
 # deleted, its lease revoked: the command gets SIGTERM, the tool exits 3 and
 # says why), etcd paused longer than the TTL (a waiter queues again and
-# runs its command; a holder is told, exit 3), the upgradable mode, and --user with auth and --cacert/--cert/
+# runs its command; a holder is told, exit 3), the upgradable mode, a clear
+# message for each refusal (wrong password, certificate, CA, scheme, --user
+# to an etcd without auth), and --user with auth and --cacert/--cert/
 # --key with TLS (about 25 s in all).
 # usage: test_fifolock_cli_etcd.sh PATH-TO-fifolock ETCD-SCRIPTS-DIR
 # Exit status 77 (skipped) when etcd is not installed.
@@ -246,6 +248,14 @@ check "an upgradable joins a reader" 0 $?
 touch "$dir/u-go2"
 wait "$holder"
 
+# ---- clear refusals from the plain etcd ----
+err=$("$tool" --etcd "$ep" --user alice:alicepw --timeout 10 A true 2>&1)
+check "--user to an etcd without auth exits 2" 2 $?
+check_match "--user to an etcd without auth says so" "^fifolock: cannot open a session on etcd at .*does not have authentication enabled" "$err"
+err=$("$tool" --etcd "https://${ep#http://}" --timeout 10 A true 2>&1)
+check "https:// to a plain etcd exits 2" 2 $?
+check_match "https:// to a plain etcd says so" "speaks plain HTTP, not TLS" "$err"
+
 # ---- auth (--user) and TLS (--cacert, --cert, --key), as etcdctl spells them ----
 # Two more members (etcd-up.sh makes one or the other): users alice/alicepw
 # (may use fifolock/), and a CA with a client certificate.
@@ -258,7 +268,7 @@ if bash "$scripts/etcd-up.sh" "$dir/auth" --auth 2>"$dir/auth.err"; then
     check "--user NAME:PASSWORD" 0 $?
     err=$(FIFOLOCK_ETCD_PASSWORD=wrong "$tool" --etcd "$aep" --user alice --timeout 10 A true 2>&1)
     check "a wrong password exits 2" 2 $?
-    check_match "a wrong password is named" "^fifolock: cannot reach etcd at .*(authentication|password)" "$err"
+    check_match "a wrong password is named" "^fifolock: cannot open a session on etcd at .*rejected the user name or password" "$err"
     err=$("$tool" --etcd "$aep" --timeout 10 A true 2>&1)
     check "no user on an etcd with auth exits 2" 2 $?
 else
@@ -273,9 +283,13 @@ if bash "$scripts/etcd-up.sh" "$dir/tls" --tls 2>"$dir/tls.err"; then
     check "TLS with --cacert, --cert, --key" 0 $?
     err=$("$tool" --etcd "$tep" --cacert "$t/ca.pem" --timeout 10 S true 2>&1)
     check "TLS without a client certificate exits 2" 2 $?
-    check_match "TLS without a client certificate says so" "^fifolock: cannot reach etcd at " "$err"
+    check_match "TLS without a client certificate says so" "^fifolock: cannot open a session on etcd at .*refused the client" "$err"
     err=$("$tool" --etcd "$tep" --cacert "$t/other-ca.pem" --cert "$t/client.pem" --key "$t/client-key.pem" --timeout 10 S true 2>&1)
     check "a server certificate from another CA exits 2" 2 $?
+    check_match "a server certificate from another CA says so" "certificate is not trusted.*other-ca.pem" "$err"
+    err=$("$tool" --etcd "http://${tep#https://}" --cacert "$t/ca.pem" --cert "$t/client.pem" --key "$t/client-key.pem" --timeout 10 S true 2>&1)
+    check "http:// to a TLS etcd exits 2" 2 $?
+    check_match "http:// to a TLS etcd says so" "speaks TLS, not plain HTTP" "$err"
 else
     echo "FAIL could not start an etcd with TLS:" >&2
     cat "$dir/tls.err" >&2
