@@ -535,6 +535,7 @@ struct bg {
     int64_t ka_sent_boot;       /* CLOCK_BOOTTIME ms, for the safety bound */
     size_t ka_endpoint;
     int64_t ka_lease;           /* the lease the keepalive in flight is for */
+    unsigned ka_failures;       /* keepalives failed in a row */
 };
 
 static size_t ka_collect(char *ptr, size_t size, size_t nmemb, void *arg)
@@ -607,9 +608,16 @@ static void start_keepalive(struct bg *b)
     curl_easy_setopt(b->ka, CURLOPT_WRITEDATA, b);
     curl_easy_setopt(b->ka, CURLOPT_ERRORBUFFER, b->ka_errbuf);
     /* One attempt: a member that does not answer within it is left for the
-     * next one at once, well inside the TTL (L2). */
-    curl_easy_setopt(b->ka, CURLOPT_TIMEOUT_MS,
-                     (long)(s->attempt_ms < s->ttl * 1000 / 3 ? s->attempt_ms : s->ttl * 1000 / 3));
+     * next one at once, well inside the TTL (L2). After failures it is
+     * doubled each time (up to TTL/3), so that a cluster that is only slow
+     * still renews the lease. */
+    {
+        long attempt = (long)s->attempt_ms << (b->ka_failures < 3 ? b->ka_failures : 3);
+
+        if (attempt > s->ttl * 1000 / 3)
+            attempt = s->ttl * 1000 / 3;
+        curl_easy_setopt(b->ka, CURLOPT_TIMEOUT_MS, attempt);
+    }
     curl_easy_setopt(b->ka, CURLOPT_CONNECTTIMEOUT_MS, (long)s->attempt_ms);
     b->ka_sent = fifolock__etcd_now_ms();
     b->ka_sent_boot = fifolock__etcd_boot_ms();
@@ -652,6 +660,9 @@ static void finish_keepalive(struct bg *b, CURLcode code)
         }
         pthread_mutex_unlock(&s->mu);
         ok = true;
+        /* While answers take longer than one attempt, keep the longer one. */
+        if (fifolock__etcd_now_ms() - b->ka_sent <= s->attempt_ms)
+            b->ka_failures = 0;
         b->ka_next = b->ka_sent + s->ttl * 1000 / 3;
     }
     if (obj)
@@ -662,6 +673,7 @@ static void finish_keepalive(struct bg *b, CURLcode code)
         pthread_mutex_lock(&s->mu);
         fifolock__etcd_endpoint_failed(s, b->ka_endpoint);
         pthread_mutex_unlock(&s->mu);
+        b->ka_failures++;
         b->ka_next = fifolock__etcd_now_ms() + (fifolock__etcd_now_ms() - b->ka_sent < 100 ? 200 : 0);
     }
 }
@@ -813,7 +825,12 @@ static void *background(void *arg)
 
     memset(&b, 0, sizeof b);
     b.s = s;
-    b.ka_next = fifolock__etcd_now_ms() + s->ttl * 1000 / 3;
+    /* The first keepalive TTL/3 after the grant was sent, not after the
+     * thread started: an open that took long (a slow etcd) has used some. */
+    pthread_mutex_lock(&s->mu);
+    b.ka_next = fifolock__etcd_now_ms() + (s->safe_until_ms - fifolock__etcd_boot_ms()) -
+                (int64_t)s->ttl * 1000 * 2 / 3;
+    pthread_mutex_unlock(&s->mu);
     for (;;) {
         struct fifolock__etcd_hold *h, **link;
         struct report *reports = NULL;

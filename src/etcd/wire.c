@@ -492,8 +492,12 @@ int fifolock__etcd_call(fifolock_etcd *s, const char *path, json_object *req,
             left = 1;
         /* One attempt may not take the whole budget: a member that cannot
          * answer (a proposal lost with a dead leader, a paused process) is
-         * left after one attempt's time, and the next one is asked. */
-        attempt = left < s->attempt_ms ? (long)left : (long)s->attempt_ms;
+         * left after one attempt's time, and the next one is asked. Each
+         * round doubles it (up to 8 times), so that a cluster that is only
+         * slow (a loaded disk) is still waited for within the budget. */
+        attempt = (long)s->attempt_ms << (rounds < 3 ? rounds : 3);
+        if (attempt > left)
+            attempt = (long)left;
         snprintf(url, sizeof url, "%s%s", s->endpoints[ep], path);
         hdr = fifolock__etcd_headers(s);
         if (hdr == NULL) {
