@@ -128,8 +128,11 @@ struct fifolock_etcd_options {
      * short pause), within timeout_ms: a member that is dead, paused,
      * cut off or without a leader costs one attempt, not the whole budget.
      * Also how long a new watch may take to start, and a connection to be
-     * made. Every request may be sent again this way; each is idempotent
-     * (docs/etcd.md). About etcd's election timeout is right; 0: 1000.
+     * made. Each round over the endpoints doubles it (up to 8 times), and
+     * so does each failed keepalive (up to TTL/3): a cluster that is only
+     * slow is still waited for. Every request may be sent again this way;
+     * each is idempotent (docs/etcd.md). About etcd's election timeout is
+     * right; 0: 1000.
      */
     int attempt_timeout_ms;
 };
