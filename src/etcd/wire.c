@@ -674,6 +674,12 @@ static size_t stream_write(char *ptr, size_t size, size_t nmemb, void *arg)
                 json_object_put(obj);
                 if (verdict == 0)
                     st->endpoint_failed = true;
+                if (verdict < 0) {
+                    /* Its auth token expired: the background thread gets a new one. */
+                    pthread_mutex_lock(&st->s->mu);
+                    st->s->need_auth = true;
+                    pthread_mutex_unlock(&st->s->mu);
+                }
                 snprintf(st->why, sizeof st->why, "%s: %s", st->s->endpoints[st->endpoint], msg);
                 st->stop = EAGAIN;
                 break;
