@@ -122,6 +122,19 @@ struct fifolock_etcd_options {
     /* etcd's user/password auth, as etcdctl's --user: NULL for none. */
     const char *user;
     const char *password;
+    /*
+     * One attempt of a request at one endpoint may take this long before
+     * the request moves on to the next endpoint (or tries again after a
+     * short pause), within timeout_ms: a member that is dead, paused,
+     * cut off or without a leader costs one attempt, not the whole budget.
+     * Also how long a new watch may take to start, and a connection to be
+     * made. Each round over the endpoints doubles it (up to 8 times), and
+     * so does each failed keepalive (up to TTL/3): a cluster that is only
+     * slow is still waited for. Every request may be sent again this way;
+     * each is idempotent (docs/etcd.md). About etcd's election timeout is
+     * right; 0: 1000.
+     */
+    int attempt_timeout_ms;
 };
 
 /*
@@ -134,10 +147,20 @@ struct fifolock_etcd_options {
  *
  * Returns 0 and stores the session in *session, or: EINVAL (NULL pointers,
  * no endpoint, a TTL below 2, a table mode without name or predicate),
- * ECONNREFUSED (no endpoint answered within the timeout), EACCES (a TLS
- * certificate was refused either way, or the user or password was wrong),
- * ETIMEDOUT, EIO (an answer this library does not understand), ENOMEM,
- * EMFILE or ENFILE (no file descriptor for the session's interrupt, below).
+ * ECONNREFUSED (no endpoint answered within the timeout), ETIMEDOUT, and,
+ * each cause with its own code, all final (they come at once, not at the
+ * timeout):
+ *   ENOKEY        the server's TLS certificate is not trusted: a wrong
+ *                 cacert, or none given for a server the system's CAs do
+ *                 not vouch for;
+ *   EACCES        etcd refused the client: its certificate (none, or one
+ *                 the server does not trust), or the user's permission;
+ *   EPROTO        the wrong scheme: https:// to an etcd that speaks plain
+ *                 HTTP, or http:// to one that speaks TLS;
+ *   EKEYREJECTED  a wrong user name or password;
+ *   ENOTSUP       a user was given, but etcd has no authentication enabled;
+ * EIO (an answer this library does not understand), ENOMEM, EMFILE or
+ * ENFILE (no file descriptor for the session's interrupt, below).
  * On failure nothing is left on the cluster and *session is untouched.
  *
  * The background thread blocks every signal: a process's signal handlers
@@ -159,10 +182,16 @@ FIFOLOCK_ETCD_API int fifolock_etcd_open(fifolock_etcd **session, const char *en
  * empty name, n == 0 or above 65536, a mode the session does not know),
  * EDEADLK (n holds of `mode` would be refused even by a lock nobody holds,
  * such as n above a semaphore's size: it could never be granted; nothing is
- * sent), ENOLCK (the session's lease is lost; close it), EACCES, ECONNREFUSED, EIO,
- * ENOMEM. On every error the request left no entry behind (if etcd could not
- * be reached to delete it, the background thread deletes it later, and the
- * lease bounds its life in any case).
+ * sent), ENOLCK (the session's lease was lost before this call, or the
+ * request's entry was deleted by someone else while it waited), EACCES,
+ * ECONNREFUSED, EIO, ENOMEM. On every error the request left no entry behind
+ * (if etcd could not be reached to delete it, the background thread deletes
+ * it later, and the lease bounds its life in any case).
+ *
+ * A request that is waiting when the session's lease is lost (etcd out of
+ * reach longer than the TTL) held nothing: it gives the session a new lease
+ * and queues again, at the tail (its place went with its entry), until the
+ * deadline. Holds of the old lease stay lost (the lost callback, check()).
  */
 FIFOLOCK_ETCD_API int fifolock_etcd_acquire(fifolock_etcd *session, const char *name,
                                        const fifolock_mode *mode,

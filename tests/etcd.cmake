@@ -28,6 +28,8 @@ fifolock_add_etcd_test(test_etcd_procs test_etcd_procs.c TIMEOUT 90 LABELS etcd 
 # (OpenSSL under valgrind would double the time of the etcd tests; ASan covers it.)
 fifolock_add_etcd_test(test_etcd_secure test_etcd_secure.c TIMEOUT 90 LABELS etcd NO_VALGRIND)
 fifolock_add_etcd_test(test_etcd_cluster test_etcd_cluster.c TIMEOUT 90 LABELS etcd etcd-faults NO_VALGRIND)
+# etcd away (paused, or killed and started again) longer than a session's TTL.
+fifolock_add_etcd_test(test_etcd_outage test_etcd_outage.c TIMEOUT 90 LABELS etcd etcd-faults NO_VALGRIND)
 
 # The protocol's model (tests/etcd/lock.pml), checked with spin, with its mutants.
 find_program(FIFOLOCK_ETCD_BASH bash)

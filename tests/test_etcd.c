@@ -652,7 +652,7 @@ static void unreachable_endpoints_fail_clearly_within_the_timeout(void)
 static void a_lost_reply_to_the_join_leaves_one_entry_and_the_same_token(void)
 {
     struct fifolock_etcd_options o = { 0 };
-    struct proxy px;
+    static struct proxy px; /* its thread outlives the test: never on the stack */
     fifolock_etcd *s = NULL;
     const char *colon = strrchr(ep, ':');
     char key[300];
@@ -674,6 +674,30 @@ static void a_lost_reply_to_the_join_leaves_one_entry_and_the_same_token(void)
     CHECK_EQ(atomic_load(&px.dropped), 2);
     CHECK_EQ(queue_len("idem"), 0);
     CHECK_EQ(fifolock_etcd_close(s), 0);
+}
+
+/* A grant applied and its reply lost: the retry finds its own lease, no second one. */
+static void a_lost_reply_to_the_lease_grant_leaves_one_lease(void)
+{
+    struct fifolock_etcd_options o = { 0 };
+    static struct proxy px; /* its thread outlives the test: never on the stack */
+    fifolock_etcd *s = NULL;
+    const char *colon = strrchr(ep, ':');
+    long before = etcd_lease_count(ep, NULL);
+    int64_t t;
+
+    proxy_start(&px, atoi(colon + 1));
+    o.timeout_ms = 3000;
+    proxy_drop(&px, "/v3/lease/grant", 1);
+    CHECK_EQ(fifolock_etcd_open(&s, px.url, &o), 0);
+    CHECK_EQ(atomic_load(&px.dropped), 1);
+    CHECK_EQ(etcd_lease_count(ep, NULL), before + 1);
+    if (s == NULL)
+        return;
+    CHECK_EQ(fifolock_etcd_acquire(s, "grant", &fifolock_mutex, NULL, &t), 0);
+    CHECK_EQ(fifolock_etcd_release(s, "grant", t), 0);
+    CHECK_EQ(fifolock_etcd_close(s), 0);
+    CHECK_EQ(etcd_lease_count(ep, NULL), before);
 }
 
 /* A long TTL: an entry left behind would block the next session for 60 s. */
@@ -829,6 +853,7 @@ int main(int argc, char **argv)
         TEST(upgradable_shares_with_readers_and_excludes_itself),
         TEST(unreachable_endpoints_fail_clearly_within_the_timeout),
         TEST(a_lost_reply_to_the_join_leaves_one_entry_and_the_same_token),
+        TEST(a_lost_reply_to_the_lease_grant_leaves_one_lease),
         TEST(an_interrupt_ends_every_wait_of_the_session_and_leaves_no_entry),
         TEST(an_interrupt_stays_until_cleared_and_spares_try_acquire),
         TEST(a_signal_handler_on_the_waiting_thread_interrupts_its_wait),

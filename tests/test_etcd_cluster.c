@@ -1,8 +1,12 @@
 /*
- * The etcd lock on a real 3-member etcd cluster with members killed (kill -9)
- * while locks are held and waited on: a follower, then the leader. Holds
+ * The etcd lock on a real 3-member etcd cluster (elections time out after
+ * 500 ms, tests/etcd/etcd-up.sh) with members killed (kill -9) or paused
+ * (SIGSTOP) while locks are held, joined, released and waited on. Holds
  * survive (the lease is kept alive through the other members), waiters are
- * still granted, in order. Each test starts its own cluster.
+ * still granted, in order; a request that cannot succeed where it was sent
+ * (a dead leader behind the member, a paused member) moves on at once, so a
+ * handoff across the leader's death costs about the election time, not the
+ * request's whole budget. Each test starts its own cluster.
  * Skips (77) only when etcd is not installed.
  */
 #include "check.h"
@@ -47,36 +51,72 @@ static int leader_of(const struct etcd_server *e, const bool *dead)
 struct waiter {
     fifolock_etcd *s;
     const char *name;
+    long wait_ms;       /* its deadline; 0: 20 s */
     int rc;
     int64_t token;
+    long granted_at;    /* etcd_now_ms() when acquire returned */
     pthread_t thread;
 };
 
 static void *waiter_main(void *arg)
 {
     struct waiter *w = arg;
-    struct timespec d = etcd_in_ms(20000);
+    struct timespec d = etcd_in_ms(w->wait_ms ? w->wait_ms : 20000);
 
     w->rc = fifolock_etcd_acquire(w->s, w->name, &fifolock_mutex, &d, &w->token);
+    w->granted_at = etcd_now_ms();
     return NULL;
 }
 
-static fifolock_etcd *open_victim_first(int victim)
+static void start_waiter(struct waiter *w, fifolock_etcd *s, const char *name, long wait_ms)
+{
+    memset(w, 0, sizeof *w);
+    w->s = s;
+    w->name = name;
+    w->wait_ms = wait_ms;
+    w->rc = -1;
+    pthread_create(&w->thread, NULL, waiter_main, w);
+}
+
+/* A session whose endpoints list member `first` first: it talks to that one. */
+static fifolock_etcd *open_first(int first, int ttl, int timeout_ms)
 {
     struct fifolock_etcd_options o = { 0 };
     char eps[600];
     int i;
 
-    /* The member to be killed first in the list: the session talks to it. */
-    snprintf(eps, sizeof eps, "%s", srv.url[victim]);
+    snprintf(eps, sizeof eps, "%s", srv.url[first]);
     for (i = 0; i < srv.members; i++)
-        if (i != victim) {
+        if (i != first) {
             strcat(eps, ",");
             strcat(eps, srv.url[i]);
         }
-    o.ttl = TTL;
-    o.timeout_ms = 3000;
+    o.ttl = ttl;
+    o.timeout_ms = timeout_ms;
     return etcd_open_or_die(eps, &o);
+}
+
+static fifolock_etcd *open_victim_first(int victim)
+{
+    /* The member to be killed first in the list: the session talks to it. */
+    return open_first(victim, TTL, 3000);
+}
+
+/* A new 3-member cluster; its leader's index. */
+static int cluster_up(void)
+{
+    bool dead[3] = { false, false, false };
+    int leader = -1, i;
+
+    if (etcd_up(&srv, 3, NULL) != 0)
+        exit(1);
+    for (i = 0; i < 100 && (leader = leader_of(&srv, dead)) < 0; i++)
+        etcd_sleep_ms(50);
+    if (leader < 0) {
+        fprintf(stderr, "%s: the cluster elected no leader\n", check_current);
+        exit(1);
+    }
+    return leader;
 }
 
 static long queue_len(int live, const char *name)
@@ -109,16 +149,10 @@ static void member_killed_while_held_and_waited_on(bool kill_leader)
     w1s = open_victim_first(victim);
     w2s = open_victim_first(victim);
     CHECK_EQ(fifolock_etcd_acquire(holder, "cluster", &fifolock_mutex, NULL, &t), 0);
-    w1.s = w1s;
-    w1.name = "cluster";
-    w1.rc = -1;
-    pthread_create(&w1.thread, NULL, waiter_main, &w1);
+    start_waiter(&w1, w1s, "cluster", 0);
     for (i = 0; i < 400 && queue_len(live, "cluster") != 2; i++)
         etcd_sleep_ms(5);
-    w2.s = w2s;
-    w2.name = "cluster";
-    w2.rc = -1;
-    pthread_create(&w2.thread, NULL, waiter_main, &w2);
+    start_waiter(&w2, w2s, "cluster", 0);
     for (i = 0; i < 400 && queue_len(live, "cluster") != 3; i++)
         etcd_sleep_ms(5);
     CHECK_EQ(queue_len(live, "cluster"), 3);
@@ -166,11 +200,190 @@ static void a_killed_leader_keeps_holds_and_grants_waiters(void)
     member_killed_while_held_and_waited_on(true);
 }
 
+
+/*
+ * The issue this answers: a release sent to a surviving member while the
+ * leader dies waited for the request's whole budget (5 s) before anything
+ * moved. Sessions on a follower (the default 5 s budget), the leader killed,
+ * the holder releases at once: the waiter must hold well within the
+ * budget, about the election time (500 ms here; 3 s allows a loaded machine).
+ */
+static void a_release_across_the_leaders_death_hands_over_within_the_election_time(void)
+{
+    int leader = cluster_up(), follower = (leader + 1) % 3, live = follower;
+    fifolock_etcd *holder = open_first(follower, TTL, 0), *ws = open_first(follower, TTL, 0);
+    struct waiter w;
+    long t0, released;
+    int64_t t;
+    int rc, i;
+
+    CHECK_EQ(fifolock_etcd_acquire(holder, "handoff", &fifolock_mutex, NULL, &t), 0);
+    start_waiter(&w, ws, "handoff", 0);
+    for (i = 0; i < 400 && queue_len(live, "handoff") != 2; i++)
+        etcd_sleep_ms(5);
+    etcd_sleep_ms(200); /* the waiter is in its watch */
+    kill(srv.pid[leader], SIGKILL);
+    t0 = etcd_now_ms();
+    rc = fifolock_etcd_release(holder, "handoff", t);
+    released = etcd_now_ms() - t0;
+    pthread_join(w.thread, NULL);
+    printf("the leader killed, then a release: released after %ld ms, handed over after %ld ms\n",
+           released, w.granted_at - t0);
+    if (rc != 0)
+        fprintf(stderr, "release: %s (%s)\n", fifolock_etcd_strerror(rc), fifolock_etcd_last_error());
+    CHECK_EQ(rc, 0);
+    CHECK_EQ(w.rc, 0);
+    CHECK_LT(t, w.token);
+    CHECK_LT(w.granted_at - t0, 3000);
+    CHECK_EQ(fifolock_etcd_release(ws, "handoff", w.token), 0);
+    CHECK_EQ(fifolock_etcd_close(holder), 0);
+    CHECK_EQ(fifolock_etcd_close(ws), 0);
+    CHECK_EQ(queue_len(live, "handoff"), 0);
+    etcd_down(&srv);
+}
+
+/* A join sent to a follower as the leader dies: held soon, and one entry only. */
+static void a_join_across_the_leaders_death_holds_soon_with_one_entry(void)
+{
+    int leader = cluster_up(), follower = (leader + 1) % 3;
+    fifolock_etcd *s = open_first(follower, TTL, 0);
+    struct timespec d;
+    long t0, took;
+    int64_t t = 0;
+    int rc;
+
+    kill(srv.pid[leader], SIGKILL);
+    t0 = etcd_now_ms();
+    d = etcd_in_ms(20000);
+    rc = fifolock_etcd_acquire(s, "join", &fifolock_mutex, &d, &t);
+    took = etcd_now_ms() - t0;
+    printf("the leader killed, then a join: held after %ld ms\n", took);
+    if (rc != 0)
+        fprintf(stderr, "acquire: %s (%s)\n", fifolock_etcd_strerror(rc), fifolock_etcd_last_error());
+    CHECK_EQ(rc, 0);
+    CHECK_LT(took, 3000);
+    CHECK_EQ(queue_len(follower, "join"), 1);
+    if (rc == 0)
+        CHECK_EQ(fifolock_etcd_release(s, "join", t), 0);
+    CHECK_EQ(fifolock_etcd_close(s), 0);
+    CHECK_EQ(queue_len(follower, "join"), 0);
+    etcd_down(&srv);
+}
+
+static int lost_calls;
+
+static void count_lost(fifolock_etcd *s, const char *name, int64_t token, int reason, void *arg)
+{
+    (void)s, (void)name, (void)token, (void)reason, (void)arg;
+    __atomic_add_fetch(&lost_calls, 1, __ATOMIC_SEQ_CST);
+}
+
+/*
+ * The shortest TTL (2 s, a keepalive every 667 ms): the leader dies while
+ * one session's keepalives go to it (they must move to another member) and
+ * another's go through a follower (which holds them until a new leader is
+ * elected). Both leases must be renewed before their local bound runs out:
+ * the holds are kept, nobody is told of a loss.
+ */
+static void a_keepalive_across_the_leaders_death_keeps_the_hold(void)
+{
+    int leader = cluster_up(), follower = (leader + 1) % 3;
+    fifolock_etcd *s[2];
+    long safe_before[2];
+    int64_t t[2];
+    int i;
+
+    lost_calls = 0;
+    for (i = 0; i < 2; i++) {
+        struct fifolock_etcd_options o = { 0 };
+        char eps[600];
+        int first = i == 0 ? leader : follower;
+
+        snprintf(eps, sizeof eps, "%s,%s,%s", srv.url[first], srv.url[(first + 1) % 3],
+                 srv.url[(first + 2) % 3]);
+        o.ttl = 2;
+        o.lost = count_lost;
+        s[i] = etcd_open_or_die(eps, &o);
+        CHECK_EQ(fifolock_etcd_acquire(s[i], i == 0 ? "ka0" : "ka1", &fifolock_mutex, NULL,
+                                       &t[i]), 0);
+    }
+    etcd_sleep_ms(300);
+    for (i = 0; i < 2; i++)
+        safe_before[i] = ms_of(fifolock_etcd_safe_until(s[i]));
+    kill(srv.pid[leader], SIGKILL);
+    etcd_sleep_ms(3 * 2000);
+    for (i = 0; i < 2; i++) {
+        CHECK_EQ(fifolock_etcd_check(s[i], i == 0 ? "ka0" : "ka1", t[i], NULL), 0);
+        CHECK_LT(safe_before[i] + 3000, ms_of(fifolock_etcd_safe_until(s[i])));
+    }
+    CHECK_EQ(__atomic_load_n(&lost_calls, __ATOMIC_SEQ_CST), 0);
+    for (i = 0; i < 2; i++) {
+        CHECK_EQ(fifolock_etcd_release(s[i], i == 0 ? "ka0" : "ka1", t[i]), 0);
+        CHECK_EQ(fifolock_etcd_close(s[i]), 0);
+    }
+    etcd_down(&srv);
+}
+
+/*
+ * A member paused with SIGSTOP still accepts connections (the kernel does)
+ * but answers nothing. Requests sent to it move on to the next member after
+ * one attempt's time; a waiter whose watch sits on it moves its watch.
+ */
+static void a_paused_member_is_passed_over(void)
+{
+    int leader = cluster_up(), paused = (leader + 1) % 3, other = (leader + 2) % 3;
+    fifolock_etcd *a = open_first(paused, 3, 0), *c = open_first(paused, 3, 0),
+                  *b = open_first(other, 3, 0);
+    struct waiter w;
+    int64_t t, tb;
+    long t0, took;
+    int i, rc;
+
+    CHECK_EQ(fifolock_etcd_acquire(b, "paused", &fifolock_mutex, NULL, &tb), 0);
+    start_waiter(&w, c, "paused", 10000);
+    for (i = 0; i < 400 && queue_len(other, "paused") != 2; i++)
+        etcd_sleep_ms(5);
+    etcd_sleep_ms(200); /* the waiter is in its watch, on the paused member */
+    kill(srv.pid[paused], SIGSTOP);
+
+    t0 = etcd_now_ms();
+    rc = fifolock_etcd_acquire(a, "join", &fifolock_mutex, NULL, &t);
+    took = etcd_now_ms() - t0;
+    printf("a member paused: a join held after %ld ms", took);
+    CHECK_EQ(rc, 0);
+    CHECK_LT(took, 3000);
+    t0 = etcd_now_ms();
+    if (rc == 0)
+        CHECK_EQ(fifolock_etcd_release(a, "join", t), 0);
+    took = etcd_now_ms() - t0;
+    printf(", released after %ld ms", took);
+    CHECK_LT(took, 3000);
+
+    t0 = etcd_now_ms();
+    CHECK_EQ(fifolock_etcd_release(b, "paused", tb), 0);
+    pthread_join(w.thread, NULL);
+    printf(", the waiter watching it handed over after %ld ms\n", w.granted_at - t0);
+    CHECK_EQ(w.rc, 0);
+    CHECK_LT(w.granted_at - t0, 5000);
+    if (w.rc == 0)
+        CHECK_EQ(fifolock_etcd_release(c, "paused", w.token), 0);
+    kill(srv.pid[paused], SIGCONT);
+    CHECK_EQ(fifolock_etcd_close(a), 0);
+    CHECK_EQ(fifolock_etcd_close(b), 0);
+    CHECK_EQ(fifolock_etcd_close(c), 0);
+    CHECK_EQ(queue_len(other, "paused"), 0);
+    etcd_down(&srv);
+}
+
 int main(int argc, char **argv)
 {
     static const struct check_test tests[] = {
         TEST(a_killed_follower_keeps_holds_and_grants_waiters),
         TEST(a_killed_leader_keeps_holds_and_grants_waiters),
+        TEST(a_release_across_the_leaders_death_hands_over_within_the_election_time),
+        TEST(a_join_across_the_leaders_death_holds_soon_with_one_entry),
+        TEST(a_keepalive_across_the_leaders_death_keeps_the_hold),
+        TEST(a_paused_member_is_passed_over),
     };
     int status;
 

@@ -3,7 +3,11 @@
  * speaks TLS and checks client certificates (certificates made by openssl
  * at test time), and one with user/password auth enabled. A client without
  * the right certificate or password is refused with a clear error, within
- * its timeout, and leaves nothing behind (no key, no lease).
+ * its timeout, and leaves nothing behind (no key, no lease). Each cause has
+ * its own code: a server not trusted (wrong or missing CA) ENOKEY, a client
+ * refused EACCES, a wrong scheme (https:// to plain HTTP, http:// to TLS)
+ * EPROTO, a wrong password EKEYREJECTED, a user for an etcd without auth
+ * ENOTSUP.
  * Skips (77) only when etcd is not installed.
  */
 #include "check.h"
@@ -44,22 +48,46 @@ static void tls_with_the_cluster_ca_and_a_client_certificate_works(void)
     CHECK_EQ(fifolock_etcd_close(s), 0);
 }
 
-/* A refused client: EACCES with a message, in time, nothing left behind. */
-static void refused(struct fifolock_etcd_options *o, const char *what)
+/*
+ * A client that cannot get in: `expected` (its own code for each cause, so
+ * that a program or a person can tell them apart), with a message, in time,
+ * nothing left behind on the cluster `on` (given to open as `endpoints`).
+ */
+static void refused_by(struct etcd_server *on, const char *endpoints,
+                       struct fifolock_etcd_options *o, int expected, const char *what)
 {
     fifolock_etcd *s;
-    long before = etcd_lease_count(tls.url[0], NULL), t0 = etcd_now_ms();
-    int rc = open_with(&s, tls.endpoints, o);
+    const char *token = on == &tls ? NULL : root_token;
+    long before = etcd_lease_count(on->url[0], token), t0 = etcd_now_ms();
+    int rc = open_with(&s, endpoints, o);
 
-    CHECK_EQ(rc, EACCES);
+    CHECK_EQ(rc, expected);
     CHECK_LE(etcd_now_ms() - t0, 2500);
     CHECK_TRUE(fifolock_etcd_last_error()[0] != '\0');
     printf("%s: %s: %s\n", what, fifolock_etcd_strerror(rc), fifolock_etcd_last_error());
-    if (rc != EACCES)
+    if (rc != expected)
         fprintf(stderr, "%s: %s (%s)\n", what, fifolock_etcd_strerror(rc), fifolock_etcd_last_error());
     CHECK_TRUE(s == NULL);
-    CHECK_EQ(etcd_lease_count(tls.url[0], NULL), before);
-    CHECK_EQ(etcd_count(tls.url[0], "fifolock/", NULL), 0);
+    CHECK_EQ(etcd_lease_count(on->url[0], token), before);
+    CHECK_EQ(etcd_count(on->url[0], "fifolock/", token), 0);
+}
+
+static void refused(struct fifolock_etcd_options *o, const char *what)
+{
+    refused_by(&tls, tls.endpoints, o, EACCES, what);
+}
+
+/* The same host and port, with the other scheme. */
+static const char *other_scheme(const struct etcd_server *e)
+{
+    static char url[200];
+    const char *u = e->url[0];
+
+    if (strncmp(u, "https://", 8) == 0)
+        snprintf(url, sizeof url, "http://%s", u + 8);
+    else
+        snprintf(url, sizeof url, "https://%s", u + 7);
+    return url;
 }
 
 static void tls_without_a_client_certificate_is_refused(void)
@@ -87,8 +115,52 @@ static void tls_with_the_wrong_ca_does_not_trust_the_server(void)
     o.cacert = etcd_file(&tls, "tls/other-ca.pem");
     o.cert = etcd_file(&tls, "tls/client.pem");
     o.key = etcd_file(&tls, "tls/client-key.pem");
-    refused(&o, "wrong CA");
-    CHECK_TRUE(strstr(fifolock_etcd_last_error(), "certificate") != NULL);
+    refused_by(&tls, tls.endpoints, &o, ENOKEY, "wrong CA");
+    CHECK_TRUE(strstr(fifolock_etcd_last_error(), "not trusted") != NULL);
+    CHECK_TRUE(strstr(fifolock_etcd_strerror(ENOKEY), "CA certificate") != NULL);
+}
+
+static void tls_without_a_ca_does_not_trust_the_server(void)
+{
+    struct fifolock_etcd_options o = { 0 };
+
+    o.cert = etcd_file(&tls, "tls/client.pem");
+    o.key = etcd_file(&tls, "tls/client-key.pem");
+    refused_by(&tls, tls.endpoints, &o, ENOKEY, "no CA");
+    CHECK_TRUE(strstr(fifolock_etcd_last_error(), "no CA certificate given") != NULL);
+}
+
+static void https_to_a_plain_http_etcd_is_a_wrong_scheme(void)
+{
+    struct fifolock_etcd_options o = { 0 };
+
+    o.cacert = etcd_file(&tls, "tls/ca.pem");
+    refused_by(&auth, other_scheme(&auth), &o, EPROTO, "https:// to plain HTTP");
+    CHECK_TRUE(strstr(fifolock_etcd_last_error(), "speaks plain HTTP") != NULL);
+}
+
+static void http_to_a_tls_etcd_is_a_wrong_scheme(void)
+{
+    struct fifolock_etcd_options o = { 0 };
+
+    o.cacert = etcd_file(&tls, "tls/ca.pem");
+    o.cert = etcd_file(&tls, "tls/client.pem");
+    o.key = etcd_file(&tls, "tls/client-key.pem");
+    refused_by(&tls, other_scheme(&tls), &o, EPROTO, "http:// to TLS");
+    CHECK_TRUE(strstr(fifolock_etcd_last_error(), "speaks TLS") != NULL);
+}
+
+static void a_user_for_an_etcd_without_auth_is_a_clear_error(void)
+{
+    struct fifolock_etcd_options o = { 0 };
+
+    o.cacert = etcd_file(&tls, "tls/ca.pem");
+    o.cert = etcd_file(&tls, "tls/client.pem");
+    o.key = etcd_file(&tls, "tls/client-key.pem");
+    o.user = "alice";
+    o.password = "alicepw";
+    refused_by(&tls, tls.endpoints, &o, ENOTSUP, "--user without auth");
+    CHECK_TRUE(strstr(fifolock_etcd_last_error(), "authentication is not enabled") != NULL);
 }
 
 static void auth_with_the_right_password_works(void)
@@ -114,7 +186,7 @@ static void auth_with_a_wrong_password_is_refused_clearly(void)
 
     o.user = "alice";
     o.password = "wrong";
-    CHECK_EQ(open_with(&s, auth.endpoints, &o), EACCES);
+    CHECK_EQ(open_with(&s, auth.endpoints, &o), EKEYREJECTED);
     CHECK_LE(etcd_now_ms() - t0, 2500);
     CHECK_TRUE(strstr(fifolock_etcd_last_error(), "authentication failed") != NULL);
     printf("wrong password: %s\n", fifolock_etcd_last_error());
@@ -188,6 +260,10 @@ int main(int argc, char **argv)
         TEST(tls_without_a_client_certificate_is_refused),
         TEST(tls_with_a_client_certificate_of_another_ca_is_refused),
         TEST(tls_with_the_wrong_ca_does_not_trust_the_server),
+        TEST(tls_without_a_ca_does_not_trust_the_server),
+        TEST(https_to_a_plain_http_etcd_is_a_wrong_scheme),
+        TEST(http_to_a_tls_etcd_is_a_wrong_scheme),
+        TEST(a_user_for_an_etcd_without_auth_is_a_clear_error),
         TEST(auth_with_the_right_password_works),
         TEST(auth_with_a_wrong_password_is_refused_clearly),
         TEST(auth_without_a_user_is_refused),

@@ -5,8 +5,11 @@
 # SIGINT and SIGTERM while waiting (exit 130, 143, no entry left), an
 # unreachable endpoint, a lock lost while the command runs (its key
 # deleted, its lease revoked: the command gets SIGTERM, the tool exits 3 and
-# says why), the upgradable mode, and --user with auth and --cacert/--cert/
-# --key with TLS (about 15 s in all).
+# says why), etcd paused longer than the TTL (a waiter queues again and
+# runs its command; a holder is told, exit 3), the upgradable mode, a clear
+# message for each refusal (wrong password, certificate, CA, scheme, --user
+# to an etcd without auth), and --user with auth and --cacert/--cert/
+# --key with TLS (about 25 s in all).
 # usage: test_fifolock_cli_etcd.sh PATH-TO-fifolock ETCD-SCRIPTS-DIR
 # Exit status 77 (skipped) when etcd is not installed.
 set -u
@@ -208,6 +211,37 @@ gone() { ! grep -q '^[0-9]* ([^)]*) [^Z]' "/proc/$1/stat" 2>/dev/null; }
 for _ in $(seq 100); do gone "$cmd" && break; sleep 0.01; done
 check "a killed tool's command dies with it" 1 "$(gone "$cmd" && echo 1)"
 
+# ---- etcd away longer than a TTL ----
+# etcd paused 3.5 s. A waiter with --ttl 2 and time left on --timeout held
+# nothing: its lease runs out, it queues again and runs its command once the
+# holder (a long lease) is done, exit 0 (it used to exit 2, "the lock was
+# lost"). A holder with --ttl 2 is told: SIGTERM to its command, exit 3.
+fl --ttl 60 O sh -c "touch $dir/o0; while [ ! -e $dir/o-go ]; do sleep 0.02; done" &
+holder=$!
+wait_for "$dir/o0"
+fl --ttl 2 --timeout 40 O sh -c "touch $dir/o-waiter" 2>"$dir/err-outage-w" &
+waiter=$!
+wait_entries O 2
+N=outage fl --ttl 2 P sh -c "export N=outage; $lost_cmd" 2>"$dir/err-outage-h" &
+short_holder=$!
+wait_for "$dir/held-outage"
+sleep 0.3 # the waiter's watch is open
+etcd_pid=$(cat "$dir/etcd/member0.pid")
+kill -STOP "$etcd_pid"
+sleep 3.5
+kill -CONT "$etcd_pid"
+touch "$dir/o-go"
+wait "$holder"
+check "a holder with a long lease outlives the outage" 0 $?
+wait "$waiter"
+check "a waiter outlives an outage longer than its TTL" 0 $?
+check "... and runs its command" 1 "$([ -e "$dir/o-waiter" ] && echo 1)"
+[ -s "$dir/err-outage-w" ] && cat "$dir/err-outage-w" >&2
+wait "$short_holder"
+check "a holder whose lease ran out in the outage: the tool exits 3" 3 $?
+check "... and its command got SIGTERM" 1 "$([ -e "$dir/term-outage" ] && echo 1)"
+check "nothing is left after the outage" 0 "$(entries O)"
+
 # ---- upgradable ----
 fl --mode upgradable U sh -c "touch $dir/u0; while [ ! -e $dir/u-go ]; do sleep 0.02; done" &
 holder=$!
@@ -228,6 +262,14 @@ check "an upgradable joins a reader" 0 $?
 touch "$dir/u-go2"
 wait "$holder"
 
+# ---- clear refusals from the plain etcd ----
+err=$("$tool" --etcd "$ep" --user alice:alicepw --timeout 10 A true 2>&1)
+check "--user to an etcd without auth exits 2" 2 $?
+check_match "--user to an etcd without auth says so" "^fifolock: cannot open a session on etcd at .*does not have authentication enabled" "$err"
+err=$("$tool" --etcd "https://${ep#http://}" --timeout 10 A true 2>&1)
+check "https:// to a plain etcd exits 2" 2 $?
+check_match "https:// to a plain etcd says so" "speaks plain HTTP, not TLS" "$err"
+
 # ---- auth (--user) and TLS (--cacert, --cert, --key), as etcdctl spells them ----
 # Two more members (etcd-up.sh makes one or the other): users alice/alicepw
 # (may use fifolock/), and a CA with a client certificate.
@@ -240,7 +282,7 @@ if bash "$scripts/etcd-up.sh" "$dir/auth" --auth 2>"$dir/auth.err"; then
     check "--user NAME:PASSWORD" 0 $?
     err=$(FIFOLOCK_ETCD_PASSWORD=wrong "$tool" --etcd "$aep" --user alice --timeout 10 A true 2>&1)
     check "a wrong password exits 2" 2 $?
-    check_match "a wrong password is named" "^fifolock: cannot reach etcd at .*(authentication|password)" "$err"
+    check_match "a wrong password is named" "^fifolock: cannot open a session on etcd at .*rejected the user name or password" "$err"
     err=$("$tool" --etcd "$aep" --timeout 10 A true 2>&1)
     check "no user on an etcd with auth exits 2" 2 $?
 else
@@ -255,9 +297,13 @@ if bash "$scripts/etcd-up.sh" "$dir/tls" --tls 2>"$dir/tls.err"; then
     check "TLS with --cacert, --cert, --key" 0 $?
     err=$("$tool" --etcd "$tep" --cacert "$t/ca.pem" --timeout 10 S true 2>&1)
     check "TLS without a client certificate exits 2" 2 $?
-    check_match "TLS without a client certificate says so" "^fifolock: cannot reach etcd at " "$err"
+    check_match "TLS without a client certificate says so" "^fifolock: cannot open a session on etcd at .*refused the client" "$err"
     err=$("$tool" --etcd "$tep" --cacert "$t/other-ca.pem" --cert "$t/client.pem" --key "$t/client-key.pem" --timeout 10 S true 2>&1)
     check "a server certificate from another CA exits 2" 2 $?
+    check_match "a server certificate from another CA says so" "certificate is not trusted.*other-ca.pem" "$err"
+    err=$("$tool" --etcd "http://${tep#https://}" --cacert "$t/ca.pem" --cert "$t/client.pem" --key "$t/client-key.pem" --timeout 10 S true 2>&1)
+    check "http:// to a TLS etcd exits 2" 2 $?
+    check_match "http:// to a TLS etcd says so" "speaks TLS, not plain HTTP" "$err"
 else
     echo "FAIL could not start an etcd with TLS:" >&2
     cat "$dir/tls.err" >&2

@@ -159,7 +159,12 @@ static int etcd_acquire(void **state, const struct tool_options *opt, const char
     o.password = opt->password;
     rc = fifolock_etcd_open(&e->session, opt->endpoints, &o);
     if (rc != 0) {
-        snprintf(what, sizeof what, "cannot reach etcd at %s", opt->endpoints);
+        /* "cannot reach" only when nothing answered: a refused certificate or
+         * password is an answer, and the message says which. */
+        snprintf(what, sizeof what, "%s etcd at %s",
+                 rc == ECONNREFUSED || rc == ETIMEDOUT ? "cannot reach"
+                                                       : "cannot open a session on",
+                 opt->endpoints);
         describe(err, err_size, what, rc);
         free(e);
         return rc == ETIMEDOUT ? ECONNREFUSED : rc; /* not "timed out waiting" */

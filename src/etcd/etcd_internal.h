@@ -20,6 +20,7 @@ struct fifolock__etcd_hold {
     char *name;             /* the caller's lock name */
     char *key;              /* the entry's etcd key (NUL-terminated, no NUL inside) */
     int64_t token;          /* the entry's create revision */
+    int64_t lease;          /* the lease its entry was put with */
     int64_t watch_from;     /* the watch must see every event from this revision */
     int lost;               /* 0, or ENOLCK / ETIMEDOUT once lost */
     bool reported;          /* the lost callback ran (or will, for this loss) */
@@ -58,9 +59,9 @@ struct fifolock_etcd {
     fifolock_etcd_lost_fn *lost_fn;
     void *lost_arg;
     int timeout_ms;
+    int attempt_ms;         /* one attempt at one endpoint (options.attempt_timeout_ms) */
     int ttl;
     char *cacert, *cert, *key, *user, *password;
-    int64_t lease;
     /*
      * fifolock_etcd_interrupt()'s state: an eventfd whose counter is nonzero
      * (readable) while the session is interrupted. Writing to it is
@@ -68,18 +69,30 @@ struct fifolock_etcd {
      */
     int interrupt_fd;
 
+    pthread_mutex_t renew_mu;   /* one renewal of the lease at a time */
     pthread_mutex_t mu;     /* guards everything below */
     size_t current;         /* the endpoint that answered last */
+    /*
+     * Per endpoint: how many times a request found it failing (unreachable,
+     * an attempt's time out, no leader). A watch notes the count of its
+     * endpoint when it starts and moves on when it grows: a paused member
+     * keeps a watch's connection open and silent, and a request of the
+     * session (the keepalive, every TTL/3) is what notices.
+     */
+    unsigned *ep_fail;
     char *auth_token;       /* from etcd's Authenticate, NULL without auth */
     struct fifolock__etcd_http *pool;
     struct fifolock__etcd_hold *holds;
     struct fifolock__etcd_orphan *orphans;
     struct fifolock__etcd_sem *sems;
     size_t nsems;
+    int64_t lease;          /* the session's lease; replaced when a waiter renews it */
+    int64_t revoke;         /* a lost lease the background thread still revokes, or 0 */
     uint64_t seq;           /* makes each request's key unique */
     int64_t safe_until_ms;  /* CLOCK_BOOTTIME ms: last acknowledged keepalive's send + TTL */
     int lost;               /* 0, or why the lease is lost (ENOLCK, ETIMEDOUT): sticky */
     bool stopping;
+    bool opening;           /* fifolock_etcd_open() runs: a failure may be a scheme mismatch */
     bool need_auth;         /* a watch was refused for its token: authenticate again */
 
     pthread_t thread;
@@ -118,8 +131,9 @@ FIFOLOCK_HIDDEN char *fifolock__etcd_prefix_end(const char *prefix);
  * in *resp. Tries the endpoints in turn, retrying what may pass (refused
  * connections, a leader election) until `until_ms` or the session's
  * timeout, whichever is first. Returns 0, ENOENT (etcd said not found),
- * EACCES, ECONNREFUSED, ETIMEDOUT, EIO, ENOMEM; the detail goes to the
- * thread's error message. Does not take ownership of req.
+ * EEXIST (a lease ID granted already), EACCES, ECONNREFUSED, ETIMEDOUT,
+ * EIO, ENOMEM; the detail goes to the thread's error message. Does not
+ * take ownership of req.
  */
 FIFOLOCK_HIDDEN int fifolock__etcd_call(fifolock_etcd *s, const char *path, json_object *req,
                                         json_object **resp, int64_t until_ms);
@@ -136,12 +150,17 @@ struct fifolock__etcd_stream {
     json_tokener *tok;
     char *body;
     char errbuf[CURL_ERROR_SIZE];
+    char why[CURL_ERROR_SIZE];  /* why it moves on (libcurl may overwrite errbuf) */
     fifolock__etcd_message_fn *on_message;
     void *arg;
     int stop;               /* on_message asked to end, or the stream was bad */
     size_t endpoint;
     fifolock_etcd *s;
     int64_t until_ms;       /* for the blocking watch: its deadline */
+    int64_t started_ms;     /* when the stream was prepared (CLOCK_MONOTONIC) */
+    unsigned fail_seen;     /* s->ep_fail[endpoint] then */
+    bool created;           /* a first message came */
+    bool endpoint_failed;   /* the member answered with an error: move on */
 };
 
 /* Prepares a stream on the current endpoint; NULL on ENOMEM. */
@@ -151,9 +170,27 @@ fifolock__etcd_stream_new(fifolock_etcd *s, const char *path, json_object *req,
 FIFOLOCK_HIDDEN void fifolock__etcd_stream_free(struct fifolock__etcd_stream *st);
 /* After a stream ended with `code`: the endpoint failed, try the next one. */
 FIFOLOCK_HIDDEN void fifolock__etcd_stream_failed(struct fifolock__etcd_stream *st, CURLcode code);
+/*
+ * Should the stream move to another endpoint? Yes when it did not start
+ * within one attempt's time (then its endpoint is marked failed), or when a
+ * request found its endpoint failing since it started. Under s->mu.
+ */
+FIFOLOCK_HIDDEN bool fifolock__etcd_stream_stalled(struct fifolock__etcd_stream *st);
+/* A request found endpoint `ep` failing: move on from it. Under s->mu. */
+FIFOLOCK_HIDDEN void fifolock__etcd_endpoint_failed(fifolock_etcd *s, size_t ep);
+/* The headers of every request: JSON, the auth token, "fail without a leader". */
+FIFOLOCK_HIDDEN struct curl_slist *fifolock__etcd_headers(fifolock_etcd *s);
 
 /* Pooled easy handles, configured for the session (TLS, auth header). */
 FIFOLOCK_HIDDEN int fifolock__etcd_authenticate(fifolock_etcd *s, int64_t until_ms);
+
+/*
+ * For a request whose lease `lost_lease` was lost while it waited: gives the
+ * session a new lease (unless another request did since), trying until
+ * `until_ms` while etcd is away. Holds of the old lease stay lost. Returns
+ * 0, EINTR (interrupted), ETIMEDOUT, or an error reaching etcd.
+ */
+FIFOLOCK_HIDDEN int fifolock__etcd_renew(fifolock_etcd *s, int64_t lost_lease, int64_t until_ms);
 
 /* Is the session interrupted (fifolock_etcd_interrupt(), not yet cleared)? */
 FIFOLOCK_HIDDEN bool fifolock__etcd_interrupted(fifolock_etcd *s);
@@ -168,7 +205,7 @@ FIFOLOCK_HIDDEN void fifolock__etcd_add_orphan(fifolock_etcd *s, const char *key
  * reaching etcd (try again later).
  */
 FIFOLOCK_HIDDEN int fifolock__etcd_mark(fifolock_etcd *s, const char *key, int64_t token,
-                                        const char *value, int64_t until_ms);
+                                        int64_t lease, const char *value, int64_t until_ms);
 
 /* A new hold's watch starts this long after the grant (it replays what it missed). */
 #define FIFOLOCK__ETCD_WATCH_DELAY_MS 100

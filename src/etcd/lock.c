@@ -46,6 +46,21 @@
  *   R   release: delete K.
  *   L   lost (session.c): lease gone, local bound passed, or K deleted by
  *       someone else while held: the user is told.
+ *   J2  join again: a request that waits when the lease is lost (L1, L2,
+ *       or J refused for a lease etcd no longer has) held nothing. It
+ *       withdraws K (X: it goes with the lease anyway), gives the session a
+ *       new lease L' (session.c; one request does it, the others find it
+ *       done) and does J with a new key K' = Q<L'>-<new sequence>, at the
+ *       tail, while T allows. Holds of L stay lost (L). A request that
+ *       decided it holds under a lease since replaced is no hold: J2 too.
+ *
+ * RETRIES. Any request may reach etcd twice: an attempt that times out at
+ * one member (attempt_timeout_ms: a dead leader behind it, a paused
+ * process) may still be applied there, and a reply may be lost; the next
+ * attempt goes to the next member. Each step is idempotent: J creates K
+ * only if absent (E1), M only rewrites the same entry, X and R delete one
+ * key that no other request ever has, and a lease is granted by an ID the
+ * session chose, so a second grant finds the first (session.c).
  *
  * INVARIANTS
  *   E1  A request has at most one key, and its create revision never
@@ -75,6 +90,13 @@
  *   E5  FIFO: K holds only if every entry with a smaller create revision
  *       holds, and a compatible request still waits behind a waiting one:
  *       this is the engine's I3/I4 applied to the queue at one revision.
+ *
+ * J2 keeps them: to the queue it is a waiter that died (its key deleted,
+ * now or when L expires: until then others treat it as any entry, which
+ * only delays them) and a new request that joins later, at the tail (E2).
+ * The process never acts on K again: K is not registered as a hold, so
+ * nobody holds through it; a key of L still in the queue is a dead
+ * client's entry, as E4 already allows for.
  *
  * tests/etcd/lock.pml models these steps with clients that die or withdraw
  * anywhere, and spin checks E3, exclusion and E4 (tests/etcd/run_spin.sh).
@@ -265,13 +287,13 @@ static json_object *compare_create(const char *key, int64_t rev)
     return list;
 }
 
-static json_object *put_op(fifolock_etcd *s, const char *key, const char *value)
+static json_object *put_op(int64_t lease, const char *key, const char *value)
 {
     json_object *op = json_object_new_object(), *put = json_object_new_object();
 
     json_object_object_add(put, "key", fifolock__etcd_str_b64(key));
     json_object_object_add(put, "value", fifolock__etcd_str_b64(value));
-    json_object_object_add(put, "lease", fifolock__etcd_i64(s->lease));
+    json_object_object_add(put, "lease", fifolock__etcd_i64(lease));
     json_object_object_add(op, "request_put", put);
     return op;
 }
@@ -288,6 +310,7 @@ struct request {
     fifolock_etcd *s;
     const char *name;
     char *qprefix, *qend, *key, *value;
+    int64_t lease;              /* the session's lease when K was named: K's lease */
     int64_t rev;                /* rev(K), once known */
     int64_t until;              /* the deadline, ms */
     struct queue q;
@@ -309,7 +332,7 @@ static int join(struct request *r)
         return ENOMEM;
     }
     json_object_object_add(txn, "compare", compare_create(r->key, 0));
-    json_object_array_add(success, put_op(r->s, r->key, r->value));
+    json_object_array_add(success, put_op(r->lease, r->key, r->value));
     json_object_array_add(success, range_op(r->qprefix, r->qend));
     json_object_array_add(failure, range_op(r->qprefix, r->qend));
     json_object_object_add(txn, "success", success);
@@ -317,7 +340,7 @@ static int join(struct request *r)
     rc = fifolock__etcd_call(r->s, "/v3/kv/txn", txn, &resp, r->until);
     json_object_put(txn);
     if (rc == ENOENT)
-        rc = EIO;
+        rc = ENOLCK;    /* "requested lease not found": the lease is gone */
     if (rc != 0)
         return rc;
     rc = EIO;
@@ -419,8 +442,8 @@ static void withdraw(struct request *r)
     fifolock__etcd_add_orphan(r->s, r->key);
 }
 
-int fifolock__etcd_mark(fifolock_etcd *s, const char *key, int64_t token, const char *value,
-                        int64_t until_ms)
+int fifolock__etcd_mark(fifolock_etcd *s, const char *key, int64_t token, int64_t lease,
+                        const char *value, int64_t until_ms)
 {
     json_object *txn = json_object_new_object(), *success = json_object_new_array(), *resp = NULL,
                 *succeeded;
@@ -432,7 +455,7 @@ int fifolock__etcd_mark(fifolock_etcd *s, const char *key, int64_t token, const 
         return ENOMEM;
     }
     json_object_object_add(txn, "compare", compare_create(key, token));
-    json_object_array_add(success, put_op(s, key, value));
+    json_object_array_add(success, put_op(lease, key, value));
     json_object_object_add(txn, "success", success);
     rc = fifolock__etcd_call(s, "/v3/kv/txn", txn, &resp, until_ms);
     json_object_put(txn);
@@ -548,16 +571,22 @@ static int on_wait_message(json_object *msg, void *arg)
     return held ? DONE : 0;
 }
 
+/* Ends the watch when the session is lost, or its member fails (stalled). */
 static int progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
 {
-    fifolock_etcd *s = arg;
-    int lost;
+    struct fifolock__etcd_stream *st = arg;
+    fifolock_etcd *s = st->s;
+    bool lost, stalled = false;
 
     (void)a, (void)b, (void)c, (void)d;
     pthread_mutex_lock(&s->mu);
-    lost = s->lost;
+    lost = s->lost != 0;
+    if (!lost)
+        stalled = fifolock__etcd_stream_stalled(st);
     pthread_mutex_unlock(&s->mu);
-    return lost != 0;
+    if (stalled)
+        st->endpoint_failed = true;
+    return lost || stalled;
 }
 
 /*
@@ -581,7 +610,8 @@ static CURLcode watch_until_done(fifolock_etcd *s, CURLM *multi, CURL *curl, boo
             return CURLE_OUT_OF_MEMORY;
         if (running == 0)
             break;
-        if (curl_multi_poll(multi, &intr, 1, 1000, NULL) != CURLM_OK)
+        /* A short poll: the progress callback looks for a failed member. */
+        if (curl_multi_poll(multi, &intr, 1, 200, NULL) != CURLM_OK)
             return CURLE_OUT_OF_MEMORY;
         if (intr.revents & CURL_WAIT_POLLIN) {
             *interrupted = true;
@@ -640,13 +670,18 @@ static int run_watch(struct request *r, const char *key, const char *range_end, 
         curl_easy_setopt(st->curl, CURLOPT_TIMEOUT_MS, (long)left);
     curl_easy_setopt(st->curl, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(st->curl, CURLOPT_XFERINFOFUNCTION, progress);
-    curl_easy_setopt(st->curl, CURLOPT_XFERINFODATA, r->s);
+    curl_easy_setopt(st->curl, CURLOPT_XFERINFODATA, st);
     code = watch_until_done(r->s, multi, st->curl, &interrupted);
     curl_multi_remove_handle(multi, st->curl);
     curl_multi_cleanup(multi);
     if (interrupted)
         rc = EINTR;
-    else if (st->stop)
+    else if (st->endpoint_failed) {
+        /* Its member failed: read and watch again at once, elsewhere. */
+        fifolock__etcd_set_error("watch: %s", st->why[0] ? st->why : "its member failed");
+        fifolock__etcd_stream_failed(st, code);
+        rc = EAGAIN;
+    } else if (st->stop)
         rc = st->stop;
     else if (code == CURLE_ABORTED_BY_CALLBACK)
         rc = ENOLCK;
@@ -691,13 +726,16 @@ static int register_hold(struct request *r, char *mark_value)
         return ENOMEM;
     }
     h->token = r->rev;
+    h->lease = r->lease;
     h->mark_value = mark_value;
     /* The watch replays from the grant's revision: starting it later misses
      * nothing, and a short hold never needs one. */
     h->watch_from = r->q.revision + 1;
     h->retry_at_ms = fifolock__etcd_now_ms() + FIFOLOCK__ETCD_WATCH_DELAY_MS;
     pthread_mutex_lock(&s->mu);
-    lost = s->lost;
+    /* K's lease may have been lost and replaced meanwhile (another waiter
+     * renewed it): then K is not a hold to keep, whatever D said. */
+    lost = s->lost || s->lease != r->lease;
     if (!lost) {
         h->next = s->holds;
         s->holds = h;
@@ -722,7 +760,7 @@ static int acquire(fifolock_etcd *s, const char *name, const fifolock_mode *mode
     const fifolock_mode *known;
     char *escaped;
     bool held = false, ahead_held = false, waited = false;
-    int64_t joined_at;
+    int64_t joined_at, lease;
     uint64_t seq;
     int rc, lost;
 
@@ -749,6 +787,7 @@ static int acquire(fifolock_etcd *s, const char *name, const fifolock_mode *mode
     pthread_mutex_lock(&s->mu);
     lost = s->lost;
     seq = ++s->seq;
+    lease = s->lease;
     pthread_mutex_unlock(&s->mu);
     if (lost) {
         fifolock__etcd_set_error("the session's lease was lost");
@@ -758,6 +797,7 @@ static int acquire(fifolock_etcd *s, const char *name, const fifolock_mode *mode
     r.s = s;
     r.name = name;
     r.until = until;
+    r.lease = lease;
     escaped = escape_name(name);
     if (escaped == NULL)
         return ENOMEM;
@@ -765,7 +805,7 @@ static int acquire(fifolock_etcd *s, const char *name, const fifolock_mode *mode
     r.key = malloc(strlen(s->prefix) + strlen(escaped) + 2 + 40);
     if (r.qprefix && r.key) {
         sprintf(r.qprefix, "%s%s/", s->prefix, escaped);
-        sprintf(r.key, "%s%016llx-%llx", r.qprefix, (unsigned long long)s->lease,
+        sprintf(r.key, "%s%016llx-%llx", r.qprefix, (unsigned long long)r.lease,
                 (unsigned long long)seq);
         r.qend = fifolock__etcd_prefix_end(r.qprefix);
         r.value = entry_value(known, n, false);
@@ -775,6 +815,7 @@ static int acquire(fifolock_etcd *s, const char *name, const fifolock_mode *mode
     if (r.qprefix == NULL || r.key == NULL || r.qend == NULL || r.value == NULL)
         goto out;
 
+again:
     /* A join gets the session's timeout even when the deadline is past: try once. */
     if (r.until < fifolock__etcd_now_ms() + 1)
         r.until = fifolock__etcd_now_ms() + s->timeout_ms;
@@ -783,7 +824,7 @@ static int acquire(fifolock_etcd *s, const char *name, const fifolock_mode *mode
     if (rc != 0) {
         /* Did the put happen? Unknown: withdraw. */
         withdraw(&r);
-        goto out;
+        goto rejoin_if_lost;
     }
     joined_at = r.q.revision;
     for (;;) {
@@ -798,6 +839,15 @@ static int acquire(fifolock_etcd *s, const char *name, const fifolock_mode *mode
             /* Not held (a grant that came first wins): withdraw, as a timeout does. */
             fifolock__etcd_set_error("the wait was interrupted");
             rc = EINTR;
+            break;
+        }
+        pthread_mutex_lock(&s->mu);
+        lost = s->lost || s->lease != r.lease;
+        pthread_mutex_unlock(&s->mu);
+        if (lost) {
+            /* L1/L2 while it waited: K is gone or going with the lease. */
+            fifolock__etcd_set_error("the session's lease was lost");
+            rc = ENOLCK;
             break;
         }
         waited = true;
@@ -852,6 +902,38 @@ static int acquire(fifolock_etcd *s, const char *name, const fifolock_mode *mode
     if (rc != 0)
         withdraw(&r); else if (token) {
         *token = r.rev;
+    }
+rejoin_if_lost:
+    if (rc == ENOLCK && !try_only && fifolock__etcd_now_ms() < until) {
+        /* J2: K went with the session's lease (etcd was out of reach longer
+         * than the TTL) while it waited. It held nothing, so it joins again
+         * with a new lease, while its deadline allows: at the tail, since
+         * its place went with K. An entry deleted by someone else, the
+         * session fine, is not this: that stays ENOLCK. */
+        bool lease_lost;
+
+        pthread_mutex_lock(&s->mu);
+        lease_lost = s->lost || s->lease != r.lease;
+        pthread_mutex_unlock(&s->mu);
+        if (lease_lost) {
+            rc = fifolock__etcd_renew(s, r.lease, until);
+            if (rc == 0) {
+                pthread_mutex_lock(&s->mu);
+                seq = ++s->seq;
+                r.lease = s->lease;
+                pthread_mutex_unlock(&s->mu);
+                sprintf(r.key, "%s%016llx-%llx", r.qprefix, (unsigned long long)r.lease,
+                        (unsigned long long)seq);
+                queue_clear(&r.q);
+                r.rev = 0;
+                held = ahead_held = false;
+                waited = true;
+                goto again;
+            }
+            if (rc == ETIMEDOUT)
+                fifolock__etcd_set_error("the session's lease was lost while it waited, and "
+                                         "etcd gave no new one before the deadline");
+        }
     }
 out:
     queue_free(&r.q);

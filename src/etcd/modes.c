@@ -135,7 +135,15 @@ const char *fifolock_etcd_strerror(int err)
     case ENOLCK:
         return "the lock was lost: the session's lease or the entry is gone";
     case EACCES:
-        return "etcd refused the client: wrong certificate, user or password";
+        return "etcd refused the client: its TLS certificate, or the user's permission on the keys";
+    case ENOKEY:
+        return "the etcd server's TLS certificate is not trusted: wrong or missing CA certificate";
+    case EKEYREJECTED:
+        return "etcd rejected the user name or password";
+    case ENOTSUP:
+        return "a user was given, but etcd does not have authentication enabled";
+    case EPROTO:
+        return "wrong scheme: an https:// endpoint speaks plain HTTP, or an http:// one speaks TLS";
     case ECONNREFUSED:
         return "no etcd endpoint could be reached";
     case EIO:

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -56,6 +57,7 @@ static void free_session(fifolock_etcd *s)
     for (i = 0; i < s->nendpoints; i++)
         free(s->endpoints[i]);
     free(s->endpoints);
+    free(s->ep_fail);
     free(s->prefix);
     free(s->modes);
     free(s->cacert);
@@ -95,6 +97,7 @@ static void free_session(fifolock_etcd *s)
     if (s->interrupt_fd >= 0)
         close(s->interrupt_fd);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->renew_mu);
     free(s);
 }
 
@@ -142,14 +145,70 @@ static int parse_endpoints(fifolock_etcd *s, const char *endpoints)
 
 static void *background(void *arg);
 
+/*
+ * A lease ID chosen here, not by etcd, so that a grant sent again (its
+ * reply lost, an attempt timed out after etcd applied it) finds its own
+ * lease ("lease already exists") instead of leaving a second one that
+ * nobody keeps alive. Random, 63 bits: another client's lease is never hit.
+ */
+static int64_t new_lease_id(void)
+{
+    uint64_t v = 0;
+
+    if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v) {
+        struct timespec t;
+
+        clock_gettime(CLOCK_REALTIME, &t);
+        v = ((uint64_t)t.tv_nsec << 32 ^ (uint64_t)t.tv_sec) * 0x9e3779b97f4a7c15ULL ^
+            (uint64_t)getpid() << 16 ^ (uint64_t)(uintptr_t)&t;
+    }
+    v &= (uint64_t)INT64_MAX;
+    return v ? (int64_t)v : 1;
+}
+
+/* Grants lease `id` with the session's TTL; its safety bound in *safe_until_ms. */
+static int grant_lease(fifolock_etcd *s, int64_t until, int64_t id, int64_t *safe_until_ms)
+{
+    json_object *req = json_object_new_object(), *resp = NULL;
+    int64_t sent, ttl;
+    int rc;
+
+    if (req == NULL)
+        return ENOMEM;
+    json_object_object_add(req, "TTL", json_object_new_int(s->ttl));
+    json_object_object_add(req, "ID", fifolock__etcd_i64(id));
+    sent = fifolock__etcd_boot_ms();
+    rc = fifolock__etcd_call(s, "/v3/lease/grant", req, &resp, until);
+    json_object_put(req);
+    if (rc == EEXIST) {
+        /* An earlier attempt of this grant was applied: the lease is ours,
+         * granted no earlier than `sent`. */
+        *safe_until_ms = sent + 1000 * (int64_t)s->ttl;
+        fifolock__etcd_clear_error();
+        return 0;
+    }
+    if (rc == ENOENT)
+        rc = EIO;
+    if (rc != 0)
+        return rc;
+    ttl = fifolock__etcd_get_i64(resp, "TTL");
+    if (fifolock__etcd_get_i64(resp, "ID") != id || ttl <= 0) {
+        json_object_put(resp);
+        fifolock__etcd_set_error("etcd granted no lease, or another one");
+        return EIO;
+    }
+    *safe_until_ms = sent + 1000 * ttl;
+    json_object_put(resp);
+    return 0;
+}
+
 int fifolock_etcd_open(fifolock_etcd **session, const char *endpoints,
                        const struct fifolock_etcd_options *options)
 {
     static const struct fifolock_etcd_options defaults;
     const struct fifolock_etcd_options *o = options ? options : &defaults;
     fifolock_etcd *s;
-    json_object *req, *resp = NULL;
-    int64_t sent, until;
+    int64_t until;
     int nomem = 0, rc;
     size_t i;
 
@@ -173,6 +232,7 @@ int fifolock_etcd_open(fifolock_etcd **session, const char *endpoints,
     if (s == NULL)
         return ENOMEM;
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->renew_mu, NULL);
     s->interrupt_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (s->interrupt_fd < 0) {
         rc = errno;
@@ -182,6 +242,9 @@ int fifolock_etcd_open(fifolock_etcd **session, const char *endpoints,
     }
     s->ttl = o->ttl ? o->ttl : 10;
     s->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 5000;
+    s->attempt_ms = o->attempt_timeout_ms > 0 ? o->attempt_timeout_ms : 1000;
+    if (s->attempt_ms > s->timeout_ms)
+        s->attempt_ms = s->timeout_ms;
     s->lost_fn = o->lost;
     s->lost_arg = o->lost_arg;
     s->cacert = dup_or_null(o->cacert, &nomem);
@@ -210,7 +273,13 @@ int fifolock_etcd_open(fifolock_etcd **session, const char *endpoints,
         free_session(s);
         return rc;
     }
+    s->ep_fail = calloc(s->nendpoints, sizeof *s->ep_fail);
+    if (s->ep_fail == NULL) {
+        free_session(s);
+        return ENOMEM;
+    }
     until = fifolock__etcd_now_ms() + s->timeout_ms;
+    s->opening = true;
     if (s->user) {
         rc = fifolock__etcd_authenticate(s, until);
         if (rc != 0) {
@@ -218,30 +287,13 @@ int fifolock_etcd_open(fifolock_etcd **session, const char *endpoints,
             return rc;
         }
     }
-    req = json_object_new_object();
-    if (req == NULL) {
-        free_session(s);
-        return ENOMEM;
-    }
-    json_object_object_add(req, "TTL", json_object_new_int(s->ttl));
-    sent = fifolock__etcd_boot_ms();
-    rc = fifolock__etcd_call(s, "/v3/lease/grant", req, &resp, until);
-    json_object_put(req);
-    if (rc == ENOENT)
-        rc = EIO;
+    s->lease = new_lease_id();
+    rc = grant_lease(s, until, s->lease, &s->safe_until_ms);
     if (rc != 0) {
-        /* A grant whose answer was lost leaves a lease nobody keeps alive: it expires. */
         free_session(s);
         return rc;
     }
-    s->lease = fifolock__etcd_get_i64(resp, "ID");
-    s->safe_until_ms = sent + 1000 * fifolock__etcd_get_i64(resp, "TTL");
-    json_object_put(resp);
-    if (s->lease == 0) {
-        fifolock__etcd_set_error("etcd granted no lease");
-        free_session(s);
-        return EIO;
-    }
+    s->opening = false;
     {
         /* The background thread takes no signal: the process's handlers run
          * on its own threads, and may call fifolock_etcd_interrupt(). */
@@ -260,14 +312,14 @@ int fifolock_etcd_open(fifolock_etcd **session, const char *endpoints,
     return 0;
 }
 
-static int revoke_lease(fifolock_etcd *s, int64_t until)
+static int revoke_lease(fifolock_etcd *s, int64_t lease, int64_t until)
 {
     json_object *req = json_object_new_object(), *resp = NULL;
     int rc;
 
     if (req == NULL)
         return ENOMEM;
-    json_object_object_add(req, "ID", fifolock__etcd_i64(s->lease));
+    json_object_object_add(req, "ID", fifolock__etcd_i64(lease));
     rc = fifolock__etcd_call(s, "/v3/lease/revoke", req, &resp, until);
     json_object_put(req);
     if (rc == 0)
@@ -287,8 +339,53 @@ int fifolock_etcd_close(fifolock_etcd *s)
     pthread_mutex_unlock(&s->mu);
     fifolock__etcd_wake(s);
     pthread_join(s->thread, NULL);
-    rc = revoke_lease(s, fifolock__etcd_now_ms() + s->timeout_ms);
+    rc = revoke_lease(s, s->lease, fifolock__etcd_now_ms() + s->timeout_ms);
     free_session(s);
+    return rc;
+}
+
+int fifolock__etcd_renew(fifolock_etcd *s, int64_t lost_lease, int64_t until_ms)
+{
+    int64_t id = new_lease_id();  /* the same for every try: a grant applied twice is one */
+    int rc = 0;
+
+    pthread_mutex_lock(&s->renew_mu);
+    for (;;) {
+        struct pollfd p = { s->interrupt_fd, POLLIN, 0 };
+        int64_t safe, now = fifolock__etcd_now_ms(), until;
+        bool done;
+
+        pthread_mutex_lock(&s->mu);
+        done = s->lease != lost_lease && !s->lost;  /* another waiter renewed it */
+        pthread_mutex_unlock(&s->mu);
+        if (done)
+            break;
+        if (fifolock__etcd_interrupted(s)) {
+            fifolock__etcd_set_error("the wait was interrupted");
+            rc = EINTR;
+            break;
+        }
+        if (now >= until_ms) {
+            rc = ETIMEDOUT;
+            break;
+        }
+        until = until_ms - now < s->timeout_ms ? until_ms : now + s->timeout_ms;
+        rc = grant_lease(s, until, id, &safe);
+        if (rc == 0) {
+            pthread_mutex_lock(&s->mu);
+            s->lease = id;
+            s->safe_until_ms = safe;
+            s->lost = 0;
+            pthread_mutex_unlock(&s->mu);
+            fifolock__etcd_wake(s);     /* keepalives again */
+            break;
+        }
+        if (rc != ECONNREFUSED && rc != ETIMEDOUT)
+            break;
+        /* etcd is still away: again soon (an interrupt ends the pause). */
+        poll(&p, 1, 200);
+    }
+    pthread_mutex_unlock(&s->renew_mu);
     return rc;
 }
 
@@ -437,7 +534,8 @@ struct bg {
     int64_t ka_sent, ka_next;   /* CLOCK_MONOTONIC ms */
     int64_t ka_sent_boot;       /* CLOCK_BOOTTIME ms, for the safety bound */
     size_t ka_endpoint;
-    bool revoked;
+    int64_t ka_lease;           /* the lease the keepalive in flight is for */
+    unsigned ka_failures;       /* keepalives failed in a row */
 };
 
 static size_t ka_collect(char *ptr, size_t size, size_t nmemb, void *arg)
@@ -460,8 +558,10 @@ static void lose_session(fifolock_etcd *s, int reason)
 {
     struct fifolock__etcd_hold *h;
 
-    if (s->lost == 0)
+    if (s->lost == 0) {
         s->lost = reason;
+        s->revoke = s->lease;
+    }
     for (h = s->holds; h; h = h->next)
         if (!h->released && !h->releasing && h->lost == 0)
             h->lost = reason;
@@ -471,26 +571,12 @@ static void start_keepalive(struct bg *b)
 {
     fifolock_etcd *s = b->s;
     char url[1024], body[64];
-    struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
-    char *auth = NULL;
+    struct curl_slist *hdr = fifolock__etcd_headers(s);
 
     pthread_mutex_lock(&s->mu);
     b->ka_endpoint = s->current;
-    if (s->auth_token) {
-        size_t n = strlen(s->auth_token) + sizeof "Authorization: ";
-        auth = malloc(n);
-        if (auth)
-            snprintf(auth, n, "Authorization: %s", s->auth_token);
-    }
+    b->ka_lease = s->lease;
     pthread_mutex_unlock(&s->mu);
-    if (auth) {
-        struct curl_slist *h2 = hdr ? curl_slist_append(hdr, auth) : NULL;
-        if (h2 == NULL) {
-            curl_slist_free_all(hdr);
-            hdr = NULL;
-        }
-        free(auth);
-    }
     b->ka = curl_easy_init();
     if (b->ka == NULL || hdr == NULL) {
         if (b->ka)
@@ -500,7 +586,7 @@ static void start_keepalive(struct bg *b)
         b->ka_next = fifolock__etcd_now_ms() + 100;
         return;
     }
-    snprintf(body, sizeof body, "{\"ID\":\"%lld\"}", (long long)s->lease);
+    snprintf(body, sizeof body, "{\"ID\":\"%lld\"}", (long long)b->ka_lease);
     free(b->ka_body);
     b->ka_body = strdup(body);
     b->ka_headers = hdr;
@@ -521,8 +607,18 @@ static void start_keepalive(struct bg *b)
     curl_easy_setopt(b->ka, CURLOPT_WRITEFUNCTION, ka_collect);
     curl_easy_setopt(b->ka, CURLOPT_WRITEDATA, b);
     curl_easy_setopt(b->ka, CURLOPT_ERRORBUFFER, b->ka_errbuf);
-    curl_easy_setopt(b->ka, CURLOPT_TIMEOUT_MS, (long)(s->ttl * 1000 / 3));
-    curl_easy_setopt(b->ka, CURLOPT_CONNECTTIMEOUT_MS, 1000L);
+    /* One attempt: a member that does not answer within it is left for the
+     * next one at once, well inside the TTL (L2). After failures it is
+     * doubled each time (up to TTL/3), so that a cluster that is only slow
+     * still renews the lease. */
+    {
+        long attempt = (long)s->attempt_ms << (b->ka_failures < 3 ? b->ka_failures : 3);
+
+        if (attempt > s->ttl * 1000 / 3)
+            attempt = s->ttl * 1000 / 3;
+        curl_easy_setopt(b->ka, CURLOPT_TIMEOUT_MS, attempt);
+    }
+    curl_easy_setopt(b->ka, CURLOPT_CONNECTTIMEOUT_MS, (long)s->attempt_ms);
     b->ka_sent = fifolock__etcd_now_ms();
     b->ka_sent_boot = fifolock__etcd_boot_ms();
     curl_multi_add_handle(s->multi, b->ka);
@@ -554,7 +650,9 @@ static void finish_keepalive(struct bg *b, CURLcode code)
         int64_t ttl = fifolock__etcd_get_i64(result, "TTL");
 
         pthread_mutex_lock(&s->mu);
-        if (ttl <= 0) {
+        if (b->ka_lease != s->lease) {
+            /* For a lease lost and since replaced (lock.c renews): old news. */
+        } else if (ttl <= 0) {
             lose_session(s, ENOLCK);
         } else if (!s->lost) {
             s->safe_until_ms = b->ka_sent_boot + 1000 * ttl;
@@ -562,17 +660,21 @@ static void finish_keepalive(struct bg *b, CURLcode code)
         }
         pthread_mutex_unlock(&s->mu);
         ok = true;
+        /* While answers take longer than one attempt, keep the longer one. */
+        if (fifolock__etcd_now_ms() - b->ka_sent <= s->attempt_ms)
+            b->ka_failures = 0;
         b->ka_next = b->ka_sent + s->ttl * 1000 / 3;
     }
     if (obj)
         json_object_put(obj);
     if (!ok) {
-        /* Try the next endpoint soon; L2 decides if the lease may be gone. */
+        /* Try the next endpoint at once (the watches on this one move too);
+         * L2 decides if the lease may be gone. */
         pthread_mutex_lock(&s->mu);
-        if (s->current == b->ka_endpoint)
-            s->current = (b->ka_endpoint + 1) % s->nendpoints;
+        fifolock__etcd_endpoint_failed(s, b->ka_endpoint);
         pthread_mutex_unlock(&s->mu);
-        b->ka_next = fifolock__etcd_now_ms() + 200;
+        b->ka_failures++;
+        b->ka_next = fifolock__etcd_now_ms() + (fifolock__etcd_now_ms() - b->ka_sent < 100 ? 200 : 0);
     }
 }
 
@@ -723,13 +825,18 @@ static void *background(void *arg)
 
     memset(&b, 0, sizeof b);
     b.s = s;
-    b.ka_next = fifolock__etcd_now_ms() + s->ttl * 1000 / 3;
+    /* The first keepalive TTL/3 after the grant was sent, not after the
+     * thread started: an open that took long (a slow etcd) has used some. */
+    pthread_mutex_lock(&s->mu);
+    b.ka_next = fifolock__etcd_now_ms() + (s->safe_until_ms - fifolock__etcd_boot_ms()) -
+                (int64_t)s->ttl * 1000 * 2 / 3;
+    pthread_mutex_unlock(&s->mu);
     for (;;) {
         struct fifolock__etcd_hold *h, **link;
         struct report *reports = NULL;
         size_t nreports = 0, i;
         char *orphan = NULL;
-        int64_t now = fifolock__etcd_now_ms(), wait_ms;
+        int64_t now = fifolock__etcd_now_ms(), wait_ms, revoke;
         int running, lost, need_watch = 0;
         CURLMsg *m;
 
@@ -766,6 +873,11 @@ static void *background(void *arg)
                     }
                 }
             }
+            if (h->stream && !h->lost && !h->releasing && fifolock__etcd_stream_stalled(h->stream)) {
+                /* Its member is paused or failing: watch again elsewhere now. */
+                stop_hold_watch(s, h);
+                h->retry_at_ms = now;
+            }
             if (h->lost || h->releasing)
                 stop_hold_watch(s, h);
             else if (h->stream == NULL && !h->need_check && now >= h->retry_at_ms)
@@ -787,10 +899,17 @@ static void *background(void *arg)
         }
         free(reports);
 
-        if (lost && !b.revoked) {
-            /* The user was told; let go on the cluster too (no-op if expired). */
-            b.revoked = true;
-            (void)revoke_lease(s, fifolock__etcd_now_ms() + 1000);
+        pthread_mutex_lock(&s->mu);
+        revoke = s->revoke;
+        s->revoke = 0;
+        pthread_mutex_unlock(&s->mu);
+        if (revoke != 0 && revoke_lease(s, revoke, fifolock__etcd_now_ms() + 1000) != 0) {
+            /* The user was told; let go on the cluster too (no-op if expired),
+             * when etcd answers again. */
+            pthread_mutex_lock(&s->mu);
+            if (s->revoke == 0)
+                s->revoke = revoke;
+            pthread_mutex_unlock(&s->mu);
         }
         if (orphan) {
             json_object *req = json_object_new_object(), *resp = NULL;
@@ -816,7 +935,7 @@ static void *background(void *arg)
         /* M for new holds that waited (lock.c). */
         for (;;) {
             char *key = NULL, *value = NULL;
-            int64_t token = 0;
+            int64_t token = 0, lease = 0;
             int mrc;
 
             pthread_mutex_lock(&s->mu);
@@ -826,12 +945,13 @@ static void *background(void *arg)
                     value = h->mark_value;
                     h->mark_value = NULL;
                     token = h->token;
+                    lease = h->lease;
                     break;
                 }
             pthread_mutex_unlock(&s->mu);
             if (value == NULL)
                 break;
-            mrc = key ? fifolock__etcd_mark(s, key, token, value, bg_until(s)) : ENOMEM;
+            mrc = key ? fifolock__etcd_mark(s, key, token, lease, value, bg_until(s)) : ENOMEM;
             free(key);
             pthread_mutex_lock(&s->mu);
             if (mrc == ENOLCK && !h->releasing && !h->released && h->lost == 0)

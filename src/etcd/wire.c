@@ -226,11 +226,19 @@ static void configure(fifolock_etcd *s, CURL *c)
         curl_easy_setopt(c, CURLOPT_SSLKEY, s->key);
 }
 
-static struct curl_slist *headers_for(fifolock_etcd *s)
+struct curl_slist *fifolock__etcd_headers(fifolock_etcd *s)
 {
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    /* "hasleader" is clientv3's WithRequireLeader through the gateway: a
+     * member that knows it has no leader refuses at once ("etcdserver: no
+     * leader") instead of holding the request, and cancels such a watch. */
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json"), *h2;
     char *auth = NULL;
 
+    h2 = h ? curl_slist_append(h, "Grpc-Metadata-hasleader: true") : NULL;
+    if (h2 == NULL) {
+        curl_slist_free_all(h);
+        return NULL;
+    }
     pthread_mutex_lock(&s->mu);
     if (s->auth_token) {
         size_t n = strlen(s->auth_token) + sizeof "Authorization: ";
@@ -240,7 +248,7 @@ static struct curl_slist *headers_for(fifolock_etcd *s)
     }
     pthread_mutex_unlock(&s->mu);
     if (auth && h) {
-        struct curl_slist *h2 = curl_slist_append(h, auth);
+        h2 = curl_slist_append(h, auth);
         if (h2 == NULL) {
             curl_slist_free_all(h);
             h = NULL;
@@ -280,25 +288,93 @@ static void give_http(fifolock_etcd *s, struct fifolock__etcd_http *h)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* What a failed transfer means: a TLS refusal is final, the rest may pass. */
-static bool tls_refused(CURLcode code, const char *errbuf)
+/*
+ * Does the endpoint's host and port answer in the other scheme (plain HTTP
+ * when `tls` is false)? Asked only when the session opens and a request
+ * failed in a way a scheme mismatch would explain: a yes makes the mistake
+ * plain (EPROTO) instead of a refusal or a timeout. Whether the server is
+ * trusted does not matter here, only that it speaks TLS.
+ */
+static bool speaks(fifolock_etcd *s, const char *endpoint, bool tls)
 {
+    const char *hostport = strstr(endpoint, "://");
+    char url[1024], errbuf[CURL_ERROR_SIZE] = "";
+    struct body b = { NULL, 0, 0 };
+    CURL *c;
+    CURLcode code;
+
+    if (hostport == NULL || (c = curl_easy_init()) == NULL)
+        return false;
+    snprintf(url, sizeof url, "%s://%s/health", tls ? "https" : "http", hostport + 3);
+    configure(s, c);
+    curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)s->attempt_ms);
+    code = curl_easy_perform(c);
+    curl_easy_cleanup(c);
+    free(b.data);
+    if (!tls)
+        return code == CURLE_OK;
+    /* A handshake, whatever its end: a TLS server (a refused client certificate too). */
+    return code == CURLE_OK || code == CURLE_PEER_FAILED_VERIFICATION ||
+           strstr(errbuf, "alert") != NULL;
+}
+
+/*
+ * What a failed transfer means, for TLS: 0 when it is not about TLS or the
+ * scheme (the endpoint may be failing: move on), else the final errno, with
+ * msg saying why. A refusal is final: another attempt would get the same.
+ *   ENOKEY   the server's certificate is not trusted (wrong or missing CA);
+ *   EACCES   the server refused our client certificate (a TLS alert);
+ *   EPROTO   https:// to a plain HTTP server, or http:// to a TLS one.
+ */
+static int tls_failure(fifolock_etcd *s, size_t ep, CURLcode code, const char *errbuf, char *msg,
+                       size_t msgsize)
+{
+    const char *url = s->endpoints[ep];
+    bool https = strncmp(url, "https://", 8) == 0, alert = strstr(errbuf, "alert") != NULL;
+
     switch (code) {
-    case CURLE_SSL_CONNECT_ERROR:
     case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CERTPROBLEM:
     case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_CIPHER:
     case CURLE_SSL_ISSUER_ERROR:
     case CURLE_SSL_CRL_BADFILE:
+        snprintf(msg, msgsize, "%s: the server's certificate is not trusted by %s%s: %s", url,
+                 s->cacert ? "the CA certificate " : "the system's CAs (no CA certificate given)",
+                 s->cacert ? s->cacert : "", errbuf[0] ? errbuf : curl_easy_strerror(code));
+        return ENOKEY;
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
     case CURLE_USE_SSL_FAILED:
-        return true;
+        return EACCES;
+    case CURLE_SSL_CONNECT_ERROR:
+        if (alert)
+            return EACCES;
+        if (s->opening && https && speaks(s, url, false)) {
+            snprintf(msg, msgsize, "%s speaks plain HTTP, not TLS: give it as http://%s", url,
+                     url + 8);
+            return EPROTO;
+        }
+        return 0;
     case CURLE_RECV_ERROR:
     case CURLE_SEND_ERROR:
+    case CURLE_GOT_NOTHING:
         /* TLS 1.3: the server refuses a client certificate after the handshake. */
-        return strstr(errbuf, "alert") != NULL || strstr(errbuf, "SSL") != NULL;
+        if (https && alert)
+            return EACCES;
+        if (s->opening && !https && strncmp(url, "http://", 7) == 0 && speaks(s, url, true)) {
+            snprintf(msg, msgsize, "%s speaks TLS, not plain HTTP: give it as https://%s with "
+                     "its CA certificate", url, url + 7);
+            return EPROTO;
+        }
+        return 0;
     default:
-        return false;
+        return 0;
     }
 }
 
@@ -310,6 +386,36 @@ static int transient_errno(CURLcode code)
     default:
         return ECONNREFUSED;
     }
+}
+
+/*
+ * A failure of this process, not of the endpoint: no other endpoint would
+ * do better, so the request ends with it. 0 for the endpoint's failures.
+ */
+static int local_failure(CURLcode code)
+{
+    switch (code) {
+    case CURLE_OUT_OF_MEMORY:
+    case CURLE_WRITE_ERROR:     /* our write callback could not grow its buffer */
+        return ENOMEM;
+    case CURLE_FAILED_INIT:
+    case CURLE_BAD_FUNCTION_ARGUMENT:
+    case CURLE_UNKNOWN_OPTION:
+    case CURLE_NOT_BUILT_IN:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_URL_MALFORMAT:
+    case CURLE_READ_ERROR:
+        return EIO;
+    default:
+        return 0;
+    }
+}
+
+void fifolock__etcd_endpoint_failed(fifolock_etcd *s, size_t ep)
+{
+    s->ep_fail[ep]++;
+    if (s->current == ep)
+        s->current = (ep + 1) % s->nendpoints;
 }
 
 /* grpc status codes the gateway reports. */
@@ -334,13 +440,19 @@ static int classify(json_object *err, char *msg, size_t msgsize)
     if (strstr(text, "invalid auth token") || strstr(text, "auth token is expired") ||
         code == GRPC_UNAUTHENTICATED)
         return -1;
-    if (strstr(text, "authentication failed") || strstr(text, "user name is empty") ||
-        strstr(text, "permission denied") || code == GRPC_PERMISSION_DENIED)
+    if (strstr(text, "authentication failed"))
+        return EKEYREJECTED;    /* a wrong user or password */
+    if (strstr(text, "authentication is not enabled"))
+        return ENOTSUP;         /* a user given, and etcd has no auth */
+    if (strstr(text, "user name is empty") || strstr(text, "permission denied") ||
+        code == GRPC_PERMISSION_DENIED)
         return EACCES;
     if (code == GRPC_NOT_FOUND)
         return ENOENT;
+    if (strstr(text, "lease already exists"))
+        return EEXIST;          /* a grant of a lease ID sent again (session.c) */
     if (code == GRPC_UNAVAILABLE || code == GRPC_DEADLINE || strstr(text, "leader") ||
-        strstr(text, "timed out"))
+        strstr(text, "timed out") || strstr(text, "deadline exceeded"))
         return 0;
     return EIO;
 }
@@ -351,7 +463,7 @@ int fifolock__etcd_call(fifolock_etcd *s, const char *path, json_object *req,
     const char *payload = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
     int64_t budget_end = fifolock__etcd_now_ms() + s->timeout_ms;
     struct fifolock__etcd_http *h;
-    size_t tries = 0, ep;
+    size_t tries = 0, rounds = 0, ep;
     int rc = ECONNREFUSED, reauth = 0;
     char msg[400] = "no endpoint answered";
 
@@ -370,7 +482,7 @@ int fifolock__etcd_call(fifolock_etcd *s, const char *path, json_object *req,
         struct body b = { NULL, 0, 0 };
         struct curl_slist *hdr;
         int64_t left = until_ms - fifolock__etcd_now_ms();
-        long status = 0;
+        long status = 0, attempt;
         CURLcode code;
         int verdict;
 
@@ -378,8 +490,16 @@ int fifolock__etcd_call(fifolock_etcd *s, const char *path, json_object *req,
             break;
         if (left <= 0)
             left = 1;
+        /* One attempt may not take the whole budget: a member that cannot
+         * answer (a proposal lost with a dead leader, a paused process) is
+         * left after one attempt's time, and the next one is asked. Each
+         * round doubles it (up to 8 times), so that a cluster that is only
+         * slow (a loaded disk) is still waited for within the budget. */
+        attempt = (long)s->attempt_ms << (rounds < 3 ? rounds : 3);
+        if (attempt > left)
+            attempt = (long)left;
         snprintf(url, sizeof url, "%s%s", s->endpoints[ep], path);
-        hdr = headers_for(s);
+        hdr = fifolock__etcd_headers(s);
         if (hdr == NULL) {
             rc = ENOMEM;
             break;
@@ -392,8 +512,8 @@ int fifolock__etcd_call(fifolock_etcd *s, const char *path, json_object *req,
         curl_easy_setopt(h->curl, CURLOPT_WRITEFUNCTION, collect);
         curl_easy_setopt(h->curl, CURLOPT_WRITEDATA, &b);
         curl_easy_setopt(h->curl, CURLOPT_ERRORBUFFER, errbuf);
-        curl_easy_setopt(h->curl, CURLOPT_TIMEOUT_MS, (long)left);
-        curl_easy_setopt(h->curl, CURLOPT_CONNECTTIMEOUT_MS, (long)(left < 1000 ? left : 1000));
+        curl_easy_setopt(h->curl, CURLOPT_TIMEOUT_MS, attempt);
+        curl_easy_setopt(h->curl, CURLOPT_CONNECTTIMEOUT_MS, attempt);
         code = curl_easy_perform(h->curl);
         curl_slist_free_all(hdr);
         tries++;
@@ -402,13 +522,19 @@ int fifolock__etcd_call(fifolock_etcd *s, const char *path, json_object *req,
         if (code != CURLE_OK) {
             snprintf(msg, sizeof msg, "%s: %s", s->endpoints[ep],
                      errbuf[0] ? errbuf : curl_easy_strerror(code));
-            if (tls_refused(code, errbuf)) {
-                rc = EACCES;
+            rc = tls_failure(s, ep, code, errbuf, msg, sizeof msg);
+            if (rc != 0) {
                 free(b.data);
                 break;
             }
-            rc = transient_errno(code);
             free(b.data);
+            rc = local_failure(code);
+            if (rc != 0)
+                break;
+            rc = transient_errno(code);
+            pthread_mutex_lock(&s->mu);
+            fifolock__etcd_endpoint_failed(s, ep);
+            pthread_mutex_unlock(&s->mu);
             ep = (ep + 1) % s->nendpoints;
         } else {
             json_object *obj = b.data ? json_tokener_parse(b.data) : NULL;
@@ -446,17 +572,32 @@ int fifolock__etcd_call(fifolock_etcd *s, const char *path, json_object *req,
                 rc = verdict;
                 break;
             }
+            /* No leader, leader changed, timed out: elsewhere, or after an election. */
             rc = ETIMEDOUT;
+            pthread_mutex_lock(&s->mu);
+            fifolock__etcd_endpoint_failed(s, ep);
+            pthread_mutex_unlock(&s->mu);
             ep = (ep + 1) % s->nendpoints;
         }
         if (tries % s->nendpoints == 0) {
-            /* A whole round failed: pause before the next one. */
-            struct timespec pause = { 0, 50 * 1000000L };
+            /* A whole round failed: pause before the next one, longer each
+             * round (50, 100, 200 ms), within the budget. */
+            long ms = 50L << (rounds < 2 ? rounds : 2);
+            struct timespec pause;
+
+            rounds++;
+            left = until_ms - fifolock__etcd_now_ms();
+            if (left <= 0)
+                break;
+            if (ms > left)
+                ms = (long)left;
+            pause.tv_sec = 0;
+            pause.tv_nsec = ms * 1000000L;
             nanosleep(&pause, NULL);
         }
     }
     give_http(s, h);
-    if (rc != ENOENT)
+    if (rc != ENOENT && rc != EEXIST)
         fifolock__etcd_set_error("%s", msg);
     return rc;
 }
@@ -519,10 +660,30 @@ static size_t stream_write(char *ptr, size_t size, size_t nmemb, void *arg)
         }
         off += json_tokener_get_parse_end(st->tok);
         json_tokener_reset(st->tok);
+        st->created = true;
         {
-            json_object *result;
+            json_object *result, *err;
             int r;
 
+            if (json_object_object_get_ex(obj, "error", &err)) {
+                /* The stream failed on the member's side (no leader: the
+                 * "hasleader" header): end it, move on. */
+                char msg[200];
+                int verdict = classify(err, msg, sizeof msg);
+
+                json_object_put(obj);
+                if (verdict == 0)
+                    st->endpoint_failed = true;
+                if (verdict < 0) {
+                    /* Its auth token expired: the background thread gets a new one. */
+                    pthread_mutex_lock(&st->s->mu);
+                    st->s->need_auth = true;
+                    pthread_mutex_unlock(&st->s->mu);
+                }
+                snprintf(st->why, sizeof st->why, "%s: %s", st->s->endpoints[st->endpoint], msg);
+                st->stop = EAGAIN;
+                break;
+            }
             if (json_object_object_get_ex(obj, "result", &result))
                 r = st->on_message(result, st->arg);
             else
@@ -555,12 +716,14 @@ struct fifolock__etcd_stream *fifolock__etcd_stream_new(fifolock_etcd *s, const 
     st->body = strdup(payload);
     st->tok = json_tokener_new();
     st->curl = curl_easy_init();
-    st->headers = headers_for(s);
+    st->headers = fifolock__etcd_headers(s);
     if (st->body == NULL || st->tok == NULL || st->curl == NULL || st->headers == NULL)
         goto fail;
     pthread_mutex_lock(&s->mu);
     st->endpoint = s->current;
+    st->fail_seen = s->ep_fail[st->endpoint];
     pthread_mutex_unlock(&s->mu);
+    st->started_ms = fifolock__etcd_now_ms();
     snprintf(url, sizeof url, "%s%s", s->endpoints[st->endpoint], path);
     configure(s, st->curl);
     curl_easy_setopt(st->curl, CURLOPT_URL, url);
@@ -570,7 +733,7 @@ struct fifolock__etcd_stream *fifolock__etcd_stream_new(fifolock_etcd *s, const 
     curl_easy_setopt(st->curl, CURLOPT_WRITEDATA, st);
     curl_easy_setopt(st->curl, CURLOPT_ERRORBUFFER, st->errbuf);
     curl_easy_setopt(st->curl, CURLOPT_PRIVATE, st);
-    curl_easy_setopt(st->curl, CURLOPT_CONNECTTIMEOUT_MS, 1000L);
+    curl_easy_setopt(st->curl, CURLOPT_CONNECTTIMEOUT_MS, (long)s->attempt_ms);
     return st;
 fail:
     fifolock__etcd_stream_free(st);
@@ -596,7 +759,26 @@ void fifolock__etcd_stream_failed(struct fifolock__etcd_stream *st, CURLcode cod
 
     (void)code;
     pthread_mutex_lock(&s->mu);
-    if (s->current == st->endpoint)
-        s->current = (st->endpoint + 1) % s->nendpoints;
+    if (s->ep_fail[st->endpoint] == st->fail_seen)
+        fifolock__etcd_endpoint_failed(s, st->endpoint);
     pthread_mutex_unlock(&s->mu);
+}
+
+bool fifolock__etcd_stream_stalled(struct fifolock__etcd_stream *st)
+{
+    fifolock_etcd *s = st->s;
+
+    if (s->ep_fail[st->endpoint] != st->fail_seen) {
+        snprintf(st->why, sizeof st->why, "%s: a request of the session found it failing",
+                 s->endpoints[st->endpoint]);
+        return true;
+    }
+    if (!st->created && fifolock__etcd_now_ms() - st->started_ms > s->attempt_ms) {
+        /* Connected, and nothing came: the member is paused or stuck. */
+        snprintf(st->why, sizeof st->why, "%s: no answer within %d ms",
+                 s->endpoints[st->endpoint], s->attempt_ms);
+        fifolock__etcd_endpoint_failed(s, st->endpoint);
+        return true;
+    }
+    return false;
 }

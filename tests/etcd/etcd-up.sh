@@ -4,8 +4,8 @@
 #
 #   etcd-up.sh DIR [--members N] [--tls] [--auth] [--auth-token-ttl SECONDS]
 #
-# Writes DIR/endpoints (the client URLs, comma-separated), DIR/member<i>.url
-# and DIR/member<i>.pid, and, with --tls, the certificates in DIR/tls (made
+# Writes DIR/endpoints (the client URLs, comma-separated), DIR/member<i>.url,
+# DIR/member<i>.pid and DIR/member<i>.sh (starts that member again), and, with --tls, the certificates in DIR/tls (made
 # by openssl now: a CA, the server's, a client's, and a client's from another
 # CA). With --auth, users root/rootpw, alice/alicepw (read-write on
 # fifolock/) and bob/bobpw (no permission), and auth enabled. A watchdog stops the members when the process
@@ -91,8 +91,14 @@ start_members() {
             args+=(--cert-file "$dir/tls/server.pem" --key-file "$dir/tls/server-key.pem"
                 --trusted-ca-file "$dir/tls/ca.pem" --client-cert-auth)
         fi
-        "$ETCD" "${args[@]}" >"$dir/member$i.log" 2>&1 &
+        # member<i>.sh starts the member again, on the same data dir and ports
+        # (etcd_restart() in harness.h): a restart after a kill or an outage.
+        { printf 'exec'; printf ' %q' "$ETCD" "${args[@]}"; printf ' >>%q 2>&1\n' "$dir/member$i.log"; } \
+            >"$dir/member$i.sh"
+        : >"$dir/member$i.log"
+        bash "$dir/member$i.sh" &
         echo $! >"$dir/member$i.pid"
+        disown # its death by a test's kill -9 is no news to print
         echo "${clients[i]}" >"$dir/member$i.url"
     done
     (IFS=,; echo "${clients[*]}") >"$dir/endpoints"

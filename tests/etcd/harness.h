@@ -393,6 +393,48 @@ static inline long etcd_queue_len(const char *url, const char *name)
     return etcd_count(url, prefix, NULL);
 }
 
+/*
+ * Starts member i again (after kill -9 or with it stopped), on its data dir
+ * and ports, and waits up to 10 s until it answers. 0, or -1 if it did not.
+ */
+static inline int etcd_restart(struct etcd_server *e, int i)
+{
+    char cmd[700], path[300], buf[64];
+    int w;
+
+    snprintf(cmd, sizeof cmd, "bash %s/member%d.sh </dev/null & echo $! >%s/member%d.pid",
+             e->dir, i, e->dir, i);
+    if (system(cmd) != 0)
+        return -1;
+    snprintf(path, sizeof path, "%s/member%d.pid", e->dir, i);
+    etcd_read_file(path, buf, sizeof buf);
+    e->pid[i] = (pid_t)atol(buf);
+    for (w = 0; w < 200; w++) {
+        CURL *c = curl_easy_init();
+        struct etcd_raw_body b = { NULL, 0 };
+        char url[200];
+        long status = 0;
+
+        snprintf(url, sizeof url, "%s/health", e->url[i]);
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, etcd_raw_collect);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 500L);
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        if (curl_easy_perform(c) == CURLE_OK)
+            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_cleanup(c);
+        free(b.data);
+        if (status == 200)
+            return 0;
+        {
+            struct timespec t = { 0, 50 * 1000000L };
+            nanosleep(&t, NULL);
+        }
+    }
+    return -1;
+}
+
 /* ---- time ---- */
 
 static inline struct timespec etcd_in_ms(long ms)

@@ -9,9 +9,12 @@
  * J (the join and its read), by W2's re-read, and kept exact in W1 by
  * applying deletions, while the others go on: that is the point.
  *
- * Three clients, one request each. A mortal client may die while it waits
- * (its lease expires: its entry is deleted and it stops) or withdraw (a
- * deadline, X); a holder's death is its release, seen from the store. Some
+ * Three clients, one request each (and a spare slot). A mortal client may
+ * die while it waits (its lease expires: its entry is deleted and it stops)
+ * or withdraw (a deadline, X); a patient one whose lease ran out while it
+ * waited may instead join again (J2): a new entry at the tail, while its
+ * old one goes with the old lease, at once or at any later moment (a
+ * process expire). A holder's death is its release, seen from the store. Some
  * clients keep the lock for ever once granted (a valid end): a waiter that
  * could be granted and is not woken then blocks for ever, and spin reports
  * the invalid end state.
@@ -30,9 +33,10 @@
  * Deliberate bugs (-D, each must be found): NO_MARK (no step M), PRED_ONLY
  * (the head waiter watches only the entry ahead, as etcd's Mutex),
  * SKIP_WAITING (decide past a waiting entry: not FIFO), STALE_GRANT (W2
- * grants on P's mark without reading the queue again).
+ * grants on P's mark without reading the queue again), HOLD_LOST_LEASE (a
+ * request decided held under a lease lost since is taken for a hold).
  */
-#define N 3
+#define N 4              /* slots: one per client, and one for a J2 */
 #define R 1
 #define W 2
 #define S 3
@@ -90,7 +94,9 @@ inline decide(set, me, mymode, held, ahead)
 }
 
 /* The existing slots, as a bit set. */
-#define CUR ((exists[0] -> 1 : 0) + (exists[1] -> 2 : 0) + (exists[2] -> 4 : 0))
+#define CUR ((exists[0] -> 1 : 0) + (exists[1] -> 2 : 0) + (exists[2] -> 4 : 0) + \
+             (exists[3] -> 8 : 0))
+#define ALL 15
 
 /* The queue as it is now, as a bit set of existing slots. */
 inline snapshot(set)
@@ -134,10 +140,16 @@ inline predecessor(set, me, p)
     od
 }
 
+/* The lease of an entry that J2 left behind runs out: its entry goes. */
+proctype expire(byte slot)
+{
+    exists[slot] = false
+}
+
 /* order: the join's place (to set up a scene), or 255 for any. */
 proctype client(byte mymode; bool keep; bool mortal; bool patient; byte order)
 {
-    byte me, seen, now, p, r, w, s, k;
+    byte me, seen, now, p, r, w, s, k, old;
     bool held, ahead, check, waited = false;
 
     /* J: join and read, in one transaction */
@@ -147,6 +159,7 @@ proctype client(byte mymode; bool keep; bool mortal; bool patient; byte order)
         exists[me] = true; emode[me] = mymode;
         snapshot(seen)
     };
+wait:
     do
     :: decide(seen, me, mymode, held, ahead);
        if
@@ -160,15 +173,15 @@ proctype client(byte mymode; bool keep; bool mortal; bool patient; byte order)
           predecessor(seen, me, p);
           if
           :: mortal && !patient -> exists[me] = false; goto end  /* X */
-          :: mortal -> exists[me] = false; goto end               /* death */
+          :: mortal -> goto lost                                  /* death */
           :: atomic { !exists[p] -> snapshot(seen) }
           fi
 #else
           /* W1: every deletion ahead, applied to the list */
           if
           :: mortal && !patient -> exists[me] = false; goto end  /* X */
-          :: mortal -> exists[me] = false; goto end               /* death */
-          :: atomic { ((seen & (7 - CUR)) & ((1 << me) - 1)) != 0 ->
+          :: mortal -> goto lost                                  /* death */
+          :: atomic { ((seen & (ALL - CUR)) & ((1 << me) - 1)) != 0 ->
                  seen = seen & (CUR | (1 << me)) }
           fi
 #endif
@@ -177,7 +190,7 @@ proctype client(byte mymode; bool keep; bool mortal; bool patient; byte order)
           predecessor(seen, me, p);
           if
           :: mortal && !patient -> exists[me] = false; goto end
-          :: mortal -> exists[me] = false; goto end
+          :: mortal -> goto lost
 #ifdef STALE_GRANT
           :: atomic { marked[p] -> held = true }; break
           :: atomic { !exists[p] -> snapshot(seen) }
@@ -188,6 +201,17 @@ proctype client(byte mymode; bool keep; bool mortal; bool patient; byte order)
        fi
     od;
 
+    /* Held at some revision; the lease may be lost before the hold is taken
+     * (registered): then K is no hold, and the client joins again (J2). */
+    if
+    :: mortal && patient ->
+#ifdef HOLD_LOST_LEASE
+       exists[me] = false   /* the bug: it holds through an entry that is gone */
+#else
+       goto lost
+#endif
+    :: true
+    fi;
     /* held: enter the critical section */
     atomic {
         in_cs[mymode]++;
@@ -212,6 +236,31 @@ end_hold:
     atomic { assert_in_prefix(me, mymode); in_cs[mymode]-- };
     /* R, or death while holding: the entry goes either way */
     exists[me] = false;
+    goto end;
+
+lost:
+    /* L while it waits: the lease ran out. The entry goes (now, or with
+     * the lease later). A patient client may join again (J2), at the tail,
+     * into the spare slot once the three have joined (one J2 per run);
+     * else it gives up (the deadline). */
+    if
+    :: exists[me] = false
+    :: skip
+    fi;
+    if
+    :: atomic { patient && next_slot == N - 1 ->  /* the others have joined */
+           old = me;
+           me = next_slot; next_slot++;
+           exists[me] = true; emode[me] = mymode;
+           snapshot(seen)
+       };
+       if
+       :: exists[old] -> run expire(old)
+       :: else
+       fi;
+       goto wait
+    :: exists[me] = false
+    fi;
 end:
     skip
 }

@@ -4,7 +4,8 @@
  * applied it (the connection is closed instead of answered), the way a
  * network does. Requests with a Content-Length body and answers with a
  * Content-Length are relayed one by one; a streaming answer (a watch) turns
- * the connection into a plain pipe until either side closes.
+ * the connection into a plain pipe until either side closes. It can also
+ * hold every answer for a while, as a slow etcd (a loaded disk) does.
  */
 #ifndef FIFOLOCK_TESTS_ETCD_PROXY_H
 #define FIFOLOCK_TESTS_ETCD_PROXY_H
@@ -20,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 struct proxy {
@@ -29,6 +31,7 @@ struct proxy {
     char drop_path[64];         /* lose the reply to the next request to this path */
     atomic_int drops_left;
     atomic_int dropped;
+    atomic_int delay_ms;        /* hold every whole answer this long (a slow etcd) */
     pthread_t thread;
 };
 
@@ -75,7 +78,8 @@ static inline long proxy_content_length(const char *head, size_t len)
 static inline int proxy_write_all(int fd, const char *buf, size_t n)
 {
     while (n > 0) {
-        ssize_t w = write(fd, buf, n);
+        /* MSG_NOSIGNAL: a client gone meanwhile is an error here, not SIGPIPE. */
+        ssize_t w = send(fd, buf, n, MSG_NOSIGNAL);
         if (w <= 0)
             return -1;
         buf += w;
@@ -164,6 +168,12 @@ static inline void *proxy_conn_main(void *arg)
             atomic_fetch_add(&p->dropped, 1);
             break;  /* applied by etcd, never answered */
         }
+        if (atomic_load(&p->delay_ms) > 0 && strstr(req, "POST /v3/watch ") != req) {
+            int ms = atomic_load(&p->delay_ms);
+            struct timespec t = { ms / 1000, (ms % 1000) * 1000000L };
+
+            nanosleep(&t, NULL);
+        }
         if (sclen < 0) {
             proxy_pipe(c->client, u, resp, shave);
             break;
@@ -218,6 +228,12 @@ static inline void proxy_start(struct proxy *p, int upstream_port)
     snprintf(p->url, sizeof p->url, "http://127.0.0.1:%d", ntohs(a.sin_port));
     pthread_create(&p->thread, NULL, proxy_main, p);
     pthread_detach(p->thread);
+}
+
+/* Holds every answer but a watch's `ms` before relaying it (the keepalive's too). */
+static inline void proxy_delay(struct proxy *p, int ms)
+{
+    atomic_store(&p->delay_ms, ms);
 }
 
 /* Loses the replies to the next `count` requests to `path`. */

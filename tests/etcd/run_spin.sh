@@ -19,7 +19,8 @@ spin_init fifolock-etcd-model
 for conf in CONF_A CONF_B CONF_C CONF_D; do
     spin_config "$conf" safety "-D$conf" -m100000
 done
-for m in "NO_MARK CONF_A" "PRED_ONLY CONF_B" "SKIP_WAITING CONF_C" "STALE_GRANT CONF_D"; do
+for m in "NO_MARK CONF_A" "PRED_ONLY CONF_B" "SKIP_WAITING CONF_C" "STALE_GRANT CONF_D" \
+    "HOLD_LOST_LEASE CONF_C"; do
     set -- $m
     spin_mutant "$1" safety "-D$1 -D$2" -m100000
 done
