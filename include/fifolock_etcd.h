@@ -122,6 +122,18 @@ struct fifolock_etcd_options {
     /* etcd's user/password auth, as etcdctl's --user: NULL for none. */
     const char *user;
     const char *password;
+    /* (As in release 1.0: fields added since are in fifolock_etcd_config.) */
+};
+
+/*
+ * fifolock_etcd_options and what came after release 1.0, for
+ * fifolock_etcd_open_config(). Start from FIFOLOCK_ETCD_CONFIG_INIT: `size`
+ * says which fields the caller was built with, so that fields added later
+ * take their defaults in programs built before them.
+ */
+struct fifolock_etcd_config {
+    size_t size;                          /* sizeof(struct fifolock_etcd_config) */
+    struct fifolock_etcd_options options; /* as fifolock_etcd_open() takes them */
     /*
      * One attempt of a request at one endpoint may take this long before
      * the request moves on to the next endpoint (or tries again after a
@@ -132,10 +144,13 @@ struct fifolock_etcd_options {
      * so does each failed keepalive (up to TTL/3): a cluster that is only
      * slow is still waited for. Every request may be sent again this way;
      * each is idempotent (docs/etcd.md). About etcd's election timeout is
-     * right; 0: 1000.
+     * right; 0: 1000 (which fifolock_etcd_open() uses).
      */
     int attempt_timeout_ms;
 };
+
+/* The defaults: `struct fifolock_etcd_config c = FIFOLOCK_ETCD_CONFIG_INIT;` */
+#define FIFOLOCK_ETCD_CONFIG_INIT { sizeof(struct fifolock_etcd_config), { 0 }, 0 }
 
 /*
  * Opens a session on the cluster at `endpoints`: a comma-separated list of
@@ -168,6 +183,14 @@ struct fifolock_etcd_options {
  */
 FIFOLOCK_ETCD_API int fifolock_etcd_open(fifolock_etcd **session, const char *endpoints,
                                     const struct fifolock_etcd_options *options);
+
+/*
+ * As fifolock_etcd_open(), with the options of `config` (NULL: the
+ * defaults). EINVAL also when config->size is not that of a
+ * fifolock_etcd_config of this or a later release.
+ */
+FIFOLOCK_ETCD_API int fifolock_etcd_open_config(fifolock_etcd **session, const char *endpoints,
+                                           const struct fifolock_etcd_config *config);
 
 /*
  * Waits until `n` holds of `mode` on the lock `name` (any non-empty string)

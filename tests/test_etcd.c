@@ -8,9 +8,12 @@
 #include "etcd/harness.h"
 #include "etcd/proxy.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/socket.h>
 
 static struct etcd_server srv;
 static const char *ep;
@@ -119,6 +122,52 @@ static void bad_arguments_are_einval_and_leave_nothing(void)
     CHECK_EQ(fifolock_etcd_close(NULL), EINVAL);
     CHECK_EQ(queue_len("bad"), 0);
     CHECK_EQ(fifolock_etcd_close(s), 0);
+}
+
+/*
+ * fifolock_etcd_open_config(): the 1.0 options and the newer ones, by size.
+ * A member that accepts connections and never answers (a listening socket
+ * nobody serves) costs one attempt of attempt_timeout_ms, then the next
+ * endpoint is asked.
+ */
+static void open_config_takes_the_attempt_timeout_and_checks_its_size(void)
+{
+    struct fifolock_etcd_config c = FIFOLOCK_ETCD_CONFIG_INIT, unsized = FIFOLOCK_ETCD_CONFIG_INIT;
+    struct sockaddr_in a;
+    socklen_t alen = sizeof a;
+    fifolock_etcd *s = NULL;
+    char endpoints[1200];
+    long t0, took;
+    int mute;
+    int64_t t;
+
+    unsized.size = 0;
+    CHECK_EQ(fifolock_etcd_open_config(&s, ep, &unsized), EINVAL);
+    CHECK_TRUE(s == NULL);
+
+    mute = socket(AF_INET, SOCK_STREAM, 0);
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK_EQ(bind(mute, (struct sockaddr *)&a, sizeof a), 0);
+    CHECK_EQ(listen(mute, 16), 0);
+    CHECK_EQ(getsockname(mute, (struct sockaddr *)&a, &alen), 0);
+    snprintf(endpoints, sizeof endpoints, "http://127.0.0.1:%d,%s", ntohs(a.sin_port), ep);
+
+    c.options.ttl = 5;
+    c.attempt_timeout_ms = 300;
+    t0 = etcd_now_ms();
+    CHECK_EQ(fifolock_etcd_open_config(&s, endpoints, &c), 0);
+    took = etcd_now_ms() - t0;
+    CHECK_LE(250, took); /* the mute member had its attempt */
+    CHECK_LT(took, 950); /* one of 300 ms, not the default 1000 */
+    if (s != NULL) {
+        CHECK_EQ(fifolock_etcd_acquire(s, "config", &fifolock_mutex, NULL, &t), 0);
+        CHECK_EQ(fifolock_etcd_release(s, "config", t), 0);
+        CHECK_EQ(fifolock_etcd_close(s), 0);
+    }
+    close(mute);
+    CHECK_EQ(queue_len("config"), 0);
 }
 
 static void try_acquire_is_refused_while_held_and_leaves_no_entry(void)
@@ -833,6 +882,7 @@ int main(int argc, char **argv)
     static const struct check_test tests[] = {
         TEST(uncontended_acquire_gives_a_token_and_release_leaves_nothing),
         TEST(bad_arguments_are_einval_and_leave_nothing),
+        TEST(open_config_takes_the_attempt_timeout_and_checks_its_size),
         TEST(try_acquire_is_refused_while_held_and_leaves_no_entry),
         TEST(readers_share_and_a_writer_waits_for_them),
         TEST(a_compatible_reader_queues_behind_a_waiting_writer),

@@ -59,7 +59,7 @@ struct fifolock_etcd {
     fifolock_etcd_lost_fn *lost_fn;
     void *lost_arg;
     int timeout_ms;
-    int attempt_ms;         /* one attempt at one endpoint (options.attempt_timeout_ms) */
+    int attempt_ms;         /* one attempt at one endpoint (config.attempt_timeout_ms) */
     int ttl;
     char *cacert, *cert, *key, *user, *password;
     /*

@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,17 +203,39 @@ static int grant_lease(fifolock_etcd *s, int64_t until, int64_t id, int64_t *saf
     return 0;
 }
 
+/* Whether the caller's config struct has `field` (it was built knowing it). */
+#define CONFIG_HAS(c, field) \
+    ((c)->size >= offsetof(struct fifolock_etcd_config, field) + sizeof((c)->field))
+
 int fifolock_etcd_open(fifolock_etcd **session, const char *endpoints,
                        const struct fifolock_etcd_options *options)
 {
-    static const struct fifolock_etcd_options defaults;
-    const struct fifolock_etcd_options *o = options ? options : &defaults;
+    struct fifolock_etcd_config config = FIFOLOCK_ETCD_CONFIG_INIT;
+
+    if (options != NULL)
+        config.options = *options;
+    return fifolock_etcd_open_config(session, endpoints, &config);
+}
+
+int fifolock_etcd_open_config(fifolock_etcd **session, const char *endpoints,
+                              const struct fifolock_etcd_config *config)
+{
+    static const struct fifolock_etcd_config defaults = FIFOLOCK_ETCD_CONFIG_INIT;
+    const struct fifolock_etcd_config *c = config ? config : &defaults;
+    const struct fifolock_etcd_options *o = &c->options;
+    int attempt_timeout_ms;
     fifolock_etcd *s;
     int64_t until;
     int nomem = 0, rc;
     size_t i;
 
     fifolock__etcd_clear_error();
+    if (!CONFIG_HAS(c, options)) {
+        fifolock__etcd_set_error("config->size is %zu: start from FIFOLOCK_ETCD_CONFIG_INIT",
+                                 c->size);
+        return EINVAL;
+    }
+    attempt_timeout_ms = CONFIG_HAS(c, attempt_timeout_ms) ? c->attempt_timeout_ms : 0;
     if (session == NULL || endpoints == NULL || (o->nmodes > 0 && o->modes == NULL))
         return EINVAL;
     if (o->ttl != 0 && o->ttl < 2) {
@@ -242,7 +265,7 @@ int fifolock_etcd_open(fifolock_etcd **session, const char *endpoints,
     }
     s->ttl = o->ttl ? o->ttl : 10;
     s->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 5000;
-    s->attempt_ms = o->attempt_timeout_ms > 0 ? o->attempt_timeout_ms : 1000;
+    s->attempt_ms = attempt_timeout_ms > 0 ? attempt_timeout_ms : 1000;
     if (s->attempt_ms > s->timeout_ms)
         s->attempt_ms = s->timeout_ms;
     s->lost_fn = o->lost;
