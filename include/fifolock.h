@@ -403,7 +403,9 @@ FIFOLOCK_API const fifolock_holds *fifolock_holds_of(const fifolock *lock);
 
 /**
  * A short English message for an error code returned by this library
- * ("the lock is held or waited on", ...). Never NULL. This function can't fail.
+ * ("the lock is held or waited on", ...); for another errno value (those the
+ * etcd lock passes on, ECONNREFUSED, EACCES, EIO), strerror()'s. Never NULL.
+ * This function can't fail.
  */
 FIFOLOCK_API const char *fifolock_strerror(int err);
 

@@ -2,6 +2,7 @@
 #include "fifolock.h"
 
 #include <errno.h>
+#include <string.h>
 
 const char *fifolock_strerror(int err)
 {
@@ -40,6 +41,8 @@ const char *fifolock_strerror(int err)
     case ENOLCK:
         return "the lock was lost (its lease expired or its entry was deleted)";
     default:
-        return "unknown error";
+        /* Codes that the etcd lock and the system pass on (ECONNREFUSED,
+         * EACCES, EIO...) say what the C library says of them. */
+        return err > 0 ? strerror(err) : "unknown error";
     }
 }

@@ -526,6 +526,10 @@ static void waiting_status_is_no_errno_value(void)
     CHECK_TRUE(strcmp(fifolock_strerror(EPROTO), "unknown error") != 0);
     CHECK_TRUE(strcmp(fifolock_strerror(ENOSPC), "unknown error") != 0);
     CHECK_TRUE(strcmp(fifolock_strerror(ENOLCK), "unknown error") != 0);
+    /* other errno values: the C library's words */
+    CHECK_EQ(strcmp(fifolock_strerror(ECONNREFUSED), strerror(ECONNREFUSED)), 0);
+    CHECK_EQ(strcmp(fifolock_strerror(EIO), strerror(EIO)), 0);
+    CHECK_EQ(strcmp(fifolock_strerror(-5), "unknown error"), 0);
 }
 
 RUN_TESTS(TEST(weighted_request_is_all_or_nothing),
