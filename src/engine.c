@@ -323,16 +323,6 @@ static bool never_fits(fifolock *lock, const fifolock_mode *mode, size_t n)
     return !ok;
 }
 
-bool fifolock__never_fits(const fifolock_mode *mode, size_t n)
-{
-    fifolock scratch;
-
-    if (!(mode != NULL && mode->is_compatible != NULL) || n == 0)
-        return false;
-    fifolock_init(&scratch);
-    return never_fits(&scratch, mode, n); /* allocates nothing: one entry, inline */
-}
-
 /* ---- granting ------------------------------------------------------------ */
 
 /*

@@ -17,6 +17,10 @@
  * fewer holders never make a mode incompatible. Then an entry that held
  * before a removal still holds after it (it now joins fewer holders), so a
  * grant is never taken back; the front ends say so in their headers.
+ *
+ * This file uses only the engine's public calls, so the etcd library, which
+ * links libfifolock.so, builds it into itself (hidden) rather than reach
+ * into the core's private symbols.
  */
 #include "internal.h"
 
@@ -62,4 +66,24 @@ int fifolock__granted_prefix(const struct fifolock__entry *entries, size_t count
     /* Both refusals end the prefix: EDEADLK is a mode that no lock admits
        (the engine refuses it at once rather than queue it), as unknown_mode. */
     return rc == EBUSY || rc == EDEADLK ? 0 : rc;
+}
+
+/*
+ * The same question for a queue kept outside a fifolock, asked through the
+ * engine's public calls on an empty scratch lock, which refuses a request
+ * that can never fit with EDEADLK (and allocates nothing for one mode).
+ */
+bool fifolock__never_fits(const fifolock_mode *mode, size_t n)
+{
+    fifolock scratch;
+    int rc;
+
+    if (!(mode != NULL && mode->is_compatible != NULL) || n == 0 || n > UINT32_MAX)
+        return false;
+    fifolock_init(&scratch);
+    rc = fifolock_try_acquire_n(&scratch, mode, n);
+    if (rc == 0)
+        (void)fifolock_release_n(&scratch, mode, n);
+    (void)fifolock_destroy(&scratch);
+    return rc == EDEADLK;
 }

@@ -169,6 +169,28 @@ if readelf -d "$work/cmake-consumer/consumer_static" | grep -q 'NEEDED.*libfifol
     fail "consumer_static depends on libfifolock.so"
 fi
 
+# ---- 4b. the etcd library, where it is installed ---------------------------------
+etcd_so=$lib/libfifolock_etcd.so
+if [ -e "$etcd_so" ]; then
+    step "the etcd library: one copy of the core"
+    readelf -d "$etcd_so" | grep -q 'NEEDED.*\[libfifolock\.so\.1\]' ||
+        fail "libfifolock_etcd.so does not depend on libfifolock.so.1"
+    own=$(nm -D --defined-only "$etcd_so" | awk '$2 != "A" { n = $NF; sub(/@.*/, "", n); print n }' |
+          grep -vxE '_init|_fini|_edata|_end|__bss_start' | grep -v '^fifolock_etcd_')
+    [ -z "$own" ] || fail "libfifolock_etcd.so defines names that are not its own:" $own
+    [ -x "$work/cmake-consumer/consumer_etcd" ] ||
+        fail "find_package(fifolock) offers no fifolock::fifolock_etcd"
+    out=$(env -u LD_LIBRARY_PATH "$work/cmake-consumer/consumer_etcd" 2>&1) ||
+        { echo "$out"; fail "consumer_etcd failed"; }
+    echo "find_package: $out"
+    # shellcheck disable=SC2046
+    "$cc" -std=c11 -Wall -Wextra -Werror -o "$work/consumer_etcd_pc" \
+        "$src/tests/install/consumer_etcd.c" $(pkg-config --cflags --libs fifolock_etcd) \
+        >"$work/cc.log" 2>&1 || { cat "$work/cc.log"; fail "the etcd consumer does not build with pkg-config's flags"; }
+    out=$(LD_LIBRARY_PATH=$lib "$work/consumer_etcd_pc" 2>&1) || { echo "$out"; fail "consumer_etcd_pc failed"; }
+    echo "pkg-config: $out"
+fi
+
 # ---- 5. man pages ---------------------------------------------------------------
 if [ "$nman" -gt 0 ] && command -v man >/dev/null 2>&1; then
     step "man pages from the prefix"
