@@ -36,8 +36,10 @@ const char *fifolock_strerror(int err)
         return "a mode of this name means something else to the lock's other users";
     case ENOSPC:
         return "the lock's fixed room (queue, modes or handles) is full";
+#ifdef EUSERS /* not on Windows, which has no shared-memory lock */
     case EUSERS:
         return "lock file full: its handles, queue or modes (sized when it was made) are all in use";
+#endif
     case ENOLCK:
         return "the lock was lost (its lease expired or its entry was deleted)";
     default:
