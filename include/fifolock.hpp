@@ -22,7 +22,8 @@
  * waits, even if the lock could be shared now (the standard allows try_lock
  * to fail spuriously). Holds belong to the lock, not to threads. Weighted
  * requests and conversions: the C calls (fifolock_mt_acquire_n(),
- * fifolock_mt_convert(), ...) on native_handle(). Linux only, as fifolock_mt.
+ * fifolock_mt_convert(), ...) on native_handle(). Wherever fifolock_mt
+ * builds (docs/platforms.md).
  *
  * Deadlines. try_lock_for() and the timed guards measure time on the steady
  * clock. try_lock_until() takes a time point of any clock: it converts the

@@ -44,7 +44,9 @@
  * semaphore), and a thread that asks again for a mode it holds queues like
  * anyone else.
  *
- * Linux only (futexes). Deadlines are absolute CLOCK_MONOTONIC times.
+ * Waiting threads sleep through the waiting layer (src/wait.h: futex on
+ * Linux, WaitOnAddress on Windows, ...; docs/platforms.md). Deadlines are
+ * absolute CLOCK_MONOTONIC times.
  */
 #ifndef FIFOLOCK_MT_H
 #define FIFOLOCK_MT_H

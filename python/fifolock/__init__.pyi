@@ -169,7 +169,7 @@ class ThreadFifoLock:
     lock: it must not use this lock (RuntimeError) or another
     ThreadFifoLock. After os.fork() the child's locks are whole; what other
     threads held or waited for stays held or queued, as with threading.Lock.
-    Linux only.
+    Wherever the C thread lock builds (docs/platforms.md).
     """
     def __init__(self) -> None: ...
     def __call__(self, mode: type[_ThreadMode], /, n: int = 1,
