@@ -68,6 +68,8 @@ check: build
 	$(CMAKE) --build --preset tsan -j $(JOBS)
 	$(CMAKE) --build --preset tsan-parking -j $(JOBS)
 	$(CMAKE) --build --preset mingw -j $(JOBS)
+	@# wine makes its prefix on first use: once, here, not by two tests at once
+	@wineboot -i >/dev/null 2>&1; wineserver -w
 	@tests/run_suites.sh --no-skips "$(CTEST)" $(JOBS) \
 		"gcc, invariant checks, valgrind, models, mutants:$(BUILD)" \
 		"clang asan+ubsan:$(BUILD_ASAN)" "clang tsan:$(BUILD_TSAN)" \
