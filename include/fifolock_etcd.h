@@ -1,4 +1,5 @@
-/*
+/**
+ * @file fifolock_etcd.h
  * fifolock_etcd: the same first-in-first-out locks, with user-defined modes,
  * kept on an etcd v3 cluster so that processes on many machines share them.
  *
@@ -96,7 +97,7 @@ extern "C" {
 
 typedef struct fifolock_etcd fifolock_etcd;
 
-/*
+/**
  * Runs once for each held lock that was lost: `reason` is ENOLCK (the lease
  * is gone, or the entry was deleted) or ETIMEDOUT (no keepalive was
  * acknowledged within the TTL: the lease may have expired). It runs on the
@@ -125,7 +126,7 @@ struct fifolock_etcd_options {
     /* (As in release 1.0: fields added since are in fifolock_etcd_config.) */
 };
 
-/*
+/**
  * fifolock_etcd_options and what came after release 1.0, for
  * fifolock_etcd_open_config(). Start from FIFOLOCK_ETCD_CONFIG_INIT: `size`
  * says which fields the caller was built with, so that fields added later
@@ -152,7 +153,7 @@ struct fifolock_etcd_config {
 /* The defaults: `struct fifolock_etcd_config c = FIFOLOCK_ETCD_CONFIG_INIT;` */
 #define FIFOLOCK_ETCD_CONFIG_INIT { sizeof(struct fifolock_etcd_config), { 0 }, 0 }
 
-/*
+/**
  * Opens a session on the cluster at `endpoints`: a comma-separated list of
  * URLs ("http://10.0.0.1:2379,https://..."), tried in turn. It grants the
  * session's lease (authenticating first when options->user is set) and
@@ -184,7 +185,7 @@ struct fifolock_etcd_config {
 FIFOLOCK_ETCD_API int fifolock_etcd_open(fifolock_etcd **session, const char *endpoints,
                                     const struct fifolock_etcd_options *options);
 
-/*
+/**
  * As fifolock_etcd_open(), with the options of `config` (NULL: the
  * defaults). EINVAL also when config->size is not that of a
  * fifolock_etcd_config of this or a later release.
@@ -192,7 +193,7 @@ FIFOLOCK_ETCD_API int fifolock_etcd_open(fifolock_etcd **session, const char *en
 FIFOLOCK_ETCD_API int fifolock_etcd_open_config(fifolock_etcd **session, const char *endpoints,
                                            const struct fifolock_etcd_config *config);
 
-/*
+/**
  * Waits until `n` holds of `mode` on the lock `name` (any non-empty string)
  * are granted, in FIFO order with every other request for that name on the
  * cluster, or until `deadline`. On 0 the fencing token (the entry's create
@@ -223,7 +224,7 @@ FIFOLOCK_ETCD_API int fifolock_etcd_acquire_n(fifolock_etcd *session, const char
                                          const fifolock_mode *mode, size_t n,
                                          const struct timespec *deadline, int64_t *token);
 
-/*
+/**
  * Ends the session's waits early: every fifolock_etcd_acquire() and
  * fifolock_etcd_acquire_n() of `session` that is waiting now returns EINTR
  * at once (a request to etcd already under way, such as the join, ends
@@ -247,14 +248,14 @@ FIFOLOCK_ETCD_API int fifolock_etcd_acquire_n(fifolock_etcd *session, const char
  */
 FIFOLOCK_ETCD_API int fifolock_etcd_interrupt(fifolock_etcd *session);
 
-/*
+/**
  * Ends the interrupt: acquires wait again. An interrupt that comes while
  * this runs either is cleared or stays, whole. Async-signal-safe too.
  * Returns 0, or EINVAL for NULL.
  */
 FIFOLOCK_ETCD_API int fifolock_etcd_clear_interrupt(fifolock_etcd *session);
 
-/*
+/**
  * Takes the lock only if it can be held at once (nobody waiting ahead, the
  * mode fits the holders). Returns 0 (held, *token set), EBUSY (not granted;
  * the request was withdrawn), or an error as fifolock_etcd_acquire().
@@ -262,7 +263,7 @@ FIFOLOCK_ETCD_API int fifolock_etcd_clear_interrupt(fifolock_etcd *session);
 FIFOLOCK_ETCD_API int fifolock_etcd_try_acquire(fifolock_etcd *session, const char *name,
                                            const fifolock_mode *mode, int64_t *token);
 
-/*
+/**
  * Releases the hold of `name` that was granted with `token`. Returns 0, or:
  * EPERM (this session holds no such lock), EINVAL (NULL pointers), or an
  * error reaching etcd (ECONNREFUSED, ETIMEDOUT, EACCES, EIO), in which case
@@ -271,7 +272,7 @@ FIFOLOCK_ETCD_API int fifolock_etcd_try_acquire(fifolock_etcd *session, const ch
  */
 FIFOLOCK_ETCD_API int fifolock_etcd_release(fifolock_etcd *session, const char *name, int64_t token);
 
-/*
+/**
  * Is the hold of `name` granted with `token` still safe, now? Returns 0
  * (yes, until *safe_until, on CLOCK_BOOTTIME, if safe_until is not NULL), ENOLCK (it was lost:
  * the lease or the entry is gone), ETIMEDOUT (no keepalive acknowledged
@@ -281,7 +282,7 @@ FIFOLOCK_ETCD_API int fifolock_etcd_release(fifolock_etcd *session, const char *
 FIFOLOCK_ETCD_API int fifolock_etcd_check(fifolock_etcd *session, const char *name, int64_t token,
                                      struct timespec *safe_until);
 
-/*
+/**
  * The session's local safety bound: the send time of the last keepalive
  * etcd acknowledged, plus the lease's TTL. Until then no hold of the session
  * can have been lost by expiry. It is a CLOCK_BOOTTIME time, not
@@ -291,7 +292,7 @@ FIFOLOCK_ETCD_API int fifolock_etcd_check(fifolock_etcd *session, const char *na
  */
 FIFOLOCK_ETCD_API struct timespec fifolock_etcd_safe_until(fifolock_etcd *session);
 
-/*
+/**
  * Writes into buf (size bytes, NUL-terminated) the etcd key of the entry of
  * `name` granted with `token`, for a storage service that fences on it.
  * Returns 0, EPERM (no such hold), ERANGE (buf too small), EINVAL.
@@ -299,7 +300,7 @@ FIFOLOCK_ETCD_API struct timespec fifolock_etcd_safe_until(fifolock_etcd *sessio
 FIFOLOCK_ETCD_API int fifolock_etcd_key(fifolock_etcd *session, const char *name, int64_t token,
                                    char *buf, size_t size);
 
-/*
+/**
  * Revokes the lease: everything this session held or asked for is gone at
  * once, on the whole cluster. Stops the background thread and frees the
  * session; no lost callback runs for the holds let go here. Returns 0, or
@@ -309,7 +310,7 @@ FIFOLOCK_ETCD_API int fifolock_etcd_key(fifolock_etcd *session, const char *name
  */
 FIFOLOCK_ETCD_API int fifolock_etcd_close(fifolock_etcd *session);
 
-/*
+/**
  * Parses a mode as the command line spells it: mutex, read, write,
  * upgradable, is, ix, s, six, x, or semaphore:N (N from 1). For a
  * ready-made mode *mode points to it; for a semaphore, *storage is filled
@@ -319,7 +320,7 @@ FIFOLOCK_ETCD_API int fifolock_etcd_close(fifolock_etcd *session);
 FIFOLOCK_ETCD_API int fifolock_etcd_parse_mode(const char *text, fifolock_mode *storage,
                                           const fifolock_mode **mode);
 
-/*
+/**
  * A ready-made lost callback for a program that runs a command under the
  * lock (the `fifolock --etcd` command line): pass it as options.lost with a
  * struct fifolock_etcd_kill as lost_arg. On a loss it records the reason
@@ -342,7 +343,7 @@ FIFOLOCK_ETCD_API void fifolock_etcd_kill_on_loss(fifolock_etcd *session, const 
 /* A message a person can read for an error code of this library. */
 FIFOLOCK_ETCD_API const char *fifolock_etcd_strerror(int err);
 
-/*
+/**
  * The detail of the calling thread's last failed fifolock_etcd call: the
  * server's message or libcurl's, e.g. "etcdserver: authentication failed,
  * invalid user ID or password". Empty if there is none. Valid until the
