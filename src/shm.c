@@ -97,7 +97,9 @@
  *               still waiting remove e: EBUSY.)
  *   A2 spin     poll e->state a bounded number of times, then sched_yield().
  *   A3 park     CAS e->state WAITING -> PARKED.
- *   A4 sleep    futex_wait(e->state, PARKED, min(deadline, now + tick)).
+ *   A4 sleep    futex_wait(e->state, PARKED, min(deadline, now + tick)),
+ *               where the tick is longer for a waiter with two or more
+ *               waiting entries ahead of it (ticks_for()): timing only.
  *   A5 look     GRANTED: CAS -> HELD, return 0 (EOWNERDEAD with +DEAD).
  *               Deadline passed: T1. Tick passed: A6. Else back to A3.
  *   A6 tick     under L: D1 for the handles of the entries ahead of e, G1;
@@ -1624,12 +1626,30 @@ static int take_grant(struct fifolock_shm__handle *s, struct shm_entry *e, uint6
     return EOWNERDEAD;
 }
 
-/* T1 and A6 share this: under L, is e granted? If not and `withdraw`, remove it. */
+/*
+ * How many ticks a waiter with `ahead` waiting entries before it sleeps
+ * until its next one (A4). Only the first two waiters matter for a death:
+ * the first stands behind the holders, the second behind the first; they
+ * tick every tick. A waiter further back ticks less often (at most every
+ * TICK_SPREAD ticks): a death ahead of it is the business of those in
+ * front, and hundreds of waiters that all took the internal lock every 20 ms
+ * to look would keep the lock itself from changing hands (500 processes on
+ * two CPUs: 40 s instead of 2).
+ */
+#define TICK_SPREAD 10u
+
+static uint32_t ticks_for(uint32_t ahead)
+{
+    return ahead < 2 ? 1 : ahead < TICK_SPREAD ? ahead : TICK_SPREAD;
+}
+
+/* T1 and A6 share this: under L, is e granted? If not and `withdraw`, remove it.
+ * While e waits, *ahead is the number of entries before it that wait too. */
 static int tick(struct fifolock_shm__handle *s, struct shm_entry *e, uint64_t seq, bool withdraw,
-               uint64_t *token)
+               uint64_t *token, uint32_t *ahead)
 {
     struct wakes w = { 0, { NULL } };
-    uint32_t n, pos;
+    uint32_t n, pos, i;
     int rc = enter(s);
 
     if (rc != 0)
@@ -1654,6 +1674,12 @@ static int tick(struct fifolock_shm__handle *s, struct shm_entry *e, uint64_t se
         leave(s, &w);
         return ETIMEDOUT;
     }
+    *ahead = 0;
+    n = queue_build(s);
+    pos = queue_position(s, e, n);
+    for (i = 0; i < pos; i++)
+        if (!st_granted(st_load(&s->entries[s->order[i]])))
+            (*ahead)++;
     leave(s, &w);
     return FIFOLOCK_WAITING;
 }
@@ -1797,12 +1823,15 @@ static int acquire(fifolock_shm *lock, const fifolock_mode *mode, size_t n,
             bool timed_out = deadline != NULL && now >= end;
 
             if (timed_out || now >= next_tick || st == ST_WAITING) {
+                uint32_t ahead = 0;
+
                 /* T1, A6, or G2's nudge */
-                rc = tick(s, e, seq, timed_out, token);
+                rc = tick(s, e, seq, timed_out, token, &ahead);
                 if (rc != FIFOLOCK_WAITING)
                     return rc;
-                next_tick = now_ns() + (int64_t)__atomic_load_n(&fifolock_shm__tuning.tick_ns,
-                                                                __ATOMIC_RELAXED);
+                next_tick = now_ns() + (int64_t)ticks_for(ahead) *
+                                           (int64_t)__atomic_load_n(&fifolock_shm__tuning.tick_ns,
+                                                                    __ATOMIC_RELAXED);
             }
         }
     }
