@@ -104,13 +104,20 @@ start_members() {
     (IFS=,; echo "${clients[*]}") >"$dir/endpoints"
 
     for ((i = 0; i < members; i++)); do
-        for ((w = 0; w < 200; w++)); do
+        # Up to 30 s: a member of a cluster serves only once a quorum is up,
+        # and a loaded machine (sanitizer builds beside) starts them slowly.
+        for ((w = 0; w < 600; w++)); do
             grep -q '"msg":"serving client traffic' "$dir/member$i.log" && break
             kill -0 "$(cat "$dir/member$i.pid")" 2>/dev/null || break
+            # a member that lost its port to another program never comes
+            grep -q 'address already in use' "$dir"/member*.log && break
             sleep 0.05
         done
         if ! grep -q '"msg":"serving client traffic' "$dir/member$i.log"; then
-            if grep -q 'address already in use' "$dir/member$i.log"; then
+            # Any member's port taken between the pick and the bind (by
+            # another test's etcd, say): member i then waits for a quorum
+            # that never comes. All of them again, on other ports.
+            if grep -q 'address already in use' "$dir"/member*.log; then
                 # another test took a port between the pick and the bind: again
                 for f in "$dir"/member*.pid; do kill -9 "$(cat "$f")" 2>/dev/null; done
                 sleep 0.2
@@ -119,6 +126,12 @@ start_members() {
             fi
             echo "etcd member $i did not start; its log:" >&2
             tail -20 "$dir/member$i.log" >&2
+            for ((k = 0; k < members; k++)); do
+                ((k == i)) && continue
+                kill -0 "$(cat "$dir/member$k.pid")" 2>/dev/null && continue
+                echo "member $k is gone; the end of its log:" >&2
+                tail -5 "$dir/member$k.log" >&2
+            done
             return 1
         fi
     done
