@@ -346,7 +346,7 @@ FIFOLOCK_API int fifolock_shm_timed_acquire(fifolock_shm *lock, const fifolock_m
 
 /**
  * Weighted requests: `n` holds of `mode` at once, all or nothing, waiting in
- * one place of the queue (DESIGN.md "Weighted"). `deadline` NULL waits for
+ * one place of the queue (fifolock.h: weighted requests). `deadline` NULL waits for
  * ever. n == 0 or n > FIFOLOCK_SHM_MAX_N is EINVAL. Otherwise as fifolock_shm_timed_acquire().
  * If `token` is not NULL, the request always goes through the queue (never
  * the one-instruction fast path) and *token receives its sequence number: a
