@@ -687,8 +687,9 @@ static void wake_later(struct wakes *w, uint32_t *addr)
         futex_wake_all(addr); /* under L: rare */
 }
 
-/* G1 (and G2): grants the prefix the rule allows. */
-static void settle(struct fifolock_shm__handle *s, struct wakes *w)
+/* G1 (and G2): grants the prefix the rule allows. Returns the number of
+ * entries, whose order (oldest first) it leaves in s->order. */
+static uint32_t settle(struct fifolock_shm__handle *s, struct wakes *w)
 {
     struct shm_header *h = s->h;
     uint32_t n = queue_build(s), i;
@@ -739,6 +740,7 @@ static void settle(struct fifolock_shm__handle *s, struct wakes *w)
                                         __ATOMIC_RELAXED))
             wake_later(w, &e->state);
     }
+    return n;
 }
 
 /* Whether table mode `index` is declared read-only (its holders never write). */
@@ -1649,7 +1651,7 @@ static int tick(struct fifolock_shm__handle *s, struct shm_entry *e, uint64_t se
                uint64_t *token, uint32_t *ahead)
 {
     struct wakes w = { 0, { NULL } };
-    uint32_t n, pos, i;
+    uint32_t n = 0, pos, i; /* n: 0 counts nobody ahead, should settle() not have run */
     int rc = enter(s);
 
     if (rc != 0)
@@ -1662,7 +1664,7 @@ static int tick(struct fifolock_shm__handle *s, struct shm_entry *e, uint64_t se
         n = queue_build(s);
         pos = queue_position(s, e, n);
         (void)reap(s, pos);
-        settle(s, &w); /* after deaths, and for G2's late grants */
+        n = settle(s, &w); /* after deaths, and for G2's late grants */
     }
     if (st_granted(st_load(e))) {
         leave(s, &w);
@@ -1674,8 +1676,8 @@ static int tick(struct fifolock_shm__handle *s, struct shm_entry *e, uint64_t se
         leave(s, &w);
         return ETIMEDOUT;
     }
+    /* e was not granted, so settle() ran above and left the order in s->order */
     *ahead = 0;
-    n = queue_build(s);
     pos = queue_position(s, e, n);
     for (i = 0; i < pos; i++)
         if (!st_granted(st_load(&s->entries[s->order[i]])))
