@@ -201,6 +201,17 @@ FIFOLOCK_API bool fifolock_semaphore_is_compatible(const fifolock_mode *self,
  */
 typedef void fifolock_granted_fn(fifolock_waiter *waiter, void *arg);
 
+/**
+ * For waits that must end on something other than a deadline (a signal seen
+ * by a language runtime, a cancelled task): the blocking front ends'
+ * `_interruptible` calls ask `interrupted(arg)` before each sleep of a wait,
+ * and a sleep lasts at most 50 ms. Nonzero withdraws the request as a
+ * deadline would, leaving no trace, and the call returns EINTR (unless the
+ * grant won the race: then it returns as granted). It runs on the waiting
+ * thread, under no lock of this library; it must not call into the same lock.
+ */
+typedef int fifolock_interrupt_fn(void *arg);
+
 /* One mode's counts. Private: read them with fifolock_held(). */
 struct fifolock_hold {
     const fifolock_mode *mode;
