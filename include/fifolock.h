@@ -407,6 +407,14 @@ FIFOLOCK_API int fifolock_try_convert(fifolock *lock, const fifolock_mode *from,
 FIFOLOCK_API size_t fifolock_waiting(const fifolock *lock);
 
 /**
+ * Whether a conversion waits on `lock` (fifolock_convert() returned
+ * FIFOLOCK_WAITING and it was neither switched nor cancelled yet): it waits
+ * ahead of the whole queue, nothing else is granted meanwhile, and another
+ * conversion would get EDEADLK. False for NULL. This function can't fail.
+ */
+FIFOLOCK_API bool fifolock_converting(const fifolock *lock);
+
+/**
  * The lock's hold counts, to read with fifolock_held() and
  * fifolock_holds_list(). Valid as long as the lock is. NULL for NULL.
  */

@@ -874,7 +874,7 @@ static bool py_is_compatible(const fifolock_mode *mode, const fifolock_holds *ho
     if (lk->pred_exc != NULL || (lk->convert_first && lk->conv_exc != NULL))
         return true;
     about_conversion = lk->convert_first ||
-                       (!lk->asking_new && lk->lock.head != NULL && lk->lock.head->from != NULL);
+                       (!lk->asking_new && fifolock_converting(&lk->lock));
     saved = PyErr_Occurred() ? take_exception() : NULL;
     lk->in_predicate++;
     if (func == NULL) {
@@ -1581,7 +1581,7 @@ static PySendResult convert_start(AcquireObject *a, PyObject **result)
     if (rc != FIFOLOCK_WAITING) {
         a->state = ST_DONE;
         engine_done(lk);
-        if (rc == EDEADLK && !(lk->lock.head != NULL && lk->lock.head->from != NULL))
+        if (rc == EDEADLK && !fifolock_converting(&lk->lock))
             PyErr_Format(lk->st->deadlock_error,
                          "conversion to %R can never be granted: even a lock that nobody "
                          "else holds refuses it; the context still holds %R",
