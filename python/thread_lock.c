@@ -11,8 +11,8 @@
  *   ThreadLockContext  (lock, entry, n, timeout) and the holds taken by its
  *                      entries that have not exited yet.
  *   ThreadHolds        the `holds` passed to Python predicates: the
- *                      HoldsView of fifolock_module.c over tholds_dict()
- *                      and tholds_count().
+ *                      HoldsView of shared.c over tholds_dict() and
+ *                      tholds_count().
  *   ticket             one request of a Python mode (below).
  *
  * Lock order: L (the internal lock of the fifolock_mt), then the GIL
@@ -93,7 +93,7 @@
  *   threads held or waited for stays held or queued in the child (those
  *   threads do not exist there); what the forking thread held, it holds.
  */
-#include "module.h"
+#include "front_ends.h"
 
 #include <structmember.h>
 
@@ -296,18 +296,11 @@ static int hold_list_get(TLockObject *lk, struct hold_list *l)
 /* The class of the i-th hold of `l` (borrowed), NULL if unknown. */
 static PyObject *class_of_hold(TLockObject *lk, const struct hold_list *l, size_t i)
 {
-    const fifolock_mode *mode = l->modes[i];
-    PyObject *key, *value;
-    Py_ssize_t pos = 0;
+    EntryObject *e = l->entries[i];
 
-    if (l->entries[i] != NULL)
-        return l->entries[i]->cls;
-    if (mode->is_compatible == fifolock_semaphore_is_compatible)
-        return CONTAINER_OF(mode, EntryObject, own)->cls;
-    while (PyDict_Next(lk->st->builtin, &pos, &key, &value))
-        if (((EntryObject *)value)->mode == mode)
-            return ((EntryObject *)value)->cls;
-    return NULL;
+    if (e == NULL)
+        e = entry_of_ready_mode(lk->st, l->modes[i]);
+    return e != NULL ? e->cls : NULL;
 }
 
 /* {class: holders} now, one count per class (a class's tickets added up). */
@@ -697,7 +690,6 @@ static void tcontext_dealloc(TContextObject *c)
 }
 
 static EntryObject *tentry_get(TLockObject *lk, PyObject *cls);
-static int parse_timeout(PyObject *obj, double *timeout);
 
 /* Converts `from` to `to` (or back: wait false, never waits), GIL released
    (it may take L). A wait asks interrupted(asked) before each sleep. */
@@ -984,78 +976,14 @@ static PyType_Spec tcontext_spec = {
 /* The entry of `cls` on `lk` (new reference). */
 static EntryObject *tentry_get(TLockObject *lk, PyObject *cls)
 {
-    PyObject *e = PyDict_GetItemWithError(lk->st->builtin, cls);
+    EntryObject *e = entry_find(lk->st, lk->modes, cls);
 
-    if (e == NULL && !PyErr_Occurred() && lk->modes != NULL)
-        e = PyDict_GetItemWithError(lk->modes, cls);
     if (e != NULL)
         return (EntryObject *)Py_NewRef(e);
     if (PyErr_Occurred())
         return NULL;
-    if (lk->modes == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "this lock was cleared");
-        return NULL;
-    }
-    e = (PyObject *)entry_new_python(lk->st, cls);
-    if (e == NULL)
-        return NULL;
-    if (PyDict_SetItem(lk->modes, cls, e) < 0) {
-        Py_DECREF(e);
-        return NULL;
-    }
-    return (EntryObject *)e;
-}
-
-static int parse_timeout(PyObject *obj, double *timeout)
-{
-    double t;
-
-    if (obj == NULL || obj == Py_None) {
-        *timeout = -1;
-        return 0;
-    }
-    if (PyBool_Check(obj) || !(PyFloat_Check(obj) || PyLong_Check(obj))) {
-        PyErr_Format(PyExc_TypeError, "timeout must be a number or None, not %.200s",
-                     Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    t = PyFloat_AsDouble(obj);
-    if (t == -1.0 && PyErr_Occurred())
-        return -1;
-    if (isnan(t) || t < 0) {
-        PyErr_Format(PyExc_ValueError, "timeout must be None or >= 0, not %R", obj);
-        return -1;
-    }
-    *timeout = t;
-    return 0;
-}
-
-static int parse_n_arg(PyObject *obj, size_t *n)
-{
-    unsigned long long v;
-
-    if (obj == NULL) {
-        *n = 1;
-        return 0;
-    }
-    if (PyBool_Check(obj) || !PyLong_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "n must be an int, not %.200s", Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    if (PyObject_RichCompareBool(obj, Py_False, Py_LE) != 0) {
-        if (!PyErr_Occurred())
-            PyErr_Format(PyExc_ValueError, "n must be at least 1, not %R", obj);
-        return -1;
-    }
-    v = PyLong_AsUnsignedLongLong(obj);
-    if (v == (unsigned long long)-1 && PyErr_Occurred())
-        return -1;
-    if (v > UINT32_MAX) {
-        PyErr_Format(PyExc_OverflowError, "n=%R is more holds than a lock counts", obj);
-        return -1;
-    }
-    *n = (size_t)v;
-    return 0;
+    /* no predicate of its own: each request is a ticket (see the top) */
+    return entry_make(lk->st, lk->modes, cls, NULL, lk);
 }
 
 static PyObject *tlock_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
@@ -1090,7 +1018,7 @@ static PyObject *tlock_vectorcall(PyObject *self, PyObject *const *args, size_t 
         }
         *slot = args[nargs + i];
     }
-    if (parse_n_arg(n_obj, &n) < 0 || parse_timeout(timeout_obj, &timeout) < 0)
+    if (parse_n(n_obj, &n) < 0 || parse_timeout(timeout_obj, &timeout) < 0)
         return NULL;
     e = tentry_get(lk, args[0]);
     if (e == NULL)
