@@ -73,7 +73,7 @@ struct fifolock_mt {
     /* private */
     uint64_t word;       /* internal lock and idle fast path (src/mt.c) */
     void *wake;          /* parked waiters granted under the internal lock */
-    fifolock engine;     /* the FIFO queue and the hold counts */
+    fifolock_lock engine;     /* the FIFO queue and the hold counts */
     unsigned step_aside; /* a grant went to a thread that is not running */
     unsigned queued;     /* a hint: how many waited when the internal lock was last dropped */
 };
@@ -309,7 +309,7 @@ FIFOLOCK_API int fifolock_mt_convert_interruptible(fifolock_mt *lock, const fifo
  * (fifolock_holds_of(), fifolock_held(), fifolock_holds_list(),
  * fifolock_waiting(), fifolock_converting()) on `engine` all see one state.
  */
-typedef void fifolock_mt_inspect_fn(const fifolock *engine, void *arg);
+typedef void fifolock_mt_inspect_fn(const fifolock_lock *engine, void *arg);
 
 /**
  * Calls `fn(engine, arg)` once, under the internal lock of `lock`, for a
@@ -335,7 +335,7 @@ FIFOLOCK_API int fifolock_mt_inspect(fifolock_mt *lock, fifolock_mt_inspect_fn *
  * (from a predicate, or use fifolock_mt_inspect()). Never pass it to a
  * function that changes it. NULL for NULL; this function can't fail.
  */
-FIFOLOCK_API const fifolock *fifolock_mt_engine(const fifolock_mt *lock);
+FIFOLOCK_API const fifolock_lock *fifolock_mt_engine(const fifolock_mt *lock);
 
 /**
  * Fork hooks, as for pthread_atfork(): fifolock_mt_before_fork() takes the
