@@ -59,7 +59,7 @@
  *   release asks again. The hold taken to carry the exception is never seen:
  *   it is given back before any other code runs. An answer that is an
  *   awaitable or a generator (an `async def is_compatible`) is refused the
- *   same way, as a TypeError (refuse_awaitable), its coroutine closed first.
+ *   same way, as a TypeError (refuse_awaitable in shared.c), its coroutine closed first.
  *
  * Weighted requests and conversions
  *
@@ -364,7 +364,7 @@ static bool py_is_compatible(const fifolock_mode *mode, const fifolock_holds *ho
 {
     EntryObject *e = CONTAINER_OF(mode, EntryObject, own);
     LockObject *lk = e->lock;
-    PyObject *saved, *func = e->func, *r;
+    PyObject *saved;
     int ok, about_conversion;
 
     (void)holds; /* Python predicates read lk->view */
@@ -378,20 +378,7 @@ static bool py_is_compatible(const fifolock_mode *mode, const fifolock_holds *ho
                        (!lk->asking_new && fifolock_converting(&lk->lock));
     saved = PyErr_Occurred() ? take_exception() : NULL;
     lk->in_predicate++;
-    if (func == NULL) {
-        PyErr_Format(PyExc_RuntimeError, "lock mode %R can no longer be used",
-                     e->cls ? e->cls : Py_None);
-        ok = -1;
-    } else {
-        Py_INCREF(func);
-        r = PyObject_CallOneArg(func, lk->view);
-        if (r == Py_True || r == Py_False)
-            ok = r == Py_True; /* the usual answer, at once */
-        else
-            ok = r == NULL || refuse_awaitable(e, r) < 0 ? -1 : PyObject_IsTrue(r);
-        Py_XDECREF(r);
-        Py_DECREF(func);
-    }
+    ok = entry_ask(e, lk->view);
     if (ok < 0 && about_conversion) {
         /* "No": the conversion stays where it is, holding `from`, until
            engine_done() withdraws it and raises this in its task. */

@@ -152,8 +152,10 @@ EntryObject *entry_make(modstate *st, PyObject *modes, PyObject *cls,
 EntryObject *entry_of_ready_mode(modstate *st, const fifolock_mode *mode);
 /* Binds a plain-method predicate to an instance of its class: 0 or -1. */
 int entry_bind(modstate *st, EntryObject *e);
-/* -1 with TypeError if `r` is an awaitable or generator, not an answer. */
-int refuse_awaitable(EntryObject *e, PyObject *r);
+/* Asks the Python predicate of `e` about `view`: 1 yes, 0 no, or -1 with
+   the exception (it raised, its answer was an awaitable or a generator, a
+   TypeError, or its mode can no longer be used). May run any Python code. */
+int entry_ask(EntryObject *e, PyObject *view);
 
 /* ---- lock(mode, n=1, timeout=None) ---- */
 

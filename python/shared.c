@@ -525,7 +525,7 @@ PyTypeObject *holds_view_type(PyObject *module, const char *name, const char *do
  * with TypeError (returns -1), after closing a coroutine or generator, so
  * that it does not warn "never awaited" when it is freed. 0: an answer.
  */
-int refuse_awaitable(EntryObject *e, PyObject *r)
+static int refuse_awaitable(EntryObject *e, PyObject *r)
 {
     PyTypeObject *tp = Py_TYPE(r);
     PyObject *close_exc = NULL;
@@ -550,6 +550,27 @@ int refuse_awaitable(EntryObject *e, PyObject *r)
         restore_exception(type_error);
     }
     return -1;
+}
+
+int entry_ask(EntryObject *e, PyObject *view)
+{
+    PyObject *func = e->func, *r;
+    int ok;
+
+    if (func == NULL) {
+        PyErr_Format(PyExc_RuntimeError, "lock mode %R can no longer be used",
+                     e->cls ? e->cls : Py_None);
+        return -1;
+    }
+    Py_INCREF(func);
+    r = PyObject_CallOneArg(func, view);
+    if (r == Py_True || r == Py_False)
+        ok = r == Py_True; /* the usual answer, at once */
+    else
+        ok = r == NULL || refuse_awaitable(e, r) < 0 ? -1 : PyObject_IsTrue(r);
+    Py_XDECREF(r);
+    Py_DECREF(func);
+    return ok;
 }
 
 /* ---- arguments of lock(mode, n=1, timeout=None) ------------------------------ */

@@ -402,7 +402,7 @@ static bool tpy_is_compatible(const fifolock_mode *mode, const fifolock_holds *h
     TLockObject *lk = t->lock;
     EntryObject *e = t->entry;
     PyGILState_STATE g;
-    PyObject *saved, *func, *r;
+    PyObject *saved;
     unsigned long outer_thread;
     int ok, outer;
 
@@ -419,18 +419,7 @@ static bool tpy_is_compatible(const fifolock_mode *mode, const fifolock_holds *h
     outer_thread = lk->pred_thread;
     lk->in_pred = 1;
     lk->pred_thread = PyThread_get_thread_ident();
-    func = e->func;
-    if (func == NULL) {
-        PyErr_Format(PyExc_RuntimeError, "lock mode %R can no longer be used",
-                     e->cls ? e->cls : Py_None);
-        ok = -1;
-    } else {
-        Py_INCREF(func);
-        r = PyObject_CallOneArg(func, lk->view);
-        ok = r == NULL || refuse_awaitable(e, r) < 0 ? -1 : PyObject_IsTrue(r);
-        Py_XDECREF(r);
-        Py_DECREF(func);
-    }
+    ok = entry_ask(e, lk->view);
     if (ok < 0) {
         t->exc = take_exception(); /* for the thread of this request */
         /* So that it leaves the queue in its turn; but "yes" would switch a
