@@ -87,7 +87,8 @@
  * fork()
  *
  *   The fork hooks (os.register_at_fork) take L of every lock before the
- *   fork and drop it after, in the parent and in the child: the child never
+ *   fork and drop it after, in the parent and in the child
+ *   (fifolock_mt_before_fork(), fifolock_mt_after_fork()): the child never
  *   inherits an L that a thread it does not have was holding, and every
  *   lock's queue and counts are whole. As with threading.Lock, what other
  *   threads held or waited for stays held or queued in the child (those
