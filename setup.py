@@ -1,6 +1,7 @@
 """Builds the fifolock Python package: the engine (src/engine.c, src/modes.c,
-src/strerror.c), the thread lock (src/mt.c on its waiting layer), python/fifolock_module.c
-and python/thread_lock.c, compiled into one extension, fifolock._fifolock.
+src/strerror.c), the thread lock (src/mt.c on its waiting layer), and python/*.c
+(the module fifolock_module.c, its front ends async_lock.c and thread_lock.c,
+their shared.c), compiled into one extension, fifolock._fifolock.
 
     python3 -m pip install .                         # isolated build (fetches setuptools, wheel)
     python3 -m pip install --no-build-isolation .    # with the setuptools and wheel installed
@@ -35,6 +36,8 @@ if os.environ.get("FIFOLOCK_WERROR"):
 
 sources = [
     "python/fifolock_module.c",
+    "python/async_lock.c",
+    "python/shared.c",
     "src/engine.c",
     "src/modes.c",
     "src/strerror.c",
@@ -68,7 +71,8 @@ extension = Extension(
     libraries=libraries,
     extra_compile_args=cflags,
     depends=["include/fifolock.h", "include/fifolock_mt.h", "src/internal.h",
-             "src/mt_internal.h", "src/wait.h", "python/module.h"],
+             "src/mt_internal.h", "src/wait.h", "python/module.h",
+             "python/front_ends.h"],
 )
 
 
