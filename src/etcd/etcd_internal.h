@@ -138,6 +138,50 @@ FIFOLOCK_HIDDEN char *fifolock__etcd_prefix_end(const char *prefix);
 FIFOLOCK_HIDDEN int fifolock__etcd_call(fifolock_etcd *s, const char *path, json_object *req,
                                         json_object **resp, int64_t until_ms);
 
+/* A growing buffer for an answer's body. */
+struct fifolock__etcd_body {
+    char *data;
+    size_t len, cap;
+};
+/* A CURLOPT_WRITEFUNCTION that appends to a fifolock__etcd_body (its WRITEDATA). */
+FIFOLOCK_HIDDEN size_t fifolock__etcd_collect(char *ptr, size_t size, size_t nmemb, void *arg);
+
+/*
+ * One unary call in progress: its attempts over the endpoints, as
+ * fifolock__etcd_call() makes them (the one copy of the failover). For a
+ * caller that runs the attempts itself on a multi handle (async.c):
+ *   begin; then until it ends: attempt(curl) sets the easy handle up for
+ *   the next attempt (or returns the call's final error), the transfer
+ *   runs, result(curl, code) says 0 (*resp set), EAGAIN (attempt again,
+ *   not before resume_ms when that is nonzero) or the final error (the
+ *   thread's error message set); end frees what the call holds.
+ * An expired auth token is renewed inside result(), blocking.
+ */
+struct fifolock__etcd_call {
+    fifolock_etcd *s;
+    const char *path;       /* not owned: a string literal */
+    char *payload;
+    int64_t until_ms;
+    size_t tries, rounds, ep;
+    int reauth;
+    int rc;                 /* the error if the call ends now */
+    int64_t resume_ms;      /* after EAGAIN: no attempt before this (0: at once) */
+    struct curl_slist *hdr;
+    struct fifolock__etcd_body b;
+    char errbuf[CURL_ERROR_SIZE];
+    char msg[400];
+};
+FIFOLOCK_HIDDEN int fifolock__etcd_call_begin(struct fifolock__etcd_call *c, fifolock_etcd *s,
+                                              const char *path, json_object *req,
+                                              int64_t until_ms);
+FIFOLOCK_HIDDEN int fifolock__etcd_call_attempt(struct fifolock__etcd_call *c, CURL *curl);
+FIFOLOCK_HIDDEN int fifolock__etcd_call_result(struct fifolock__etcd_call *c, CURL *curl,
+                                               CURLcode code, json_object **resp);
+FIFOLOCK_HIDDEN void fifolock__etcd_call_end(struct fifolock__etcd_call *c);
+
+/* What every easy handle of the session shares: TLS files, TCP options, no signals. */
+FIFOLOCK_HIDDEN void fifolock__etcd_configure(fifolock_etcd *s, CURL *c);
+
 /*
  * A streaming answer (a watch): the messages arrive one JSON object at a
  * time; `on_message` gets each "result" (or the whole object when it has

@@ -552,29 +552,13 @@ struct bg {
     struct curl_slist *ka_headers;
     char *ka_body;
     char ka_errbuf[CURL_ERROR_SIZE];
-    char *ka_data;
-    size_t ka_len;
+    struct fifolock__etcd_body ka_data; /* the keepalive's answer */
     int64_t ka_sent, ka_next;   /* CLOCK_MONOTONIC ms */
     int64_t ka_sent_boot;       /* CLOCK_BOOTTIME ms, for the safety bound */
     size_t ka_endpoint;
     int64_t ka_lease;           /* the lease the keepalive in flight is for */
     unsigned ka_failures;       /* keepalives failed in a row */
 };
-
-static size_t ka_collect(char *ptr, size_t size, size_t nmemb, void *arg)
-{
-    struct bg *b = arg;
-    size_t n = size * nmemb;
-    char *p = realloc(b->ka_data, b->ka_len + n + 1);
-
-    if (p == NULL)
-        return 0;
-    b->ka_data = p;
-    memcpy(p + b->ka_len, ptr, n);
-    b->ka_len += n;
-    p[b->ka_len] = '\0';
-    return n;
-}
 
 /* Marks the session lost (L1, L2): every hold with it. Under s->mu. */
 static void lose_session(fifolock_etcd *s, int reason)
@@ -613,22 +597,15 @@ static void start_keepalive(struct bg *b)
     free(b->ka_body);
     b->ka_body = strdup(body);
     b->ka_headers = hdr;
-    b->ka_len = 0;
+    b->ka_data.len = 0;
     b->ka_errbuf[0] = '\0';
     snprintf(url, sizeof url, "%s/v3/lease/keepalive", s->endpoints[b->ka_endpoint]);
-    curl_easy_setopt(b->ka, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(b->ka, CURLOPT_POST, 1L);
-    if (s->cacert)
-        curl_easy_setopt(b->ka, CURLOPT_CAINFO, s->cacert);
-    if (s->cert)
-        curl_easy_setopt(b->ka, CURLOPT_SSLCERT, s->cert);
-    if (s->key)
-        curl_easy_setopt(b->ka, CURLOPT_SSLKEY, s->key);
+    fifolock__etcd_configure(s, b->ka);
     curl_easy_setopt(b->ka, CURLOPT_URL, url);
     curl_easy_setopt(b->ka, CURLOPT_HTTPHEADER, hdr);
     curl_easy_setopt(b->ka, CURLOPT_POSTFIELDS, b->ka_body);
-    curl_easy_setopt(b->ka, CURLOPT_WRITEFUNCTION, ka_collect);
-    curl_easy_setopt(b->ka, CURLOPT_WRITEDATA, b);
+    curl_easy_setopt(b->ka, CURLOPT_WRITEFUNCTION, fifolock__etcd_collect);
+    curl_easy_setopt(b->ka, CURLOPT_WRITEDATA, &b->ka_data);
     curl_easy_setopt(b->ka, CURLOPT_ERRORBUFFER, b->ka_errbuf);
     /* One attempt: a member that does not answer within it is left for the
      * next one at once, well inside the TTL (L2). After failures it is
@@ -661,11 +638,11 @@ static void finish_keepalive(struct bg *b, CURLcode code)
     b->ka = NULL;
     curl_slist_free_all(b->ka_headers);
     b->ka_headers = NULL;
-    if (code == CURLE_OK && status == 200 && b->ka_data) {
+    if (code == CURLE_OK && status == 200 && b->ka_data.data) {
         /* The answer streams: the first object is the one for our request. */
         json_tokener *tok = json_tokener_new();
         if (tok) {
-            obj = json_tokener_parse_ex(tok, b->ka_data, (int)b->ka_len);
+            obj = json_tokener_parse_ex(tok, b->ka_data.data, (int)b->ka_data.len);
             json_tokener_free(tok);
         }
     }
@@ -1075,7 +1052,7 @@ static void *background(void *arg)
     }
     curl_slist_free_all(b.ka_headers);
     free(b.ka_body);
-    free(b.ka_data);
+    free(b.ka_data.data);
     pthread_mutex_lock(&s->mu);
     {
         struct fifolock__etcd_hold *h;
