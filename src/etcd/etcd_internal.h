@@ -97,6 +97,9 @@ struct fifolock_etcd {
 
     pthread_t thread;
     CURLM *multi;           /* the background thread's transfers */
+    /* The non-blocking API's state (async.c): made on its first use, then
+     * touched only by the one thread that calls it at a time. */
+    struct fifolock__etcd_async *async;
 };
 
 /* ---- time (CLOCK_MONOTONIC, milliseconds) ---- */
@@ -236,6 +239,9 @@ FIFOLOCK_HIDDEN int fifolock__etcd_authenticate(fifolock_etcd *s, int64_t until_
  */
 FIFOLOCK_HIDDEN int fifolock__etcd_renew(fifolock_etcd *s, int64_t lost_lease, int64_t until_ms);
 
+/* A new lease ID (random, 63 bits): a grant sent again finds its own lease. */
+FIFOLOCK_HIDDEN int64_t fifolock__etcd_new_lease_id(void);
+
 /* Is the session interrupted (fifolock_etcd_interrupt(), not yet cleared)? */
 FIFOLOCK_HIDDEN bool fifolock__etcd_interrupted(fifolock_etcd *s);
 
@@ -250,6 +256,75 @@ FIFOLOCK_HIDDEN void fifolock__etcd_add_orphan(fifolock_etcd *s, const char *key
  */
 FIFOLOCK_HIDDEN int fifolock__etcd_mark(fifolock_etcd *s, const char *key, int64_t token,
                                         int64_t lease, const char *value, int64_t until_ms);
+
+/* ---- lock.c's request, for the non-blocking API (async.c) ---- */
+/* One entry of a queue as D reads it. */
+struct entry {
+    char *key;
+    int64_t rev;
+    const fifolock_mode *mode;  /* NULL: a mode this process does not know */
+    size_t n;
+};
+
+/* The entries up to K, oldest first. */
+struct queue {
+    struct entry *v;
+    size_t len, cap;
+    int64_t revision;           /* the list is exact at this revision */
+};
+
+/* One acquire's state through the steps of lock.c. */
+struct request {
+    fifolock_etcd *s;
+    const char *name;
+    char *qprefix, *qend, *key, *value;
+    int64_t lease;              /* the session's lease when K was named: K's lease */
+    int64_t rev;                /* rev(K), once known */
+    int64_t until;              /* the deadline, ms */
+    struct queue q;
+};
+
+/*
+ * Checks the arguments as fifolock_etcd_acquire_n() does (EINVAL, EDEADLK,
+ * ENOLCK for a lost session, ENOMEM) and names K for a new request; on 0,
+ * *known_mode is the session's mode for `mode` and the request owns its
+ * strings (fifolock__etcd_request_free()); on error nothing is left.
+ */
+FIFOLOCK_HIDDEN int fifolock__etcd_request_init(struct request *r, fifolock_etcd *s,
+                                                const char *name, const fifolock_mode *mode,
+                                                size_t n, int64_t until,
+                                                const fifolock_mode **known_mode);
+/* J2: a new key K' under the session's lease now, at the tail. */
+FIFOLOCK_HIDDEN void fifolock__etcd_request_rejoin(struct request *r);
+FIFOLOCK_HIDDEN void fifolock__etcd_request_free(struct request *r);
+/* J's transaction (NULL: ENOMEM), and what its answer says (rc: the call's). */
+FIFOLOCK_HIDDEN json_object *fifolock__etcd_join_txn(struct request *r);
+FIFOLOCK_HIDDEN int fifolock__etcd_join_answer(struct request *r, int rc, json_object *resp);
+/* W2's read of the queue up to rev(K), and its answer (ENOLCK: K is gone). */
+FIFOLOCK_HIDDEN json_object *fifolock__etcd_reread_request(struct request *r);
+FIFOLOCK_HIDDEN int fifolock__etcd_reread_answer(struct request *r, int rc, json_object *resp);
+/* D. */
+FIFOLOCK_HIDDEN int fifolock__etcd_decide(struct request *r, bool *held, bool *ahead_held);
+/*
+ * W: one message of a watch after its first ("created") one, `pkey` the
+ * key watched in W2 (NULL in W1). Returns FIFOLOCK__ETCD_HELD (K holds),
+ * FIFOLOCK__ETCD_CHANGED (W2: P changed, read again), 0 (watch on),
+ * EAGAIN (watch again after a read), or an error (ENOLCK: K was deleted).
+ */
+#define FIFOLOCK__ETCD_HELD 1
+#define FIFOLOCK__ETCD_CHANGED 2
+FIFOLOCK_HIDDEN int fifolock__etcd_wait_message(struct request *r, const char *pkey,
+                                                json_object *msg);
+/* The grant: registers the hold (and M, if mark_value, which it takes). ENOLCK, ENOMEM. */
+FIFOLOCK_HIDDEN int fifolock__etcd_register_hold(struct request *r, char *mark_value);
+/* K's value (malloc'd; NULL: ENOMEM), "granted" for M. */
+FIFOLOCK_HIDDEN char *fifolock__etcd_entry_value(const fifolock_mode *mode, size_t n,
+                                                 bool granted);
+
+/* ---- the non-blocking API (async.c) ---- */
+struct fifolock__etcd_async;
+/* Frees the session's async requests (no callback runs) and their state. */
+FIFOLOCK_HIDDEN void fifolock__etcd_async_free(fifolock_etcd *s);
 
 /* A new hold's watch starts this long after the grant (it replays what it missed). */
 #define FIFOLOCK__ETCD_WATCH_DELAY_MS 100

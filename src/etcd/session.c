@@ -55,6 +55,7 @@ static void free_session(fifolock_etcd *s)
 {
     size_t i;
 
+    fifolock__etcd_async_free(s);
     for (i = 0; i < s->nendpoints; i++)
         free(s->endpoints[i]);
     free(s->endpoints);
@@ -152,7 +153,7 @@ static void *background(void *arg);
  * lease ("lease already exists") instead of leaving a second one that
  * nobody keeps alive. Random, 63 bits: another client's lease is never hit.
  */
-static int64_t new_lease_id(void)
+int64_t fifolock__etcd_new_lease_id(void)
 {
     uint64_t v = 0;
 
@@ -310,7 +311,7 @@ int fifolock_etcd_open_config(fifolock_etcd **session, const char *endpoints,
             return rc;
         }
     }
-    s->lease = new_lease_id();
+    s->lease = fifolock__etcd_new_lease_id();
     rc = grant_lease(s, until, s->lease, &s->safe_until_ms);
     if (rc != 0) {
         free_session(s);
@@ -369,7 +370,8 @@ int fifolock_etcd_close(fifolock_etcd *s)
 
 int fifolock__etcd_renew(fifolock_etcd *s, int64_t lost_lease, int64_t until_ms)
 {
-    int64_t id = new_lease_id();  /* the same for every try: a grant applied twice is one */
+    /* The same ID for every try: a grant applied twice is one. */
+    int64_t id = fifolock__etcd_new_lease_id();
     int rc = 0;
 
     pthread_mutex_lock(&s->renew_mu);
@@ -396,9 +398,13 @@ int fifolock__etcd_renew(fifolock_etcd *s, int64_t lost_lease, int64_t until_ms)
         rc = grant_lease(s, until, id, &safe);
         if (rc == 0) {
             pthread_mutex_lock(&s->mu);
-            s->lease = id;
-            s->safe_until_ms = safe;
-            s->lost = 0;
+            /* Unless an async request (async.c) renewed it meanwhile: then
+             * this lease is never kept alive and expires unused. */
+            if (s->lease == lost_lease || s->lost) {
+                s->lease = id;
+                s->safe_until_ms = safe;
+                s->lost = 0;
+            }
             pthread_mutex_unlock(&s->mu);
             fifolock__etcd_wake(s);     /* keepalives again */
             break;
