@@ -8,6 +8,7 @@
  */
 #include "check.h"
 #include "etcd/harness.h"
+#include "etcd/proxy.h"
 
 #include <dirent.h>
 #include <poll.h>
@@ -38,14 +39,15 @@ struct outcome {
     struct outcome *cancel;     /* cancel this one's request from the callback */
     fifolock_etcd_request *req;
     int cancel_rc;
-    int cancelled_held;         /* its hold was registered when cancelled */
+    int64_t cancelled_held;     /* its hold's token, registered when cancelled; 0 */
+    int key_after_cancel;       /* fifolock_etcd_key() for that token after the cancel */
     bool release;               /* release the hold from the callback */
 };
 
 static int reported;
 
-/* Does session s hold an entry of `name` (of the first two) other than `token`? */
-static int holds_another(fifolock_etcd *s, const char *name, int64_t token)
+/* The token of a hold of session s on `name` (of the first two entries) other than `token`; 0. */
+static int64_t holds_another(fifolock_etcd *s, const char *name, int64_t token)
 {
     char prefix[300], key[300], buf[300];
     int i;
@@ -58,7 +60,7 @@ static int holds_another(fifolock_etcd *s, const char *name, int64_t token)
             continue;
         rev = etcd_create_revision(ep, key);
         if (rev != token && fifolock_etcd_key(s, name, rev, buf, sizeof buf) == 0)
-            return 1;
+            return rev;
     }
     return 0;
 }
@@ -76,6 +78,12 @@ static void on_done(fifolock_etcd_request *req, int err, int64_t token, void *ar
         /* Is the other one granted already (its hold registered), not reported? */
         o->cancelled_held = holds_another(o->s, o->name, token);
         o->cancel_rc = fifolock_etcd_cancel(o->s, o->cancel->req);
+        if (o->cancelled_held) {
+            char key[300];
+
+            o->key_after_cancel = fifolock_etcd_key(o->s, o->name, o->cancelled_held, key,
+                                                    sizeof key);
+        }
     }
     if (o->release && err == 0)
         CHECK_EQ(fifolock_etcd_release(o->s, o->name, token), 0);
@@ -149,7 +157,9 @@ static void *waiter_main(void *arg)
 {
     struct waiter *w = arg;
 
-    w->rc = fifolock_etcd_acquire(w->s, w->name, w->mode, NULL, &w->token);
+    struct timespec d = etcd_in_ms(10000);     /* a bug fails, never hangs */
+
+    w->rc = fifolock_etcd_acquire(w->s, w->name, w->mode, &d, &w->token);
     return NULL;
 }
 
@@ -348,10 +358,12 @@ static void a_cancelled_waiter_lets_the_next_one_in_and_is_never_reported(void)
 static void a_cancel_after_the_grant_before_its_report_releases_the_hold(void)
 {
     fifolock_etcd *a = open_or_die(NULL), *b = open_or_die(NULL);
-    int round, seen = 0;
+    int round;
+    bool seen = false;
 
     for (round = 0; round < 10 && !seen; round++) {
         struct outcome o1, o2, *first, *second;
+        struct timespec d;
         int64_t tb;
         long end;
 
@@ -368,17 +380,51 @@ static void a_cancel_after_the_grant_before_its_report_releases_the_hold(void)
         second = first == &o1 ? &o2 : &o1;
         CHECK_EQ(first->err, 0);
         CHECK_EQ(first->cancel_rc, 0);
-        seen = first->cancelled_held;
+        seen = first->cancelled_held != 0;
+        if (seen)   /* the hold is gone with the cancel, as with a release */
+            CHECK_EQ(first->key_after_cancel, EPERM);
         loop_for(a, 200);
         CHECK_EQ(second->calls, 0);
         /* The cancelled one left nothing: a writer gets in once the first leaves. */
         CHECK_EQ(fifolock_etcd_release(a, "async-late", first->token), 0);
-        CHECK_EQ(fifolock_etcd_acquire(b, "async-late", &fifolock_write, NULL, &tb), 0);
+        d = etcd_in_ms(3000);
+        CHECK_EQ(fifolock_etcd_acquire(b, "async-late", &fifolock_write, &d, &tb), 0);
         CHECK_EQ(queue_len("async-late"), 1);
         CHECK_EQ(fifolock_etcd_release(b, "async-late", tb), 0);
     }
     printf("granted and cancelled before its report in round %d\n", round);
     CHECK_TRUE(seen);
+    fifolock_etcd_close(a);
+    fifolock_etcd_close(b);
+}
+
+/*
+ * The holder leaves after the join was applied and before its answer (held
+ * up by a slow relay) arrives: D says wait, and the watch starts after the
+ * deletion. The gap between the two is read again, or the waiter would
+ * sleep through its grant.
+ */
+static void a_release_between_the_join_and_the_watch_is_not_missed(void)
+{
+    struct fifolock_etcd_options o = { 0 };
+    static struct proxy px; /* its thread outlives the test: never on the stack */
+    fifolock_etcd *a, *b = open_or_die(NULL);
+    struct outcome w;
+    int64_t tb;
+
+    proxy_start(&px, atoi(strrchr(ep, ':') + 1));
+    o.timeout_ms = 3000;
+    a = etcd_open_or_die(px.url, &o);
+    reported = 0;
+    CHECK_EQ(fifolock_etcd_acquire(b, "async-gap", &fifolock_mutex, NULL, &tb), 0);
+    proxy_delay(&px, 400);
+    CHECK_EQ(start(a, &w, "async-gap", &fifolock_mutex, 3000), 0);
+    loop_until_queue(a, "async-gap", 2);    /* applied; its answer is held up */
+    CHECK_EQ(fifolock_etcd_release(b, "async-gap", tb), 0);
+    CHECK_TRUE(loop_until(a, &w.calls, 5000));
+    CHECK_EQ(w.err, 0);
+    proxy_delay(&px, 0);
+    CHECK_EQ(fifolock_etcd_release(a, "async-gap", w.token), 0);
     fifolock_etcd_close(a);
     fifolock_etcd_close(b);
 }
@@ -517,6 +563,7 @@ int main(int argc, char **argv)
         TEST(a_deadline_reports_etimedout_and_leaves_no_entry),
         TEST(a_cancelled_waiter_lets_the_next_one_in_and_is_never_reported),
         TEST(a_cancel_after_the_grant_before_its_report_releases_the_hold),
+        TEST(a_release_between_the_join_and_the_watch_is_not_missed),
         TEST(a_handoff_costs_a_constant_number_of_requests_however_many_wait),
         TEST(fifty_waiting_requests_take_no_thread_and_close_frees_them),
         TEST(etcd_away_ends_requests_with_an_error_not_a_hang),
