@@ -520,6 +520,46 @@ static void fifty_waiting_requests_take_no_thread_and_close_frees_them(void)
     fifolock_etcd_close(b);
 }
 
+/*
+ * etcd paused for 3.5 s; both leases (TTL 2) run out. The async waiter,
+ * whose deadline is far, gets the session a new lease and queues again
+ * (J2), and holds once etcd is back; the loop never stops meanwhile.
+ */
+static void an_async_waiter_outlives_an_outage_longer_than_its_ttl(void)
+{
+    struct fifolock_etcd_options o = { 0 };
+    fifolock_etcd *a, *h;
+    struct outcome w;
+    int64_t th;
+    long resumed;
+
+    o.ttl = 2;
+    h = open_or_die(&o);
+    a = open_or_die(&o);
+    reported = 0;
+    CHECK_EQ(fifolock_etcd_acquire(h, "async-outage", &fifolock_mutex, NULL, &th), 0);
+    CHECK_EQ(start(a, &w, "async-outage", &fifolock_mutex, 20000), 0);
+    loop_until_queue(a, "async-outage", 2);
+    loop_for(a, 100);
+    kill(srv.pid[0], SIGSTOP);
+    loop_for(a, 3500);
+    kill(srv.pid[0], SIGCONT);
+    resumed = etcd_now_ms();
+    CHECK_TRUE(loop_until(a, &w.calls, 15000));
+    printf("etcd paused 3.5 s (TTL 2 s): the async waiter held %ld ms after it resumed\n",
+           etcd_now_ms() - resumed);
+    CHECK_EQ(w.err, 0);
+    CHECK_LT(th, w.token);
+    CHECK_NE(fifolock_etcd_check(h, "async-outage", th, NULL), 0);
+    CHECK_EQ(fifolock_etcd_check(a, "async-outage", w.token, NULL), 0);
+    CHECK_EQ(queue_len("async-outage"), 1);     /* its new entry only */
+    CHECK_EQ(fifolock_etcd_release(a, "async-outage", w.token), 0);
+    CHECK_EQ(fifolock_etcd_release(h, "async-outage", th), 0);
+    fifolock_etcd_close(h);
+    CHECK_EQ(fifolock_etcd_close(a), 0);
+    CHECK_EQ(queue_len("async-outage"), 0);
+}
+
 /* Last: etcd killed, and started again. */
 static void etcd_away_ends_requests_with_an_error_not_a_hang(void)
 {
@@ -566,6 +606,7 @@ int main(int argc, char **argv)
         TEST(a_release_between_the_join_and_the_watch_is_not_missed),
         TEST(a_handoff_costs_a_constant_number_of_requests_however_many_wait),
         TEST(fifty_waiting_requests_take_no_thread_and_close_frees_them),
+        TEST(an_async_waiter_outlives_an_outage_longer_than_its_ttl),
         TEST(etcd_away_ends_requests_with_an_error_not_a_hang),
     };
     int status;
