@@ -430,17 +430,6 @@ static void fail(struct fifolock_etcd_request *q, int rc)
     begin_call(q, "/v3/kv/deleterange", req, until);
 }
 
-static json_object *grant_request(fifolock_etcd *s, int64_t id)
-{
-    json_object *req = json_object_new_object();
-
-    if (req == NULL)
-        return NULL;
-    json_object_object_add(req, "TTL", json_object_new_int(s->ttl));
-    json_object_object_add(req, "ID", fifolock__etcd_i64(id));
-    return req;
-}
-
 /*
  * J2: K went with the session's lease while it waited; it held nothing. A
  * new lease (unless another request of the session gave it one), then J
@@ -471,36 +460,20 @@ static void renew(struct fifolock_etcd_request *q)
     if (q->new_lease == 0)
         q->new_lease = fifolock__etcd_new_lease_id();   /* the same for every try */
     q->grant_sent_boot = fifolock__etcd_boot_ms();
-    begin_call(q, "/v3/lease/grant", grant_request(s, q->new_lease),
+    begin_call(q, "/v3/lease/grant", fifolock__etcd_grant_request(s, q->new_lease),
                q->until - now < s->timeout_ms ? q->until : now + s->timeout_ms);
 }
 
+/* The answer to J2's grant (which this takes). */
 static void renewed(struct fifolock_etcd_request *q, int rc, json_object *resp)
 {
-    fifolock_etcd *s = q->s;
-    int64_t ttl = s->ttl;
+    int64_t safe;
 
+    rc = fifolock__etcd_grant_answer(q->s, q->new_lease, rc, resp, q->grant_sent_boot, &safe);
     if (rc == 0) {
-        ttl = fifolock__etcd_get_i64(resp, "TTL");
-        if (fifolock__etcd_get_i64(resp, "ID") != q->new_lease || ttl <= 0)
-            rc = EIO;
-    } else if (rc == EEXIST) {
-        rc = 0;     /* an earlier attempt of this grant was applied: the lease is ours */
-        fifolock__etcd_clear_error();
-    }
-    if (rc == 0) {
-        pthread_mutex_lock(&s->mu);
-        if (s->lease == q->lost_lease || s->lost) {
-            s->lease = q->new_lease;
-            s->safe_until_ms = q->grant_sent_boot + 1000 * ttl;
-            s->lost = 0;
-        }
-        /* Else another request renewed it first: this lease is never
-         * kept alive and expires unused. */
-        pthread_mutex_unlock(&s->mu);
-        fifolock__etcd_wake(s);     /* keepalives again */
+        fifolock__etcd_renewed(q->s, q->lost_lease, q->new_lease, safe);
         q->new_lease = 0;
-        renew(q);
+        renew(q);   /* the session has a new lease now: J with it */
         return;
     }
     if (rc == ECONNREFUSED || rc == ETIMEDOUT) {
@@ -580,7 +553,6 @@ static void call_done(struct fifolock_etcd_request *q, int rc, json_object *resp
         break;
     case RENEW:
         renewed(q, rc, resp);
-        json_object_put(resp);
         break;
     case FINISHED:
         json_object_put(resp);

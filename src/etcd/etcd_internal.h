@@ -242,6 +242,20 @@ FIFOLOCK_HIDDEN int fifolock__etcd_renew(fifolock_etcd *s, int64_t lost_lease, i
 /* A new lease ID (random, 63 bits): a grant sent again finds its own lease. */
 FIFOLOCK_HIDDEN int64_t fifolock__etcd_new_lease_id(void);
 
+/*
+ * The pieces of a lease grant by ID (session.c), for async.c: the request
+ * (NULL: ENOMEM); what its answer says (rc: the call's; takes resp; `sent`:
+ * CLOCK_BOOTTIME ms when it was sent): 0 with the lease's safety bound, or
+ * an error; and, after a grant for a lost lease, making it the session's
+ * lease unless another request did so with its own meanwhile.
+ */
+FIFOLOCK_HIDDEN json_object *fifolock__etcd_grant_request(fifolock_etcd *s, int64_t id);
+FIFOLOCK_HIDDEN int fifolock__etcd_grant_answer(fifolock_etcd *s, int64_t id, int rc,
+                                                json_object *resp, int64_t sent,
+                                                int64_t *safe_until_ms);
+FIFOLOCK_HIDDEN void fifolock__etcd_renewed(fifolock_etcd *s, int64_t lost_lease, int64_t id,
+                                            int64_t safe_until_ms);
+
 /* Is the session interrupted (fifolock_etcd_interrupt(), not yet cleared)? */
 FIFOLOCK_HIDDEN bool fifolock__etcd_interrupted(fifolock_etcd *s);
 

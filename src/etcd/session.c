@@ -168,20 +168,22 @@ int64_t fifolock__etcd_new_lease_id(void)
     return v ? (int64_t)v : 1;
 }
 
-/* Grants lease `id` with the session's TTL; its safety bound in *safe_until_ms. */
-static int grant_lease(fifolock_etcd *s, int64_t until, int64_t id, int64_t *safe_until_ms)
+json_object *fifolock__etcd_grant_request(fifolock_etcd *s, int64_t id)
 {
-    json_object *req = json_object_new_object(), *resp = NULL;
-    int64_t sent, ttl;
-    int rc;
+    json_object *req = json_object_new_object();
 
     if (req == NULL)
-        return ENOMEM;
+        return NULL;
     json_object_object_add(req, "TTL", json_object_new_int(s->ttl));
     json_object_object_add(req, "ID", fifolock__etcd_i64(id));
-    sent = fifolock__etcd_boot_ms();
-    rc = fifolock__etcd_call(s, "/v3/lease/grant", req, &resp, until);
-    json_object_put(req);
+    return req;
+}
+
+int fifolock__etcd_grant_answer(fifolock_etcd *s, int64_t id, int rc, json_object *resp,
+                                int64_t sent, int64_t *safe_until_ms)
+{
+    int64_t ttl;
+
     if (rc == EEXIST) {
         /* An earlier attempt of this grant was applied: the lease is ours,
          * granted no earlier than `sent`. */
@@ -202,6 +204,36 @@ static int grant_lease(fifolock_etcd *s, int64_t until, int64_t id, int64_t *saf
     *safe_until_ms = sent + 1000 * ttl;
     json_object_put(resp);
     return 0;
+}
+
+/* Grants lease `id` with the session's TTL; its safety bound in *safe_until_ms. */
+static int grant_lease(fifolock_etcd *s, int64_t until, int64_t id, int64_t *safe_until_ms)
+{
+    json_object *req = fifolock__etcd_grant_request(s, id), *resp = NULL;
+    int64_t sent;
+    int rc;
+
+    if (req == NULL)
+        return ENOMEM;
+    sent = fifolock__etcd_boot_ms();
+    rc = fifolock__etcd_call(s, "/v3/lease/grant", req, &resp, until);
+    json_object_put(req);
+    return fifolock__etcd_grant_answer(s, id, rc, resp, sent, safe_until_ms);
+}
+
+void fifolock__etcd_renewed(fifolock_etcd *s, int64_t lost_lease, int64_t id,
+                            int64_t safe_until_ms)
+{
+    pthread_mutex_lock(&s->mu);
+    /* Unless another request (blocking or async) renewed it meanwhile: then
+     * lease `id` is never kept alive and expires unused. */
+    if (s->lease == lost_lease || s->lost) {
+        s->lease = id;
+        s->safe_until_ms = safe_until_ms;
+        s->lost = 0;
+    }
+    pthread_mutex_unlock(&s->mu);
+    fifolock__etcd_wake(s);     /* keepalives again */
 }
 
 /* Whether the caller's config struct has `field` (it was built knowing it). */
@@ -397,16 +429,7 @@ int fifolock__etcd_renew(fifolock_etcd *s, int64_t lost_lease, int64_t until_ms)
         until = until_ms - now < s->timeout_ms ? until_ms : now + s->timeout_ms;
         rc = grant_lease(s, until, id, &safe);
         if (rc == 0) {
-            pthread_mutex_lock(&s->mu);
-            /* Unless an async request (async.c) renewed it meanwhile: then
-             * this lease is never kept alive and expires unused. */
-            if (s->lease == lost_lease || s->lost) {
-                s->lease = id;
-                s->safe_until_ms = safe;
-                s->lost = 0;
-            }
-            pthread_mutex_unlock(&s->mu);
-            fifolock__etcd_wake(s);     /* keepalives again */
+            fifolock__etcd_renewed(s, lost_lease, id, safe);
             break;
         }
         if (rc != ECONNREFUSED && rc != ETIMEDOUT)
