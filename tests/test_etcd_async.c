@@ -143,26 +143,6 @@ static void loop_for(fifolock_etcd *s, long ms)
         loop_once(s, end - etcd_now_ms(), 0);
 }
 
-/* A thread that acquires with the blocking API. */
-struct waiter {
-    fifolock_etcd *s;
-    const char *name;
-    const fifolock_mode *mode;
-    int rc;
-    int64_t token;
-    pthread_t thread;
-};
-
-static void *waiter_main(void *arg)
-{
-    struct waiter *w = arg;
-
-    struct timespec d = etcd_in_ms(10000);     /* a bug fails, never hangs */
-
-    w->rc = fifolock_etcd_acquire(w->s, w->name, w->mode, &d, &w->token);
-    return NULL;
-}
-
 static void bad_arguments_are_refused_at_once_without_a_callback(void)
 {
     fifolock_etcd *s = open_or_die(NULL);
@@ -243,7 +223,7 @@ static void async_requests_keep_fifo_order_with_blocking_waiters_of_other_sessio
 {
     fifolock_etcd *a = open_or_die(NULL), *b = open_or_die(NULL), *c = open_or_die(NULL);
     struct outcome r[4];
-    struct waiter w = { c, "async-fifo", &fifolock_write, -1, 0, 0 };
+    struct etcd_waiter w;
     int64_t tb;
     int i;
 
@@ -253,7 +233,7 @@ static void async_requests_keep_fifo_order_with_blocking_waiters_of_other_sessio
     loop_until_queue(a, "async-fifo", 2);
     CHECK_EQ(start(a, &r[1], "async-fifo", &fifolock_read, 0), 0);
     loop_until_queue(a, "async-fifo", 3);
-    pthread_create(&w.thread, NULL, waiter_main, &w);
+    etcd_start_waiter(&w, c, "async-fifo", &fifolock_write, 10000, true);
     loop_until_queue(a, "async-fifo", 4);
     CHECK_EQ(start(a, &r[2], "async-fifo", &fifolock_read, 0), 0);
     loop_until_queue(a, "async-fifo", 5);
