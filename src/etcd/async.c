@@ -282,7 +282,10 @@ static void join(struct fifolock_etcd_request *q)
 
 static void reread(struct fifolock_etcd_request *q)
 {
-    begin_call(q, "/v3/kv/range", fifolock__etcd_reread_request(&q->r), q->until);
+    const char *path;
+    json_object *req = fifolock__etcd_reread_request(&q->r, &path);
+
+    begin_call(q, path, req, q->until);
 }
 
 /* The grant: the hold is registered (A3), then reported by process(). */
@@ -587,7 +590,7 @@ static void apply_msgs(struct fifolock_etcd_request *q)
             json_object_put(msg);
             if (gap) {
                 q->reading = true;
-                begin_call(q, "/v3/kv/range", fifolock__etcd_reread_request(&q->r), q->until);
+                reread(q);
             }
             continue;
         }

@@ -314,8 +314,8 @@ FIFOLOCK_HIDDEN void fifolock__etcd_request_free(struct request *r);
 /* J's transaction (NULL: ENOMEM), and what its answer says (rc: the call's). */
 FIFOLOCK_HIDDEN json_object *fifolock__etcd_join_txn(struct request *r);
 FIFOLOCK_HIDDEN int fifolock__etcd_join_answer(struct request *r, int rc, json_object *resp);
-/* W2's read of the queue up to rev(K), and its answer (ENOLCK: K is gone). */
-FIFOLOCK_HIDDEN json_object *fifolock__etcd_reread_request(struct request *r);
+/* W2's read of the queue up to rev(K), to POST to *path, and its answer (ENOLCK: K is gone). */
+FIFOLOCK_HIDDEN json_object *fifolock__etcd_reread_request(struct request *r, const char **path);
 FIFOLOCK_HIDDEN int fifolock__etcd_reread_answer(struct request *r, int rc, json_object *resp);
 /* D. */
 FIFOLOCK_HIDDEN int fifolock__etcd_decide(struct request *r, bool *held, bool *ahead_held);

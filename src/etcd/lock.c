@@ -368,20 +368,22 @@ out:
     return rc;
 }
 
-json_object *fifolock__etcd_reread_request(struct request *r)
+json_object *fifolock__etcd_reread_request(struct request *r, const char **path)
 {
+    *path = "/v3/kv/range";
     return range_request(r->qprefix, r->qend, r->rev);
 }
 
 /* W2's read: the queue up to rev(K). ENOLCK if K is gone. */
 static int reread(struct request *r)
 {
-    json_object *req = fifolock__etcd_reread_request(r), *resp = NULL;
+    const char *path;
+    json_object *req = fifolock__etcd_reread_request(r, &path), *resp = NULL;
     int rc;
 
     if (req == NULL)
         return ENOMEM;
-    rc = fifolock__etcd_call(r->s, "/v3/kv/range", req, &resp, r->until);
+    rc = fifolock__etcd_call(r->s, path, req, &resp, r->until);
     json_object_put(req);
     return fifolock__etcd_reread_answer(r, rc, resp);
 }
