@@ -1,9 +1,12 @@
 /*
- * The shared-memory lock's interruptible waits (src/shm.c): a wait that its
- * question ends leaves the queue without a trace and returns EINTR; a grant
- * that races the question wins, never both. Threads of one process and real
- * processes (fork + SIGKILL); each child reports through its exit status,
- * main checks.
+ * The shared-memory lock's interruptible waits and conversions (src/shm.c):
+ * a wait that its question ends leaves the queue without a trace and
+ * returns EINTR, and a grant that races the question wins, never both; a
+ * conversion switches at once when it fits, else waits ahead of every
+ * waiter of every process keeping its old mode, one at a time per lock,
+ * and a converter that dies leaves the lock usable. Threads of one process
+ * and real processes (fork + SIGKILL); each child reports through a pipe
+ * and its exit status, main checks.
  */
 #define _GNU_SOURCE
 #include "check.h"
@@ -11,6 +14,7 @@
 #include "shm_internal.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -424,9 +428,656 @@ static void interrupted_child_process_leaves_no_trace(void)
     alarm(0);
 }
 
+
+/* ---- conversions ----------------------------------------------------------- */
+
+static const fifolock_mode *rwu[] = { &fifolock_read, &fifolock_write, &fifolock_upgradable };
+
+static bool never_pred(const fifolock_mode *self, const fifolock_holds *holds)
+{
+    (void)self;
+    (void)holds;
+    return false;
+}
+
+static const fifolock_mode nobody = { never_pred, "nobody", 0 };
+
+/*
+ * A child process that talks with the parent over two pipes: it says one
+ * byte at each step, and waits for a byte to go on.
+ */
+struct kid {
+    pid_t pid;
+    int up[2];   /* kid -> parent */
+    int down[2]; /* parent -> kid */
+};
+
+static void kid_say(struct kid *k, char c)
+{
+    if (write(k->up[1], &c, 1) != 1)
+        _exit(40);
+}
+
+static char kid_hear(struct kid *k)
+{
+    char c = 0;
+
+    if (read(k->down[0], &c, 1) != 1)
+        _exit(41);
+    return c;
+}
+
+/* The parent: the kid's next byte, or 0 after 5 s. */
+static char kid_expect(struct kid *k)
+{
+    struct pollfd p = { k->up[0], POLLIN, 0 };
+    char c = 0;
+
+    if (poll(&p, 1, 5000) != 1 || read(k->up[0], &c, 1) != 1)
+        return 0;
+    return c;
+}
+
+/* Whether the kid says nothing for `ms`. */
+static int kid_silent(struct kid *k, int ms)
+{
+    struct pollfd p = { k->up[0], POLLIN, 0 };
+
+    return poll(&p, 1, ms) == 0;
+}
+
+static void kid_tell(struct kid *k, char c)
+{
+    (void)!write(k->down[1], &c, 1);
+}
+
+static void kid_start(struct kid *k, void (*fn)(struct kid *))
+{
+    if (pipe(k->up) != 0 || pipe(k->down) != 0) {
+        k->pid = -1;
+        return;
+    }
+    k->pid = fork();
+    if (k->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        close(k->up[0]);
+        close(k->down[1]);
+        fn(k);
+        _exit(0);
+    }
+    close(k->up[1]);
+    close(k->down[0]);
+}
+
+/* The kid's exit status (0: all went as it expected), or -SIGNAL. */
+static int kid_end(struct kid *k)
+{
+    int status = 0;
+
+    waitpid(k->pid, &status, 0);
+    close(k->up[0]);
+    close(k->down[1]);
+    if (WIFSIGNALED(status))
+        return -WTERMSIG(status);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 99;
+}
+
+struct converter {
+    pthread_t tid;
+    fifolock_shm *lock;
+    const fifolock_mode *from, *to;
+    int timed_ms; /* > 0: fifolock_shm_timed_convert */
+    int rc;
+};
+
+static void *converter_main(void *arg)
+{
+    struct converter *c = arg;
+    struct timespec d;
+
+    if (c->timed_ms > 0) {
+        d = in_ms(c->timed_ms);
+        c->rc = fifolock_shm_timed_convert(c->lock, c->from, c->to, &d);
+    } else {
+        c->rc = fifolock_shm_convert(c->lock, c->from, c->to);
+    }
+    return NULL;
+}
+
+static void start_converter(struct converter *c, fifolock_shm *lock, const fifolock_mode *from,
+                            const fifolock_mode *to, int timed_ms)
+{
+    c->lock = lock;
+    c->from = from;
+    c->to = to;
+    c->timed_ms = timed_ms;
+    c->rc = -1;
+    pthread_create(&c->tid, NULL, converter_main, c);
+}
+
+struct plain {
+    pthread_t tid;
+    fifolock_shm *lock;
+    const fifolock_mode *mode;
+    int rc;
+};
+
+static void *plain_main(void *arg)
+{
+    struct plain *p = arg;
+
+    p->rc = fifolock_shm_acquire(p->lock, p->mode);
+    return NULL;
+}
+
+static void start_plain(struct plain *p, fifolock_shm *lock, const fifolock_mode *mode)
+{
+    p->lock = lock;
+    p->mode = mode;
+    p->rc = -1;
+    pthread_create(&p->tid, NULL, plain_main, p);
+}
+
+static void conversion_errors_change_nothing(void)
+{
+    fifolock_shm a, b;
+    const fifolock_mode *modes[] = { &fifolock_read, &fifolock_write, &fifolock_upgradable,
+                                     &nobody };
+    struct timespec bad = { 0, -1 };
+
+    watchdog(20);
+    CHECK_EQ(fifolock_shm_open(&a, fresh(), modes, 4), 0);
+    CHECK_EQ(fifolock_shm_open(&b, path, rw, 2), 0);
+    /* Nothing held yet (not even registered in a new process: EPERM too). */
+    CHECK_EQ(fifolock_shm_convert(&a, &fifolock_read, &fifolock_write), EPERM);
+    CHECK_EQ(fifolock_shm_acquire(&a, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_convert(NULL, &fifolock_read, &fifolock_write), EINVAL);
+    CHECK_EQ(fifolock_shm_convert(&a, NULL, &fifolock_write), EINVAL);
+    CHECK_EQ(fifolock_shm_convert(&a, &fifolock_read, NULL), EINVAL);
+    CHECK_EQ(fifolock_shm_convert(&a, &fifolock_read, &fifolock_mutex), EINVAL); /* not opened */
+    CHECK_EQ(fifolock_shm_timed_convert(&a, &fifolock_read, &fifolock_write, NULL), EINVAL);
+    CHECK_EQ(fifolock_shm_timed_convert(&a, &fifolock_read, &fifolock_write, &bad), EINVAL);
+    /* A mode not held, through this handle or at all. */
+    CHECK_EQ(fifolock_shm_convert(&a, &fifolock_upgradable, &fifolock_write), EPERM);
+    CHECK_EQ(fifolock_shm_convert(&b, &fifolock_read, &fifolock_write), EPERM);
+    /* A `to` no lock ever grants: refused at once, never queued. */
+    CHECK_EQ(fifolock_shm_convert(&a, &fifolock_read, &nobody), EDEADLK);
+    CHECK_EQ(fifolock_shm_try_convert(&a, &fifolock_read, &nobody), EDEADLK);
+    CHECK_EQ(fifolock_shm_waiting(&a), 0);
+    CHECK_EQ(fifolock_shm_held(&a, &fifolock_read), 1);
+    CHECK_EQ(fifolock_shm_held(&a, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_release(&a, &fifolock_read), 0);
+    /* The fast path's hold converts too (the word becomes an entry). */
+    CHECK_EQ(fifolock_shm_acquire(&a, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_convert(&a, &fifolock_write, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_release(&a, &fifolock_write), EPERM);
+    CHECK_EQ(fifolock_shm_held(&b, &fifolock_read), 1);
+    CHECK_EQ(fifolock_shm_release(&a, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_try_acquire(&b, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_release(&b, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_close(&a), 0);
+    CHECK_EQ(fifolock_shm_close(&b), 0);
+    unlink(path);
+    alarm(0);
+}
+
+/* A downgrade switches at once and lets in the readers it held back. */
+static void downgrade_switches_now_and_grants_readers(void)
+{
+    fifolock_shm a, b;
+    struct plain r1, r2, wr;
+
+    watchdog(20);
+    CHECK_EQ(fifolock_shm_open(&a, fresh(), rwu, 3), 0);
+    CHECK_EQ(fifolock_shm_open(&b, path, rwu, 3), 0);
+    CHECK_EQ(fifolock_shm_acquire(&a, &fifolock_write), 0);
+    start_plain(&r1, &b, &fifolock_read);
+    CHECK_TRUE(wait_waiting(&a, 1));
+    start_plain(&wr, &b, &fifolock_write);
+    CHECK_TRUE(wait_waiting(&a, 2));
+    start_plain(&r2, &b, &fifolock_read);
+    CHECK_TRUE(wait_waiting(&a, 3));
+    CHECK_EQ(fifolock_shm_convert(&a, &fifolock_write, &fifolock_read), 0);
+    pthread_join(r1.tid, NULL); /* granted inside the call */
+    CHECK_EQ(r1.rc, 0);
+    CHECK_EQ(fifolock_shm_waiting(&a), 2); /* the writer, and the reader behind it */
+    CHECK_EQ(fifolock_shm_held(&a, &fifolock_read), 2);
+    CHECK_EQ(fifolock_shm_held(&a, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_release(&b, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_release(&a, &fifolock_read), 0);
+    pthread_join(wr.tid, NULL);
+    CHECK_EQ(wr.rc, 0);
+    CHECK_EQ(fifolock_shm_release(&b, &fifolock_write), 0);
+    pthread_join(r2.tid, NULL);
+    CHECK_EQ(r2.rc, 0);
+    CHECK_EQ(fifolock_shm_release(&b, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_waiting(&a), 0);
+    CHECK_EQ(fifolock_shm_close(&a), 0);
+    CHECK_EQ(fifolock_shm_close(&b), 0);
+    unlink(path);
+    alarm(0);
+}
+
+/*
+ * A child holds upgradable and converts to write while the parent reads and
+ * a writer (a thread of the parent) waits: the conversion waits ahead of the
+ * writer and is granted first when the reader leaves.
+ */
+static void upgrader_main(struct kid *k)
+{
+    fifolock_shm c;
+
+    if (fifolock_shm_open(&c, path, rwu, 3) != 0)
+        _exit(10);
+    if (fifolock_shm_acquire(&c, &fifolock_upgradable) != 0)
+        _exit(11);
+    kid_say(k, 'u');
+    kid_hear(k);
+    kid_say(k, 'c'); /* about to convert */
+    if (fifolock_shm_convert(&c, &fifolock_upgradable, &fifolock_write) != 0)
+        _exit(12);
+    kid_say(k, 'w');
+    kid_hear(k);
+    if (fifolock_shm_release(&c, &fifolock_write) != 0)
+        _exit(13);
+    if (fifolock_shm_release(&c, &fifolock_upgradable) != EPERM)
+        _exit(14);
+    _exit(fifolock_shm_close(&c) == 0 ? 0 : 15);
+}
+
+static void upgrade_waits_ahead_of_a_waiting_writer(void)
+{
+    fifolock_shm a, b;
+    struct kid k;
+    struct plain wr;
+
+    watchdog(30);
+    CHECK_EQ(fifolock_shm_open(&a, fresh(), rwu, 3), 0);
+    CHECK_EQ(fifolock_shm_open(&b, path, rwu, 3), 0);
+    CHECK_EQ(fifolock_shm_acquire(&a, &fifolock_read), 0);
+    kid_start(&k, upgrader_main);
+    CHECK_EQ(kid_expect(&k), 'u');
+    start_plain(&wr, &b, &fifolock_write);
+    CHECK_TRUE(wait_waiting(&a, 1));
+    kid_tell(&k, 'g');
+    CHECK_EQ(kid_expect(&k), 'c');
+    CHECK_TRUE(wait_waiting(&a, 2)); /* the conversion waits too */
+    CHECK_TRUE(kid_silent(&k, 100));
+    CHECK_EQ(fifolock_shm_held(&a, &fifolock_upgradable), 1); /* kept while it waits */
+    /* A new reader queues behind both, though read fits the holders. */
+    CHECK_EQ(fifolock_shm_try_acquire(&b, &fifolock_read), EBUSY);
+    CHECK_EQ(fifolock_shm_release(&a, &fifolock_read), 0);
+    CHECK_EQ(kid_expect(&k), 'w');
+    CHECK_EQ(fifolock_shm_held(&a, &fifolock_write), 1);
+    CHECK_EQ(fifolock_shm_held(&a, &fifolock_upgradable), 0);
+    CHECK_EQ(fifolock_shm_waiting(&a), 1);
+    CHECK_EQ(wr.rc, -1); /* the writer still waits */
+    kid_tell(&k, 'r');
+    CHECK_EQ(kid_end(&k), 0);
+    pthread_join(wr.tid, NULL);
+    CHECK_EQ(wr.rc, 0);
+    CHECK_EQ(fifolock_shm_release(&b, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_close(&a), 0);
+    CHECK_EQ(fifolock_shm_close(&b), 0);
+    unlink(path);
+    alarm(0);
+}
+
+/*
+ * Two readers in two processes both upgrade read -> write: the first waits
+ * for the second to leave, the second is refused (EDEADLK) and keeps read.
+ */
+static void read_upgrader_main(struct kid *k)
+{
+    fifolock_shm c;
+
+    if (fifolock_shm_open(&c, path, rwu, 3) != 0)
+        _exit(10);
+    if (fifolock_shm_acquire(&c, &fifolock_read) != 0)
+        _exit(11);
+    kid_say(k, 'r');
+    if (fifolock_shm_convert(&c, &fifolock_read, &fifolock_write) != 0)
+        _exit(12);
+    kid_say(k, 'w');
+    if (fifolock_shm_release(&c, &fifolock_write) != 0)
+        _exit(13);
+    _exit(fifolock_shm_close(&c) == 0 ? 0 : 15);
+}
+
+static void second_waiting_conversion_is_edeadlk(void)
+{
+    fifolock_shm a;
+    struct kid k;
+    struct timespec d;
+
+    watchdog(30);
+    CHECK_EQ(fifolock_shm_open(&a, fresh(), rwu, 3), 0);
+    CHECK_EQ(fifolock_shm_acquire(&a, &fifolock_read), 0);
+    kid_start(&k, read_upgrader_main);
+    CHECK_EQ(kid_expect(&k), 'r');
+    CHECK_TRUE(wait_waiting(&a, 1)); /* its conversion waits for our read */
+    CHECK_EQ(fifolock_shm_convert(&a, &fifolock_read, &fifolock_write), EDEADLK);
+    d = in_ms(50);
+    CHECK_EQ(fifolock_shm_timed_convert(&a, &fifolock_read, &fifolock_write, &d), EDEADLK);
+    CHECK_EQ(fifolock_shm_try_convert(&a, &fifolock_read, &fifolock_write), EBUSY);
+    CHECK_EQ(fifolock_shm_waiting(&a), 1);
+    CHECK_EQ(fifolock_shm_held(&a, &fifolock_read), 2);
+    CHECK_TRUE(kid_silent(&k, 50));
+    CHECK_EQ(fifolock_shm_release(&a, &fifolock_read), 0);
+    CHECK_EQ(kid_expect(&k), 'w');
+    CHECK_EQ(kid_end(&k), 0);
+    CHECK_EQ(fifolock_shm_waiting(&a), 0);
+    CHECK_EQ(fifolock_shm_try_acquire(&a, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_release(&a, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_close(&a), 0);
+    unlink(path);
+    alarm(0);
+}
+
+/* A switch that fits is made at once even while another conversion waits
+ * (the engine's rule: only a conversion that would wait is refused). */
+static void switch_that_fits_is_made_while_another_waits(void)
+{
+    fifolock_shm a, b;
+    const fifolock_mode *ix[] = { &fifolock_is, &fifolock_ix, &fifolock_s, &fifolock_x };
+    struct converter c;
+
+    watchdog(20);
+    CHECK_EQ(fifolock_shm_open(&a, fresh(), ix, 4), 0);
+    CHECK_EQ(fifolock_shm_open(&b, path, ix, 4), 0);
+    CHECK_EQ(fifolock_shm_acquire(&a, &fifolock_ix), 0);
+    CHECK_EQ(fifolock_shm_acquire(&b, &fifolock_ix), 0);
+    start_converter(&c, &b, &fifolock_ix, &fifolock_x, 0); /* waits for a's IX */
+    CHECK_TRUE(wait_waiting(&a, 1));
+    CHECK_EQ(fifolock_shm_convert(&a, &fifolock_ix, &fifolock_is), 0); /* IS joins IX */
+    CHECK_EQ(fifolock_shm_convert(&a, &fifolock_is, &fifolock_s), EDEADLK); /* S must wait */
+    CHECK_EQ(fifolock_shm_held(&a, &fifolock_is), 1);
+    CHECK_EQ(c.rc, -1);
+    CHECK_EQ(fifolock_shm_release(&a, &fifolock_is), 0);
+    pthread_join(c.tid, NULL);
+    CHECK_EQ(c.rc, 0);
+    CHECK_EQ(fifolock_shm_held(&a, &fifolock_x), 1);
+    CHECK_EQ(fifolock_shm_held(&a, &fifolock_ix), 0);
+    CHECK_EQ(fifolock_shm_release(&b, &fifolock_x), 0);
+    CHECK_EQ(fifolock_shm_close(&a), 0);
+    CHECK_EQ(fifolock_shm_close(&b), 0);
+    unlink(path);
+    alarm(0);
+}
+
+/* Timeout, try and a deadline already past: the caller keeps `from`, the
+ * writer the conversion held back goes on. */
+static void timeout_and_try_keep_from(void)
+{
+    fifolock_shm a, b;
+    struct converter c;
+    struct plain wr;
+    struct timespec d;
+    int never = 0;
+
+    watchdog(20);
+    CHECK_EQ(fifolock_shm_open(&a, fresh(), rwu, 3), 0);
+    CHECK_EQ(fifolock_shm_open(&b, path, rwu, 3), 0);
+    CHECK_EQ(fifolock_shm_acquire(&a, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_acquire(&b, &fifolock_upgradable), 0);
+    CHECK_EQ(fifolock_shm_try_convert(&b, &fifolock_upgradable, &fifolock_write), EBUSY);
+    d = in_ms(0);
+    CHECK_EQ(fifolock_shm_timed_convert(&b, &fifolock_upgradable, &fifolock_write, &d),
+             ETIMEDOUT);
+    CHECK_EQ(fifolock_shm_waiting(&a), 0);
+    start_converter(&c, &b, &fifolock_upgradable, &fifolock_write, 300);
+    CHECK_TRUE(wait_waiting(&a, 1));
+    start_plain(&wr, &a, &fifolock_write); /* behind the conversion */
+    CHECK_TRUE(wait_waiting(&a, 2));
+    pthread_join(c.tid, NULL);
+    CHECK_EQ(c.rc, ETIMEDOUT);
+    CHECK_EQ(fifolock_shm_waiting(&a), 1);
+    CHECK_EQ(fifolock_shm_held(&a, &fifolock_upgradable), 1);
+    CHECK_EQ(fifolock_shm_held(&a, &fifolock_write), 0);
+    d = in_ms(60);
+    CHECK_EQ(fifolock_shm_convert_interruptible(&b, &fifolock_upgradable, &fifolock_write, &d,
+                                                flag_set, &never),
+             ETIMEDOUT);
+    never = 1;
+    CHECK_EQ(fifolock_shm_convert_interruptible(&b, &fifolock_upgradable, &fifolock_write, NULL,
+                                                flag_set, &never),
+             EINTR);
+    CHECK_EQ(fifolock_shm_held(&a, &fifolock_upgradable), 1);
+    CHECK_EQ(fifolock_shm_release(&b, &fifolock_upgradable), 0);
+    CHECK_EQ(fifolock_shm_release(&a, &fifolock_read), 0);
+    pthread_join(wr.tid, NULL);
+    CHECK_EQ(wr.rc, 0);
+    CHECK_EQ(fifolock_shm_release(&a, &fifolock_write), 0);
+    /* try_convert that can switch does */
+    CHECK_EQ(fifolock_shm_acquire(&b, &fifolock_upgradable), 0);
+    CHECK_EQ(fifolock_shm_try_convert(&b, &fifolock_upgradable, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_held(&a, &fifolock_write), 1);
+    CHECK_EQ(fifolock_shm_release(&b, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_waiting(&a), 0);
+    CHECK_EQ(fifolock_shm_close(&a), 0);
+    CHECK_EQ(fifolock_shm_close(&b), 0);
+    unlink(path);
+    alarm(0);
+}
+
+/* While a conversion waits, its own hold of `from` can't be released by
+ * another thread; other holds of that mode can. */
+static void waiting_conversion_keeps_its_hold(void)
+{
+    fifolock_shm a, b;
+    struct converter c;
+
+    watchdog(20);
+    CHECK_EQ(fifolock_shm_open(&a, fresh(), rwu, 3), 0);
+    CHECK_EQ(fifolock_shm_open(&b, path, rwu, 3), 0);
+    CHECK_EQ(fifolock_shm_acquire(&a, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_acquire(&b, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_acquire(&b, &fifolock_read), 0);
+    start_converter(&c, &b, &fifolock_read, &fifolock_write, 0);
+    CHECK_TRUE(wait_waiting(&a, 1));
+    CHECK_EQ(fifolock_shm_release(&b, &fifolock_read), 0);   /* the other one */
+    CHECK_EQ(fifolock_shm_release(&b, &fifolock_read), EPERM); /* the converted one */
+    CHECK_EQ(fifolock_shm_held(&a, &fifolock_read), 2);
+    CHECK_EQ(fifolock_shm_release(&a, &fifolock_read), 0);
+    pthread_join(c.tid, NULL);
+    CHECK_EQ(c.rc, 0);
+    CHECK_EQ(fifolock_shm_held(&a, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_release(&b, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_close(&a), 0);
+    CHECK_EQ(fifolock_shm_close(&b), 0);
+    unlink(path);
+    alarm(0);
+}
+
+/*
+ * A converter SIGKILLed while its conversion waits: its hold and its
+ * conversion vanish; the writer behind it is granted once the reader
+ * leaves, and told (EOWNERDEAD: upgradable is not a read-only mode).
+ */
+static void waiting_upgrader_main(struct kid *k)
+{
+    fifolock_shm c;
+
+    if (fifolock_shm_open(&c, path, rwu, 3) != 0)
+        _exit(10);
+    if (fifolock_shm_acquire(&c, &fifolock_upgradable) != 0)
+        _exit(11);
+    kid_say(k, 'u');
+    (void)fifolock_shm_convert(&c, &fifolock_upgradable, &fifolock_write);
+    _exit(12); /* never: it is killed while it waits */
+}
+
+static void converter_killed_while_waiting_leaves_the_lock_usable(void)
+{
+    fifolock_shm a, b;
+    struct kid k;
+    struct plain wr;
+    struct fifolock_shm_death d[2];
+
+    watchdog(30);
+    CHECK_EQ(fifolock_shm_open(&a, fresh(), rwu, 3), 0);
+    CHECK_EQ(fifolock_shm_open(&b, path, rwu, 3), 0);
+    CHECK_EQ(fifolock_shm_acquire(&a, &fifolock_read), 0);
+    kid_start(&k, waiting_upgrader_main);
+    CHECK_EQ(kid_expect(&k), 'u');
+    CHECK_TRUE(wait_waiting(&a, 1));
+    start_plain(&wr, &b, &fifolock_write);
+    CHECK_TRUE(wait_waiting(&a, 2));
+    kill(k.pid, SIGKILL);
+    CHECK_EQ(kid_end(&k), -SIGKILL);
+    /* Another conversion may wait now: the dead one is no more. */
+    CHECK_EQ(fifolock_shm_try_convert(&a, &fifolock_read, &fifolock_upgradable), EOWNERDEAD);
+    CHECK_EQ(fifolock_shm_dead_holders(&a, d, 2), 1);
+    CHECK_EQ(d[0].pid, k.pid);
+    CHECK_TRUE(d[0].mode == &fifolock_upgradable);
+    CHECK_EQ(fifolock_shm_waiting(&a), 1); /* the writer */
+    CHECK_EQ(fifolock_shm_release(&a, &fifolock_upgradable), 0);
+    pthread_join(wr.tid, NULL);
+    CHECK_EQ(wr.rc, EOWNERDEAD);
+    CHECK_EQ(fifolock_shm_consistent(&b), 0);
+    CHECK_EQ(fifolock_shm_release(&b, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_try_acquire(&a, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_release(&a, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_close(&a), 0);
+    CHECK_EQ(fifolock_shm_close(&b), 0);
+    unlink(path);
+    alarm(0);
+}
+
+/*
+ * A converter that dies after its switch was made but before its call
+ * returned (crash point 6): the `from` hold it had is reported, the lock
+ * goes on.
+ */
+static void switched_upgrader_main(struct kid *k)
+{
+    fifolock_shm c;
+
+    if (fifolock_shm_open(&c, path, rwu, 3) != 0)
+        _exit(10);
+    if (fifolock_shm_acquire(&c, &fifolock_upgradable) != 0)
+        _exit(11);
+    kid_say(k, 'u');
+    fifolock_shm__crash_at = 6;
+    (void)fifolock_shm_convert(&c, &fifolock_upgradable, &fifolock_write);
+    _exit(12);
+}
+
+static void converter_dying_as_it_switches_is_reported(void)
+{
+    fifolock_shm a;
+    struct kid k;
+    struct fifolock_shm_death d[2];
+
+    watchdog(30);
+    CHECK_EQ(fifolock_shm_open(&a, fresh(), rwu, 3), 0);
+    CHECK_EQ(fifolock_shm_acquire(&a, &fifolock_read), 0);
+    kid_start(&k, switched_upgrader_main);
+    CHECK_EQ(kid_expect(&k), 'u');
+    CHECK_TRUE(wait_waiting(&a, 1));
+    CHECK_EQ(fifolock_shm_release(&a, &fifolock_read), 0); /* the switch is made */
+    CHECK_EQ(kid_end(&k), -SIGKILL);
+    CHECK_EQ(fifolock_shm_acquire(&a, &fifolock_write), EOWNERDEAD);
+    CHECK_EQ(fifolock_shm_dead_holders(&a, d, 2), 1);
+    CHECK_EQ(d[0].pid, k.pid);
+    CHECK_TRUE(d[0].mode == &fifolock_upgradable);
+    CHECK_EQ(fifolock_shm_consistent(&a), 0);
+    CHECK_EQ(fifolock_shm_release(&a, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_waiting(&a), 0);
+    CHECK_EQ(fifolock_shm_close(&a), 0);
+    unlink(path);
+    alarm(0);
+}
+
+/*
+ * The releaser that makes the switch dies inside G1 between X1 (the hold
+ * of `from` left) and the CAS that tells the converter (crash point 9):
+ * the repair finishes the grant; nobody died holding.
+ */
+static void releasing_reader_main(struct kid *k)
+{
+    fifolock_shm c;
+
+    if (fifolock_shm_open(&c, path, rwu, 3) != 0)
+        _exit(10);
+    if (fifolock_shm_acquire(&c, &fifolock_read) != 0)
+        _exit(11);
+    kid_say(k, 'r');
+    kid_hear(k);
+    fifolock_shm__crash_at = 9;
+    (void)fifolock_shm_release(&c, &fifolock_read);
+    _exit(12);
+}
+
+static void death_between_switch_and_grant_is_repaired(void)
+{
+    fifolock_shm a, b;
+    struct kid k;
+    struct converter c;
+
+    watchdog(30);
+    CHECK_EQ(fifolock_shm_open(&a, fresh(), rwu, 3), 0);
+    CHECK_EQ(fifolock_shm_open(&b, path, rwu, 3), 0);
+    kid_start(&k, releasing_reader_main);
+    CHECK_EQ(kid_expect(&k), 'r');
+    CHECK_EQ(fifolock_shm_acquire(&b, &fifolock_upgradable), 0);
+    start_converter(&c, &b, &fifolock_upgradable, &fifolock_write, 0);
+    CHECK_TRUE(wait_waiting(&a, 1));
+    kid_tell(&k, 'g');
+    CHECK_EQ(kid_end(&k), -SIGKILL);
+    pthread_join(c.tid, NULL);
+    CHECK_EQ(c.rc, 0);
+    CHECK_EQ(fifolock_shm_held(&a, &fifolock_write), 1);
+    CHECK_EQ(fifolock_shm_held(&a, &fifolock_upgradable), 0);
+    CHECK_EQ(fifolock_shm_held(&a, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_release(&b, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_try_acquire(&a, &fifolock_write), 0); /* no report */
+    CHECK_EQ(fifolock_shm_release(&a, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_close(&a), 0);
+    CHECK_EQ(fifolock_shm_close(&b), 0);
+    unlink(path);
+    alarm(0);
+}
+
+/* A switch made while a death is unrepaired is told, as a grant is. */
+static void switch_during_owner_died_is_eownerdead(void)
+{
+    fifolock_shm a;
+    struct kid k;
+
+    watchdog(30);
+    CHECK_EQ(fifolock_shm_open(&a, fresh(), rwu, 3), 0);
+    CHECK_EQ(fifolock_shm_acquire(&a, &fifolock_read), 0);
+    kid_start(&k, waiting_upgrader_main); /* holds upgradable, then waits */
+    CHECK_EQ(kid_expect(&k), 'u');
+    CHECK_TRUE(wait_waiting(&a, 1));
+    kill(k.pid, SIGKILL);
+    CHECK_EQ(kid_end(&k), -SIGKILL);
+    /* The reaped upgradable is pending: the downgrade-free switch is told. */
+    CHECK_EQ(fifolock_shm_convert(&a, &fifolock_read, &fifolock_write), EOWNERDEAD);
+    CHECK_EQ(fifolock_shm_convert(&a, &fifolock_write, &fifolock_read), EOWNERDEAD);
+    CHECK_EQ(fifolock_shm_convert(&a, &fifolock_read, &fifolock_write), EOWNERDEAD);
+    CHECK_EQ(fifolock_shm_consistent(&a), 0);
+    CHECK_EQ(fifolock_shm_convert(&a, &fifolock_write, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_release(&a, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_close(&a), 0);
+    unlink(path);
+    alarm(0);
+}
+
 RUN_TESTS(TEST(interrupted_wait_is_eintr_and_leaves_no_trace),
           TEST(interrupted_waiter_keeps_fifo_for_the_others),
           TEST(interrupt_racing_the_grant_ends_held_or_withdrawn),
           TEST(grant_during_the_question_wins),
           TEST(interruptible_deadline_and_bad_arguments),
-          TEST(interrupted_child_process_leaves_no_trace))
+          TEST(interrupted_child_process_leaves_no_trace),
+          TEST(conversion_errors_change_nothing),
+          TEST(downgrade_switches_now_and_grants_readers),
+          TEST(upgrade_waits_ahead_of_a_waiting_writer),
+          TEST(second_waiting_conversion_is_edeadlk),
+          TEST(switch_that_fits_is_made_while_another_waits),
+          TEST(timeout_and_try_keep_from), TEST(waiting_conversion_keeps_its_hold),
+          TEST(converter_killed_while_waiting_leaves_the_lock_usable),
+          TEST(converter_dying_as_it_switches_is_reported),
+          TEST(death_between_switch_and_grant_is_repaired),
+          TEST(switch_during_owner_died_is_eownerdead))
