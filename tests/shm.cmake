@@ -28,7 +28,7 @@ if(TARGET fifolock_tool)
 endif()
 # The spin model of the protocol (tests/model/fifolock_shm.pml, processes
 # that die at any step), as tests/model.cmake does for the thread lock: only
-# in the plain build, about a minute and a half.
+# in the plain build, about two minutes.
 if(NOT FIFOLOCK_SANITIZE AND NOT FIFOLOCK_MUTANT AND FIFOLOCK_MODEL_CHECK)
   find_program(FIFOLOCK_SHM_MODEL_BASH bash)
   if(FIFOLOCK_SHM_MODEL_BASH)
