@@ -7,6 +7,7 @@ if(NOT FIFOLOCK_SHM)
 endif()
 fifolock_add_test(test_shm test_shm.c TIMEOUT 120 LABELS shm)
 fifolock_add_test(test_shm_convert test_shm_convert.c TIMEOUT 120 LABELS shm)
+fifolock_add_test(test_shm_convert_stress test_shm_convert_stress.c TIMEOUT 60 LABELS shm stress NO_VALGRIND)
 fifolock_add_test(test_shm_torture test_shm_torture.c TIMEOUT 120 LABELS shm stress torture NO_VALGRIND)
 # The command line (tools/), if it is built.
 if(TARGET fifolock_tool)
