@@ -2106,7 +2106,7 @@ static int convert(fifolock_shm *lock, const fifolock_mode *from, const fifolock
     struct fifolock_shm__handle *s;
     struct shm_entry *e, *f = NULL;
     struct wakes w = { 0, { NULL } };
-    uint32_t slot, i, hwm, fi, ti;
+    uint32_t slot, i, hwm, fi, ti, other_slot = NO_SLOT;
     uint64_t seq, keep = 0;
     bool other = false;
     int lf, lt, rc;
@@ -2140,9 +2140,16 @@ static int convert(fifolock_shm *lock, const fifolock_mode *from, const fifolock
         e = &s->entries[i];
         if (seq_load(e) != 0 && (e->flags & E_CONVERT) && !st_granted(st_load(e))) {
             other = true;
+            other_slot = e->slot;
             if (e->slot == slot)
                 keep = e->from_fast;
         }
+    }
+    if (other && other_slot != slot && !slot_alive(s, other_slot)) {
+        /* D1: a dead process's conversion waits no more. */
+        reap_slot(s, other_slot);
+        settle(s, &w);
+        other = false;
     }
     /* The hold: an entry of one hold if there is one (R1 leaves the whole
      * entry alone while the conversion waits, X3). */
@@ -2155,11 +2162,11 @@ static int convert(fifolock_shm *lock, const fifolock_mode *from, const fifolock
             f = e;
     }
     if (f == NULL) {
-        leave(s, NULL);
+        leave(s, &w);
         return EPERM;
     }
     if (fifolock__never_fits(to, 1)) {
-        leave(s, NULL);
+        leave(s, &w);
         return EDEADLK; /* it would wait ahead of everybody, for ever */
     }
     e = entry_alloc(s);

@@ -805,6 +805,40 @@ static void switch_that_fits_is_made_while_another_waits(void)
     alarm(0);
 }
 
+/* One hold of a weighted request converts; the others stay. */
+static void one_hold_of_a_weighted_request_converts(void)
+{
+    fifolock_shm a, b;
+    fifolock_mode sem3 = FIFOLOCK_SEMAPHORE(3);
+    const fifolock_mode *modes[] = { &fifolock_read, &fifolock_write, &sem3 };
+
+    watchdog(20);
+    CHECK_EQ(fifolock_shm_open(&a, fresh(), modes, 3), 0);
+    CHECK_EQ(fifolock_shm_open(&b, path, modes, 3), 0);
+    CHECK_EQ(fifolock_shm_acquire_n(&a, &sem3, 3, NULL, NULL), 0);
+    CHECK_EQ(fifolock_shm_try_acquire(&b, &sem3), EBUSY);
+    CHECK_EQ(fifolock_shm_convert(&a, &sem3, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_held(&b, &sem3), 2);
+    CHECK_EQ(fifolock_shm_held(&b, &fifolock_read), 1);
+    CHECK_EQ(fifolock_shm_try_acquire(&b, &sem3), 0); /* the permit it gave back */
+    CHECK_EQ(fifolock_shm_try_acquire(&b, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_try_convert(&a, &fifolock_read, &fifolock_write), EBUSY);
+    CHECK_EQ(fifolock_shm_release(&b, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_release(&b, &sem3), 0);
+    /* write shares with the semaphore (another family) */
+    CHECK_EQ(fifolock_shm_try_convert(&a, &fifolock_read, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_held(&b, &fifolock_write), 1);
+    CHECK_EQ(fifolock_shm_held(&b, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_held(&b, &sem3), 2);
+    CHECK_EQ(fifolock_shm_release_n(&a, &sem3, 2), 0);
+    CHECK_EQ(fifolock_shm_release(&a, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_waiting(&a), 0);
+    CHECK_EQ(fifolock_shm_close(&a), 0);
+    CHECK_EQ(fifolock_shm_close(&b), 0);
+    unlink(path);
+    alarm(0);
+}
+
 /* Timeout, try and a deadline already past: the caller keeps `from`, the
  * writer the conversion held back goes on. */
 static void timeout_and_try_keep_from(void)
@@ -925,8 +959,9 @@ static void converter_killed_while_waiting_leaves_the_lock_usable(void)
     CHECK_TRUE(wait_waiting(&a, 2));
     kill(k.pid, SIGKILL);
     CHECK_EQ(kid_end(&k), -SIGKILL);
-    /* Another conversion may wait now: the dead one is no more. */
-    CHECK_EQ(fifolock_shm_try_convert(&a, &fifolock_read, &fifolock_upgradable), EOWNERDEAD);
+    /* Another conversion may be made now: the dead one is no more (not
+     * EDEADLK, though nobody reaped it yet). */
+    CHECK_EQ(fifolock_shm_convert(&a, &fifolock_read, &fifolock_upgradable), EOWNERDEAD);
     CHECK_EQ(fifolock_shm_dead_holders(&a, d, 2), 1);
     CHECK_EQ(d[0].pid, k.pid);
     CHECK_TRUE(d[0].mode == &fifolock_upgradable);
@@ -937,6 +972,41 @@ static void converter_killed_while_waiting_leaves_the_lock_usable(void)
     CHECK_EQ(fifolock_shm_consistent(&b), 0);
     CHECK_EQ(fifolock_shm_release(&b, &fifolock_write), 0);
     CHECK_EQ(fifolock_shm_try_acquire(&a, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_release(&a, &fifolock_write), 0);
+    CHECK_EQ(fifolock_shm_close(&a), 0);
+    CHECK_EQ(fifolock_shm_close(&b), 0);
+    unlink(path);
+    alarm(0);
+}
+
+/* A conversion that waits after a dead one's, which nobody reaped yet: it
+ * waits (the dead one waits no more), it is not refused. */
+static void conversion_after_a_dead_waiting_one_waits(void)
+{
+    fifolock_shm a, b;
+    struct kid k;
+    struct converter c;
+    int i;
+
+    watchdog(30);
+    CHECK_EQ(fifolock_shm_open(&a, fresh(), rwu, 3), 0);
+    CHECK_EQ(fifolock_shm_open(&b, path, rwu, 3), 0);
+    CHECK_EQ(fifolock_shm_acquire(&a, &fifolock_read), 0);
+    CHECK_EQ(fifolock_shm_acquire(&b, &fifolock_read), 0);
+    kid_start(&k, waiting_upgrader_main);
+    CHECK_EQ(kid_expect(&k), 'u');
+    CHECK_TRUE(wait_waiting(&a, 1));
+    kill(k.pid, SIGKILL);
+    CHECK_EQ(kid_end(&k), -SIGKILL);
+    start_converter(&c, &a, &fifolock_read, &fifolock_write, 0);
+    for (i = 0; i < 100 && c.rc == -1; i++)
+        sleep_ms(1);
+    CHECK_EQ(c.rc, -1); /* waits for b's read, not EDEADLK */
+    CHECK_EQ(fifolock_shm_waiting(&b), 1);
+    CHECK_EQ(fifolock_shm_release(&b, &fifolock_read), 0);
+    pthread_join(c.tid, NULL);
+    CHECK_EQ(c.rc, EOWNERDEAD); /* the dead upgradable */
+    CHECK_EQ(fifolock_shm_consistent(&a), 0);
     CHECK_EQ(fifolock_shm_release(&a, &fifolock_write), 0);
     CHECK_EQ(fifolock_shm_close(&a), 0);
     CHECK_EQ(fifolock_shm_close(&b), 0);
@@ -1076,8 +1146,9 @@ RUN_TESTS(TEST(interrupted_wait_is_eintr_and_leaves_no_trace),
           TEST(upgrade_waits_ahead_of_a_waiting_writer),
           TEST(second_waiting_conversion_is_edeadlk),
           TEST(switch_that_fits_is_made_while_another_waits),
-          TEST(timeout_and_try_keep_from), TEST(waiting_conversion_keeps_its_hold),
+          TEST(one_hold_of_a_weighted_request_converts), TEST(timeout_and_try_keep_from), TEST(waiting_conversion_keeps_its_hold),
           TEST(converter_killed_while_waiting_leaves_the_lock_usable),
+          TEST(conversion_after_a_dead_waiting_one_waits),
           TEST(converter_dying_as_it_switches_is_reported),
           TEST(death_between_switch_and_grant_is_repaired),
           TEST(switch_during_owner_died_is_eownerdead))
