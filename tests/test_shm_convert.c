@@ -578,6 +578,121 @@ static void start_plain(struct plain *p, fifolock_shm *lock, const fifolock_mode
     pthread_create(&p->tid, NULL, plain_main, p);
 }
 
+/*
+ * The rule with a conversion (src/rule.c) against the engine itself, on
+ * random states of the ready-made modes: holders, one of whose holds
+ * converts (waiting ahead of the queue in the engine), requests waiting
+ * behind it; one holder leaves. The engine's grant loop and the rule
+ * recomputed from the list must agree on who holds.
+ */
+static int grants_seen;
+
+static void count_grant(fifolock_waiter *waiter, void *arg)
+{
+    (void)waiter;
+    *(int *)arg = ++grants_seen;
+}
+
+static void rule_with_a_conversion_agrees_with_the_engine(void)
+{
+    static const fifolock_mode *const all[] = { &fifolock_read, &fifolock_write,
+                                                &fifolock_upgradable, &fifolock_is,
+                                                &fifolock_ix, &fifolock_s,
+                                                &fifolock_six, &fifolock_x };
+    unsigned seed = 4242, trial, compared = 0, switched = 0;
+
+    for (trial = 0; trial < 20000; trial++) {
+        fifolock engine;
+        fifolock_waiter cw = FIFOLOCK_WAITER_INIT,
+                        ww[3] = { FIFOLOCK_WAITER_INIT, FIFOLOCK_WAITER_INIT, FIFOLOCK_WAITER_INIT };
+        int cwhen = 0, wwhen[3] = { 0, 0, 0 };
+        const fifolock_mode *held[4], *to, *waiting[3];
+        struct fifolock__entry list[8];
+        size_t nh = 0, nw, i, gone, f, n = 0, conv, from = 0, granted = 0, expect;
+        int rc;
+
+        fifolock_init(&engine);
+        for (i = 0; i < 4; i++) {
+            const fifolock_mode *m = all[rand_r(&seed) % 8];
+
+            if (fifolock_try_acquire(&engine, m) == 0)
+                held[nh++] = m;
+        }
+        if (nh < 2)
+            goto next;
+        f = rand_r(&seed) % nh;
+        do
+            gone = rand_r(&seed) % nh;
+        while (gone == f);
+        to = all[rand_r(&seed) % 8];
+        grants_seen = 0;
+        rc = fifolock_convert(&engine, &cw, held[f], to, count_grant, &cwhen);
+        if (rc != FIFOLOCK_WAITING)
+            goto next; /* switched at once, or refused: nothing queues */
+        nw = rand_r(&seed) % 4;
+        for (i = 0; i < nw; i++) {
+            waiting[i] = all[rand_r(&seed) % 8];
+            CHECK_EQ(fifolock_acquire(&engine, &ww[i], waiting[i], count_grant, &wwhen[i]),
+                     FIFOLOCK_WAITING);
+        }
+        CHECK_EQ(fifolock_release(&engine, held[gone]), 0);
+        /* The same state as a list: the holders left, the conversion, the waiters. */
+        for (i = 0; i < nh; i++) {
+            if (i == gone)
+                continue;
+            if (i == f)
+                from = n;
+            list[n].mode = held[i];
+            list[n++].n = 1;
+        }
+        conv = n;
+        list[n].mode = to;
+        list[n++].n = 1;
+        for (i = 0; i < nw; i++) {
+            list[n].mode = waiting[i];
+            list[n++].n = 1;
+        }
+        CHECK_EQ(fifolock__granted_prefix_convert(list, n, conv, from, &granted), 0);
+        expect = nh - 1 + (cwhen != 0);
+        for (i = 0; i < nw && cwhen != 0 && wwhen[i] != 0; i++)
+            expect++;
+        CHECK_EQ(granted, expect);
+        compared++;
+        switched += cwhen != 0;
+        /* the engine granted in queue order: the conversion first */
+        for (i = 0; i < nw; i++)
+            if (wwhen[i] != 0)
+                CHECK_TRUE(cwhen != 0 && cwhen < wwhen[i]);
+    next:
+        /* tear down: cancel what waits, release what holds */
+        if (fifolock__waiter_is_queued(&cw))
+            (void)fifolock_cancel(&engine, &cw);
+        for (i = 0; i < 3; i++)
+            if (fifolock__waiter_is_queued(&ww[i]))
+                (void)fifolock_cancel(&engine, &ww[i]);
+        while (engine.holds.used > 0)
+            (void)fifolock_release(&engine, engine.holds.inline_[0].mode);
+        CHECK_EQ(fifolock_destroy(&engine), 0);
+    }
+    if (getenv("SHM_TEST_VERBOSE"))
+        fprintf(stderr, "  %u compared, %u switched by the release\n", compared, switched);
+    CHECK_TRUE(compared > 500 && switched > 100);
+    /* Bad calls. */
+    {
+        struct fifolock__entry one[2] = { { &fifolock_read, 1 }, { &fifolock_write, 2 } };
+        size_t g = 0;
+
+        CHECK_EQ(fifolock__granted_prefix_convert(one, 2, 1, 1, &g), EINVAL); /* from >= conv */
+        CHECK_EQ(fifolock__granted_prefix_convert(one, 2, 1, 0, &g), EINVAL); /* n != 1 */
+        CHECK_EQ(fifolock__granted_prefix_convert(one, 2, 1, 0, NULL), EINVAL);
+        one[1].n = 1;
+        CHECK_EQ(fifolock__granted_prefix_convert(one, 2, 1, 0, &g), 0);
+        CHECK_EQ(g, 2); /* the only reader becomes the writer */
+        CHECK_EQ(fifolock__granted_prefix_convert(one, 2, 5, 0, &g), 0); /* no conversion */
+        CHECK_EQ(g, 1);
+    }
+}
+
 static void conversion_errors_change_nothing(void)
 {
     fifolock_shm a, b;
@@ -1141,6 +1256,7 @@ RUN_TESTS(TEST(interrupted_wait_is_eintr_and_leaves_no_trace),
           TEST(grant_during_the_question_wins),
           TEST(interruptible_deadline_and_bad_arguments),
           TEST(interrupted_child_process_leaves_no_trace),
+          TEST(rule_with_a_conversion_agrees_with_the_engine),
           TEST(conversion_errors_change_nothing),
           TEST(downgrade_switches_now_and_grants_readers),
           TEST(upgrade_waits_ahead_of_a_waiting_writer),
