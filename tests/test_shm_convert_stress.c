@@ -83,8 +83,10 @@ static int flag_set(void *arg)
 
 struct cboard {
     int stop;
-    int in[CW_WORKERS]; /* 0, or 1 read, 2 upgradable, 3 write */
-    int pid[CW_WORKERS];
+    /* pid << 8 | mode inside (0, or 1 read, 2 upgradable, 3 write): one
+     * word, so that a worker started in a killed one's place is never read
+     * with the dead one's mode */
+    uint64_t in[CW_WORKERS];
     int errors, first_rc, first_line;
     int violations;
     int switched, refused; /* conversions made, and given up with `from` kept */
@@ -130,21 +132,25 @@ static int cw_compatible(int a, int b)
     return (a == 1 && b != 3) || (b == 1 && a != 3);
 }
 
+static void cw_say(int w, int mode)
+{
+    __atomic_store_n(&cb->in[w], (uint64_t)getpid() << 8 | (uint64_t)mode, __ATOMIC_SEQ_CST);
+}
+
 /* Worker w holds `mode` now: publish it and check it against the others. */
 static void cw_enter(int w, int mode)
 {
     int i, k;
 
-    __atomic_store_n(&cb->in[w], mode, __ATOMIC_SEQ_CST);
+    cw_say(w, mode);
     for (i = 0; i < CW_WORKERS; i++) {
-        int other = __atomic_load_n(&cb->in[i], __ATOMIC_SEQ_CST), pid;
+        uint64_t word = __atomic_load_n(&cb->in[i], __ATOMIC_SEQ_CST);
+        int other = (int)(word & 0xff), pid = (int)(word >> 8);
 
         if (i == w || other == 0 || cw_compatible(mode, other))
             continue;
-        pid = __atomic_load_n(&cb->pid[i], __ATOMIC_SEQ_CST);
         for (k = 0; k < 1000 && !process_dead(pid); k++) {
-            if (__atomic_load_n(&cb->in[i], __ATOMIC_SEQ_CST) != other ||
-                __atomic_load_n(&cb->pid[i], __ATOMIC_SEQ_CST) != pid)
+            if (__atomic_load_n(&cb->in[i], __ATOMIC_SEQ_CST) != word)
                 break; /* it left while alive: they overlapped */
             sleep_ms(1);
         }
@@ -165,8 +171,7 @@ static void cw_worker(int w)
     int rc, yes = 1;
 
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    __atomic_store_n(&cb->pid[w], (int)getpid(), __ATOMIC_SEQ_CST);
-    __atomic_store_n(&cb->in[w], 0, __ATOMIC_SEQ_CST);
+    cw_say(w, 0);
     if (fifolock_shm_open(&l, path, rwu, 3) != 0)
         _exit(10);
     while (!__atomic_load_n(&cb->stop, __ATOMIC_SEQ_CST)) {
@@ -216,7 +221,7 @@ static void cw_worker(int w)
         }
         if (now == 3 && rand_r(&seed) % 3 == 0) {
             /* Readers may join from inside the call on: say read first. */
-            __atomic_store_n(&cb->in[w], 1, __ATOMIC_SEQ_CST);
+            cw_say(w, 1);
             rc = fifolock_shm_convert(&l, &fifolock_write, &fifolock_read); /* at once */
             CW_EXPECT(cw_ok(rc), rc);
             if (cw_ok(rc)) {
@@ -226,7 +231,7 @@ static void cw_worker(int w)
         }
         if (now != 1)
             (void)fifolock_shm_consistent(&l); /* repaired: a writer may say so */
-        __atomic_store_n(&cb->in[w], 0, __ATOMIC_SEQ_CST);
+        cw_say(w, 0);
         rc = fifolock_shm_release(&l, m);
         CW_EXPECT(rc == 0, rc);
     }
