@@ -504,7 +504,10 @@ FIFOLOCK_API int fifolock_shm_consistent(fifolock_shm *lock);
  */
 FIFOLOCK_API const char *fifolock_shm_last_error(void);
 
-/** Requests waiting right now, of all processes (0 for NULL). Can't fail. */
+/**
+ * Requests waiting right now, of all processes, a waiting conversion
+ * included (0 for NULL). Can't fail.
+ */
 FIFOLOCK_API size_t fifolock_shm_waiting(fifolock_shm *lock);
 
 /**

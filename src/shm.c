@@ -6,9 +6,10 @@
  *
  * The protocol is also a Promela model, tests/model/fifolock_shm.pml, where
  * a process may die between any two steps; the step names below (L1-L4,
- * F1-F3, A1-A6, T1, R1-R2, G1-G2, D1-D3, C1, X0-X3) label the same steps there;
- * M1 (the mode table) and the fork and open paths are not modelled: the C
- * tests force deaths there.
+ * F1-F3, A1-A6, T1, R1-R2, G1-G2, D1-D3, C1, X0-X2) label the same steps there;
+ * M1 (the mode table), X3 (the model's converter has no other thread to
+ * release) and the fork and open paths are not modelled: the C tests force
+ * deaths there and test X3.
  *
  * Words in the file (struct shm_header, shm_slot, shm_entry below)
  *   mutex       L: a process-shared robust pthread mutex over everything
