@@ -1,0 +1,445 @@
+/*
+ * Conversions of the etcd lock (fifolock_etcd_convert and its try and timed
+ * forms) against a real single-member etcd: the switch made at once, the
+ * switch that waits ahead of every waiter, one waiting conversion per lock,
+ * the deadline, the interrupt and a converter's death that leave `from`
+ * held (or the lock free), and the new fencing token. Skips (77) only when
+ * etcd is not installed.
+ */
+#include "check.h"
+#include "etcd/harness.h"
+
+#include <pthread.h>
+#include <signal.h>
+
+static struct etcd_server srv;
+static const char *ep;
+
+static fifolock_etcd *open_ttl(int ttl)
+{
+    struct fifolock_etcd_options o = { 0 };
+
+    o.ttl = ttl;
+    return etcd_open_or_die(ep, &o);
+}
+
+static fifolock_etcd *open_s(void)
+{
+    return etcd_open_or_die(ep, NULL);
+}
+
+/* Keys of the lock's queue: its requests, converted holds and claims. */
+static long queue_len(const char *name)
+{
+    return etcd_queue_len(ep, name);
+}
+
+/* The lock's conversion claims (0 or 1). */
+static long claims(const char *name)
+{
+    char prefix[300];
+
+    snprintf(prefix, sizeof prefix, "fifolock/%s/~c", name);
+    return etcd_count(ep, prefix, NULL);
+}
+
+static void wait_until(long (*count)(const char *), const char *name, long n)
+{
+    long i;
+
+    for (i = 0; i < 1000 && count(name) != n; i++)
+        etcd_sleep_ms(5);
+    CHECK_EQ(count(name), n);
+}
+
+/* A thread that acquires, or converts, and reports. */
+struct job {
+    fifolock_etcd *s;
+    const char *name;
+    const fifolock_mode *mode;
+    int64_t token;              /* convert: the hold's; then the new one */
+    bool convert;
+    long deadline_ms;           /* 0: none */
+    int rc;                     /* -1 while it runs */
+    pthread_t thread;
+};
+
+static void *job_main(void *arg)
+{
+    struct job *j = arg;
+    struct timespec d = etcd_in_ms(j->deadline_ms);
+    int64_t t = 0;
+    int rc;
+
+    if (j->convert)
+        rc = fifolock_etcd_timed_convert(j->s, j->name, j->token, j->mode,
+                                         j->deadline_ms ? &d : NULL, &t);
+    else
+        rc = fifolock_etcd_acquire(j->s, j->name, j->mode, j->deadline_ms ? &d : NULL, &t);
+    if (rc == 0)
+        j->token = t;
+    __atomic_store_n(&j->rc, rc, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+static void start(struct job *j, fifolock_etcd *s, const char *name, const fifolock_mode *mode,
+                  bool convert, int64_t token, long deadline_ms)
+{
+    j->s = s;
+    j->name = name;
+    j->mode = mode;
+    j->convert = convert;
+    j->token = token;
+    j->deadline_ms = deadline_ms;
+    j->rc = -1;
+    pthread_create(&j->thread, NULL, job_main, j);
+}
+
+static int job_rc(struct job *j)
+{
+    return __atomic_load_n(&j->rc, __ATOMIC_SEQ_CST);
+}
+
+static void a_downgrade_is_made_at_once_with_a_new_larger_token(void)
+{
+    fifolock_etcd *a = open_s(), *b = open_s();
+    int64_t t, t2 = 0, tb;
+    char key[512];
+
+    CHECK_EQ(fifolock_etcd_acquire(a, "down", &fifolock_write, NULL, &t), 0);
+    CHECK_EQ(fifolock_etcd_convert(a, "down", t, &fifolock_read, &t2), 0);
+    CHECK_LT(t, t2);
+    CHECK_EQ(queue_len("down"), 1);
+    CHECK_EQ(claims("down"), 0);
+    /* The hold is a reader now: another reader joins it, a writer does not. */
+    CHECK_EQ(fifolock_etcd_try_acquire(b, "down", &fifolock_write, &tb), EBUSY);
+    CHECK_EQ(fifolock_etcd_try_acquire(b, "down", &fifolock_read, &tb), 0);
+    CHECK_LT(t2, tb);
+    CHECK_EQ(fifolock_etcd_check(a, "down", t2, NULL), 0);
+    CHECK_EQ(fifolock_etcd_key(a, "down", t2, key, sizeof key), 0);
+    CHECK_EQ(etcd_create_revision(ep, key), t2);
+    CHECK_EQ(fifolock_etcd_release(b, "down", tb), 0);
+    CHECK_EQ(fifolock_etcd_release(a, "down", t2), 0);
+    CHECK_EQ(queue_len("down"), 0);
+    fifolock_etcd_close(a);
+    fifolock_etcd_close(b);
+}
+
+static void the_old_token_is_refused_after_the_switch(void)
+{
+    fifolock_etcd *a = open_s();
+    int64_t t, t2 = 0;
+    char key[512];
+
+    CHECK_EQ(fifolock_etcd_acquire(a, "old", &fifolock_upgradable, NULL, &t), 0);
+    CHECK_EQ(fifolock_etcd_convert(a, "old", t, &fifolock_write, &t2), 0);
+    CHECK_EQ(fifolock_etcd_check(a, "old", t, NULL), EPERM);
+    CHECK_EQ(fifolock_etcd_key(a, "old", t, key, sizeof key), EPERM);
+    CHECK_EQ(fifolock_etcd_release(a, "old", t), EPERM);
+    CHECK_EQ(fifolock_etcd_convert(a, "old", t, &fifolock_read, NULL), EPERM);
+    CHECK_EQ(fifolock_etcd_release(a, "old", t2), 0);
+    CHECK_EQ(queue_len("old"), 0);
+    fifolock_etcd_close(a);
+}
+
+static void bad_arguments_are_refused_and_change_nothing(void)
+{
+    fifolock_etcd *a = open_s();
+    static const fifolock_mode nameless = { fifolock_semaphore_is_compatible, NULL, 2 };
+    static const fifolock_mode stranger = { fifolock_semaphore_is_compatible, "stranger", 2 };
+    int64_t t;
+
+    CHECK_EQ(fifolock_etcd_acquire(a, "bad", &fifolock_read, NULL, &t), 0);
+    CHECK_EQ(fifolock_etcd_convert(NULL, "bad", t, &fifolock_write, NULL), EINVAL);
+    CHECK_EQ(fifolock_etcd_convert(a, NULL, t, &fifolock_write, NULL), EINVAL);
+    CHECK_EQ(fifolock_etcd_convert(a, "", t, &fifolock_write, NULL), EINVAL);
+    CHECK_EQ(fifolock_etcd_convert(a, "bad", t, NULL, NULL), EINVAL);
+    CHECK_EQ(fifolock_etcd_convert(a, "bad", t, &nameless, NULL), EINVAL);
+    CHECK_EQ(fifolock_etcd_convert(a, "bad", t, &stranger, NULL), EINVAL);
+    CHECK_EQ(fifolock_etcd_convert(a, "bad", t + 1000, &fifolock_write, NULL), EPERM);
+    CHECK_EQ(fifolock_etcd_convert(a, "other", t, &fifolock_write, NULL), EPERM);
+    CHECK_EQ(fifolock_etcd_try_convert(a, "bad", t + 1000, &fifolock_write, NULL), EPERM);
+    CHECK_EQ(fifolock_etcd_check(a, "bad", t, NULL), 0);
+    CHECK_EQ(queue_len("bad"), 1);
+    CHECK_EQ(fifolock_etcd_release(a, "bad", t), 0);
+    fifolock_etcd_close(a);
+}
+
+static void a_weighted_hold_converts_whole(void)
+{
+    fifolock_etcd *a = open_s(), *b = open_s();
+    static const fifolock_mode sem3 = FIFOLOCK_SEMAPHORE(3), sem2 = FIFOLOCK_SEMAPHORE(2);
+    int64_t t, t2, tb;
+
+    CHECK_EQ(fifolock_etcd_acquire_n(a, "weighted", &fifolock_read, 2, NULL, &t), 0);
+    /* Two holds of write can never be: refused, and the two reads stay. */
+    CHECK_EQ(fifolock_etcd_convert(a, "weighted", t, &fifolock_write, NULL), EDEADLK);
+    CHECK_EQ(claims("weighted"), 0);
+    CHECK_EQ(fifolock_etcd_release(a, "weighted", t), 0);
+    CHECK_EQ(fifolock_etcd_acquire_n(a, "weighted", &sem3, 2, NULL, &t), 0);
+    CHECK_EQ(fifolock_etcd_convert(a, "weighted", t, &sem2, &t2), 0);
+    /* Two permits of the semaphore of 2 are taken: none is left. */
+    CHECK_EQ(fifolock_etcd_try_acquire(b, "weighted", &sem2, &tb), EBUSY);
+    CHECK_EQ(fifolock_etcd_try_acquire(b, "weighted", &sem3, &tb), 0);
+    CHECK_EQ(fifolock_etcd_release(b, "weighted", tb), 0);
+    CHECK_EQ(fifolock_etcd_release(a, "weighted", t2), 0);
+    fifolock_etcd_close(a);
+    fifolock_etcd_close(b);
+}
+
+static void a_waiting_writer_does_not_see_the_converted_holder_go(void)
+{
+    fifolock_etcd *a = open_s(), *b = open_s();
+    struct job w;
+    int64_t t, t2;
+
+    /* The writer heads the waiters (it watches the queue for deletions);
+     * the switch deletes the reader's entry, and the hold goes on. */
+    CHECK_EQ(fifolock_etcd_acquire(a, "head", &fifolock_read, NULL, &t), 0);
+    start(&w, b, "head", &fifolock_write, false, 0, 0);
+    wait_until(queue_len, "head", 2);
+    etcd_sleep_ms(200);
+    CHECK_EQ(fifolock_etcd_convert(a, "head", t, &fifolock_upgradable, &t2), 0);
+    etcd_sleep_ms(500);
+    CHECK_EQ(job_rc(&w), -1);
+    CHECK_EQ(fifolock_etcd_release(a, "head", t2), 0);
+    pthread_join(w.thread, NULL);
+    CHECK_EQ(w.rc, 0);
+    CHECK_EQ(fifolock_etcd_release(b, "head", w.token), 0);
+    fifolock_etcd_close(a);
+    fifolock_etcd_close(b);
+}
+
+static void an_upgrade_waits_ahead_of_a_queued_writer(void)
+{
+    fifolock_etcd *a = open_s(), *b = open_s(), *c = open_s();
+    struct job conv, w, r;
+    int64_t ta, tb;
+
+    CHECK_EQ(fifolock_etcd_acquire(a, "ahead", &fifolock_upgradable, NULL, &ta), 0);
+    CHECK_EQ(fifolock_etcd_acquire(b, "ahead", &fifolock_read, NULL, &tb), 0);
+    start(&w, c, "ahead", &fifolock_write, false, 0, 0);
+    wait_until(queue_len, "ahead", 3);
+    start(&conv, a, "ahead", &fifolock_write, true, ta, 0);
+    wait_until(claims, "ahead", 1);
+    /* A reader fits the holders, but the conversion waits: it queues. */
+    start(&r, b, "ahead", &fifolock_read, false, 0, 0);
+    wait_until(queue_len, "ahead", 5);
+    etcd_sleep_ms(300);
+    CHECK_EQ(job_rc(&conv), -1);
+    CHECK_EQ(job_rc(&w), -1);
+    CHECK_EQ(job_rc(&r), -1);
+    CHECK_EQ(fifolock_etcd_check(a, "ahead", ta, NULL), 0);
+    CHECK_EQ(fifolock_etcd_release(b, "ahead", tb), 0);
+    pthread_join(conv.thread, NULL);
+    CHECK_EQ(conv.rc, 0);
+    CHECK_LT(ta, conv.token);
+    CHECK_LT(tb, conv.token);
+    etcd_sleep_ms(300);
+    CHECK_EQ(job_rc(&w), -1);
+    CHECK_EQ(job_rc(&r), -1);
+    CHECK_EQ(claims("ahead"), 0);
+    CHECK_EQ(fifolock_etcd_release(a, "ahead", conv.token), 0);
+    pthread_join(w.thread, NULL);
+    CHECK_EQ(w.rc, 0);
+    etcd_sleep_ms(200);
+    CHECK_EQ(job_rc(&r), -1);
+    CHECK_EQ(fifolock_etcd_release(c, "ahead", w.token), 0);
+    pthread_join(r.thread, NULL);
+    CHECK_EQ(r.rc, 0);
+    CHECK_EQ(fifolock_etcd_release(b, "ahead", r.token), 0);
+    CHECK_EQ(queue_len("ahead"), 0);
+    fifolock_etcd_close(a);
+    fifolock_etcd_close(b);
+    fifolock_etcd_close(c);
+}
+
+static void a_second_waiting_conversion_is_edeadlk(void)
+{
+    fifolock_etcd *a = open_s(), *b = open_s();
+    struct job conv;
+    int64_t ta, tb;
+
+    CHECK_EQ(fifolock_etcd_acquire(a, "two", &fifolock_read, NULL, &ta), 0);
+    CHECK_EQ(fifolock_etcd_acquire(b, "two", &fifolock_read, NULL, &tb), 0);
+    start(&conv, a, "two", &fifolock_write, true, ta, 0);
+    wait_until(claims, "two", 1);
+    etcd_sleep_ms(100);
+    CHECK_EQ(fifolock_etcd_convert(b, "two", tb, &fifolock_write, NULL), EDEADLK);
+    CHECK_EQ(fifolock_etcd_try_convert(b, "two", tb, &fifolock_write, NULL), EBUSY);
+    CHECK_EQ(fifolock_etcd_check(b, "two", tb, NULL), 0);
+    CHECK_EQ(job_rc(&conv), -1);
+    CHECK_EQ(fifolock_etcd_release(b, "two", tb), 0);
+    pthread_join(conv.thread, NULL);
+    CHECK_EQ(conv.rc, 0);
+    CHECK_EQ(fifolock_etcd_release(a, "two", conv.token), 0);
+    CHECK_EQ(queue_len("two"), 0);
+    fifolock_etcd_close(a);
+    fifolock_etcd_close(b);
+}
+
+static void a_conversion_that_fits_is_made_beside_a_waiting_one(void)
+{
+    fifolock_etcd *a = open_s(), *b = open_s();
+    struct job conv;
+    int64_t ta, tb, tb2 = 0;
+
+    /* a upgrades (waits for b's read); b's read to read switches at once. */
+    CHECK_EQ(fifolock_etcd_acquire(a, "beside", &fifolock_upgradable, NULL, &ta), 0);
+    CHECK_EQ(fifolock_etcd_acquire(b, "beside", &fifolock_read, NULL, &tb), 0);
+    start(&conv, a, "beside", &fifolock_write, true, ta, 0);
+    wait_until(claims, "beside", 1);
+    etcd_sleep_ms(200);
+    CHECK_EQ(fifolock_etcd_convert(b, "beside", tb, &fifolock_read, &tb2), 0);
+    CHECK_LT(tb, tb2);
+    etcd_sleep_ms(200);
+    CHECK_EQ(job_rc(&conv), -1);
+    CHECK_EQ(fifolock_etcd_release(b, "beside", tb2), 0);
+    pthread_join(conv.thread, NULL);
+    CHECK_EQ(conv.rc, 0);
+    CHECK_LT(tb2, conv.token);
+    CHECK_EQ(fifolock_etcd_release(a, "beside", conv.token), 0);
+    fifolock_etcd_close(a);
+    fifolock_etcd_close(b);
+}
+
+static void a_timeout_keeps_from_and_the_old_token(void)
+{
+    fifolock_etcd *a = open_s(), *b = open_s(), *c = open_s();
+    struct timespec soon = etcd_in_ms(300), past = etcd_in_ms(0);
+    int64_t ta, tb, tc, t2 = 0;
+    long t0 = etcd_now_ms();
+
+    CHECK_EQ(fifolock_etcd_acquire(a, "timeout", &fifolock_read, NULL, &ta), 0);
+    CHECK_EQ(fifolock_etcd_acquire(b, "timeout", &fifolock_read, NULL, &tb), 0);
+    CHECK_EQ(fifolock_etcd_timed_convert(a, "timeout", ta, &fifolock_write, &soon, &t2), ETIMEDOUT);
+    CHECK_LE(300, etcd_now_ms() - t0);
+    CHECK_LE(etcd_now_ms() - t0, 2000);
+    CHECK_EQ(t2, 0);
+    CHECK_EQ(fifolock_etcd_timed_convert(a, "timeout", ta, &fifolock_write, &past, &t2), ETIMEDOUT);
+    CHECK_EQ(fifolock_etcd_try_convert(a, "timeout", ta, &fifolock_write, &t2), EBUSY);
+    CHECK_EQ(claims("timeout"), 0);
+    CHECK_EQ(queue_len("timeout"), 2);
+    /* Still a reader, under its token: another reader joins at once. */
+    CHECK_EQ(fifolock_etcd_check(a, "timeout", ta, NULL), 0);
+    CHECK_EQ(fifolock_etcd_try_acquire(c, "timeout", &fifolock_read, &tc), 0);
+    CHECK_EQ(fifolock_etcd_release(c, "timeout", tc), 0);
+    CHECK_EQ(fifolock_etcd_release(b, "timeout", tb), 0);
+    /* A deadline already past still switches when it can. */
+    CHECK_EQ(fifolock_etcd_timed_convert(a, "timeout", ta, &fifolock_write, &past, &t2), 0);
+    CHECK_EQ(fifolock_etcd_release(a, "timeout", t2), 0);
+    CHECK_EQ(queue_len("timeout"), 0);
+    fifolock_etcd_close(a);
+    fifolock_etcd_close(b);
+    fifolock_etcd_close(c);
+}
+
+static void an_interrupt_ends_a_waiting_conversion_and_keeps_from(void)
+{
+    fifolock_etcd *a = open_s(), *b = open_s();
+    struct job conv, w;
+    int64_t ta, tb, t2;
+
+    CHECK_EQ(fifolock_etcd_acquire(a, "intr", &fifolock_read, NULL, &ta), 0);
+    CHECK_EQ(fifolock_etcd_acquire(b, "intr", &fifolock_read, NULL, &tb), 0);
+    start(&conv, a, "intr", &fifolock_write, true, ta, 0);
+    wait_until(claims, "intr", 1);
+    start(&w, b, "intr", &fifolock_write, false, 0, 0);
+    wait_until(queue_len, "intr", 4);
+    etcd_sleep_ms(100);
+    CHECK_EQ(fifolock_etcd_interrupt(a), 0);
+    pthread_join(conv.thread, NULL);
+    CHECK_EQ(conv.rc, EINTR);
+    CHECK_EQ(conv.token, ta);
+    CHECK_EQ(claims("intr"), 0);
+    CHECK_EQ(fifolock_etcd_check(a, "intr", ta, NULL), 0);
+    /* Sticky until cleared, as for acquire; try_convert is not affected. */
+    CHECK_EQ(fifolock_etcd_convert(a, "intr", ta, &fifolock_write, &t2), EINTR);
+    CHECK_EQ(fifolock_etcd_try_convert(a, "intr", ta, &fifolock_write, &t2), EBUSY);
+    CHECK_EQ(fifolock_etcd_clear_interrupt(a), 0);
+    CHECK_EQ(job_rc(&w), -1);
+    CHECK_EQ(fifolock_etcd_release(a, "intr", ta), 0);
+    CHECK_EQ(fifolock_etcd_release(b, "intr", tb), 0);
+    pthread_join(w.thread, NULL);
+    CHECK_EQ(w.rc, 0);
+    CHECK_EQ(fifolock_etcd_release(b, "intr", w.token), 0);
+    fifolock_etcd_close(a);
+    fifolock_etcd_close(b);
+}
+
+#define TTL 2
+
+static void a_converter_killed_while_it_waits_leaves_the_lock_usable(void)
+{
+    fifolock_etcd *b, *c;
+    struct job w;
+    int64_t tb;
+    long t0;
+    int status, go[2];
+    pid_t pid;
+
+    CHECK_EQ(pipe(go), 0);
+    pid = fork();
+    if (pid == 0) {
+        fifolock_etcd *s;
+        int64_t t;
+        char byte;
+
+        if (read(go[0], &byte, 1) != 1)
+            _exit(1);
+        s = open_ttl(TTL);
+        if (fifolock_etcd_acquire(s, "killed", &fifolock_read, NULL, &t) != 0)
+            _exit(1);
+        fifolock_etcd_convert(s, "killed", t, &fifolock_write, NULL);
+        _exit(0);
+    }
+    b = open_ttl(TTL);
+    c = open_ttl(TTL);
+    CHECK_EQ(fifolock_etcd_acquire(b, "killed", &fifolock_read, NULL, &tb), 0);
+    CHECK_EQ(write(go[1], "g", 1), 1);
+    wait_until(claims, "killed", 1);
+    start(&w, c, "killed", &fifolock_write, false, 0, 10000);
+    wait_until(queue_len, "killed", 4);
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    CHECK_EQ(fifolock_etcd_release(b, "killed", tb), 0);
+    t0 = etcd_now_ms();
+    pthread_join(w.thread, NULL);
+    CHECK_EQ(w.rc, 0);
+    CHECK_LE(etcd_now_ms() - t0, TTL * 1000 + 1500);
+    CHECK_EQ(claims("killed"), 0);
+    CHECK_EQ(fifolock_etcd_release(c, "killed", w.token), 0);
+    CHECK_EQ(queue_len("killed"), 0);
+    close(go[0]);
+    close(go[1]);
+    fifolock_etcd_close(b);
+    fifolock_etcd_close(c);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct check_test tests[] = {
+        TEST(a_converter_killed_while_it_waits_leaves_the_lock_usable),
+        TEST(a_downgrade_is_made_at_once_with_a_new_larger_token),
+        TEST(the_old_token_is_refused_after_the_switch),
+        TEST(bad_arguments_are_refused_and_change_nothing),
+        TEST(a_weighted_hold_converts_whole),
+        TEST(a_waiting_writer_does_not_see_the_converted_holder_go),
+        TEST(an_upgrade_waits_ahead_of_a_queued_writer),
+        TEST(a_second_waiting_conversion_is_edeadlk),
+        TEST(a_conversion_that_fits_is_made_beside_a_waiting_one),
+        TEST(a_timeout_keeps_from_and_the_old_token),
+        TEST(an_interrupt_ends_a_waiting_conversion_and_keeps_from),
+    };
+    int status;
+    int rc = etcd_up(&srv, 1, NULL);
+
+    if (rc == ETCD_SKIP) {
+        printf("etcd is not installed: skipped\n");
+        return ETCD_SKIP;
+    }
+    ep = srv.endpoints;
+    status = etcd_run_tests(tests, sizeof tests / sizeof tests[0], argc, argv);
+    etcd_down(&srv);
+    return status;
+}
