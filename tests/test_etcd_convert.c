@@ -210,6 +210,69 @@ static void a_waiting_writer_does_not_see_the_converted_holder_go(void)
     fifolock_etcd_close(b);
 }
 
+static void the_head_waiter_is_not_granted_past_a_waiting_conversion(void)
+{
+    fifolock_etcd *a = open_s(), *b = open_s(), *c = open_s();
+    struct job conv, w;
+    int64_t ta, tb;
+
+    /* w heads the waiters, behind b's upgradable; a's read upgrades and
+     * waits for b. When b leaves, w would fit a's read: it must not pass
+     * the conversion, which then makes a a writer. */
+    CHECK_EQ(fifolock_etcd_acquire(a, "pass", &fifolock_read, NULL, &ta), 0);
+    CHECK_EQ(fifolock_etcd_acquire(b, "pass", &fifolock_upgradable, NULL, &tb), 0);
+    start(&w, c, "pass", &fifolock_upgradable, false, 0, 0);
+    wait_until(queue_len, "pass", 3);
+    etcd_sleep_ms(200);
+    start(&conv, a, "pass", &fifolock_write, true, ta, 0);
+    wait_until(claims, "pass", 1);
+    etcd_sleep_ms(200);
+    CHECK_EQ(fifolock_etcd_release(b, "pass", tb), 0);
+    pthread_join(conv.thread, NULL);
+    CHECK_EQ(conv.rc, 0);
+    etcd_sleep_ms(300);
+    CHECK_EQ(job_rc(&w), -1);
+    CHECK_EQ(fifolock_etcd_release(a, "pass", conv.token), 0);
+    pthread_join(w.thread, NULL);
+    CHECK_EQ(w.rc, 0);
+    CHECK_EQ(fifolock_etcd_release(c, "pass", w.token), 0);
+    fifolock_etcd_close(a);
+    fifolock_etcd_close(b);
+    fifolock_etcd_close(c);
+}
+
+static void a_reader_that_fits_queues_behind_a_waiting_conversion(void)
+{
+    fifolock_etcd *a = open_s(), *b = open_s(), *c = open_s();
+    struct job conv, r;
+    int64_t ta, tb, tc;
+
+    CHECK_EQ(fifolock_etcd_acquire(a, "fits", &fifolock_upgradable, NULL, &ta), 0);
+    CHECK_EQ(fifolock_etcd_acquire(b, "fits", &fifolock_read, NULL, &tb), 0);
+    start(&conv, a, "fits", &fifolock_write, true, ta, 0);
+    wait_until(claims, "fits", 1);
+    etcd_sleep_ms(100);
+    /* read fits upgradable and read, but nothing passes the conversion. */
+    CHECK_EQ(fifolock_etcd_try_acquire(c, "fits", &fifolock_read, &tc), EBUSY);
+    start(&r, c, "fits", &fifolock_read, false, 0, 0);
+    wait_until(queue_len, "fits", 4);
+    etcd_sleep_ms(300);
+    CHECK_EQ(job_rc(&r), -1);
+    CHECK_EQ(fifolock_etcd_release(b, "fits", tb), 0);
+    pthread_join(conv.thread, NULL);
+    CHECK_EQ(conv.rc, 0);
+    etcd_sleep_ms(200);
+    CHECK_EQ(job_rc(&r), -1);
+    CHECK_EQ(fifolock_etcd_release(a, "fits", conv.token), 0);
+    pthread_join(r.thread, NULL);
+    CHECK_EQ(r.rc, 0);
+    CHECK_EQ(fifolock_etcd_release(c, "fits", r.token), 0);
+    CHECK_EQ(queue_len("fits"), 0);
+    fifolock_etcd_close(a);
+    fifolock_etcd_close(b);
+    fifolock_etcd_close(c);
+}
+
 static void an_upgrade_waits_ahead_of_a_queued_writer(void)
 {
     fifolock_etcd *a = open_s(), *b = open_s(), *c = open_s();
@@ -426,6 +489,8 @@ int main(int argc, char **argv)
         TEST(a_weighted_hold_converts_whole),
         TEST(a_waiting_writer_does_not_see_the_converted_holder_go),
         TEST(an_upgrade_waits_ahead_of_a_queued_writer),
+        TEST(a_reader_that_fits_queues_behind_a_waiting_conversion),
+        TEST(the_head_waiter_is_not_granted_past_a_waiting_conversion),
         TEST(a_second_waiting_conversion_is_edeadlk),
         TEST(a_conversion_that_fits_is_made_beside_a_waiting_one),
         TEST(a_timeout_keeps_from_and_the_old_token),
