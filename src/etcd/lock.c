@@ -181,7 +181,9 @@
  *   sees V come (C5).
  *
  * tests/etcd/lock.pml models these steps with clients that die or withdraw
- * anywhere, and spin checks E3, exclusion and E4 (tests/etcd/run_spin.sh).
+ * anywhere, and a converter that may die at any step, and spin checks E3,
+ * exclusion, E4 and, at each switch, that nobody placed behind the bound
+ * holds (tests/etcd/run_spin.sh).
  *
  * COST per change that concerns a waiter: one watch event, and, in W2, one
  * range and one new watch; W1 (the head waiter) needs no request at all.
