@@ -8,6 +8,7 @@
  */
 #include "check.h"
 #include "etcd/harness.h"
+#include "etcd/proxy.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -430,6 +431,48 @@ static void an_interrupt_ends_a_waiting_conversion_and_keeps_from(void)
     fifolock_etcd_close(b);
 }
 
+static void lost_replies_to_the_claim_and_the_switch_are_retried_whole(void)
+{
+    struct fifolock_etcd_options o = { 0 };
+    static struct proxy px; /* its thread outlives the test: never on the stack */
+    fifolock_etcd *a = NULL, *b = open_s();
+    const char *colon = strrchr(ep, ':');
+    struct job conv;
+    char key[512];
+    int64_t ta, tb, t2;
+
+    proxy_start(&px, atoi(colon + 1));
+    o.timeout_ms = 3000;
+    CHECK_EQ(fifolock_etcd_open(&a, px.url, &o), 0);
+    /* The claim applied, its reply lost: the retry finds its own claim. */
+    CHECK_EQ(fifolock_etcd_acquire(a, "lost", &fifolock_write, NULL, &ta), 0);
+    proxy_drop(&px, "/v3/kv/txn", 1);
+    CHECK_EQ(fifolock_etcd_convert(a, "lost", ta, &fifolock_read, &t2), 0);
+    CHECK_EQ(atomic_load(&px.dropped), 1);
+    CHECK_EQ(claims("lost"), 0);
+    CHECK_EQ(queue_len("lost"), 1);
+    /* A waiting upgrade whose switch is applied and its reply lost: the
+     * retry finds the converted hold made, and takes its token. */
+    CHECK_EQ(fifolock_etcd_acquire(b, "lost", &fifolock_read, NULL, &tb), 0);
+    start(&conv, a, "lost", &fifolock_write, true, t2, 0);
+    wait_until(claims, "lost", 1);
+    etcd_sleep_ms(300);
+    proxy_drop(&px, "/v3/kv/txn", 1);
+    CHECK_EQ(fifolock_etcd_release(b, "lost", tb), 0);
+    pthread_join(conv.thread, NULL);
+    CHECK_EQ(conv.rc, 0);
+    CHECK_EQ(atomic_load(&px.dropped), 2);
+    CHECK_EQ(claims("lost"), 0);
+    CHECK_EQ(queue_len("lost"), 1);
+    CHECK_EQ(fifolock_etcd_key(a, "lost", conv.token, key, sizeof key), 0);
+    CHECK_EQ(etcd_create_revision(ep, key), conv.token);
+    CHECK_EQ(fifolock_etcd_try_acquire(b, "lost", &fifolock_read, &tb), EBUSY);
+    CHECK_EQ(fifolock_etcd_release(a, "lost", conv.token), 0);
+    CHECK_EQ(queue_len("lost"), 0);
+    fifolock_etcd_close(a);
+    fifolock_etcd_close(b);
+}
+
 #define TTL 2
 
 static void a_converter_killed_while_it_waits_leaves_the_lock_usable(void)
@@ -495,6 +538,7 @@ int main(int argc, char **argv)
         TEST(a_conversion_that_fits_is_made_beside_a_waiting_one),
         TEST(a_timeout_keeps_from_and_the_old_token),
         TEST(an_interrupt_ends_a_waiting_conversion_and_keeps_from),
+        TEST(lost_replies_to_the_claim_and_the_switch_are_retried_whole),
     };
     int status;
     int rc = etcd_up(&srv, 1, NULL);

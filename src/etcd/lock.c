@@ -1386,17 +1386,23 @@ static int conv_txn(struct conversion *c, json_object *txn, bool *succeeded, jso
 /* Reads the whole queue (C3's wait). */
 static int conv_read(struct conversion *c)
 {
-    json_object *txn = json_object_new_object(), *ops = json_object_new_array();
-    bool ok;
+    json_object *req = range_request(c->r.qprefix, c->r.qend, 0), *resp = NULL;
+    int rc;
 
-    if (txn == NULL || ops == NULL) {
-        json_object_put(txn);
-        json_object_put(ops);
+    if (req == NULL)
         return ENOMEM;
-    }
-    json_object_array_add(ops, range_op(c->r.qprefix, c->r.qend));
-    json_object_object_add(txn, "success", ops);
-    return conv_txn(c, txn, &ok, NULL);
+    rc = fifolock__etcd_call(c->r.s, "/v3/kv/range", req, &resp, c->r.until);
+    json_object_put(req);
+    if (rc == ENOENT)
+        rc = EIO;
+    if (rc != 0)
+        return rc;
+    c->r.q.revision = header_revision(resp);
+    rc = queue_fill(c->r.s, &c->r.q, resp, 0);
+    if (rc == 0)
+        rc = conv_fill(c->r.s, &c->r.q, resp, 0);
+    json_object_put(resp);
+    return rc;
 }
 
 /* Adds "create_revision(key) == rev" to a list of comparisons. */
