@@ -193,6 +193,7 @@ static void a_waiting_writer_does_not_see_the_converted_holder_go(void)
     fifolock_etcd *a = open_s(), *b = open_s();
     struct job w;
     int64_t t, t2;
+    char key[512];
 
     /* The writer heads the waiters (it watches the queue for deletions);
      * the switch deletes the reader's entry, and the hold goes on. */
@@ -206,6 +207,10 @@ static void a_waiting_writer_does_not_see_the_converted_holder_go(void)
     CHECK_EQ(fifolock_etcd_release(a, "head", t2), 0);
     pthread_join(w.thread, NULL);
     CHECK_EQ(w.rc, 0);
+    /* w joined before the switch; its grant still has a larger token (C7). */
+    CHECK_LT(t2, w.token);
+    CHECK_EQ(fifolock_etcd_key(b, "head", w.token, key, sizeof key), 0);
+    CHECK_EQ(etcd_create_revision(ep, key), w.token);
     CHECK_EQ(fifolock_etcd_release(b, "head", w.token), 0);
     fifolock_etcd_close(a);
     fifolock_etcd_close(b);
@@ -306,11 +311,13 @@ static void an_upgrade_waits_ahead_of_a_queued_writer(void)
     CHECK_EQ(fifolock_etcd_release(a, "ahead", conv.token), 0);
     pthread_join(w.thread, NULL);
     CHECK_EQ(w.rc, 0);
+    CHECK_LT(conv.token, w.token);
     etcd_sleep_ms(200);
     CHECK_EQ(job_rc(&r), -1);
     CHECK_EQ(fifolock_etcd_release(c, "ahead", w.token), 0);
     pthread_join(r.thread, NULL);
     CHECK_EQ(r.rc, 0);
+    CHECK_LT(w.token, r.token);
     CHECK_EQ(fifolock_etcd_release(b, "ahead", r.token), 0);
     CHECK_EQ(queue_len("ahead"), 0);
     fifolock_etcd_close(a);

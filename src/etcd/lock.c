@@ -224,6 +224,7 @@ struct queue {
     size_t len, cap;
     int64_t revision;           /* the list is exact at this revision */
     struct claim claim;         /* the conversion's claim V seen with it, if any (C1) */
+    int64_t mark;               /* the tokens' mark T's mod revision seen with it (C7) */
 };
 
 static void queue_clear(struct queue *q)
@@ -369,6 +370,47 @@ static char *conv_prefix(const char *qprefix, const char *what)
     if (out != NULL)
         sprintf(out, "%s%c%s", qprefix, CONV_MARK, what);
     return out;
+}
+
+/* T = <prefix><escaped name>~token, the tokens' mark (C7): outside every queue. */
+static char *mark_key(const char *qprefix)
+{
+    size_t n = strlen(qprefix);
+    char *out = malloc(n + 8);
+
+    if (out != NULL)
+        sprintf(out, "%.*s%ctoken", (int)(n - 1), qprefix, CONV_MARK);
+    return out;
+}
+
+/* A range operation reading T (NULL: ENOMEM). */
+static json_object *mark_op(const char *qprefix)
+{
+    json_object *op = json_object_new_object(), *range = json_object_new_object();
+    char *key = mark_key(qprefix);
+
+    if (op == NULL || range == NULL || key == NULL) {
+        json_object_put(op);
+        json_object_put(range);
+        free(key);
+        return NULL;
+    }
+    json_object_object_add(range, "key", fifolock__etcd_str_b64(key));
+    json_object_object_add(op, "request_range", range);
+    free(key);
+    return op;
+}
+
+/* T's mod revision from the answer to mark_op(), or 0 (no mark yet). */
+static int64_t mark_of(json_object *response)
+{
+    json_object *range, *kvs;
+
+    if (json_object_object_get_ex(response, "response_range", &range) &&
+        json_object_object_get_ex(range, "kvs", &kvs) &&
+        json_object_is_type(kvs, json_type_array) && json_object_array_length(kvs) == 1)
+        return fifolock__etcd_get_i64(json_object_array_get_idx(kvs, 0), "mod_revision");
+    return 0;
 }
 
 static struct entry *queue_push(struct queue *q)
@@ -524,6 +566,15 @@ static json_object *put_op(int64_t lease, const char *key, const char *value)
     return op;
 }
 
+static json_object *delete_op(const char *key)
+{
+    json_object *op = json_object_new_object(), *del = json_object_new_object();
+
+    json_object_object_add(del, "key", fifolock__etcd_str_b64(key));
+    json_object_object_add(op, "request_delete_range", del);
+    return op;
+}
+
 static json_object *range_op(const char *qprefix, const char *qend)
 {
     json_object *op = json_object_new_object();
@@ -559,7 +610,9 @@ static int join(struct request *r)
     }
     json_object_object_add(txn, "compare", compare_create(r->key, 0));
     json_object_array_add(success, put_op(r->lease, r->key, r->value));
+    json_object_array_add(success, mark_op(r->qprefix));
     json_object_array_add(success, range_op(r->qprefix, r->qend));
+    json_object_array_add(failure, mark_op(r->qprefix));
     json_object_array_add(failure, range_op(r->qprefix, r->qend));
     json_object_object_add(txn, "success", success);
     json_object_object_add(txn, "failure", failure);
@@ -577,6 +630,8 @@ static int join(struct request *r)
     if (!json_object_object_get_ex(last, "response_range", &range))
         goto out;
     r->q.revision = header_revision(resp);
+    r->q.mark = mark_of(json_object_array_get_idx(responses,
+                                                  json_object_array_length(responses) - 2));
     if (json_object_object_get_ex(resp, "succeeded", &succeeded) &&
         json_object_get_boolean(succeeded)) {
         r->rev = r->q.revision;
@@ -625,6 +680,7 @@ static int reread(struct request *r)
     json_object_object_add(op, "request_range", range_request(r->qprefix, qconv, r->rev));
     json_object_array_add(ops, op);
     json_object_array_add(ops, range_op(qconv, r->qend));
+    json_object_array_add(ops, mark_op(r->qprefix));
     json_object_object_add(txn, "success", ops);
     free(qconv);
     rc = fifolock__etcd_call(r->s, "/v3/kv/txn", txn, &resp, r->until);
@@ -634,7 +690,8 @@ static int reread(struct request *r)
     if (rc != 0)
         return rc;
     if (json_object_object_get_ex(resp, "responses", &responses) &&
-        json_object_array_length(responses) == 2) {
+        json_object_array_length(responses) == 3) {
+        r->q.mark = mark_of(json_object_array_get_idx(responses, 2));
         json_object_object_get_ex(json_object_array_get_idx(responses, 0), "response_range",
                                   &plain);
         json_object_object_get_ex(json_object_array_get_idx(responses, 1), "response_range",
@@ -1020,6 +1077,99 @@ static int register_hold(struct request *r, char *mark_value)
     return 0;
 }
 
+/* K' or K'''s value: the mode, n, and its place (C4, C7). */
+static char *placed_value(const fifolock_mode *mode, size_t n, int64_t at)
+{
+    json_object *v = json_object_new_object();
+    char *out;
+
+    if (v == NULL)
+        return NULL;
+    json_object_object_add(v, "mode", json_object_new_string(mode->name));
+    json_object_object_add(v, "limit", json_object_new_int64((int64_t)mode->limit));
+    json_object_object_add(v, "n", json_object_new_int64((int64_t)n));
+    json_object_object_add(v, "at", json_object_new_int64(at));
+    out = strdup(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+    json_object_put(v);
+    return out;
+}
+
+/*
+ * C7: K, just granted, has a token below the mark T (a token handed out
+ * after K joined, by a switch or another C7): one transaction
+ *   if create_revision(K) == rev(K)
+ *   then { put K'' = Q~h<lease>-<seq> (at: rev(K)); delete K; put T }
+ *   else { range K'' }
+ * K'' stands where K stood; its create revision, the new token, is larger
+ * than every token granted so far. Returns 0 (r->key and r->rev are K''
+ * now; also when a lost attempt did it), ENOLCK (K is gone), or an error.
+ */
+static int rekey(struct request *r, const fifolock_mode *mode, size_t n)
+{
+    json_object *txn = json_object_new_object(), *success = json_object_new_array(),
+                *failure = json_object_new_array(), *get = json_object_new_object(),
+                *resp = NULL, *ok, *responses, *range, *kvs;
+    char *value = placed_value(mode, n, r->rev), *key, *mark = mark_key(r->qprefix), seqs[64];
+    uint64_t seq;
+    int rc = ENOMEM;
+
+    pthread_mutex_lock(&r->s->mu);
+    seq = ++r->s->seq;
+    pthread_mutex_unlock(&r->s->mu);
+    snprintf(seqs, sizeof seqs, "h%016llx-%llx", (unsigned long long)r->lease,
+             (unsigned long long)seq);
+    key = malloc(strlen(r->qprefix) + 2 + 40);  /* as much room as J2 needs for K */
+    if (key != NULL)
+        sprintf(key, "%s%c%s", r->qprefix, CONV_MARK, seqs);
+    if (txn == NULL || success == NULL || failure == NULL || get == NULL || value == NULL ||
+        key == NULL || mark == NULL) {
+        json_object_put(txn);
+        json_object_put(success);
+        json_object_put(failure);
+        json_object_put(get);
+        goto out;
+    }
+    json_object_object_add(txn, "compare", compare_create(r->key, r->rev));
+    json_object_array_add(success, put_op(r->lease, key, value));
+    json_object_array_add(success, delete_op(r->key));
+    json_object_array_add(success, put_op(0, mark, ""));
+    json_object_object_add(get, "key", fifolock__etcd_str_b64(key));
+    json_object_array_add(failure, json_object_new_object());
+    json_object_object_add(json_object_array_get_idx(failure, 0), "request_range", get);
+    json_object_object_add(txn, "success", success);
+    json_object_object_add(txn, "failure", failure);
+    rc = fifolock__etcd_call(r->s, "/v3/kv/txn", txn, &resp, r->until);
+    json_object_put(txn);
+    if (rc == ENOENT)
+        rc = ENOLCK;
+    if (rc != 0)
+        goto out;
+    if (json_object_object_get_ex(resp, "succeeded", &ok) && json_object_get_boolean(ok)) {
+        r->rev = header_revision(resp);
+    } else if (json_object_object_get_ex(resp, "responses", &responses) &&
+               json_object_object_get_ex(json_object_array_get_idx(responses, 0),
+                                         "response_range", &range) &&
+               json_object_object_get_ex(range, "kvs", &kvs) &&
+               json_object_array_length(kvs) == 1) {
+        r->rev = fifolock__etcd_get_i64(json_object_array_get_idx(kvs, 0), "create_revision");
+    } else {
+        fifolock__etcd_set_error("the request's entry was deleted while it waited");
+        rc = ENOLCK;
+    }
+    if (rc == 0) {
+        r->q.revision = header_revision(resp);
+        free(r->key);
+        r->key = key;
+        key = NULL;
+    }
+    json_object_put(resp);
+out:
+    free(value);
+    free(key);
+    free(mark);
+    return rc;
+}
+
 static int acquire(fifolock_etcd *s, const char *name, const fifolock_mode *mode, size_t n,
                    int64_t until, bool try_only, int64_t *token)
 {
@@ -1158,8 +1308,11 @@ again:
         /* M, by the background thread, off the grant's path: someone may
          * have seen K waiting after rev(K). */
         char *mark_value = NULL;
+        bool rekeyed = r.q.mark > r.rev;
 
-        if (waited || joined_at != r.rev) {
+        if (rekeyed)
+            rc = rekey(&r, known, n);   /* C7: K'' replaces K, which wakes W2 behind */
+        if (rc == 0 && !rekeyed && (waited || joined_at != r.rev)) {
             mark_value = entry_value(known, n, true);
             if (mark_value == NULL)
                 rc = ENOMEM;
@@ -1309,6 +1462,7 @@ struct conversion {
     char *claim;                /* V: Q~c<lease>-<seq> */
     char *claims, *claims_end;  /* the range of every claim: Q~c, and its end */
     char *newkey;               /* K': Q~h<lease>-<seq> */
+    char *mark;                 /* T (C7) */
     int64_t claim_rev;          /* rev(V) once made (or found made, C6), else 0 */
     int64_t bound;              /* written into V (C2), or 0 */
     size_t n;                   /* the hold's n: it converts whole */
@@ -1324,15 +1478,6 @@ static json_object *compare_range_empty(const char *key, const char *range_end)
     json_object_object_add(c, "result", json_object_new_string("EQUAL"));
     json_object_object_add(c, "create_revision", fifolock__etcd_i64(0));
     return c;
-}
-
-static json_object *delete_op(const char *key)
-{
-    json_object *op = json_object_new_object(), *del = json_object_new_object();
-
-    json_object_object_add(del, "key", fifolock__etcd_str_b64(key));
-    json_object_object_add(op, "request_delete_range", del);
-    return op;
 }
 
 /* V's value: the hold it converts, and once known the place it stands after. */
@@ -1534,6 +1679,7 @@ static int conv_switch(struct conversion *c, const char *claim, int64_t claim_re
     json_object_object_add(txn, "compare", cmp);
     json_object_array_add(success, put_op(c->r.lease, c->newkey, v));
     json_object_array_add(success, delete_op(c->r.key));
+    json_object_array_add(success, put_op(0, c->mark, ""));
     if (strcmp(claim, c->claim) == 0)
         json_object_array_add(success, delete_op(c->claim));
     json_object_object_add(txn, "success", success);
@@ -1791,8 +1937,9 @@ static int convert(fifolock_etcd *s, const char *name, int64_t token, const fifo
              (unsigned long long)seq + 1);
     c.newkey = conv_prefix(c.r.qprefix, seqs);
     c.claims_end = c.claims ? fifolock__etcd_prefix_end(c.claims) : NULL;
+    c.mark = mark_key(c.r.qprefix);
     if (c.r.qend == NULL || c.claims == NULL || c.claim == NULL || c.newkey == NULL ||
-        c.claims_end == NULL)
+        c.claims_end == NULL || c.mark == NULL)
         goto out;
     /* Its requests get the session's timeout even when the deadline is past: try once. */
     if (c.r.until < fifolock__etcd_now_ms() + 1)
@@ -1918,6 +2065,7 @@ out:
     free(c.claims_end);
     free(c.claim);
     free(c.newkey);
+    free(c.mark);
     return rc;
 }
 
