@@ -288,10 +288,15 @@ FIFOLOCK_ETCD_API int fifolock_etcd_release(fifolock_etcd *session, const char *
  * one conversion waits per lock across all sessions and machines.
  *
  * On 0 the hold has a NEW fencing token, stored in *new_token if it is not
- * NULL: larger than every token the lock granted before the switch (fencing
- * stays monotone). The old token is no longer valid: release, check and
- * key with it say EPERM, as for a token never granted; a loss is reported
- * under the new one. fifolock_etcd_key() gives the new entry's key.
+ * NULL: larger than every token the lock granted before the switch, and
+ * every later grant gets a larger one still, also a request that queued
+ * before the switch (it moves its entry when granted: one more transaction
+ * then). The old token is no longer valid: release, check and key with it
+ * say EPERM, as for a token never granted; a loss is reported under the
+ * new one. fifolock_etcd_key() gives the new entry's key (the entry of a
+ * converted hold is <prefix><name>/~h...; the first conversion of a lock
+ * also leaves <prefix><name>~token, without a lease, the mark of the
+ * largest token handed out).
  *
  * Returns 0, or (the caller still holds `from` under `token` unless said):
  * EINVAL (NULL session, name or mode, an empty name, a mode the session does

@@ -8,8 +8,9 @@
  * (plus "granted": true once its owner saw it granted, step M). It is put
  * with the session's lease, so it vanishes when the session closes, dies or
  * is cut off longer than the TTL. Its create revision rev(K) is its place in
- * the queue and, once granted, the fencing token. Nothing else is stored:
- * who holds follows from the queue, as in src/rule.c.
+ * the queue and, once granted, the fencing token. Nothing else is stored
+ * (but conversions' keys, below): who holds follows from the queue, as in
+ * src/rule.c.
  *
  * THE STEPS of one acquire (lease L, deadline T):
  *   J   join: one transaction
@@ -156,8 +157,26 @@
  *       not seen.
  *   C6  retries: C1 finds V made by a lost attempt (its own key: the claim
  *       is this conversion's, rev(V) its create revision); C2 and X compare
- *       create_revision(V); C4's failure answer shows K' made by a lost
- *       attempt (then rev(K') is the token). Each is idempotent.
+ *       create_revision(V); C4's and C7's failure answers show K' (K'')
+ *       made by a lost attempt (then its create revision is the token).
+ *       Each is idempotent.
+ *   C7  tokens in grant order: rev(K') is larger than the create revision of
+ *       every request that queued before the switch, so those, granted
+ *       after it, would hand out smaller tokens than one already used. C4
+ *       also puts T = <prefix><escaped name>~token (no lease: it outlives
+ *       every holder; outside every queue's range), whose mod revision is
+ *       then the largest token handed out. A request granted (D) with
+ *       rev(K) below T's mod revision moves first, one transaction
+ *         if create_revision(K) == rev(K)
+ *         then { put K'' = Q~h<lease>-<seq> (at: rev(K)); delete K; put T }
+ *         else { range K'' }
+ *       K'' stands where K stood; rev(K''), the token, is larger than every
+ *       token handed out. J and W2's read fetch T with the queue; a switch
+ *       or a move puts a Q~ key, on which W1 reads again (C5): a request
+ *       decides with the T of the revision it decides at. The price: one
+ *       transaction per grant while requests that queued before the last
+ *       token handed out are granted (a queue that never empties keeps
+ *       paying it); nothing while the queue's order and the tokens agree.
  * Why it keeps E1-E5:
  *   E6  While V stands, no entry is granted that did not hold at rev(V),
  *       except the entries the converter's bound (C2) put among the holders
@@ -173,9 +192,12 @@
  *       nobody ever counted K as holding `to` before C4, nor as `from` after.
  *   E8  A death never blocks the living: V, K and K' have the converter's
  *       lease; when it dies V is deleted with K, and every waiter sees the
- *       deletion (W1 of Q, W2 of V as the entry just ahead). Fencing stays
- *       monotone for the holders: rev(K') is larger than every revision of
- *       the queue before C4, so than every token granted before the switch.
+ *       deletion (W1 of Q, W2 of V as the entry just ahead).
+ *   E9  Fencing stays monotone: rev(K') is larger than every revision of
+ *       the queue before C4, so than every token granted before the switch,
+ *       and by C7 every later grant's token is larger than T, so than
+ *       rev(K'). (Holders granted together still get distinct tokens; as
+ *       before, the order among them is not the order of their writes.)
  *   E4 is kept: a waiter placed after B whose predecessor is V watches V
  *   (W2), and V only changes by C2, C4, X or its lease; the head waiter
  *   sees V come (C5).
