@@ -140,7 +140,7 @@
  *       call's alone), and the caller still holds K.
  *   C4  switch: one transaction
  *         if create_revision(V) == rev(V) and create_revision(K) == t
- *         then { put K' (lease L, at B); delete K; delete V }
+ *         then { put K' (lease L, at B); delete K; delete V; put T (C7) }
  *         else { range K' }
  *       The hold is K' from then on (the background thread watches K', the
  *       old hold is let go without a loss); token rev(K'). A conversion
