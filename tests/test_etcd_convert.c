@@ -480,6 +480,54 @@ static void lost_replies_to_the_claim_and_the_switch_are_retried_whole(void)
     fifolock_etcd_close(b);
 }
 
+static int lost_calls;
+static int64_t lost_token;
+static pthread_mutex_t lost_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void on_lost(fifolock_etcd *s, const char *name, int64_t token, int reason, void *arg)
+{
+    (void)s;
+    (void)name;
+    (void)reason;
+    (void)arg;
+    pthread_mutex_lock(&lost_mu);
+    lost_calls++;
+    lost_token = token;
+    pthread_mutex_unlock(&lost_mu);
+}
+
+static void a_lost_converted_hold_is_told_under_the_new_token(void)
+{
+    struct fifolock_etcd_options o = { 0 };
+    fifolock_etcd *a;
+    char key[512];
+    int64_t t, t2;
+    int i, calls = 0;
+
+    o.lost = on_lost;
+    a = etcd_open_or_die(ep, &o);
+    lost_calls = 0;
+    CHECK_EQ(fifolock_etcd_acquire(a, "told", &fifolock_upgradable, NULL, &t), 0);
+    CHECK_EQ(fifolock_etcd_convert(a, "told", t, &fifolock_write, &t2), 0);
+    /* The switch deleted the old entry: no loss for it. */
+    etcd_sleep_ms(300);
+    CHECK_EQ(lost_calls, 0);
+    CHECK_EQ(fifolock_etcd_key(a, "told", t2, key, sizeof key), 0);
+    CHECK_EQ(etcd_delete(ep, key), 0);
+    for (i = 0; i < 300 && calls == 0; i++) {
+        etcd_sleep_ms(10);
+        pthread_mutex_lock(&lost_mu);
+        calls = lost_calls;
+        pthread_mutex_unlock(&lost_mu);
+    }
+    CHECK_EQ(calls, 1);
+    CHECK_EQ(lost_token, t2);
+    CHECK_EQ(fifolock_etcd_check(a, "told", t2, NULL), ENOLCK);
+    CHECK_EQ(fifolock_etcd_convert(a, "told", t2, &fifolock_read, NULL), ENOLCK);
+    CHECK_EQ(fifolock_etcd_release(a, "told", t2), 0);
+    fifolock_etcd_close(a);
+}
+
 #define TTL 2
 
 static void a_converter_killed_while_it_waits_leaves_the_lock_usable(void)
@@ -546,6 +594,7 @@ int main(int argc, char **argv)
         TEST(a_timeout_keeps_from_and_the_old_token),
         TEST(an_interrupt_ends_a_waiting_conversion_and_keeps_from),
         TEST(lost_replies_to_the_claim_and_the_switch_are_retried_whole),
+        TEST(a_lost_converted_hold_is_told_under_the_new_token),
     };
     int status;
     int rc = etcd_up(&srv, 1, NULL);
