@@ -528,6 +528,40 @@ static void a_lost_converted_hold_is_told_under_the_new_token(void)
     fifolock_etcd_close(a);
 }
 
+static void a_converter_whose_lease_is_revoked_lets_the_others_go_at_once(void)
+{
+    fifolock_etcd *a = open_s(), *b = open_s(), *c = open_s();
+    struct job conv, w;
+    char key[512];
+    long long lease;
+    int64_t ta, tb;
+    long t0;
+
+    /* What closing the converting session does (close can't run beside
+     * the convert call): its lease goes, with its entry and its claim. */
+    CHECK_EQ(fifolock_etcd_acquire(a, "revoked", &fifolock_read, NULL, &ta), 0);
+    CHECK_EQ(fifolock_etcd_acquire(b, "revoked", &fifolock_read, NULL, &tb), 0);
+    start(&conv, a, "revoked", &fifolock_write, true, ta, 0);
+    wait_until(claims, "revoked", 1);
+    start(&w, c, "revoked", &fifolock_write, false, 0, 10000);
+    wait_until(queue_len, "revoked", 4);
+    lease = etcd_nth_entry(ep, "fifolock/revoked/", 0, key, sizeof key);
+    CHECK_NE(lease, 0);
+    CHECK_EQ(etcd_revoke(ep, lease), 0);
+    pthread_join(conv.thread, NULL);
+    CHECK_EQ(conv.rc, ENOLCK);
+    CHECK_EQ(claims("revoked"), 0);
+    t0 = etcd_now_ms();
+    CHECK_EQ(fifolock_etcd_release(b, "revoked", tb), 0);
+    pthread_join(w.thread, NULL);
+    CHECK_EQ(w.rc, 0);
+    CHECK_LE(etcd_now_ms() - t0, 1000);
+    CHECK_EQ(fifolock_etcd_release(c, "revoked", w.token), 0);
+    fifolock_etcd_close(a);
+    fifolock_etcd_close(b);
+    fifolock_etcd_close(c);
+}
+
 #define TTL 2
 
 static void a_converter_killed_while_it_waits_leaves_the_lock_usable(void)
@@ -595,6 +629,7 @@ int main(int argc, char **argv)
         TEST(an_interrupt_ends_a_waiting_conversion_and_keeps_from),
         TEST(lost_replies_to_the_claim_and_the_switch_are_retried_whole),
         TEST(a_lost_converted_hold_is_told_under_the_new_token),
+        TEST(a_converter_whose_lease_is_revoked_lets_the_others_go_at_once),
     };
     int status;
     int rc = etcd_up(&srv, 1, NULL);
