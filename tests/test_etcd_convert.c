@@ -562,6 +562,144 @@ static void a_converter_whose_lease_is_revoked_lets_the_others_go_at_once(void)
     fifolock_etcd_close(c);
 }
 
+/* ---- many sessions converting at random ---- */
+
+#define STRESS_THREADS 4
+#define STRESS_ROUNDS 60
+
+static pthread_mutex_t stress_mu = PTHREAD_MUTEX_INITIALIZER;
+static int stress_r, stress_u, stress_w, stress_bad, stress_deadlk, stress_conv;
+static int64_t stress_max_token;
+
+enum { MR, MU, MW };
+
+static const fifolock_mode *stress_mode(int m)
+{
+    return m == MR ? &fifolock_read : m == MU ? &fifolock_upgradable : &fifolock_write;
+}
+
+static int *stress_count(int m)
+{
+    return m == MR ? &stress_r : m == MU ? &stress_u : &stress_w;
+}
+
+/* Under stress_mu: may one more of m join the counted holders? */
+static bool stress_fits(int m)
+{
+    return m == MR ? stress_w == 0
+                   : m == MU ? stress_w == 0 && stress_u == 0
+                             : stress_r == 0 && stress_u == 0 && stress_w == 0;
+}
+
+/* A grant of m with token t: it must fit, and an exclusive one has the largest token. */
+static void stress_enter(int m, int64_t t)
+{
+    pthread_mutex_lock(&stress_mu);
+    if (!stress_fits(m) || (m == MW && t != -1 && t <= stress_max_token)) {
+        fprintf(stderr, "stress: %s (token %lld, largest %lld) joins r=%d u=%d w=%d\n",
+                stress_mode(m)->name, (long long)t, (long long)stress_max_token, stress_r,
+                stress_u, stress_w);
+        stress_bad++;
+    }
+    (*stress_count(m))++;
+    if (t > stress_max_token)
+        stress_max_token = t;
+    pthread_mutex_unlock(&stress_mu);
+}
+
+static void stress_fail(const char *what)
+{
+    pthread_mutex_lock(&stress_mu);
+    fprintf(stderr, "stress: %s failed\n", what);
+    stress_bad++;
+    pthread_mutex_unlock(&stress_mu);
+}
+
+static void stress_leave(int m)
+{
+    pthread_mutex_lock(&stress_mu);
+    (*stress_count(m))--;
+    pthread_mutex_unlock(&stress_mu);
+}
+
+static void *stress_main(void *arg)
+{
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    fifolock_etcd *s = open_s();
+    int round;
+
+    for (round = 0; round < STRESS_ROUNDS; round++) {
+        int m = (int)(rand_r(&seed) % 3), to = (int)(rand_r(&seed) % 3), rc;
+        struct timespec d = etcd_in_ms(rand_r(&seed) % 150);
+        int64_t t, t2 = 0;
+
+        if (fifolock_etcd_acquire(s, "stress", stress_mode(m), NULL, &t) != 0) {
+            stress_fail("acquire");
+            continue;
+        }
+        stress_enter(m, t);
+        etcd_sleep_ms(rand_r(&seed) % 4);
+        if (rand_r(&seed) % 3 != 0 && to != m) {
+            bool down = to < m;     /* read < upgradable < write */
+
+            if (down) {             /* others may join `to` as soon as it switches */
+                stress_leave(m);
+                stress_enter(to, 0);
+            }
+            rc = rand_r(&seed) % 2 ? fifolock_etcd_timed_convert(s, "stress", t, stress_mode(to), &d, &t2)
+                                   : fifolock_etcd_try_convert(s, "stress", t, stress_mode(to), &t2);
+            if (rc == 0 && !down) {
+                stress_leave(m);
+                stress_enter(to, t2);
+            }
+            if (rc == 0) {
+                pthread_mutex_lock(&stress_mu);
+                stress_conv++;
+                if (t2 <= t)
+                    stress_bad++;
+                pthread_mutex_unlock(&stress_mu);
+                m = to;
+                t = t2;
+            } else {
+                if (rc == EDEADLK) {
+                    pthread_mutex_lock(&stress_mu);
+                    stress_deadlk++;
+                    pthread_mutex_unlock(&stress_mu);
+                } else if (rc != ETIMEDOUT && rc != EBUSY) {
+                    stress_fail(fifolock_etcd_strerror(rc));
+                }
+                if (down) {
+                    /* Still `m` under t, counted again (t was checked when granted). */
+                    stress_leave(to);
+                    stress_enter(m, -1);
+                }
+            }
+            etcd_sleep_ms(rand_r(&seed) % 3);
+        }
+        stress_leave(m);
+        if (fifolock_etcd_release(s, "stress", t) != 0)
+            stress_fail("release");
+    }
+    fifolock_etcd_close(s);
+    return NULL;
+}
+
+static void sessions_converting_at_random_keep_exclusion_and_token_order(void)
+{
+    pthread_t th[STRESS_THREADS];
+    uintptr_t i;
+
+    for (i = 0; i < STRESS_THREADS; i++)
+        pthread_create(&th[i], NULL, stress_main, (void *)(i * 7919 + 1));
+    for (i = 0; i < STRESS_THREADS; i++)
+        pthread_join(th[i], NULL);
+    CHECK_EQ(stress_bad, 0);
+    CHECK_LT(0, stress_conv);
+    CHECK_EQ(queue_len("stress"), 0);
+    CHECK_EQ(claims("stress"), 0);
+    printf("stress: %d conversions, %d EDEADLK\n", stress_conv, stress_deadlk);
+}
+
 #define TTL 2
 
 static void a_converter_killed_while_it_waits_leaves_the_lock_usable(void)
@@ -630,6 +768,7 @@ int main(int argc, char **argv)
         TEST(lost_replies_to_the_claim_and_the_switch_are_retried_whole),
         TEST(a_lost_converted_hold_is_told_under_the_new_token),
         TEST(a_converter_whose_lease_is_revoked_lets_the_others_go_at_once),
+        TEST(sessions_converting_at_random_keep_exclusion_and_token_order),
     };
     int status;
     int rc = etcd_up(&srv, 1, NULL);

@@ -139,16 +139,25 @@
  *       be reached, the background thread deletes V's key, which is this
  *       call's alone), and the caller still holds K.
  *   C4  switch: one transaction
- *         if create_revision(V) == rev(V) and create_revision(K) == t
+ *         if create_revision(V) == rev(V) and mod_revision(V) == m
+ *            and create_revision(K) == t
  *         then { put K' (lease L, at B); delete K; delete V; put T (C7) }
  *         else { range K' }
- *       The hold is K' from then on (the background thread watches K', the
- *       old hold is let go without a loss); token rev(K'). A conversion
- *       that fits while ANOTHER's V stands bounded (the holders are frozen:
- *       they only leave) switches beside it, with that V's bound and its
- *       create revision in the comparison, leaving that V alone; one whose V
- *       is not yet bounded waits for C2 (a moment); one that does not fit
- *       is EDEADLK (as the engine's second waiting conversion).
+ *       m is V's mod revision in the read C3 decided from. The hold is K'
+ *       from then on (the background thread watches K', the old hold is let
+ *       go without a loss); token rev(K'). A conversion that fits while
+ *       ANOTHER's V stands bounded (the holders only leave, or switch
+ *       beside it) switches beside it: the same transaction with that V's
+ *       bound, create and mod revisions, which leaves that V in place but
+ *       puts it again (ignore_value, ignore_lease: only its mod revision
+ *       moves). So of two switches decided from one read, with each other's
+ *       hold still `from`, the second fails its comparison, reads again and
+ *       decides again: the holders' modes change one switch at a time, each
+ *       checked against the others as they are. One whose V is not yet
+ *       bounded waits for C2 (a moment); one that does not fit is EDEADLK
+ *       (as the engine's second waiting conversion). A switch that gets no
+ *       answer reads K': there, it was made; else X withdraws V, after
+ *       which it can't be.
  *   C5  every request's D sees V and the converted holds: the read with J
  *       and W2's read (one transaction: the requests up to rev(K), and the
  *       whole of Q~) fetch them, and W1 watches puts too, reading the queue
@@ -156,7 +165,10 @@
  *       switch), so that the head waiter is never granted past a V it has
  *       not seen.
  *   C6  retries: C1 finds V made by a lost attempt (its own key: the claim
- *       is this conversion's, rev(V) its create revision); C2 and X compare
+ *       is this conversion's, rev(V) its create revision); a C1 that got no
+ *       answer at all deletes V's key (this call's alone), as X does K. Each
+ *       step gets the session's timeout even when the deadline is nearer:
+ *       only the wait ends at the deadline. C2 and X compare
  *       create_revision(V); C4's and C7's failure answers show K' (K'')
  *       made by a lost attempt (then its create revision is the token).
  *       Each is idempotent.
@@ -237,6 +249,7 @@ struct entry {
 struct claim {
     char *key;
     int64_t rev;                /* rev(V) */
+    int64_t mod;                /* its mod revision: changes with C2 and with each C4 beside it */
     int64_t from;               /* the token of the hold it converts */
     int64_t bound;              /* the place it stands after (C2); 0: not yet written */
 };
@@ -496,6 +509,7 @@ static int conv_fill(fifolock_etcd *s, struct queue *q, json_object *range, int6
         if (suffix[0] == 'c' && q->claim.key == NULL) {
             q->claim.key = key;
             q->claim.rev = fifolock__etcd_get_i64(kv, "create_revision");
+            q->claim.mod = fifolock__etcd_get_i64(kv, "mod_revision");
             q->claim.from = fifolock__etcd_get_i64(v, "from");
             q->claim.bound = fifolock__etcd_get_i64(v, "bound");
             key = NULL;
@@ -1581,6 +1595,18 @@ static void cmp_add_create(json_object *cmp, const char *key, int64_t rev)
     json_object_put(one);
 }
 
+/* Adds "mod_revision(key) == rev" to a list of comparisons. */
+static void cmp_add_mod(json_object *cmp, const char *key, int64_t rev)
+{
+    json_object *c = json_object_new_object();
+
+    json_object_object_add(c, "key", fifolock__etcd_str_b64(key));
+    json_object_object_add(c, "target", json_object_new_string("MOD"));
+    json_object_object_add(c, "result", json_object_new_string("EQUAL"));
+    json_object_object_add(c, "mod_revision", fifolock__etcd_i64(rev));
+    json_object_array_add(cmp, c);
+}
+
 /*
  * C1: puts V if no claim exists and K is still the hold's entry, and reads
  * the queue at the same revision. c->claim_rev is rev(V) if V is this
@@ -1615,6 +1641,13 @@ static int conv_claim(struct conversion *c)
     rc = conv_txn(c, txn, &ok, NULL);
     if (rc == 0 && c->r.q.claim.key != NULL && strcmp(c->r.q.claim.key, c->claim) == 0)
         c->claim_rev = c->r.q.claim.rev;
+    if (rc != 0) {
+        /* Was V put? Unknown: delete it (its key is this call's alone), as X does K. */
+        struct request v = c->r;
+
+        v.key = c->claim;
+        withdraw(&v);
+    }
     return rc;
 }
 
@@ -1677,8 +1710,8 @@ static int conv_decide(struct conversion *c, bool *fits, int64_t *bound)
  * C6), EAGAIN (something changed: read and decide again), or an error
  * reaching etcd.
  */
-static int conv_switch(struct conversion *c, const char *claim, int64_t claim_rev, int64_t bound,
-                       int64_t *token, int64_t *revision)
+static int conv_switch(struct conversion *c, const char *claim, int64_t claim_rev,
+                       int64_t claim_mod, int64_t bound, int64_t *token, int64_t *revision)
 {
     json_object *txn = json_object_new_object(), *cmp = json_object_new_array(),
                 *success = json_object_new_array(), *failure = json_object_new_array(),
@@ -1697,13 +1730,25 @@ static int conv_switch(struct conversion *c, const char *claim, int64_t claim_re
     if (v == NULL)
         goto fail;
     cmp_add_create(cmp, claim, claim_rev);
+    cmp_add_mod(cmp, claim, claim_mod);
     cmp_add_create(cmp, c->r.key, c->r.rev);
     json_object_object_add(txn, "compare", cmp);
     json_object_array_add(success, put_op(c->r.lease, c->newkey, v));
     json_object_array_add(success, delete_op(c->r.key));
     json_object_array_add(success, put_op(0, c->mark, ""));
-    if (strcmp(claim, c->claim) == 0)
+    if (strcmp(claim, c->claim) == 0) {
         json_object_array_add(success, delete_op(c->claim));
+    } else {
+        /* Beside another's V: touch it, so that every other switch decided
+         * before this one (with this hold still `from`) fails its comparison. */
+        json_object *touch = json_object_new_object(), *put = json_object_new_object();
+
+        json_object_object_add(put, "key", fifolock__etcd_str_b64(claim));
+        json_object_object_add(put, "ignore_value", json_object_new_boolean(1));
+        json_object_object_add(put, "ignore_lease", json_object_new_boolean(1));
+        json_object_object_add(touch, "request_put", put);
+        json_object_array_add(success, touch);
+    }
     json_object_object_add(txn, "success", success);
     range = json_object_new_object();
     json_object_object_add(range, "key", fifolock__etcd_str_b64(c->newkey));
@@ -1887,6 +1932,42 @@ static bool conv_pin(struct conversion *c, bool pin)
     return ok;
 }
 
+/* A step's time: the session's timeout, or up to the deadline if that is later. */
+static int64_t conv_budget(fifolock_etcd *s, int64_t until)
+{
+    int64_t step = fifolock__etcd_now_ms() + s->timeout_ms;
+
+    return until > step ? until : step;
+}
+
+/*
+ * After a switch that got no answer: is K' there? Returns 0 with its
+ * create revision (and the revision read), or an error: then the switch
+ * was not made yet, and withdrawing V (X) makes sure it never is.
+ */
+static int conv_made(struct conversion *c, int64_t *token, int64_t *revision)
+{
+    json_object *req = json_object_new_object(), *resp = NULL, *kvs;
+    int rc;
+
+    if (req == NULL)
+        return ENOMEM;
+    json_object_object_add(req, "key", fifolock__etcd_str_b64(c->newkey));
+    rc = fifolock__etcd_call(c->r.s, "/v3/kv/range", req, &resp,
+                             fifolock__etcd_now_ms() + c->r.s->timeout_ms);
+    json_object_put(req);
+    if (rc != 0)
+        return rc;
+    rc = ENOENT;
+    if (json_object_object_get_ex(resp, "kvs", &kvs) && json_object_array_length(kvs) == 1) {
+        *token = fifolock__etcd_get_i64(json_object_array_get_idx(kvs, 0), "create_revision");
+        *revision = header_revision(resp);
+        rc = 0;
+    }
+    json_object_put(resp);
+    return rc;
+}
+
 static int convert(fifolock_etcd *s, const char *name, int64_t token, const fifolock_mode *to,
                    int64_t until, bool try_only, int64_t *new_token)
 {
@@ -1963,15 +2044,16 @@ static int convert(fifolock_etcd *s, const char *name, int64_t token, const fifo
     if (c.r.qend == NULL || c.claims == NULL || c.claim == NULL || c.newkey == NULL ||
         c.claims_end == NULL || c.mark == NULL)
         goto out;
-    /* Its requests get the session's timeout even when the deadline is past: try once. */
-    if (c.r.until < fifolock__etcd_now_ms() + 1)
-        c.r.until = fifolock__etcd_now_ms() + s->timeout_ms;
+    /* Its steps get the session's timeout even when the deadline is near or
+     * past: a step cut short leaves its outcome unknown. Only the wait ends
+     * at the deadline. */
+    c.r.until = conv_budget(s, until);
 
 claim:
     rc = conv_claim(&c);
     for (;;) {
         const char *claim = c.claim;
-        int64_t claim_rev = c.claim_rev;
+        int64_t claim_rev = c.claim_rev, claim_mod = c.r.q.claim.mod;
 
         if (rc != 0)
             break;
@@ -2005,7 +2087,7 @@ claim:
                 /* Not yet bounded: it is being made; its maker decides in one step. */
                 struct timespec pause = { 0, 10 * 1000000L };
 
-                if (fifolock__etcd_now_ms() >= c.r.until) {
+                if (fifolock__etcd_now_ms() >= until) {
                     rc = try_only ? EBUSY : ETIMEDOUT;
                     break;
                 }
@@ -2020,6 +2102,7 @@ claim:
             /* The holders are frozen behind the other claim: switch beside it (C4). */
             claim = c.r.q.claim.key;
             claim_rev = c.r.q.claim.rev;
+            claim_mod = c.r.q.claim.mod;
             bound = c.r.q.claim.bound;
         }
         if (fits) {
@@ -2030,8 +2113,11 @@ claim:
                 rc = other ? ENOLCK : ENOMEM;
                 break;
             }
-            rc = conv_switch(&c, other, claim_rev, bound, &got, &revision);
+            c.r.until = conv_budget(s, until);
+            rc = conv_switch(&c, other, claim_rev, claim_mod, bound, &got, &revision);
             free(other);
+            if (rc != 0 && rc != EAGAIN && conv_made(&c, &got, &revision) == 0)
+                rc = 0;     /* no answer, but K' is there: the switch was made */
             if (rc == 0) {
                 if (claim_rev == c.claim_rev)
                     c.claim_rev = 0;    /* deleted by the switch */
@@ -2051,6 +2137,7 @@ claim:
             break;
         }
         if (c.bound == 0) {
+            c.r.until = conv_budget(s, until);
             rc = conv_bound(&c, bound);
             if (rc == EAGAIN) {
                 /* V is gone (its lease): the conversion can't wait any more. */
@@ -2073,6 +2160,7 @@ claim:
             /* etcd out of reach for a while: the waiting goes on until the deadline. */
             rc = conv_read(&c);
         } while ((rc == ECONNREFUSED || rc == ETIMEDOUT) && fifolock__etcd_now_ms() < until);
+        c.r.until = conv_budget(s, until);
     }
     if (rc != 0 && c.claim_rev != 0)
         conv_withdraw(&c);
