@@ -374,6 +374,47 @@ static void a_conversion_that_fits_is_made_beside_a_waiting_one(void)
     fifolock_etcd_close(b);
 }
 
+static void two_switches_decided_from_one_read_are_not_both_made(void)
+{
+    struct fifolock_etcd_options o = { 0 };
+    static struct proxy px; /* its thread outlives the test: never on the stack */
+    fifolock_etcd *a = NULL, *b = open_s(), *c = open_s();
+    const char *colon = strrchr(ep, ':');
+    struct job conv, up;
+    int64_t ta, tb, tc, tb2;
+
+    /* c waits to upgrade to write; a and b, readers, both turn upgradable
+     * beside it. a reads the queue before b's switch and, its answers held
+     * back by a slow relay, switches after it: one of them only. */
+    proxy_start(&px, atoi(colon + 1));
+    o.timeout_ms = 5000;
+    CHECK_EQ(fifolock_etcd_open(&a, px.url, &o), 0);
+    CHECK_EQ(fifolock_etcd_acquire(c, "beside2", &fifolock_read, NULL, &tc), 0);
+    CHECK_EQ(fifolock_etcd_acquire(a, "beside2", &fifolock_read, NULL, &ta), 0);
+    CHECK_EQ(fifolock_etcd_acquire(b, "beside2", &fifolock_read, NULL, &tb), 0);
+    start(&conv, c, "beside2", &fifolock_write, true, tc, 0);
+    wait_until(claims, "beside2", 1);
+    etcd_sleep_ms(300);     /* bounded */
+    proxy_delay(&px, 500);
+    start(&up, a, "beside2", &fifolock_upgradable, true, ta, 0);
+    etcd_sleep_ms(150);     /* a's read is done; its answer is on its way */
+    CHECK_EQ(fifolock_etcd_convert(b, "beside2", tb, &fifolock_upgradable, &tb2), 0);
+    pthread_join(up.thread, NULL);
+    proxy_delay(&px, 0);
+    CHECK_EQ(up.rc, EDEADLK);
+    CHECK_EQ(fifolock_etcd_check(a, "beside2", ta, NULL), 0);
+    CHECK_EQ(job_rc(&conv), -1);
+    CHECK_EQ(fifolock_etcd_release(a, "beside2", ta), 0);
+    CHECK_EQ(fifolock_etcd_release(b, "beside2", tb2), 0);
+    pthread_join(conv.thread, NULL);
+    CHECK_EQ(conv.rc, 0);
+    CHECK_EQ(fifolock_etcd_release(c, "beside2", conv.token), 0);
+    CHECK_EQ(queue_len("beside2"), 0);
+    fifolock_etcd_close(a);
+    fifolock_etcd_close(b);
+    fifolock_etcd_close(c);
+}
+
 static void a_timeout_keeps_from_and_the_old_token(void)
 {
     fifolock_etcd *a = open_s(), *b = open_s(), *c = open_s();
@@ -763,6 +804,7 @@ int main(int argc, char **argv)
         TEST(the_head_waiter_is_not_granted_past_a_waiting_conversion),
         TEST(a_second_waiting_conversion_is_edeadlk),
         TEST(a_conversion_that_fits_is_made_beside_a_waiting_one),
+        TEST(two_switches_decided_from_one_read_are_not_both_made),
         TEST(a_timeout_keeps_from_and_the_old_token),
         TEST(an_interrupt_ends_a_waiting_conversion_and_keeps_from),
         TEST(lost_replies_to_the_claim_and_the_switch_are_retried_whole),
