@@ -446,6 +446,35 @@ static void a_timeout_keeps_from_and_the_old_token(void)
     fifolock_etcd_close(c);
 }
 
+static void a_deadline_nearer_than_etcd_cuts_no_step_short(void)
+{
+    struct fifolock_etcd_options o = { 0 };
+    static struct proxy px; /* its thread outlives the test: never on the stack */
+    fifolock_etcd *a = NULL, *b = open_s();
+    const char *colon = strrchr(ep, ':');
+    struct timespec soon;
+    int64_t ta, t2 = 0, tb;
+
+    /* etcd answers in 200 ms; the deadline is 5 ms away. The switch can be
+     * made at once: it is, rather than leave a claim cut short behind. */
+    proxy_start(&px, atoi(colon + 1));
+    o.timeout_ms = 5000;
+    CHECK_EQ(fifolock_etcd_open(&a, px.url, &o), 0);
+    CHECK_EQ(fifolock_etcd_acquire(a, "near", &fifolock_write, NULL, &ta), 0);
+    proxy_delay(&px, 200);
+    soon = etcd_in_ms(5);
+    CHECK_EQ(fifolock_etcd_timed_convert(a, "near", ta, &fifolock_read, &soon, &t2), 0);
+    proxy_delay(&px, 0);
+    CHECK_LT(ta, t2);
+    CHECK_EQ(claims("near"), 0);
+    CHECK_EQ(fifolock_etcd_try_acquire(b, "near", &fifolock_read, &tb), 0);
+    CHECK_EQ(fifolock_etcd_release(b, "near", tb), 0);
+    CHECK_EQ(fifolock_etcd_release(a, "near", t2), 0);
+    CHECK_EQ(queue_len("near"), 0);
+    fifolock_etcd_close(a);
+    fifolock_etcd_close(b);
+}
+
 static void an_interrupt_ends_a_waiting_conversion_and_keeps_from(void)
 {
     fifolock_etcd *a = open_s(), *b = open_s();
@@ -806,6 +835,7 @@ int main(int argc, char **argv)
         TEST(a_conversion_that_fits_is_made_beside_a_waiting_one),
         TEST(two_switches_decided_from_one_read_are_not_both_made),
         TEST(a_timeout_keeps_from_and_the_old_token),
+        TEST(a_deadline_nearer_than_etcd_cuts_no_step_short),
         TEST(an_interrupt_ends_a_waiting_conversion_and_keeps_from),
         TEST(lost_replies_to_the_claim_and_the_switch_are_retried_whole),
         TEST(a_lost_converted_hold_is_told_under_the_new_token),
