@@ -458,6 +458,11 @@ typedef void fifolock_etcd_done_fn(fifolock_etcd_request *req, int err, int64_t 
  * gives ETIMEDOUT by `done` once passed, the request withdrawn first. A
  * request that is waiting when the session's lease is lost queues again
  * with a new lease, as a blocking one does, while its deadline allows.
+ * Conversions (fifolock_etcd_convert()) are honoured as by a blocking
+ * acquire: the request waits behind a conversion's claim, and a request
+ * granted after a conversion it queued behind gets a token larger than the
+ * converted hold's (its entry moves once, one more transaction, still run
+ * by process() without blocking).
  *
  * Returns 0 and stores the request in *req, or at once, without calling
  * `done`: EINVAL (NULL session, done or req, and every argument error of
