@@ -1159,8 +1159,10 @@ static char *placed_value(const fifolock_mode *mode, size_t n, int64_t at)
  *   then { put K'' = Q~h<lease>-<seq> (at: rev(K)); delete K; put T }
  *   else { range K'' }
  * K'' stands where K stood; its create revision, the new token, is larger
- * than every token granted so far. Returns 0 (r->key and r->rev are K''
- * now; also when a lost attempt did it), ENOLCK (K is gone), or an error.
+ * than every token granted so far. In pieces for async.c (etcd_internal.h):
+ * the test, the transaction and its answer; rekey() below runs them, and
+ * returns 0 (r->key and r->rev are K'' now; also when a lost attempt did
+ * it), ENOLCK (K is gone), or an error.
  */
 bool fifolock__etcd_must_rekey(const struct request *r)
 {
