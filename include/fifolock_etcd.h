@@ -273,6 +273,80 @@ FIFOLOCK_ETCD_API int fifolock_etcd_try_acquire(fifolock_etcd *session, const ch
 FIFOLOCK_ETCD_API int fifolock_etcd_release(fifolock_etcd *session, const char *name, int64_t token);
 
 /**
+ * Turns the hold of `name` granted with `token` into a hold of `to` without
+ * letting go, as fifolock_convert() does on one lock: a writer downgrades
+ * to a reader, an upgradable reader upgrades to a writer. The hold's mode
+ * (`from`) is the one it was granted with; a weighted hold of n converts as
+ * a whole, to n holds of `to`. `to` is matched by its name and limit with
+ * the session's modes.
+ *
+ * If `to` may join the holders other than this hold, the switch is made at
+ * once. Otherwise the conversion waits AHEAD of every waiting request of the
+ * lock, on the whole cluster: while it waits the caller keeps `from` (under
+ * `token`), nobody else is granted and new requests queue behind it; the
+ * switch is made when the holders that stood in its way have left. At most
+ * one conversion waits per lock across all sessions and machines.
+ *
+ * On 0 the hold has a NEW fencing token, stored in *new_token if it is not
+ * NULL: larger than every token the lock granted before the switch, and
+ * every later grant gets a larger one still, also a request that queued
+ * before the switch (it moves its entry when granted: one more transaction
+ * then). The old token is no longer valid: release, check and key with it
+ * say EPERM, as for a token never granted; a loss is reported under the
+ * new one. fifolock_etcd_key() gives the new entry's key (the entry of a
+ * converted hold is <prefix><name>/~h...; the first conversion of a lock
+ * also leaves <prefix><name>~token, without a lease, the mark of the
+ * largest token handed out).
+ *
+ * Returns 0, or (the caller still holds `from` under `token` unless said):
+ * EINVAL (NULL session, name or mode, an empty name, a mode the session does
+ * not know), EPERM (this session holds no such lock: a wrong or old token,
+ * or a hold being released or converted by another thread), EDEADLK (n
+ * holds of `to` would be refused even by a lock nobody holds, or the switch
+ * can't be made now and another conversion already waits on this lock: two
+ * upgrading readers would wait for each other for ever), EINTR (the session
+ * is interrupted, see fifolock_etcd_interrupt(): the conversion was
+ * withdrawn, or not begun), ENOLCK (the hold was lost, before or while it
+ * waited: the lease or the entry is gone; the caller holds nothing),
+ * EACCES, ECONNREFUSED, ETIMEDOUT (etcd did not answer in time), EIO,
+ * ENOMEM. On every error the conversion left nothing behind on the cluster
+ * (if etcd could not be reached to withdraw it, the background thread does
+ * it later, and the lease bounds its life in any case).
+ *
+ * A session that dies (or is closed) while its conversion waits takes the
+ * conversion with its lease: the lock goes on for the others.
+ *
+ * Every participant of a lock that is converted must run a release of this
+ * library that knows conversions (docs/etcd.md).
+ */
+FIFOLOCK_ETCD_API int fifolock_etcd_convert(fifolock_etcd *session, const char *name,
+                                       int64_t token, const fifolock_mode *to,
+                                       int64_t *new_token);
+
+/**
+ * As fifolock_etcd_convert(), only if the switch can be made now; never
+ * waits. Returns 0 (*new_token set), EBUSY (not now: nothing changed, the
+ * caller holds `from` under `token`), or an error as
+ * fifolock_etcd_convert() (EDEADLK only for a `to` that can never be
+ * granted). Not affected by fifolock_etcd_interrupt().
+ */
+FIFOLOCK_ETCD_API int fifolock_etcd_try_convert(fifolock_etcd *session, const char *name,
+                                           int64_t token, const fifolock_mode *to,
+                                           int64_t *new_token);
+
+/**
+ * As fifolock_etcd_convert(), but gives up at `deadline` (absolute,
+ * CLOCK_MONOTONIC; NULL waits for ever): ETIMEDOUT, and the caller still
+ * holds `from` under the old token, the conversion withdrawn as if never
+ * asked. A deadline already past makes one try, like
+ * fifolock_etcd_try_convert(), but says ETIMEDOUT instead of EBUSY.
+ */
+FIFOLOCK_ETCD_API int fifolock_etcd_timed_convert(fifolock_etcd *session, const char *name,
+                                             int64_t token, const fifolock_mode *to,
+                                             const struct timespec *deadline,
+                                             int64_t *new_token);
+
+/**
  * Is the hold of `name` granted with `token` still safe, now? Returns 0
  * (yes, until *safe_until, on CLOCK_BOOTTIME, if safe_until is not NULL), ENOLCK (it was lost:
  * the lease or the entry is gone), ETIMEDOUT (no keepalive acknowledged
@@ -384,6 +458,11 @@ typedef void fifolock_etcd_done_fn(fifolock_etcd_request *req, int err, int64_t 
  * gives ETIMEDOUT by `done` once passed, the request withdrawn first. A
  * request that is waiting when the session's lease is lost queues again
  * with a new lease, as a blocking one does, while its deadline allows.
+ * Conversions (fifolock_etcd_convert()) are honoured as by a blocking
+ * acquire: the request waits behind a conversion's claim, and a request
+ * granted after a conversion it queued behind gets a token larger than the
+ * converted hold's (its entry moves once, one more transaction, still run
+ * by process() without blocking).
  *
  * Returns 0 and stores the request in *req, or at once, without calling
  * `done`: EINVAL (NULL session, done or req, and every argument error of

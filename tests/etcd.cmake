@@ -28,6 +28,8 @@ fifolock_add_etcd_test(test_etcd test_etcd.c TIMEOUT 60 LABELS etcd)
 fifolock_add_etcd_test(test_etcd_async test_etcd_async.c TIMEOUT 90 LABELS etcd NO_VALGRIND)
 # Killers and forks (kill -9, SIGSTOP, 20 processes) do not run under valgrind.
 fifolock_add_etcd_test(test_etcd_procs test_etcd_procs.c TIMEOUT 90 LABELS etcd NO_VALGRIND)
+# Conversions; one converter is killed with kill -9 while it waits.
+fifolock_add_etcd_test(test_etcd_convert test_etcd_convert.c TIMEOUT 90 LABELS etcd NO_VALGRIND)
 # (OpenSSL under valgrind would double the time of the etcd tests; ASan covers it.)
 fifolock_add_etcd_test(test_etcd_secure test_etcd_secure.c TIMEOUT 90 LABELS etcd NO_VALGRIND)
 fifolock_add_etcd_test(test_etcd_cluster test_etcd_cluster.c TIMEOUT 90 LABELS etcd etcd-faults NO_VALGRIND)

@@ -574,6 +574,139 @@ static void etcd_away_ends_requests_with_an_error_not_a_hang(void)
     fifolock_etcd_close(b);
 }
 
+/* A blocking conversion in a thread: fifolock_etcd_convert() of `token` to `to`. */
+struct converter {
+    fifolock_etcd *s;
+    const char *name;
+    const fifolock_mode *to;
+    int64_t token;              /* the hold's; then the converted hold's */
+    int rc;                     /* -1 while it runs */
+    pthread_t thread;
+};
+
+static void *converter_main(void *arg)
+{
+    struct converter *c = arg;
+    int64_t t = 0;
+    int rc = fifolock_etcd_convert(c->s, c->name, c->token, c->to, &t);
+
+    if (rc == 0)
+        c->token = t;
+    __atomic_store_n(&c->rc, rc, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+static long claims(const char *name)
+{
+    char prefix[300];
+
+    snprintf(prefix, sizeof prefix, "fifolock/%s/~c", name);
+    return etcd_count(ep, prefix, NULL);
+}
+
+static void an_async_waiter_lets_a_conversion_ahead_and_gets_a_larger_token(void)
+{
+    fifolock_etcd *a = open_or_die(NULL), *b = open_or_die(NULL), *c = open_or_die(NULL),
+                  *d = open_or_die(NULL);
+    struct converter conv = { a, "async-conv", &fifolock_write, 0, -1, 0 };
+    struct outcome x;
+    struct etcd_waiter w;
+    int64_t tb;
+    long i;
+
+    /* a holds upgradable, b reads; x (async, write) heads the waiters,
+     * watching the queue (W1); w (blocking, read) waits behind x. */
+    reported = 0;
+    CHECK_EQ(fifolock_etcd_acquire(a, "async-conv", &fifolock_upgradable, NULL, &conv.token), 0);
+    CHECK_EQ(fifolock_etcd_acquire(b, "async-conv", &fifolock_read, NULL, &tb), 0);
+    CHECK_EQ(start(d, &x, "async-conv", &fifolock_write, 0), 0);
+    loop_until_queue(d, "async-conv", 3);
+    etcd_start_waiter(&w, c, "async-conv", &fifolock_read,
+                      20000, true);
+    loop_until_queue(d, "async-conv", 4);
+    loop_for(d, 200);
+    /* a upgrades to write: it waits for b, ahead of x (C1, C2). */
+    pthread_create(&conv.thread, NULL, converter_main, &conv);
+    for (i = 0; i < 1000 && claims("async-conv") != 1; i++)
+        loop_for(d, 5);
+    CHECK_EQ(claims("async-conv"), 1);
+    loop_for(d, 200);
+    CHECK_EQ(x.calls, 0);
+    CHECK_EQ(__atomic_load_n(&conv.rc, __ATOMIC_SEQ_CST), -1);
+    /* b leaves: the conversion is made (C4), and x, whose write fits an
+     * empty lock once a's upgradable entry is gone, must not pass it. */
+    CHECK_EQ(fifolock_etcd_release(b, "async-conv", tb), 0);
+    for (i = 0; i < 1000 && __atomic_load_n(&conv.rc, __ATOMIC_SEQ_CST) == -1; i++)
+        loop_for(d, 5);
+    pthread_join(conv.thread, NULL);
+    CHECK_EQ(conv.rc, 0);
+    loop_for(d, 400);
+    CHECK_EQ(x.calls, 0);
+    CHECK_EQ(w.rc, -1);
+    /* a leaves: x is granted, under a token larger than the converted
+     * hold's (C7: its own joined before the switch). */
+    CHECK_EQ(fifolock_etcd_release(a, "async-conv", conv.token), 0);
+    CHECK_TRUE(loop_until(d, &x.calls, 5000));
+    CHECK_EQ(x.err, 0);
+    CHECK_LT(conv.token, x.token);
+    CHECK_EQ(fifolock_etcd_check(d, "async-conv", x.token, NULL), 0);
+    /* w, behind x, waits for it; then comes in after it, in FIFO order. */
+    loop_for(d, 300);
+    CHECK_EQ(w.rc, -1);
+    CHECK_EQ(fifolock_etcd_release(d, "async-conv", x.token), 0);
+    pthread_join(w.thread, NULL);
+    CHECK_EQ(w.rc, 0);
+    CHECK_LT(x.token, w.token);
+    CHECK_EQ(fifolock_etcd_release(c, "async-conv", w.token), 0);
+    CHECK_EQ(queue_len("async-conv"), 0);
+    CHECK_EQ(claims("async-conv"), 0);
+    fifolock_etcd_close(a);
+    fifolock_etcd_close(b);
+    fifolock_etcd_close(c);
+    fifolock_etcd_close(d);
+}
+
+static void an_async_head_waiter_is_not_granted_past_a_claim_put_while_it_waits(void)
+{
+    fifolock_etcd *a = open_or_die(NULL), *b = open_or_die(NULL), *d = open_or_die(NULL);
+    struct converter conv = { a, "async-claim", &fifolock_write, 0, -1, 0 };
+    struct outcome x;
+    int64_t tb;
+    long i;
+
+    /* a reads, b holds upgradable; x (async, upgradable) heads the waiters,
+     * blocked by b alone, watching the queue (W1). Then a's read upgrades
+     * to write: its claim is a put x must see (C5), for when b leaves,
+     * x's upgradable would fit a's read: it must wait for the conversion. */
+    reported = 0;
+    CHECK_EQ(fifolock_etcd_acquire(a, "async-claim", &fifolock_read, NULL, &conv.token), 0);
+    CHECK_EQ(fifolock_etcd_acquire(b, "async-claim", &fifolock_upgradable, NULL, &tb), 0);
+    CHECK_EQ(start(d, &x, "async-claim", &fifolock_upgradable, 0), 0);
+    loop_until_queue(d, "async-claim", 3);
+    loop_for(d, 200);
+    pthread_create(&conv.thread, NULL, converter_main, &conv);
+    for (i = 0; i < 1000 && claims("async-claim") != 1; i++)
+        loop_for(d, 5);
+    CHECK_EQ(claims("async-claim"), 1);
+    loop_for(d, 200);
+    CHECK_EQ(fifolock_etcd_release(b, "async-claim", tb), 0);
+    for (i = 0; i < 1000 && __atomic_load_n(&conv.rc, __ATOMIC_SEQ_CST) == -1; i++)
+        loop_for(d, 5);
+    pthread_join(conv.thread, NULL);
+    CHECK_EQ(conv.rc, 0);
+    loop_for(d, 400);
+    CHECK_EQ(x.calls, 0);
+    CHECK_EQ(fifolock_etcd_release(a, "async-claim", conv.token), 0);
+    CHECK_TRUE(loop_until(d, &x.calls, 5000));
+    CHECK_EQ(x.err, 0);
+    CHECK_LT(conv.token, x.token);
+    CHECK_EQ(fifolock_etcd_release(d, "async-claim", x.token), 0);
+    CHECK_EQ(queue_len("async-claim"), 0);
+    fifolock_etcd_close(a);
+    fifolock_etcd_close(b);
+    fifolock_etcd_close(d);
+}
+
 int main(int argc, char **argv)
 {
     static const struct check_test tests[] = {
@@ -587,6 +720,8 @@ int main(int argc, char **argv)
         TEST(a_handoff_costs_a_constant_number_of_requests_however_many_wait),
         TEST(fifty_waiting_requests_take_no_thread_and_close_frees_them),
         TEST(an_async_waiter_outlives_an_outage_longer_than_its_ttl),
+        TEST(an_async_waiter_lets_a_conversion_ahead_and_gets_a_larger_token),
+        TEST(an_async_head_waiter_is_not_granted_past_a_claim_put_while_it_waits),
         TEST(etcd_away_ends_requests_with_an_error_not_a_hang),
     };
     int status;

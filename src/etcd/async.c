@@ -2,19 +2,26 @@
  * The etcd lock for event loops: fifolock_etcd_acquire_async() and the
  * descriptor, timeout and process() that drive it.
  *
- * The same steps as the blocking acquire (lock.c: J, D, W, M, X, J2), the
- * same helpers for each (the join's transaction and answer, the queue's
- * read, D, W's handling of a watch message, the grant's registration), run
- * as a state machine instead of a thread's stack:
+ * The same steps as the blocking acquire (lock.c: J, D, W, C7, M, X, J2),
+ * the same helpers for each (the join's transaction and answer, the
+ * queue's read with its conversions' keys, D, W's handling of a watch
+ * message, C7's move, the grant's registration), run as a state machine
+ * instead of a thread's stack:
  *
  *   JOIN      J is in flight (a transaction, attempts over the endpoints);
- *   WATCH     W: a watch is open (W1 on the queue's deletions, W2 on P);
+ *   WATCH     W: a watch is open (W1 on the queue's deletions and, for a
+ *             conversion's keys Q~, its puts too (C5); W2 on P);
  *             a read may be in flight beside it (`reading`): the watch
  *             started after the revision D used, and the queue is read
  *             again to close the gap, exactly as lock.c's on_created() does
  *             inside its callback. Messages that arrive meanwhile wait in
  *             `msgs`, so that none is applied to a list the read replaces;
- *   REREAD    W2's P changed, or a watch ended: the queue is read, then D;
+ *   REREAD    W2's P changed, W1 saw a conversion's key, or a watch
+ *             ended: the queue is read, then D;
+ *   REKEY     C7: K, granted, has a token below the tokens' mark T; its
+ *             entry moves to K'' (one transaction) before the hold is
+ *             registered, so that its token is larger than every token
+ *             handed out before it;
  *   WITHDRAW  X: K is deleted before the request reports its error;
  *   RENEW     J2: the session's lease was lost while the request waited:
  *             a new lease is granted (or found granted by another request);
@@ -51,7 +58,7 @@
 /* While a watch runs, process() looks this often for a failed member or a lost session. */
 #define TICK_MS 200
 
-enum state { JOIN, WATCH, REREAD, WITHDRAW, RENEW, FINISHED };
+enum state { JOIN, WATCH, REREAD, REKEY, WITHDRAW, RENEW, FINISHED };
 
 struct fifolock_etcd_request {
     struct fifolock_etcd_request *next;
@@ -81,6 +88,9 @@ struct fifolock_etcd_request {
     bool reading;               /* WATCH: the gap's read is in flight */
     json_object **msgs;         /* messages not yet applied */
     size_t nmsgs, capmsgs;
+
+    /* C7: K'' while its transaction is in flight (REKEY), else NULL. */
+    char *newkey;
 
     /* J2. */
     int64_t lost_lease;
@@ -288,16 +298,14 @@ static void reread(struct fifolock_etcd_request *q)
     begin_call(q, path, req, q->until);
 }
 
-/* The grant: the hold is registered (A3), then reported by process(). */
-static void grant(struct fifolock_etcd_request *q)
+/* The hold is registered (A3), then reported by process(). M with it, unless C7 made K''. */
+static void register_hold(struct fifolock_etcd_request *q, bool rekeyed)
 {
     char *mark_value = NULL;
     int rc = 0;
 
-    stop_watch(q);
-    stop_call(q);
     /* M, by the background thread: someone may have seen K waiting after rev(K). */
-    if (q->waited || q->joined_at != q->r.rev) {
+    if (!rekeyed && (q->waited || q->joined_at != q->r.rev)) {
         mark_value = fifolock__etcd_entry_value(q->known, q->n, true);
         if (mark_value == NULL)
             rc = ENOMEM;
@@ -311,9 +319,26 @@ static void grant(struct fifolock_etcd_request *q)
     finish(q, 0);
 }
 
+/* The grant: C7's move first if K's token is below the mark (REKEY), then the hold. */
+static void grant(struct fifolock_etcd_request *q)
+{
+    json_object *txn;
+
+    stop_watch(q);
+    stop_call(q);
+    if (!fifolock__etcd_must_rekey(&q->r)) {
+        register_hold(q, false);
+        return;
+    }
+    free(q->newkey);
+    txn = fifolock__etcd_rekey_txn(&q->r, q->known, q->n, &q->newkey);
+    q->state = REKEY;
+    begin_call(q, "/v3/kv/txn", txn, q->until);     /* NULL txn: ENOMEM, to call_done() */
+}
+
 static json_object *watch_request(const char *key, const char *range_end)
 {
-    json_object *req = json_object_new_object(), *create = json_object_new_object(), *filters;
+    json_object *req = json_object_new_object(), *create = json_object_new_object();
 
     if (req == NULL || create == NULL) {
         json_object_put(req);
@@ -322,10 +347,8 @@ static json_object *watch_request(const char *key, const char *range_end)
     }
     json_object_object_add(create, "key", fifolock__etcd_str_b64(key));
     if (range_end) {
+        /* W1 takes puts too: a conversion's claim is one (C5). */
         json_object_object_add(create, "range_end", fifolock__etcd_str_b64(range_end));
-        filters = json_object_new_array();
-        json_object_array_add(filters, json_object_new_string("NOPUT"));
-        json_object_object_add(create, "filters", filters);
     }
     json_object_object_add(req, "create_request", create);
     return req;
@@ -349,7 +372,7 @@ static int on_watch_message(json_object *msg, void *arg)
     return 0;
 }
 
-/* W: watches what can change D's answer (W1: deletions ahead; W2: P). */
+/* W: watches what can change D's answer (W1: the queue, deletions and Q~; W2: P). */
 static void start_watch(struct fifolock_etcd_request *q, bool ahead_held)
 {
     json_object *req;
@@ -550,6 +573,22 @@ static void call_done(struct fifolock_etcd_request *q, int rc, json_object *resp
         decide_and_wait(q);
         break;
     }
+    case REKEY: {
+        char *newkey = q->newkey;
+
+        q->newkey = NULL;
+        if (newkey == NULL) {
+            json_object_put(resp);
+            rc = rc != 0 ? rc : ENOMEM;
+        } else {
+            rc = fifolock__etcd_rekey_answer(&q->r, newkey, rc, resp);
+        }
+        if (rc != 0)
+            fail(q, rc);
+        else
+            register_hold(q, true);
+        break;
+    }
     case WITHDRAW:
         json_object_put(resp);
         withdrawn(q, rc);
@@ -683,6 +722,7 @@ static void free_request(struct fifolock_etcd_request *q)
     if (q->curl)
         curl_easy_cleanup(q->curl);
     fifolock__etcd_request_free(&q->r);
+    free(q->newkey);
     free(q->msgs);
     free(q->name);
     free(q);
@@ -753,6 +793,8 @@ int fifolock_etcd_cancel(fifolock_etcd *s, fifolock_etcd_request *req)
     } else if (q->state != FINISHED && q->r.key != NULL) {
         /* X, by the background thread: the caller's loop does not wait for it. */
         fifolock__etcd_add_orphan(s, q->r.key);
+        if (q->newkey != NULL)
+            fifolock__etcd_add_orphan(s, q->newkey);  /* C7 in flight: K'' may exist */
     }
     free_request(q);
     poke(s->async);

@@ -276,15 +276,27 @@ FIFOLOCK_HIDDEN int fifolock__etcd_mark(fifolock_etcd *s, const char *key, int64
 struct entry {
     char *key;
     int64_t rev;
+    int64_t at;                 /* its place: rev, or a converted hold's "at" (C4) */
     const fifolock_mode *mode;  /* NULL: a mode this process does not know */
     size_t n;
 };
 
-/* The entries up to K, oldest first. */
+/* A conversion's claim V (C1): key NULL when the queue has none. */
+struct claim {
+    char *key;
+    int64_t rev;                /* rev(V) */
+    int64_t mod;                /* its mod revision: changes with C2 and with each C4 beside it */
+    int64_t from;               /* the token of the hold it converts */
+    int64_t bound;              /* the place it stands after (C2); 0: not yet written */
+};
+
+/* The entries up to K, oldest first (by place, then create revision). */
 struct queue {
     struct entry *v;
     size_t len, cap;
     int64_t revision;           /* the list is exact at this revision */
+    struct claim claim;         /* the conversion's claim V seen with it, if any (C1) */
+    int64_t mark;               /* the tokens' mark T's mod revision seen with it (C7) */
 };
 
 /* One acquire's state through the steps of lock.c. */
@@ -314,7 +326,11 @@ FIFOLOCK_HIDDEN void fifolock__etcd_request_free(struct request *r);
 /* J's transaction (NULL: ENOMEM), and what its answer says (rc: the call's). */
 FIFOLOCK_HIDDEN json_object *fifolock__etcd_join_txn(struct request *r);
 FIFOLOCK_HIDDEN int fifolock__etcd_join_answer(struct request *r, int rc, json_object *resp);
-/* W2's read of the queue up to rev(K), to POST to *path, and its answer (ENOLCK: K is gone). */
+/*
+ * W2's read of the queue up to rev(K) with its conversions' keys Q~ and the
+ * mark T (C5, C7), to POST to *path (NULL: ENOMEM), and its answer (ENOLCK:
+ * K is gone).
+ */
 FIFOLOCK_HIDDEN json_object *fifolock__etcd_reread_request(struct request *r, const char **path);
 FIFOLOCK_HIDDEN int fifolock__etcd_reread_answer(struct request *r, int rc, json_object *resp);
 /* D. */
@@ -329,6 +345,19 @@ FIFOLOCK_HIDDEN int fifolock__etcd_decide(struct request *r, bool *held, bool *a
 #define FIFOLOCK__ETCD_CHANGED 2
 FIFOLOCK_HIDDEN int fifolock__etcd_wait_message(struct request *r, const char *pkey,
                                                 json_object *msg);
+/*
+ * C7 at the grant: must K, granted, move to a larger token (its token is
+ * below the mark T read with the queue)? Then, one transaction: the
+ * request (NULL: ENOMEM; *newkey gets K'', malloc'd, which the answer
+ * takes) and what its answer says (rc: the call's; takes resp): 0 with
+ * r->key = K'' and r->rev its token (also when a lost attempt made it),
+ * ENOLCK (K is gone), or the call's error, K left as it was.
+ */
+FIFOLOCK_HIDDEN bool fifolock__etcd_must_rekey(const struct request *r);
+FIFOLOCK_HIDDEN json_object *fifolock__etcd_rekey_txn(struct request *r, const fifolock_mode *mode,
+                                                      size_t n, char **newkey);
+FIFOLOCK_HIDDEN int fifolock__etcd_rekey_answer(struct request *r, char *newkey, int rc,
+                                                json_object *resp);
 /* The grant: registers the hold (and M, if mark_value, which it takes). ENOLCK, ENOMEM. */
 FIFOLOCK_HIDDEN int fifolock__etcd_register_hold(struct request *r, char *mark_value);
 /* K's value (malloc'd; NULL: ENOMEM), "granted" for M. */

@@ -8,8 +8,9 @@
  * (plus "granted": true once its owner saw it granted, step M). It is put
  * with the session's lease, so it vanishes when the session closes, dies or
  * is cut off longer than the TTL. Its create revision rev(K) is its place in
- * the queue and, once granted, the fencing token. Nothing else is stored:
- * who holds follows from the queue, as in src/rule.c.
+ * the queue and, once granted, the fencing token. Nothing else is stored
+ * (but conversions' keys, below): who holds follows from the queue, as in
+ * src/rule.c.
  *
  * THE STEPS of one acquire (lease L, deadline T):
  *   J   join: one transaction
@@ -98,8 +99,125 @@
  * nobody holds through it; a key of L still in the queue is a dead
  * client's entry, as E4 already allows for.
  *
+ * CONVERSIONS (fifolock_etcd_convert(): a hold K of `from` becomes n of
+ * `to`, as fifolock_convert() on one lock). Two more kinds of key, in the
+ * queue's own range but after every request's key (Q~ sorts after Q<hex>):
+ *   V  = Q~c<lease>-<seq>  a claim: {"from": rev(K), "bound": B}, with the
+ *        converter's lease. At most one exists per queue.
+ *   K' = Q~h<lease>-<seq>  a converted hold: {"mode", "limit", "n", "at": B},
+ *        with the holder's lease. rev(K') is its fencing token; its place in
+ *        the queue is "at" (a request's place is its create revision): D
+ *        orders entries by (place, create revision), so K' stands after the
+ *        holders placed up to B and before every entry placed after B.
+ * The steps (token t = rev(K), the converter's lease L):
+ *   C1  claim: one transaction
+ *         if no key in Q~c..  and create_revision(K) == t
+ *         then { put V = {"from": t} (lease L); range Q } else { range Q }
+ *       The comparison over the range Q~c.. makes V the only claim of the
+ *       queue, whoever asks on whatever machine: a second converter finds
+ *       the first's V. A V without a bound (not yet C2) stands, to every
+ *       D, right ahead of the request deciding: nobody is granted while it
+ *       is so.
+ *   C2  bound: from the queue read in C1 (or any later read: while V stands
+ *       unbounded nobody new is granted, so the holders then are the holders
+ *       at rev(V) less those that left, and entries that could be granted
+ *       meanwhile only join them), the converter computes the granted prefix
+ *       without V (the rule of src/rule.c, as D); B is the place of its last
+ *       entry. If the switch can't be made now (C3) and the call may wait,
+ *       it writes B into V, if create_revision(V) == rev(V). From then on
+ *       V stands, to every D, after the entries placed up to B, as an entry
+ *       of no known mode: the holders keep holding, every entry placed after
+ *       B waits behind V, requests that join later too.
+ *   C3  decide: the holders are the entries placed up to B (before C2: the
+ *       granted prefix); the switch can be made when n of `to` fit the
+ *       holders other than K, asked in that order, `to` last
+ *       (fifolock__granted_prefix() once more). If not: try_convert
+ *       withdraws V (EBUSY); a waiting conversion watches Q for deletions
+ *       (holders can only leave while V stands) and reads the queue and
+ *       decides again after each. Deadline, interrupt, K gone, error:
+ *       withdraw V (delete it if create_revision(V) == rev(V); if etcd can't
+ *       be reached, the background thread deletes V's key, which is this
+ *       call's alone), and the caller still holds K.
+ *   C4  switch: one transaction
+ *         if create_revision(V) == rev(V) and mod_revision(V) == m
+ *            and create_revision(K) == t
+ *         then { put K' (lease L, at B); delete K; delete V; put T (C7) }
+ *         else { range K' }
+ *       m is V's mod revision in the read C3 decided from. The hold is K'
+ *       from then on (the background thread watches K', the old hold is let
+ *       go without a loss); token rev(K'). A conversion that fits while
+ *       ANOTHER's V stands bounded (the holders only leave, or switch
+ *       beside it) switches beside it: the same transaction with that V's
+ *       bound, create and mod revisions, which leaves that V in place but
+ *       puts it again (ignore_value, ignore_lease: only its mod revision
+ *       moves). So of two switches decided from one read, with each other's
+ *       hold still `from`, the second fails its comparison, reads again and
+ *       decides again: the holders' modes change one switch at a time, each
+ *       checked against the others as they are. One whose V is not yet
+ *       bounded waits for C2 (a moment); one that does not fit is EDEADLK
+ *       (as the engine's second waiting conversion). A switch that gets no
+ *       answer reads K': there, it was made; else X withdraws V, after
+ *       which it can't be.
+ *   C5  every request's D sees V and the converted holds: the read with J
+ *       and W2's read (one transaction: the requests up to rev(K), and the
+ *       whole of Q~) fetch them, and W1 watches puts too, reading the queue
+ *       again on any event of a Q~ key (a claim made, bounded or gone, a
+ *       switch), so that the head waiter is never granted past a V it has
+ *       not seen.
+ *   C6  retries: C1 finds V made by a lost attempt (its own key: the claim
+ *       is this conversion's, rev(V) its create revision); a C1 that got no
+ *       answer at all deletes V's key (this call's alone), as X does K. Each
+ *       step gets the session's timeout even when the deadline is nearer:
+ *       only the wait ends at the deadline. C2 and X compare
+ *       create_revision(V); C4's and C7's failure answers show K' (K'')
+ *       made by a lost attempt (then its create revision is the token).
+ *       Each is idempotent.
+ *   C7  tokens in grant order: rev(K') is larger than the create revision of
+ *       every request that queued before the switch, so those, granted
+ *       after it, would hand out smaller tokens than one already used. C4
+ *       also puts T = <prefix><escaped name>~token (no lease: it outlives
+ *       every holder; outside every queue's range), whose mod revision is
+ *       then the largest token handed out. A request granted (D) with
+ *       rev(K) below T's mod revision moves first, one transaction
+ *         if create_revision(K) == rev(K)
+ *         then { put K'' = Q~h<lease>-<seq> (at: rev(K)); delete K; put T }
+ *         else { range K'' }
+ *       K'' stands where K stood; rev(K''), the token, is larger than every
+ *       token handed out. J and W2's read fetch T with the queue; a switch
+ *       or a move puts a Q~ key, on which W1 reads again (C5): a request
+ *       decides with the T of the revision it decides at. The price: one
+ *       transaction per grant while requests that queued before the last
+ *       token handed out are granted (a queue that never empties keeps
+ *       paying it); nothing while the queue's order and the tokens agree.
+ * Why it keeps E1-E5:
+ *   E6  While V stands, no entry is granted that did not hold at rev(V),
+ *       except the entries the converter's bound (C2) put among the holders
+ *       (those could be granted at rev(V) already, E3): unbounded V holds
+ *       every D back; bounded, it stands after exactly the entries placed
+ *       up to B. So the conversion waits ahead of every waiting request,
+ *       and the holders, frozen, only leave (FIFO, E5, for the conversion).
+ *   E7  E3 holds through a conversion: a client that decided it holds at
+ *       r < rev(V) was in the granted prefix then, hence at rev(V) (E3), so
+ *       it is placed up to B; after C2 the granted prefix is the entries
+ *       placed up to B; C4 puts K' where K's hold was counted last by C3,
+ *       with `to` fitting the others: the holders still fit together, and
+ *       nobody ever counted K as holding `to` before C4, nor as `from` after.
+ *   E8  A death never blocks the living: V, K and K' have the converter's
+ *       lease; when it dies V is deleted with K, and every waiter sees the
+ *       deletion (W1 of Q, W2 of V as the entry just ahead).
+ *   E9  Fencing stays monotone: rev(K') is larger than every revision of
+ *       the queue before C4, so than every token granted before the switch,
+ *       and by C7 every later grant's token is larger than T, so than
+ *       rev(K'). (Holders granted together still get distinct tokens; as
+ *       before, the order among them is not the order of their writes.)
+ *   E4 is kept: a waiter placed after B whose predecessor is V watches V
+ *   (W2), and V only changes by C2, C4, X or its lease; the head waiter
+ *   sees V come (C5).
+ *
  * tests/etcd/lock.pml models these steps with clients that die or withdraw
- * anywhere, and spin checks E3, exclusion and E4 (tests/etcd/run_spin.sh).
+ * anywhere, and a converter that may die at any step, and spin checks E3,
+ * exclusion, E4 and, at each switch, that nobody placed behind the bound
+ * holds (tests/etcd/run_spin.sh).
  *
  * COST per change that concerns a waiter: one watch event, and, in W2, one
  * range and one new watch; W1 (the head waiter) needs no request at all.
@@ -116,6 +234,8 @@
 #include <string.h>
 
 #define MAX_N 65536
+/* Q~...: the keys of conversions (C1, C4) sort after every request's key Q<hex>. */
+#define CONV_MARK '~'
 
 static void queue_clear(struct queue *q)
 {
@@ -124,6 +244,8 @@ static void queue_clear(struct queue *q)
     for (i = 0; i < q->len; i++)
         free(q->v[i].key);
     q->len = 0;
+    free(q->claim.key);
+    memset(&q->claim, 0, sizeof q->claim);
 }
 
 static void queue_free(struct queue *q)
@@ -194,6 +316,14 @@ static void parse_value(fifolock_etcd *s, const char *value, struct entry *e)
     json_object_put(v);
 }
 
+/* A key of the conversions' part of a queue, Q~ (C1, C4)? */
+static bool is_conv_key(const char *key)
+{
+    const char *slash = strrchr(key, '/');
+
+    return slash != NULL && slash[1] == CONV_MARK;
+}
+
 /*
  * Fills q from a range answer's "kvs", keeping the entries with a create
  * revision up to max_rev (all if 0). Returns 0 or ENOMEM.
@@ -225,10 +355,14 @@ static int queue_fill(fifolock_etcd *s, struct queue *q, json_object *range, int
             q->cap = cap;
         }
         e = &q->v[q->len];
-        e->rev = rev;
+        e->rev = e->at = rev;
         e->key = fifolock__etcd_get_b64(kv, "key", NULL);
         if (e->key == NULL)
             return ENOMEM;
+        if (is_conv_key(e->key)) {
+            free(e->key);   /* read by conv_fill() */
+            continue;
+        }
         value = fifolock__etcd_get_b64(kv, "value", NULL);
         parse_value(s, value, e);
         free(value);
@@ -236,6 +370,164 @@ static int queue_fill(fifolock_etcd *s, struct queue *q, json_object *range, int
     }
     /* The gateway sorted by create revision; entries from a W1 batch stay in order. */
     return 0;
+}
+
+/* Q + "~" + what: a key (or the start of a range) of the conversions' part. */
+static char *conv_prefix(const char *qprefix, const char *what)
+{
+    char *out = malloc(strlen(qprefix) + strlen(what) + 2);
+
+    if (out != NULL)
+        sprintf(out, "%s%c%s", qprefix, CONV_MARK, what);
+    return out;
+}
+
+/* T = <prefix><escaped name>~token, the tokens' mark (C7): outside every queue. */
+static char *mark_key(const char *qprefix)
+{
+    size_t n = strlen(qprefix);
+    char *out = malloc(n + 8);
+
+    if (out != NULL)
+        sprintf(out, "%.*s%ctoken", (int)(n - 1), qprefix, CONV_MARK);
+    return out;
+}
+
+/* A range operation reading T (NULL: ENOMEM). */
+static json_object *mark_op(const char *qprefix)
+{
+    json_object *op = json_object_new_object(), *range = json_object_new_object();
+    char *key = mark_key(qprefix);
+
+    if (op == NULL || range == NULL || key == NULL) {
+        json_object_put(op);
+        json_object_put(range);
+        free(key);
+        return NULL;
+    }
+    json_object_object_add(range, "key", fifolock__etcd_str_b64(key));
+    json_object_object_add(op, "request_range", range);
+    free(key);
+    return op;
+}
+
+/* T's mod revision from the answer to mark_op(), or 0 (no mark yet). */
+static int64_t mark_of(json_object *response)
+{
+    json_object *range, *kvs;
+
+    if (json_object_object_get_ex(response, "response_range", &range) &&
+        json_object_object_get_ex(range, "kvs", &kvs) &&
+        json_object_is_type(kvs, json_type_array) && json_object_array_length(kvs) == 1)
+        return fifolock__etcd_get_i64(json_object_array_get_idx(kvs, 0), "mod_revision");
+    return 0;
+}
+
+static struct entry *queue_push(struct queue *q)
+{
+    if (q->len == q->cap) {
+        size_t cap = q->cap ? 2 * q->cap : 16;
+        struct entry *v = realloc(q->v, cap * sizeof *v);
+
+        if (v == NULL)
+            return NULL;
+        q->v = v;
+        q->cap = cap;
+    }
+    memset(&q->v[q->len], 0, sizeof q->v[0]);
+    return &q->v[q->len++];
+}
+
+/* The order of D (C4): by place, then by create revision. */
+static int entry_order(const void *a, const void *b)
+{
+    const struct entry *x = a, *y = b;
+
+    if (x->at != y->at)
+        return x->at < y->at ? -1 : 1;
+    return x->rev < y->rev ? -1 : x->rev > y->rev;
+}
+
+/*
+ * Adds to q (filled by queue_fill()) the conversions' part Q~ of a range
+ * answer: the converted holds (C4), at their place, and the claim V (C1),
+ * kept in q->claim. For a request K (me: rev(K), K the last entry of q)
+ * only the holds placed ahead of K are kept, and V, if it stands ahead of
+ * K (C2), is put in the list as an entry of no known mode: nobody is
+ * granted past it. Without me (0), the whole queue, and V only in q->claim.
+ * Returns 0 or ENOMEM.
+ */
+static int conv_fill(fifolock_etcd *s, struct queue *q, json_object *range, int64_t me)
+{
+    json_object *kvs;
+    size_t i, n, at;
+
+    if (!json_object_object_get_ex(range, "kvs", &kvs) ||
+        !json_object_is_type(kvs, json_type_array))
+        return 0;
+    n = json_object_array_length(kvs);
+    for (i = 0; i < n; i++) {
+        json_object *kv = json_object_array_get_idx(kvs, i), *v;
+        char *key = fifolock__etcd_get_b64(kv, "key", NULL), *value;
+        const char *suffix;
+        struct entry *e;
+
+        if (key == NULL)
+            return ENOMEM;
+        if (!is_conv_key(key)) {
+            free(key);
+            continue;
+        }
+        suffix = strrchr(key, '/') + 2;
+        value = fifolock__etcd_get_b64(kv, "value", NULL);
+        v = value ? json_tokener_parse(value) : NULL;
+        if (suffix[0] == 'c' && q->claim.key == NULL) {
+            q->claim.key = key;
+            q->claim.rev = fifolock__etcd_get_i64(kv, "create_revision");
+            q->claim.mod = fifolock__etcd_get_i64(kv, "mod_revision");
+            q->claim.from = fifolock__etcd_get_i64(v, "from");
+            q->claim.bound = fifolock__etcd_get_i64(v, "bound");
+            key = NULL;
+        } else if (suffix[0] == 'h' && (me == 0 || fifolock__etcd_get_i64(v, "at") < me)) {
+            e = queue_push(q);
+            if (e == NULL) {
+                json_object_put(v);
+                free(value);
+                free(key);
+                return ENOMEM;
+            }
+            e->key = key;
+            e->rev = fifolock__etcd_get_i64(kv, "create_revision");
+            e->at = fifolock__etcd_get_i64(v, "at");
+            parse_value(s, value, e);
+            key = NULL;
+        }
+        json_object_put(v);
+        free(value);
+        free(key);
+    }
+    /* Requests are in create order, K last; holds converted go to their place. */
+    qsort(q->v, q->len, sizeof q->v[0], entry_order);
+    if (me == 0 || q->claim.key == NULL || q->len == 0)
+        return 0;
+    if (q->claim.bound == 0) {
+        at = q->len - 1;            /* not yet bounded: ahead of every request (C2) */
+    } else if (q->claim.bound < me) {
+        for (at = 0; at + 1 < q->len && q->v[at].at <= q->claim.bound; at++)
+            ;
+    } else {
+        return 0;                   /* K stands ahead of V: V does not concern it */
+    }
+    if (queue_push(q) == NULL)
+        return ENOMEM;
+    memmove(&q->v[at + 1], &q->v[at], (q->len - 1 - at) * sizeof q->v[0]);
+    memset(&q->v[at], 0, sizeof q->v[0]);
+    q->v[at].key = strdup(q->claim.key);
+    q->v[at].rev = q->claim.rev;
+    q->v[at].at = q->claim.bound;
+    q->v[at].mode = NULL;
+    q->v[at].n = 1;
+    return q->v[at].key ? 0 : ENOMEM;
 }
 
 static int64_t header_revision(json_object *obj)
@@ -285,6 +577,15 @@ static json_object *put_op(int64_t lease, const char *key, const char *value)
     return op;
 }
 
+static json_object *delete_op(const char *key)
+{
+    json_object *op = json_object_new_object(), *del = json_object_new_object();
+
+    json_object_object_add(del, "key", fifolock__etcd_str_b64(key));
+    json_object_object_add(op, "request_delete_range", del);
+    return op;
+}
+
 static json_object *range_op(const char *qprefix, const char *qend)
 {
     json_object *op = json_object_new_object();
@@ -306,7 +607,9 @@ json_object *fifolock__etcd_join_txn(struct request *r)
     }
     json_object_object_add(txn, "compare", compare_create(r->key, 0));
     json_object_array_add(success, put_op(r->lease, r->key, r->value));
+    json_object_array_add(success, mark_op(r->qprefix));
     json_object_array_add(success, range_op(r->qprefix, r->qend));
+    json_object_array_add(failure, mark_op(r->qprefix));
     json_object_array_add(failure, range_op(r->qprefix, r->qend));
     json_object_object_add(txn, "success", success);
     json_object_object_add(txn, "failure", failure);
@@ -343,6 +646,8 @@ int fifolock__etcd_join_answer(struct request *r, int rc, json_object *resp)
     if (!json_object_object_get_ex(last, "response_range", &range))
         goto out;
     r->q.revision = header_revision(resp);
+    r->q.mark = mark_of(json_object_array_get_idx(responses,
+                                                  json_object_array_length(responses) - 2));
     if (json_object_object_get_ex(resp, "succeeded", &succeeded) &&
         json_object_get_boolean(succeeded)) {
         r->rev = r->q.revision;
@@ -363,18 +668,40 @@ int fifolock__etcd_join_answer(struct request *r, int rc, json_object *resp)
         fifolock__etcd_set_error("the queue read with the join lacks the new entry");
         rc = EIO;
     }
+    if (rc == 0)
+        rc = conv_fill(r->s, &r->q, range, r->rev);
 out:
     json_object_put(resp);
     return rc;
 }
 
+/*
+ * W2's read: the queue up to rev(K), and its conversions' part Q~ whole
+ * (C5), at one revision: a transaction of two ranges and T's (C7).
+ */
 json_object *fifolock__etcd_reread_request(struct request *r, const char **path)
 {
-    *path = "/v3/kv/range";
-    return range_request(r->qprefix, r->qend, r->rev);
+    json_object *txn = json_object_new_object(), *ops = json_object_new_array(), *op;
+    char *qconv = conv_prefix(r->qprefix, "");
+
+    *path = "/v3/kv/txn";
+    if (txn == NULL || ops == NULL || qconv == NULL) {
+        json_object_put(txn);
+        json_object_put(ops);
+        free(qconv);
+        return NULL;
+    }
+    op = json_object_new_object();
+    json_object_object_add(op, "request_range", range_request(r->qprefix, qconv, r->rev));
+    json_object_array_add(ops, op);
+    json_object_array_add(ops, range_op(qconv, r->qend));
+    json_object_array_add(ops, mark_op(r->qprefix));
+    json_object_object_add(txn, "success", ops);
+    free(qconv);
+    return txn;
 }
 
-/* W2's read: the queue up to rev(K). ENOLCK if K is gone. */
+/* W2's read, whole. ENOLCK if K is gone. */
 static int reread(struct request *r)
 {
     const char *path;
@@ -390,17 +717,34 @@ static int reread(struct request *r)
 
 int fifolock__etcd_reread_answer(struct request *r, int rc, json_object *resp)
 {
+    json_object *responses, *plain = NULL, *conv = NULL;
+
     if (rc == ENOENT)
         rc = EIO;
     if (rc != 0)
         return rc;
+    if (json_object_object_get_ex(resp, "responses", &responses) &&
+        json_object_array_length(responses) == 3) {
+        r->q.mark = mark_of(json_object_array_get_idx(responses, 2));
+        json_object_object_get_ex(json_object_array_get_idx(responses, 0), "response_range",
+                                  &plain);
+        json_object_object_get_ex(json_object_array_get_idx(responses, 1), "response_range",
+                                  &conv);
+    }
+    if (plain == NULL || conv == NULL) {
+        json_object_put(resp);
+        fifolock__etcd_set_error("etcd's answer to a read of the queue lacks a range");
+        return EIO;
+    }
     r->q.revision = header_revision(resp);
-    rc = queue_fill(r->s, &r->q, resp, r->rev);
-    json_object_put(resp);
+    rc = queue_fill(r->s, &r->q, plain, r->rev);
     if (rc == 0 && (r->q.len == 0 || strcmp(r->q.v[r->q.len - 1].key, r->key) != 0)) {
         fifolock__etcd_set_error("the request's entry was deleted while it waited");
         rc = ENOLCK;
+    } else if (rc == 0) {
+        rc = conv_fill(r->s, &r->q, conv, r->rev);
     }
+    json_object_put(resp);
     return rc;
 }
 
@@ -542,10 +886,10 @@ static int on_wait_message(json_object *msg, void *arg)
         return 0;
     n = json_object_array_length(events);
     for (i = 0; i < n; i++) {
-        json_object *kv;
+        json_object *ev = json_object_array_get_idx(events, i), *kv, *type;
         char *key;
 
-        if (!json_object_object_get_ex(json_object_array_get_idx(events, i), "kv", &kv))
+        if (!json_object_object_get_ex(ev, "kv", &kv))
             continue;
         if (fifolock__etcd_get_i64(kv, "mod_revision") <= r->q.revision)
             continue; /* already in the list read */
@@ -556,6 +900,16 @@ static int on_wait_message(json_object *msg, void *arg)
         key = fifolock__etcd_get_b64(kv, "key", NULL);
         if (key == NULL)
             return ENOMEM;
+        if (is_conv_key(key)) {
+            /* A conversion claims, bounds or switches (C5): read again. */
+            free(key);
+            return EAGAIN;
+        }
+        if (!json_object_object_get_ex(ev, "type", &type) ||
+            strcmp(json_object_get_string(type), "DELETE") != 0) {
+            free(key);  /* a put: a join behind K, or a mark (M) */
+            continue;
+        }
         if (strcmp(key, r->key) == 0) {
             free(key);
             fifolock__etcd_set_error("the request's entry was deleted while it waited");
@@ -781,6 +1135,128 @@ char *fifolock__etcd_entry_value(const fifolock_mode *mode, size_t n, bool grant
     return entry_value(mode, n, granted);
 }
 
+/* K' or K'''s value: the mode, n, and its place (C4, C7). */
+static char *placed_value(const fifolock_mode *mode, size_t n, int64_t at)
+{
+    json_object *v = json_object_new_object();
+    char *out;
+
+    if (v == NULL)
+        return NULL;
+    json_object_object_add(v, "mode", json_object_new_string(mode->name));
+    json_object_object_add(v, "limit", json_object_new_int64((int64_t)mode->limit));
+    json_object_object_add(v, "n", json_object_new_int64((int64_t)n));
+    json_object_object_add(v, "at", json_object_new_int64(at));
+    out = strdup(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+    json_object_put(v);
+    return out;
+}
+
+/*
+ * C7: K, just granted, has a token below the mark T (a token handed out
+ * after K joined, by a switch or another C7): one transaction
+ *   if create_revision(K) == rev(K)
+ *   then { put K'' = Q~h<lease>-<seq> (at: rev(K)); delete K; put T }
+ *   else { range K'' }
+ * K'' stands where K stood; its create revision, the new token, is larger
+ * than every token granted so far. In pieces for async.c (etcd_internal.h):
+ * the test, the transaction and its answer; rekey() below runs them, and
+ * returns 0 (r->key and r->rev are K'' now; also when a lost attempt did
+ * it), ENOLCK (K is gone), or an error.
+ */
+bool fifolock__etcd_must_rekey(const struct request *r)
+{
+    return r->q.mark > r->rev;
+}
+
+json_object *fifolock__etcd_rekey_txn(struct request *r, const fifolock_mode *mode, size_t n,
+                                      char **newkey)
+{
+    json_object *txn = json_object_new_object(), *success = json_object_new_array(),
+                *failure = json_object_new_array(), *get = json_object_new_object();
+    char *value = placed_value(mode, n, r->rev), *key, *mark = mark_key(r->qprefix), seqs[64];
+    uint64_t seq;
+
+    *newkey = NULL;
+    pthread_mutex_lock(&r->s->mu);
+    seq = ++r->s->seq;
+    pthread_mutex_unlock(&r->s->mu);
+    snprintf(seqs, sizeof seqs, "h%016llx-%llx", (unsigned long long)r->lease,
+             (unsigned long long)seq);
+    key = malloc(strlen(r->qprefix) + 2 + 40);  /* as much room as J2 needs for K */
+    if (key != NULL)
+        sprintf(key, "%s%c%s", r->qprefix, CONV_MARK, seqs);
+    if (txn == NULL || success == NULL || failure == NULL || get == NULL || value == NULL ||
+        key == NULL || mark == NULL) {
+        json_object_put(txn);
+        json_object_put(success);
+        json_object_put(failure);
+        json_object_put(get);
+        free(value);
+        free(key);
+        free(mark);
+        return NULL;
+    }
+    json_object_object_add(txn, "compare", compare_create(r->key, r->rev));
+    json_object_array_add(success, put_op(r->lease, key, value));
+    json_object_array_add(success, delete_op(r->key));
+    json_object_array_add(success, put_op(0, mark, ""));
+    json_object_object_add(get, "key", fifolock__etcd_str_b64(key));
+    json_object_array_add(failure, json_object_new_object());
+    json_object_object_add(json_object_array_get_idx(failure, 0), "request_range", get);
+    json_object_object_add(txn, "success", success);
+    json_object_object_add(txn, "failure", failure);
+    free(value);
+    free(mark);
+    *newkey = key;
+    return txn;
+}
+
+int fifolock__etcd_rekey_answer(struct request *r, char *newkey, int rc, json_object *resp)
+{
+    json_object *ok, *responses, *range, *kvs;
+
+    if (rc == ENOENT)
+        rc = ENOLCK;
+    if (rc != 0)
+        goto out;
+    if (json_object_object_get_ex(resp, "succeeded", &ok) && json_object_get_boolean(ok)) {
+        r->rev = header_revision(resp);
+    } else if (json_object_object_get_ex(resp, "responses", &responses) &&
+               json_object_object_get_ex(json_object_array_get_idx(responses, 0),
+                                         "response_range", &range) &&
+               json_object_object_get_ex(range, "kvs", &kvs) &&
+               json_object_array_length(kvs) == 1) {
+        r->rev = fifolock__etcd_get_i64(json_object_array_get_idx(kvs, 0), "create_revision");
+    } else {
+        fifolock__etcd_set_error("the request's entry was deleted while it waited");
+        rc = ENOLCK;
+    }
+    if (rc == 0) {
+        r->q.revision = header_revision(resp);
+        free(r->key);
+        r->key = newkey;
+        newkey = NULL;
+    }
+out:
+    json_object_put(resp);
+    free(newkey);
+    return rc;
+}
+
+static int rekey(struct request *r, const fifolock_mode *mode, size_t n)
+{
+    char *newkey;
+    json_object *txn = fifolock__etcd_rekey_txn(r, mode, n, &newkey), *resp = NULL;
+    int rc;
+
+    if (txn == NULL)
+        return ENOMEM;
+    rc = fifolock__etcd_call(r->s, "/v3/kv/txn", txn, &resp, r->until);
+    json_object_put(txn);
+    return fifolock__etcd_rekey_answer(r, newkey, rc, resp);
+}
+
 int fifolock__etcd_request_init(struct request *r, fifolock_etcd *s, const char *name,
                                 const fifolock_mode *mode, size_t n, int64_t until,
                                 const fifolock_mode **known_mode)
@@ -922,7 +1398,8 @@ again:
         waited = true;
         if (ahead_held) {
             struct wait w = { &r, NULL, 0 };
-            rc = run_watch(&r, r.qprefix, r.qend, true, on_wait_message, &w);
+            /* Puts too: a conversion's claim is one (C5). */
+            rc = run_watch(&r, r.qprefix, r.qend, false, on_wait_message, &w);
         } else {
             char *pkey = strdup(r.q.v[r.q.len - 2].key);
             struct wait w = { &r, pkey, 0 };
@@ -959,8 +1436,11 @@ again:
         /* M, by the background thread, off the grant's path: someone may
          * have seen K waiting after rev(K). */
         char *mark_value = NULL;
+        bool rekeyed = fifolock__etcd_must_rekey(&r);
 
-        if (waited || joined_at != r.rev) {
+        if (rekeyed)
+            rc = rekey(&r, known, n);   /* C7: K'' replaces K, which wakes W2 behind */
+        if (rc == 0 && !rekeyed && (waited || joined_at != r.rev)) {
             mark_value = entry_value(known, n, true);
             if (mark_value == NULL)
                 rc = ENOMEM;
@@ -1088,4 +1568,726 @@ int fifolock_etcd_release(fifolock_etcd *s, const char *name, int64_t token)
     pthread_mutex_unlock(&s->mu);
     fifolock__etcd_wake(s);
     return rc;
+}
+
+/* ---- conversions (C1-C6 at the top) ---- */
+
+struct conversion {
+    struct request r;           /* r.key: K, the hold's entry; r.rev: its token; r.q: Q */
+    const fifolock_mode *to;
+    char *claim;                /* V: Q~c<lease>-<seq> */
+    char *claims, *claims_end;  /* the range of every claim: Q~c, and its end */
+    char *newkey;               /* K': Q~h<lease>-<seq> */
+    char *mark;                 /* T (C7) */
+    int64_t claim_rev;          /* rev(V) once made (or found made, C6), else 0 */
+    int64_t bound;              /* written into V (C2), or 0 */
+    size_t n;                   /* the hold's n: it converts whole */
+};
+
+static json_object *compare_range_empty(const char *key, const char *range_end)
+{
+    json_object *c = json_object_new_object();
+
+    json_object_object_add(c, "key", fifolock__etcd_str_b64(key));
+    json_object_object_add(c, "range_end", fifolock__etcd_str_b64(range_end));
+    json_object_object_add(c, "target", json_object_new_string("CREATE"));
+    json_object_object_add(c, "result", json_object_new_string("EQUAL"));
+    json_object_object_add(c, "create_revision", fifolock__etcd_i64(0));
+    return c;
+}
+
+/* V's value: the hold it converts, and once known the place it stands after. */
+static char *claim_value(int64_t from, int64_t bound)
+{
+    char buf[96];
+
+    if (bound)
+        snprintf(buf, sizeof buf, "{\"from\":%lld,\"bound\":%lld}", (long long)from,
+                 (long long)bound);
+    else
+        snprintf(buf, sizeof buf, "{\"from\":%lld}", (long long)from);
+    return strdup(buf);
+}
+
+/*
+ * Sends `txn` (taken) and fills c->r.q from the range answer of its last
+ * operation, if it has one: the whole queue, claims apart. *succeeded says
+ * whether the comparisons held. Returns 0 or an error reaching etcd.
+ */
+static int conv_txn(struct conversion *c, json_object *txn, bool *succeeded, json_object **out)
+{
+    json_object *resp = NULL, *responses, *range, *ok;
+    int rc;
+
+    rc = fifolock__etcd_call(c->r.s, "/v3/kv/txn", txn, &resp, c->r.until);
+    json_object_put(txn);
+    if (rc == ENOENT)
+        rc = ENOLCK;    /* "requested lease not found" */
+    if (rc != 0)
+        return rc;
+    *succeeded = json_object_object_get_ex(resp, "succeeded", &ok) && json_object_get_boolean(ok);
+    if (json_object_object_get_ex(resp, "responses", &responses) &&
+        json_object_array_length(responses) > 0 &&
+        json_object_object_get_ex(
+            json_object_array_get_idx(responses, json_object_array_length(responses) - 1),
+            "response_range", &range)) {
+        /* The list is exact at this revision (and only then). */
+        c->r.q.revision = header_revision(resp);
+        rc = queue_fill(c->r.s, &c->r.q, range, 0);
+        if (rc == 0)
+            rc = conv_fill(c->r.s, &c->r.q, range, 0);
+    }
+    if (out != NULL && rc == 0)
+        *out = resp;
+    else
+        json_object_put(resp);
+    return rc;
+}
+
+/* Reads the whole queue (C3's wait). */
+static int conv_read(struct conversion *c)
+{
+    json_object *req = range_request(c->r.qprefix, c->r.qend, 0), *resp = NULL;
+    int rc;
+
+    if (req == NULL)
+        return ENOMEM;
+    rc = fifolock__etcd_call(c->r.s, "/v3/kv/range", req, &resp, c->r.until);
+    json_object_put(req);
+    if (rc == ENOENT)
+        rc = EIO;
+    if (rc != 0)
+        return rc;
+    c->r.q.revision = header_revision(resp);
+    rc = queue_fill(c->r.s, &c->r.q, resp, 0);
+    if (rc == 0)
+        rc = conv_fill(c->r.s, &c->r.q, resp, 0);
+    json_object_put(resp);
+    return rc;
+}
+
+/* Adds "create_revision(key) == rev" to a list of comparisons. */
+static void cmp_add_create(json_object *cmp, const char *key, int64_t rev)
+{
+    json_object *one = compare_create(key, rev);
+
+    json_object_array_add(cmp, json_object_get(json_object_array_get_idx(one, 0)));
+    json_object_put(one);
+}
+
+/* Adds "mod_revision(key) == rev" to a list of comparisons. */
+static void cmp_add_mod(json_object *cmp, const char *key, int64_t rev)
+{
+    json_object *c = json_object_new_object();
+
+    json_object_object_add(c, "key", fifolock__etcd_str_b64(key));
+    json_object_object_add(c, "target", json_object_new_string("MOD"));
+    json_object_object_add(c, "result", json_object_new_string("EQUAL"));
+    json_object_object_add(c, "mod_revision", fifolock__etcd_i64(rev));
+    json_object_array_add(cmp, c);
+}
+
+/*
+ * C1: puts V if no claim exists and K is still the hold's entry, and reads
+ * the queue at the same revision. c->claim_rev is rev(V) if V is this
+ * conversion's (made now, or by an attempt whose reply was lost: C6), else 0.
+ */
+static int conv_claim(struct conversion *c)
+{
+    json_object *txn = json_object_new_object(), *cmp = json_object_new_array(),
+                *success = json_object_new_array(), *failure = json_object_new_array();
+    char *value = claim_value(c->r.rev, 0);
+    bool ok = false;
+    int rc;
+
+    if (txn == NULL || cmp == NULL || success == NULL || failure == NULL || value == NULL) {
+        json_object_put(txn);
+        json_object_put(cmp);
+        json_object_put(success);
+        json_object_put(failure);
+        free(value);
+        return ENOMEM;
+    }
+    json_object_array_add(cmp, compare_range_empty(c->claims, c->claims_end));
+    cmp_add_create(cmp, c->r.key, c->r.rev);
+    json_object_object_add(txn, "compare", cmp);
+    json_object_array_add(success, put_op(c->r.lease, c->claim, value));
+    json_object_array_add(success, range_op(c->r.qprefix, c->r.qend));
+    json_object_array_add(failure, range_op(c->r.qprefix, c->r.qend));
+    json_object_object_add(txn, "success", success);
+    json_object_object_add(txn, "failure", failure);
+    free(value);
+    c->claim_rev = 0;
+    rc = conv_txn(c, txn, &ok, NULL);
+    if (rc == 0 && c->r.q.claim.key != NULL && strcmp(c->r.q.claim.key, c->claim) == 0)
+        c->claim_rev = c->r.q.claim.rev;
+    if (rc != 0) {
+        /* Was V put? Unknown: delete it (its key is this call's alone), as X does K. */
+        struct request v = c->r;
+
+        v.key = c->claim;
+        withdraw(&v);
+    }
+    return rc;
+}
+
+/*
+ * D for the converter (C3), from the whole queue in c->r.q: the holders are
+ * the entries placed up to the claim's bound once it has one, else the
+ * granted prefix (V not yet bounded holds everybody else back, so the
+ * holders can only leave). *fits: may n of `to` join the holders other than
+ * K? *bound: the place of the last holder. *n: K's n. Returns 0, ENOLCK (K
+ * is gone), ENOMEM, or EIO (K is not among the holders: never, by E3).
+ */
+static int conv_decide(struct conversion *c, bool *fits, int64_t *bound)
+{
+    struct queue *q = &c->r.q;
+    struct fifolock__entry *v = malloc((q->len + 1) * sizeof *v);
+    size_t i, k = q->len, holders = 0, granted = 0, m = 0;
+    int rc;
+
+    if (v == NULL)
+        return ENOMEM;
+    for (i = 0; i < q->len; i++) {
+        v[i].mode = q->v[i].mode;
+        v[i].n = q->v[i].n;
+        if (strcmp(q->v[i].key, c->r.key) == 0)
+            k = i;
+    }
+    rc = fifolock__granted_prefix(v, q->len, &holders);
+    if (rc == 0 && q->claim.key != NULL && q->claim.bound != 0) {
+        for (i = 0; i < holders && q->v[i].at <= q->claim.bound; i++)
+            ;
+        holders = i;
+    }
+    if (rc == 0 && k == q->len) {
+        fifolock__etcd_set_error("the hold's entry is gone");
+        rc = ENOLCK;
+    } else if (rc == 0 && k >= holders) {
+        fifolock__etcd_set_error("the hold's entry is not among the holders");
+        rc = EIO;
+    }
+    if (rc == 0) {
+        c->n = q->v[k].n;
+        *bound = q->v[holders - 1].at;
+        for (i = 0; i < holders; i++)
+            if (i != k)
+                v[m++] = v[i];
+        v[m].mode = c->to;
+        v[m].n = c->n;
+        rc = fifolock__granted_prefix(v, m + 1, &granted);
+        *fits = granted == m + 1;
+    }
+    free(v);
+    return rc;
+}
+
+/*
+ * C4: the switch, one transaction: if V (`claim`, made at `claim_rev`: this
+ * conversion's, or another's that is bounded) and K are still there, put
+ * K' (lease, to, n, at: bound), delete K, and V if it is this conversion's.
+ * Returns 0 with *token = rev(K') (also when an earlier attempt did it:
+ * C6), EAGAIN (something changed: read and decide again), or an error
+ * reaching etcd.
+ */
+static int conv_switch(struct conversion *c, const char *claim, int64_t claim_rev,
+                       int64_t claim_mod, int64_t bound, int64_t *token, int64_t *revision)
+{
+    json_object *txn = json_object_new_object(), *cmp = json_object_new_array(),
+                *success = json_object_new_array(), *failure = json_object_new_array(),
+                *value = json_object_new_object(), *resp = NULL, *responses, *range, *kvs;
+    char *v = NULL;
+    bool ok = false;
+    int rc = ENOMEM;
+
+    if (txn == NULL || cmp == NULL || success == NULL || failure == NULL || value == NULL)
+        goto fail;
+    json_object_object_add(value, "mode", json_object_new_string(c->to->name));
+    json_object_object_add(value, "limit", json_object_new_int64((int64_t)c->to->limit));
+    json_object_object_add(value, "n", json_object_new_int64((int64_t)c->n));
+    json_object_object_add(value, "at", json_object_new_int64(bound));
+    v = strdup(json_object_to_json_string_ext(value, JSON_C_TO_STRING_PLAIN));
+    if (v == NULL)
+        goto fail;
+    cmp_add_create(cmp, claim, claim_rev);
+    cmp_add_mod(cmp, claim, claim_mod);
+    cmp_add_create(cmp, c->r.key, c->r.rev);
+    json_object_object_add(txn, "compare", cmp);
+    json_object_array_add(success, put_op(c->r.lease, c->newkey, v));
+    json_object_array_add(success, delete_op(c->r.key));
+    json_object_array_add(success, put_op(0, c->mark, ""));
+    if (strcmp(claim, c->claim) == 0) {
+        json_object_array_add(success, delete_op(c->claim));
+    } else {
+        /* Beside another's V: touch it, so that every other switch decided
+         * before this one (with this hold still `from`) fails its comparison. */
+        json_object *touch = json_object_new_object(), *put = json_object_new_object();
+
+        json_object_object_add(put, "key", fifolock__etcd_str_b64(claim));
+        json_object_object_add(put, "ignore_value", json_object_new_boolean(1));
+        json_object_object_add(put, "ignore_lease", json_object_new_boolean(1));
+        json_object_object_add(touch, "request_put", put);
+        json_object_array_add(success, touch);
+    }
+    json_object_object_add(txn, "success", success);
+    range = json_object_new_object();
+    json_object_object_add(range, "key", fifolock__etcd_str_b64(c->newkey));
+    json_object_array_add(failure, json_object_new_object());
+    json_object_object_add(json_object_array_get_idx(failure, 0), "request_range", range);
+    json_object_object_add(txn, "failure", failure);
+    json_object_put(value);
+    free(v);
+    rc = conv_txn(c, txn, &ok, &resp);
+    if (rc != 0)
+        return rc;
+    *revision = header_revision(resp);
+    if (ok) {
+        *token = *revision;
+    } else if (json_object_object_get_ex(resp, "responses", &responses) &&
+               json_object_array_length(responses) == 1 &&
+               json_object_object_get_ex(json_object_array_get_idx(responses, 0),
+                                         "response_range", &range) &&
+               json_object_object_get_ex(range, "kvs", &kvs) &&
+               json_object_array_length(kvs) == 1) {
+        /* K' exists: an attempt whose reply was lost made the switch (C6). */
+        *token = fifolock__etcd_get_i64(json_object_array_get_idx(kvs, 0), "create_revision");
+    } else {
+        rc = EAGAIN;
+    }
+    json_object_put(resp);
+    return rc;
+
+fail:
+    json_object_put(txn);
+    json_object_put(cmp);
+    json_object_put(success);
+    json_object_put(failure);
+    json_object_put(value);
+    free(v);
+    return rc;
+}
+
+/* C2: writes the bound into V, if V is still this conversion's. EAGAIN if not. */
+static int conv_bound(struct conversion *c, int64_t bound)
+{
+    json_object *txn = json_object_new_object(), *cmp = json_object_new_array(),
+                *success = json_object_new_array();
+    char *value = claim_value(c->r.rev, bound);
+    bool ok = false;
+    int rc;
+
+    if (txn == NULL || cmp == NULL || success == NULL || value == NULL) {
+        json_object_put(txn);
+        json_object_put(cmp);
+        json_object_put(success);
+        free(value);
+        return ENOMEM;
+    }
+    cmp_add_create(cmp, c->claim, c->claim_rev);
+    json_object_object_add(txn, "compare", cmp);
+    json_object_array_add(success, put_op(c->r.lease, c->claim, value));
+    json_object_object_add(txn, "success", success);
+    free(value);
+    rc = conv_txn(c, txn, &ok, NULL);
+    if (rc == 0 && !ok)
+        rc = EAGAIN;
+    if (rc == 0)
+        c->bound = bound;
+    return rc;
+}
+
+/* C3's X: deletes V, or leaves it to the background thread (V's key is this call's alone). */
+static void conv_withdraw(struct conversion *c)
+{
+    json_object *txn = json_object_new_object(), *cmp = json_object_new_array(),
+                *success = json_object_new_array();
+    int64_t until = fifolock__etcd_now_ms() + (c->r.s->timeout_ms < 1000 ? c->r.s->timeout_ms : 1000);
+    bool ok;
+
+    if (c->claim_rev == 0)
+        return;
+    if (txn != NULL && cmp != NULL && success != NULL) {
+        cmp_add_create(cmp, c->claim, c->claim_rev);
+        json_object_object_add(txn, "compare", cmp);
+        json_object_array_add(success, delete_op(c->claim));
+        json_object_object_add(txn, "success", success);
+        c->r.until = until;
+        if (conv_txn(c, txn, &ok, NULL) == 0) {
+            c->claim_rev = 0;
+            return;
+        }
+    } else {
+        json_object_put(txn);
+        json_object_put(cmp);
+        json_object_put(success);
+    }
+    fifolock__etcd_add_orphan(c->r.s, c->claim);
+    c->claim_rev = 0;
+}
+
+/* C3's wait: any deletion in Q after the queue read ends it (read and decide again). */
+static int on_conv_message(json_object *msg, void *arg)
+{
+    struct conversion *c = arg;
+    json_object *events;
+    size_t i, n;
+
+    if (fifolock__etcd_get_i64(msg, "compact_revision") > 0)
+        return EAGAIN;
+    if (json_object_object_get_ex(msg, "canceled", &events) && json_object_get_boolean(events))
+        return EAGAIN;
+    if (json_object_object_get_ex(msg, "created", &events) && json_object_get_boolean(events))
+        return header_revision(msg) > c->r.q.revision ? EAGAIN : 0;
+    if (!json_object_object_get_ex(msg, "events", &events) ||
+        !json_object_is_type(events, json_type_array))
+        return 0;
+    n = json_object_array_length(events);
+    for (i = 0; i < n; i++) {
+        json_object *kv;
+
+        if (json_object_object_get_ex(json_object_array_get_idx(events, i), "kv", &kv) &&
+            fifolock__etcd_get_i64(kv, "mod_revision") > c->r.q.revision)
+            return EAGAIN;
+    }
+    return 0;
+}
+
+/*
+ * After the switch: the hold is K' with its new token; the old one is let
+ * go without a loss (its entry was deleted by the switch itself).
+ */
+static int conv_rehold(struct conversion *c, int64_t token, int64_t revision)
+{
+    struct request nr;
+    struct fifolock__etcd_hold *h;
+    int rc;
+
+    memset(&nr, 0, sizeof nr);
+    nr.s = c->r.s;
+    nr.name = c->r.name;
+    nr.key = c->newkey;
+    nr.rev = token;
+    nr.lease = c->r.lease;
+    nr.q.revision = revision;
+    rc = register_hold(&nr, NULL);
+    pthread_mutex_lock(&c->r.s->mu);
+    for (h = c->r.s->holds; h; h = h->next)
+        if (h->releasing && !h->released && h->token == c->r.rev &&
+            strcmp(h->name, c->r.name) == 0)
+            break;
+    if (h != NULL && rc == 0)
+        h->released = true;
+    else if (h != NULL && h->lost == 0) {
+        h->releasing = false;   /* the session was lost: the old hold is told so */
+        h->lost = c->r.s->lost ? c->r.s->lost : ENOLCK;
+    }
+    pthread_mutex_unlock(&c->r.s->mu);
+    fifolock__etcd_wake(c->r.s);
+    return rc;
+}
+
+/*
+ * Marks the hold `releasing` for the switch, so that the deletion of its
+ * entry is no loss and no release takes it meanwhile; false if it is no
+ * longer held (released, or lost).
+ */
+static bool conv_pin(struct conversion *c, bool pin)
+{
+    struct fifolock__etcd_hold *h;
+    bool ok = false;
+
+    pthread_mutex_lock(&c->r.s->mu);
+    for (h = c->r.s->holds; h; h = h->next)
+        if (!h->released && h->token == c->r.rev && strcmp(h->name, c->r.name) == 0)
+            break;
+    if (h != NULL && pin && !h->releasing && !h->lost && !c->r.s->lost) {
+        h->releasing = true;
+        ok = true;
+    } else if (h != NULL && !pin) {
+        h->releasing = false;
+        if (c->r.s->lost && h->lost == 0)
+            h->lost = c->r.s->lost;     /* lose_session() passed it by */
+    }
+    pthread_mutex_unlock(&c->r.s->mu);
+    return ok;
+}
+
+/* A step's time: the session's timeout, or up to the deadline if that is later. */
+static int64_t conv_budget(fifolock_etcd *s, int64_t until)
+{
+    int64_t step = fifolock__etcd_now_ms() + s->timeout_ms;
+
+    return until > step ? until : step;
+}
+
+/*
+ * After a switch that got no answer: is K' there? Returns 0 with its
+ * create revision (and the revision read), or an error: then the switch
+ * was not made yet, and withdrawing V (X) makes sure it never is.
+ */
+static int conv_made(struct conversion *c, int64_t *token, int64_t *revision)
+{
+    json_object *req = json_object_new_object(), *resp = NULL, *kvs;
+    int rc;
+
+    if (req == NULL)
+        return ENOMEM;
+    json_object_object_add(req, "key", fifolock__etcd_str_b64(c->newkey));
+    rc = fifolock__etcd_call(c->r.s, "/v3/kv/range", req, &resp,
+                             fifolock__etcd_now_ms() + c->r.s->timeout_ms);
+    json_object_put(req);
+    if (rc != 0)
+        return rc;
+    rc = ENOENT;
+    if (json_object_object_get_ex(resp, "kvs", &kvs) && json_object_array_length(kvs) == 1) {
+        *token = fifolock__etcd_get_i64(json_object_array_get_idx(kvs, 0), "create_revision");
+        *revision = header_revision(resp);
+        rc = 0;
+    }
+    json_object_put(resp);
+    return rc;
+}
+
+static int convert(fifolock_etcd *s, const char *name, int64_t token, const fifolock_mode *to,
+                   int64_t until, bool try_only, int64_t *new_token)
+{
+    struct conversion c;
+    struct fifolock__etcd_hold *h;
+    const fifolock_mode *known;
+    char *escaped, seqs[64];
+    int64_t bound = 0, got = 0, revision = 0;
+    uint64_t seq;
+    bool fits = false;
+    int rc, claims = 0;
+
+    fifolock__etcd_clear_error();
+    if (s == NULL || name == NULL || to == NULL || name[0] == '\0')
+        return EINVAL;
+    if (to->name == NULL || to->is_compatible == NULL) {
+        fifolock__etcd_set_error("a mode crosses the wire by its name: this one has none");
+        return EINVAL;
+    }
+    known = fifolock__etcd_find_mode(s, to->name, to->limit);
+    if (known == NULL) {
+        fifolock__etcd_set_error("mode \"%s\" (limit %zu) is not in the session's table",
+                                 to->name, to->limit);
+        return EINVAL;
+    }
+    if (fifolock__never_fits(known, 1)) {
+        fifolock__etcd_set_error("mode \"%s\" (limit %zu) can never be granted", to->name,
+                                 to->limit);
+        return EDEADLK;
+    }
+    memset(&c, 0, sizeof c);
+    c.r.s = s;
+    c.r.name = name;
+    c.r.rev = token;
+    c.r.until = until;
+    c.to = known;
+    pthread_mutex_lock(&s->mu);
+    h = NULL;
+    for (h = s->holds; h; h = h->next)
+        if (!h->released && !h->releasing && h->token == token && strcmp(h->name, name) == 0)
+            break;
+    rc = h == NULL ? EPERM : h->lost ? h->lost : s->lost ? ENOLCK : 0;
+    if (rc == 0) {
+        c.r.key = strdup(h->key);
+        c.r.lease = h->lease;
+        seq = ++s->seq;
+        s->seq++;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (rc == ENOLCK || rc == ETIMEDOUT)
+        fifolock__etcd_set_error("the hold was lost");
+    if (rc != 0)
+        return rc;
+    escaped = escape_name(name);
+    if (escaped != NULL) {
+        c.r.qprefix = malloc(strlen(s->prefix) + strlen(escaped) + 2);
+        if (c.r.qprefix != NULL)
+            sprintf(c.r.qprefix, "%s%s/", s->prefix, escaped);
+    }
+    free(escaped);
+    rc = ENOMEM;
+    if (c.r.key == NULL || c.r.qprefix == NULL)
+        goto out;
+    c.r.qend = fifolock__etcd_prefix_end(c.r.qprefix);
+    c.claims = conv_prefix(c.r.qprefix, "c");
+    snprintf(seqs, sizeof seqs, "c%016llx-%llx", (unsigned long long)c.r.lease,
+             (unsigned long long)seq);
+    c.claim = conv_prefix(c.r.qprefix, seqs);
+    snprintf(seqs, sizeof seqs, "h%016llx-%llx", (unsigned long long)c.r.lease,
+             (unsigned long long)seq + 1);
+    c.newkey = conv_prefix(c.r.qprefix, seqs);
+    c.claims_end = c.claims ? fifolock__etcd_prefix_end(c.claims) : NULL;
+    c.mark = mark_key(c.r.qprefix);
+    if (c.r.qend == NULL || c.claims == NULL || c.claim == NULL || c.newkey == NULL ||
+        c.claims_end == NULL || c.mark == NULL)
+        goto out;
+    /* Its steps get the session's timeout even when the deadline is near or
+     * past: a step cut short leaves its outcome unknown. Only the wait ends
+     * at the deadline. */
+    c.r.until = conv_budget(s, until);
+
+claim:
+    rc = conv_claim(&c);
+    for (;;) {
+        const char *claim = c.claim;
+        int64_t claim_rev = c.claim_rev, claim_mod = c.r.q.claim.mod;
+
+        if (rc != 0)
+            break;
+        if (c.claim_rev != 0 &&
+            (c.r.q.claim.key == NULL || strcmp(c.r.q.claim.key, c.claim) != 0)) {
+            /* V went with the lease (the session is lost): no wait any more. */
+            fifolock__etcd_set_error("the conversion's claim was deleted");
+            c.claim_rev = 0;
+            rc = ENOLCK;
+            break;
+        }
+        rc = conv_decide(&c, &fits, &bound);
+        if (rc != 0)
+            break;
+        if (fifolock__never_fits(known, c.n)) {
+            fifolock__etcd_set_error("%zu of mode \"%s\" (limit %zu) can never be granted",
+                                     c.n, to->name, to->limit);
+            rc = EDEADLK;
+            break;
+        }
+        if (c.claim_rev == 0) {
+            /* Another conversion's claim (or none: it just went). */
+            if (c.r.q.claim.key == NULL) {
+                if (++claims > 100) {
+                    rc = EIO;
+                    break;
+                }
+                goto claim;
+            }
+            if (c.r.q.claim.bound == 0) {
+                /* Not yet bounded: it is being made; its maker decides in one step. */
+                struct timespec pause = { 0, 10 * 1000000L };
+
+                if (fifolock__etcd_now_ms() >= until) {
+                    rc = try_only ? EBUSY : ETIMEDOUT;
+                    break;
+                }
+                nanosleep(&pause, NULL);
+                goto claim;
+            }
+            if (!fits) {
+                fifolock__etcd_set_error("another conversion of the lock waits");
+                rc = try_only ? EBUSY : EDEADLK;
+                break;
+            }
+            /* The holders are frozen behind the other claim: switch beside it (C4). */
+            claim = c.r.q.claim.key;
+            claim_rev = c.r.q.claim.rev;
+            claim_mod = c.r.q.claim.mod;
+            bound = c.r.q.claim.bound;
+        }
+        if (fits) {
+            char *other = strdup(claim);
+
+            if (other == NULL || !conv_pin(&c, true)) {
+                free(other);
+                rc = other ? ENOLCK : ENOMEM;
+                break;
+            }
+            c.r.until = conv_budget(s, until);
+            rc = conv_switch(&c, other, claim_rev, claim_mod, bound, &got, &revision);
+            free(other);
+            if (rc != 0 && rc != EAGAIN && conv_made(&c, &got, &revision) == 0)
+                rc = 0;     /* no answer, but K' is there: the switch was made */
+            if (rc == 0) {
+                if (claim_rev == c.claim_rev)
+                    c.claim_rev = 0;    /* deleted by the switch */
+                rc = conv_rehold(&c, got, revision);
+                break;
+            }
+            conv_pin(&c, false);
+            if (rc != EAGAIN)
+                break;
+            rc = c.claim_rev ? conv_read(&c) : 0;
+            if (c.claim_rev == 0)
+                goto claim;
+            continue;
+        }
+        if (try_only) {
+            rc = EBUSY;
+            break;
+        }
+        if (c.bound == 0) {
+            c.r.until = conv_budget(s, until);
+            rc = conv_bound(&c, bound);
+            if (rc == EAGAIN) {
+                /* V is gone (its lease): the conversion can't wait any more. */
+                fifolock__etcd_set_error("the conversion's claim was deleted");
+                c.claim_rev = 0;
+                rc = ENOLCK;
+            }
+            continue;
+        }
+        if (fifolock__etcd_interrupted(s)) {
+            fifolock__etcd_set_error("the wait was interrupted");
+            rc = EINTR;
+            break;
+        }
+        c.r.until = until;
+        rc = run_watch(&c.r, c.r.qprefix, c.r.qend, true, on_conv_message, &c);
+        if (rc != EAGAIN)
+            break;
+        do {
+            /* etcd out of reach for a while: the waiting goes on until the deadline. */
+            rc = conv_read(&c);
+        } while ((rc == ECONNREFUSED || rc == ETIMEDOUT) && fifolock__etcd_now_ms() < until);
+        c.r.until = conv_budget(s, until);
+    }
+    if (rc != 0 && c.claim_rev != 0)
+        conv_withdraw(&c);
+    if (rc == 0 && new_token)
+        *new_token = got;
+out:
+    queue_free(&c.r.q);
+    free(c.r.key);
+    free(c.r.qprefix);
+    free(c.r.qend);
+    free(c.claims);
+    free(c.claims_end);
+    free(c.claim);
+    free(c.newkey);
+    free(c.mark);
+    return rc;
+}
+
+int fifolock_etcd_convert(fifolock_etcd *s, const char *name, int64_t token,
+                          const fifolock_mode *to, int64_t *new_token)
+{
+    return fifolock_etcd_timed_convert(s, name, token, to, NULL, new_token);
+}
+
+int fifolock_etcd_try_convert(fifolock_etcd *s, const char *name, int64_t token,
+                              const fifolock_mode *to, int64_t *new_token)
+{
+    return convert(s, name, token, to, fifolock__etcd_now_ms() + (s ? s->timeout_ms : 0), true,
+                   new_token);
+}
+
+int fifolock_etcd_timed_convert(fifolock_etcd *s, const char *name, int64_t token,
+                                const fifolock_mode *to, const struct timespec *deadline,
+                                int64_t *new_token)
+{
+    int64_t until = fifolock__etcd_deadline_ms(deadline);
+    int rc;
+
+    if (s != NULL && fifolock__etcd_interrupted(s)) {
+        fifolock__etcd_clear_error();
+        fifolock__etcd_set_error("the session is interrupted");
+        return EINTR;
+    }
+    if (until <= fifolock__etcd_now_ms()) {
+        /* A deadline already past: one try, and the answer a timed wait would give. */
+        rc = convert(s, name, token, to, until, true, new_token);
+        return rc == EBUSY ? ETIMEDOUT : rc;
+    }
+    return convert(s, name, token, to, until, false, new_token);
 }

@@ -26,15 +26,37 @@
  *   liveness (invalid end states) nobody waits for ever for a change that
  *           already happened (E4).
  *
+ * A converter (C1-C6 of lock.c) holds one entry and converts it: it claims
+ * the queue (V, unbounded: every D stops before it), decides from a snapshot,
+ * bounds V after the holders it found (from then on V stands there, an entry
+ * of no known mode), waits for deletions, and switches atomically: its entry
+ * and V go, the converted hold K' comes, placed right after the bound. A
+ * mortal one may die at any step (its lease: its entry, V and K' go). The
+ * other clients see V and K' with every read, and W1 reads again when they
+ * change (C5): a batch of watch events with a Q~ event in it is read again
+ * whole, so the model has W1 read again as soon as Q~ changed.
+ * Checked besides: at the switch, nobody placed after the bound holds (the
+ * conversion is ahead of every waiter); the switch keeps exclusion.
+ *
  * Modes: R (read), W (write), S (a semaphore of 2, alone with itself).
  * Configurations (-D): CONF_A: W0, then readers R1 R2 that keep the lock;
  * CONF_B: S0 that releases, S1 S2 that keep; CONF_C: R0 W1 R2, all mortal;
- * CONF_D: W0 R1 W2, all mortal, withdrawing.
+ * CONF_D: W0 R1 W2, all mortal, withdrawing;
+ * CONF_E: converter S0 -> R (mortal), S1 that releases, S2 that waits and
+ * keeps; CONF_F: converter R0 -> W (immortal), R1 that releases, W2 that
+ * waits and keeps.
  * Deliberate bugs (-D, each must be found): NO_MARK (no step M), PRED_ONLY
  * (the head waiter watches only the entry ahead, as etcd's Mutex),
  * SKIP_WAITING (decide past a waiting entry: not FIFO), STALE_GRANT (W2
  * grants on P's mark without reading the queue again), HOLD_LOST_LEASE (a
- * request decided held under a lease lost since is taken for a hold).
+ * request decided held under a lease lost since is taken for a hold),
+ * NOPUT_W1 (the head waiter watches deletions only: it misses V's coming),
+ * IGNORE_CLAIM (D does not see V at all), SWITCH_COUNTS_SELF (the converter
+ * counts its own `from` among the holders `to` must fit), CLAIM_STALE_READ
+ * (the converter bounds V from a read taken before its claim, not with it).
+ * Not modelled: a second converter (a switch beside a bounded V), lost
+ * replies (C6: each step finds what its lost attempt did, so a retry is the
+ * step once), and J2 during a conversion.
  */
 #define N 4              /* slots: one per client, and one for a J2 */
 #define R 1
@@ -46,6 +68,17 @@ bool exists[N];
 byte emode[N];
 bool marked[N];
 byte in_cs[4];          /* clients inside their critical section, per mode */
+bool holding[N];        /* the slots whose clients are in their critical section */
+
+/* The conversion's keys (C1-C4): one claim V, one converted hold K'. */
+#define UNB 255         /* V's bound not yet written */
+bool v_exists;
+byte v_bound = UNB;
+bool c_exists;          /* K' */
+byte c_at;              /* K' stands right after slot c_at */
+byte c_mode;
+byte conv_ver;          /* changes with every put or delete of V or K' (events of Q~) */
+byte conv_del;          /* changes with every delete of V or K' */
 
 /* May one more holder of mode m join holders r, w, s (counts of R, W, S)? */
 #define FITS(m, r, w, s) \
@@ -83,9 +116,36 @@ inline decide(set, me, mymode, held, ahead)
             fi
         :: else
         fi;
+        /* K', then V (of no known mode), where they stand: after slot k */
+        if
+        :: s_c && s_ca == k ->
+            if
+            :: ahead && FITS(s_cm, r, w, s) ->
+                if
+                :: s_cm == R -> r++
+                :: s_cm == W -> w++
+                :: s_cm == S -> s++
+                fi
+            :: else -> ahead = false
+            fi
+        :: else
+        fi;
+#ifndef IGNORE_CLAIM
+        if
+        :: s_v && s_vb == k -> ahead = false
+        :: else
+        fi;
+#endif
         k++
     :: else -> break
     od;
+#ifndef IGNORE_CLAIM
+    /* V not yet bounded: right ahead of the request deciding */
+    if
+    :: s_v && s_vb == UNB -> ahead = false
+    :: else
+    fi;
+#endif
 #ifdef SKIP_WAITING
     held = FITS(mymode, r, w, s)
 #else
@@ -98,16 +158,18 @@ inline decide(set, me, mymode, held, ahead)
              (exists[3] -> 8 : 0))
 #define ALL 15
 
-/* The queue as it is now, as a bit set of existing slots. */
+/* The queue as it is now: a bit set of existing slots, and Q~ (C5). */
 inline snapshot(set)
 {
-    set = CUR
+    set = CUR;
+    s_v = v_exists; s_vb = v_bound; s_c = c_exists; s_ca = c_at; s_cm = c_mode;
+    s_ver = conv_ver; s_del = conv_del
 }
 
 /* E3: the holder `me` is in the granted prefix of the queue as it is now (the true rule). */
 inline assert_in_prefix(me, mymode)
 {
-    snapshot(now);
+    now = CUR;
     r = 0; w = 0; s = 0; k = 0; check = true;
     do
     :: k < me ->
@@ -124,20 +186,44 @@ inline assert_in_prefix(me, mymode)
             fi
         :: else
         fi;
+        if
+        :: c_exists && c_at == k ->
+            if
+            :: check && FITS(c_mode, r, w, s) ->
+                if
+                :: c_mode == R -> r++
+                :: c_mode == W -> w++
+                :: c_mode == S -> s++
+                fi
+            :: else -> check = false
+            fi
+        :: else
+        fi;
+        /* A bounded V stands here; an unbounded one will stand after every holder. */
+        if
+        :: v_exists && v_bound == k -> check = false
+        :: else
+        fi;
         k++
     :: else -> break
     od;
     assert(check && FITS(mymode, r, w, s))
 }
 
-/* The last slot of `set` below `me` (the entry just ahead), or N. */
+/* The entry just ahead of `me`: a slot of `set`, or VK (V or K'), or N. */
+#define VK (N + 1)
 inline predecessor(set, me, p)
 {
     p = N; k = 0;
     do
-    :: k < me -> if :: (set >> k) & 1 -> p = k :: else fi; k++
+    :: k < me ->
+        if :: (set >> k) & 1 -> p = k :: else fi;
+        if :: s_c && s_ca == k -> p = VK :: else fi;
+        if :: s_v && s_vb == k -> p = VK :: else fi;
+        k++
     :: else -> break
-    od
+    od;
+    if :: s_v && s_vb == UNB -> p = VK :: else fi
 }
 
 /* The lease of an entry that J2 left behind runs out: its entry goes. */
@@ -151,6 +237,7 @@ proctype client(byte mymode; bool keep; bool mortal; bool patient; byte order)
 {
     byte me, seen, now, p, r, w, s, k, old;
     bool held, ahead, check, waited = false;
+    bool s_v, s_c; byte s_vb, s_ca, s_cm, s_ver, s_del;
 
     /* J: join and read, in one transaction */
     atomic {
@@ -181,8 +268,18 @@ wait:
           if
           :: mortal && !patient -> exists[me] = false; goto end  /* X */
           :: mortal -> goto lost                                  /* death */
-          :: atomic { ((seen & (ALL - CUR)) & ((1 << me) - 1)) != 0 ->
+#ifdef NOPUT_W1
+          :: atomic { conv_del == s_del &&
+                      ((seen & (ALL - CUR)) & ((1 << me) - 1)) != 0 ->
                  seen = seen & (CUR | (1 << me)) }
+          :: atomic { conv_del != s_del -> snapshot(seen) }
+#else
+          /* A batch of events with one of Q~ in it makes W1 read again (C5). */
+          :: atomic { conv_ver == s_ver &&
+                      ((seen & (ALL - CUR)) & ((1 << me) - 1)) != 0 ->
+                 seen = seen & (CUR | (1 << me)) }
+          :: atomic { conv_ver != s_ver -> snapshot(seen) }
+#endif
           fi
 #endif
        :: else ->
@@ -192,11 +289,12 @@ wait:
           :: mortal && !patient -> exists[me] = false; goto end
           :: mortal -> goto lost
 #ifdef STALE_GRANT
-          :: atomic { marked[p] -> held = true }; break
-          :: atomic { !exists[p] -> snapshot(seen) }
+          :: atomic { p < N && marked[p] -> held = true }; break
+          :: atomic { p < N && !exists[p] -> snapshot(seen) }
 #else
-          :: atomic { (!exists[p] || marked[p]) -> snapshot(seen) }
+          :: atomic { p < N && (!exists[p] || marked[p]) -> snapshot(seen) }
 #endif
+          :: atomic { p == VK && conv_ver != s_ver -> snapshot(seen) }
           fi
        fi
     od;
@@ -215,6 +313,7 @@ wait:
     /* held: enter the critical section */
     atomic {
         in_cs[mymode]++;
+        holding[me] = true;
         assert(EXCLUSION);
         assert_in_prefix(me, mymode)
     };
@@ -233,7 +332,7 @@ end_hold:
        false    /* holds for ever: a valid end */
     :: else
     fi;
-    atomic { assert_in_prefix(me, mymode); in_cs[mymode]-- };
+    atomic { assert_in_prefix(me, mymode); in_cs[mymode]--; holding[me] = false };
     /* R, or death while holding: the entry goes either way */
     exists[me] = false;
     goto end;
@@ -265,6 +364,123 @@ end:
     skip
 }
 
+/*
+ * The converter: joins at `order`, holds `from`, converts it to `to` (C1-C4)
+ * and then releases. A mortal one may die at any step, its lease taking its
+ * entry, V and K' at once; an immortal one must get through.
+ */
+proctype converter(byte from; byte to; byte order; bool mortal)
+{
+    byte me, seen, b, hs, r, w, s, k;
+    bool held, ahead, fits;
+    bool s_v, s_c; byte s_vb, s_ca, s_cm, s_ver, s_del;
+
+    atomic {
+        next_slot == order ->
+        me = next_slot; next_slot++;
+        exists[me] = true; emode[me] = from;
+        snapshot(seen)
+    };
+    decide(seen, me, from, held, ahead);
+    held;   /* it joins first: held at once */
+    atomic { in_cs[from]++; holding[me] = true; assert(EXCLUSION) };
+    if
+    :: mortal -> goto died
+    :: skip
+    fi;
+    /* C1: the claim, and the queue read with it */
+#ifdef CLAIM_STALE_READ
+    snapshot(seen);
+    atomic { v_exists = true; v_bound = UNB; conv_ver++ };
+#else
+    atomic { v_exists = true; v_bound = UNB; conv_ver++; snapshot(seen) };
+#endif
+    do
+    :: /* C3: the holders (the granted prefix, or up to the bound), b the last */
+       r = 0; w = 0; s = 0; k = 0; ahead = true; b = 0; hs = 0;
+       do
+       :: k < N ->
+          if
+          :: (seen >> k) & 1 && ahead && (s_vb == UNB || k <= s_vb) &&
+             FITS(emode[k], r, w, s) ->
+              b = k; hs = hs | (1 << k);
+              if
+              :: emode[k] == R -> r++
+              :: emode[k] == W -> w++
+              :: emode[k] == S -> s++
+              fi
+          :: (seen >> k) & 1 && !(ahead && (s_vb == UNB || k <= s_vb) &&
+             FITS(emode[k], r, w, s)) -> ahead = false
+          :: else
+          fi;
+          k++
+       :: else -> break
+       od;
+       /* may `to` join the holders other than this one? */
+#ifndef SWITCH_COUNTS_SELF
+       hs = hs & (ALL - (1 << me));
+#endif
+       r = 0; w = 0; s = 0; k = 0;
+       do
+       :: k < N ->
+          if
+          :: (hs >> k) & 1 ->
+              if
+              :: emode[k] == R -> r++
+              :: emode[k] == W -> w++
+              :: emode[k] == S -> s++
+              fi
+          :: else
+          fi;
+          k++
+       :: else -> break
+       od;
+       fits = FITS(to, r, w, s);
+       if
+       :: fits ->
+          /* C4: the switch, if V and its entry are still there (they are: it lives) */
+          atomic {
+              assert(v_exists && exists[me]);
+              k = 0;
+              do
+              :: k < N -> assert(!holding[k] || k <= b); k++
+              :: else -> break
+              od;
+              exists[me] = false; holding[me] = false;
+              v_exists = false; v_bound = UNB;
+              c_exists = true; c_at = b; c_mode = to;
+              conv_ver++; conv_del++;
+              in_cs[from]--; in_cs[to]++;
+              assert(EXCLUSION)
+          };
+          break
+       :: else
+       fi;
+       /* C2: bound V after the holders found */
+       if
+       :: s_vb == UNB -> atomic { v_bound = b; conv_ver++ }; s_vb = b  /* not a read */
+       :: else
+       fi;
+       if
+       :: mortal -> goto died
+       :: atomic { (seen & (ALL - CUR)) != 0 -> snapshot(seen) }   /* a deletion */
+       fi
+    od;
+    /* Holding `to` as K'; it releases (or dies holding: the same to the store). */
+    atomic { in_cs[to]--; c_exists = false; conv_ver++; conv_del++ };
+    goto end;
+died:
+    atomic {
+        if
+        :: exists[me] -> in_cs[from]--; holding[me] = false; exists[me] = false
+        :: else
+        fi;
+        if :: v_exists -> v_exists = false; v_bound = UNB; conv_ver++; conv_del++ :: else fi
+    };
+end:
+    skip
+}
+
 init {
     atomic {
 #if defined(CONF_A)
@@ -279,6 +495,14 @@ init {
         run client(R, false, true, true, 255);
         run client(W, false, true, true, 255);
         run client(R, false, true, true, 255)
+#elif defined(CONF_E)
+        run converter(S, R, 0, true);
+        run client(S, false, false, true, 1);
+        run client(S, true, false, true, 2)
+#elif defined(CONF_F)
+        run converter(R, W, 0, false);
+        run client(R, false, false, true, 1);
+        run client(W, true, false, true, 2)
 #else
         run client(W, false, true, false, 255);
         run client(R, false, true, true, 255);

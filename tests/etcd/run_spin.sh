@@ -16,11 +16,12 @@ opt=0
 . "$here/../model/spin_lib.sh"
 
 spin_init fifolock-etcd-model
-for conf in CONF_A CONF_B CONF_C CONF_D; do
+for conf in CONF_A CONF_B CONF_C CONF_D CONF_E CONF_F; do
     spin_config "$conf" safety "-D$conf" -m100000
 done
 for m in "NO_MARK CONF_A" "PRED_ONLY CONF_B" "SKIP_WAITING CONF_C" "STALE_GRANT CONF_D" \
-    "HOLD_LOST_LEASE CONF_C"; do
+    "HOLD_LOST_LEASE CONF_C" "NOPUT_W1 CONF_E" "IGNORE_CLAIM CONF_E" \
+    "SWITCH_COUNTS_SELF CONF_F" "CLAIM_STALE_READ CONF_E"; do
     set -- $m
     spin_mutant "$1" safety "-D$1 -D$2" -m100000
 done
