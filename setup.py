@@ -35,8 +35,11 @@ if os.environ.get("FIFOLOCK_WERROR"):
 
 sources = [
     "python/fifolock_module.c",
+    "python/cross_mode.c",
+    "python/etcd_lock.c",
     "src/engine.c",
     "src/modes.c",
+    "src/rule.c",
     "src/strerror.c",
 ]
 macros = [("_GNU_SOURCE", None)]
@@ -60,6 +63,15 @@ if wait_layer == "none":
 else:
     sources += ["python/thread_lock.c", "src/mt.c", "src/wait_%s.c" % wait_layer]
 
+# ProcessFifoLock, on the shared-memory lock (Linux only).
+if sys.platform.startswith("linux"):
+    sources += ["python/process_lock.c", "src/shm.c"]
+    macros.append(("FIFOLOCK_PY_SHM", None))
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "include", "fifolock_shm.h"), encoding="utf-8") as f:
+        if "fifolock_shm_acquire_interruptible" in f.read():
+            macros.append(("FIFOLOCK_PY_SHM_INTERRUPTIBLE", None))
+
 extension = Extension(
     "fifolock._fifolock",
     sources=sources,
@@ -67,8 +79,9 @@ extension = Extension(
     define_macros=macros,
     libraries=libraries,
     extra_compile_args=cflags,
-    depends=["include/fifolock.h", "include/fifolock_mt.h", "src/internal.h",
-             "src/mt_internal.h", "src/wait.h", "python/module.h"],
+    depends=["include/fifolock.h", "include/fifolock_mt.h", "include/fifolock_shm.h",
+             "src/internal.h", "src/mt_internal.h", "src/shm_internal.h", "src/wait.h",
+             "python/module.h", "python/cross_mode.h"],
 )
 
 

@@ -2642,6 +2642,12 @@ static int module_exec(PyObject *module)
     if (thread_lock_init(module, st) < 0)
         return -1;
 #endif
+#ifdef FIFOLOCK_PY_SHM
+    if (process_lock_init(module, st) < 0)
+        return -1;
+#endif
+    if (etcd_lock_init(module, st) < 0)
+        return -1;
     if (PyModule_AddType(module, st->lock_type) < 0 ||
         PyModule_AddType(module, st->holds_type) < 0 ||
         PyModule_AddType(module, st->context_type) < 0 ||

@@ -124,4 +124,9 @@ PyObject *thread_lock_fork_before(PyObject *module, PyObject *unused);
 PyObject *thread_lock_fork_parent(PyObject *module, PyObject *unused);
 PyObject *thread_lock_fork_child(PyObject *module, PyObject *unused);
 
+/* process_lock.c: makes fifolock._ShmLock (0, or -1 with an exception). */
+int process_lock_init(PyObject *module, modstate *st);
+/* etcd_lock.c: makes fifolock._EtcdSession and LockLostError (0, or -1). */
+int etcd_lock_init(PyObject *module, modstate *st);
+
 #endif
