@@ -9,6 +9,7 @@ and python/thread_lock.c, compiled into one extension, fifolock._fifolock.
 
 Set FIFOLOCK_WERROR=1 to build with the project's warnings as errors.
 """
+import glob
 import os
 import sys
 
@@ -72,16 +73,39 @@ if sys.platform.startswith("linux"):
         if "fifolock_shm_acquire_interruptible" in f.read():
             macros.append(("FIFOLOCK_PY_SHM_INTERRUPTIBLE", None))
 
+# EtcdSession, on the etcd lock, where libcurl and json-c are found.
+def pkg_config(*args):
+    import subprocess
+    try:
+        out = subprocess.run(["pkg-config"] + list(args), check=True,
+                             capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.split()
+
+
+include_dirs = ["include", "src"]
+etcd_flags = None if os.environ.get("FIFOLOCK_ETCD") == "0" else \
+    pkg_config("--cflags", "--libs", "libcurl", "json-c")
+if etcd_flags is not None and sys.platform.startswith("linux"):
+    sources += sorted(glob.glob("src/etcd/*.c"))  # relative, as the others
+    macros.append(("FIFOLOCK_PY_ETCD", None))
+    for flag in etcd_flags:
+        if flag.startswith("-I"):
+            include_dirs.append(flag[2:])
+        elif flag.startswith("-l"):
+            libraries.append(flag[2:])
+
 extension = Extension(
     "fifolock._fifolock",
     sources=sources,
-    include_dirs=["include", "src"],
+    include_dirs=include_dirs,
     define_macros=macros,
     libraries=libraries,
     extra_compile_args=cflags,
     depends=["include/fifolock.h", "include/fifolock_mt.h", "include/fifolock_shm.h",
              "src/internal.h", "src/mt_internal.h", "src/shm_internal.h", "src/wait.h",
-             "python/module.h", "python/cross_mode.h"],
+             "python/module.h", "python/cross_mode.h", "include/fifolock_etcd.h"],
 )
 
 

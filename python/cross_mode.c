@@ -53,9 +53,13 @@ PyObject *cross_table_class_of(struct cross_table *t, const fifolock_mode *mode)
         if (t->modes[i]->mode == mode && t->modes[i]->entry != NULL)
             return t->modes[i]->entry->cls;
     /* a ready-made mode the library made or passed without this table */
-    while (PyDict_Next(t->st->builtin, &pos, &key, &value))
-        if (((EntryObject *)value)->mode == mode)
+    while (PyDict_Next(t->st->builtin, &pos, &key, &value)) {
+        const fifolock_mode *m = ((EntryObject *)value)->mode;
+        if (m == mode || (m->is_compatible == fifolock_semaphore_is_compatible &&
+                          mode->is_compatible == fifolock_semaphore_is_compatible &&
+                          m->limit == mode->limit))
             return ((EntryObject *)value)->cls;
+    }
     return NULL;
 }
 

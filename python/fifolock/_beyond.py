@@ -15,10 +15,12 @@ import asyncio as _asyncio
 import collections as _collections
 import os as _os
 import threading as _threading
+import time as _time
 
 from . import _fifolock
 
-__all__ = ["DeadHolder", "ProcessFifoLock", "ProcessLockContext", "LockLostError"]
+__all__ = ["DeadHolder", "ProcessFifoLock", "ProcessLockContext", "LockLostError",
+           "EtcdSession", "EtcdLock", "EtcdLockContext"]
 
 LockLostError = _fifolock.LockLostError
 
@@ -43,51 +45,111 @@ def _settle(fut, ok, value):
         fut.set_exception(value)
 
 
-async def _wait_in_thread(acquire, release):
-    """acquire(cancel) on a thread of its own; its result, or its exception.
-    Cancelled, the wait is withdrawn (cancel.set()), or the grant given back
-    with release() if it won the race."""
+class _Request(_threading.Event):
+    """One wait on a worker thread: set() once its waiter gave up. For the
+    etcd lock, also whether the session was interrupted for it."""
+    __slots__ = ("sent", "finished")
+
+    def __init__(self):
+        super().__init__()
+        self.sent = False
+        self.finished = False
+
+
+class _Handoff:
+    """What a worker thread and the waiter that gave up agree on, under one
+    lock: a grant is either handed over or given back, never both, never
+    neither."""
+
+    def __init__(self, give_back, on_cancel):
+        self.cancel = _Request()
+        self.guard = _threading.Lock()
+        self.give_back = give_back
+        self.on_cancel = on_cancel
+        self.value = None
+        self.granted = False
+
+    def worker_got(self, value):
+        """In the worker, after a grant: True if the waiter takes it."""
+        with self.guard:
+            if not self.cancel.is_set():
+                self.value = value
+                self.granted = True
+                return True
+        self.give_back(value)
+        return False
+
+    def waiter_gives_up(self):
+        """In the waiter, on an exception: the wait is withdrawn, or the
+        grant that won the race is given back."""
+        with self.guard:
+            self.cancel.set()
+            mine, value = self.granted, self.value
+            self.granted = False
+        if mine:
+            self.give_back(value)
+        else:
+            self.on_cancel(self.cancel)
+
+
+async def _wait_in_thread(acquire, give_back, on_cancel):
+    """acquire(cancel) on a thread of its own, the task awaiting its result
+    or exception. Cancelled, the wait is withdrawn, or the grant given back
+    if it won the race."""
     loop = _asyncio.get_running_loop()
     fut = loop.create_future()
-    cancel = _threading.Event()
-    guard = _threading.Lock()
-    granted = [False]
+    h = _Handoff(give_back, on_cancel)
 
     def work():
         try:
-            value = acquire(cancel)
-        except BaseException as exc:  # noqa: B902 - handed to the task as it is
-            if isinstance(exc, InterruptedError) and cancel.is_set():
-                return  # withdrawn: the task knows, it cancelled
+            value = acquire(h.cancel)
+        except BaseException as exc:  # handed to the task as it is
+            if not h.cancel.is_set():
+                try:
+                    loop.call_soon_threadsafe(_settle, fut, False, exc)
+                except RuntimeError:
+                    pass  # the loop is closed: nobody waits
+            return
+        if h.worker_got(value):
             try:
-                loop.call_soon_threadsafe(_settle, fut, False, exc)
-            except RuntimeError:
-                pass  # the loop is closed: nobody waits
-            return
-        with guard:
-            give_back = cancel.is_set()
-            granted[0] = not give_back
-        if give_back:
-            release()
-            return
-        try:
-            loop.call_soon_threadsafe(_settle, fut, True, value)
-        except RuntimeError:  # the loop is closed: nobody will take it
-            with guard:
-                granted[0] = False
-            release()
+                loop.call_soon_threadsafe(_settle, fut, True, value)
+            except RuntimeError:  # the loop is closed: nobody will take it
+                h.waiter_gives_up()
 
     _threading.Thread(target=work, name="fifolock-wait", daemon=True).start()
     try:
         return await fut
     except BaseException:
-        with guard:
-            cancel.set()
-            mine = granted[0]
-            granted[0] = False
-        if mine:
-            release()  # the grant raced the cancellation: no trace
+        h.waiter_gives_up()
         raise
+
+
+def _wait_blocking(acquire, give_back, on_cancel):
+    """acquire(cancel) on a thread of its own while this thread waits in a
+    way that signal handlers interrupt (Ctrl-C in the main thread)."""
+    h = _Handoff(give_back, on_cancel)
+    done = _threading.Event()
+    box = []
+
+    def work():
+        try:
+            value = acquire(h.cancel)
+        except BaseException as exc:
+            box.append(exc)
+        else:
+            if h.worker_got(value):
+                box.append(None)
+        done.set()
+
+    _threading.Thread(target=work, name="fifolock-wait", daemon=True).start()
+    try:
+        done.wait()
+    except BaseException:
+        h.waiter_gives_up()
+        raise
+    if box and box[0] is not None:
+        raise box[0]
+    return h.value
 
 
 class _Context:
@@ -108,11 +170,29 @@ class _Context:
         if self._holding:
             raise RuntimeError(f"{self!r} holds already: use a new lock(mode) for a second hold")
 
-    # subclasses: _acquire(timeout, cancel) -> result; _granted(result); _release()
+    # A front end gives: _acquire(timeout, cancel) -> value, waiting in this
+    # thread (cancel: None, or a _Request its waiter may set);
+    # _granted(value); _release() (of the context's hold); _give_back(value)
+    # (of a grant nobody took); _on_cancel(cancel) (make the wait see it).
+
+    def _on_cancel(self, cancel):
+        pass
+
+    def _wait_sync(self):
+        return self._acquire(self.timeout, None)
+
+    def _try_now(self):
+        """(True, value) if granted at once without waiting; else (False, None)."""
+        if self.timeout == 0:
+            return True, self._acquire(0, None)
+        try:
+            return True, self._acquire(0, None)
+        except TimeoutError:
+            return False, None
 
     def __enter__(self):
         self._check_free()
-        self._granted(self._acquire(self.timeout, None))
+        self._granted(self._wait_sync())
         self._holding = True
         return self
 
@@ -127,14 +207,12 @@ class _Context:
 
     async def __aenter__(self):
         self._check_free()
-        try:
-            result = self._acquire(0, None)
-        except TimeoutError:
-            if self.timeout == 0:
-                raise
-            result = await _wait_in_thread(
-                lambda cancel: self._acquire(self.timeout, cancel), self._release)
-        self._granted(result)
+        ok, value = self._try_now()
+        if not ok:
+            value = await _wait_in_thread(
+                lambda cancel: self._acquire(self.timeout, cancel), self._give_back,
+                self._on_cancel)
+        self._granted(value)
         self._holding = True
         return self
 
@@ -183,6 +261,9 @@ class ProcessLockContext(_Context):
             self.dead_count = count
 
     def _release(self):
+        self._lock._shm.release(self.mode, self.n)
+
+    def _give_back(self, value):
         self._lock._shm.release(self.mode, self.n)
 
 
@@ -260,3 +341,237 @@ class ProcessFifoLock:
     def __repr__(self):
         state = "closed" if self.closed else "open"
         return f"<ProcessFifoLock {self.path!r} {state}>"
+
+
+_ETCD_MISSING = ("EtcdSession needs the etcd lock, which this build of fifolock lacks: "
+                 "it is compiled in only where libcurl and json-c are found when the "
+                 "extension is built (Debian: apt-get install libcurl4-openssl-dev "
+                 "libjson-c-dev pkg-config, then reinstall fifolock)")
+
+
+class EtcdLockContext(_Context):
+    """The context of a lock of an EtcdSession: ``with session.lock(name)(Write)
+    as held:``. ``held.token`` is the fencing token of the hold (it grows
+    with grant order); ``held.check()`` raises LockLostError once the hold is
+    lost (else returns the CLOCK_BOOTTIME second until which it is safe);
+    ``held.lost`` is True once the session was told it is lost;
+    ``await held.wait_lost()`` returns when it is."""
+
+    __slots__ = ("name", "token", "_reason", "_watchers")
+
+    def __init__(self, lock, mode, n=1, timeout=None):
+        super().__init__(lock, mode, n, timeout)
+        self.name = lock.name
+        self.token = None
+        self._reason = None
+        self._watchers = []
+
+    @property
+    def _session(self):
+        return self._lock.session
+
+    def _acquire(self, timeout, cancel):
+        return self._session._acquire(self.name, self.mode, self.n, timeout, cancel)
+
+    def _wait_sync(self):
+        if _threading.current_thread() is not _threading.main_thread():
+            return self._acquire(self.timeout, None)
+        # the main thread: its wait must see Ctrl-C
+        return _wait_blocking(lambda cancel: self._acquire(self.timeout, cancel),
+                              self._give_back, self._on_cancel)
+
+    def _try_now(self):
+        return False, None  # a try is a round trip to etcd: not in the loop's thread
+
+    def _on_cancel(self, cancel):
+        self._session._cancel(cancel)
+
+    def _granted(self, token):
+        self.token = token
+        self._reason = None
+        self._session._holders[(self.name, token)] = self
+
+    def _release(self):
+        token = self.token
+        self._session._holders.pop((self.name, token), None)
+        self._session._s.release(self.name, token)
+
+    def _give_back(self, token):
+        self._session._s.release(self.name, token)
+
+    def _lost(self, reason):
+        """The session's background thread: this hold was lost."""
+        self._reason = reason
+        for loop, fut in self._watchers:
+            try:
+                loop.call_soon_threadsafe(_settle, fut, True, reason)
+            except RuntimeError:
+                pass
+
+    @property
+    def lost(self):
+        """True once the session was told this hold is lost."""
+        return self._reason is not None
+
+    def check(self):
+        """Raises LockLostError if the hold is lost (or may be: no keepalive
+        acknowledged within the TTL); else returns the CLOCK_BOOTTIME time
+        (seconds) until which it is safe. Asks no server."""
+        if not self._holding:
+            raise RuntimeError(f"check() of {self!r}, which does not hold")
+        return self._session._s.check(self.name, self.token)
+
+    async def wait_lost(self):
+        """Returns the reason (errno.ENOLCK or errno.ETIMEDOUT) once the
+        session is told this hold is lost."""
+        if self._reason is not None:
+            return self._reason
+        loop = _asyncio.get_running_loop()
+        fut = loop.create_future()
+        entry = (loop, fut)
+        self._watchers.append(entry)
+        try:
+            if self._reason is not None:
+                return self._reason
+            return await fut
+        finally:
+            self._watchers.remove(entry)
+
+    def key(self):
+        """The etcd key of this hold's entry, to fence a write on."""
+        return self._session._s.key(self.name, self.token)
+
+
+class EtcdLock:
+    """The lock ``name`` of an EtcdSession: ``lock(Mode, n=1, timeout=None)``
+    gives an EtcdLockContext."""
+
+    __slots__ = ("session", "name")
+
+    def __init__(self, session, name):
+        self.session = session
+        self.name = name
+
+    def __call__(self, mode, n=1, timeout=None):
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"timeout must be a number of seconds >= 0 or None, not {timeout!r}")
+        return EtcdLockContext(self, mode, n, timeout)
+
+    def __repr__(self):
+        return f"<EtcdLock {self.name!r}>"
+
+
+class EtcdSession:
+    """A session on an etcd v3 cluster (fifolock_etcd): one lease that keeps
+    its requests alive. ``session.lock(name)`` gives a lock used as a
+    ProcessFifoLock is::
+
+        with EtcdSession("http://127.0.0.1:2379") as session:
+            lock = session.lock("jobs")
+            with lock(Write) as held:       # blocks, the GIL released
+                store(data, fence=held.token)
+            async with lock(Read) as held:  # waits without blocking the loop
+                held.check()                # LockLostError once lost
+
+    ``endpoints`` is a comma-separated str or a list of URLs; ``ttl`` the
+    lease's in seconds; TLS as etcdctl's --cacert/--cert/--key; ``user`` and
+    ``password`` for etcd's auth. ``modes`` lists your own mode classes (each
+    with a ``name``): a session knows the ready-made ones, and must be told
+    the others when it opens. ``prefix`` is the key prefix ("fifolock/"),
+    ``timeout`` the budget in seconds of one etcd request and of the open.
+    Closing the session (or leaving its with) revokes the lease: everything
+    it held or asked for goes at once.
+    """
+
+    def __init__(self, endpoints, *, ttl=10, cacert=None, cert=None, key=None, user=None,
+                 password=None, modes=(), prefix=None, timeout=None):
+        if not hasattr(_fifolock, "_EtcdSession"):
+            raise NotImplementedError(_ETCD_MISSING)
+        import weakref
+        self._holders = {}
+        self._icond = _threading.Condition()
+        self._icount = 0
+        me = weakref.ref(self)
+
+        def on_lost(name, token, reason):
+            session = me()
+            held = session and session._holders.get((name, token))
+            if held is not None:
+                held._lost(reason)
+        if not isinstance(endpoints, str):
+            endpoints = ",".join(endpoints)
+        self._s = _fifolock._EtcdSession(
+            endpoints, ttl, cacert, cert, key, user, password, tuple(modes), prefix,
+            int(timeout * 1000) if timeout else 0, on_lost)
+
+    def lock(self, name):
+        """The lock called ``name`` (any non-empty str) on this cluster."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a lock's name must be a non-empty str, not {name!r}")
+        return EtcdLock(self, name)
+
+    # Waits beyond the event loop's API: fifolock_etcd_interrupt() ends every
+    # wait of the session, so the one that gives up interrupts it, the
+    # others queue again once it is cleared (at the tail: their place went
+    # with their entry).
+
+    def _acquire(self, name, mode, n, timeout, cancel):
+        end = None if timeout is None else _time.monotonic() + timeout
+        try:
+            while True:
+                left = None if end is None else max(0.0, end - _time.monotonic())
+                try:
+                    return self._s.acquire(name, mode, n, left)
+                except InterruptedError:
+                    if cancel is not None and cancel.is_set():
+                        raise
+                with self._icond:
+                    while self._icount:
+                        self._icond.wait()
+        finally:
+            if cancel is not None:
+                self._finished(cancel)
+
+    def _cancel(self, cancel):
+        with self._icond:
+            if cancel.finished or cancel.sent:
+                return
+            cancel.sent = True
+            self._icount += 1
+            self._s.interrupt()
+
+    def _finished(self, cancel):
+        with self._icond:
+            cancel.finished = True
+            if cancel.sent:
+                cancel.sent = False
+                self._icount -= 1
+                if self._icount == 0:
+                    self._s.clear_interrupt()
+                    self._icond.notify_all()
+
+    @property
+    def closed(self):
+        """True once close() ran."""
+        return self._s.closed
+
+    def close(self):
+        """Revokes the lease (everything held or asked for goes) and ends
+        the session."""
+        self._holders.clear()
+        self._s.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc_info):
+        self.close()
+
+    def __repr__(self):
+        return f"<EtcdSession {'closed' if self.closed else 'open'}>"
