@@ -1,6 +1,7 @@
 """Builds the fifolock Python package: the engine (src/engine.c, src/modes.c,
-src/strerror.c), the thread lock (src/mt.c on its waiting layer), python/fifolock_module.c
-and python/thread_lock.c, compiled into one extension, fifolock._fifolock.
+src/strerror.c), the thread lock (src/mt.c on its waiting layer), and python/*.c
+(the module fifolock_module.c, its front ends async_lock.c and thread_lock.c,
+their shared.c), compiled into one extension, fifolock._fifolock.
 
     python3 -m pip install .                         # isolated build (fetches setuptools, wheel)
     python3 -m pip install --no-build-isolation .    # with the setuptools and wheel installed
@@ -36,6 +37,8 @@ if os.environ.get("FIFOLOCK_WERROR"):
 
 sources = [
     "python/fifolock_module.c",
+    "python/async_lock.c",
+    "python/shared.c",
     "python/cross_mode.c",
     "python/etcd_lock.c",
     "src/engine.c",
@@ -68,10 +71,6 @@ else:
 if sys.platform.startswith("linux"):
     sources += ["python/process_lock.c", "src/shm.c"]
     macros.append(("FIFOLOCK_PY_SHM", None))
-    here = os.path.dirname(os.path.abspath(__file__))
-    with open(os.path.join(here, "include", "fifolock_shm.h"), encoding="utf-8") as f:
-        if "fifolock_shm_acquire_interruptible" in f.read():
-            macros.append(("FIFOLOCK_PY_SHM_INTERRUPTIBLE", None))
 
 # EtcdSession, on the etcd lock, where libcurl and json-c are found.
 def pkg_config(*args):
@@ -104,8 +103,9 @@ extension = Extension(
     libraries=libraries,
     extra_compile_args=cflags,
     depends=["include/fifolock.h", "include/fifolock_mt.h", "include/fifolock_shm.h",
-             "src/internal.h", "src/mt_internal.h", "src/shm_internal.h", "src/wait.h",
-             "python/module.h", "python/cross_mode.h", "include/fifolock_etcd.h"],
+             "include/fifolock_etcd.h", "src/internal.h", "src/mt_internal.h",
+             "src/shm_internal.h", "src/wait.h", "python/module.h", "python/front_ends.h",
+             "python/cross_mode.h"],
 )
 
 

@@ -52,8 +52,23 @@ extern "C" {
 
 typedef struct fifolock_mode fifolock_mode;
 typedef struct fifolock_holds fifolock_holds;
-typedef struct fifolock fifolock;
 typedef struct fifolock_waiter fifolock_waiter;
+
+/*
+ * The event-loop lock has two names for one type: `fifolock` and
+ * `fifolock_lock`. C++ keeps `fifolock` for the namespace of fifolock.hpp,
+ * so there the type is `fifolock_lock` alone (its struct tag, the same
+ * layout and the same functions: C symbols do not name struct tags), and
+ * fifolock.h and fifolock.hpp may be included in either order.
+ * `fifolock_c_lock` is its C++ name of fifolock.hpp 1.0, kept.
+ */
+#ifdef __cplusplus
+typedef struct fifolock_lock fifolock_lock;
+typedef fifolock_lock fifolock_c_lock;
+#else
+typedef struct fifolock fifolock;
+typedef struct fifolock fifolock_lock;
+#endif
 
 /* ------------------------------------------------------------------------ */
 /* Modes                                                                    */
@@ -233,8 +248,13 @@ struct fifolock_holds {
 /**
  * A lock. Embed it anywhere; initialise with fifolock_init(). It must not be
  * moved or copied while anyone holds or waits on it. All fields are private.
+ * In C: `fifolock` or `fifolock_lock`; in C++: `fifolock_lock` (see above).
  */
+#ifdef __cplusplus
+struct fifolock_lock {
+#else
 struct fifolock {
+#endif
     /* private */
     fifolock_waiter *head; /* oldest waiter, NULL if none */
     fifolock_waiter *tail; /* newest waiter */
@@ -258,7 +278,7 @@ struct fifolock_waiter {
     /* private */
     fifolock_waiter *next;
     fifolock_waiter *prev;
-    fifolock *lock;
+    fifolock_lock *lock;
     const fifolock_mode *mode;
     fifolock_granted_fn *granted;
     void *arg;
@@ -273,13 +293,13 @@ struct fifolock_waiter {
  * Initialises `lock`: unheld, nobody waiting. This function can't fail
  * (a NULL `lock` is ignored).
  */
-FIFOLOCK_API void fifolock_init(fifolock *lock);
+FIFOLOCK_API void fifolock_init(fifolock_lock *lock);
 
 /**
  * Finishes with `lock`. Returns 0, EBUSY if it is held or waited on (then
  * nothing changes and the lock stays usable), or EINVAL for a NULL lock.
  */
-FIFOLOCK_API int fifolock_destroy(fifolock *lock);
+FIFOLOCK_API int fifolock_destroy(fifolock_lock *lock);
 
 /**
  * Requests `mode` on `lock`.
@@ -300,7 +320,7 @@ FIFOLOCK_API int fifolock_destroy(fifolock *lock);
  * than FIFOLOCK_INLINE_MODES distinct modes at once and none is left;
  * EAGAIN if a mode's count would overflow.
  */
-FIFOLOCK_API int fifolock_acquire(fifolock *lock, fifolock_waiter *waiter,
+FIFOLOCK_API int fifolock_acquire(fifolock_lock *lock, fifolock_waiter *waiter,
                                   const fifolock_mode *mode, fifolock_granted_fn *granted,
                                   void *arg);
 
@@ -311,7 +331,7 @@ FIFOLOCK_API int fifolock_acquire(fifolock *lock, fifolock_waiter *waiter,
  * holds would refuse it, so it is not merely busy), EINVAL (NULL lock or
  * mode, mode without predicate), ENOMEM or EAGAIN (as for fifolock_acquire()).
  */
-FIFOLOCK_API int fifolock_try_acquire(fifolock *lock, const fifolock_mode *mode);
+FIFOLOCK_API int fifolock_try_acquire(fifolock_lock *lock, const fifolock_mode *mode);
 
 /**
  * Drops one hold of `mode`, then grants waiters from the head of the queue
@@ -319,7 +339,7 @@ FIFOLOCK_API int fifolock_try_acquire(fifolock *lock, const fifolock_mode *mode)
  * queue order. Returns 0, EPERM if `mode` is not held (nothing changes), or
  * EINVAL for a NULL lock or mode.
  */
-FIFOLOCK_API int fifolock_release(fifolock *lock, const fifolock_mode *mode);
+FIFOLOCK_API int fifolock_release(fifolock_lock *lock, const fifolock_mode *mode);
 
 /**
  * Withdraws a queued request. Returns 0 if it was waiting: it leaves the
@@ -331,7 +351,7 @@ FIFOLOCK_API int fifolock_release(fifolock *lock, const fifolock_mode *mode);
  * EINVAL for a NULL lock or waiter, a waiter of another lock, or one that is
  * idle (never queued, or already cancelled). Nothing changes on error.
  */
-FIFOLOCK_API int fifolock_cancel(fifolock *lock, fifolock_waiter *waiter);
+FIFOLOCK_API int fifolock_cancel(fifolock_lock *lock, fifolock_waiter *waiter);
 
 /* ------------------------------------------------------------------------ */
 /* Weighted requests and conversions                                        */
@@ -350,7 +370,7 @@ FIFOLOCK_API int fifolock_cancel(fifolock *lock, fifolock_waiter *waiter);
  * holds (more than a semaphore's size, fifolock_write with n = 2).
  * fifolock_acquire() is this with n == 1.
  */
-FIFOLOCK_API int fifolock_acquire_n(fifolock *lock, fifolock_waiter *waiter,
+FIFOLOCK_API int fifolock_acquire_n(fifolock_lock *lock, fifolock_waiter *waiter,
                                     const fifolock_mode *mode, size_t n,
                                     fifolock_granted_fn *granted, void *arg);
 
@@ -359,14 +379,14 @@ FIFOLOCK_API int fifolock_acquire_n(fifolock *lock, fifolock_waiter *waiter,
  * EBUSY (nothing taken), EDEADLK (never, as fifolock_acquire_n()), EINVAL
  * (also for n == 0), ENOMEM, EAGAIN.
  */
-FIFOLOCK_API int fifolock_try_acquire_n(fifolock *lock, const fifolock_mode *mode, size_t n);
+FIFOLOCK_API int fifolock_try_acquire_n(fifolock_lock *lock, const fifolock_mode *mode, size_t n);
 
 /**
  * Drops `n` holds of `mode` at once, then grants as fifolock_release().
  * Returns 0, EPERM if fewer than n are held (nothing changes), or EINVAL for
  * a NULL lock or mode or n == 0.
  */
-FIFOLOCK_API int fifolock_release_n(fifolock *lock, const fifolock_mode *mode, size_t n);
+FIFOLOCK_API int fifolock_release_n(fifolock_lock *lock, const fifolock_mode *mode, size_t n);
 
 /**
  * Turns one hold of `from` into one hold of `to` without letting go: a
@@ -390,7 +410,7 @@ FIFOLOCK_API int fifolock_release_n(fifolock *lock, const fifolock_mode *mode, s
  * waits on this lock (two readers that both upgrade would wait for each
  * other for ever); ENOMEM, EAGAIN as for fifolock_acquire().
  */
-FIFOLOCK_API int fifolock_convert(fifolock *lock, fifolock_waiter *waiter,
+FIFOLOCK_API int fifolock_convert(fifolock_lock *lock, fifolock_waiter *waiter,
                                   const fifolock_mode *from, const fifolock_mode *to,
                                   fifolock_granted_fn *granted, void *arg);
 
@@ -400,17 +420,25 @@ FIFOLOCK_API int fifolock_convert(fifolock *lock, fifolock_waiter *waiter,
  * changed), EDEADLK (`to` can never be granted, as fifolock_convert()),
  * EPERM, EINVAL, ENOMEM or EAGAIN.
  */
-FIFOLOCK_API int fifolock_try_convert(fifolock *lock, const fifolock_mode *from,
+FIFOLOCK_API int fifolock_try_convert(fifolock_lock *lock, const fifolock_mode *from,
                                       const fifolock_mode *to);
 
 /** Number of queued requests (0 for NULL), a waiting conversion included. This function can't fail. */
-FIFOLOCK_API size_t fifolock_waiting(const fifolock *lock);
+FIFOLOCK_API size_t fifolock_waiting(const fifolock_lock *lock);
+
+/**
+ * Whether a conversion waits on `lock` (fifolock_convert() returned
+ * FIFOLOCK_WAITING and it was neither switched nor cancelled yet): it waits
+ * ahead of the whole queue, nothing else is granted meanwhile, and another
+ * conversion would get EDEADLK. False for NULL. This function can't fail.
+ */
+FIFOLOCK_API bool fifolock_converting(const fifolock_lock *lock);
 
 /**
  * The lock's hold counts, to read with fifolock_held() and
  * fifolock_holds_list(). Valid as long as the lock is. NULL for NULL.
  */
-FIFOLOCK_API const fifolock_holds *fifolock_holds_of(const fifolock *lock);
+FIFOLOCK_API const fifolock_holds *fifolock_holds_of(const fifolock_lock *lock);
 
 /**
  * A short English message for an error code returned by this library

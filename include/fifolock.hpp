@@ -47,22 +47,17 @@
  * on the fast path; built with -fno-exceptions, what would throw calls
  * std::abort() instead.
  *
- * The C API in C++. In C the event-loop lock is `struct fifolock`, and C++
- * cannot have a class and a namespace of one name in one scope. So this
- * header includes fifolock.h and fifolock_mt.h with that one name spelled
- * `fifolock_c_lock`: in a C++ file that includes it, the event-loop lock's C
- * type is fifolock_c_lock (the same struct, the same functions and symbols:
- * only the tag differs), and every other C name (fifolock_mt, fifolock_mode,
- * fifolock_mutex, fifolock_mt_acquire, the macros, ...) is the global one
- * it is in C. Include this header before any other fifolock header:
- * fifolock.h included first is an error here, with a message that says so.
+ * The C API in C++. In C the event-loop lock is `fifolock` (struct
+ * fifolock), and C++ cannot have a type and a namespace of one name in one
+ * scope. So in C++ fifolock.h names that type `fifolock_lock` only (also
+ * fifolock_c_lock, its name in fifolock.hpp 1.0): the same layout, the same
+ * functions and symbols. Every other C name (fifolock_mt, fifolock_mode,
+ * fifolock_mutex, fifolock_mt_acquire, the macros, ...) is the global one it
+ * is in C. The C headers and this one may be included in any order; no
+ * macro of this header renames anything.
  */
 #ifndef FIFOLOCK_HPP
 #define FIFOLOCK_HPP
-
-#if defined(FIFOLOCK_H) || defined(FIFOLOCK_MT_H)
-#error "In C++ include <fifolock.hpp> before <fifolock.h> and <fifolock_mt.h>: it declares their struct fifolock as fifolock_c_lock, since namespace fifolock takes that name"
-#endif
 
 #include <cassert>
 #include <cerrno>
@@ -75,20 +70,8 @@
 #include <type_traits>
 #include <utility>
 
-/* What the C headers include, first, so that the renaming below touches
-   their own declarations only. */
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <time.h>
-
-#ifdef fifolock
-#error "fifolock.hpp: `fifolock` is defined as a macro"
-#endif
-#define fifolock fifolock_c_lock
 #include "fifolock.h"
 #include "fifolock_mt.h"
-#undef fifolock
 
 /* Checks of the caller's own contract (unlock() of a lock it does not hold,
    destroying a lock in use): undefined behaviour for the standard's
@@ -726,7 +709,7 @@ public:
     hold() noexcept = default;
 
     /** Takes over a hold of `mode` on `lock` that the caller has. This function can't fail. */
-    hold(::fifolock_c_lock &lock, const fifolock_mode &mode, std::adopt_lock_t) noexcept
+    hold(::fifolock_lock &lock, const fifolock_mode &mode, std::adopt_lock_t) noexcept
         : lock_(&lock), mode_(&mode)
     {
     }
@@ -755,7 +738,7 @@ public:
     void release() noexcept
     {
         if (lock_ != nullptr) {
-            ::fifolock_c_lock *lock = std::exchange(lock_, nullptr);
+            ::fifolock_lock *lock = std::exchange(lock_, nullptr);
             [[maybe_unused]] int rc = ::fifolock_release(lock, std::exchange(mode_, nullptr));
             FIFOLOCK_HPP_ASSERT(rc == 0 && "fifolock::hold released behind its back");
         }
@@ -764,11 +747,11 @@ public:
     /** Whether it has a hold; its lock (NULL for none) and mode. Can't fail. */
     bool owns() const noexcept { return lock_ != nullptr; }
     explicit operator bool() const noexcept { return owns(); }
-    ::fifolock_c_lock *lock_handle() const noexcept { return lock_; }
+    ::fifolock_lock *lock_handle() const noexcept { return lock_; }
     const fifolock_mode *mode() const noexcept { return mode_; }
 
 private:
-    ::fifolock_c_lock *lock_ = nullptr;
+    ::fifolock_lock *lock_ = nullptr;
     const fifolock_mode *mode_ = nullptr;
 };
 
@@ -779,7 +762,7 @@ private:
  */
 class event_lock {
 public:
-    using native_handle_type = ::fifolock_c_lock *;
+    using native_handle_type = ::fifolock_lock *;
 
     /** Unheld, nobody waiting. This function can't fail. */
     event_lock() noexcept { ::fifolock_init(&lock_); }
@@ -822,11 +805,11 @@ public:
         return ::fifolock_held(::fifolock_holds_of(&lock_), &mode);
     }
 
-    /** The C lock (struct fifolock, spelled fifolock_c_lock in C++), for the fifolock_* calls. */
+    /** The C lock (fifolock in C, fifolock_lock in C++), for the fifolock_* calls. */
     native_handle_type native_handle() noexcept { return &lock_; }
 
 private:
-    ::fifolock_c_lock lock_{}; /* set by fifolock_init() */
+    ::fifolock_lock lock_{}; /* set by fifolock_init() */
 };
 
 /**
@@ -925,7 +908,7 @@ public:
     fifolock_waiter *native_handle() noexcept { return &waiter_; }
 
 private:
-    bool start(::fifolock_c_lock &lock, const fifolock_mode &mode, callback *on_granted, void *arg)
+    bool start(::fifolock_lock &lock, const fifolock_mode &mode, callback *on_granted, void *arg)
     {
         if (queued_ || owns_)
             detail::fail(EINVAL, "fifolock::request::acquire");
@@ -959,7 +942,7 @@ private:
     }
 
     ::fifolock_waiter waiter_{}; /* FIFOLOCK_WAITER_INIT */
-    ::fifolock_c_lock *lock_ = nullptr;
+    ::fifolock_lock *lock_ = nullptr;
     const fifolock_mode *mode_ = nullptr;
     callback *on_granted_ = nullptr;
     void *arg_ = nullptr;

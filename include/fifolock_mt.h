@@ -73,7 +73,7 @@ struct fifolock_mt {
     /* private */
     uint64_t word;       /* internal lock and idle fast path (src/mt.c) */
     void *wake;          /* parked waiters granted under the internal lock */
-    fifolock engine;     /* the FIFO queue and the hold counts */
+    fifolock_lock engine;     /* the FIFO queue and the hold counts */
     unsigned step_aside; /* a grant went to a thread that is not running */
     unsigned queued;     /* a hint: how many waited when the internal lock was last dropped */
 };
@@ -250,6 +250,114 @@ FIFOLOCK_API int fifolock_mt_try_convert(fifolock_mt *lock, const fifolock_mode 
 FIFOLOCK_API int fifolock_mt_timed_convert(fifolock_mt *lock, const fifolock_mode *from,
                                            const fifolock_mode *to,
                                            const struct timespec *deadline);
+
+/* ------------------------------------------------------------------------ */
+/* Waits that end on something else than a deadline                         */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * As fifolock_mt_timed_acquire_n() (a NULL `deadline`: none, as
+ * fifolock_mt_acquire_n()), but before each sleep of its wait, and at least
+ * every 50 ms while it waits, the calling thread asks `interrupted(arg)`
+ * (see fifolock_interrupt_fn in fifolock.h; a NULL `interrupted` is never
+ * asked, and the call is the plain one). Nonzero withdraws the request as
+ * a deadline would, without a trace (waiters it held back are let through),
+ * and the call returns EINTR with nothing held; if the grant won the race it
+ * returns 0 and the caller holds the `n` holds. `interrupted` runs on the
+ * calling thread, under no lock of this library; it must not call into
+ * `lock`. It is not asked when the request is granted without sleeping.
+ *
+ * Returns 0, EINTR, ETIMEDOUT (the deadline passed: nothing held), or, with
+ * nothing changed, the errors of fifolock_mt_timed_acquire_n(): EINVAL for
+ * a NULL lock or mode, a mode without a predicate, n == 0, or a deadline
+ * whose tv_nsec is outside [0, 999999999]; EDEADLK, ENOMEM, EAGAIN.
+ * Thread-safe. For front ends whose waits must end on a signal (the Python
+ * module's KeyboardInterrupt) or a cancelled task.
+ */
+FIFOLOCK_API int fifolock_mt_acquire_interruptible(fifolock_mt *lock, const fifolock_mode *mode,
+                                                   size_t n, const struct timespec *deadline,
+                                                   fifolock_interrupt_fn *interrupted,
+                                                   void *arg);
+
+/**
+ * As fifolock_mt_timed_convert() (a NULL `deadline`: none, as
+ * fifolock_mt_convert()), asking `interrupted(arg)` before each sleep as
+ * fifolock_mt_acquire_interruptible() does. Nonzero withdraws the waiting
+ * conversion: the call returns EINTR and the caller still holds `from`
+ * (the waiters the conversion held back are let through); if the switch won
+ * the race it returns 0 and the caller holds `to`. Never both, never
+ * neither.
+ *
+ * Returns 0, EINTR, ETIMEDOUT (the caller still holds `from`), or, with
+ * nothing changed, the errors of fifolock_mt_timed_convert(): EPERM,
+ * EDEADLK, EINVAL (also for a tv_nsec outside [0, 999999999]), ENOMEM,
+ * EAGAIN. Thread-safe.
+ */
+FIFOLOCK_API int fifolock_mt_convert_interruptible(fifolock_mt *lock, const fifolock_mode *from,
+                                                   const fifolock_mode *to,
+                                                   const struct timespec *deadline,
+                                                   fifolock_interrupt_fn *interrupted,
+                                                   void *arg);
+
+/* ------------------------------------------------------------------------ */
+/* For front ends built on fifolock_mt (language bindings)                  */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Called by fifolock_mt_inspect() with the fifolock that the lock embeds,
+ * under the lock's internal lock: the read-only queries of fifolock.h
+ * (fifolock_holds_of(), fifolock_held(), fifolock_holds_list(),
+ * fifolock_waiting(), fifolock_converting()) on `engine` all see one state.
+ */
+typedef void fifolock_mt_inspect_fn(const fifolock_lock *engine, void *arg);
+
+/**
+ * Calls `fn(engine, arg)` once, under the internal lock of `lock`, for a
+ * consistent snapshot of its holds and queue (fifolock_mt_held() and
+ * fifolock_mt_waiting() each see a moment of their own). `fn` runs on the
+ * calling thread, where predicates run too: it must be quick, must not
+ * change `engine`, and must not call any fifolock_mt_* function of the same
+ * lock (the internal lock is not reentrant: that waits for ever). Other
+ * threads' calls on `lock` wait meanwhile.
+ *
+ * Returns 0 once `fn` ran, or EINVAL (`fn` not called) for a NULL lock or
+ * fn, or a destroyed lock. Thread-safe.
+ */
+FIFOLOCK_API int fifolock_mt_inspect(fifolock_mt *lock, fifolock_mt_inspect_fn *fn, void *arg);
+
+/**
+ * The fifolock that `lock` embeds, for the read-only queries of fifolock.h,
+ * from a predicate that `lock` asks (it runs under the internal lock, so it
+ * may read the lock it is asked about without fifolock_mt_inspect(), which
+ * would wait for ever there). Anywhere else its contents change under other
+ * threads' feet, and a hold taken by the idle fast path is not counted in
+ * it until the next call: read it only where the internal lock is held
+ * (from a predicate, or use fifolock_mt_inspect()). Never pass it to a
+ * function that changes it. NULL for NULL; this function can't fail.
+ */
+FIFOLOCK_API const fifolock_lock *fifolock_mt_engine(const fifolock_mt *lock);
+
+/**
+ * Fork hooks, as for pthread_atfork(): fifolock_mt_before_fork() takes the
+ * internal lock of `lock` (waiting, as any call does, for a call in progress
+ * in another thread to leave it), so that a fork() made before the matching
+ * fifolock_mt_after_fork() copies a whole queue and whole counts, never a
+ * change half made. Call fifolock_mt_after_fork() after the fork in the
+ * parent and in the child (in both, by the thread that forked). Between the
+ * two, every other thread's call on `lock` waits, and the calling thread
+ * must make no other call on it (it would wait for ever). What other threads
+ * held or waited for stays held or queued in the child, where those threads
+ * do not exist; what the forking thread held, it holds.
+ *
+ * fifolock_mt_before_fork() returns 0, or EINVAL for a NULL or destroyed
+ * lock (then nothing is taken). fifolock_mt_after_fork() returns 0, EINVAL
+ * for a NULL or destroyed lock, or EPERM if the internal lock is not held
+ * at all (no fifolock_mt_before_fork() to match; nothing changes). Only
+ * the thread that took it may call it: the internal lock has no owner to
+ * check that against.
+ */
+FIFOLOCK_API int fifolock_mt_before_fork(fifolock_mt *lock);
+FIFOLOCK_API int fifolock_mt_after_fork(fifolock_mt *lock);
 
 /**
  * Number of threads queued on `lock` right now (0 for NULL): a snapshot that

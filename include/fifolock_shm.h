@@ -357,6 +357,27 @@ FIFOLOCK_API int fifolock_shm_acquire_n(fifolock_shm *lock, const fifolock_mode 
                                         const struct timespec *deadline, uint64_t *token);
 
 /**
+ * As fifolock_shm_acquire_n() without a token, for a wait that something
+ * other than a deadline must be able to end (a signal seen by a language
+ * runtime, a cancelled task): `interrupted(arg)` is asked on the waiting
+ * thread before each sleep of the wait, under no lock of this library, and
+ * no sleep lasts longer than 50 ms (fifolock.h: fifolock_interrupt_fn).
+ * `interrupted` NULL: never asked (then exactly fifolock_shm_acquire_n());
+ * it is not asked when the request is granted without sleeping.
+ *
+ * Returns 0 or EOWNERDEAD (held, as fifolock_shm_acquire()); EINTR:
+ * `interrupted` answered nonzero, and the request left the queue exactly as
+ * at a deadline, without a trace (those it held back are granted), nothing
+ * held; if the grant raced the answer, the grant wins (0 or EOWNERDEAD, and
+ * the caller holds). ETIMEDOUT at `deadline` (NULL: none), as
+ * fifolock_shm_timed_acquire(). Otherwise the errors of
+ * fifolock_shm_acquire_n(), with nothing held or queued. Thread-safe.
+ */
+FIFOLOCK_API int fifolock_shm_acquire_interruptible(fifolock_shm *lock, const fifolock_mode *mode,
+                                                    size_t n, const struct timespec *deadline,
+                                                    fifolock_interrupt_fn *interrupted, void *arg);
+
+/**
  * Drops one hold of `mode` that this handle took (in this process) and grants
  * the waiters it held back; they are told inside this call. Returns 0; EPERM
  * if this handle holds no `mode` (nothing changes; a hold whose grant the

@@ -48,16 +48,21 @@ PyObject *cross_table_class_of(struct cross_table *t, const fifolock_mode *mode)
 {
     PyObject *key, *value;
     Py_ssize_t pos = 0;
+    EntryObject *e;
 
     for (size_t i = 0; i < t->n; i++)
         if (t->modes[i]->mode == mode && t->modes[i]->entry != NULL)
             return t->modes[i]->entry->cls;
     /* a ready-made mode the library made or passed without this table */
+    e = entry_of_ready_mode(t->st, mode);
+    if (e != NULL)
+        return e->cls;
+    if (mode->is_compatible != fifolock_semaphore_is_compatible)
+        return NULL;
+    /* the library's own copy of a semaphore: the class of that size */
     while (PyDict_Next(t->st->builtin, &pos, &key, &value)) {
         const fifolock_mode *m = ((EntryObject *)value)->mode;
-        if (m == mode || (m->is_compatible == fifolock_semaphore_is_compatible &&
-                          mode->is_compatible == fifolock_semaphore_is_compatible &&
-                          m->limit == mode->limit))
+        if (m->is_compatible == fifolock_semaphore_is_compatible && m->limit == mode->limit)
             return ((EntryObject *)value)->cls;
     }
     return NULL;
@@ -132,25 +137,20 @@ static bool cross_is_compatible(const fifolock_mode *mode, const fifolock_holds 
 {
     struct cross_mode *cm = CONTAINER_OF(mode, struct cross_mode, own);
     PyGILState_STATE g = PyGILState_Ensure();
-    PyObject *saved, *view, *func, *r = NULL;
+    PyObject *saved, *view;
     int ok = -1;
 
     /* A waiting thread may withdraw its request with an exception pending
        (an interrupt): keep it aside. */
     saved = PyErr_Occurred() ? take_exception() : NULL;
-    func = cm->entry != NULL ? cm->entry->func : NULL;
-    if (func == NULL) {
+    if (cm->entry == NULL) {
         PyErr_Format(PyExc_RuntimeError, "lock mode %s can no longer be used", cm->name);
     } else {
-        Py_INCREF(func);
         view = holds_as_dict(cm->table, holds);
         if (view != NULL) {
-            r = PyObject_CallOneArg(func, view);
+            ok = entry_ask(cm->entry, view);
             Py_DECREF(view);
         }
-        ok = r == NULL || refuse_awaitable(cm->entry, r) < 0 ? -1 : PyObject_IsTrue(r);
-        Py_XDECREF(r);
-        Py_DECREF(func);
     }
     if (ok < 0) {
         /* "no" is the safe answer: it can never make a second holder. */
@@ -270,7 +270,7 @@ struct cross_mode *cross_table_get(struct cross_table *t, PyObject *cls, size_t 
         cm->mode = e->mode;
         snprintf(cm->name, sizeof cm->name, "%s", e->mode->name ? e->mode->name : "");
     } else {
-        e = entry_new_python(t->st, cls);
+        e = entry_new_python(t->st, cls, NULL);
         if (e == NULL)
             goto fail;
         if (e->kind == KIND_PLAIN && entry_bind(t->st, e) < 0) {
@@ -305,21 +305,4 @@ void cross_deadline_in(double timeout, struct timespec *deadline)
         deadline->tv_sec++;
         deadline->tv_nsec -= 1000000000L;
     }
-}
-
-int cross_parse_timeout(PyObject *obj, double *timeout)
-{
-    if (obj == NULL || obj == Py_None) {
-        *timeout = -1;
-        return 0;
-    }
-    *timeout = PyFloat_AsDouble(obj);
-    if (*timeout == -1.0 && PyErr_Occurred())
-        return -1;
-    if (!(*timeout >= 0)) {
-        PyErr_Format(PyExc_ValueError, "timeout must be a number of seconds >= 0 or None, "
-                                       "not %R", obj);
-        return -1;
-    }
-    return 0;
 }

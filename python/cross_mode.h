@@ -24,7 +24,7 @@
 #ifndef FIFOLOCK_PY_CROSS_MODE_H
 #define FIFOLOCK_PY_CROSS_MODE_H
 
-#include "module.h"
+#include "front_ends.h"
 
 /* Longest name a mode may cross with, its NUL included. */
 #define CROSS_NAME_MAX 64
@@ -72,7 +72,5 @@ void cross_table_modes(struct cross_table *t, const fifolock_mode **out);
 
 /* Deadline `timeout` seconds from now (CLOCK_MONOTONIC). */
 void cross_deadline_in(double timeout, struct timespec *deadline);
-/* None -> -1 (no timeout); a number >= 0 -> seconds. -1 with an exception. */
-int cross_parse_timeout(PyObject *obj, double *timeout);
 
 #endif

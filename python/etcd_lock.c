@@ -131,7 +131,7 @@ static const fifolock_mode *etcd_mode_of(EtcdObject *so, PyObject *cls)
     return NULL;
 }
 
-static int parse_n(PyObject *obj, size_t *n)
+static int etcd_parse_n(PyObject *obj, size_t *n)
 {
     if (obj == NULL) {
         *n = 1;
@@ -168,7 +168,7 @@ static PyObject *etcd_acquire(EtcdObject *so, PyObject *args, PyObject *kwargs)
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "sO|OO:acquire", kwlist, &name, &cls, &n_obj,
                                      &timeout_obj))
         return NULL;
-    if (parse_n(n_obj, &n) < 0 || cross_parse_timeout(timeout_obj, &timeout) < 0 ||
+    if (etcd_parse_n(n_obj, &n) < 0 || parse_timeout(timeout_obj, &timeout) < 0 ||
         check_open(so) < 0)
         return NULL;
     mode = etcd_mode_of(so, cls);

@@ -1,8 +1,17 @@
 /*
- * What the two halves of fifolock._fifolock share: the module state, the
- * mode entries, and the helpers for exceptions and predicates.
- * fifolock_module.c is the asyncio lock (FifoLock) and the module itself;
- * thread_lock.c is the thread lock (ThreadFifoLock). Internal to the
+ * What every file of fifolock._fifolock shares: the module state, the mode
+ * entries, the holds mapping, and the helpers for exceptions, predicates'
+ * answers and lock()'s arguments, all defined in shared.c. The files:
+ *
+ *   fifolock_module.c  the module: init, the ready-made modes' registration,
+ *                      module functions; it registers each front end
+ *                      (front_ends.h)
+ *   async_lock.c       FifoLock, the asyncio lock, on the engine (fifolock.h)
+ *   thread_lock.c      ThreadFifoLock, the thread lock, on fifolock_mt.h
+ *   shared.c           this header's functions; it includes no front end
+ *
+ * Arrows run one way: fifolock_module.c -> the front ends -> shared.c.
+ * Only the library's installed headers (include/) are used. Internal to the
  * extension (built with hidden visibility), never API.
  */
 #ifndef FIFOLOCK_PY_MODULE_H
@@ -11,6 +20,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "fifolock.h"
@@ -69,11 +79,16 @@ struct EntryObject {
     PyObject *cls;             /* the mode class */
     PyObject *func;            /* Python predicate, called with the holds view */
     int kind;                  /* KIND_*: KIND_PLAIN binds func on first use */
+    void *lock;                /* a Python mode's: the lock whose `modes` keeps it
+                                  (borrowed), the only one that asks `own`; else NULL */
 };
 
+/* The predicate of a fifolock_mode. */
+typedef bool entry_predicate(const fifolock_mode *self, const fifolock_holds *holds);
+
 /*
- * The holds mapping of either lock (fifolock.Holds, fifolock.ThreadHolds):
- * one set of mapping methods (fifolock_module.c) over what each lock
+ * The holds mapping of every lock (fifolock.Holds, fifolock.ThreadHolds):
+ * one set of mapping methods (shared.c) over what each lock
  * supplies. A view reads its lock live; the lock clears `lock` when it goes,
  * and the view then reads as empty.
  */
@@ -99,34 +114,56 @@ PyTypeObject *holds_view_type(PyObject *module, const char *name, const char *do
 /* `dict` (stolen) as a new collections.defaultdict(int). */
 PyObject *holds_defaultdict(modstate *st, PyObject *dict);
 
+/* ---- exceptions and module state ---- */
+
 /* The pending exception as one object (normalised, with traceback). */
 PyObject *take_exception(void);
-/* Makes `exc` (stolen) the pending exception. */
+/* Makes `exc` (stolen) the pending exception, keeping its traceback. */
 void restore_exception(PyObject *exc);
 /* Reports `exc` (stolen; NULL: nothing) through sys.unraisablehook. */
 void report_unraisable(PyObject *exc, PyObject *where);
 /* Sets the exception for an unexpected engine error code. */
 void set_engine_error(int rc);
-/* The module state of one of our types (NULL with an exception). */
+/* The module's definition, once, from PyInit__fifolock(): state_of_type()
+   knows our types by it. */
+void module_def_set(PyModuleDef *def);
+/* The module state of one of our types or a subclass (NULL with an exception). */
 modstate *state_of_type(PyTypeObject *type);
+
+/* ---- mode entries ---- */
+
+/* The ModeEntry type, in `module` (NULL: error). */
+PyTypeObject *entry_type_new(PyObject *module);
+/* A new entry for `cls` with a C predicate to set (`own`, `mode`). */
+EntryObject *entry_alloc(modstate *st, PyObject *cls);
 /* A new entry for a class whose predicate is Python code (TypeError if it
-   has none); its `own` mode is the asyncio lock's. */
-EntryObject *entry_new_python(modstate *st, PyObject *cls);
+   has none); `is_compatible` is the C trampoline its `own` mode gets (NULL
+   for a lock that asks per request, as the thread lock's tickets do). */
+EntryObject *entry_new_python(modstate *st, PyObject *cls, entry_predicate *is_compatible);
+/* The entry of `cls`: a ready-made one, else the lock's own in `modes`
+   (may be NULL). Borrowed; NULL if none (check PyErr_Occurred()). */
+EntryObject *entry_find(modstate *st, PyObject *modes, PyObject *cls);
+/* entry_new_python() for `lock`, kept in its `modes` (new reference);
+   RuntimeError if the lock was cleared (`modes` NULL). */
+EntryObject *entry_make(modstate *st, PyObject *modes, PyObject *cls,
+                        entry_predicate *is_compatible, void *lock);
+/* The ready-made entry whose engine mode is `mode` (a Semaphore(n)'s own,
+   or one of st->builtin), borrowed; NULL if it is none of them. */
+EntryObject *entry_of_ready_mode(modstate *st, const fifolock_mode *mode);
 /* Binds a plain-method predicate to an instance of its class: 0 or -1. */
 int entry_bind(modstate *st, EntryObject *e);
-/* -1 with TypeError if `r` is an awaitable or generator, not an answer. */
-int refuse_awaitable(EntryObject *e, PyObject *r);
+/* Asks the Python predicate of `e` about `view`: 1 yes, 0 no, or -1 with
+   the exception (it raised, its answer was an awaitable or a generator, a
+   TypeError, or its mode can no longer be used). May run any Python code. */
+int entry_ask(EntryObject *e, PyObject *view);
 
-/* thread_lock.c: makes the thread lock's types (0, or -1 with an exception). */
-int thread_lock_init(PyObject *module, modstate *st);
-/* os.register_at_fork hooks (module functions). */
-PyObject *thread_lock_fork_before(PyObject *module, PyObject *unused);
-PyObject *thread_lock_fork_parent(PyObject *module, PyObject *unused);
-PyObject *thread_lock_fork_child(PyObject *module, PyObject *unused);
+/* ---- lock(mode, n=1, timeout=None) ---- */
 
-/* process_lock.c: makes fifolock._ShmLock (0, or -1 with an exception). */
-int process_lock_init(PyObject *module, modstate *st);
-/* etcd_lock.c: makes fifolock._EtcdSession and LockLostError (0, or -1). */
-int etcd_lock_init(PyObject *module, modstate *st);
+/* n: an int >= 1, not a bool (NULL: 1). 0, or -1 with TypeError or
+   ValueError, or OverflowError beyond what a lock counts (2**32 - 1). */
+int parse_n(PyObject *obj, size_t *n);
+/* timeout: a number >= 0 or None (also NULL: -1, none). 0, or -1 with
+   TypeError or ValueError. */
+int parse_timeout(PyObject *obj, double *timeout);
 
 #endif

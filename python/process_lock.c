@@ -76,42 +76,6 @@ static int shm_interrupted(void *arg)
     return r;
 }
 
-#ifndef FIFOLOCK_PY_SHM_INTERRUPTIBLE
-/*
- * Until the library has fifolock_shm_acquire_interruptible(): a wait that
- * may be cancelled waits in slices of 50 ms (losing its place in the queue
- * at each), one that may not waits in one piece, FIFO, and sees a signal
- * only once granted (then gives the grant back).
- */
-static int fifolock_shm_acquire_interruptible(fifolock_shm *lock, const fifolock_mode *mode,
-                                              size_t n, const struct timespec *deadline,
-                                              fifolock_interrupt_fn *interrupted, void *arg)
-{
-    struct shm_wait *w = arg;
-    struct timespec slice;
-    int rc;
-
-    if (w->cancel == NULL) {
-        rc = fifolock_shm_acquire_n(lock, mode, n, deadline, NULL);
-        if ((rc == 0 || rc == EOWNERDEAD) && interrupted(arg))
-            return rc; /* the caller sees the exception and gives it back */
-        return rc;
-    }
-    for (;;) {
-        if (interrupted(arg))
-            return EINTR;
-        cross_deadline_in(0.05, &slice);
-        if (deadline != NULL && (deadline->tv_sec < slice.tv_sec ||
-                                 (deadline->tv_sec == slice.tv_sec &&
-                                  deadline->tv_nsec < slice.tv_nsec)))
-            return fifolock_shm_acquire_n(lock, mode, n, deadline, NULL);
-        rc = fifolock_shm_acquire_n(lock, mode, n, &slice, NULL);
-        if (rc != ETIMEDOUT)
-            return rc;
-    }
-}
-#endif
-
 /* Raises the exception for error `rc` of a fifolock_shm_* call, with its
    detail (fifolock_shm_last_error() of this thread, read by the caller). */
 static void shm_error(modstate *st, int rc, const char *detail, PyObject *cls, size_t n)
@@ -308,7 +272,7 @@ static PyObject *deaths_list(ShmLockObject *lk, const struct fifolock_shm_death 
     return list;
 }
 
-static int parse_n(PyObject *obj, size_t *n)
+static int shm_parse_n(PyObject *obj, size_t *n)
 {
     if (obj == NULL) {
         *n = 1;
@@ -352,7 +316,7 @@ static PyObject *shm_acquire(ShmLockObject *lk, PyObject *args, PyObject *kwargs
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|OOO:acquire", kwlist, &cls, &n_obj,
                                      &timeout_obj, &cancel))
         return NULL;
-    if (parse_n(n_obj, &n) < 0 || cross_parse_timeout(timeout_obj, &timeout) < 0)
+    if (shm_parse_n(n_obj, &n) < 0 || parse_timeout(timeout_obj, &timeout) < 0)
         return NULL;
     w.cancel = cancel == Py_None ? NULL : cancel;
     take_mu(lk);
@@ -431,7 +395,7 @@ static PyObject *shm_release(ShmLockObject *lk, PyObject *args, PyObject *kwargs
 
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O:release", kwlist, &cls, &n_obj))
         return NULL;
-    if (parse_n(n_obj, &n) < 0 || check_open(lk) < 0)
+    if (shm_parse_n(n_obj, &n) < 0 || check_open(lk) < 0)
         return NULL;
     cm = cross_table_find(&lk->table, cls);
     if (cm == NULL || lk->busy == 0) {
@@ -749,12 +713,5 @@ int process_lock_init(PyObject *module, modstate *st)
         return -1;
     rc = PyModule_AddType(module, tp);
     Py_DECREF(tp);
-#ifdef FIFOLOCK_PY_SHM_INTERRUPTIBLE
-    if (rc == 0)
-        rc = PyModule_AddIntConstant(module, "_SHM_INTERRUPTIBLE", 1);
-#else
-    if (rc == 0)
-        rc = PyModule_AddIntConstant(module, "_SHM_INTERRUPTIBLE", 0);
-#endif
     return rc;
 }

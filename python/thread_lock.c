@@ -11,8 +11,8 @@
  *   ThreadLockContext  (lock, entry, n, timeout) and the holds taken by its
  *                      entries that have not exited yet.
  *   ThreadHolds        the `holds` passed to Python predicates: the
- *                      HoldsView of fifolock_module.c over tholds_dict()
- *                      and tholds_count().
+ *                      HoldsView of shared.c over tholds_dict() and
+ *                      tholds_count().
  *   ticket             one request of a Python mode (below).
  *
  * Lock order: L (the internal lock of the fifolock_mt), then the GIL
@@ -25,7 +25,7 @@
  *   the GIL. Every call into fifolock_mt that may take L is therefore made
  *   with the GIL released (Py_BEGIN_ALLOW_THREADS): acquire, release,
  *   waiting, and the snapshots of `holds` (which take L through
- *   fifolock_mt__lock_internal()). With that, a cycle would need a thread
+ *   fifolock_mt_inspect()). With that, a cycle would need a thread
  *   that holds the GIL and waits for L, and there is none: the thread under
  *   L that waits for the GIL gets it once its holder releases it, which it
  *   does within the switch interval or when it calls in here. The release
@@ -63,7 +63,7 @@
  *
  * Conversions
  *
- *   held.convert(To, timeout) is fifolock_mt__convert_interruptible() from
+ *   held.convert(To, timeout) is fifolock_mt_convert_interruptible() from
  *   the mode the context holds (its ticket, or a ready-made mode) to To (a
  *   new ticket, or a ready-made mode), GIL released as for an acquire; on
  *   success the context's one hold is To (`cur`) and its exit releases that.
@@ -77,7 +77,7 @@
  *
  * Interrupts
  *
- *   Waits use fifolock_mt__acquire_interruptible(): before each sleep (at
+ *   Waits use fifolock_mt_acquire_interruptible(): before each sleep (at
  *   most 50 ms) its hook takes the GIL and runs PyErr_CheckSignals(). If a
  *   signal handler raised (KeyboardInterrupt, or anything a handler
  *   raises), the request is withdrawn as at a timeout (EINTR) and the
@@ -87,13 +87,14 @@
  * fork()
  *
  *   The fork hooks (os.register_at_fork) take L of every lock before the
- *   fork and drop it after, in the parent and in the child: the child never
+ *   fork and drop it after, in the parent and in the child
+ *   (fifolock_mt_before_fork(), fifolock_mt_after_fork()): the child never
  *   inherits an L that a thread it does not have was holding, and every
  *   lock's queue and counts are whole. As with threading.Lock, what other
  *   threads held or waited for stays held or queued in the child (those
  *   threads do not exist there); what the forking thread held, it holds.
  */
-#include "module.h"
+#include "front_ends.h"
 
 #include <structmember.h>
 
@@ -103,7 +104,6 @@
 #include <time.h>
 
 #include "fifolock_mt.h"
-#include "mt_internal.h"
 
 struct ticket {
     fifolock_mode mode;  /* the engine's key for this one request */
@@ -111,6 +111,7 @@ struct ticket {
     PyObject *exc;       /* its predicate raised (written under L and the GIL) */
     int convert;         /* the `to` of a conversion: a raise answers "no" */
     struct ticket *next; /* in its context's `held`, or the lock's `orphans` */
+    TLockObject *lock;   /* whose engine counts it (borrowed: it outlives us) */
 };
 
 struct TLockObject {
@@ -146,7 +147,7 @@ static bool tpy_is_compatible(const fifolock_mode *mode, const fifolock_holds *h
 
 /* ---- tickets -------------------------------------------------------------- */
 
-static struct ticket *ticket_new(EntryObject *e)
+static struct ticket *ticket_new(TLockObject *lk, EntryObject *e)
 {
     struct ticket *t = PyMem_Malloc(sizeof *t);
 
@@ -161,6 +162,7 @@ static struct ticket *ticket_new(EntryObject *e)
     t->exc = NULL;
     t->convert = 0;
     t->next = NULL;
+    t->lock = lk;
     return t;
 }
 
@@ -219,11 +221,11 @@ static void hold_list_free(struct hold_list *l)
     l->n = 0;
 }
 
-/* Copies the holds; the caller holds L. Without the GIL: raw memory only.
-   -1 if out of memory. */
-static int hold_list_fill(fifolock_mt *mt, struct hold_list *l)
+/* Copies the holds of `engine`, read under L. Without the GIL: raw memory
+   only. -1 if out of memory. */
+static int hold_list_fill(const fifolock *engine, struct hold_list *l)
 {
-    const fifolock_holds *h = fifolock_holds_of(&mt->engine);
+    const fifolock_holds *h = fifolock_holds_of(engine);
     size_t n = fifolock_holds_list(h, NULL, NULL, 0);
 
     l->n = 0;
@@ -250,22 +252,41 @@ static int hold_list_fill(fifolock_mt *mt, struct hold_list *l)
     return 0;
 }
 
+struct hold_list_call {
+    struct hold_list *l;
+    int rc;
+};
+
+/* fifolock_mt_inspect()'s callback: under L. */
+static void hold_list_inspect(const fifolock *engine, void *arg)
+{
+    struct hold_list_call *call = arg;
+
+    call->rc = hold_list_fill(engine, call->l);
+}
+
 /*
  * The holds of `lk` now. Inside its own predicate this thread holds L and
- * reads them directly; anywhere else it takes L, with the GIL released (see
- * the lock order at the top). 0, or -1 with MemoryError.
+ * reads them directly; anywhere else it takes L (fifolock_mt_inspect()),
+ * with the GIL released (see the lock order at the top). 0, or -1 with
+ * MemoryError.
  */
 static int hold_list_get(TLockObject *lk, struct hold_list *l)
 {
+    struct hold_list_call call = { l, 0 };
     int rc;
 
     if (in_own_predicate(lk)) {
-        rc = hold_list_fill(&lk->mt, l);
+        rc = hold_list_fill(fifolock_mt_engine(&lk->mt), l);
     } else {
         Py_BEGIN_ALLOW_THREADS
-        fifolock_mt__lock_internal(&lk->mt);
-        rc = hold_list_fill(&lk->mt, l);
-        fifolock_mt__unlock_internal(&lk->mt);
+        if (fifolock_mt_inspect(&lk->mt, hold_list_inspect, &call) != 0) {
+            l->n = 0; /* a destroyed lock: nobody holds it */
+            l->modes = NULL;
+            l->entries = NULL;
+            l->counts = NULL;
+        }
+        rc = call.rc;
         Py_END_ALLOW_THREADS
     }
     if (rc < 0)
@@ -276,18 +297,11 @@ static int hold_list_get(TLockObject *lk, struct hold_list *l)
 /* The class of the i-th hold of `l` (borrowed), NULL if unknown. */
 static PyObject *class_of_hold(TLockObject *lk, const struct hold_list *l, size_t i)
 {
-    const fifolock_mode *mode = l->modes[i];
-    PyObject *key, *value;
-    Py_ssize_t pos = 0;
+    EntryObject *e = l->entries[i];
 
-    if (l->entries[i] != NULL)
-        return l->entries[i]->cls;
-    if (mode->is_compatible == fifolock_semaphore_is_compatible)
-        return CONTAINER_OF(mode, EntryObject, own)->cls;
-    while (PyDict_Next(lk->st->builtin, &pos, &key, &value))
-        if (((EntryObject *)value)->mode == mode)
-            return ((EntryObject *)value)->cls;
-    return NULL;
+    if (e == NULL)
+        e = entry_of_ready_mode(lk->st, l->modes[i]);
+    return e != NULL ? e->cls : NULL;
 }
 
 /* {class: holders} now, one count per class (a class's tickets added up). */
@@ -343,7 +357,7 @@ static Py_ssize_t tholds_count(TLockObject *lk, PyObject *cls)
     if (e == NULL && PyObject_Hash(cls) == -1)
         return -1; /* a key like any other */
     if (e != NULL && in_own_predicate(lk))
-        return (Py_ssize_t)fifolock_held(fifolock_holds_of(&lk->mt.engine),
+        return (Py_ssize_t)fifolock_held(fifolock_holds_of(fifolock_mt_engine(&lk->mt)),
                                          ((EntryObject *)e)->mode);
     if (hold_list_get(lk, &l) < 0)
         return -1;
@@ -380,19 +394,20 @@ static const char tholds_doc[] =
 /*
  * The engine's predicate for a request of a Python mode: runs under L, in
  * the thread of the engine call, which released the GIL and takes it here
- * (L, then the GIL: see the top). The engine hands every predicate
- * fifolock_holds_of() of its fifolock, inside our fifolock_mt.
+ * (L, then the GIL: see the top). A ticket is asked only by the engine of
+ * its own lock, so `holds` is that lock's (fifolock_mt_engine()'s).
  */
 static bool tpy_is_compatible(const fifolock_mode *mode, const fifolock_holds *holds)
 {
     struct ticket *t = CONTAINER_OF(mode, struct ticket, mode);
-    TLockObject *lk = CONTAINER_OF(holds, TLockObject, mt.engine.holds);
+    TLockObject *lk = t->lock;
     EntryObject *e = t->entry;
     PyGILState_STATE g;
-    PyObject *saved, *func, *r;
+    PyObject *saved;
     unsigned long outer_thread;
     int ok, outer;
 
+    (void)holds; /* Python predicates read them through lk->view */
     /* The rest of a weighted request whose question raised (t->exc is
        written only here, under L): it takes its holds and gives them back. */
     if (t->exc != NULL)
@@ -405,18 +420,7 @@ static bool tpy_is_compatible(const fifolock_mode *mode, const fifolock_holds *h
     outer_thread = lk->pred_thread;
     lk->in_pred = 1;
     lk->pred_thread = PyThread_get_thread_ident();
-    func = e->func;
-    if (func == NULL) {
-        PyErr_Format(PyExc_RuntimeError, "lock mode %R can no longer be used",
-                     e->cls ? e->cls : Py_None);
-        ok = -1;
-    } else {
-        Py_INCREF(func);
-        r = PyObject_CallOneArg(func, lk->view);
-        ok = r == NULL || refuse_awaitable(e, r) < 0 ? -1 : PyObject_IsTrue(r);
-        Py_XDECREF(r);
-        Py_DECREF(func);
-    }
+    ok = entry_ask(e, lk->view);
     if (ok < 0) {
         t->exc = take_exception(); /* for the thread of this request */
         /* So that it leaves the queue in its turn; but "yes" would switch a
@@ -484,7 +488,7 @@ static PyObject *tcontext_enter(TContextObject *c, PyObject *unused)
     TLockObject *lk = c->lock;
     EntryObject *e = c->entry;
     struct ticket *t = NULL;
-    struct fifolock_mt__interrupt hook = { interrupted, NULL };
+    struct ticket *asked = NULL; /* for interrupted() */
     const fifolock_mode *mode;
     struct timespec deadline;
     int rc;
@@ -508,20 +512,21 @@ static PyObject *tcontext_enter(TContextObject *c, PyObject *unused)
     } else {
         if (e->kind == KIND_PLAIN && e->func == NULL && entry_bind(lk->st, e) < 0)
             return NULL;
-        t = ticket_new(e);
+        t = ticket_new(lk, e);
         if (t == NULL)
             return NULL;
         mode = &t->mode;
         /* Its predicate may raise when asked, as it queues, whether it could
            ever fit: it is then withdrawn at its next look, not at its turn. */
-        hook.arg = t;
+        asked = t;
     }
     if (c->timeout >= 0)
         deadline_in(c->timeout, &deadline);
     c->pending++;
     Py_BEGIN_ALLOW_THREADS
-    rc = fifolock_mt__acquire_interruptible(&lk->mt, mode, c->n,
-                                            c->timeout >= 0 ? &deadline : NULL, &hook);
+    rc = fifolock_mt_acquire_interruptible(&lk->mt, mode, c->n,
+                                           c->timeout >= 0 ? &deadline : NULL, interrupted,
+                                           asked);
     Py_END_ALLOW_THREADS
     c->pending--;
     if (rc == 0 && ((t != NULL && t->exc != NULL) || PyErr_Occurred())) {
@@ -675,17 +680,18 @@ static void tcontext_dealloc(TContextObject *c)
 }
 
 static EntryObject *tentry_get(TLockObject *lk, PyObject *cls);
-static int parse_timeout(PyObject *obj, double *timeout);
 
-/* Converts `from` to `to` (or back), GIL released (it may take L). */
+/* Converts `from` to `to` (or back: wait false, never waits), GIL released
+   (it may take L). A wait asks interrupted(asked) before each sleep. */
 static int convert_holds(TLockObject *lk, const fifolock_mode *from, const fifolock_mode *to,
-                         const struct timespec *deadline, const struct fifolock_mt__interrupt *intr)
+                         const struct timespec *deadline, bool wait, struct ticket *asked)
 {
     int rc;
 
     Py_BEGIN_ALLOW_THREADS
-    if (intr != NULL)
-        rc = fifolock_mt__convert_interruptible(&lk->mt, from, to, deadline, intr);
+    if (wait)
+        rc = fifolock_mt_convert_interruptible(&lk->mt, from, to, deadline, interrupted,
+                                               asked);
     else
         rc = fifolock_mt_try_convert(&lk->mt, from, to);
     Py_END_ALLOW_THREADS
@@ -713,7 +719,7 @@ static PyObject *tcontext_convert(TContextObject *c, PyObject *args, PyObject *k
     static char *kwlist[] = { "mode", "timeout", NULL };
     TLockObject *lk = c->lock;
     PyObject *mode, *timeout_obj = NULL, *exc;
-    struct fifolock_mt__interrupt hook = { interrupted, NULL };
+    struct ticket *asked = NULL; /* for interrupted() */
     const fifolock_mode *from, *to_mode;
     struct ticket *tt = NULL;
     struct timespec deadline;
@@ -761,13 +767,13 @@ static PyObject *tcontext_convert(TContextObject *c, PyObject *args, PyObject *k
         return NULL;
     }
     if (to->kind != KIND_C) {
-        tt = ticket_new(to);
+        tt = ticket_new(lk, to);
         if (tt == NULL) {
             Py_DECREF(to);
             return NULL;
         }
         tt->convert = 1;
-        hook.arg = tt;
+        asked = tt;
     }
     held = c->cur != NULL ? c->cur : c->entry;
     from = c->held != NULL ? &c->held->mode : held->mode;
@@ -781,7 +787,7 @@ static PyObject *tcontext_convert(TContextObject *c, PyObject *args, PyObject *k
         return NULL;
     }
     c->converting = 1;
-    rc = convert_holds(lk, from, to_mode, timeout >= 0 ? &deadline : NULL, &hook);
+    rc = convert_holds(lk, from, to_mode, timeout >= 0 ? &deadline : NULL, true, asked);
     c->converting = 0;
     /*
      * A signal is looked for before each sleep of the wait, but the grant
@@ -808,7 +814,7 @@ static PyObject *tcontext_convert(TContextObject *c, PyObject *args, PyObject *k
         exc = take_exception();
         if (c->held != NULL)
             c->held->convert = 1;
-        if (convert_holds(lk, to_mode, from, NULL, NULL) == 0) {
+        if (convert_holds(lk, to_mode, from, NULL, false, NULL) == 0) {
             ticket_free(tt);
         } else {
             if (c->held != NULL && c->held->exc != NULL) {
@@ -960,78 +966,14 @@ static PyType_Spec tcontext_spec = {
 /* The entry of `cls` on `lk` (new reference). */
 static EntryObject *tentry_get(TLockObject *lk, PyObject *cls)
 {
-    PyObject *e = PyDict_GetItemWithError(lk->st->builtin, cls);
+    EntryObject *e = entry_find(lk->st, lk->modes, cls);
 
-    if (e == NULL && !PyErr_Occurred() && lk->modes != NULL)
-        e = PyDict_GetItemWithError(lk->modes, cls);
     if (e != NULL)
         return (EntryObject *)Py_NewRef(e);
     if (PyErr_Occurred())
         return NULL;
-    if (lk->modes == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "this lock was cleared");
-        return NULL;
-    }
-    e = (PyObject *)entry_new_python(lk->st, cls);
-    if (e == NULL)
-        return NULL;
-    if (PyDict_SetItem(lk->modes, cls, e) < 0) {
-        Py_DECREF(e);
-        return NULL;
-    }
-    return (EntryObject *)e;
-}
-
-static int parse_timeout(PyObject *obj, double *timeout)
-{
-    double t;
-
-    if (obj == NULL || obj == Py_None) {
-        *timeout = -1;
-        return 0;
-    }
-    if (PyBool_Check(obj) || !(PyFloat_Check(obj) || PyLong_Check(obj))) {
-        PyErr_Format(PyExc_TypeError, "timeout must be a number or None, not %.200s",
-                     Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    t = PyFloat_AsDouble(obj);
-    if (t == -1.0 && PyErr_Occurred())
-        return -1;
-    if (isnan(t) || t < 0) {
-        PyErr_Format(PyExc_ValueError, "timeout must be None or >= 0, not %R", obj);
-        return -1;
-    }
-    *timeout = t;
-    return 0;
-}
-
-static int parse_n_arg(PyObject *obj, size_t *n)
-{
-    unsigned long long v;
-
-    if (obj == NULL) {
-        *n = 1;
-        return 0;
-    }
-    if (PyBool_Check(obj) || !PyLong_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "n must be an int, not %.200s", Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    if (PyObject_RichCompareBool(obj, Py_False, Py_LE) != 0) {
-        if (!PyErr_Occurred())
-            PyErr_Format(PyExc_ValueError, "n must be at least 1, not %R", obj);
-        return -1;
-    }
-    v = PyLong_AsUnsignedLongLong(obj);
-    if (v == (unsigned long long)-1 && PyErr_Occurred())
-        return -1;
-    if (v > UINT32_MAX) {
-        PyErr_Format(PyExc_OverflowError, "n=%R is more holds than a lock counts", obj);
-        return -1;
-    }
-    *n = (size_t)v;
-    return 0;
+    /* no predicate of its own: each request is a ticket (see the top) */
+    return entry_make(lk->st, lk->modes, cls, NULL, lk);
 }
 
 static PyObject *tlock_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
@@ -1066,7 +1008,7 @@ static PyObject *tlock_vectorcall(PyObject *self, PyObject *const *args, size_t 
         }
         *slot = args[nargs + i];
     }
-    if (parse_n_arg(n_obj, &n) < 0 || parse_timeout(timeout_obj, &timeout) < 0)
+    if (parse_n(n_obj, &n) < 0 || parse_timeout(timeout_obj, &timeout) < 0)
         return NULL;
     e = tentry_get(lk, args[0]);
     if (e == NULL)
@@ -1138,11 +1080,25 @@ static int tlock_clear(TLockObject *lk)
     return 0;
 }
 
+/* One mode held, if nobody waits (fifolock_mt_inspect()'s callback). */
+struct some_hold {
+    const fifolock_mode *mode;
+    size_t count;
+};
+
+static void some_hold_inspect(const fifolock *engine, void *arg)
+{
+    struct some_hold *h = arg;
+
+    if (fifolock_waiting(engine) != 0 ||
+        fifolock_holds_list(fifolock_holds_of(engine), &h->mode, &h->count, 1) == 0)
+        h->mode = NULL;
+}
+
 static void tlock_dealloc(TLockObject *lk)
 {
     PyTypeObject *tp = Py_TYPE(lk);
-    const fifolock_mode *mode;
-    size_t count;
+    struct some_hold h;
 
     PyObject_GC_UnTrack(lk);
     if (lk->weakreflist != NULL)
@@ -1151,9 +1107,8 @@ static void tlock_dealloc(TLockObject *lk)
        thread inside a call has one): so nobody holds its L or waits for it,
        and its holds, left by contexts that went without exiting, are
        dropped here with the GIL held. Nobody waits either. */
-    while (fifolock_mt_waiting(&lk->mt) == 0 &&
-           fifolock_holds_list(fifolock_holds_of(&lk->mt.engine), &mode, &count, 1) != 0)
-        (void)fifolock_mt_release_n(&lk->mt, mode, count);
+    while (fifolock_mt_inspect(&lk->mt, some_hold_inspect, &h) == 0 && h.mode != NULL)
+        (void)fifolock_mt_release_n(&lk->mt, h.mode, h.count);
     (void)fifolock_mt_destroy(&lk->mt);
     while (lk->orphans != NULL) {
         struct ticket *t = lk->orphans;
@@ -1187,7 +1142,7 @@ static PyObject *tlock_get_waiting(TLockObject *lk, void *closure)
 
     (void)closure;
     if (in_own_predicate(lk))
-        return PyLong_FromSize_t(fifolock_waiting(&lk->mt.engine));
+        return PyLong_FromSize_t(fifolock_waiting(fifolock_mt_engine(&lk->mt)));
     Py_BEGIN_ALLOW_THREADS
     n = fifolock_mt_waiting(&lk->mt);
     Py_END_ALLOW_THREADS
@@ -1307,7 +1262,7 @@ PyObject *thread_lock_fork_before(PyObject *module, PyObject *unused)
             }
         Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t i = 0; i < k; i++)
-            fifolock_mt__lock_internal(&batch[i]->mt);
+            (void)fifolock_mt_before_fork(&batch[i]->mt); /* 0: alive as we are */
         Py_END_ALLOW_THREADS
         memcpy(st->forking + st->nforking, batch, (size_t)k * sizeof *batch);
         st->nforking += k;
@@ -1325,7 +1280,7 @@ static PyObject *fork_after(PyObject *module)
     st->forking = NULL;
     st->nforking = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        fifolock_mt__unlock_internal(&all[i]->mt); /* never waits */
+        (void)fifolock_mt_after_fork(&all[i]->mt); /* never waits; 0: ours */
         all[i]->fork_held = 0;
     }
     for (Py_ssize_t i = 0; i < n; i++)

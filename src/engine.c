@@ -714,6 +714,12 @@ size_t fifolock_waiting(const fifolock *lock)
     return lock ? lock->waiting : 0;
 }
 
+bool fifolock_converting(const fifolock *lock)
+{
+    /* a waiting conversion is always the head (I1) */
+    return lock != NULL && lock->head != NULL && lock->head->from != NULL;
+}
+
 const fifolock_holds *fifolock_holds_of(const fifolock *lock)
 {
     return lock ? &lock->holds : NULL;

@@ -127,7 +127,7 @@
  *   A3 park     CAS s: YIELDING (or WAITING) -> PARKED; if that fails, s is
  *               GRANTED: return 0.
  *   A4 sleep    futex_wait(s, PARKED, deadline). A wait that may be
- *               interrupted (fifolock_mt__interrupt, for Python) first asks
+ *               interrupted (fifolock_mt_*_interruptible) first asks
  *               its hook, and sleeps at most a slice (50 ms) before asking
  *               again; a yes withdraws the request as T1 does, with EINTR.
  *   A5 look     s == GRANTED: return 0. s == WAKING: A6. s == NUDGED: N2.
@@ -238,7 +238,8 @@ struct waiter {
     fifolock_waiter w;  /* first: the engine hands this back to granted() */
     uint32_t state;     /* S_*, atomic */
     struct waiter *next; /* in lock->wake; written under L */
-    const struct fifolock_mt__interrupt *intr; /* asked before each sleep; NULL: none */
+    fifolock_interrupt_fn *interrupted; /* asked before each sleep; NULL: never */
+    void *interrupt_arg;
 };
 
 /* How long a wait that can be interrupted sleeps before it asks again. */
@@ -580,9 +581,9 @@ static int wait_granted(fifolock_mt *lock, struct waiter *w, const struct timesp
             struct timespec slice;
             int rc;
 
-            if (w->intr != NULL) {
+            if (w->interrupted != NULL) {
                 /* asked before each sleep, which lasts a slice at most */
-                if (w->intr->interrupted(w->intr->arg))
+                if (w->interrupted(w->interrupt_arg))
                     return withdraw(lock, w, EINTR);
                 slice = in_ns_from_now(INTERRUPT_SLICE_NS);
                 if (deadline == NULL || !deadline_passed_at(deadline, &slice))
@@ -659,9 +660,9 @@ static int last_try(fifolock_mt *lock, const fifolock_mode *mode, size_t n)
 /* A0, A1, then A2-A6. `deadline` is NULL or in the future. */
 static int acquire_slow(fifolock_mt *lock, const fifolock_mode *mode, size_t n,
                         const struct timespec *deadline,
-                        const struct fifolock_mt__interrupt *intr)
+                        fifolock_interrupt_fn *interrupted, void *arg)
 {
-    struct waiter w = { FIFOLOCK_WAITER_INIT, S_WAITING, NULL, intr };
+    struct waiter w = { FIFOLOCK_WAITER_INIT, S_WAITING, NULL, interrupted, arg };
     size_t ahead;
     int rc;
 
@@ -730,14 +731,14 @@ int fifolock_mt_acquire(fifolock_mt *lock, const fifolock_mode *mode)
 {
     if (fast_acquire(lock, mode))
         return 0;
-    return acquire_slow(lock, mode, 1, NULL, NULL);
+    return acquire_slow(lock, mode, 1, NULL, NULL, NULL);
 }
 
 int fifolock_mt_acquire_n(fifolock_mt *lock, const fifolock_mode *mode, size_t n)
 {
     if (n == 1 && fast_acquire(lock, mode))
         return 0;
-    return acquire_slow(lock, mode, n, NULL, NULL);
+    return acquire_slow(lock, mode, n, NULL, NULL, NULL);
 }
 
 int fifolock_mt_try_acquire(fifolock_mt *lock, const fifolock_mode *mode)
@@ -763,7 +764,7 @@ int fifolock_mt_timed_acquire_n(fifolock_mt *lock, const fifolock_mode *mode, si
         return 0;
     if (deadline_passed(deadline))
         return last_try(lock, mode, n);
-    return acquire_slow(lock, mode, n, deadline, NULL);
+    return acquire_slow(lock, mode, n, deadline, NULL, NULL);
 }
 
 int fifolock_mt_timed_acquire(fifolock_mt *lock, const fifolock_mode *mode,
@@ -813,9 +814,9 @@ int fifolock_mt_release(fifolock_mt *lock, const fifolock_mode *mode)
  */
 static int convert(fifolock_mt *lock, const fifolock_mode *from, const fifolock_mode *to,
                    bool try, const struct timespec *deadline,
-                   const struct fifolock_mt__interrupt *intr)
+                   fifolock_interrupt_fn *interrupted, void *arg)
 {
-    struct waiter w = { FIFOLOCK_WAITER_INIT, S_WAITING, NULL, intr };
+    struct waiter w = { FIFOLOCK_WAITER_INIT, S_WAITING, NULL, interrupted, arg };
     const fifolock_waiter *head;
     unsigned step_aside;
     int rc;
@@ -840,13 +841,13 @@ static int convert(fifolock_mt *lock, const fifolock_mode *from, const fifolock_
 
 int fifolock_mt_convert(fifolock_mt *lock, const fifolock_mode *from, const fifolock_mode *to)
 {
-    return convert(lock, from, to, false, NULL, NULL);
+    return convert(lock, from, to, false, NULL, NULL, NULL);
 }
 
 int fifolock_mt_try_convert(fifolock_mt *lock, const fifolock_mode *from,
                             const fifolock_mode *to)
 {
-    return convert(lock, from, to, true, NULL, NULL);
+    return convert(lock, from, to, true, NULL, NULL, NULL);
 }
 
 int fifolock_mt_timed_convert(fifolock_mt *lock, const fifolock_mode *from,
@@ -857,14 +858,14 @@ int fifolock_mt_timed_convert(fifolock_mt *lock, const fifolock_mode *from,
     if (!valid_deadline(deadline))
         return EINVAL;
     if (!deadline_passed(deadline))
-        return convert(lock, from, to, false, deadline, NULL);
-    rc = convert(lock, from, to, true, NULL, NULL); /* past: one try */
+        return convert(lock, from, to, false, deadline, NULL, NULL);
+    rc = convert(lock, from, to, true, NULL, NULL, NULL); /* past: one try */
     return rc == EBUSY ? ETIMEDOUT : rc;
 }
 
-int fifolock_mt__acquire_interruptible(fifolock_mt *lock, const fifolock_mode *mode, size_t n,
-                                       const struct timespec *deadline,
-                                       const struct fifolock_mt__interrupt *intr)
+int fifolock_mt_acquire_interruptible(fifolock_mt *lock, const fifolock_mode *mode, size_t n,
+                                      const struct timespec *deadline,
+                                      fifolock_interrupt_fn *interrupted, void *arg)
 {
     if (deadline != NULL && !valid_deadline(deadline))
         return EINVAL;
@@ -872,20 +873,20 @@ int fifolock_mt__acquire_interruptible(fifolock_mt *lock, const fifolock_mode *m
         return 0;
     if (deadline_passed(deadline))
         return last_try(lock, mode, n);
-    return acquire_slow(lock, mode, n, deadline, intr);
+    return acquire_slow(lock, mode, n, deadline, interrupted, arg);
 }
 
-int fifolock_mt__convert_interruptible(fifolock_mt *lock, const fifolock_mode *from,
-                                       const fifolock_mode *to, const struct timespec *deadline,
-                                       const struct fifolock_mt__interrupt *intr)
+int fifolock_mt_convert_interruptible(fifolock_mt *lock, const fifolock_mode *from,
+                                      const fifolock_mode *to, const struct timespec *deadline,
+                                      fifolock_interrupt_fn *interrupted, void *arg)
 {
     int rc;
 
     if (deadline != NULL && !valid_deadline(deadline))
         return EINVAL;
     if (!deadline_passed(deadline))
-        return convert(lock, from, to, false, deadline, intr);
-    rc = convert(lock, from, to, true, NULL, NULL);
+        return convert(lock, from, to, false, deadline, interrupted, arg);
+    rc = convert(lock, from, to, true, NULL, NULL, NULL);
     return rc == EBUSY ? ETIMEDOUT : rc;
 }
 
@@ -909,6 +910,48 @@ size_t fifolock_mt_held(fifolock_mt *lock, const fifolock_mode *mode)
     n = fifolock_held(fifolock_holds_of(&lock->engine), mode);
     iunlock(lock);
     return n;
+}
+
+int fifolock_mt_inspect(fifolock_mt *lock, fifolock_mt_inspect_fn *fn, void *arg)
+{
+    if (lock == NULL || fn == NULL || ilock(lock) != 0)
+        return EINVAL;
+    fn(&lock->engine, arg); /* under L: holds and queue stand still */
+    iunlock(lock);
+    return 0;
+}
+
+const fifolock *fifolock_mt_engine(const fifolock_mt *lock)
+{
+    return lock ? &lock->engine : NULL;
+}
+
+/*
+ * The fork hooks hold L across fork(): the child then inherits a whole
+ * queue and whole counts, never L half way through a change. L is not
+ * reentrant, so a second fifolock_mt_before_fork() would wait for ever;
+ * the caller pairs them.
+ */
+int fifolock_mt_before_fork(fifolock_mt *lock)
+{
+    if (lock == NULL || ilock(lock) != 0)
+        return EINVAL;
+    return 0;
+}
+
+int fifolock_mt_after_fork(fifolock_mt *lock)
+{
+    uint64_t w;
+
+    if (lock == NULL)
+        return EINVAL;
+    w = __atomic_load_n(&lock->word, __ATOMIC_RELAXED);
+    if (w == W_DEAD)
+        return EINVAL;
+    if (!(w & W_LOCKED))
+        return EPERM; /* no fifolock_mt_before_fork() holds L */
+    iunlock(lock);
+    return 0;
 }
 
 /* ---- probes for tests ---------------------------------------------------- */

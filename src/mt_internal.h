@@ -59,32 +59,6 @@ FIFOLOCK_HIDDEN extern struct fifolock_mt__tuning fifolock_mt__tuning;
 FIFOLOCK_HIDDEN extern void (*fifolock_mt__on_timeout)(fifolock_mt *lock);
 
 /*
- * For front ends whose waits must end on a signal (Python's KeyboardInterrupt):
- * `interrupted(arg)` is asked before each sleep of a wait, and a sleep lasts
- * at most 50 ms; if it returns nonzero the request is withdrawn as at a
- * deadline (T1) and EINTR is returned, unless the grant won the race (then
- * 0). It runs on the waiting thread, under no lock.
- */
-struct fifolock_mt__interrupt {
-    int (*interrupted)(void *arg);
-    void *arg;
-};
-
-/*
- * fifolock_mt_timed_acquire_n() (a NULL deadline: none) and
- * fifolock_mt_timed_convert() whose waits ask `intr` (NULL: never).
- */
-FIFOLOCK_HIDDEN int fifolock_mt__acquire_interruptible(fifolock_mt *lock,
-                                                       const fifolock_mode *mode, size_t n,
-                                                       const struct timespec *deadline,
-                                                       const struct fifolock_mt__interrupt *intr);
-FIFOLOCK_HIDDEN int fifolock_mt__convert_interruptible(fifolock_mt *lock,
-                                                       const fifolock_mode *from,
-                                                       const fifolock_mode *to,
-                                                       const struct timespec *deadline,
-                                                       const struct fifolock_mt__interrupt *intr);
-
-/*
  * Number of threads queued on `lock` that sleep on their futex right now.
  * Takes the internal lock. For tests: wait until a waiter sleeps before
  * releasing, to exercise the wakeup path.
@@ -94,10 +68,9 @@ FIFOLOCK_HIDDEN size_t fifolock_mt__sleeping(fifolock_mt *lock);
 /*
  * Take and drop the internal lock (steps L1 and L3 of src/mt.c), and tell
  * whether a thread announced it sleeps on it (SLEEPERS). For tests of the
- * internal lock's own wakeup, and for front ends built on fifolock_mt that
- * read the engine under L (the Python module's snapshots of the holds and
- * its fork hooks, which keep L out of a fork). Under L, call no
- * fifolock_mt_* function of the same lock.
+ * internal lock's own wakeup (front ends use fifolock_mt_inspect() and the
+ * fork hooks of fifolock_mt.h). Under L, call no fifolock_mt_* function of
+ * the same lock.
  */
 FIFOLOCK_HIDDEN void fifolock_mt__lock_internal(fifolock_mt *lock);
 FIFOLOCK_HIDDEN void fifolock_mt__unlock_internal(fifolock_mt *lock);

@@ -100,13 +100,15 @@
  *   A4 sleep    futex_wait(e->state, PARKED, min(deadline, now + tick)),
  *               where the tick is longer for a waiter with two or more
  *               waiting entries ahead of it (ticks_for()): timing only.
+ *               An interruptible wait first asks its question (under no
+ *               lock) and sleeps at most 50 ms; a yes: T1, EINTR.
  *   A5 look     GRANTED: CAS -> HELD, return 0 (EOWNERDEAD with +DEAD).
  *               Deadline passed: T1. Tick passed: A6. Else back to A3.
  *   A6 tick     under L: D1 for the handles of the entries ahead of e, G1;
  *               if e->seq changed, e was reaped as dead: ENOLCK.
  *   T1 timeout  under L: if e is GRANTED, it won: HELD, return 0. Else
  *               remove e (seq = 0), G1 (those it held back are granted),
- *               ETIMEDOUT.
+ *               ETIMEDOUT (EINTR when interrupted).
  *
  * Releasing
  *   R1 drop     under L: find HELD entries of handle k and mode m holding n
@@ -1645,9 +1647,10 @@ static uint32_t ticks_for(uint32_t ahead)
     return ahead < 2 ? 1 : ahead < TICK_SPREAD ? ahead : TICK_SPREAD;
 }
 
-/* T1 and A6 share this: under L, is e granted? If not and `withdraw`, remove it.
- * While e waits, *ahead is the number of entries before it that wait too. */
-static int tick(struct fifolock_shm__handle *s, struct shm_entry *e, uint64_t seq, bool withdraw,
+/* T1 and A6 share this: under L, is e granted? If not and `withdraw` (the
+ * error to return: ETIMEDOUT or EINTR; 0 keeps e), remove it. While e
+ * waits, *ahead is the number of entries before it that wait too. */
+static int tick(struct fifolock_shm__handle *s, struct shm_entry *e, uint64_t seq, int withdraw,
                uint64_t *token, uint32_t *ahead)
 {
     struct wakes w = { 0, { NULL } };
@@ -1670,11 +1673,11 @@ static int tick(struct fifolock_shm__handle *s, struct shm_entry *e, uint64_t se
         leave(s, &w);
         return take_grant(s, e, seq, token);
     }
-    if (withdraw) {
+    if (withdraw != 0) {
         entry_remove(s, e);
         settle(s, &w);
         leave(s, &w);
-        return ETIMEDOUT;
+        return withdraw;
     }
     /* e was not granted, so settle() ran above and left the order in s->order */
     *ahead = 0;
@@ -1691,12 +1694,18 @@ static bool valid_deadline(const struct timespec *d)
     return d->tv_nsec >= 0 && d->tv_nsec <= 999999999L;
 }
 
+/* How long an interruptible wait sleeps at most between two questions. */
+#define INTERRUPT_POLL_NS 50000000
+
 /*
  * The acquire of every kind: deadline NULL waits for ever; try: never waits
- * (busy_rc: EBUSY, or ETIMEDOUT for a deadline already past).
+ * (busy_rc: EBUSY, or ETIMEDOUT for a deadline already past); `interrupted`
+ * (NULL: never asked) is asked before each sleep (A4), which then lasts at
+ * most INTERRUPT_POLL_NS.
  */
 static int acquire(fifolock_shm *lock, const fifolock_mode *mode, size_t n,
-                   const struct timespec *deadline, bool try, int busy_rc, uint64_t *token)
+                   const struct timespec *deadline, bool try, int busy_rc, uint64_t *token,
+                   fifolock_interrupt_fn *interrupted, void *arg)
 {
     struct fifolock_shm__handle *s;
     struct shm_entry *e;
@@ -1812,6 +1821,16 @@ static int acquire(fifolock_shm *lock, const fifolock_mode *mode, size_t n,
             int64_t until = next_tick;
             struct timespec ts;
 
+            if (interrupted != NULL) {
+                uint32_t ahead = 0;
+
+                /* Asked under no lock; nonzero withdraws as T1 does (the
+                 * grant wins a race: tick() takes it). */
+                if (interrupted(arg) != 0)
+                    return tick(s, e, seq, EINTR, token, &ahead);
+                if (now_ns() + INTERRUPT_POLL_NS < until)
+                    until = now_ns() + INTERRUPT_POLL_NS;
+            }
             if (deadline != NULL && end < until)
                 until = end;
             ts = ns_ts(until);
@@ -1828,7 +1847,7 @@ static int acquire(fifolock_shm *lock, const fifolock_mode *mode, size_t n,
                 uint32_t ahead = 0;
 
                 /* T1, A6, or G2's nudge */
-                rc = tick(s, e, seq, timed_out, token, &ahead);
+                rc = tick(s, e, seq, timed_out ? ETIMEDOUT : 0, token, &ahead);
                 if (rc != FIFOLOCK_WAITING)
                     return rc;
                 next_tick = now_ns() + (int64_t)ticks_for(ahead) *
@@ -1867,14 +1886,14 @@ int fifolock_shm_acquire(fifolock_shm *lock, const fifolock_mode *mode)
 {
     if (fast_acquire(lock, mode))
         return 0;
-    return acquire(lock, mode, 1, NULL, false, 0, NULL);
+    return acquire(lock, mode, 1, NULL, false, 0, NULL, NULL, NULL);
 }
 
 int fifolock_shm_try_acquire(fifolock_shm *lock, const fifolock_mode *mode)
 {
     if (fast_acquire(lock, mode))
         return 0;
-    return acquire(lock, mode, 1, NULL, true, EBUSY, NULL);
+    return acquire(lock, mode, 1, NULL, true, EBUSY, NULL, NULL, NULL);
 }
 
 int fifolock_shm_timed_acquire(fifolock_shm *lock, const fifolock_mode *mode,
@@ -1882,13 +1901,20 @@ int fifolock_shm_timed_acquire(fifolock_shm *lock, const fifolock_mode *mode,
 {
     if (deadline == NULL)
         return EINVAL;
-    return acquire(lock, mode, 1, deadline, false, 0, NULL);
+    return acquire(lock, mode, 1, deadline, false, 0, NULL, NULL, NULL);
 }
 
 int fifolock_shm_acquire_n(fifolock_shm *lock, const fifolock_mode *mode, size_t n,
                            const struct timespec *deadline, uint64_t *token)
 {
-    return acquire(lock, mode, n, deadline, false, 0, token);
+    return acquire(lock, mode, n, deadline, false, 0, token, NULL, NULL);
+}
+
+int fifolock_shm_acquire_interruptible(fifolock_shm *lock, const fifolock_mode *mode, size_t n,
+                                       const struct timespec *deadline,
+                                       fifolock_interrupt_fn *interrupted, void *arg)
+{
+    return acquire(lock, mode, n, deadline, false, 0, NULL, interrupted, arg);
 }
 
 /* ---- release ------------------------------------------------------------- */

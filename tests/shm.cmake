@@ -6,6 +6,7 @@ if(NOT FIFOLOCK_SHM)
   return()
 endif()
 fifolock_add_test(test_shm test_shm.c TIMEOUT 120 LABELS shm)
+fifolock_add_test(test_shm_convert test_shm_convert.c TIMEOUT 120 LABELS shm)
 fifolock_add_test(test_shm_torture test_shm_torture.c TIMEOUT 120 LABELS shm stress torture NO_VALGRIND)
 # The command line (tools/), if it is built.
 if(TARGET fifolock_tool)

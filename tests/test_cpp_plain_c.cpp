@@ -2,8 +2,8 @@
  * A C++ file that includes the C header only, linked into the
  * test_cpp_header_* programs beside one that includes fifolock.hpp: a C++
  * function taking fifolock_mt and fifolock_mode links across the two only if
- * both files name the same types (fifolock.hpp renames nothing but the
- * event-loop lock's struct tag).
+ * both files name the same types (fifolock.hpp renames nothing: in C++ the
+ * C headers name the event-loop lock fifolock_lock, whoever includes them).
  */
 #include <fifolock_mt.h>
 

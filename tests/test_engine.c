@@ -1962,6 +1962,20 @@ static void strerror_describes_every_code(void)
 }
 
 /* The version is written once (fifolock.h); its string must say its numbers. */
+/* fifolock_lock is the C++ name of the lock, and a C one beside `fifolock`. */
+static void fifolock_lock_is_another_name_of_fifolock(void)
+{
+    fifolock lock;
+    fifolock_lock *alias = &lock; /* a warning, so an error, if the types differed */
+
+    CHECK_TRUE(_Generic(alias, fifolock *: 1, default: 0));
+    fifolock_init(alias);
+    CHECK_EQ(fifolock_try_acquire(alias, &fifolock_mutex), 0);
+    CHECK_EQ(fifolock_held(fifolock_holds_of(&lock), &fifolock_mutex), 1);
+    CHECK_EQ(fifolock_release(&lock, &fifolock_mutex), 0);
+    CHECK_EQ(fifolock_destroy(alias), 0);
+}
+
 static void version_string_matches_its_numbers(void)
 {
     char expected[64];
@@ -1971,7 +1985,7 @@ static void version_string_matches_its_numbers(void)
     CHECK_EQ(strcmp(FIFOLOCK_VERSION_STRING, expected), 0);
 }
 
-RUN_TESTS(TEST(version_string_matches_its_numbers), TEST(mutex_blocks_mutex), TEST(two_locks_are_independent),
+RUN_TESTS(TEST(version_string_matches_its_numbers), TEST(fifolock_lock_is_another_name_of_fifolock), TEST(mutex_blocks_mutex), TEST(two_locks_are_independent),
           TEST(acquire_on_a_free_lock_returns_0_without_calling_back),
           TEST(acquire_on_a_held_lock_queues_and_returns_waiting),
           TEST(granted_runs_once_inside_the_release_that_made_room),

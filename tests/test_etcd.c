@@ -28,47 +28,10 @@ static long queue_len(const char *name)
     return etcd_queue_len(ep, name);
 }
 
-/* A thread that acquires and reports. */
-struct waiter {
-    fifolock_etcd *s;
-    const char *name;
-    const fifolock_mode *mode;
-    long deadline_ms;           /* 0: none */
-    int rc;
-    int64_t token;
-    long granted_at;
-    pthread_t thread;
-};
-
-static void *waiter_main(void *arg)
-{
-    struct waiter *w = arg;
-    struct timespec d = etcd_in_ms(w->deadline_ms);
-
-    w->rc = fifolock_etcd_acquire(w->s, w->name, w->mode, w->deadline_ms ? &d : NULL, &w->token);
-    w->granted_at = etcd_now_ms();
-    return NULL;
-}
-
-static void start_waiter(struct waiter *w, fifolock_etcd *s, const char *name,
-                         const fifolock_mode *mode, long deadline_ms)
-{
-    w->s = s;
-    w->name = name;
-    w->mode = mode;
-    w->deadline_ms = deadline_ms;
-    w->rc = -1;
-    pthread_create(&w->thread, NULL, waiter_main, w);
-}
-
-/* Waits until the queue of `name` has n entries (the waiter joined). */
+/* CHECKs that the queue of `name` reaches n entries (a waiter joined). */
 static void wait_queue_len(const char *name, long n)
 {
-    long i;
-
-    for (i = 0; i < 500 && queue_len(name) != n; i++)
-        etcd_sleep_ms(5);
-    CHECK_EQ(queue_len(name), n);
+    etcd_check_queue_len(ep, name, n);
 }
 
 static void uncontended_acquire_gives_a_token_and_release_leaves_nothing(void)
@@ -189,12 +152,12 @@ static void try_acquire_is_refused_while_held_and_leaves_no_entry(void)
 static void readers_share_and_a_writer_waits_for_them(void)
 {
     fifolock_etcd *a = open_or_die(NULL), *b = open_or_die(NULL), *c = open_or_die(NULL);
-    struct waiter w;
+    struct etcd_waiter w;
     int64_t ta, tb;
 
     CHECK_EQ(fifolock_etcd_acquire(a, "rw", &fifolock_read, NULL, &ta), 0);
     CHECK_EQ(fifolock_etcd_acquire(b, "rw", &fifolock_read, NULL, &tb), 0);
-    start_waiter(&w, c, "rw", &fifolock_write, 10000);
+    etcd_start_waiter(&w, c, "rw", &fifolock_write, 10000, false);
     wait_queue_len("rw", 3);
     CHECK_EQ(fifolock_etcd_release(a, "rw", ta), 0);
     etcd_sleep_ms(100);
@@ -212,15 +175,15 @@ static void readers_share_and_a_writer_waits_for_them(void)
 static void a_compatible_reader_queues_behind_a_waiting_writer(void)
 {
     fifolock_etcd *a = open_or_die(NULL), *b = open_or_die(NULL), *c = open_or_die(NULL);
-    struct waiter writer, reader;
+    struct etcd_waiter writer, reader;
     int64_t ta, tc;
 
     CHECK_EQ(fifolock_etcd_acquire(a, "fair", &fifolock_read, NULL, &ta), 0);
-    start_waiter(&writer, b, "fair", &fifolock_write, 10000);
+    etcd_start_waiter(&writer, b, "fair", &fifolock_write, 10000, false);
     wait_queue_len("fair", 2);
     /* A reader fits the holder, but a writer waits ahead of it. */
     CHECK_EQ(fifolock_etcd_try_acquire(c, "fair", &fifolock_read, &tc), EBUSY);
-    start_waiter(&reader, c, "fair", &fifolock_read, 10000);
+    etcd_start_waiter(&reader, c, "fair", &fifolock_read, 10000, false);
     wait_queue_len("fair", 3);
     etcd_sleep_ms(100);
     CHECK_EQ(reader.rc, -1);
@@ -242,14 +205,14 @@ static void a_compatible_reader_queues_behind_a_waiting_writer(void)
 static void readers_behind_a_writer_are_all_granted_when_it_leaves(void)
 {
     fifolock_etcd *w = open_or_die(NULL), *r[4];
-    struct waiter rw[4];
+    struct etcd_waiter rw[4];
     int64_t tw;
     int i;
 
     CHECK_EQ(fifolock_etcd_acquire(w, "chain", &fifolock_write, NULL, &tw), 0);
     for (i = 0; i < 4; i++) {
         r[i] = open_or_die(NULL);
-        start_waiter(&rw[i], r[i], "chain", &fifolock_read, 10000);
+        etcd_start_waiter(&rw[i], r[i], "chain", &fifolock_read, 10000, false);
         wait_queue_len("chain", i + 2);
     }
     CHECK_EQ(fifolock_etcd_release(w, "chain", tw), 0);
@@ -405,13 +368,13 @@ static void a_deadline_withdraws_the_request_without_a_trace(void)
 static void a_withdrawn_head_waiter_lets_the_next_one_in(void)
 {
     fifolock_etcd *a = open_or_die(NULL), *b = open_or_die(NULL), *c = open_or_die(NULL);
-    struct waiter wb, wc;
+    struct etcd_waiter wb, wc;
     int64_t ta;
 
     CHECK_EQ(fifolock_etcd_acquire(a, "cancel", &fifolock_read, NULL, &ta), 0);
-    start_waiter(&wb, b, "cancel", &fifolock_write, 400);
+    etcd_start_waiter(&wb, b, "cancel", &fifolock_write, 400, false);
     wait_queue_len("cancel", 2);
-    start_waiter(&wc, c, "cancel", &fifolock_read, 10000);
+    etcd_start_waiter(&wc, c, "cancel", &fifolock_read, 10000, false);
     wait_queue_len("cancel", 3);
     pthread_join(wb.thread, NULL);
     CHECK_EQ(wb.rc, ETIMEDOUT);
@@ -428,14 +391,14 @@ static void a_withdrawn_head_waiter_lets_the_next_one_in(void)
 static void closing_a_session_lets_its_waiters_and_holds_go_at_once(void)
 {
     fifolock_etcd *a = open_or_die(NULL), *b = open_or_die(NULL), *c = open_or_die(NULL);
-    struct waiter wb, wc;
+    struct etcd_waiter wb, wc;
     int64_t ta;
     long t0;
 
     CHECK_EQ(fifolock_etcd_acquire(a, "close", &fifolock_mutex, NULL, &ta), 0);
-    start_waiter(&wb, b, "close", &fifolock_mutex, 500);
+    etcd_start_waiter(&wb, b, "close", &fifolock_mutex, 500, false);
     wait_queue_len("close", 2);
-    start_waiter(&wc, c, "close", &fifolock_mutex, 10000);
+    etcd_start_waiter(&wc, c, "close", &fifolock_mutex, 10000, false);
     wait_queue_len("close", 3);
     pthread_join(wb.thread, NULL);
     CHECK_EQ(wb.rc, ETIMEDOUT);
@@ -555,13 +518,13 @@ static void a_revoked_lease_is_a_lost_session_the_holder_is_told_of(void)
 static void a_waiter_whose_entry_is_deleted_is_told_at_once(void)
 {
     fifolock_etcd *a = open_or_die(NULL), *b = open_or_die(NULL);
-    struct waiter w;
+    struct etcd_waiter w;
     char key[300];
     int64_t ta;
     long t0;
 
     CHECK_EQ(fifolock_etcd_acquire(a, "gone", &fifolock_mutex, NULL, &ta), 0);
-    start_waiter(&w, b, "gone", &fifolock_mutex, 10000);
+    etcd_start_waiter(&w, b, "gone", &fifolock_mutex, 10000, false);
     wait_queue_len("gone", 2);
     etcd_sleep_ms(50);
     CHECK_NE(etcd_nth_entry(ep, "fifolock/gone/", 1, key, sizeof key), 0);
@@ -762,7 +725,7 @@ static fifolock_etcd *open_long_lease(void)
 static void an_interrupt_ends_every_wait_of_the_session_and_leaves_no_entry(void)
 {
     fifolock_etcd *a = open_long_lease(), *b = open_long_lease(), *c = open_long_lease();
-    struct waiter head, behind, cw;
+    struct etcd_waiter head, behind, cw;
     struct timespec soon = etcd_in_ms(2000);
     int64_t t1, t2, tc;
     long t0;
@@ -771,11 +734,11 @@ static void an_interrupt_ends_every_wait_of_the_session_and_leaves_no_entry(void
      * intr1: b heads the waiters (W1); intr2: b waits behind c's waiter (W2). */
     CHECK_EQ(fifolock_etcd_acquire(a, "intr1", &fifolock_mutex, NULL, &t1), 0);
     CHECK_EQ(fifolock_etcd_acquire(a, "intr2", &fifolock_mutex, NULL, &t2), 0);
-    start_waiter(&head, b, "intr1", &fifolock_mutex, 15000);
+    etcd_start_waiter(&head, b, "intr1", &fifolock_mutex, 15000, false);
     wait_queue_len("intr1", 2);
-    start_waiter(&cw, c, "intr2", &fifolock_write, 20000);
+    etcd_start_waiter(&cw, c, "intr2", &fifolock_write, 20000, false);
     wait_queue_len("intr2", 2);
-    start_waiter(&behind, b, "intr2", &fifolock_write, 15000);
+    etcd_start_waiter(&behind, b, "intr2", &fifolock_write, 15000, false);
     wait_queue_len("intr2", 3);
     etcd_sleep_ms(200); /* both watches are open */
     t0 = etcd_now_ms();
@@ -852,7 +815,7 @@ static void a_signal_handler_on_the_waiting_thread_interrupts_its_wait(void)
 {
     fifolock_etcd *a = open_long_lease(), *b = open_long_lease();
     struct sigaction sa, old;
-    struct waiter w;
+    struct etcd_waiter w;
     int64_t ta;
     long t0;
 
@@ -862,7 +825,7 @@ static void a_signal_handler_on_the_waiting_thread_interrupts_its_wait(void)
     sigaction(SIGUSR1, &sa, &old);
     signalled_session = b;
     CHECK_EQ(fifolock_etcd_acquire(a, "signal", &fifolock_mutex, NULL, &ta), 0);
-    start_waiter(&w, b, "signal", &fifolock_mutex, 15000);
+    etcd_start_waiter(&w, b, "signal", &fifolock_mutex, 15000, false);
     wait_queue_len("signal", 2);
     etcd_sleep_ms(200);
     t0 = etcd_now_ms();

@@ -48,34 +48,10 @@ static int leader_of(const struct etcd_server *e, const bool *dead)
     return -1;
 }
 
-struct waiter {
-    fifolock_etcd *s;
-    const char *name;
-    long wait_ms;       /* its deadline; 0: 20 s */
-    int rc;
-    int64_t token;
-    long granted_at;    /* etcd_now_ms() when acquire returned */
-    pthread_t thread;
-};
-
-static void *waiter_main(void *arg)
+/* A waiter of fifolock_mutex with a deadline wait_ms away (0: 20 s). */
+static void start_waiter(struct etcd_waiter *w, fifolock_etcd *s, const char *name, long wait_ms)
 {
-    struct waiter *w = arg;
-    struct timespec d = etcd_in_ms(w->wait_ms ? w->wait_ms : 20000);
-
-    w->rc = fifolock_etcd_acquire(w->s, w->name, &fifolock_mutex, &d, &w->token);
-    w->granted_at = etcd_now_ms();
-    return NULL;
-}
-
-static void start_waiter(struct waiter *w, fifolock_etcd *s, const char *name, long wait_ms)
-{
-    memset(w, 0, sizeof *w);
-    w->s = s;
-    w->name = name;
-    w->wait_ms = wait_ms;
-    w->rc = -1;
-    pthread_create(&w->thread, NULL, waiter_main, w);
+    etcd_start_waiter(w, s, name, &fifolock_mutex, wait_ms ? wait_ms : 20000, false);
 }
 
 /* A session whose endpoints list member `first` first: it talks to that one. */
@@ -134,7 +110,7 @@ static void member_killed_while_held_and_waited_on(bool kill_leader)
     bool dead[3] = { false, false, false };
     int leader, victim, live, i;
     fifolock_etcd *holder, *w1s, *w2s;
-    struct waiter w1, w2;
+    struct etcd_waiter w1, w2;
     int64_t t;
     long safe_before;
 
@@ -150,11 +126,9 @@ static void member_killed_while_held_and_waited_on(bool kill_leader)
     w2s = open_victim_first(victim);
     CHECK_EQ(fifolock_etcd_acquire(holder, "cluster", &fifolock_mutex, NULL, &t), 0);
     start_waiter(&w1, w1s, "cluster", 0);
-    for (i = 0; i < 400 && queue_len(live, "cluster") != 2; i++)
-        etcd_sleep_ms(5);
+    (void)etcd_await_queue_len(srv.url[live], "cluster", 2);
     start_waiter(&w2, w2s, "cluster", 0);
-    for (i = 0; i < 400 && queue_len(live, "cluster") != 3; i++)
-        etcd_sleep_ms(5);
+    (void)etcd_await_queue_len(srv.url[live], "cluster", 3);
     CHECK_EQ(queue_len(live, "cluster"), 3);
 
     safe_before = ms_of(fifolock_etcd_safe_until(holder));
@@ -212,15 +186,14 @@ static void a_release_across_the_leaders_death_hands_over_within_the_election_ti
 {
     int leader = cluster_up(), follower = (leader + 1) % 3, live = follower;
     fifolock_etcd *holder = open_first(follower, TTL, 0), *ws = open_first(follower, TTL, 0);
-    struct waiter w;
+    struct etcd_waiter w;
     long t0, released;
     int64_t t;
-    int rc, i;
+    int rc;
 
     CHECK_EQ(fifolock_etcd_acquire(holder, "handoff", &fifolock_mutex, NULL, &t), 0);
     start_waiter(&w, ws, "handoff", 0);
-    for (i = 0; i < 400 && queue_len(live, "handoff") != 2; i++)
-        etcd_sleep_ms(5);
+    (void)etcd_await_queue_len(srv.url[live], "handoff", 2);
     etcd_sleep_ms(200); /* the waiter is in its watch */
     kill(srv.pid[leader], SIGKILL);
     t0 = etcd_now_ms();
@@ -270,13 +243,7 @@ static void a_join_across_the_leaders_death_holds_soon_with_one_entry(void)
     etcd_down(&srv);
 }
 
-static int lost_calls;
-
-static void count_lost(fifolock_etcd *s, const char *name, int64_t token, int reason, void *arg)
-{
-    (void)s, (void)name, (void)token, (void)reason, (void)arg;
-    __atomic_add_fetch(&lost_calls, 1, __ATOMIC_SEQ_CST);
-}
+static struct etcd_lost_count lost;
 
 /*
  * The shortest TTL (2 s, a keepalive every 667 ms): the leader dies while
@@ -293,7 +260,7 @@ static void a_keepalive_across_the_leaders_death_keeps_the_hold(void)
     int64_t t[2];
     int i;
 
-    lost_calls = 0;
+    memset(&lost, 0, sizeof lost);
     for (i = 0; i < 2; i++) {
         struct fifolock_etcd_options o = { 0 };
         char eps[600];
@@ -302,7 +269,8 @@ static void a_keepalive_across_the_leaders_death_keeps_the_hold(void)
         snprintf(eps, sizeof eps, "%s,%s,%s", srv.url[first], srv.url[(first + 1) % 3],
                  srv.url[(first + 2) % 3]);
         o.ttl = 2;
-        o.lost = count_lost;
+        o.lost = etcd_count_lost;
+        o.lost_arg = &lost;
         s[i] = etcd_open_or_die(eps, &o);
         CHECK_EQ(fifolock_etcd_acquire(s[i], i == 0 ? "ka0" : "ka1", &fifolock_mutex, NULL,
                                        &t[i]), 0);
@@ -316,7 +284,7 @@ static void a_keepalive_across_the_leaders_death_keeps_the_hold(void)
         CHECK_EQ(fifolock_etcd_check(s[i], i == 0 ? "ka0" : "ka1", t[i], NULL), 0);
         CHECK_LT(safe_before[i] + 3000, ms_of(fifolock_etcd_safe_until(s[i])));
     }
-    CHECK_EQ(__atomic_load_n(&lost_calls, __ATOMIC_SEQ_CST), 0);
+    CHECK_EQ(__atomic_load_n(&lost.calls, __ATOMIC_SEQ_CST), 0);
     for (i = 0; i < 2; i++) {
         CHECK_EQ(fifolock_etcd_release(s[i], i == 0 ? "ka0" : "ka1", t[i]), 0);
         CHECK_EQ(fifolock_etcd_close(s[i]), 0);
@@ -334,15 +302,14 @@ static void a_paused_member_is_passed_over(void)
     int leader = cluster_up(), paused = (leader + 1) % 3, other = (leader + 2) % 3;
     fifolock_etcd *a = open_first(paused, 3, 0), *c = open_first(paused, 3, 0),
                   *b = open_first(other, 3, 0);
-    struct waiter w;
+    struct etcd_waiter w;
     int64_t t, tb;
     long t0, took;
-    int i, rc;
+    int rc;
 
     CHECK_EQ(fifolock_etcd_acquire(b, "paused", &fifolock_mutex, NULL, &tb), 0);
     start_waiter(&w, c, "paused", 10000);
-    for (i = 0; i < 400 && queue_len(other, "paused") != 2; i++)
-        etcd_sleep_ms(5);
+    (void)etcd_await_queue_len(srv.url[other], "paused", 2);
     etcd_sleep_ms(200); /* the waiter is in its watch, on the paused member */
     kill(srv.pid[paused], SIGSTOP);
 

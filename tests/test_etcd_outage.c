@@ -16,64 +16,27 @@
 
 static struct etcd_server srv;
 
-struct waiter {
-    fifolock_etcd *s;
-    const char *name;
-    long wait_ms;
-    int rc;
-    int64_t token;
-    long granted_at;    /* etcd_now_ms() when acquire returned */
-    pthread_t thread;
-};
-
-static void *waiter_main(void *arg)
+/* A waiter of fifolock_mutex that says why its acquire failed, if it did. */
+static void start_waiter(struct etcd_waiter *w, fifolock_etcd *s, const char *name, long wait_ms)
 {
-    struct waiter *w = arg;
-    struct timespec d = etcd_in_ms(w->wait_ms);
-
-    w->rc = fifolock_etcd_acquire(w->s, w->name, &fifolock_mutex, &d, &w->token);
-    w->granted_at = etcd_now_ms();
-    if (w->rc != 0)
-        fprintf(stderr, "%s: acquire: %s (%s)\n", check_current, fifolock_etcd_strerror(w->rc),
-                fifolock_etcd_last_error());
-    return NULL;
+    etcd_start_waiter(w, s, name, &fifolock_mutex, wait_ms, true);
 }
 
-static void start_waiter(struct waiter *w, fifolock_etcd *s, const char *name, long wait_ms)
-{
-    memset(w, 0, sizeof *w);
-    w->s = s;
-    w->name = name;
-    w->wait_ms = wait_ms;
-    w->rc = -1;
-    pthread_create(&w->thread, NULL, waiter_main, w);
-}
-
-static int lost_calls, lost_reason;
-
-static void count_lost(fifolock_etcd *s, const char *name, int64_t token, int reason, void *arg)
-{
-    (void)s, (void)name, (void)token, (void)arg;
-    __atomic_store_n(&lost_reason, reason, __ATOMIC_SEQ_CST);
-    __atomic_add_fetch(&lost_calls, 1, __ATOMIC_SEQ_CST);
-}
+static struct etcd_lost_count lost;
 
 static fifolock_etcd *open_ttl(int ttl)
 {
     struct fifolock_etcd_options o = { 0 };
 
     o.ttl = ttl;
-    o.lost = count_lost;
+    o.lost = etcd_count_lost;
+    o.lost_arg = &lost;
     return etcd_open_or_die(srv.endpoints, &o);
 }
 
 static void wait_queue_len(const char *name, long n)
 {
-    int i;
-
-    for (i = 0; i < 400 && etcd_queue_len(srv.url[0], name) != n; i++)
-        etcd_sleep_ms(5);
-    CHECK_EQ(etcd_queue_len(srv.url[0], name), n);
+    etcd_check_queue_len(srv.url[0], name, n);
 }
 
 /*
@@ -84,13 +47,13 @@ static void wait_queue_len(const char *name, long n)
 static void a_waiter_outlives_an_outage_longer_than_its_ttl_and_the_holder_is_told(void)
 {
     fifolock_etcd *h, *ws;
-    struct waiter w;
+    struct etcd_waiter w;
     int64_t t;
     long resumed;
 
     if (etcd_up(&srv, 1, NULL) != 0)
         exit(1);
-    lost_calls = 0;
+    memset(&lost, 0, sizeof lost);
     h = open_ttl(2);
     ws = open_ttl(2);
     CHECK_EQ(fifolock_etcd_acquire(h, "outage", &fifolock_mutex, NULL, &t), 0);
@@ -107,7 +70,7 @@ static void a_waiter_outlives_an_outage_longer_than_its_ttl_and_the_holder_is_to
     CHECK_EQ(w.rc, 0);
     CHECK_LT(t, w.token);
     CHECK_LT(w.granted_at - resumed, 8000);
-    CHECK_EQ(__atomic_load_n(&lost_calls, __ATOMIC_SEQ_CST), 1);
+    CHECK_EQ(__atomic_load_n(&lost.calls, __ATOMIC_SEQ_CST), 1);
     CHECK_NE(fifolock_etcd_check(h, "outage", t, NULL), 0);
     CHECK_EQ(fifolock_etcd_check(ws, "outage", w.token, NULL), 0);
     /* One entry: the waiter's new one; the old went with the old lease. */
@@ -129,12 +92,12 @@ static void a_waiter_outlives_an_outage_longer_than_its_ttl_and_the_holder_is_to
 static void a_waiter_whose_lease_ran_out_queues_again_at_the_tail(void)
 {
     fifolock_etcd *a, *b, *c;
-    struct waiter wb, wc;
+    struct etcd_waiter wb, wc;
     int64_t t;
 
     if (etcd_up(&srv, 1, NULL) != 0)
         exit(1);
-    lost_calls = 0;
+    memset(&lost, 0, sizeof lost);
     a = open_ttl(30);
     b = open_ttl(2);
     c = open_ttl(30);
@@ -175,7 +138,7 @@ static void a_waiter_whose_lease_ran_out_queues_again_at_the_tail(void)
     CHECK_EQ(wb.rc, 0);
     CHECK_LT(wc.token, wb.token);
     CHECK_LE(wc.granted_at, wb.granted_at);
-    CHECK_EQ(__atomic_load_n(&lost_calls, __ATOMIC_SEQ_CST), 0);
+    CHECK_EQ(__atomic_load_n(&lost.calls, __ATOMIC_SEQ_CST), 0);
     CHECK_EQ(fifolock_etcd_release(b, "tail", wb.token), 0);
     CHECK_EQ(fifolock_etcd_close(a), 0);
     CHECK_EQ(fifolock_etcd_close(b), 0);
@@ -188,7 +151,7 @@ static void a_waiter_whose_lease_ran_out_queues_again_at_the_tail(void)
 static void a_waiter_whose_deadline_passes_during_the_outage_times_out(void)
 {
     fifolock_etcd *h, *ws;
-    struct waiter w;
+    struct etcd_waiter w;
     int64_t t;
     long t0;
 
@@ -235,8 +198,9 @@ static void a_slow_etcd_is_waited_for_within_the_budget(void)
     proxy_start(&px, atoi(strrchr(srv.url[0], ':') + 1));
     proxy_delay(&px, 1300);
     o.ttl = 6;
-    o.lost = count_lost;
-    lost_calls = 0;
+    o.lost = etcd_count_lost;
+    o.lost_arg = &lost;
+    memset(&lost, 0, sizeof lost);
     t0 = etcd_now_ms();
     rc = fifolock_etcd_open(&s, px.url, &o);
     printf("every answer 1.3 s late: open took %ld ms", etcd_now_ms() - t0);
@@ -255,7 +219,7 @@ static void a_slow_etcd_is_waited_for_within_the_budget(void)
     CHECK_EQ(etcd_queue_len(srv.url[0], "slow"), 1);
     etcd_sleep_ms(7000);
     CHECK_EQ(fifolock_etcd_check(s, "slow", t, NULL), 0);
-    CHECK_EQ(__atomic_load_n(&lost_calls, __ATOMIC_SEQ_CST), 0);
+    CHECK_EQ(__atomic_load_n(&lost.calls, __ATOMIC_SEQ_CST), 0);
     CHECK_EQ(fifolock_etcd_release(s, "slow", t), 0);
     CHECK_EQ(fifolock_etcd_close(s), 0);
     CHECK_EQ(etcd_queue_len(srv.url[0], "slow"), 0);

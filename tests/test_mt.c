@@ -16,6 +16,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#ifndef _WIN32
+#include <sys/wait.h>
+#endif
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -970,8 +973,9 @@ static bool own_lock_is_compatible(const fifolock_mode *self, const fifolock_hol
 {
     fifolock_mt *lock = (fifolock_mt *)(void *)((char *)holds - offsetof(fifolock_mt, engine) -
                                                 offsetof(fifolock, holds));
+    fifolock_mt *asked = __atomic_load_n(&asked_lock, __ATOMIC_SEQ_CST);
 
-    if (lock != __atomic_load_n(&asked_lock, __ATOMIC_SEQ_CST))
+    if (lock != asked || holds != fifolock_holds_of(fifolock_mt_engine(asked)))
         __atomic_fetch_add(&asked_elsewhere, 1, __ATOMIC_SEQ_CST);
     return fifolock_held(holds, self) == 0;
 }
@@ -1027,6 +1031,130 @@ static void calls_on_a_destroyed_lock_are_einval(void)
     CHECK_EQ(fifolock_mt_acquire(&lock, &fifolock_mutex), 0);
     CHECK_EQ(fifolock_mt_release(&lock, &fifolock_mutex), 0);
     CHECK_EQ(fifolock_mt_destroy(&lock), 0);
+}
+
+/* ---- seams for front ends: fifolock_mt_inspect(), the fork hooks --------- */
+
+struct seen {
+    int calls;
+    size_t read, write, waiting, total;
+    int converting;
+};
+
+static void see(const fifolock *engine, void *arg)
+{
+    struct seen *s = arg;
+    const fifolock_holds *h = fifolock_holds_of(engine);
+
+    s->calls++;
+    s->read = fifolock_held(h, &fifolock_read);
+    s->write = fifolock_held(h, &fifolock_write);
+    s->total = fifolock_held_total(h);
+    s->waiting = fifolock_waiting(engine);
+    s->converting = fifolock_converting(engine);
+}
+
+static void inspect_sees_holds_queue_and_conversion_at_one_moment(void)
+{
+    fifolock_mt lock;
+    struct seen s = { 0 };
+    struct req w;
+
+    fifolock_mt_init(&lock);
+    CHECK_EQ(fifolock_mt_acquire(&lock, &fifolock_read), 0); /* the idle fast path */
+    CHECK_EQ(fifolock_mt_inspect(&lock, see, &s), 0);
+    CHECK_EQ(s.calls, 1);
+    CHECK_EQ(s.read, 1); /* counted although taken without the internal lock */
+    CHECK_EQ(s.waiting, 0);
+    req_start(&w, &lock, &fifolock_write, 0);
+    req_go(&w);
+    wait_queued(&lock, 1);
+    CHECK_EQ(fifolock_mt_inspect(&lock, see, &s), 0);
+    CHECK_EQ(s.calls, 2);
+    CHECK_EQ(s.read, 1);
+    CHECK_EQ(s.write, 0);
+    CHECK_EQ(s.waiting, 1);
+    CHECK_FALSE(s.converting);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_read), 0);
+    pthread_join(w.tid, NULL);
+    CHECK_EQ(w.acquire_rc, 0);
+    CHECK_EQ(fifolock_mt_inspect(&lock, see, &s), 0);
+    CHECK_EQ(s.total, 0);
+    CHECK_EQ(s.waiting, 0);
+    /* bad input: EINVAL, and the callback is not called */
+    CHECK_EQ(fifolock_mt_inspect(NULL, see, &s), EINVAL);
+    CHECK_EQ(fifolock_mt_inspect(&lock, NULL, &s), EINVAL);
+    CHECK_EQ(s.calls, 3);
+    CHECK_TRUE(fifolock_mt_engine(NULL) == NULL);
+    CHECK_FALSE(fifolock_converting(NULL));
+    CHECK_EQ(fifolock_mt_destroy(&lock), 0);
+    CHECK_EQ(fifolock_mt_inspect(&lock, see, &s), EINVAL);
+    CHECK_EQ(s.calls, 3);
+}
+
+struct try_call {
+    pthread_t tid;
+    fifolock_mt *lock;
+    int rc;
+    int done;
+};
+
+static void *try_call_main(void *arg)
+{
+    struct try_call *t = arg;
+
+    t->rc = fifolock_mt_try_acquire(t->lock, &fifolock_read);
+    __atomic_store_n(&t->done, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+static void fork_hooks_hold_off_other_threads_and_pair_up(void)
+{
+    fifolock_mt lock;
+    struct try_call t = { 0 };
+
+    fifolock_mt_init(&lock);
+    t.lock = &lock;
+    CHECK_EQ(fifolock_mt_after_fork(&lock), EPERM); /* nothing to match */
+    CHECK_EQ(fifolock_mt_acquire(&lock, &fifolock_read), 0);
+    CHECK_EQ(fifolock_mt_after_fork(&lock), EPERM); /* held, but not its internal lock */
+    CHECK_EQ(fifolock_mt_before_fork(&lock), 0);
+    pthread_create(&t.tid, NULL, try_call_main, &t);
+    usleep(20000);
+    CHECK_FALSE(__atomic_load_n(&t.done, __ATOMIC_SEQ_CST)); /* waits for the hooks */
+#ifndef _WIN32
+    {
+        int status = -1;
+        pid_t pid = fork();
+
+        if (pid == 0) {
+            /* the child: the other thread is gone, its call never made */
+            int ok = fifolock_mt_after_fork(&lock) == 0 &&
+                     fifolock_mt_held(&lock, &fifolock_read) == 1 &&
+                     fifolock_mt_waiting(&lock) == 0 &&
+                     fifolock_mt_try_acquire(&lock, &fifolock_write) == EBUSY &&
+                     fifolock_mt_release(&lock, &fifolock_read) == 0 &&
+                     fifolock_mt_acquire(&lock, &fifolock_write) == 0 &&
+                     fifolock_mt_release(&lock, &fifolock_write) == 0 &&
+                     fifolock_mt_destroy(&lock) == 0;
+            _exit(ok ? 0 : 1);
+        }
+        CHECK_TRUE(pid > 0);
+        CHECK_EQ(waitpid(pid, &status, 0), pid);
+        CHECK_TRUE(WIFEXITED(status));
+        CHECK_EQ(WEXITSTATUS(status), 0);
+    }
+#endif
+    CHECK_EQ(fifolock_mt_after_fork(&lock), 0);
+    pthread_join(t.tid, NULL);
+    CHECK_EQ(t.rc, 0);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_read), 2);
+    CHECK_EQ(fifolock_mt_release_n(&lock, &fifolock_read, 2), 0);
+    CHECK_EQ(fifolock_mt_before_fork(NULL), EINVAL);
+    CHECK_EQ(fifolock_mt_after_fork(NULL), EINVAL);
+    CHECK_EQ(fifolock_mt_destroy(&lock), 0);
+    CHECK_EQ(fifolock_mt_before_fork(&lock), EINVAL);
+    CHECK_EQ(fifolock_mt_after_fork(&lock), EINVAL);
 }
 
 struct blocked_call {
@@ -1109,4 +1237,6 @@ RUN_TESTS(TEST(null_and_bad_arguments_are_einval),
           TEST(a_granted_hold_is_never_taken_back),
           TEST(a_predicate_is_asked_with_its_own_locks_holds),
           TEST(calls_on_a_destroyed_lock_are_einval),
+          TEST(inspect_sees_holds_queue_and_conversion_at_one_moment),
+          TEST(fork_hooks_hold_off_other_threads_and_pair_up),
           TEST(a_call_blocked_when_destroy_succeeds_fails))

@@ -282,6 +282,9 @@ struct intr_call {
     int stop; /* what the hook answers */
     int asked;
     int rc;
+    const fifolock_mode *from; /* a conversion from this to fifolock_write */
+    struct timespec deadline;
+    int timed;
 };
 
 static int intr_hook(void *arg)
@@ -295,10 +298,36 @@ static int intr_hook(void *arg)
 static void *intr_main(void *arg)
 {
     struct intr_call *c = arg;
-    struct fifolock_mt__interrupt intr = { intr_hook, c };
+    const struct timespec *deadline = c->timed ? &c->deadline : NULL;
 
-    c->rc = fifolock_mt__acquire_interruptible(c->lock, &fifolock_write, 1, NULL, &intr);
+    if (c->from != NULL)
+        c->rc = fifolock_mt_convert_interruptible(c->lock, c->from, &fifolock_write, deadline,
+                                                  intr_hook, c);
+    else
+        c->rc = fifolock_mt_acquire_interruptible(c->lock, &fifolock_write, 1, deadline,
+                                                  intr_hook, c);
     return NULL;
+}
+
+struct converting_call {
+    int converting;
+    size_t waiting;
+};
+
+static void converting_inspect(const fifolock *engine, void *arg)
+{
+    struct converting_call *c = arg;
+
+    c->converting = fifolock_converting(engine);
+    c->waiting = fifolock_waiting(engine);
+}
+
+static int mt_converting(fifolock_mt *lock)
+{
+    struct converting_call c = { -1, 0 };
+
+    CHECK_EQ(fifolock_mt_inspect(lock, converting_inspect, &c), 0);
+    return c.converting;
 }
 
 static void an_interrupted_wait_leaves_no_trace_and_lets_others_in(void)
@@ -334,6 +363,116 @@ static void an_interrupted_wait_leaves_no_trace_and_lets_others_in(void)
     CHECK_EQ(fifolock_mt_destroy(&lock), 0);
 }
 
+static void an_interrupted_conversion_keeps_from_and_lets_others_in(void)
+{
+    fifolock_mt lock;
+    struct intr_call c = { 0 };
+    struct call r;
+
+    fifolock_mt_init(&lock);
+    c.lock = &lock;
+    c.from = &fifolock_upgradable;
+    CHECK_EQ(fifolock_mt_acquire(&lock, &fifolock_upgradable), 0);
+    CHECK_EQ(fifolock_mt_acquire(&lock, &fifolock_read), 0); /* keeps the upgrade waiting */
+    pthread_create(&c.tid, NULL, intr_main, &c);
+    while (!mt_converting(&lock))
+        usleep(100);
+    call_start(&r, &lock, OP_ACQUIRE_N, &fifolock_read, NULL, 1); /* behind the conversion */
+    wait_queued(&lock, 2);
+    while (__atomic_load_n(&c.asked, __ATOMIC_SEQ_CST) < 2) /* it sleeps, and asks again */
+        usleep(1000);
+    CHECK_FALSE(call_done(&r));
+    __atomic_store_n(&c.stop, 1, __ATOMIC_SEQ_CST);
+    pthread_join(c.tid, NULL);
+    CHECK_EQ(c.rc, EINTR);
+    call_join(&r); /* the reader it held back got in */
+    CHECK_EQ(r.rc, 0);
+    CHECK_FALSE(mt_converting(&lock));
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_upgradable), 1); /* still from */
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_write), 0);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_read), 2);
+    CHECK_EQ(fifolock_mt_waiting(&lock), 0);
+    /* a hook that says no, with a deadline: ETIMEDOUT, from kept */
+    memset(&c, 0, sizeof c);
+    c.lock = &lock;
+    c.from = &fifolock_upgradable;
+    c.timed = 1;
+    c.deadline = in_ms(30);
+    pthread_create(&c.tid, NULL, intr_main, &c);
+    pthread_join(c.tid, NULL);
+    CHECK_EQ(c.rc, ETIMEDOUT);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_upgradable), 1);
+    /* and one that says no until the readers go: the switch */
+    memset(&c, 0, sizeof c);
+    c.lock = &lock;
+    c.from = &fifolock_upgradable;
+    pthread_create(&c.tid, NULL, intr_main, &c);
+    while (!mt_converting(&lock))
+        usleep(100);
+    CHECK_EQ(fifolock_mt_release_n(&lock, &fifolock_read, 2), 0);
+    pthread_join(c.tid, NULL);
+    CHECK_EQ(c.rc, 0);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_upgradable), 0);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_write), 1);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_write), 0);
+    CHECK_EQ(fifolock_mt_destroy(&lock), 0);
+}
+
+static int never_interrupted(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+static void interruptible_calls_refuse_bad_input_and_change_nothing(void)
+{
+    fifolock_mt lock;
+    fifolock_mode none = { NULL, "none", 0 };
+    struct timespec bad = in_ms(1000), past = in_ms(0);
+
+    bad.tv_nsec = 1000000000L;
+    fifolock_mt_init(&lock);
+    CHECK_EQ(fifolock_mt_acquire_interruptible(NULL, &fifolock_read, 1, NULL,
+                                               never_interrupted, NULL), EINVAL);
+    CHECK_EQ(fifolock_mt_acquire_interruptible(&lock, NULL, 1, NULL, never_interrupted, NULL),
+             EINVAL);
+    CHECK_EQ(fifolock_mt_acquire_interruptible(&lock, &none, 1, NULL, never_interrupted, NULL),
+             EINVAL);
+    CHECK_EQ(fifolock_mt_acquire_interruptible(&lock, &fifolock_read, 0, NULL,
+                                               never_interrupted, NULL), EINVAL);
+    CHECK_EQ(fifolock_mt_acquire_interruptible(&lock, &fifolock_read, 1, &bad,
+                                               never_interrupted, NULL), EINVAL);
+    CHECK_EQ(fifolock_mt_acquire_interruptible(&lock, &fifolock_write, 2, NULL,
+                                               never_interrupted, NULL), EDEADLK);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_read), 0);
+    CHECK_EQ(fifolock_mt_waiting(&lock), 0);
+    /* a NULL hook is the plain call */
+    CHECK_EQ(fifolock_mt_acquire_interruptible(&lock, &fifolock_read, 3, NULL, NULL, NULL), 0);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_read), 3);
+    CHECK_EQ(fifolock_mt_acquire_interruptible(&lock, &fifolock_write, 1, &past,
+                                               never_interrupted, NULL), ETIMEDOUT);
+    CHECK_EQ(fifolock_mt_convert_interruptible(NULL, &fifolock_read, &fifolock_write, NULL,
+                                               never_interrupted, NULL), EINVAL);
+    CHECK_EQ(fifolock_mt_convert_interruptible(&lock, &fifolock_read, NULL, NULL,
+                                               never_interrupted, NULL), EINVAL);
+    CHECK_EQ(fifolock_mt_convert_interruptible(&lock, &fifolock_read, &fifolock_write, &bad,
+                                               never_interrupted, NULL), EINVAL);
+    CHECK_EQ(fifolock_mt_convert_interruptible(&lock, &fifolock_upgradable, &fifolock_write,
+                                               NULL, never_interrupted, NULL), EPERM);
+    CHECK_EQ(fifolock_mt_convert_interruptible(&lock, &fifolock_read, &fifolock_write, &past,
+                                               never_interrupted, NULL), ETIMEDOUT);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_read), 3);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_write), 0);
+    CHECK_EQ(fifolock_mt_waiting(&lock), 0);
+    CHECK_EQ(fifolock_mt_release_n(&lock, &fifolock_read, 2), 0);
+    /* the last reader converts at once, hook or not */
+    CHECK_EQ(fifolock_mt_convert_interruptible(&lock, &fifolock_read, &fifolock_write, NULL,
+                                               never_interrupted, NULL), 0);
+    CHECK_EQ(fifolock_mt_held(&lock, &fifolock_write), 1);
+    CHECK_EQ(fifolock_mt_release(&lock, &fifolock_write), 0);
+    CHECK_EQ(fifolock_mt_destroy(&lock), 0);
+}
+
 RUN_TESTS(TEST(weighted_calls_take_and_drop_n_at_once),
           TEST(waiting_big_request_holds_back_small_ones),
           TEST(downgrade_lets_waiting_readers_in_at_once),
@@ -341,4 +480,6 @@ RUN_TESTS(TEST(weighted_calls_take_and_drop_n_at_once),
           TEST(two_upgrading_readers_get_edeadlk_not_a_deadlock),
           TEST(timed_out_conversion_keeps_from_and_lets_the_queue_go),
           TEST(conversion_grant_racing_its_deadline_keeps_exactly_one_mode),
-          TEST(an_interrupted_wait_leaves_no_trace_and_lets_others_in))
+          TEST(an_interrupted_wait_leaves_no_trace_and_lets_others_in),
+          TEST(an_interrupted_conversion_keeps_from_and_lets_others_in),
+          TEST(interruptible_calls_refuse_bad_input_and_change_nothing))

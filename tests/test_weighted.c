@@ -260,8 +260,10 @@ static void upgrade_waits_ahead_of_the_queue_and_nothing_else_is_granted(void)
     CHECK_EQ(fifolock_try_acquire(&lock, &fifolock_upgradable), 0);
     CHECK_EQ(fifolock_try_acquire(&lock, &fifolock_read), 0);
     CHECK_EQ(fifolock_acquire(&lock, &w, &fifolock_write, on_grant, ID(1)), FIFOLOCK_WAITING);
+    CHECK_FALSE(fifolock_converting(&lock)); /* a plain request waits at the head */
     CHECK_EQ(fifolock_convert(&lock, &c, &fifolock_upgradable, &fifolock_write, on_grant, ID(2)),
              FIFOLOCK_WAITING);
+    CHECK_TRUE(fifolock_converting(&lock));
     CHECK_EQ(fifolock_waiting(&lock), 2);
     /* a reader would fit the holders, but it queues */
     CHECK_EQ(fifolock_acquire(&lock, &r, &fifolock_read, on_grant, ID(3)), FIFOLOCK_WAITING);
@@ -279,6 +281,8 @@ static void upgrade_waits_ahead_of_the_queue_and_nothing_else_is_granted(void)
     CHECK_EQ(fifolock_release(&lock, &fifolock_read), 0);
     CHECK_EQ(ngranted, 1); /* the conversion, ahead of the writer queued before it */
     CHECK_EQ(granted_ids[0], 2);
+    CHECK_FALSE(fifolock_converting(&lock)); /* switched; the writer waits */
+    CHECK_EQ(fifolock_waiting(&lock), 2);
     CHECK_EQ(fifolock_held(fifolock_holds_of(&lock), &fifolock_write), 1);
     CHECK_EQ(fifolock_held(fifolock_holds_of(&lock), &fifolock_upgradable), 0);
     CHECK_OK(&lock);
@@ -302,8 +306,10 @@ static void a_second_waiting_conversion_is_edeadlk(void)
     CHECK_EQ(fifolock_try_acquire_n(&lock, &fifolock_read, 2), 0);
     CHECK_EQ(fifolock_convert(&lock, &c1, &fifolock_read, &fifolock_write, on_grant, ID(1)),
              FIFOLOCK_WAITING);
+    CHECK_TRUE(fifolock_converting(&lock));
     CHECK_EQ(fifolock_convert(&lock, &c2, &fifolock_read, &fifolock_write, on_grant, ID(2)),
              EDEADLK);
+    CHECK_TRUE(fifolock_converting(&lock)); /* the first one still */
     CHECK_FALSE(fifolock__waiter_is_queued(&c2));
     CHECK_EQ(fifolock_try_convert(&lock, &fifolock_read, &fifolock_write), EBUSY);
     CHECK_EQ(fifolock_held(fifolock_holds_of(&lock), &fifolock_read), 2);
@@ -330,7 +336,9 @@ static void cancelled_conversion_keeps_from_and_lets_the_queue_go(void)
     CHECK_EQ(fifolock_convert(&lock, &c, &fifolock_upgradable, &fifolock_write, on_grant, ID(1)),
              FIFOLOCK_WAITING);
     CHECK_EQ(fifolock_acquire(&lock, &r, &fifolock_read, on_grant, ID(2)), FIFOLOCK_WAITING);
+    CHECK_TRUE(fifolock_converting(&lock));
     CHECK_EQ(fifolock_cancel(&lock, &c), 0);
+    CHECK_FALSE(fifolock_converting(&lock));
     CHECK_EQ(ngranted, 1); /* the reader the conversion held back */
     CHECK_EQ(granted_ids[0], 2);
     CHECK_EQ(fifolock_held(fifolock_holds_of(&lock), &fifolock_upgradable), 1);
@@ -348,6 +356,7 @@ static void converting_an_unheld_mode_or_bad_input_changes_nothing(void)
     fifolock_waiter c = FIFOLOCK_WAITER_INIT, q = FIFOLOCK_WAITER_INIT;
     fifolock_mode no_pred = { NULL, "none", 0 };
 
+    CHECK_FALSE(fifolock_converting(NULL));
     fifolock_init(&lock);
     CHECK_EQ(fifolock_convert(&lock, &c, &fifolock_write, &fifolock_read, on_grant, NULL), EPERM);
     CHECK_EQ(fifolock_try_convert(&lock, &fifolock_write, &fifolock_read), EPERM);

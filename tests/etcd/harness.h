@@ -3,7 +3,9 @@
  * on loopback with free ports and a temporary data dir, and stopped; and a
  * few raw requests (libcurl, json-c) to look at or change what it stores
  * behind the library's back. Not the library's code: the tests check the
- * library against etcd itself.
+ * library against etcd itself. With tests/check.h included first, also
+ * what the etcd tests share: a thread that acquires and reports, a wait for
+ * a queue's length, a count of lost locks, and main()'s loop.
  */
 #ifndef FIFOLOCK_TESTS_ETCD_HARNESS_H
 #define FIFOLOCK_TESTS_ETCD_HARNESS_H
@@ -13,7 +15,9 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <json-c/json.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -468,8 +472,23 @@ static inline void etcd_sleep_ms(long ms)
 }
 
 /*
+ * Waits up to 2.5 s until the queue of lock `name` has n entries (a waiter
+ * joined, or left); returns its length then.
+ */
+static inline long etcd_await_queue_len(const char *url, const char *name, long n)
+{
+    long len;
+    int i;
+
+    for (i = 0; (len = etcd_queue_len(url, name)) != n && i < 500; i++)
+        etcd_sleep_ms(5);
+    return len;
+}
+
+/*
  * With tests/check.h included first: a session that must open (the test
- * cannot go on without it: the message and exit 1), and main()'s loop.
+ * cannot go on without it: the message and exit 1), the helpers the etcd
+ * tests share, and main()'s loop.
  */
 #ifdef FIFOLOCK_TEST_CHECK_H
 
@@ -485,6 +504,71 @@ static inline fifolock_etcd *etcd_open_or_die(const char *endpoints,
         exit(1);
     }
     return s;
+}
+
+/* CHECKs that the queue of `name` reaches n entries within 2.5 s. */
+static inline void etcd_check_queue_len(const char *url, const char *name, long n)
+{
+    CHECK_EQ(etcd_await_queue_len(url, name, n), n);
+}
+
+/*
+ * A thread that acquires and reports: fifolock_etcd_acquire(s, name, mode)
+ * with a deadline wait_ms after its start (0: none). Threads never CHECK:
+ * the test joins `thread` and checks rc, token and granted_at.
+ */
+struct etcd_waiter {
+    fifolock_etcd *s;
+    const char *name;
+    const fifolock_mode *mode;
+    long wait_ms;   /* its deadline, from its start; 0: none */
+    bool say_why;   /* print why its acquire failed, if it did */
+    int rc;         /* -1 until acquire returned */
+    int64_t token;
+    long granted_at; /* etcd_now_ms() when acquire returned */
+    pthread_t thread;
+};
+
+static inline void *etcd_waiter_main(void *arg)
+{
+    struct etcd_waiter *w = arg;
+    struct timespec d = etcd_in_ms(w->wait_ms);
+
+    w->rc = fifolock_etcd_acquire(w->s, w->name, w->mode, w->wait_ms ? &d : NULL, &w->token);
+    w->granted_at = etcd_now_ms();
+    if (w->rc != 0 && w->say_why)
+        fprintf(stderr, "%s: acquire: %s (%s)\n", check_current, fifolock_etcd_strerror(w->rc),
+                fifolock_etcd_last_error());
+    return NULL;
+}
+
+static inline void etcd_start_waiter(struct etcd_waiter *w, fifolock_etcd *s, const char *name,
+                                     const fifolock_mode *mode, long wait_ms, bool say_why)
+{
+    memset(w, 0, sizeof *w);
+    w->s = s;
+    w->name = name;
+    w->mode = mode;
+    w->wait_ms = wait_ms;
+    w->say_why = say_why;
+    w->rc = -1;
+    pthread_create(&w->thread, NULL, etcd_waiter_main, w);
+}
+
+/* A lost-lock callback (fifolock_etcd_options.lost, with lost_arg) that counts. */
+struct etcd_lost_count {
+    int calls;  /* atomic */
+    int reason; /* the last one's; atomic */
+};
+
+static inline void etcd_count_lost(fifolock_etcd *s, const char *name, int64_t token, int reason,
+                                   void *arg)
+{
+    struct etcd_lost_count *c = arg;
+
+    (void)s, (void)name, (void)token;
+    __atomic_store_n(&c->reason, reason, __ATOMIC_SEQ_CST);
+    __atomic_add_fetch(&c->calls, 1, __ATOMIC_SEQ_CST);
 }
 
 /*

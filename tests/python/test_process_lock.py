@@ -198,11 +198,6 @@ class ProcessLockSync(Base):
     def test_grants_in_queue_order_across_processes(self):
         self.grants_in_queue_order(use_async=False)
 
-    # Without fifolock_shm_acquire_interruptible() a cancellable wait
-    # waits in slices, each at the tail of the queue (process_lock.c).
-    @(unittest.expectedFailure
-      if ProcessFifoLock is not None and not fifolock._fifolock._SHM_INTERRUPTIBLE
-      else (lambda f: f))
     def test_grants_in_queue_order_across_processes_async(self):
         self.grants_in_queue_order(use_async=True)
 
@@ -310,8 +305,7 @@ class ProcessLockSync(Base):
         other = ProcessFifoLock(self.path)
         other(Write).__enter__()
         old = signal.signal(signal.SIGALRM, signal.default_int_handler)
-        # the holder lets go late: without an interruptible wait the
-        # interrupt is seen once granted, and the grant is given back
+        # the holder lets go late: the interrupt must end the wait first
         timer = threading.Timer(3, lambda: other._shm.release(Write))
         try:
             timer.start()
@@ -325,8 +319,7 @@ class ProcessLockSync(Base):
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, old)
             timer.join()
-        if fifolock._fifolock._SHM_INTERRUPTIBLE:
-            self.assertLess(elapsed, 1.5, "Ctrl-C did not end the wait")
+        self.assertLess(elapsed, 1.5, "Ctrl-C did not end the wait")
         wait_until(lambda: lock.held(Write) == 0)
         self.assert_no_trace(lock, Write)
         with lock(Write, timeout=5):
