@@ -31,6 +31,8 @@
 /* etcd's names of modes need no more than the shared-memory lock's */
 #define ETCD_NAME_MAX CROSS_NAME_MAX
 
+typedef struct ReqObject ReqObject;
+
 typedef struct {
     PyObject_HEAD
     fifolock_etcd *s;         /* NULL once closed */
@@ -38,8 +40,37 @@ typedef struct {
     PyObject *on_lost;        /* callable(name, token, reason) or None */
     PyObject *lost_error;     /* fifolock.LockLostError */
     Py_ssize_t busy;          /* calls under way with the GIL released */
+    PyObject *pending;        /* set: the async requests not yet reported */
+    ReqObject *done_head;     /* reported by done() inside process(), in order */
+    ReqObject **done_tail;
     PyObject *weakreflist;
 } EtcdObject;
+
+#ifdef FIFOLOCK_PY_ETCD_ASYNC
+/*
+ * An async request (fifolock_etcd_acquire_async()). The session's
+ * `pending` set keeps it alive until it is reported or cancelled. done()
+ * runs inside fifolock_etcd_process(), which process() calls with the GIL
+ * released: it only records the outcome and links the request into the
+ * session's done list (no Python); process() hands the list to Python once
+ * the library's call has returned (decide, then call out).
+ */
+enum { REQ_PENDING, REQ_REPORTED, REQ_CANCELLED, REQ_CLOSED };
+
+struct ReqObject {
+    PyObject_HEAD
+    fifolock_etcd_request *req; /* the library's, while REQ_PENDING */
+    EtcdObject *session;        /* strong */
+    int state;
+    int err;                    /* once reported: 0 granted, else the error */
+    int64_t token;
+    PyObject *name, *mode;      /* for messages */
+    size_t n;
+    ReqObject *next_done;
+};
+#endif
+
+static void pending_closed(EtcdObject *so);
 
 /* The session's background thread: a hold was lost. */
 static void etcd_lost(fifolock_etcd *session, const char *name, int64_t token, int reason,
@@ -312,6 +343,7 @@ static PyObject *etcd_close(EtcdObject *so, PyObject *unused)
     rc = fifolock_etcd_close(s);
     snprintf(detail, sizeof detail, "%s", rc ? fifolock_etcd_last_error() : "");
     Py_END_ALLOW_THREADS
+    pending_closed(so);
     if (rc != 0) {
         /* freed all the same; its entries vanish when the lease expires */
         etcd_error(so, rc, detail, NULL, 0);
@@ -369,6 +401,10 @@ static int etcd_init(EtcdObject *so, PyObject *args, PyObject *kwargs)
                                      &password, &modes, &prefix, &timeout_ms, &on_lost))
         return -1;
     cross_table_init(&so->table, st);
+    so->pending = PySet_New(NULL);
+    if (so->pending == NULL)
+        return -1;
+    so->done_tail = &so->done_head;
     so->lost_error = PyObject_GetAttrString(PyType_GetModule(Py_TYPE(so)), "LockLostError");
     if (so->lost_error == NULL)
         return -1;
@@ -442,6 +478,7 @@ static int etcd_traverse(EtcdObject *so, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(so));
     Py_VISIT(so->on_lost);
     Py_VISIT(so->lost_error);
+    Py_VISIT(so->pending);
     return cross_table_traverse(&so->table, visit, arg);
 }
 
@@ -466,12 +503,315 @@ static void etcd_dealloc(EtcdObject *so)
         (void)fifolock_etcd_close(s); /* revokes the lease: every hold goes */
         Py_END_ALLOW_THREADS
     }
+    Py_CLEAR(so->pending); /* empty: each pending request keeps its session */
     cross_table_clear(&so->table);
     Py_CLEAR(so->on_lost);
     Py_CLEAR(so->lost_error);
     tp->tp_free(so);
     Py_DECREF(tp);
 }
+
+#ifdef FIFOLOCK_PY_ETCD_ASYNC
+/* ---- the event-loop API: requests that report through process() -------- */
+
+static PyTypeObject *req_type_of(EtcdObject *so)
+{
+    PyObject *m = PyType_GetModule(Py_TYPE(so));
+    PyObject *t = m ? PyObject_GetAttrString(m, "_EtcdRequest") : NULL;
+
+    Py_XDECREF(t); /* the module keeps it */
+    return (PyTypeObject *)t;
+}
+
+/* Inside fifolock_etcd_process(), GIL released: record, link, no Python. */
+static void req_done(fifolock_etcd_request *req, int err, int64_t token, void *arg)
+{
+    ReqObject *r = arg;
+    EtcdObject *so = r->session;
+
+    (void)req;
+    r->req = NULL;
+    r->state = REQ_REPORTED;
+    r->err = err;
+    r->token = token;
+    r->next_done = NULL;
+    *so->done_tail = r;
+    so->done_tail = &r->next_done;
+}
+
+PyDoc_STRVAR(etcd_acquire_async_doc,
+"acquire_async(name, mode, n=1, timeout=None)\n--\n\n"
+"Starts a request (fifolock_etcd_acquire_async) and returns it at once;\n"
+"process() reports it. Raises at once for what a blocking acquire refuses\n"
+"before sending anything (DeadlockError, ValueError, LockLostError).\n"
+"One thread at a time (the event loop's) may use this, process() and\n"
+"cancel().");
+
+static PyObject *etcd_acquire_async(EtcdObject *so, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = { "name", "mode", "n", "timeout", NULL };
+    PyObject *name, *cls, *n_obj = NULL, *timeout_obj = NULL;
+    PyTypeObject *tp = req_type_of(so);
+    const fifolock_mode *mode;
+    struct timespec deadline;
+    char detail[256];
+    const char *text;
+    ReqObject *r;
+    double timeout;
+    size_t n;
+    int rc;
+
+    if (tp == NULL ||
+        !PyArg_ParseTupleAndKeywords(args, kwargs, "UO|OO:acquire_async", kwlist, &name, &cls,
+                                     &n_obj, &timeout_obj))
+        return NULL;
+    if (etcd_parse_n(n_obj, &n) < 0 || parse_timeout(timeout_obj, &timeout) < 0 ||
+        check_open(so) < 0)
+        return NULL;
+    text = PyUnicode_AsUTF8(name);
+    mode = text ? etcd_mode_of(so, cls) : NULL;
+    if (mode == NULL)
+        return NULL;
+    r = PyObject_GC_New(ReqObject, tp);
+    if (r == NULL)
+        return NULL;
+    r->req = NULL;
+    r->session = (EtcdObject *)Py_NewRef((PyObject *)so);
+    r->state = REQ_PENDING;
+    r->err = 0;
+    r->token = 0;
+    r->name = Py_NewRef(name);
+    r->mode = Py_NewRef(cls);
+    r->n = n;
+    r->next_done = NULL;
+    PyObject_GC_Track(r);
+    if (timeout >= 0)
+        cross_deadline_in(timeout, &deadline);
+    Py_BEGIN_ALLOW_THREADS
+    rc = fifolock_etcd_acquire_async(so->s, text, mode, n, timeout >= 0 ? &deadline : NULL,
+                                     req_done, r, &r->req);
+    snprintf(detail, sizeof detail, "%s", rc ? fifolock_etcd_last_error() : "");
+    Py_END_ALLOW_THREADS
+    if (rc != 0) {
+        r->state = REQ_CLOSED;
+        Py_DECREF(r);
+        etcd_error(so, rc, detail, cls, n);
+        return NULL;
+    }
+    if (PySet_Add(so->pending, (PyObject *)r) < 0) {
+        /* can't keep it: withdraw it */
+        Py_BEGIN_ALLOW_THREADS
+        (void)fifolock_etcd_cancel(so->s, r->req);
+        Py_END_ALLOW_THREADS
+        r->state = REQ_CANCELLED;
+        r->req = NULL;
+        Py_DECREF(r);
+        return NULL;
+    }
+    return (PyObject *)r;
+}
+
+PyDoc_STRVAR(etcd_process_doc,
+"process()\n--\n\n"
+"Does the ready work (fifolock_etcd_process), the GIL released; returns\n"
+"the requests reported by it, in order.");
+
+static PyObject *etcd_process(EtcdObject *so, PyObject *unused)
+{
+    PyObject *list;
+    ReqObject *r;
+
+    (void)unused;
+    if (so->s == NULL)
+        return PyList_New(0);
+    so->done_head = NULL;
+    so->done_tail = &so->done_head;
+    Py_BEGIN_ALLOW_THREADS
+    (void)fifolock_etcd_process(so->s);
+    Py_END_ALLOW_THREADS
+    list = PyList_New(0);
+    for (r = so->done_head; r != NULL; r = r->next_done) {
+        if (list != NULL && PyList_Append(list, (PyObject *)r) < 0)
+            Py_CLEAR(list);
+        if (PySet_Discard(so->pending, (PyObject *)r) < 0)
+            PyErr_Clear();
+    }
+    so->done_head = NULL;
+    return list;
+}
+
+static PyObject *etcd_fd(EtcdObject *so, PyObject *unused)
+{
+    int fd;
+
+    (void)unused;
+    if (check_open(so) < 0)
+        return NULL;
+    fd = fifolock_etcd_fd(so->s);
+    if (fd < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return PyLong_FromLong(fd);
+}
+
+static PyObject *etcd_timeout(EtcdObject *so, PyObject *unused)
+{
+    int ms;
+
+    (void)unused;
+    if (so->s == NULL)
+        return PyLong_FromLong(-1);
+    Py_BEGIN_ALLOW_THREADS
+    ms = fifolock_etcd_timeout(so->s);
+    Py_END_ALLOW_THREADS
+    return PyLong_FromLong(ms);
+}
+
+PyDoc_STRVAR(req_cancel_doc,
+"cancel()\n--\n\n"
+"Withdraws the request if it was not reported yet: True (its entry goes,\n"
+"a grant not yet reported is let go); False if it was reported (see\n"
+"result()) or the session closed.");
+
+static PyObject *req_cancel(ReqObject *r, PyObject *unused)
+{
+    EtcdObject *so = r->session;
+    int rc;
+
+    (void)unused;
+    if (r->state != REQ_PENDING || so->s == NULL)
+        Py_RETURN_FALSE;
+    Py_BEGIN_ALLOW_THREADS
+    rc = fifolock_etcd_cancel(so->s, r->req);
+    Py_END_ALLOW_THREADS
+    if (rc != 0)
+        Py_RETURN_FALSE; /* reported meanwhile: never, process() runs here */
+    r->state = REQ_CANCELLED;
+    r->req = NULL;
+    if (PySet_Discard(so->pending, (PyObject *)r) < 0)
+        return NULL;
+    Py_RETURN_TRUE;
+}
+
+PyDoc_STRVAR(req_result_doc,
+"result()\n--\n\n"
+"The fencing token of a granted request; its error raised if it failed;\n"
+"RuntimeError if it was not reported.");
+
+static PyObject *req_result(ReqObject *r, PyObject *unused)
+{
+    (void)unused;
+    if (r->state != REQ_REPORTED) {
+        PyErr_SetString(PyExc_RuntimeError, "this request was not reported");
+        return NULL;
+    }
+    if (r->err == 0)
+        return PyLong_FromLongLong((long long)r->token);
+    if (r->err == ETIMEDOUT) {
+        PyErr_Format(PyExc_TimeoutError, "lock mode %R of %U not granted in time", r->mode,
+                     r->name);
+        return NULL;
+    }
+    etcd_error(r->session, r->err, "", r->mode, r->n);
+    return NULL;
+}
+
+static PyObject *req_get_reported(ReqObject *r, void *unused)
+{
+    (void)unused;
+    return PyBool_FromLong(r->state == REQ_REPORTED);
+}
+
+static PyObject *req_get_granted(ReqObject *r, void *unused)
+{
+    (void)unused;
+    return PyBool_FromLong(r->state == REQ_REPORTED && r->err == 0);
+}
+
+static int req_traverse(ReqObject *r, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(r));
+    Py_VISIT(r->session);
+    Py_VISIT(r->name);
+    Py_VISIT(r->mode);
+    return 0;
+}
+
+static int req_clear(ReqObject *r)
+{
+    /* a pending request is kept by its session's set: never cleared here */
+    if (r->state != REQ_PENDING)
+        Py_CLEAR(r->session);
+    Py_CLEAR(r->name);
+    Py_CLEAR(r->mode);
+    return 0;
+}
+
+static void req_dealloc(ReqObject *r)
+{
+    PyTypeObject *tp = Py_TYPE(r);
+
+    PyObject_GC_UnTrack(r);
+    Py_CLEAR(r->session);
+    Py_CLEAR(r->name);
+    Py_CLEAR(r->mode);
+    PyObject_GC_Del(r);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef req_methods[] = {
+    { "cancel", (PyCFunction)req_cancel, METH_NOARGS, req_cancel_doc },
+    { "result", (PyCFunction)req_result, METH_NOARGS, req_result_doc },
+    { NULL, NULL, 0, NULL },
+};
+
+static PyGetSetDef req_getset[] = {
+    { "reported", (getter)req_get_reported, NULL, "True once process() reported it.", NULL },
+    { "granted", (getter)req_get_granted, NULL, "True if reported granted.", NULL },
+    { NULL, NULL, NULL, NULL, NULL },
+};
+
+static PyType_Slot req_slots[] = {
+    { Py_tp_doc, "A request of _EtcdSession.acquire_async()." },
+    { Py_tp_dealloc, req_dealloc },
+    { Py_tp_traverse, req_traverse },
+    { Py_tp_clear, req_clear },
+    { Py_tp_methods, req_methods },
+    { Py_tp_getset, req_getset },
+    { 0, NULL },
+};
+
+static PyType_Spec req_spec = {
+    .name = "fifolock._fifolock._EtcdRequest",
+    .basicsize = sizeof(ReqObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = req_slots,
+};
+
+/* The session closed: its pending requests were freed without a report. */
+static void pending_closed(EtcdObject *so)
+{
+    PyObject *it, *item;
+
+    if (so->pending == NULL)
+        return;
+    it = PyObject_GetIter(so->pending);
+    while (it != NULL && (item = PyIter_Next(it)) != NULL) {
+        ((ReqObject *)item)->state = REQ_CLOSED;
+        ((ReqObject *)item)->req = NULL;
+        Py_DECREF(item);
+    }
+    Py_XDECREF(it);
+    PyErr_Clear();
+    PySet_Clear(so->pending);
+}
+#else
+static void pending_closed(EtcdObject *so)
+{
+    (void)so;
+}
+#endif
+
 
 static PyMethodDef etcd_methods[] = {
     { "acquire", (PyCFunction)(void (*)(void))etcd_acquire, METH_VARARGS | METH_KEYWORDS,
@@ -486,6 +826,15 @@ static PyMethodDef etcd_methods[] = {
       "and every later one, until clear_interrupt()." },
     { "clear_interrupt", (PyCFunction)etcd_clear_interrupt, METH_NOARGS,
       "clear_interrupt()\n--\n\nWaits wait again." },
+#ifdef FIFOLOCK_PY_ETCD_ASYNC
+    { "acquire_async", (PyCFunction)(void (*)(void))etcd_acquire_async,
+      METH_VARARGS | METH_KEYWORDS, etcd_acquire_async_doc },
+    { "process", (PyCFunction)etcd_process, METH_NOARGS, etcd_process_doc },
+    { "fd", (PyCFunction)etcd_fd, METH_NOARGS,
+      "fd()\n--\n\nThe descriptor to watch for reading: process() has work." },
+    { "timeout", (PyCFunction)etcd_timeout, METH_NOARGS,
+      "timeout()\n--\n\nMilliseconds until process() is due anyway; -1: nothing due." },
+#endif
     { "close", (PyCFunction)etcd_close, METH_NOARGS,
       "close()\n--\n\nRevokes the lease (everything held goes) and ends the session." },
     { NULL, NULL, 0, NULL },
@@ -552,6 +901,15 @@ int etcd_lock_init(PyObject *module, modstate *st)
         rc = PyModule_AddType(module, tp);
         Py_DECREF(tp);
     }
+#ifdef FIFOLOCK_PY_ETCD_ASYNC
+    if (rc == 0) {
+        PyTypeObject *tp = (PyTypeObject *)PyType_FromModuleAndSpec(module, &req_spec, NULL);
+        if (tp == NULL)
+            return -1;
+        rc = PyModule_AddType(module, tp);
+        Py_DECREF(tp);
+    }
+#endif
 #endif
     return rc;
 }

@@ -95,32 +95,42 @@ class _Handoff:
 async def _wait_in_thread(acquire, give_back, on_cancel):
     """acquire(cancel) on a thread of its own, the task awaiting its result
     or exception. Cancelled, the wait is withdrawn, or the grant given back
-    if it won the race."""
+    if it won the race, before the CancelledError goes on (within one sleep
+    of the wait, 50 ms)."""
     loop = _asyncio.get_running_loop()
     fut = loop.create_future()
+    finished = loop.create_future()
     h = _Handoff(give_back, on_cancel)
+
+    def tell(f, ok, value):
+        try:
+            loop.call_soon_threadsafe(_settle, f, ok, value)
+            return True
+        except RuntimeError:  # the loop is closed: nobody waits
+            return False
 
     def work():
         try:
             value = acquire(h.cancel)
         except BaseException as exc:  # handed to the task as it is
             if not h.cancel.is_set():
-                try:
-                    loop.call_soon_threadsafe(_settle, fut, False, exc)
-                except RuntimeError:
-                    pass  # the loop is closed: nobody waits
-            return
-        if h.worker_got(value):
-            try:
-                loop.call_soon_threadsafe(_settle, fut, True, value)
-            except RuntimeError:  # the loop is closed: nobody will take it
-                h.waiter_gives_up()
+                tell(fut, False, exc)
+        else:
+            if h.worker_got(value) and not tell(fut, True, value):
+                h.waiter_gives_up()  # nobody will take it
+        tell(finished, True, None)
 
     _threading.Thread(target=work, name="fifolock-wait", daemon=True).start()
     try:
         return await fut
-    except BaseException:
+    except BaseException as exc:
         h.waiter_gives_up()
+        if isinstance(exc, _asyncio.CancelledError):
+            # no trace once the cancellation goes on: the wait has ended
+            try:
+                await _asyncio.shield(finished)
+            except _asyncio.CancelledError:
+                pass
         raise
 
 
@@ -146,6 +156,7 @@ def _wait_blocking(acquire, give_back, on_cancel):
         done.wait()
     except BaseException:
         h.waiter_gives_up()
+        done.wait()  # the request is gone (or given back) before this goes on
         raise
     if box and box[0] is not None:
         raise box[0]
@@ -386,6 +397,26 @@ class EtcdLockContext(_Context):
     def _on_cancel(self, cancel):
         self._session._cancel(cancel)
 
+    async def __aenter__(self):
+        session = self._session
+        if not hasattr(session._s, "acquire_async"):
+            return await super().__aenter__()  # a library without the event-loop API
+        self._check_free()
+        driver = session._driver()
+        req = session._s.acquire_async(self.name, self.mode, self.n, self.timeout)
+        fut = driver.wait(req)
+        try:
+            await fut
+        except BaseException:
+            # Cancelled: withdrawn if not reported yet; else a grant that
+            # raced the cancellation is given back.
+            if not req.cancel() and req.granted:
+                session._s.release(self.name, req.result())
+            raise
+        self._granted(req.result())
+        self._holding = True
+        return self
+
     def _granted(self, token):
         self.token = token
         self._reason = None
@@ -442,6 +473,52 @@ class EtcdLockContext(_Context):
         return self._session._s.key(self.name, self.token)
 
 
+class _EtcdDriver:
+    """A session's async requests on one event loop: the session's one
+    descriptor watched with add_reader, its timeout with call_later; each
+    reported request settles its future. No thread per waiter."""
+
+    def __init__(self, session, loop):
+        self.session = session
+        self.loop = loop
+        self.futures = {}
+        self.timer = None
+        self.fd = session._s.fd()
+        loop.add_reader(self.fd, self.process)
+
+    def wait(self, req):
+        fut = self.loop.create_future()
+        self.futures[req] = fut
+        self.rearm()
+        return fut
+
+    def process(self):
+        for req in self.session._s.process():
+            fut = self.futures.pop(req, None)
+            if fut is not None and not fut.done():
+                fut.set_result(None)  # the task reads req.result()
+            # a cancelled task's request: its except block decides
+        self.rearm()
+
+    def rearm(self):
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        ms = self.session._s.timeout()
+        if ms >= 0:
+            self.timer = self.loop.call_later(ms / 1000, self.process)
+
+    def close(self):
+        if self.timer is not None:
+            self.timer.cancel()
+        if not self.loop.is_closed():
+            self.loop.remove_reader(self.fd)
+        for fut in self.futures.values():
+            if not fut.done():
+                fut.set_exception(LockLostError("the EtcdSession was closed"))
+        self.futures.clear()
+
+
 class EtcdLock:
     """The lock ``name`` of an EtcdSession: ``lock(Mode, n=1, timeout=None)``
     gives an EtcdLockContext."""
@@ -489,6 +566,7 @@ class EtcdSession:
             raise NotImplementedError(_ETCD_MISSING)
         import weakref
         self._holders = {}
+        self._drv = None
         self._icond = _threading.Condition()
         self._icount = 0
         me = weakref.ref(self)
@@ -550,6 +628,20 @@ class EtcdSession:
                     self._s.clear_interrupt()
                     self._icond.notify_all()
 
+    def _driver(self):
+        """The async requests' driver, on the running loop: one loop per
+        session (the library's event-loop API is for one thread)."""
+        loop = _asyncio.get_running_loop()
+        if self._drv is not None and self._drv.loop is not loop:
+            if not self._drv.loop.is_closed() and self._drv.futures:
+                raise RuntimeError("this EtcdSession waits on another event loop: use one "
+                                   "session per loop")
+            self._drv.close()
+            self._drv = None
+        if self._drv is None:
+            self._drv = _EtcdDriver(self, loop)
+        return self._drv
+
     @property
     def closed(self):
         """True once close() ran."""
@@ -559,6 +651,9 @@ class EtcdSession:
         """Revokes the lease (everything held or asked for goes) and ends
         the session."""
         self._holders.clear()
+        if self._drv is not None:
+            self._drv.close()
+            self._drv = None
         self._s.close()
 
     def __enter__(self):
