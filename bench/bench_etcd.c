@@ -18,20 +18,24 @@
  *   (5) the command lines a user runs, `fifolock --etcd` against
  *       `etcdctl lock` (gRPC, Go's concurrency.Mutex), alternating round by
  *       round: from one holder's COMMAND's end to the next one's start, and
- *       etcd's gRPC calls per run by method.
+ *       etcd's gRPC calls per run by method;
+ *   (6) the handoff of (2) with the waiter on the non-blocking API
+ *       (fifolock_etcd_acquire_async() in a poll() loop) against the
+ *       blocking waiter, alternating round by round.
  *
  * What the counters cannot see: v3lock runs its Mutex inside the server with
  * an in-process client, so its own Txn/Range/Watch calls are not gRPC
  * messages; its watch events are counted. Keepalives are made rare (TTL 60).
  *
- * Usage: bench_etcd [quick] [parts=12345] [rounds=R] [n=N]
+ * Usage: bench_etcd [quick] [parts=123456] [rounds=R] [n=N]
  *   parts: which parts to run (the default: all); rounds (at most 16) and n:
- *   the rounds and samples per round of parts (4) and (5).
+ *   the rounds and samples per round of parts (4), (5) and (6).
  */
 #include "../tests/etcd/harness.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
@@ -611,6 +615,108 @@ static void floor_vs_lib(void)
     free(flo);
 }
 
+/* ---- (6) the handoff to a waiter on the non-blocking API ---- */
+
+struct async_waiter {
+    fifolock_etcd *s;
+    int done;
+    int err;
+    int64_t token;
+    long long granted_at;
+};
+
+static void async_done(fifolock_etcd_request *req, int err, int64_t token, void *arg)
+{
+    struct async_waiter *w = arg;
+
+    (void)req;
+    w->granted_at = now_us();
+    w->err = err;
+    w->token = token;
+    w->done = 1;
+}
+
+/* The event loop's thread: one request, polled until it is reported. */
+static void *async_loop(void *arg)
+{
+    struct async_waiter *w = arg;
+    fifolock_etcd_request *req;
+
+    if (fifolock_etcd_acquire_async(w->s, "bench-handoff", &fifolock_mutex, 1, NULL, async_done,
+                                    w, &req) != 0) {
+        w->err = EIO;
+        return NULL;
+    }
+    while (!w->done) {
+        struct pollfd p = { fifolock_etcd_fd(w->s), POLLIN, 0 };
+
+        poll(&p, 1, fifolock_etcd_timeout(w->s));
+        fifolock_etcd_process(w->s);
+    }
+    return NULL;
+}
+
+/* One round of n handoffs to an async waiter (as lib_round()). */
+static void async_round(long long *lat, int n)
+{
+    struct client holder;
+    fifolock_etcd *s = fl_open();
+    int i;
+
+    client_open(&holder, 0);
+    for (i = 0; i < n; i++) {
+        struct async_waiter w = { s, 0, 0, 0, 0 };
+        pthread_t t;
+        long long t0;
+
+        client_lock(&holder, 0, "bench-handoff");
+        pthread_create(&t, NULL, async_loop, &w);
+        etcd_sleep_ms(30); /* the waiter is queued and watching */
+        t0 = now_us();
+        client_unlock(&holder, 0, "bench-handoff");
+        pthread_join(t, NULL);
+        if (w.err != 0) {
+            fprintf(stderr, "async acquire: %s\n", fifolock_etcd_strerror(w.err));
+            exit(1);
+        }
+        lat[i] = w.granted_at - t0;
+        fifolock_etcd_release(s, "bench-handoff", w.token);
+    }
+    client_close(&holder, 0);
+    fifolock_etcd_close(s);
+}
+
+static void async_vs_blocking(void)
+{
+    int rounds = opt_rounds ? opt_rounds : quick ? 1 : 5, n = opt_n ? opt_n : quick ? 10 : 30, r;
+    long long *blk = malloc(sizeof *blk * (size_t)(rounds * n));
+    long long *asy = malloc(sizeof *asy * (size_t)(rounds * n));
+    struct summary a, b;
+
+    printf("\n(6) handoff to a waiter on the non-blocking API (acquire_async in a poll() "
+           "loop) against a blocking waiter, alternating %d rounds of %d, load %.2f\n\n",
+           rounds, n, loadavg());
+    for (r = 0; r < rounds; r++) {
+        if (r % 2 == 0) {
+            lib_round(blk + (size_t)r * n, n);
+            async_round(asy + (size_t)r * n, n);
+        } else {
+            async_round(asy + (size_t)r * n, n);
+            lib_round(blk + (size_t)r * n, n);
+        }
+    }
+    a = summarize(asy, rounds, n);
+    b = summarize(blk, rounds, n);
+    printf("| | samples | median us | p10 us | p90 us | median of each round, us |\n");
+    printf("|---|---|---|---|---|---|\n");
+    print_summary("async waiter (one loop, one descriptor)", &a, rounds, n);
+    print_summary("blocking waiter (its thread)", &b, rounds, n);
+    printf("\nratio of medians: %.2f (load now %.2f)\n", (double)a.median / (double)b.median,
+           loadavg());
+    free(blk);
+    free(asy);
+}
+
 /* ---- (5) the command lines: fifolock --etcd against etcdctl lock ---- */
 
 /*
@@ -981,7 +1087,7 @@ static void cli(void)
 
 int main(int argc, char **argv)
 {
-    const char *parts = "12345";
+    const char *parts = "123456";
     int i;
 
     for (i = 1; i < argc; i++)
@@ -994,7 +1100,7 @@ int main(int argc, char **argv)
         else if (strncmp(argv[i], "n=", 2) == 0 && atoi(argv[i] + 2) > 0)
             opt_n = atoi(argv[i] + 2);
         else {
-            fprintf(stderr, "usage: bench_etcd [quick] [parts=12345] [rounds=R] [n=N]\n");
+            fprintf(stderr, "usage: bench_etcd [quick] [parts=123456] [rounds=R] [n=N]\n");
             return 2;
         }
     if (etcd_up(&srv, 1, NULL) == ETCD_SKIP) {
@@ -1014,6 +1120,8 @@ int main(int argc, char **argv)
         floor_vs_lib();
     if (strchr(parts, '5'))
         cli();
+    if (strchr(parts, '6'))
+        async_vs_blocking();
     printf("\nload average at the end %.2f\n", loadavg());
     etcd_down(&srv);
     return 0;

@@ -12,3 +12,10 @@ endif()
 add_executable(example_uv_readers_writers ${CMAKE_CURRENT_LIST_DIR}/uv_readers_writers.c)
 set_target_properties(example_uv_readers_writers PROPERTIES OUTPUT_NAME uv_readers_writers)
 target_link_libraries(example_uv_readers_writers PRIVATE fifolock_static PkgConfig::UV)
+
+# The etcd lock on a libuv loop, where the etcd library is built too.
+if(FIFOLOCK_ETCD_BUILT)
+  add_executable(example_etcd_uv ${CMAKE_CURRENT_LIST_DIR}/etcd_uv.c)
+  set_target_properties(example_etcd_uv PROPERTIES OUTPUT_NAME etcd_uv)
+  target_link_libraries(example_etcd_uv PRIVATE fifolock_etcd_static PkgConfig::UV)
+endif()

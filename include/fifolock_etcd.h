@@ -351,6 +351,106 @@ FIFOLOCK_ETCD_API const char *fifolock_etcd_strerror(int err);
  */
 FIFOLOCK_ETCD_API const char *fifolock_etcd_last_error(void);
 
+/* ---- For event loops: a non-blocking acquire ---------------------------- */
+
+/**
+ * A request of fifolock_etcd_acquire_async(): opaque, owned by the session.
+ * Valid from the call that made it until its done callback has been called,
+ * or fifolock_etcd_cancel() returned 0 for it; never after.
+ */
+typedef struct fifolock_etcd_request fifolock_etcd_request;
+
+/**
+ * Tells how a request ended: `err` 0 when it is granted (`token` is then
+ * its fencing token, and the hold is the session's exactly as a blocking
+ * acquire's: fifolock_etcd_release(), fifolock_etcd_check() and
+ * fifolock_etcd_key() take it), else the error fifolock_etcd_acquire_n()
+ * would return (ETIMEDOUT, ENOLCK, ECONNREFUSED, EACCES, EIO, ENOMEM...;
+ * `token` 0), with no entry left behind. It runs only inside
+ * fifolock_etcd_process(), once per request; `req` is freed when it
+ * returns. It may call every function of the session except
+ * fifolock_etcd_close() (a new acquire_async, a cancel of another request,
+ * release: all fine).
+ */
+typedef void fifolock_etcd_done_fn(fifolock_etcd_request *req, int err, int64_t token,
+                                   void *arg);
+
+/**
+ * Starts a request for `n` holds of `mode` on the lock `name`, as
+ * fifolock_etcd_acquire_n() would make it (the same queue, the same FIFO
+ * order with every other request, blocking or not, of every session), and
+ * returns at once: the outcome comes later, by `done`, from
+ * fifolock_etcd_process(). `deadline` (absolute, CLOCK_MONOTONIC; NULL: none)
+ * gives ETIMEDOUT by `done` once passed, the request withdrawn first. A
+ * request that is waiting when the session's lease is lost queues again
+ * with a new lease, as a blocking one does, while its deadline allows.
+ *
+ * Returns 0 and stores the request in *req, or at once, without calling
+ * `done`: EINVAL (NULL session, done or req, and every argument error of
+ * fifolock_etcd_acquire_n()), EDEADLK (it could never be granted), ENOLCK
+ * (the session is lost), ENOMEM, EMFILE or ENFILE (no descriptor for the
+ * session's fifolock_etcd_fd()). Nothing is sent in those cases.
+ *
+ * fifolock_etcd_interrupt() does not end async requests: cancel them.
+ * A non-blocking call except for one step that is rare: when etcd says the
+ * session's auth token expired, process() gets a new one before it goes on
+ * (up to the session's timeout_ms).
+ *
+ * Thread-safety of this section: fifolock_etcd_acquire_async(),
+ * fifolock_etcd_cancel(), fifolock_etcd_fd(), fifolock_etcd_timeout() and
+ * fifolock_etcd_process() of one session must be called from one thread at
+ * a time (the event loop's). The blocking calls may run on other threads
+ * beside them, and the session's background thread keeps its lease alive
+ * and watches every hold, async or not. All async requests of a session
+ * share one libcurl multi handle and its connections: no thread per
+ * request. fifolock_etcd_close() frees the requests still pending without
+ * calling their `done` (their entries go with the session's lease).
+ */
+FIFOLOCK_ETCD_API int fifolock_etcd_acquire_async(fifolock_etcd *session, const char *name,
+                                                  const fifolock_mode *mode, size_t n,
+                                                  const struct timespec *deadline,
+                                                  fifolock_etcd_done_fn *done, void *arg,
+                                                  fifolock_etcd_request **req);
+
+/**
+ * Withdraws a request that has not been reported yet: returns 0, and its
+ * `done` will not run. If it was granted but not yet reported, the hold is
+ * let go as a release would. Its entry is deleted by the session's
+ * background thread right after (the caller does not wait for etcd), and
+ * whoever queued behind it moves up then. Returns EINVAL for NULL, or a
+ * request that is not pending on this session (already reported, already
+ * cancelled, or another session's), and changes nothing.
+ */
+FIFOLOCK_ETCD_API int fifolock_etcd_cancel(fifolock_etcd *session, fifolock_etcd_request *req);
+
+/**
+ * The one descriptor an event loop polls for POLLIN (level-triggered) for
+ * every async request of the session: it is readable when
+ * fifolock_etcd_process() has work. It stays the same for the session's
+ * life and is closed by fifolock_etcd_close(); do not read it or close it.
+ * Returns it, or -1 with errno set: EINVAL (NULL), ENOMEM, EMFILE, ENFILE.
+ */
+FIFOLOCK_ETCD_API int fifolock_etcd_fd(fifolock_etcd *session);
+
+/**
+ * How long, in milliseconds, until fifolock_etcd_process() is due even if
+ * the descriptor stays quiet (a transfer's timer, a deadline, a retry, the
+ * watches' periodic look for a failed member): 0 for at once, -1 when
+ * nothing is due (no request pending). Ask again after every call of this
+ * section. This function can't fail; NULL gives -1.
+ */
+FIFOLOCK_ETCD_API int fifolock_etcd_timeout(fifolock_etcd *session);
+
+/**
+ * Does the work that is ready, without waiting: reads the answers that
+ * arrived, sends the next steps, withdraws the requests whose deadline
+ * passed, then runs the done callbacks of the requests that ended. Call it
+ * when the descriptor is readable or the timeout passed (calling it more
+ * often is harmless). Returns 0, or EINVAL for NULL; a request's failure
+ * is told to its callback, never here.
+ */
+FIFOLOCK_ETCD_API int fifolock_etcd_process(fifolock_etcd *session);
+
 #ifdef __cplusplus
 }
 #endif

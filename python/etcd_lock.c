@@ -46,7 +46,6 @@ typedef struct {
     PyObject *weakreflist;
 } EtcdObject;
 
-#ifdef FIFOLOCK_PY_ETCD_ASYNC
 /*
  * An async request (fifolock_etcd_acquire_async()). The session's
  * `pending` set keeps it alive until it is reported or cancelled. done()
@@ -68,7 +67,6 @@ struct ReqObject {
     size_t n;
     ReqObject *next_done;
 };
-#endif
 
 static void pending_closed(EtcdObject *so);
 
@@ -511,7 +509,6 @@ static void etcd_dealloc(EtcdObject *so)
     Py_DECREF(tp);
 }
 
-#ifdef FIFOLOCK_PY_ETCD_ASYNC
 /* ---- the event-loop API: requests that report through process() -------- */
 
 static PyTypeObject *req_type_of(EtcdObject *so)
@@ -805,12 +802,6 @@ static void pending_closed(EtcdObject *so)
     PyErr_Clear();
     PySet_Clear(so->pending);
 }
-#else
-static void pending_closed(EtcdObject *so)
-{
-    (void)so;
-}
-#endif
 
 
 static PyMethodDef etcd_methods[] = {
@@ -826,7 +817,6 @@ static PyMethodDef etcd_methods[] = {
       "and every later one, until clear_interrupt()." },
     { "clear_interrupt", (PyCFunction)etcd_clear_interrupt, METH_NOARGS,
       "clear_interrupt()\n--\n\nWaits wait again." },
-#ifdef FIFOLOCK_PY_ETCD_ASYNC
     { "acquire_async", (PyCFunction)(void (*)(void))etcd_acquire_async,
       METH_VARARGS | METH_KEYWORDS, etcd_acquire_async_doc },
     { "process", (PyCFunction)etcd_process, METH_NOARGS, etcd_process_doc },
@@ -834,7 +824,6 @@ static PyMethodDef etcd_methods[] = {
       "fd()\n--\n\nThe descriptor to watch for reading: process() has work." },
     { "timeout", (PyCFunction)etcd_timeout, METH_NOARGS,
       "timeout()\n--\n\nMilliseconds until process() is due anyway; -1: nothing due." },
-#endif
     { "close", (PyCFunction)etcd_close, METH_NOARGS,
       "close()\n--\n\nRevokes the lease (everything held goes) and ends the session." },
     { NULL, NULL, 0, NULL },
@@ -901,7 +890,6 @@ int etcd_lock_init(PyObject *module, modstate *st)
         rc = PyModule_AddType(module, tp);
         Py_DECREF(tp);
     }
-#ifdef FIFOLOCK_PY_ETCD_ASYNC
     if (rc == 0) {
         PyTypeObject *tp = (PyTypeObject *)PyType_FromModuleAndSpec(module, &req_spec, NULL);
         if (tp == NULL)
@@ -909,7 +897,6 @@ int etcd_lock_init(PyObject *module, modstate *st)
         rc = PyModule_AddType(module, tp);
         Py_DECREF(tp);
     }
-#endif
 #endif
     return rc;
 }

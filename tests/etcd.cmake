@@ -23,6 +23,9 @@ function(fifolock_add_etcd_test name)
 endfunction()
 
 fifolock_add_etcd_test(test_etcd test_etcd.c TIMEOUT 60 LABELS etcd)
+# The non-blocking API (fifolock_etcd_acquire_async() and its poll loop). It
+# times deadlines and kills etcd at its end: not under valgrind.
+fifolock_add_etcd_test(test_etcd_async test_etcd_async.c TIMEOUT 90 LABELS etcd NO_VALGRIND)
 # Killers and forks (kill -9, SIGSTOP, 20 processes) do not run under valgrind.
 fifolock_add_etcd_test(test_etcd_procs test_etcd_procs.c TIMEOUT 90 LABELS etcd NO_VALGRIND)
 # (OpenSSL under valgrind would double the time of the etcd tests; ASan covers it.)

@@ -30,4 +30,14 @@ else()
   set_tests_properties(uv_readers_writers_seed1 uv_readers_writers_seed7
     uv_readers_writers_direct_seed3 PROPERTIES TIMEOUT 120 LABELS "libuv;example")
   fifolock_test_needs(test_uv_readers_writers libuv example)
+  # The etcd lock's libuv example, against a real etcd (skipped without one).
+  if(FIFOLOCK_ETCD_BUILT)
+    add_executable(test_etcd_uv ${PROJECT_SOURCE_DIR}/examples/etcd_uv.c)
+    target_link_libraries(test_etcd_uv PRIVATE fifolock_etcd_static PkgConfig::UV)
+    add_test(NAME etcd_uv_example COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/etcd/with_etcd.sh
+      $<TARGET_FILE:test_etcd_uv>)
+    set_tests_properties(etcd_uv_example PROPERTIES TIMEOUT 60 SKIP_RETURN_CODE 77
+      RESOURCE_LOCK etcd PASS_REGULAR_EXPRESSION "result=ok" LABELS "libuv;example;etcd")
+    fifolock_test_needs(test_etcd_uv libuv example etcd)
+  endif()
 endif()

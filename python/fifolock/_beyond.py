@@ -399,8 +399,6 @@ class EtcdLockContext(_Context):
 
     async def __aenter__(self):
         session = self._session
-        if not hasattr(session._s, "acquire_async"):
-            return await super().__aenter__()  # a library without the event-loop API
         self._check_free()
         driver = session._driver()
         req = session._s.acquire_async(self.name, self.mode, self.n, self.timeout)

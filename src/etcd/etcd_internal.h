@@ -97,6 +97,9 @@ struct fifolock_etcd {
 
     pthread_t thread;
     CURLM *multi;           /* the background thread's transfers */
+    /* The non-blocking API's state (async.c): made on its first use, then
+     * touched only by the one thread that calls it at a time. */
+    struct fifolock__etcd_async *async;
 };
 
 /* ---- time (CLOCK_MONOTONIC, milliseconds) ---- */
@@ -137,6 +140,50 @@ FIFOLOCK_HIDDEN char *fifolock__etcd_prefix_end(const char *prefix);
  */
 FIFOLOCK_HIDDEN int fifolock__etcd_call(fifolock_etcd *s, const char *path, json_object *req,
                                         json_object **resp, int64_t until_ms);
+
+/* A growing buffer for an answer's body. */
+struct fifolock__etcd_body {
+    char *data;
+    size_t len, cap;
+};
+/* A CURLOPT_WRITEFUNCTION that appends to a fifolock__etcd_body (its WRITEDATA). */
+FIFOLOCK_HIDDEN size_t fifolock__etcd_collect(char *ptr, size_t size, size_t nmemb, void *arg);
+
+/*
+ * One unary call in progress: its attempts over the endpoints, as
+ * fifolock__etcd_call() makes them (the one copy of the failover). For a
+ * caller that runs the attempts itself on a multi handle (async.c):
+ *   begin; then until it ends: attempt(curl) sets the easy handle up for
+ *   the next attempt (or returns the call's final error), the transfer
+ *   runs, result(curl, code) says 0 (*resp set), EAGAIN (attempt again,
+ *   not before resume_ms when that is nonzero) or the final error (the
+ *   thread's error message set); end frees what the call holds.
+ * An expired auth token is renewed inside result(), blocking.
+ */
+struct fifolock__etcd_call {
+    fifolock_etcd *s;
+    const char *path;       /* not owned: a string literal */
+    char *payload;
+    int64_t until_ms;
+    size_t tries, rounds, ep;
+    int reauth;
+    int rc;                 /* the error if the call ends now */
+    int64_t resume_ms;      /* after EAGAIN: no attempt before this (0: at once) */
+    struct curl_slist *hdr;
+    struct fifolock__etcd_body b;
+    char errbuf[CURL_ERROR_SIZE];
+    char msg[400];
+};
+FIFOLOCK_HIDDEN int fifolock__etcd_call_begin(struct fifolock__etcd_call *c, fifolock_etcd *s,
+                                              const char *path, json_object *req,
+                                              int64_t until_ms);
+FIFOLOCK_HIDDEN int fifolock__etcd_call_attempt(struct fifolock__etcd_call *c, CURL *curl);
+FIFOLOCK_HIDDEN int fifolock__etcd_call_result(struct fifolock__etcd_call *c, CURL *curl,
+                                               CURLcode code, json_object **resp);
+FIFOLOCK_HIDDEN void fifolock__etcd_call_end(struct fifolock__etcd_call *c);
+
+/* What every easy handle of the session shares: TLS files, TCP options, no signals. */
+FIFOLOCK_HIDDEN void fifolock__etcd_configure(fifolock_etcd *s, CURL *c);
 
 /*
  * A streaming answer (a watch): the messages arrive one JSON object at a
@@ -192,6 +239,23 @@ FIFOLOCK_HIDDEN int fifolock__etcd_authenticate(fifolock_etcd *s, int64_t until_
  */
 FIFOLOCK_HIDDEN int fifolock__etcd_renew(fifolock_etcd *s, int64_t lost_lease, int64_t until_ms);
 
+/* A new lease ID (random, 63 bits): a grant sent again finds its own lease. */
+FIFOLOCK_HIDDEN int64_t fifolock__etcd_new_lease_id(void);
+
+/*
+ * The pieces of a lease grant by ID (session.c), for async.c: the request
+ * (NULL: ENOMEM); what its answer says (rc: the call's; takes resp; `sent`:
+ * CLOCK_BOOTTIME ms when it was sent): 0 with the lease's safety bound, or
+ * an error; and, after a grant for a lost lease, making it the session's
+ * lease unless another request did so with its own meanwhile.
+ */
+FIFOLOCK_HIDDEN json_object *fifolock__etcd_grant_request(fifolock_etcd *s, int64_t id);
+FIFOLOCK_HIDDEN int fifolock__etcd_grant_answer(fifolock_etcd *s, int64_t id, int rc,
+                                                json_object *resp, int64_t sent,
+                                                int64_t *safe_until_ms);
+FIFOLOCK_HIDDEN void fifolock__etcd_renewed(fifolock_etcd *s, int64_t lost_lease, int64_t id,
+                                            int64_t safe_until_ms);
+
 /* Is the session interrupted (fifolock_etcd_interrupt(), not yet cleared)? */
 FIFOLOCK_HIDDEN bool fifolock__etcd_interrupted(fifolock_etcd *s);
 
@@ -206,6 +270,75 @@ FIFOLOCK_HIDDEN void fifolock__etcd_add_orphan(fifolock_etcd *s, const char *key
  */
 FIFOLOCK_HIDDEN int fifolock__etcd_mark(fifolock_etcd *s, const char *key, int64_t token,
                                         int64_t lease, const char *value, int64_t until_ms);
+
+/* ---- lock.c's request, for the non-blocking API (async.c) ---- */
+/* One entry of a queue as D reads it. */
+struct entry {
+    char *key;
+    int64_t rev;
+    const fifolock_mode *mode;  /* NULL: a mode this process does not know */
+    size_t n;
+};
+
+/* The entries up to K, oldest first. */
+struct queue {
+    struct entry *v;
+    size_t len, cap;
+    int64_t revision;           /* the list is exact at this revision */
+};
+
+/* One acquire's state through the steps of lock.c. */
+struct request {
+    fifolock_etcd *s;
+    const char *name;
+    char *qprefix, *qend, *key, *value;
+    int64_t lease;              /* the session's lease when K was named: K's lease */
+    int64_t rev;                /* rev(K), once known */
+    int64_t until;              /* the deadline, ms */
+    struct queue q;
+};
+
+/*
+ * Checks the arguments as fifolock_etcd_acquire_n() does (EINVAL, EDEADLK,
+ * ENOLCK for a lost session, ENOMEM) and names K for a new request; on 0,
+ * *known_mode is the session's mode for `mode` and the request owns its
+ * strings (fifolock__etcd_request_free()); on error nothing is left.
+ */
+FIFOLOCK_HIDDEN int fifolock__etcd_request_init(struct request *r, fifolock_etcd *s,
+                                                const char *name, const fifolock_mode *mode,
+                                                size_t n, int64_t until,
+                                                const fifolock_mode **known_mode);
+/* J2: a new key K' under the session's lease now, at the tail. */
+FIFOLOCK_HIDDEN void fifolock__etcd_request_rejoin(struct request *r);
+FIFOLOCK_HIDDEN void fifolock__etcd_request_free(struct request *r);
+/* J's transaction (NULL: ENOMEM), and what its answer says (rc: the call's). */
+FIFOLOCK_HIDDEN json_object *fifolock__etcd_join_txn(struct request *r);
+FIFOLOCK_HIDDEN int fifolock__etcd_join_answer(struct request *r, int rc, json_object *resp);
+/* W2's read of the queue up to rev(K), to POST to *path, and its answer (ENOLCK: K is gone). */
+FIFOLOCK_HIDDEN json_object *fifolock__etcd_reread_request(struct request *r, const char **path);
+FIFOLOCK_HIDDEN int fifolock__etcd_reread_answer(struct request *r, int rc, json_object *resp);
+/* D. */
+FIFOLOCK_HIDDEN int fifolock__etcd_decide(struct request *r, bool *held, bool *ahead_held);
+/*
+ * W: one message of a watch after its first ("created") one, `pkey` the
+ * key watched in W2 (NULL in W1). Returns FIFOLOCK__ETCD_HELD (K holds),
+ * FIFOLOCK__ETCD_CHANGED (W2: P changed, read again), 0 (watch on),
+ * EAGAIN (watch again after a read), or an error (ENOLCK: K was deleted).
+ */
+#define FIFOLOCK__ETCD_HELD 1
+#define FIFOLOCK__ETCD_CHANGED 2
+FIFOLOCK_HIDDEN int fifolock__etcd_wait_message(struct request *r, const char *pkey,
+                                                json_object *msg);
+/* The grant: registers the hold (and M, if mark_value, which it takes). ENOLCK, ENOMEM. */
+FIFOLOCK_HIDDEN int fifolock__etcd_register_hold(struct request *r, char *mark_value);
+/* K's value (malloc'd; NULL: ENOMEM), "granted" for M. */
+FIFOLOCK_HIDDEN char *fifolock__etcd_entry_value(const fifolock_mode *mode, size_t n,
+                                                 bool granted);
+
+/* ---- the non-blocking API (async.c) ---- */
+struct fifolock__etcd_async;
+/* Frees the session's async requests (no callback runs) and their state. */
+FIFOLOCK_HIDDEN void fifolock__etcd_async_free(fifolock_etcd *s);
 
 /* A new hold's watch starts this long after the grant (it replays what it missed). */
 #define FIFOLOCK__ETCD_WATCH_DELAY_MS 100

@@ -117,19 +117,6 @@
 
 #define MAX_N 65536
 
-struct entry {
-    char *key;
-    int64_t rev;
-    const fifolock_mode *mode;  /* NULL: a mode this process does not know */
-    size_t n;
-};
-
-struct queue {
-    struct entry *v;
-    size_t len, cap;
-    int64_t revision;           /* the list is exact at this revision */
-};
-
 static void queue_clear(struct queue *q)
 {
     size_t i;
@@ -306,30 +293,16 @@ static json_object *range_op(const char *qprefix, const char *qend)
     return op;
 }
 
-struct request {
-    fifolock_etcd *s;
-    const char *name;
-    char *qprefix, *qend, *key, *value;
-    int64_t lease;              /* the session's lease when K was named: K's lease */
-    int64_t rev;                /* rev(K), once known */
-    int64_t until;              /* the deadline, ms */
-    struct queue q;
-};
-
-/* J. Returns 0 with r->rev and r->q (exact at r->q.revision), or an error. */
-static int join(struct request *r)
+json_object *fifolock__etcd_join_txn(struct request *r)
 {
     json_object *txn = json_object_new_object(), *success = json_object_new_array(),
-                *failure = json_object_new_array(), *resp = NULL, *responses, *last, *range;
-    json_object *succeeded;
-    size_t i;
-    int rc;
+                *failure = json_object_new_array();
 
     if (txn == NULL || success == NULL || failure == NULL) {
         json_object_put(txn);
         json_object_put(success);
         json_object_put(failure);
-        return ENOMEM;
+        return NULL;
     }
     json_object_object_add(txn, "compare", compare_create(r->key, 0));
     json_object_array_add(success, put_op(r->lease, r->key, r->value));
@@ -337,8 +310,27 @@ static int join(struct request *r)
     json_object_array_add(failure, range_op(r->qprefix, r->qend));
     json_object_object_add(txn, "success", success);
     json_object_object_add(txn, "failure", failure);
+    return txn;
+}
+
+/* J. Returns 0 with r->rev and r->q (exact at r->q.revision), or an error. */
+static int join(struct request *r)
+{
+    json_object *txn = fifolock__etcd_join_txn(r), *resp = NULL;
+    int rc;
+
+    if (txn == NULL)
+        return ENOMEM;
     rc = fifolock__etcd_call(r->s, "/v3/kv/txn", txn, &resp, r->until);
     json_object_put(txn);
+    return fifolock__etcd_join_answer(r, rc, resp);
+}
+
+int fifolock__etcd_join_answer(struct request *r, int rc, json_object *resp)
+{
+    json_object *responses, *last, *range, *succeeded;
+    size_t i;
+
     if (rc == ENOENT)
         rc = ENOLCK;    /* "requested lease not found": the lease is gone */
     if (rc != 0)
@@ -376,16 +368,28 @@ out:
     return rc;
 }
 
+json_object *fifolock__etcd_reread_request(struct request *r, const char **path)
+{
+    *path = "/v3/kv/range";
+    return range_request(r->qprefix, r->qend, r->rev);
+}
+
 /* W2's read: the queue up to rev(K). ENOLCK if K is gone. */
 static int reread(struct request *r)
 {
-    json_object *req = range_request(r->qprefix, r->qend, r->rev), *resp = NULL;
+    const char *path;
+    json_object *req = fifolock__etcd_reread_request(r, &path), *resp = NULL;
     int rc;
 
     if (req == NULL)
         return ENOMEM;
-    rc = fifolock__etcd_call(r->s, "/v3/kv/range", req, &resp, r->until);
+    rc = fifolock__etcd_call(r->s, path, req, &resp, r->until);
     json_object_put(req);
+    return fifolock__etcd_reread_answer(r, rc, resp);
+}
+
+int fifolock__etcd_reread_answer(struct request *r, int rc, json_object *resp)
+{
     if (rc == ENOENT)
         rc = EIO;
     if (rc != 0)
@@ -422,6 +426,11 @@ static int decide(struct request *r, bool *held, bool *ahead_held)
     *held = granted == r->q.len;
     *ahead_held = granted + 1 >= r->q.len;
     return rc;
+}
+
+int fifolock__etcd_decide(struct request *r, bool *held, bool *ahead_held)
+{
+    return decide(r, held, ahead_held);
 }
 
 /* X: delete K, or leave it to the background thread. */
@@ -569,6 +578,15 @@ static int on_wait_message(json_object *msg, void *arg)
     if (w->rc != 0)
         return w->rc;
     return held ? DONE : 0;
+}
+
+int fifolock__etcd_wait_message(struct request *r, const char *pkey, json_object *msg)
+{
+    struct wait w = { r, pkey, 0 };
+
+    _Static_assert(DONE == FIFOLOCK__ETCD_HELD && CHANGED == FIFOLOCK__ETCD_CHANGED,
+                   "etcd_internal.h names W's answers");
+    return on_wait_message(msg, &w);
 }
 
 /* Ends the watch when the session is lost, or its member fails (stalled). */
@@ -753,17 +771,27 @@ static int register_hold(struct request *r, char *mark_value)
     return 0;
 }
 
-static int acquire(fifolock_etcd *s, const char *name, const fifolock_mode *mode, size_t n,
-                   int64_t until, bool try_only, int64_t *token)
+int fifolock__etcd_register_hold(struct request *r, char *mark_value)
 {
-    struct request r;
+    return register_hold(r, mark_value);
+}
+
+char *fifolock__etcd_entry_value(const fifolock_mode *mode, size_t n, bool granted)
+{
+    return entry_value(mode, n, granted);
+}
+
+int fifolock__etcd_request_init(struct request *r, fifolock_etcd *s, const char *name,
+                                const fifolock_mode *mode, size_t n, int64_t until,
+                                const fifolock_mode **known_mode)
+{
     const fifolock_mode *known;
     char *escaped;
-    bool held = false, ahead_held = false, waited = false;
-    int64_t joined_at, lease;
+    int64_t lease;
     uint64_t seq;
-    int rc, lost;
+    int lost;
 
+    memset(r, 0, sizeof *r);
     fifolock__etcd_clear_error();
     if (s == NULL || name == NULL || mode == NULL || name[0] == '\0' || n == 0 || n > MAX_N)
         return EINVAL;
@@ -793,27 +821,68 @@ static int acquire(fifolock_etcd *s, const char *name, const fifolock_mode *mode
         fifolock__etcd_set_error("the session's lease was lost");
         return ENOLCK;
     }
-    memset(&r, 0, sizeof r);
-    r.s = s;
-    r.name = name;
-    r.until = until;
-    r.lease = lease;
+    r->s = s;
+    r->name = name;
+    r->until = until;
+    r->lease = lease;
     escaped = escape_name(name);
     if (escaped == NULL)
         return ENOMEM;
-    r.qprefix = malloc(strlen(s->prefix) + strlen(escaped) + 2);
-    r.key = malloc(strlen(s->prefix) + strlen(escaped) + 2 + 40);
-    if (r.qprefix && r.key) {
-        sprintf(r.qprefix, "%s%s/", s->prefix, escaped);
-        sprintf(r.key, "%s%016llx-%llx", r.qprefix, (unsigned long long)r.lease,
+    r->qprefix = malloc(strlen(s->prefix) + strlen(escaped) + 2);
+    r->key = malloc(strlen(s->prefix) + strlen(escaped) + 2 + 40);
+    if (r->qprefix && r->key) {
+        sprintf(r->qprefix, "%s%s/", s->prefix, escaped);
+        sprintf(r->key, "%s%016llx-%llx", r->qprefix, (unsigned long long)r->lease,
                 (unsigned long long)seq);
-        r.qend = fifolock__etcd_prefix_end(r.qprefix);
-        r.value = entry_value(known, n, false);
+        r->qend = fifolock__etcd_prefix_end(r->qprefix);
+        r->value = entry_value(known, n, false);
     }
     free(escaped);
-    rc = ENOMEM;
-    if (r.qprefix == NULL || r.key == NULL || r.qend == NULL || r.value == NULL)
-        goto out;
+    if (r->qprefix == NULL || r->key == NULL || r->qend == NULL || r->value == NULL) {
+        fifolock__etcd_request_free(r);
+        return ENOMEM;
+    }
+    *known_mode = known;
+    return 0;
+}
+
+void fifolock__etcd_request_rejoin(struct request *r)
+{
+    fifolock_etcd *s = r->s;
+    uint64_t seq;
+
+    pthread_mutex_lock(&s->mu);
+    seq = ++s->seq;
+    r->lease = s->lease;
+    pthread_mutex_unlock(&s->mu);
+    sprintf(r->key, "%s%016llx-%llx", r->qprefix, (unsigned long long)r->lease,
+            (unsigned long long)seq);
+    queue_clear(&r->q);
+    r->rev = 0;
+}
+
+void fifolock__etcd_request_free(struct request *r)
+{
+    queue_free(&r->q);
+    free(r->qprefix);
+    free(r->qend);
+    free(r->key);
+    free(r->value);
+    r->qprefix = r->qend = r->key = r->value = NULL;
+}
+
+static int acquire(fifolock_etcd *s, const char *name, const fifolock_mode *mode, size_t n,
+                   int64_t until, bool try_only, int64_t *token)
+{
+    struct request r;
+    const fifolock_mode *known;
+    bool held = false, ahead_held = false, waited = false;
+    int64_t joined_at;
+    int rc, lost;
+
+    rc = fifolock__etcd_request_init(&r, s, name, mode, n, until, &known);
+    if (rc != 0)
+        return rc;
 
 again:
     /* A join gets the session's timeout even when the deadline is past: try once. */
@@ -918,14 +987,7 @@ rejoin_if_lost:
         if (lease_lost) {
             rc = fifolock__etcd_renew(s, r.lease, until);
             if (rc == 0) {
-                pthread_mutex_lock(&s->mu);
-                seq = ++s->seq;
-                r.lease = s->lease;
-                pthread_mutex_unlock(&s->mu);
-                sprintf(r.key, "%s%016llx-%llx", r.qprefix, (unsigned long long)r.lease,
-                        (unsigned long long)seq);
-                queue_clear(&r.q);
-                r.rev = 0;
+                fifolock__etcd_request_rejoin(&r);
                 held = ahead_held = false;
                 waited = true;
                 goto again;
@@ -935,12 +997,7 @@ rejoin_if_lost:
                                          "etcd gave no new one before the deadline");
         }
     }
-out:
-    queue_free(&r.q);
-    free(r.qprefix);
-    free(r.qend);
-    free(r.key);
-    free(r.value);
+    fifolock__etcd_request_free(&r);
     return rc;
 }
 

@@ -55,6 +55,7 @@ static void free_session(fifolock_etcd *s)
 {
     size_t i;
 
+    fifolock__etcd_async_free(s);
     for (i = 0; i < s->nendpoints; i++)
         free(s->endpoints[i]);
     free(s->endpoints);
@@ -152,7 +153,7 @@ static void *background(void *arg);
  * lease ("lease already exists") instead of leaving a second one that
  * nobody keeps alive. Random, 63 bits: another client's lease is never hit.
  */
-static int64_t new_lease_id(void)
+int64_t fifolock__etcd_new_lease_id(void)
 {
     uint64_t v = 0;
 
@@ -167,20 +168,22 @@ static int64_t new_lease_id(void)
     return v ? (int64_t)v : 1;
 }
 
-/* Grants lease `id` with the session's TTL; its safety bound in *safe_until_ms. */
-static int grant_lease(fifolock_etcd *s, int64_t until, int64_t id, int64_t *safe_until_ms)
+json_object *fifolock__etcd_grant_request(fifolock_etcd *s, int64_t id)
 {
-    json_object *req = json_object_new_object(), *resp = NULL;
-    int64_t sent, ttl;
-    int rc;
+    json_object *req = json_object_new_object();
 
     if (req == NULL)
-        return ENOMEM;
+        return NULL;
     json_object_object_add(req, "TTL", json_object_new_int(s->ttl));
     json_object_object_add(req, "ID", fifolock__etcd_i64(id));
-    sent = fifolock__etcd_boot_ms();
-    rc = fifolock__etcd_call(s, "/v3/lease/grant", req, &resp, until);
-    json_object_put(req);
+    return req;
+}
+
+int fifolock__etcd_grant_answer(fifolock_etcd *s, int64_t id, int rc, json_object *resp,
+                                int64_t sent, int64_t *safe_until_ms)
+{
+    int64_t ttl;
+
     if (rc == EEXIST) {
         /* An earlier attempt of this grant was applied: the lease is ours,
          * granted no earlier than `sent`. */
@@ -201,6 +204,36 @@ static int grant_lease(fifolock_etcd *s, int64_t until, int64_t id, int64_t *saf
     *safe_until_ms = sent + 1000 * ttl;
     json_object_put(resp);
     return 0;
+}
+
+/* Grants lease `id` with the session's TTL; its safety bound in *safe_until_ms. */
+static int grant_lease(fifolock_etcd *s, int64_t until, int64_t id, int64_t *safe_until_ms)
+{
+    json_object *req = fifolock__etcd_grant_request(s, id), *resp = NULL;
+    int64_t sent;
+    int rc;
+
+    if (req == NULL)
+        return ENOMEM;
+    sent = fifolock__etcd_boot_ms();
+    rc = fifolock__etcd_call(s, "/v3/lease/grant", req, &resp, until);
+    json_object_put(req);
+    return fifolock__etcd_grant_answer(s, id, rc, resp, sent, safe_until_ms);
+}
+
+void fifolock__etcd_renewed(fifolock_etcd *s, int64_t lost_lease, int64_t id,
+                            int64_t safe_until_ms)
+{
+    pthread_mutex_lock(&s->mu);
+    /* Unless another request (blocking or async) renewed it meanwhile: then
+     * lease `id` is never kept alive and expires unused. */
+    if (s->lease == lost_lease || s->lost) {
+        s->lease = id;
+        s->safe_until_ms = safe_until_ms;
+        s->lost = 0;
+    }
+    pthread_mutex_unlock(&s->mu);
+    fifolock__etcd_wake(s);     /* keepalives again */
 }
 
 /* Whether the caller's config struct has `field` (it was built knowing it). */
@@ -310,7 +343,7 @@ int fifolock_etcd_open_config(fifolock_etcd **session, const char *endpoints,
             return rc;
         }
     }
-    s->lease = new_lease_id();
+    s->lease = fifolock__etcd_new_lease_id();
     rc = grant_lease(s, until, s->lease, &s->safe_until_ms);
     if (rc != 0) {
         free_session(s);
@@ -369,7 +402,8 @@ int fifolock_etcd_close(fifolock_etcd *s)
 
 int fifolock__etcd_renew(fifolock_etcd *s, int64_t lost_lease, int64_t until_ms)
 {
-    int64_t id = new_lease_id();  /* the same for every try: a grant applied twice is one */
+    /* The same ID for every try: a grant applied twice is one. */
+    int64_t id = fifolock__etcd_new_lease_id();
     int rc = 0;
 
     pthread_mutex_lock(&s->renew_mu);
@@ -395,12 +429,7 @@ int fifolock__etcd_renew(fifolock_etcd *s, int64_t lost_lease, int64_t until_ms)
         until = until_ms - now < s->timeout_ms ? until_ms : now + s->timeout_ms;
         rc = grant_lease(s, until, id, &safe);
         if (rc == 0) {
-            pthread_mutex_lock(&s->mu);
-            s->lease = id;
-            s->safe_until_ms = safe;
-            s->lost = 0;
-            pthread_mutex_unlock(&s->mu);
-            fifolock__etcd_wake(s);     /* keepalives again */
+            fifolock__etcd_renewed(s, lost_lease, id, safe);
             break;
         }
         if (rc != ECONNREFUSED && rc != ETIMEDOUT)
@@ -552,29 +581,13 @@ struct bg {
     struct curl_slist *ka_headers;
     char *ka_body;
     char ka_errbuf[CURL_ERROR_SIZE];
-    char *ka_data;
-    size_t ka_len;
+    struct fifolock__etcd_body ka_data; /* the keepalive's answer */
     int64_t ka_sent, ka_next;   /* CLOCK_MONOTONIC ms */
     int64_t ka_sent_boot;       /* CLOCK_BOOTTIME ms, for the safety bound */
     size_t ka_endpoint;
     int64_t ka_lease;           /* the lease the keepalive in flight is for */
     unsigned ka_failures;       /* keepalives failed in a row */
 };
-
-static size_t ka_collect(char *ptr, size_t size, size_t nmemb, void *arg)
-{
-    struct bg *b = arg;
-    size_t n = size * nmemb;
-    char *p = realloc(b->ka_data, b->ka_len + n + 1);
-
-    if (p == NULL)
-        return 0;
-    b->ka_data = p;
-    memcpy(p + b->ka_len, ptr, n);
-    b->ka_len += n;
-    p[b->ka_len] = '\0';
-    return n;
-}
 
 /* Marks the session lost (L1, L2): every hold with it. Under s->mu. */
 static void lose_session(fifolock_etcd *s, int reason)
@@ -613,22 +626,15 @@ static void start_keepalive(struct bg *b)
     free(b->ka_body);
     b->ka_body = strdup(body);
     b->ka_headers = hdr;
-    b->ka_len = 0;
+    b->ka_data.len = 0;
     b->ka_errbuf[0] = '\0';
     snprintf(url, sizeof url, "%s/v3/lease/keepalive", s->endpoints[b->ka_endpoint]);
-    curl_easy_setopt(b->ka, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(b->ka, CURLOPT_POST, 1L);
-    if (s->cacert)
-        curl_easy_setopt(b->ka, CURLOPT_CAINFO, s->cacert);
-    if (s->cert)
-        curl_easy_setopt(b->ka, CURLOPT_SSLCERT, s->cert);
-    if (s->key)
-        curl_easy_setopt(b->ka, CURLOPT_SSLKEY, s->key);
+    fifolock__etcd_configure(s, b->ka);
     curl_easy_setopt(b->ka, CURLOPT_URL, url);
     curl_easy_setopt(b->ka, CURLOPT_HTTPHEADER, hdr);
     curl_easy_setopt(b->ka, CURLOPT_POSTFIELDS, b->ka_body);
-    curl_easy_setopt(b->ka, CURLOPT_WRITEFUNCTION, ka_collect);
-    curl_easy_setopt(b->ka, CURLOPT_WRITEDATA, b);
+    curl_easy_setopt(b->ka, CURLOPT_WRITEFUNCTION, fifolock__etcd_collect);
+    curl_easy_setopt(b->ka, CURLOPT_WRITEDATA, &b->ka_data);
     curl_easy_setopt(b->ka, CURLOPT_ERRORBUFFER, b->ka_errbuf);
     /* One attempt: a member that does not answer within it is left for the
      * next one at once, well inside the TTL (L2). After failures it is
@@ -661,11 +667,11 @@ static void finish_keepalive(struct bg *b, CURLcode code)
     b->ka = NULL;
     curl_slist_free_all(b->ka_headers);
     b->ka_headers = NULL;
-    if (code == CURLE_OK && status == 200 && b->ka_data) {
+    if (code == CURLE_OK && status == 200 && b->ka_data.data) {
         /* The answer streams: the first object is the one for our request. */
         json_tokener *tok = json_tokener_new();
         if (tok) {
-            obj = json_tokener_parse_ex(tok, b->ka_data, (int)b->ka_len);
+            obj = json_tokener_parse_ex(tok, b->ka_data.data, (int)b->ka_data.len);
             json_tokener_free(tok);
         }
     }
@@ -1075,7 +1081,7 @@ static void *background(void *arg)
     }
     curl_slist_free_all(b.ka_headers);
     free(b.ka_body);
-    free(b.ka_data);
+    free(b.ka_data.data);
     pthread_mutex_lock(&s->mu);
     {
         struct fifolock__etcd_hold *h;

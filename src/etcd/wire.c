@@ -186,14 +186,9 @@ char *fifolock__etcd_prefix_end(const char *prefix)
 
 /* ---- easy handles ---- */
 
-struct body {
-    char *data;
-    size_t len, cap;
-};
-
-static size_t collect(char *ptr, size_t size, size_t nmemb, void *arg)
+size_t fifolock__etcd_collect(char *ptr, size_t size, size_t nmemb, void *arg)
 {
-    struct body *b = arg;
+    struct fifolock__etcd_body *b = arg;
     size_t n = size * nmemb;
 
     if (b->len + n + 1 > b->cap) {
@@ -211,8 +206,7 @@ static size_t collect(char *ptr, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
-/* Sets what every request of the session shares: TLS files, no signals. */
-static void configure(fifolock_etcd *s, CURL *c)
+void fifolock__etcd_configure(fifolock_etcd *s, CURL *c)
 {
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
@@ -299,19 +293,19 @@ static bool speaks(fifolock_etcd *s, const char *endpoint, bool tls)
 {
     const char *hostport = strstr(endpoint, "://");
     char url[1024], errbuf[CURL_ERROR_SIZE] = "";
-    struct body b = { NULL, 0, 0 };
+    struct fifolock__etcd_body b = { NULL, 0, 0 };
     CURL *c;
     CURLcode code;
 
     if (hostport == NULL || (c = curl_easy_init()) == NULL)
         return false;
     snprintf(url, sizeof url, "%s://%s/health", tls ? "https" : "http", hostport + 3);
-    configure(s, c);
+    fifolock__etcd_configure(s, c);
     curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, fifolock__etcd_collect);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)s->attempt_ms);
@@ -457,148 +451,215 @@ static int classify(json_object *err, char *msg, size_t msgsize)
     return EIO;
 }
 
-int fifolock__etcd_call(fifolock_etcd *s, const char *path, json_object *req,
-                        json_object **resp, int64_t until_ms)
+/*
+ * A unary call, attempt by attempt: the one copy of the endpoint failover,
+ * run to its end by fifolock__etcd_call() (blocking) and by async.c (one
+ * attempt at a time on its multi handle).
+ */
+int fifolock__etcd_call_begin(struct fifolock__etcd_call *c, fifolock_etcd *s, const char *path,
+                              json_object *req, int64_t until_ms)
 {
     const char *payload = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
     int64_t budget_end = fifolock__etcd_now_ms() + s->timeout_ms;
-    struct fifolock__etcd_http *h;
-    size_t tries = 0, rounds = 0, ep;
-    int rc = ECONNREFUSED, reauth = 0;
-    char msg[400] = "no endpoint answered";
 
-    if (payload == NULL)
+    memset(c, 0, sizeof *c);
+    c->payload = payload ? strdup(payload) : NULL;
+    if (c->payload == NULL)
         return ENOMEM;
-    if (until_ms > budget_end)
-        until_ms = budget_end;
-    h = take_http(s);
-    if (h == NULL)
-        return ENOMEM;
+    c->s = s;
+    c->path = path;
+    c->until_ms = until_ms > budget_end ? budget_end : until_ms;
+    c->rc = ECONNREFUSED;
+    snprintf(c->msg, sizeof c->msg, "no endpoint answered");
     pthread_mutex_lock(&s->mu);
-    ep = s->current;
+    c->ep = s->current;
     pthread_mutex_unlock(&s->mu);
-    for (;;) {
-        char url[1024], errbuf[CURL_ERROR_SIZE] = "";
-        struct body b = { NULL, 0, 0 };
-        struct curl_slist *hdr;
-        int64_t left = until_ms - fifolock__etcd_now_ms();
-        long status = 0, attempt;
-        CURLcode code;
-        int verdict;
+    return 0;
+}
 
-        if (left <= 0 && tries > 0)
-            break;
+void fifolock__etcd_call_end(struct fifolock__etcd_call *c)
+{
+    curl_slist_free_all(c->hdr);
+    c->hdr = NULL;
+    free(c->b.data);
+    c->b.data = NULL;
+    free(c->payload);
+    c->payload = NULL;
+}
+
+/* The call ends with c->rc: its detail becomes the thread's error message. */
+static int call_failed(struct fifolock__etcd_call *c)
+{
+    if (c->rc != ENOENT && c->rc != EEXIST)
+        fifolock__etcd_set_error("%s", c->msg);
+    return c->rc;
+}
+
+int fifolock__etcd_call_attempt(struct fifolock__etcd_call *c, CURL *curl)
+{
+    fifolock_etcd *s = c->s;
+    int64_t left = c->until_ms - fifolock__etcd_now_ms();
+    char url[1024];
+    long attempt;
+
+    if (left <= 0 && c->tries > 0)
+        return call_failed(c);
+    if (left <= 0)
+        left = 1;
+    /* One attempt may not take the whole budget: a member that cannot
+     * answer (a proposal lost with a dead leader, a paused process) is
+     * left after one attempt's time, and the next one is asked. Each
+     * round doubles it (up to 8 times), so that a cluster that is only
+     * slow (a loaded disk) is still waited for within the budget. */
+    attempt = (long)s->attempt_ms << (c->rounds < 3 ? c->rounds : 3);
+    if (attempt > left)
+        attempt = (long)left;
+    snprintf(url, sizeof url, "%s%s", s->endpoints[c->ep], c->path);
+    curl_slist_free_all(c->hdr);
+    c->hdr = fifolock__etcd_headers(s);
+    if (c->hdr == NULL) {
+        c->rc = ENOMEM;
+        return call_failed(c);
+    }
+    free(c->b.data);
+    memset(&c->b, 0, sizeof c->b);
+    c->errbuf[0] = '\0';
+    curl_easy_reset(curl);
+    fifolock__etcd_configure(s, curl);
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, c->hdr);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, c->payload);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, fifolock__etcd_collect);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &c->b);
+    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, c->errbuf);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, attempt);
+    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, attempt);
+    return 0;
+}
+
+int fifolock__etcd_call_result(struct fifolock__etcd_call *c, CURL *curl, CURLcode code,
+                               json_object **resp)
+{
+    fifolock_etcd *s = c->s;
+    size_t ep = c->ep;
+    long status = 0;
+    int verdict;
+
+    curl_slist_free_all(c->hdr);
+    c->hdr = NULL;
+    c->tries++;
+    c->resume_ms = 0;
+    if (code == CURLE_OK)
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    if (code != CURLE_OK) {
+        snprintf(c->msg, sizeof c->msg, "%s: %s", s->endpoints[ep],
+                 c->errbuf[0] ? c->errbuf : curl_easy_strerror(code));
+        free(c->b.data);
+        c->b.data = NULL;
+        c->rc = tls_failure(s, ep, code, c->errbuf, c->msg, sizeof c->msg);
+        if (c->rc != 0)
+            return call_failed(c);
+        c->rc = local_failure(code);
+        if (c->rc != 0)
+            return call_failed(c);
+        c->rc = transient_errno(code);
+        pthread_mutex_lock(&s->mu);
+        fifolock__etcd_endpoint_failed(s, ep);
+        pthread_mutex_unlock(&s->mu);
+        c->ep = (ep + 1) % s->nendpoints;
+    } else {
+        json_object *obj = c->b.data ? json_tokener_parse(c->b.data) : NULL;
+        json_object *err = NULL;
+
+        free(c->b.data);
+        c->b.data = NULL;
+        if (obj == NULL) {
+            snprintf(c->msg, sizeof c->msg, "%s: HTTP %ld, no JSON answer", s->endpoints[ep],
+                     status);
+            c->rc = EIO;
+            return call_failed(c);
+        }
+        if (status == 200 && !json_object_object_get_ex(obj, "error", &err)) {
+            pthread_mutex_lock(&s->mu);
+            s->current = ep;
+            pthread_mutex_unlock(&s->mu);
+            *resp = obj;
+            c->rc = 0;
+            return 0;
+        }
+        verdict = classify(err ? err : obj, c->msg, sizeof c->msg);
+        json_object_put(obj);
+        if (verdict < 0 && s->user && c->reauth++ < 2) {
+            int arc = fifolock__etcd_authenticate(s, c->until_ms);
+
+            if (arc != 0) {
+                c->rc = arc;
+                return call_failed(c);
+            }
+            return EAGAIN;
+        }
+        if (verdict < 0)
+            verdict = EACCES;
+        if (verdict > 0) {
+            c->rc = verdict;
+            return call_failed(c);
+        }
+        /* No leader, leader changed, timed out: elsewhere, or after an election. */
+        c->rc = ETIMEDOUT;
+        pthread_mutex_lock(&s->mu);
+        fifolock__etcd_endpoint_failed(s, ep);
+        pthread_mutex_unlock(&s->mu);
+        c->ep = (ep + 1) % s->nendpoints;
+    }
+    if (c->tries % s->nendpoints == 0) {
+        /* A whole round failed: pause before the next one, longer each
+         * round (50, 100, 200 ms), within the budget. */
+        long ms = 50L << (c->rounds < 2 ? c->rounds : 2);
+        int64_t left;
+
+        c->rounds++;
+        left = c->until_ms - fifolock__etcd_now_ms();
         if (left <= 0)
-            left = 1;
-        /* One attempt may not take the whole budget: a member that cannot
-         * answer (a proposal lost with a dead leader, a paused process) is
-         * left after one attempt's time, and the next one is asked. Each
-         * round doubles it (up to 8 times), so that a cluster that is only
-         * slow (a loaded disk) is still waited for within the budget. */
-        attempt = (long)s->attempt_ms << (rounds < 3 ? rounds : 3);
-        if (attempt > left)
-            attempt = (long)left;
-        snprintf(url, sizeof url, "%s%s", s->endpoints[ep], path);
-        hdr = fifolock__etcd_headers(s);
-        if (hdr == NULL) {
-            rc = ENOMEM;
+            return call_failed(c);
+        if (ms > left)
+            ms = (long)left;
+        c->resume_ms = fifolock__etcd_now_ms() + ms;
+    }
+    return EAGAIN;
+}
+
+int fifolock__etcd_call(fifolock_etcd *s, const char *path, json_object *req,
+                        json_object **resp, int64_t until_ms)
+{
+    struct fifolock__etcd_call c;
+    struct fifolock__etcd_http *h;
+    int rc = fifolock__etcd_call_begin(&c, s, path, req, until_ms);
+
+    if (rc != 0)
+        return rc;
+    h = take_http(s);
+    if (h == NULL) {
+        fifolock__etcd_call_end(&c);
+        return ENOMEM;
+    }
+    for (;;) {
+        int64_t pause_ms;
+
+        rc = fifolock__etcd_call_attempt(&c, h->curl);
+        if (rc != 0)
             break;
-        }
-        curl_easy_reset(h->curl);
-        configure(s, h->curl);
-        curl_easy_setopt(h->curl, CURLOPT_URL, url);
-        curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, hdr);
-        curl_easy_setopt(h->curl, CURLOPT_POSTFIELDS, payload);
-        curl_easy_setopt(h->curl, CURLOPT_WRITEFUNCTION, collect);
-        curl_easy_setopt(h->curl, CURLOPT_WRITEDATA, &b);
-        curl_easy_setopt(h->curl, CURLOPT_ERRORBUFFER, errbuf);
-        curl_easy_setopt(h->curl, CURLOPT_TIMEOUT_MS, attempt);
-        curl_easy_setopt(h->curl, CURLOPT_CONNECTTIMEOUT_MS, attempt);
-        code = curl_easy_perform(h->curl);
-        curl_slist_free_all(hdr);
-        tries++;
-        if (code == CURLE_OK)
-            curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &status);
-        if (code != CURLE_OK) {
-            snprintf(msg, sizeof msg, "%s: %s", s->endpoints[ep],
-                     errbuf[0] ? errbuf : curl_easy_strerror(code));
-            rc = tls_failure(s, ep, code, errbuf, msg, sizeof msg);
-            if (rc != 0) {
-                free(b.data);
-                break;
-            }
-            free(b.data);
-            rc = local_failure(code);
-            if (rc != 0)
-                break;
-            rc = transient_errno(code);
-            pthread_mutex_lock(&s->mu);
-            fifolock__etcd_endpoint_failed(s, ep);
-            pthread_mutex_unlock(&s->mu);
-            ep = (ep + 1) % s->nendpoints;
-        } else {
-            json_object *obj = b.data ? json_tokener_parse(b.data) : NULL;
-            json_object *err = NULL;
+        rc = fifolock__etcd_call_result(&c, h->curl, curl_easy_perform(h->curl), resp);
+        if (rc != EAGAIN)
+            break;
+        pause_ms = c.resume_ms - fifolock__etcd_now_ms();
+        if (c.resume_ms != 0 && pause_ms > 0) {
+            struct timespec pause = { 0, (long)pause_ms * 1000000L };
 
-            free(b.data);
-            if (obj == NULL) {
-                snprintf(msg, sizeof msg, "%s: HTTP %ld, no JSON answer", s->endpoints[ep],
-                         status);
-                rc = EIO;
-                break;
-            }
-            if (status == 200 && !json_object_object_get_ex(obj, "error", &err)) {
-                pthread_mutex_lock(&s->mu);
-                s->current = ep;
-                pthread_mutex_unlock(&s->mu);
-                *resp = obj;
-                give_http(s, h);
-                return 0;
-            }
-            verdict = classify(err ? err : obj, msg, sizeof msg);
-            json_object_put(obj);
-            if (verdict < 0 && s->user && reauth++ < 2) {
-                int arc = fifolock__etcd_authenticate(s, until_ms);
-
-                if (arc != 0) {
-                    rc = arc;
-                    break;
-                }
-                continue;
-            }
-            if (verdict < 0)
-                verdict = EACCES;
-            if (verdict > 0) {
-                rc = verdict;
-                break;
-            }
-            /* No leader, leader changed, timed out: elsewhere, or after an election. */
-            rc = ETIMEDOUT;
-            pthread_mutex_lock(&s->mu);
-            fifolock__etcd_endpoint_failed(s, ep);
-            pthread_mutex_unlock(&s->mu);
-            ep = (ep + 1) % s->nendpoints;
-        }
-        if (tries % s->nendpoints == 0) {
-            /* A whole round failed: pause before the next one, longer each
-             * round (50, 100, 200 ms), within the budget. */
-            long ms = 50L << (rounds < 2 ? rounds : 2);
-            struct timespec pause;
-
-            rounds++;
-            left = until_ms - fifolock__etcd_now_ms();
-            if (left <= 0)
-                break;
-            if (ms > left)
-                ms = (long)left;
-            pause.tv_sec = 0;
-            pause.tv_nsec = ms * 1000000L;
             nanosleep(&pause, NULL);
         }
     }
     give_http(s, h);
-    if (rc != ENOENT && rc != EEXIST)
-        fifolock__etcd_set_error("%s", msg);
+    fifolock__etcd_call_end(&c);
     return rc;
 }
 
@@ -725,7 +786,7 @@ struct fifolock__etcd_stream *fifolock__etcd_stream_new(fifolock_etcd *s, const 
     pthread_mutex_unlock(&s->mu);
     st->started_ms = fifolock__etcd_now_ms();
     snprintf(url, sizeof url, "%s%s", s->endpoints[st->endpoint], path);
-    configure(s, st->curl);
+    fifolock__etcd_configure(s, st->curl);
     curl_easy_setopt(st->curl, CURLOPT_URL, url);
     curl_easy_setopt(st->curl, CURLOPT_HTTPHEADER, st->headers);
     curl_easy_setopt(st->curl, CURLOPT_POSTFIELDS, st->body);

@@ -340,12 +340,7 @@ class EtcdAsync(Base):
         self.assertIn("cancelled", outcomes)
         wait_until(lambda: entries(self.name) == [])
 
-    @(unittest.expectedFailure
-      if not hasattr(getattr(fifolock._fifolock, "_EtcdSession", None), "acquire_async")
-      else (lambda f: f))
     def test_cancel_after_the_grant_was_reported_gives_it_back(self):
-        if not hasattr(self.session._s, "acquire_async"):
-            self.fail("this build has no event-loop API: no grant is reported by process()")
         from unittest import mock
         import fifolock._beyond as beyond
         lock = self.session.lock(self.name)
@@ -380,14 +375,9 @@ class EtcdAsync(Base):
         finally:
             other.close()
 
-    # The library's event-loop API (fifolock_etcd_acquire_async) waits
-    # without a thread per task; before it, each waiting task has one.
-    @(unittest.expectedFailure
-      if not hasattr(getattr(fifolock._fifolock, "_EtcdSession", None), "acquire_async")
-      else (lambda f: f))
+    # The library's event-loop API (fifolock_etcd_acquire_async): no
+    # thread per waiting task.
     def test_waiting_tasks_need_no_thread_each(self):
-        if not hasattr(self.session._s, "acquire_async"):
-            self.fail("this build has no event-loop API: a thread per waiting task")
         lock = self.session.lock(self.name)
         p, release, _ = self.holder("Write")
 
