@@ -8,6 +8,7 @@ Skips only when etcd is not installed. A hang fails the test: faulthandler
 ends the process with every thread's traceback after WATCHDOG seconds.
 """
 import asyncio
+import errno
 import faulthandler
 import json
 import multiprocessing
@@ -273,6 +274,64 @@ class EtcdSync(Base):
         wait_until(lambda: entries(self.name) == [])
         with lock(Write, timeout=10):
             pass
+
+
+def start_cluster(d, *options):
+    env = dict(os.environ, ETCD_OWNER_PID=str(os.getpid()))
+    rc = subprocess.run(["bash", os.path.join(SCRIPTS, "etcd-up.sh"), d] + list(options),
+                        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                        timeout=120).returncode
+    if rc != 0:
+        raise RuntimeError(f"etcd-up.sh {' '.join(options)} failed ({rc})")
+    with open(os.path.join(d, "endpoints")) as f:
+        return f.read().strip()
+
+
+class EtcdTlsAuth(Test):
+    """TLS with a client certificate, and etcd's users: two more clusters
+    (as the C tests, one of each)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="fifolock-py-etcd-sec-")
+        cls.tls_endpoints = start_cluster(os.path.join(cls.dir, "tls"), "--tls")
+        cls.auth_endpoints = start_cluster(os.path.join(cls.dir, "auth"), "--auth")
+        cls.tls = os.path.join(cls.dir, "tls", "tls")
+
+    @classmethod
+    def tearDownClass(cls):
+        for d in ("tls", "auth"):
+            subprocess.run(["bash", os.path.join(SCRIPTS, "etcd-down.sh"),
+                            os.path.join(cls.dir, d)])
+        os.rmdir(cls.dir)
+
+    def pem(self, name):
+        return os.path.join(self.tls, name + ".pem")
+
+    def test_tls_with_a_client_certificate_takes_the_lock(self):
+        async def main():
+            async with EtcdSession(self.tls_endpoints, cacert=self.pem("ca"),
+                                   cert=self.pem("client"), key=self.pem("client-key")) as s:
+                async with s.lock("tls")(Write, timeout=20) as held:
+                    self.assertGreater(held.token, 0)
+                    held.check()
+                with s.lock("tls")(Read, timeout=20) as held:
+                    self.assertGreater(held.token, 0)
+        run(main(), 60)
+
+    def test_a_user_takes_the_lock(self):
+        with EtcdSession(self.auth_endpoints, user="alice", password="alicepw") as s:
+            with s.lock("auth")(Write, timeout=20) as held:
+                self.assertGreater(held.token, 0)
+
+    def test_a_wrong_password_or_ca_is_refused_with_its_own_error(self):
+        with self.assertRaises(OSError) as cm:
+            EtcdSession(self.auth_endpoints, user="alice", password="wrong")
+        self.assertEqual(errno.EKEYREJECTED, cm.exception.errno, cm.exception)
+        with self.assertRaises(OSError) as cm:
+            EtcdSession(self.tls_endpoints, cacert=self.pem("other-ca"),
+                        cert=self.pem("client"), key=self.pem("client-key"))
+        self.assertEqual(errno.ENOKEY, cm.exception.errno, cm.exception)
 
 
 class EtcdAsync(Base):

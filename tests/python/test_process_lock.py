@@ -54,6 +54,17 @@ class Pair:
         return holds[Pair] < 2
 
 
+class Raising:
+    """A mode of one's own whose predicate raises beside a Mutex holder."""
+    name = "raising"
+
+    @staticmethod
+    def is_compatible(holds):
+        if holds[Mutex]:
+            raise ValueError("raising beside a Mutex")
+        return True
+
+
 class Nameless:
     @staticmethod
     def is_compatible(holds):
@@ -270,6 +281,23 @@ class ProcessLockSync(Base):
                 pass
         self.assert_no_trace(lock)
         lock.close()
+
+    def test_a_raising_predicate_is_reported_and_answers_no(self):
+        other = ProcessFifoLock(self.path)
+        lock = ProcessFifoLock(self.path, [Raising])
+        self.unraisable.clear()  # asked at open beside every mode
+        with other(Mutex):
+            with self.assertRaises(TimeoutError):
+                with lock(Raising, timeout=0.2):
+                    self.fail("granted beside a Mutex: a raise must answer no")
+        self.assertTrue(self.unraisable, "the raise was not reported")
+        self.assertIsInstance(self.unraisable[0].exc_value, ValueError)
+        self.unraisable.clear()
+        with lock(Raising, timeout=5):
+            pass
+        self.assert_no_trace(lock, Raising, Mutex)
+        lock.close()
+        other.close()
 
     def test_new_mode_while_holding_is_a_value_error(self):
         lock = ProcessFifoLock(self.path)
