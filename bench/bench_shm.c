@@ -324,16 +324,25 @@ static void recovery(int kills)
         holder = fork();
         if (holder == 0) {
             fifolock_shm l;
-            if (fifolock_shm_open(&l, path, modes, 3) != 0 ||
-                fifolock_shm_acquire(&l, &fifolock_write) != 0 || write(pp[1], "x", 1) != 1)
+            close(pp[0]);
+            if (fifolock_shm_open(&l, path, modes, 3) != 0)
+                _exit(1);
+            rc = fifolock_shm_acquire(&l, &fifolock_write);
+            if (rc == EOWNERDEAD) /* an earlier round's holder: nothing to repair */
+                rc = fifolock_shm_consistent(&l);
+            if (rc != 0 || write(pp[1], "x", 1) != 1)
                 _exit(1);
             for (;;)
                 pause();
         }
-        if (read(pp[0], &c, 1) != 1)
+        close(pp[1]); /* a holder that fails closes the pipe: EOF, not a hang */
+        if (read(pp[0], &c, 1) != 1) {
+            fprintf(stderr, "recovery: the holder could not take the lock\n");
+            close(pp[0]);
+            waitpid(holder, NULL, 0);
             break;
+        }
         close(pp[0]);
-        close(pp[1]);
         /* The waiter: this process, in another thread's place: a child. */
         {
             pid_t waiter = fork();
@@ -345,8 +354,10 @@ static void recovery(int kills)
                 d.tv_sec += 5;
                 rc = fifolock_shm_timed_acquire(&l, &fifolock_write, &d);
                 sh->counts[1] = now_ns();
-                if (rc == EOWNERDEAD)
+                if (rc == EOWNERDEAD) { /* the data needs no repair: say so */
+                    fifolock_shm_consistent(&l);
                     fifolock_shm_release(&l, &fifolock_write);
+                }
                 fifolock_shm_close(&l);
                 _exit(rc == EOWNERDEAD ? 0 : 1);
             }

@@ -378,6 +378,75 @@ FIFOLOCK_API int fifolock_shm_acquire_interruptible(fifolock_shm *lock, const fi
                                                     fifolock_interrupt_fn *interrupted, void *arg);
 
 /**
+ * Turns one hold of `from` that this handle took (in this process) into one
+ * hold of `to` without letting go (fifolock.h: fifolock_convert()): a writer
+ * downgrades to a reader, an upgradable reader upgrades to a writer.
+ *
+ * If `to` may join the holders other than this one hold of `from`, the
+ * switch is made now, and the waiters `from` held back are granted inside
+ * this call. Otherwise the conversion waits ahead of every queued request of
+ * every process (this handle keeps `from` meanwhile; nothing else is granted,
+ * new requests queue behind it) until the other holders make room. At most
+ * one conversion waits per lock file.
+ *
+ * Returns 0 (holds `to`, not `from`) or EOWNERDEAD: the switch made while
+ * a holder's death is unrepaired, reported exactly as a grant would be
+ * (fifolock_shm_acquire(); fifolock_shm_dead_holders() says who); it holds
+ * `to`. Errors, with `from` still held and nothing queued: EPERM (this
+ * handle holds no `from` in this process that it may convert: a hold whose
+ * acquire has not yet returned, or one this handle's other waiting
+ * conversion converts, does not count); EDEADLK if the switch can't be made
+ * now and `to` can never be granted (an empty lock refuses it) or another
+ * conversion already waits on the lock (in any process: two upgrading
+ * readers would wait for each other for ever); EINVAL (NULL arguments,
+ * a mode not given to open); EUSERS (the queue is full); ENOLCK,
+ * ENOTRECOVERABLE as fifolock_shm_acquire().
+ *
+ * While the conversion waits, this handle's other threads cannot release the
+ * holds of the request that `from` is taken from (EPERM): with a weighted
+ * hold, all of them. A process that dies while its conversion waits loses
+ * both, as any dead process's holds and requests; the lock goes on (its
+ * hold of `from` is reported as any death of a holder). Thread-safe.
+ */
+FIFOLOCK_API int fifolock_shm_convert(fifolock_shm *lock, const fifolock_mode *from,
+                                      const fifolock_mode *to);
+
+/**
+ * As fifolock_shm_convert() if the switch can be made now (after removing
+ * dead holders, if any stood in the way); never waits. Returns 0,
+ * EOWNERDEAD, EBUSY (`from` still held, nothing changed), or the errors of
+ * fifolock_shm_convert(); EDEADLK only for a `to` that can never be granted.
+ */
+FIFOLOCK_API int fifolock_shm_try_convert(fifolock_shm *lock, const fifolock_mode *from,
+                                          const fifolock_mode *to);
+
+/**
+ * As fifolock_shm_convert(), but gives up at `deadline` (absolute,
+ * CLOCK_MONOTONIC): ETIMEDOUT, the caller still holds `from`, the
+ * conversion left no trace (the waiters it held back are granted). If the
+ * switch and the deadline race, exactly one wins: 0 with `to` held, or
+ * ETIMEDOUT with `from` held. A deadline already past behaves as
+ * fifolock_shm_try_convert() but says ETIMEDOUT instead of EBUSY. EINVAL
+ * also for a NULL deadline or a tv_nsec outside [0, 999999999].
+ */
+FIFOLOCK_API int fifolock_shm_timed_convert(fifolock_shm *lock, const fifolock_mode *from,
+                                            const fifolock_mode *to,
+                                            const struct timespec *deadline);
+
+/**
+ * As fifolock_shm_timed_convert() (`deadline` NULL: none), asking
+ * `interrupted(arg)` before each sleep as fifolock_shm_acquire_interruptible()
+ * does (`interrupted` NULL: never asked): EINTR when it answers nonzero, and
+ * the caller still holds `from`, the conversion withdrawn without a trace;
+ * if the switch won the race, its result (0 or EOWNERDEAD, `to` held).
+ */
+FIFOLOCK_API int fifolock_shm_convert_interruptible(fifolock_shm *lock, const fifolock_mode *from,
+                                                    const fifolock_mode *to,
+                                                    const struct timespec *deadline,
+                                                    fifolock_interrupt_fn *interrupted,
+                                                    void *arg);
+
+/**
  * Drops one hold of `mode` that this handle took (in this process) and grants
  * the waiters it held back; they are told inside this call. Returns 0; EPERM
  * if this handle holds no `mode` (nothing changes; a hold whose grant the
@@ -435,7 +504,10 @@ FIFOLOCK_API int fifolock_shm_consistent(fifolock_shm *lock);
  */
 FIFOLOCK_API const char *fifolock_shm_last_error(void);
 
-/** Requests waiting right now, of all processes (0 for NULL). Can't fail. */
+/**
+ * Requests waiting right now, of all processes, a waiting conversion
+ * included (0 for NULL). Can't fail.
+ */
 FIFOLOCK_API size_t fifolock_shm_waiting(fifolock_shm *lock);
 
 /**

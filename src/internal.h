@@ -117,4 +117,15 @@ struct fifolock__entry {
 FIFOLOCK_HIDDEN int fifolock__granted_prefix(const struct fifolock__entry *entries, size_t count,
                                              size_t *granted);
 
+/*
+ * The same with one conversion in the queue (src/rule.c): entry `conv`
+ * (none if conv >= count) turns one hold of entry `from`'s mode (from <
+ * conv) into one of its own mode (its n must be 1), asked of the engine as
+ * fifolock_try_convert(); a refusal ends the prefix there. Returns as
+ * fifolock__granted_prefix(), EINVAL also for from >= conv.
+ */
+FIFOLOCK_HIDDEN int fifolock__granted_prefix_convert(const struct fifolock__entry *entries,
+                                                     size_t count, size_t conv, size_t from,
+                                                     size_t *granted);
+
 #endif

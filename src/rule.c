@@ -87,3 +87,48 @@ bool fifolock__never_fits(const fifolock_mode *mode, size_t n)
     (void)fifolock_destroy(&scratch);
     return rc == EDEADLK;
 }
+
+/*
+ * The rule for a queue that holds one conversion: as
+ * fifolock__granted_prefix(), but entry `conv` (if below `count`) is no
+ * request of its own: it turns one hold of entry `from`'s mode (from <
+ * conv, granted before it) into one of its own mode, asked of the engine as
+ * fifolock_try_convert() at its place; a refusal (EBUSY, EDEADLK, or EPERM
+ * when `from` was not granted) ends the prefix there, as any refusal does.
+ * The caller puts the conversion right after the holders, where the engine
+ * keeps a waiting one: ahead of every request that waits.
+ */
+int fifolock__granted_prefix_convert(const struct fifolock__entry *entries, size_t count,
+                                     size_t conv, size_t from, size_t *granted)
+{
+    fifolock engine;
+    size_t i, k, n = 0;
+    int rc = 0;
+
+    if (granted == NULL || (entries == NULL && count > 0) || (conv < count && from >= conv))
+        return EINVAL;
+    fifolock_init(&engine);
+    for (i = 0; i < count && rc == 0; i++) {
+        const fifolock_mode *mode = entries[i].mode ? entries[i].mode : &unknown_mode;
+
+        if (mode->is_compatible == NULL || entries[i].n == 0 || (i == conv && entries[i].n != 1)) {
+            rc = EINVAL;
+            break;
+        }
+        if (i == conv) {
+            const fifolock_mode *f = entries[from].mode ? entries[from].mode : &unknown_mode;
+
+            rc = fifolock_try_convert(&engine, f, mode);
+        } else {
+            for (k = 0; k < entries[i].n && rc == 0; k++)
+                rc = fifolock_try_acquire(&engine, mode);
+        }
+        if (rc == 0)
+            n++;
+    }
+    while (engine.holds.used > 0)
+        (void)fifolock_release(&engine, engine.holds.inline_[0].mode);
+    (void)fifolock_destroy(&engine);
+    *granted = n;
+    return rc == EBUSY || rc == EDEADLK || rc == EPERM ? 0 : rc;
+}

@@ -6,9 +6,10 @@
  *
  * The protocol is also a Promela model, tests/model/fifolock_shm.pml, where
  * a process may die between any two steps; the step names below (L1-L4,
- * F1-F3, A1-A6, T1, R1-R2, G1-G2, D1-D3, C1) label the same steps there;
- * M1 (the mode table) and the fork and open paths are not modelled: the C
- * tests force deaths there.
+ * F1-F3, A1-A6, T1, R1-R2, G1-G2, D1-D3, C1, X0-X2) label the same steps there;
+ * M1 (the mode table), X3 (the model's converter has no other thread to
+ * release) and the fork and open paths are not modelled: the C tests force
+ * deaths there and test X3.
  *
  * Words in the file (struct shm_header, shm_slot, shm_entry below)
  *   mutex       L: a process-shared robust pthread mutex over everything
@@ -34,6 +35,9 @@
  *                 GRANTED[+DEAD] -> HELD              (the waiter, by CAS)
  *               An entry is born WAITING, or HELD when it is its own
  *               caller's grant (A1) or an absorbed fast hold (L2).
+ *               A conversion is an entry of `to` marked CONVERT that names
+ *               the entry F holding the `from` it converts (F's seq, and
+ *               F's n when it began: from_n) and F's mode.
  *   next_seq, count, hwm, the pending death report, the mode table: under L.
  *   modes[j]    name, limit, flags (USED, stored last; ALONE: may join
  *               nobody; READ_ONLY: its holders only read, their deaths are
@@ -52,10 +56,17 @@
  * free liveness bytes can only make registration fail (EACCES).
  *
  * Invariants (whenever L is free)
+ *   Queue order: the holders (GRANTED or HELD) by seq, then a waiting
+ *   conversion, then the waiting requests by seq (entry_key()): where the
+ *   engine keeps them. Without a conversion it is seq order (S1).
  *   S1  Holders are a prefix of the queue: the entries in state GRANTED or
- *       HELD are exactly the first `k` entries in seq order that the rule
+ *       HELD are exactly the first `k` entries in queue order that the rule
  *       grants, for the modes this process knows (an unknown mode stops the
- *       prefix early, never extends it).
+ *       prefix early, never extends it); a waiting conversion is asked as
+ *       the engine's fifolock_try_convert() of its F, and while it waits
+ *       nothing behind it is granted.
+ *   S5  At most one conversion waits; while it waits, its F is HELD with
+ *       n == from_n (X3), so "F lowered or gone" is exactly "switched" (X1).
  *   S2  fast == IDLE only if the queue is empty and no death is pending;
  *       fast == FAST(k,m) only if, moreover, handle k holds m once; every
  *       other hold is an entry. fast != BUSY only while L is free.
@@ -110,9 +121,25 @@
  *               remove e (seq = 0), G1 (those it held back are granted),
  *               ETIMEDOUT (EINTR when interrupted).
  *
+ * Converting (handle k, `from` -> `to`, conversion entry c)
+ *   X0 publish  under L: F = a HELD entry of k in `from` (else EPERM) that
+ *               no waiting conversion of k names; EDEADLK if `to` never
+ *               fits; c = a free entry of `to`, n 1, CONVERT, naming F with
+ *               its n; publish (seq last); G1. If another conversion waits,
+ *               only c's switch now is asked (the holders and c) and c
+ *               leaves if it fails: EDEADLK. Try: c leaves: EBUSY. Granted:
+ *               A5. Else it waits as A2-A6, and T1 removes c (F untouched:
+ *               the caller keeps `from`).
+ *   X1 switch   in G1, for c in the prefix, before its CAS: F's n lowered
+ *               by one, or F removed if it was 1 (one store), then the CAS.
+ *   X2 place    G1 asks the rule with c right after the holders, ahead of
+ *               every waiter (queue order); a second waiting conversion,
+ *               or one whose F is gone, is never granted.
+ *   X3 keep     R1 never counts, lowers or removes a waiting conversion's F.
+ *
  * Releasing
  *   R1 drop     under L: find HELD entries of handle k and mode m holding n
- *               in all (else EPERM); lower their n or remove them.
+ *               in all (else EPERM; X3); lower their n or remove them.
  *   R2 grant    G1, L3, L4.
  *
  * Granting (under L)
@@ -132,7 +159,8 @@
  *               remove its entries, adding each HELD one whose mode is not
  *               read-only to the pending report (pid, mode, n), and free the
  *               slot. A GRANTED one died before its caller returned (a dead
- *               waiter: silent).
+ *               waiter: silent), but a GRANTED conversion's `from` hold,
+ *               which X1 took off F, is reported as F would have been.
  *   D2 report   every G1 gives the pending report to every entry it grants,
  *               for as long as it pends.
  *   D3 dead L   the robust mutex: Repair below.
@@ -154,7 +182,8 @@
  * entries; drop entries with a slot or mode out of range or n == 0; an
  * entry marked FROM_FAST is kept and the mark cleared if fast still holds
  * its word (do the CAS) or is BUSY (the CAS was done), else removed (F2
- * released it); the pending report is left as it is (only C1 clears it, by
+ * released it); a conversion whose X1 is done (F lowered or gone, S5) but
+ * that is not GRANTED is granted (with the pending report); the pending report is left as it is (only C1 clears it, by
  * one store: a death inside C1 leaves it pending, told again, never lost);
  * the known/compat bits of unused mode entries are cleared (M1 done);
  * then D1 for every used slot, and G1. Every
@@ -199,7 +228,7 @@
 #endif
 
 #define SHM_MAGIC 0x314b434f4c4f4946ull      /* "FIFOLOCK1" */
-#define SHM_VERSION 2u /* 2: reports until repaired, read-only and ready-made modes */
+#define SHM_VERSION 3u /* 2: reports until repaired, read-only and ready-made modes; 3: conversions */
 #define LIVE_BASE ((off_t)1 << 40) /* the handles' liveness bytes */
 
 #define F_BUSY 0ull
@@ -217,6 +246,8 @@
 #define ST_DEAD 0x10u /* with GRANTED: a death report comes with the grant */
 
 #define E_FROM_FAST 1u
+#define E_CONVERT 2u /* a conversion: of one hold of the entry whose seq is from_fast */
+#define E_FROM_SHIFT 8 /* with E_CONVERT: flags >> E_FROM_SHIFT is that hold's mode */
 
 #define MODE_USED 1u
 #define MODE_ALONE 2u /* the predicate accepts joining nobody */
@@ -249,7 +280,8 @@ struct shm_slot {
 
 struct shm_entry {
     uint64_t seq;       /* 0: free; published last, cleared first */
-    uint64_t from_fast; /* with E_FROM_FAST: the fast word being absorbed */
+    uint64_t from_fast; /* with E_FROM_FAST: the fast word being absorbed;
+                           with E_CONVERT: the seq of the entry it converts from */
     uint32_t state;     /* ST_*: a futex word, changed by CAS */
     uint32_t n;
     uint32_t slot;
@@ -257,7 +289,7 @@ struct shm_entry {
     uint32_t flags;
     uint32_t ndead;      /* deaths reported with this grant */
     uint32_t report_gen; /* the pending report's number it took */
-    uint32_t pad_;
+    uint32_t from_n;     /* with E_CONVERT: that entry's n when the conversion began */
     struct shm_death dead[FIFOLOCK_SHM_REPORT_MAX];
 };
 
@@ -590,27 +622,82 @@ static uint64_t entry_publish(struct fifolock_shm__handle *s, struct shm_entry *
     return seq;
 }
 
-/* The queue in seq order, into s->order; returns its length. */
+/*
+ * Where an entry stands in the queue (under L): the holders (0), then a
+ * waiting conversion (1), ahead of every waiting request (2), as the engine
+ * keeps it; by seq within each. By S1 the holders are the first entries in
+ * seq order anyway, but a conversion's entry holds from a later seq.
+ */
+static inline unsigned entry_class(const struct shm_entry *e)
+{
+    if (st_granted(st_load(e)))
+        return 0;
+    return (e->flags & E_CONVERT) ? 1 : 2;
+}
+
+static inline uint64_t entry_key(const struct shm_entry *e)
+{
+    return ((uint64_t)entry_class(e) << 62) | seq_load(e);
+}
+
+/* The queue in order (entry_key), into s->order; returns its length. */
 static uint32_t queue_build(struct fifolock_shm__handle *s)
 {
     uint32_t hwm = s->h->hwm < s->capacity ? s->h->hwm : s->capacity;
     uint32_t i, n = 0, top = 0;
 
     for (i = 0; i < hwm; i++) {
-        uint64_t seq = seq_load(&s->entries[i]);
+        uint64_t key;
         uint32_t j;
 
-        if (seq == 0)
+        if (seq_load(&s->entries[i]) == 0)
             continue;
+        key = entry_key(&s->entries[i]);
         top = i + 1;
         /* insertion sort: the queue is short and mostly in order already */
-        for (j = n; j > 0 && seq_load(&s->entries[s->order[j - 1]]) > seq; j--)
+        for (j = n; j > 0 && entry_key(&s->entries[s->order[j - 1]]) > key; j--)
             s->order[j] = s->order[j - 1];
         s->order[j] = i;
         n++;
     }
     s->h->hwm = top;
     return n;
+}
+
+/* The entry of seq `seq` and handle `slot`, or NULL. Under L. */
+static struct shm_entry *entry_by_seq(struct fifolock_shm__handle *s, uint64_t seq, uint32_t slot)
+{
+    uint32_t i, hwm = s->h->hwm < s->capacity ? s->h->hwm : s->capacity;
+
+    for (i = 0; i < hwm && seq != 0; i++)
+        if (seq_load(&s->entries[i]) == seq && s->entries[i].slot == slot)
+            return &s->entries[i];
+    return NULL;
+}
+
+/*
+ * Whether conversion `c`'s switch is made in the file: the hold it converts
+ * left its entry (n lowered, or the entry gone). Only the switch lowers
+ * that entry while the conversion waits (R1 leaves it alone). Under L.
+ */
+static bool conversion_done(struct fifolock_shm__handle *s, const struct shm_entry *c)
+{
+    const struct shm_entry *f = entry_by_seq(s, c->from_fast, c->slot);
+
+    return f == NULL || f->n != c->from_n;
+}
+
+/* X1: the switch of conversion `c`: its hold of `from` leaves (one store). */
+static void conversion_commit(struct fifolock_shm__handle *s, const struct shm_entry *c)
+{
+    struct shm_entry *f = entry_by_seq(s, c->from_fast, c->slot);
+
+    if (f == NULL || f->n != c->from_n)
+        return; /* done already */
+    if (f->n <= 1)
+        entry_remove(s, f);
+    else
+        f->n--;
 }
 
 /* The ready-made modes but the semaphore, which every process knows by name. */
@@ -689,14 +776,61 @@ static void wake_later(struct wakes *w, uint32_t *addr)
         futex_wake_all(addr); /* under L: rare */
 }
 
-/* G1 (and G2): grants the prefix the rule allows. Returns the number of
- * entries, whose order (oldest first) it leaves in s->order. */
-static uint32_t settle(struct fifolock_shm__handle *s, struct wakes *w)
+/*
+ * G1 for one entry of the prefix (under L): the report if one pends, X1 for
+ * a conversion, then the CAS that grants; wakes it after L4 if it slept.
+ */
+static void grant_entry(struct fifolock_shm__handle *s, struct shm_entry *e, struct wakes *w)
 {
     struct shm_header *h = s->h;
-    uint32_t n = queue_build(s), i;
+    uint32_t st = st_load(e), to = ST_GRANTED;
+
+    if (st_granted(st))
+        return;
+    if (h->ndead > 0) {
+        /* D2: the data may be inconsistent: every grant is told, until
+         * a holder declares it repaired (fifolock_shm_consistent). */
+        uint32_t k, nd = h->ndead < FIFOLOCK_SHM_REPORT_MAX ? h->ndead : FIFOLOCK_SHM_REPORT_MAX;
+
+        for (k = 0; k < nd; k++)
+            e->dead[k] = h->dead[k];
+        e->ndead = h->ndead + h->dead_more;
+        e->report_gen = h->report_gen;
+        to |= ST_DEAD;
+        CRASH_POINT(8);
+    }
+    if (e->flags & E_CONVERT) {
+        conversion_commit(s, e);
+        CRASH_POINT(9);
+    }
+    while (!st_granted(st) &&
+           !__atomic_compare_exchange_n(&e->state, &st, to, false, __ATOMIC_RELEASE,
+                                        __ATOMIC_ACQUIRE))
+        ;
+    CRASH_POINT(4);
+    if ((st & ST_MASK) == ST_PARKED)
+        wake_later(w, &e->state);
+}
+
+/*
+ * G1 (and G2): grants the prefix the rule allows. Returns the number of
+ * entries, whose order it leaves in s->order. With `only` (a conversion
+ * just published): the question is whether it switches now, whatever
+ * conversion waits (the engine's immediate switch): the holders and `only`
+ * are asked, nothing else is granted.
+ */
+static uint32_t settle_conv(struct fifolock_shm__handle *s, struct wakes *w,
+                            const struct shm_entry *only)
+{
+    uint32_t n = queue_build(s), i, conv = UINT32_MAX, from = UINT32_MAX;
     size_t granted = 0;
 
+    if (only != NULL) {
+        for (i = 0; i < n && entry_class(&s->entries[s->order[i]]) == 0; i++)
+            ;
+        s->order[i] = (uint32_t)(only - s->entries);
+        n = i + 1;
+    }
     for (i = 0; i < n; i++) {
         const struct shm_entry *e = &s->entries[s->order[i]];
 
@@ -704,35 +838,32 @@ static uint32_t settle(struct fifolock_shm__handle *s, struct wakes *w)
          * unknown mode (the rule asks the predicate once per hold). */
         s->queue[i].mode = e->n <= FIFOLOCK_SHM_MAX_N ? mode_of(s, e->mode) : NULL;
         s->queue[i].n = e->n >= 1 && e->n <= FIFOLOCK_SHM_MAX_N ? e->n : 1;
+        if (entry_class(e) == 1) {
+            /* X2: the first waiting conversion is the one (at most one
+             * waits); another, or one whose hold is gone, is never granted. */
+            uint32_t k;
+
+            for (k = 0; k < i && conv == UINT32_MAX; k++)
+                if (seq_load(&s->entries[s->order[k]]) == e->from_fast &&
+                    s->entries[s->order[k]].slot == e->slot)
+                    break;
+            if (conv == UINT32_MAX && k < i && e->n == 1 && !conversion_done(s, e)) {
+                conv = i;
+                from = k;
+            } else {
+                s->queue[i].mode = NULL;
+            }
+        }
     }
     /* An error (ENOMEM...) still leaves a prefix that is safe to grant. */
-    (void)fifolock__granted_prefix(s->queue, n, &granted);
-    for (i = 0; i < granted; i++) {
-        struct shm_entry *e = &s->entries[s->order[i]];
-        uint32_t st = st_load(e), to = ST_GRANTED;
-
-        if (st_granted(st))
-            continue;
-        if (h->ndead > 0) {
-            /* D2: the data may be inconsistent: every grant is told, until
-             * a holder declares it repaired (fifolock_shm_consistent). */
-            uint32_t k, nd = h->ndead < FIFOLOCK_SHM_REPORT_MAX ? h->ndead
-                                                                : FIFOLOCK_SHM_REPORT_MAX;
-            for (k = 0; k < nd; k++)
-                e->dead[k] = h->dead[k];
-            e->ndead = h->ndead + h->dead_more;
-            e->report_gen = h->report_gen;
-            to |= ST_DEAD;
-            CRASH_POINT(8);
-        }
-        while (!st_granted(st) &&
-               !__atomic_compare_exchange_n(&e->state, &st, to, false, __ATOMIC_RELEASE,
-                                            __ATOMIC_ACQUIRE))
-            ;
-        CRASH_POINT(4);
-        if ((st & ST_MASK) == ST_PARKED)
-            wake_later(w, &e->state);
-    }
+    if (conv == UINT32_MAX)
+        (void)fifolock__granted_prefix(s->queue, n, &granted);
+    else
+        (void)fifolock__granted_prefix_convert(s->queue, n, conv, from, &granted);
+    for (i = 0; i < granted; i++)
+        grant_entry(s, &s->entries[s->order[i]], w);
+    if (only != NULL)
+        return n;
     /* G2: stopped at a mode this process does not know: its waiter settles. */
     if (granted < n && s->queue[granted].mode == NULL) {
         struct shm_entry *e = &s->entries[s->order[granted]];
@@ -743,6 +874,11 @@ static uint32_t settle(struct fifolock_shm__handle *s, struct wakes *w)
             wake_later(w, &e->state);
     }
     return n;
+}
+
+static uint32_t settle(struct fifolock_shm__handle *s, struct wakes *w)
+{
+    return settle_conv(s, w, NULL);
 }
 
 /* Whether table mode `index` is declared read-only (its holders never write). */
@@ -802,6 +938,12 @@ static void reap_slot(struct fifolock_shm__handle *s, uint32_t slot)
          * stays pending anyway: only a repair clears one.) */
         if ((st & ST_MASK) == ST_HELD && !mode_read_only(h, e->mode))
             pend_death(h, pid, e->mode, e->n);
+        /* A conversion switched but not yet told (X1 done, GRANTED): its
+         * caller's code ran under `from`, whose entry X1 removed or lowered:
+         * that hold is reported as the entry would have been. */
+        else if ((st & ST_MASK) == ST_GRANTED && (e->flags & E_CONVERT) &&
+                 !mode_read_only(h, e->flags >> E_FROM_SHIFT))
+            pend_death(h, pid, e->flags >> E_FROM_SHIFT, 1);
         entry_remove(s, e);
     }
     if (slot < s->capacity)
@@ -858,8 +1000,10 @@ static uint32_t queue_position(struct fifolock_shm__handle *s, const struct shm_
 static void mode_free(struct shm_header *h, uint32_t k);
 static int modes_register(struct fifolock_shm__handle *s);
 
+static void grant_entry(struct fifolock_shm__handle *s, struct shm_entry *e, struct wakes *w);
+
 /* Repair: the previous holder of L died inside a step. */
-static void repair(struct fifolock_shm__handle *s)
+static void repair(struct fifolock_shm__handle *s, struct wakes *wakes)
 {
     struct shm_header *h = s->h;
     uint32_t i, count = 0, top = 0;
@@ -873,7 +1017,7 @@ static void repair(struct fifolock_shm__handle *s)
         if (seq == 0)
             continue;
         if (seq >= h->next_seq || e->slot >= s->capacity || e->mode >= h->nmodes || e->n == 0 ||
-            e->n > FIFOLOCK_SHM_MAX_N) {
+            e->n > FIFOLOCK_SHM_MAX_N || ((e->flags & E_CONVERT) && e->n != 1)) {
             __atomic_store_n(&e->seq, 0, __ATOMIC_RELEASE);
             continue;
         }
@@ -901,6 +1045,17 @@ static void repair(struct fifolock_shm__handle *s)
             mode_free(h, i);
     h->count = count;
     h->hwm = top;
+    /* A death inside G1 between X1 and the CAS: the switch is made, so
+     * the grant is finished (with the report, if one pends). The reverse
+     * (granted, X1 not done) is never left: X1 comes first. */
+    for (i = 0; i < top; i++) {
+        struct shm_entry *e = &s->entries[i];
+
+        if (seq_load(e) == 0 || !(e->flags & E_CONVERT) || !conversion_done(s, e))
+            continue;
+        if (!st_granted(st_load(e)))
+            grant_entry(s, e, wakes);
+    }
 }
 
 /* L2: the fast path's word becomes BUSY, its hold an entry. Under L. */
@@ -955,7 +1110,7 @@ static int enter(struct fifolock_shm__handle *s)
         struct wakes w = { 0, { NULL } };
 
         __atomic_add_fetch(&fifolock_shm__repairs, 1, __ATOMIC_RELAXED);
-        repair(s);
+        repair(s, &w);
         (void)absorb(s);
         reap(s, UINT32_MAX);
         settle(s, &w);
@@ -1703,6 +1858,10 @@ static bool valid_deadline(const struct timespec *d)
  * (NULL: never asked) is asked before each sleep (A4), which then lasts at
  * most INTERRUPT_POLL_NS.
  */
+static int wait_entry(struct fifolock_shm__handle *s, struct shm_entry *e, uint64_t seq,
+                      const struct timespec *deadline, uint64_t *token,
+                      fifolock_interrupt_fn *interrupted, void *arg);
+
 static int acquire(fifolock_shm *lock, const fifolock_mode *mode, size_t n,
                    const struct timespec *deadline, bool try, int busy_rc, uint64_t *token,
                    fifolock_interrupt_fn *interrupted, void *arg)
@@ -1710,11 +1869,10 @@ static int acquire(fifolock_shm *lock, const fifolock_mode *mode, size_t n,
     struct fifolock_shm__handle *s;
     struct shm_entry *e;
     struct wakes w = { 0, { NULL } };
-    uint32_t slot, st;
+    uint32_t slot;
     uint64_t seq;
     int li, rc;
-    int64_t end = 0, next_tick;
-    unsigned spins, yields;
+    int64_t end = 0;
 
     last_error[0] = '\0';
     if (lock == NULL || lock->handle == NULL || mode == NULL || n == 0 || n > FIFOLOCK_SHM_MAX_N)
@@ -1789,8 +1947,22 @@ static int acquire(fifolock_shm *lock, const fifolock_mode *mode, size_t n,
         return busy_rc;
     }
     leave(s, &w);
+    return wait_entry(s, e, seq, deadline, token, interrupted, arg);
+}
 
-    /* A2-A5 */
+/*
+ * A2-A5: waits until entry e (seq `seq`, queued and published, L not held)
+ * is granted, its deadline passes (T1) or `interrupted` says so (T1, EINTR).
+ */
+static int wait_entry(struct fifolock_shm__handle *s, struct shm_entry *e, uint64_t seq,
+                      const struct timespec *deadline, uint64_t *token,
+                      fifolock_interrupt_fn *interrupted, void *arg)
+{
+    int64_t end = deadline != NULL ? ts_ns(deadline) : 0, next_tick;
+    unsigned spins, yields;
+    uint32_t st;
+    int rc;
+
     spins = __atomic_load_n(&fifolock_shm__tuning.spin, __ATOMIC_RELAXED);
     yields = __atomic_load_n(&fifolock_shm__tuning.yield, __ATOMIC_RELAXED);
     next_tick = now_ns() + (int64_t)__atomic_load_n(&fifolock_shm__tuning.tick_ns,
@@ -1917,6 +2089,152 @@ int fifolock_shm_acquire_interruptible(fifolock_shm *lock, const fifolock_mode *
     return acquire(lock, mode, n, deadline, false, 0, NULL, interrupted, arg);
 }
 
+/* ---- convert ------------------------------------------------------------- */
+
+/*
+ * X0: a conversion of every kind (try: never waits; busy_rc: EBUSY, or
+ * ETIMEDOUT for a deadline already past). Under L: find the hold of `from`
+ * (an entry of this handle, HELD, not already being converted), publish
+ * the conversion (an entry of `to` marked E_CONVERT that names that hold's
+ * entry and its n), and settle: the rule places it after the holders,
+ * ahead of every waiter (X2), and G1 switches it at once if `to` fits. It
+ * then waits as any request (A2-A6); T1 withdraws it, the hold untouched.
+ */
+static int convert(fifolock_shm *lock, const fifolock_mode *from, const fifolock_mode *to,
+                   const struct timespec *deadline, bool try, int busy_rc,
+                   fifolock_interrupt_fn *interrupted, void *arg)
+{
+    struct fifolock_shm__handle *s;
+    struct shm_entry *e, *f = NULL;
+    struct wakes w = { 0, { NULL } };
+    uint32_t slot, i, hwm, fi, ti, other_slot = NO_SLOT;
+    uint64_t seq, keep = 0;
+    bool other = false;
+    int lf, lt, rc;
+
+    last_error[0] = '\0';
+    if (lock == NULL || lock->handle == NULL || from == NULL || to == NULL)
+        return EINVAL;
+    s = lock->handle;
+    lf = local_index(s, from);
+    lt = local_index(s, to);
+    if (lf < 0 || lt < 0)
+        return EINVAL;
+    if (deadline != NULL) {
+        if (!valid_deadline(deadline))
+            return EINVAL;
+        if (!try && now_ns() >= ts_ns(deadline)) {
+            try = true;
+            busy_rc = ETIMEDOUT;
+        }
+    }
+    if (my_slot(s) == NO_SLOT)
+        return EPERM; /* this process never held through this handle */
+    fi = s->index[lf];
+    ti = s->index[lt];
+    rc = enter(s); /* L2 makes a fast hold an entry */
+    if (rc != 0)
+        return rc;
+    slot = my_slot(s);
+    hwm = s->h->hwm < s->capacity ? s->h->hwm : s->capacity;
+    for (i = 0; i < hwm; i++) {
+        e = &s->entries[i];
+        if (seq_load(e) != 0 && (e->flags & E_CONVERT) && !st_granted(st_load(e))) {
+            other = true;
+            other_slot = e->slot;
+            if (e->slot == slot)
+                keep = e->from_fast;
+        }
+    }
+    if (other && other_slot != slot && !slot_alive(s, other_slot)) {
+        /* D1: a dead process's conversion waits no more. */
+        reap_slot(s, other_slot);
+        settle(s, &w);
+        other = false;
+    }
+    /* The hold: an entry of one hold if there is one (R1 leaves the whole
+     * entry alone while the conversion waits, X3). */
+    for (i = 0; i < hwm; i++) {
+        e = &s->entries[i];
+        if (seq_load(e) == 0 || seq_load(e) == keep || e->slot != slot || e->mode != fi ||
+            (st_load(e) & ST_MASK) != ST_HELD)
+            continue;
+        if (f == NULL || (f->n > 1 && e->n == 1))
+            f = e;
+    }
+    if (f == NULL) {
+        leave(s, &w);
+        return EPERM;
+    }
+    if (fifolock__never_fits(to, 1)) {
+        leave(s, &w);
+        return EDEADLK; /* it would wait ahead of everybody, for ever */
+    }
+    e = entry_alloc(s);
+    if (e == NULL && reap(s, UINT32_MAX) > 0) {
+        settle(s, &w);
+        e = entry_alloc(s);
+    }
+    if (e == NULL) {
+        leave(s, &w);
+        set_error("lock file full: %u requests queued", s->capacity);
+        return EUSERS;
+    }
+    e->from_n = f->n;
+    seq = entry_publish(s, e, slot, ti, 1, ST_WAITING, E_CONVERT | (fi << E_FROM_SHIFT),
+                        seq_load(f));
+    /* With another conversion waiting, only the switch made now is asked
+     * (the engine's: it may happen at once, never wait). */
+    settle_conv(s, &w, other ? e : NULL);
+    if (!st_granted(st_load(e)) && (try || other)) {
+        /* Dead holders must not make it fail: find them first. */
+        uint32_t qn = queue_build(s);
+
+        if (reap(s, queue_position(s, e, qn)) > 0)
+            settle_conv(s, &w, other ? e : NULL);
+    }
+    if (st_granted(st_load(e))) {
+        if (other)
+            settle(s, &w); /* `from` may have held back the one that waits */
+        leave(s, &w);
+        return take_grant(s, e, seq, NULL);
+    }
+    if (try || other) {
+        entry_remove(s, e);
+        settle(s, &w);
+        leave(s, &w);
+        return try ? busy_rc : EDEADLK; /* two would wait for each other */
+    }
+    leave(s, &w);
+    return wait_entry(s, e, seq, deadline, NULL, interrupted, arg);
+}
+
+int fifolock_shm_convert(fifolock_shm *lock, const fifolock_mode *from, const fifolock_mode *to)
+{
+    return convert(lock, from, to, NULL, false, 0, NULL, NULL);
+}
+
+int fifolock_shm_try_convert(fifolock_shm *lock, const fifolock_mode *from,
+                             const fifolock_mode *to)
+{
+    return convert(lock, from, to, NULL, true, EBUSY, NULL, NULL);
+}
+
+int fifolock_shm_timed_convert(fifolock_shm *lock, const fifolock_mode *from,
+                               const fifolock_mode *to, const struct timespec *deadline)
+{
+    if (deadline == NULL)
+        return EINVAL;
+    return convert(lock, from, to, deadline, false, 0, NULL, NULL);
+}
+
+int fifolock_shm_convert_interruptible(fifolock_shm *lock, const fifolock_mode *from,
+                                       const fifolock_mode *to, const struct timespec *deadline,
+                                       fifolock_interrupt_fn *interrupted, void *arg)
+{
+    return convert(lock, from, to, deadline, false, 0, interrupted, arg);
+}
+
 /* ---- release ------------------------------------------------------------- */
 
 int fifolock_shm_release_n(fifolock_shm *lock, const fifolock_mode *mode, size_t n)
@@ -1924,6 +2242,7 @@ int fifolock_shm_release_n(fifolock_shm *lock, const fifolock_mode *mode, size_t
     struct fifolock_shm__handle *s;
     struct wakes w = { 0, { NULL } };
     uint32_t slot, idx, i, hwm;
+    uint64_t keep = 0; /* the entry a waiting conversion of this handle converts */
     size_t have = 0, left;
     int li, rc;
 
@@ -1950,10 +2269,19 @@ int fifolock_shm_release_n(fifolock_shm *lock, const fifolock_mode *mode, size_t
     if (rc != 0)
         return rc;
     hwm = s->h->hwm < s->capacity ? s->h->hwm : s->capacity;
+    /* X3: while a conversion waits, its hold of `from` is not this call's
+     * to drop: the entry that holds it stays as it is (X1 looks at its n). */
+    for (i = 0; i < hwm && keep == 0; i++) {
+        struct shm_entry *e = &s->entries[i];
+
+        if (seq_load(e) != 0 && e->slot == slot && (e->flags & E_CONVERT) &&
+            !st_granted(st_load(e)))
+            keep = e->from_fast;
+    }
     for (i = 0; i < hwm && have < n; i++) {
         struct shm_entry *e = &s->entries[i];
 
-        if (seq_load(e) != 0 && e->slot == slot && e->mode == idx &&
+        if (seq_load(e) != 0 && seq_load(e) != keep && e->slot == slot && e->mode == idx &&
             (st_load(e) & ST_MASK) == ST_HELD)
             have += e->n;
     }
@@ -1965,7 +2293,7 @@ int fifolock_shm_release_n(fifolock_shm *lock, const fifolock_mode *mode, size_t
     for (i = 0; i < hwm && left > 0; i++) {
         struct shm_entry *e = &s->entries[i];
 
-        if (seq_load(e) == 0 || e->slot != slot || e->mode != idx ||
+        if (seq_load(e) == 0 || seq_load(e) == keep || e->slot != slot || e->mode != idx ||
             (st_load(e) & ST_MASK) != ST_HELD)
             continue;
         if (e->n <= left) {

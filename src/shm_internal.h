@@ -52,6 +52,8 @@ FIFOLOCK_HIDDEN extern struct fifolock_shm__tuning fifolock_shm__tuning;
  *     overflow count cleared, its item count not yet
  *   8 G1, the death report copied into an entry, before the CAS that grants
  *     it: the report was not given
+ *   9 G1, a conversion switched (X1: its `from` entry lowered or removed),
+ *     before the CAS that grants it
  */
 FIFOLOCK_HIDDEN extern int fifolock_shm__crash_at;
 

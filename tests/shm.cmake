@@ -7,6 +7,7 @@ if(NOT FIFOLOCK_SHM)
 endif()
 fifolock_add_test(test_shm test_shm.c TIMEOUT 120 LABELS shm)
 fifolock_add_test(test_shm_convert test_shm_convert.c TIMEOUT 120 LABELS shm)
+fifolock_add_test(test_shm_convert_stress test_shm_convert_stress.c TIMEOUT 60 LABELS shm stress NO_VALGRIND)
 fifolock_add_test(test_shm_torture test_shm_torture.c TIMEOUT 120 LABELS shm stress torture NO_VALGRIND)
 # The command line (tools/), if it is built.
 if(TARGET fifolock_tool)
@@ -28,7 +29,7 @@ if(TARGET fifolock_tool)
 endif()
 # The spin model of the protocol (tests/model/fifolock_shm.pml, processes
 # that die at any step), as tests/model.cmake does for the thread lock: only
-# in the plain build, about a minute and a half.
+# in the plain build, about two minutes.
 if(NOT FIFOLOCK_SANITIZE AND NOT FIFOLOCK_MUTANT AND FIFOLOCK_MODEL_CHECK)
   find_program(FIFOLOCK_SHM_MODEL_BASH bash)
   if(FIFOLOCK_SHM_MODEL_BASH)

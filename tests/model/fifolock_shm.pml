@@ -13,6 +13,13 @@
  * reported. A writer told of a death repairs (C1) inside its critical
  * section; a reader told of one cannot.
  *
+ * With CONVERT, process 0 converts each read it holds to write without
+ * letting go (X0-X3): the conversion is an entry of write naming the entry
+ * F that holds the read; G1 puts it after the holders, ahead of every
+ * waiter (X2), and when write may join the holders but F, removes F (X1,
+ * one store) and then, a step later, grants the conversion; Repair finishes
+ * a grant whose X1 was done.
+ *
  * Each step is one store, CAS or futex call of the C code, or, under L, a
  * group of stores that no other process reads before L is dropped, unless a
  * death between them matters: those are separate steps (publishing an
@@ -28,7 +35,8 @@
  *          every other living one inside (read shares, write excludes).
  *   FIFO   after every G1, the granted entries are a prefix of the queue in
  *          seq order (S1), and an entry is granted only when all older ones
- *          are.
+ *          are; with CONVERT, no request is granted while a conversion
+ *          waits (it is ahead of them all: the ghost `cw`).
  *   TOLD   every grant made while a writer that died inside its critical
  *          section is unrepaired carries that death in its report (the
  *          ghost `dirty` holds those writers until C1), and a report names
@@ -39,14 +47,17 @@
  *          end state is every process done.
  *
  * Not modelled: timeouts (T1: a withdrawal is a release of a request that
- * was never granted, and A1's try path the same), weighted requests, modes
+ * was never granted, and A1's try path the same; a withdrawn conversion
+ * leaves its F as it was), a second conversion (X0 refuses it under L
+ * before it is ever asked), weighted requests, modes
  * unknown to a process (G2), more than the read/write pair of modes, and the
  * mode table and handle registration done at open. The C tests force a
  * death at each of the updates modelled here (src/shm_internal.h's crash
  * points) and the torture test kills processes at random.
  *
  * Configurations (spin -D...): DEATHS=n (default 1), TICK (waits end at the
- * tick too), ROUNDS=n (default 1), NP=n (default 3), NO_FAST (no fast path).
+ * tick too), ROUNDS=n (default 1), NP=n (default 3), NO_FAST (no fast path),
+ * CONVERT (process 0 converts each read it holds to write).
  *
  * Deliberate bugs (tests/model/run_spin_shm.sh: spin must find each one):
  *   NO_REAP            D1 never finds a dead process: its holds stay.
@@ -58,6 +69,12 @@
  *   REPORT_ONCE        G1 clears the pending report once given (the old rule:
  *                      readers granted with or after the first were not told).
  *   READER_REPAIRS     a reader told of a death declares it repaired (C1).
+ *   CONV_BY_SEQ        (CONVERT) G1 places the conversion by its seq among
+ *                      the waiters, not ahead of them.
+ *   CONV_LETS_PAST     (CONVERT) a waiting conversion does not hold back
+ *                      the requests behind it.
+ *   REPAIR_SKIPS_SWITCH (CONVERT) Repair leaves a conversion whose X1 was
+ *                      done ungranted: its converter waits for ever.
  */
 
 #ifndef NP
@@ -70,7 +87,11 @@
 #define DEATHS 1
 #endif
 
+#ifdef CONVERT
+#define CAP (NP + 1)    /* entries: one per process, and process 0's conversion */
+#else
 #define CAP NP          /* entries: one per process at most */
+#endif
 #define NONE 255
 #define READ 0
 #define WRITE 1
@@ -99,6 +120,9 @@ byte emode[CAP];
 byte st[CAP];
 byte fromfast[CAP];     /* 0, or the fast word being absorbed */
 byte erep[CAP];         /* the death report carried by a grant: a bit per pid */
+byte conv[CAP];         /* a conversion: 1 + the index of its F, else 0 */
+byte cfseq[CAP];        /* a conversion: its F's seq */
+byte cw = NONE;         /* ghost: the waiting conversion's entry */
 byte next_seq = 1;
 byte count;             /* entries in use (recounted by Repair) */
 byte pend;              /* the pending report: a bit per dead holder */
@@ -158,6 +182,7 @@ inline reap() {
             :: else -> skip /* a reader changed nothing; a dead waiter is silent */
             fi;
             erep[k] = 0;
+            if :: k == cw -> cw = NONE :: else -> skip fi;
             seq[k] = 0; st[k] = FREE; count--
 #endif
         :: else -> skip
@@ -165,6 +190,27 @@ inline reap() {
         k++
     :: else -> break
     od
+}
+
+/* G1's grant of entry x: the report if one pends, the CAS, the wake. */
+inline grant_e(x) {
+    assert((pend & dirty) == dirty); /* TOLD */
+    if
+    :: pend != 0 -> erep[x] = pend
+#ifdef REPORT_ONCE
+        ; pend = 0
+#endif
+    :: else -> skip
+    fi;
+    if
+    :: st[x] == PARKED -> st[x] = GRANTED;
+#ifndef DROP_WAKE
+        woken[owner[x]] = true
+#else
+        skip
+#endif
+    :: else -> st[x] = GRANTED
+    fi
 }
 
 /* Repair (after EOWNERDEAD): the half-done updates of a dead L holder. */
@@ -192,6 +238,20 @@ inline repair() {
         k++
     :: else -> break
     od;
+#ifndef REPAIR_SKIPS_SWITCH
+    /* A death between X1 and the CAS: the switch is made, finish the grant. */
+    k = 0;
+    do
+    :: k < CAP ->
+        if
+        :: seq[k] != 0 && conv[k] != 0 && (st[k] == WAITING || st[k] == PARKED) &&
+           seq[conv[k] - 1] != cfseq[k] -> grant_e(k)
+        :: else -> skip
+        fi;
+        k++
+    :: else -> break
+    od;
+#endif
     L_died = false
 }
 
@@ -212,7 +272,7 @@ inline take_L() {
                  od;
                  assert(k < CAP); /* S2: the queue was empty */
                  owner[k] = FAST_OWNER(w); emode[k] = FAST_MODE(w); st[k] = HELD;
-                 fromfast[k] = w; erep[k] = 0; seq[k] = next_seq; next_seq++; count++ };
+                 fromfast[k] = w; erep[k] = 0; conv[k] = 0; seq[k] = next_seq; next_seq++; count++ };
         if
         :: atomic { fast == w -> fast = F_BUSY; ok = true }
         :: atomic { else -> ok = false }
@@ -234,10 +294,14 @@ inline drop_L() {
     L = NONE
 }
 
-/* G1: grant the prefix the rule allows, in seq order; check FIFO. */
+/*
+ * G1: grant the prefix the rule allows; check FIFO. The queue: the holders,
+ * then the waiting conversion (X2), then the waiters in seq order. X1 and
+ * the conversion's CAS are two steps; the waiters' grants a third.
+ */
 inline settle() {
     atomic {
-        last = 0; nr = 0; nw = 0; stop = false;
+        last = 0; nr = 0; nw = 0; stop = false; cv = NONE; go = false;
         do
         :: true ->
             next_entry(last, e2);
@@ -248,29 +312,64 @@ inline settle() {
             last = seq[e2];
             if
             :: st[e2] == GRANTED || st[e2] == HELD ->
-                assert(!stop); /* FIFO: a holder behind a waiter */
+                /* a conversion holds from a later seq than the waiters */
+                assert(!stop || conv[e2] != 0); /* FIFO: a holder behind a waiter */
                 if :: emode[e2] == READ -> nr++ :: else -> nw++ fi
+#ifndef CONV_BY_SEQ
+            :: conv[e2] != 0 -> cv = e2
+#endif
+            :: else -> stop = true
+            fi
+        od;
+        stop = false;
+        if
+        :: cv != NONE ->
+            fe = conv[cv] - 1;
+            if
+            :: seq[fe] == cfseq[cv] && st[fe] == HELD && nw == 0 && nr == 1 ->
+                /* X1: write may join the holders but F's read */
+                seq[fe] = 0; st[fe] = FREE; count--; nr--; go = true
+            :: else ->
+#ifndef CONV_LETS_PAST
+                stop = true /* it waits; nothing behind it is granted */
+#else
+                skip
+#endif
+            fi
+        :: else -> skip
+        fi
+    };
+    if
+    :: go -> atomic { grant_e(cv); nw++ }
+    :: else -> skip
+    fi;
+    atomic {
+        last = 0;
+        do
+        :: true ->
+            next_entry(last, e2);
+            if
+            :: e2 == NONE -> break
+            :: else -> skip
+            fi;
+            last = seq[e2];
+            if
+            :: st[e2] == GRANTED || st[e2] == HELD -> skip
+#ifdef CONV_BY_SEQ
+            :: conv[e2] != 0 ->
+                fe = conv[e2] - 1;
+                if
+                :: !stop && seq[fe] == cfseq[e2] && st[fe] == HELD && nw == 0 && nr == 1 ->
+                    seq[fe] = 0; st[fe] = FREE; count--; nr--; grant_e(e2); nw++
+                :: else -> stop = true
+                fi
+#endif
             :: else ->
                 if
                 :: !stop && ((emode[e2] == READ && nw == 0) ||
                              (emode[e2] == WRITE && nr == 0 && nw == 0)) ->
-                    assert((pend & dirty) == dirty); /* TOLD */
-                    if
-                    :: pend != 0 -> erep[e2] = pend
-#ifdef REPORT_ONCE
-                        ; pend = 0
-#endif
-                    :: else -> skip
-                    fi;
-                    if
-                    :: st[e2] == PARKED -> st[e2] = GRANTED;
-#ifndef DROP_WAKE
-                        woken[owner[e2]] = true
-#else
-                        skip
-#endif
-                    :: else -> st[e2] = GRANTED
-                    fi;
+                    assert(cw == NONE || st[cw] == GRANTED || st[cw] == HELD); /* FIFO: the conversion first */
+                    grant_e(e2);
                     if :: emode[e2] == READ -> nr++ :: else -> nw++ fi
 #ifdef GRANT_PAST_WAITER
                 :: stop && emode[e2] == READ && nw == 0 -> st[e2] = GRANTED; nr++
@@ -300,9 +399,52 @@ inline take_grant() {
     }
 }
 
+/* A2-A6: waits until entry e is granted, and takes it. */
+inline wait_grant() {
+    do
+    :: st[e] == GRANTED -> take_grant(); break
+    :: st[e] == WAITING || st[e] == PARKED ->
+        /* A3 */
+        atomic { if :: st[e] == WAITING -> st[e] = PARKED; woken[p] = false :: else -> skip fi };
+        /* A4: futex_wait(state, PARKED) sleeps only if it still reads PARKED */
+        atomic { if :: st[e] == PARKED -> asleep = true :: else -> asleep = false fi };
+        if
+        :: asleep ->
+            if
+            :: atomic { woken[p] -> woken[p] = false; asleep = false }
+#ifdef TICK
+            :: atomic { true -> asleep = false };
+                /* A6: the tick */
+                take_L();
+                reap();
+                settle();
+                drop_L()
+#endif
+            fi
+        :: else -> skip
+        fi
+    od
+}
+
+/* C1: a writer told of a death repairs and says so, under L. */
+inline repair_if_told() {
+#ifdef READER_REPAIRS
+    if
+    :: told ->
+#else
+    if
+    :: told && m == WRITE ->
+#endif
+        take_L();
+        atomic { pend = 0; if :: m == WRITE -> dirty = 0 :: else -> skip fi };
+        drop_L()
+    :: else -> skip
+    fi
+}
+
 proctype proc(byte p) {
-    byte m, e, e2, k, k2, w, last, nr, nw, rounds;
-    bool ok, stop, viafast, asleep, told;
+    byte m, e, e2, k, k2, w, last, nr, nw, rounds, cv, fe;
+    bool ok, stop, viafast, asleep, told, go;
 
     {
     do
@@ -329,7 +471,8 @@ proctype proc(byte p) {
             :: else -> break
             od;
             assert(e < CAP);
-            owner[e] = p; emode[e] = m; st[e] = WAITING; fromfast[e] = 0; erep[e] = 0
+            owner[e] = p; emode[e] = m; st[e] = WAITING; fromfast[e] = 0; erep[e] = 0;
+            conv[e] = 0
         };
         atomic { seq[e] = next_seq; next_seq++ };
         count++;
@@ -339,44 +482,43 @@ proctype proc(byte p) {
         :: else -> drop_L()
         fi;
         /* A2-A6 */
-        do
-        :: st[e] == GRANTED -> take_grant(); break
-        :: st[e] == WAITING || st[e] == PARKED ->
-            /* A3 */
-            atomic { if :: st[e] == WAITING -> st[e] = PARKED; woken[p] = false :: else -> skip fi };
-            /* A4: futex_wait(state, PARKED) sleeps only if it still reads PARKED */
-            atomic { if :: st[e] == PARKED -> asleep = true :: else -> asleep = false fi };
-            if
-            :: asleep ->
-                if
-                :: atomic { woken[p] -> woken[p] = false; asleep = false }
-#ifdef TICK
-                :: atomic { true -> asleep = false };
-                    /* A6: the tick */
-                    take_L();
-                    reap();
-                    settle();
-                    drop_L()
-#endif
-                fi
-            :: else -> skip
-            fi
-        od;
+        wait_grant();
 inside:
         atomic { incs[p] = m + 1; check_safe(p, m) };
-        /* C1: a writer told of a death repairs and says so, under L. */
-#ifdef READER_REPAIRS
+        repair_if_told();
+#ifdef CONVERT
+        /* X0: process 0 converts its read to write, keeping the read meanwhile */
         if
-        :: told ->
-#else
-        if
-        :: told && m == WRITE ->
-#endif
+        :: p == 0 && m == READ ->
             take_L();
-            atomic { pend = 0; if :: m == WRITE -> dirty = 0 :: else -> skip fi };
-            drop_L()
+            atomic {
+                fe = 0;
+                do
+                :: fe < CAP && !(seq[fe] != 0 && owner[fe] == p && emode[fe] == READ && st[fe] == HELD) -> fe++
+                :: else -> break
+                od;
+                assert(fe < CAP); /* F: the hold (L2 made a fast one an entry) */
+                e = 0;
+                do
+                :: e < CAP && seq[e] != 0 -> e++
+                :: else -> break
+                od;
+                assert(e < CAP);
+                owner[e] = p; emode[e] = WRITE; st[e] = WAITING; fromfast[e] = 0; erep[e] = 0;
+                conv[e] = fe + 1; cfseq[e] = seq[fe]
+            };
+            atomic { seq[e] = next_seq; next_seq++; cw = e };
+            count++;
+            settle();
+            if
+            :: st[e] == GRANTED -> drop_L(); take_grant()
+            :: else -> drop_L(); wait_grant()
+            fi;
+            atomic { cw = NONE; m = WRITE; incs[p] = m + 1; check_safe(p, m) };
+            repair_if_told()
         :: else -> skip
         fi;
+#endif
         incs[p] = 0;
         /* F2, else R1-R2 */
         if

@@ -46,6 +46,13 @@ configs=(
     "3p-no-tick|safety|-DNP=3 -DROUNDS=1 -DDEATHS=0|-m100000"
     # Liveness: with a death, every living process finishes.
     "2p-live|liveness|-DNP=2 -DROUNDS=1 -DDEATHS=1 -DTICK|-m1000000"
+    # Conversions (process 0 turns its reads into writes): exclusion, the
+    # conversion ahead of every waiter, a death at any step (X1 then the
+    # CAS included); with three and no deaths, nobody waits for ever.
+    "2p-2r-convert-death|safety|-DNP=2 -DROUNDS=2 -DDEATHS=1 -DTICK -DCONVERT|-m100000"
+    "3p-convert|safety|-DNP=3 -DROUNDS=1 -DDEATHS=0 -DCONVERT|-m100000"
+    # A death during a waiting conversion blocks nobody.
+    "2p-convert-live|liveness|-DNP=2 -DROUNDS=1 -DDEATHS=1 -DTICK -DCONVERT|-m1000000"
 )
 if [ -n "${BIG:-}" ]; then
     configs+=("3p-death|safety|-DNP=3 -DROUNDS=1 -DDEATHS=1 -DTICK|-m100000"
@@ -59,6 +66,9 @@ mutants=(
     "REPAIR_DROPS_FAST|safety|-DNP=2 -DROUNDS=2 -DDEATHS=1 -DTICK -DREPAIR_DROPS_FAST"
     "REPORT_ONCE|safety|-DNP=2 -DROUNDS=2 -DDEATHS=1 -DTICK -DREPORT_ONCE"
     "READER_REPAIRS|safety|-DNP=2 -DROUNDS=2 -DDEATHS=1 -DTICK -DREADER_REPAIRS"
+    "CONV_BY_SEQ|safety|-DNP=3 -DROUNDS=1 -DDEATHS=0 -DCONVERT -DCONV_BY_SEQ"
+    "CONV_LETS_PAST|safety|-DNP=3 -DROUNDS=1 -DDEATHS=0 -DCONVERT -DCONV_LETS_PAST"
+    "REPAIR_SKIPS_SWITCH|liveness|-DNP=2 -DROUNDS=1 -DDEATHS=1 -DTICK -DCONVERT -DREPAIR_SKIPS_SWITCH"
 )
 
 spin_init fifolock-model-shm
