@@ -379,6 +379,108 @@ static PyObject *shm_acquire(ShmLockObject *lk, PyObject *args, PyObject *kwargs
     return NULL;
 }
 
+PyDoc_STRVAR(shm_convert_doc,
+"convert(from_mode, to_mode, timeout=None, cancel=None)\n--\n\n"
+"Turns one hold of from_mode into one of to_mode without letting go\n"
+"(fifolock_shm_convert_interruptible), waiting ahead of the queue with the\n"
+"GIL released. Returns (switched, deaths, exc): deaths as acquire()'s\n"
+"(None unless a holder died), exc the exception a signal handler raised\n"
+"while the switch won the race (raise it after noting the switch).\n"
+"Raises, with from_mode still held: TimeoutError, InterruptedError (cancel\n"
+"set), DeadlockError (another conversion waits, or to_mode never fits),\n"
+"RuntimeError (from_mode not held), or what a signal handler raised.");
+
+static PyObject *shm_convert(ShmLockObject *lk, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = { "from_mode", "to_mode", "timeout", "cancel", NULL };
+    PyObject *from_cls, *to_cls, *timeout_obj = NULL, *cancel = NULL, *deaths_obj, *exc;
+    struct fifolock_shm_death deaths[FIFOLOCK_SHM_REPORT_MAX];
+    struct shm_wait w = { NULL };
+    struct cross_mode *from_cm;
+    const fifolock_mode *from, *to;
+    struct timespec deadline;
+    fifolock_shm *shm;
+    size_t ndeaths = 0;
+    char detail[256];
+    double timeout;
+    int rc;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|OO:convert", kwlist, &from_cls, &to_cls,
+                                     &timeout_obj, &cancel))
+        return NULL;
+    if (parse_timeout(timeout_obj, &timeout) < 0 || check_open(lk) < 0)
+        return NULL;
+    w.cancel = cancel == Py_None ? NULL : cancel;
+    from_cm = cross_table_find(&lk->table, from_cls);
+    if (from_cm == NULL || lk->busy == 0) {
+        PyErr_Format(PyExc_RuntimeError, "convert() from lock mode %R, which this "
+                     "ProcessFifoLock does not hold", from_cls);
+        return NULL;
+    }
+    from = from_cm->mode;
+    take_mu(lk);
+    to = mode_of(lk, to_cls); /* busy: never reopens, ValueError for a new mode */
+    PyThread_release_lock(lk->mu);
+    if (to == NULL)
+        return NULL;
+    shm = lk->shm;
+    if (timeout >= 0)
+        cross_deadline_in(timeout, &deadline);
+    Py_BEGIN_ALLOW_THREADS
+    rc = fifolock_shm_convert_interruptible(shm, from, to, timeout >= 0 ? &deadline : NULL,
+                                            shm_interrupted, &w);
+    if (rc == EOWNERDEAD)
+        ndeaths = fifolock_shm_dead_holders(shm, deaths, FIFOLOCK_SHM_REPORT_MAX);
+    snprintf(detail, sizeof detail, "%s",
+             rc != 0 && rc != EOWNERDEAD ? fifolock_shm_last_error() : "");
+    Py_END_ALLOW_THREADS
+    if (rc == 0 || rc == EOWNERDEAD) {
+        /* switched; an exception a signal handler raised meanwhile goes to
+           the caller, who notes the switch first */
+        exc = PyErr_Occurred() ? take_exception() : Py_NewRef(Py_None);
+        deaths_obj = Py_NewRef(Py_None);
+        if (rc == EOWNERDEAD) {
+            PyObject *list = deaths_list(lk, deaths, ndeaths < FIFOLOCK_SHM_REPORT_MAX
+                                                         ? ndeaths : FIFOLOCK_SHM_REPORT_MAX);
+            Py_DECREF(deaths_obj);
+            deaths_obj = list ? Py_BuildValue("(Nn)", list, (Py_ssize_t)ndeaths) : NULL;
+            if (deaths_obj == NULL) {
+                PyErr_Clear();
+                deaths_obj = Py_NewRef(Py_None);
+            }
+        }
+        return Py_BuildValue("(ONN)", Py_True, deaths_obj, exc);
+    }
+    if (PyErr_Occurred())
+        return NULL; /* a signal handler raised (EINTR): from_mode still held */
+    if (rc == EINTR) {
+        PyErr_SetString(PyExc_InterruptedError, "the conversion was cancelled");
+        return NULL;
+    }
+    if (rc == ETIMEDOUT) {
+        PyObject *secs = PyFloat_FromDouble(timeout);
+        if (secs != NULL)
+            PyErr_Format(PyExc_TimeoutError, "conversion to lock mode %R not made within %R "
+                         "seconds", to_cls, secs);
+        Py_XDECREF(secs);
+        return NULL;
+    }
+    if (rc == EDEADLK) {
+        PyErr_Format(lk->table.st->deadlock_error,
+                     "conversion to lock mode %R would wait for ever: another conversion "
+                     "waits on this lock, or %R can never be granted",
+                     to_cls, to_cls);
+        return NULL;
+    }
+    if (rc == EPERM) {
+        PyErr_Format(PyExc_RuntimeError, "convert() from lock mode %R, which this "
+                     "ProcessFifoLock does not hold", from_cls);
+        return NULL;
+    }
+    shm_error(lk->table.st, rc, detail, to_cls, 1);
+    return NULL;
+}
+
 PyDoc_STRVAR(shm_release_doc,
 "release(mode, n=1)\n--\n\n"
 "Gives back n holds of mode that this object took. RuntimeError if it\n"
@@ -661,6 +763,8 @@ static PyMethodDef shm_methods[] = {
       shm_acquire_doc },
     { "release", (PyCFunction)(void (*)(void))shm_release, METH_VARARGS | METH_KEYWORDS,
       shm_release_doc },
+    { "convert", (PyCFunction)(void (*)(void))shm_convert, METH_VARARGS | METH_KEYWORDS,
+      shm_convert_doc },
     { "consistent", (PyCFunction)shm_consistent, METH_NOARGS, shm_consistent_doc },
     { "close", (PyCFunction)shm_close, METH_NOARGS, shm_close_doc },
     { "waiting", (PyCFunction)shm_waiting, METH_NOARGS,

@@ -271,13 +271,16 @@ class _BeyondContext:
         """Waits without blocking the event loop; cancellable (a cancel
         before the grant leaves no trace; one racing it gives it back)."""
     async def __aexit__(self, *exc_info: object) -> None: ...
-    def convert(self, mode: type, timeout: float | None = None) -> NoReturn:
-        """Not available yet: NotImplementedError."""
 
 class ProcessLockContext(_BeyondContext):
     owner_dead: bool
     dead_holders: list[DeadHolder]
     dead_count: int
+    def convert(self, mode: type, timeout: float | None = None) -> Any:
+        """Turns this context's one hold into `mode` without letting go,
+        waiting ahead of the queue: blocks if entered with `with`, returns
+        an awaitable if entered with `async with`. TimeoutError,
+        DeadlockError, a cancel or Ctrl-C leave the old mode held."""
 
 @final
 class ProcessFifoLock:
@@ -305,6 +308,8 @@ class ProcessFifoLock:
     def __exit__(self, *exc_info: object) -> None: ...
 
 class EtcdLockContext(_BeyondContext):
+    def convert(self, mode: type, timeout: float | None = None) -> NoReturn:
+        """Not available yet: NotImplementedError."""
     name: str
     token: int | None
     """The fencing token (the entry's create revision): grows with grant order."""

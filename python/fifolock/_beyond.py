@@ -30,10 +30,9 @@ its ``pid`` (as its pid namespace named it), its ``mode`` (the class, None if
 this process does not know it), the mode's ``name`` and ``limit`` in the lock
 file, and ``n``, the holds of it that died."""
 
-_CONVERT_MSG = ("convert() of a lock beyond one process is not available yet: the C "
-                "library's conversions for it (fifolock_shm_convert, "
-                "fifolock_etcd_convert) are not in this build; release and acquire "
-                "the new mode instead")
+_CONVERT_MSG = ("convert() of an etcd lock is not available yet: the C library's "
+                "conversions for it (fifolock_etcd_convert) are not in this build; "
+                "release and acquire the new mode instead")
 
 
 def _settle(fut, ok, value):
@@ -168,14 +167,17 @@ class _Context:
     ``async with``; ``as held`` gives the context itself. One hold at a time:
     entering it again before its exit is RuntimeError."""
 
-    __slots__ = ("_lock", "mode", "n", "timeout", "_holding", "__weakref__")
+    __slots__ = ("_lock", "mode", "n", "timeout", "_holding", "_entered_async", "_first_mode",
+                 "__weakref__")
 
     def __init__(self, lock, mode, n=1, timeout=None):
         self._lock = lock
-        self.mode = mode
+        self.mode = mode  # the mode held now: convert() changes it until exit
+        self._first_mode = mode
         self.n = n
         self.timeout = timeout
         self._holding = False
+        self._entered_async = False
 
     def _check_free(self):
         if self._holding:
@@ -205,6 +207,7 @@ class _Context:
         self._check_free()
         self._granted(self._wait_sync())
         self._holding = True
+        self._entered_async = False
         return self
 
     def __exit__(self, *exc_info):
@@ -215,6 +218,7 @@ class _Context:
             raise RuntimeError(f"release of {self!r}, which does not hold")
         self._release()
         self._holding = False
+        self.mode = self._first_mode
 
     async def __aenter__(self):
         self._check_free()
@@ -225,6 +229,7 @@ class _Context:
                 self._on_cancel)
         self._granted(value)
         self._holding = True
+        self._entered_async = True
         return self
 
     async def __aexit__(self, *exc_info):
@@ -276,6 +281,56 @@ class ProcessLockContext(_Context):
 
     def _give_back(self, value):
         self._lock._shm.release(self.mode, self.n)
+
+    def convert(self, mode, timeout=None):
+        """Turns this context's hold into one of ``mode`` without letting go
+        (fifolock_shm_convert): at once if the other holders allow it, else
+        waiting ahead of the whole queue (nothing else is granted meanwhile).
+        Entered with ``with``, it blocks (GIL released; Ctrl-C ends the
+        wait); entered with ``async with``, it returns an awaitable
+        (cancellable). TimeoutError, DeadlockError (another conversion
+        waits, or ``mode`` never fits), a cancellation or a Ctrl-C leave the
+        old mode held. ``self.mode`` is the mode held; exit releases it.
+        owner_dead and dead_holders are updated as by a grant."""
+        if not self._holding:
+            raise RuntimeError(f"convert() of {self!r}, which does not hold")
+        if self.n != 1:
+            raise ValueError(f"convert() needs a context of one hold, not n={self.n}")
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"timeout must be a number of seconds >= 0 or None, not {timeout!r}")
+        if self._entered_async:
+            return self._aconvert(mode, timeout)
+        self._switched(mode, self._lock._shm.convert(self.mode, mode, timeout, None))
+
+    def _switched(self, mode, result):
+        switched, deaths, exc = result
+        self.mode = mode
+        self._granted(deaths)
+        if exc is not None:
+            raise exc  # Ctrl-C came as the switch was made: it holds `mode`
+
+    async def _aconvert(self, mode, timeout):
+        shm = self._lock._shm
+        old = self.mode
+        try:
+            result = shm.convert(old, mode, 0, None)  # at once, if it can
+        except TimeoutError:
+            if timeout == 0:
+                raise
+        else:
+            return self._switched(mode, result)
+
+        def undo(result):
+            # the switch raced the cancellation: back to the old mode, if
+            # that can be done at once; else the context holds the new one
+            try:
+                shm.convert(mode, old, 0, None)
+            except Exception:
+                self.mode = mode
+
+        result = await _wait_in_thread(lambda cancel: shm.convert(old, mode, timeout, cancel),
+                                       undo, self._on_cancel)
+        self._switched(mode, result)
 
 
 class ProcessFifoLock:
@@ -413,6 +468,7 @@ class EtcdLockContext(_Context):
             raise
         self._granted(req.result())
         self._holding = True
+        self._entered_async = True
         return self
 
     def _granted(self, token):

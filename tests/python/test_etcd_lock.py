@@ -230,6 +230,11 @@ class EtcdSync(Base):
                 pass
         self.assertEqual([], entries(self.name))
 
+    def test_convert_is_not_implemented_yet(self):
+        with self.session.lock(self.name)(Read) as held:
+            with self.assertRaisesRegex(NotImplementedError, "fifolock_etcd_convert"):
+                held.convert(Write)
+
     def test_check_raises_once_the_key_is_deleted(self):
         lock = self.session.lock(self.name)
         with lock(Write) as held:

@@ -18,7 +18,7 @@ import time
 import unittest
 
 import fifolock
-from fifolock import DeadlockError, Mutex, Read, Semaphore, Write
+from fifolock import DeadlockError, Mutex, Read, Semaphore, Upgradable, Write
 
 from support import Test, run
 
@@ -310,10 +310,53 @@ class ProcessLockSync(Base):
         self.assert_no_trace(lock, Mutex, Pair)
         lock.close()
 
-    def test_convert_is_not_implemented_yet(self):
+    def test_upgrade_waits_for_a_reader_of_another_process(self):
+        lock = ProcessFifoLock(self.path)
+        p, release = self.holder("Read")
+        context = lock(Upgradable)
+        with context as held:
+            with self.assertRaises(TimeoutError):
+                held.convert(Write, timeout=0.2)
+            self.assertIs(Upgradable, held.mode, "a failed conversion keeps the old mode")
+            self.assertEqual(1, lock.held(Upgradable))
+            self.assertEqual(0, lock.waiting())
+            threading.Timer(0.3, release.set).start()
+            t0 = time.monotonic()
+            held.convert(Write, timeout=20)
+            self.assertGreater(time.monotonic() - t0, 0.2, "switched beside a reader")
+            self.assertIs(Write, held.mode)
+            self.assertEqual((1, 0), (lock.held(Write), lock.held(Upgradable)))
+            held.convert(Read)  # a downgrade: at once
+            self.assertEqual((1, 0), (lock.held(Read), lock.held(Write)))
+        p.join(30)
+        self.assert_no_trace(lock, Read, Write, Upgradable)
+        with context as held:  # exit gave the context its mode back
+            self.assertIs(Upgradable, held.mode)
+            self.assertEqual(1, lock.held(Upgradable))
+        lock.close()
+
+    def test_a_second_waiting_conversion_is_a_deadlock_error(self):
+        a = ProcessFifoLock(self.path)
+        b = ProcessFifoLock(self.path)
+        ha, hb = a(Read).__enter__(), b(Read).__enter__()
+        t = threading.Thread(target=ha.convert, args=(Write, 20))
+        t.start()
+        wait_until(lambda: a.waiting() == 1)
+        with self.assertRaises(DeadlockError):
+            hb.convert(Write)
+        self.assertIs(Read, hb.mode)
+        hb.__exit__(None, None, None)  # makes room: the first one switches
+        t.join(30)
+        self.assertIs(Write, ha.mode)
+        ha.__exit__(None, None, None)
+        self.assert_no_trace(a, Read, Write)
+        a.close()
+        b.close()
+
+    def test_convert_needs_one_hold(self):
         with ProcessFifoLock(self.path) as lock:
-            with lock(Read) as held:
-                with self.assertRaisesRegex(NotImplementedError, "convert"):
+            with lock(Read, 2) as held:
+                with self.assertRaises(ValueError):
                     held.convert(Write)
         self.assertTrue(lock.closed)
 
@@ -453,6 +496,39 @@ class ProcessLockAsync(Base):
         release.set()
         p.join(30)
         self.assert_no_trace(lock, Write)
+        lock.close()
+
+    def test_async_upgrade_waits_and_a_cancel_keeps_the_old_mode(self):
+        lock = ProcessFifoLock(self.path)
+        p, release = self.holder("Read")
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        async def main():
+            t = asyncio.ensure_future(ticker())
+            async with lock(Upgradable) as held:
+                conv = asyncio.ensure_future(held.convert(Write))
+                await asyncio.sleep(0.3)
+                self.assertFalse(conv.done(), "switched beside a reader")
+                conv.cancel()
+                with self.assertRaises(asyncio.CancelledError):
+                    await conv
+                self.assertIs(Upgradable, held.mode)
+                self.assertEqual((1, 0), (lock.held(Upgradable), lock.waiting()))
+                threading.Timer(0.3, release.set).start()
+                await held.convert(Write, timeout=20)
+                self.assertIs(Write, held.mode)
+                self.assertEqual(1, lock.held(Write))
+            t.cancel()
+        run(main())
+        self.assertGreater(ticks, 20, "the event loop stalled while the conversion waited")
+        p.join(30)
+        self.assert_no_trace(lock, Upgradable, Write)
         lock.close()
 
     def test_sigkilled_holder_is_reported_async(self):
