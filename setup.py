@@ -94,6 +94,9 @@ etcd_flags = None if os.environ.get("FIFOLOCK_ETCD") == "0" else \
 if etcd_flags is not None and sys.platform.startswith("linux"):
     sources += sorted(glob.glob("src/etcd/*.c"))  # relative, as the others
     macros.append(("FIFOLOCK_PY_ETCD", None))
+    with open("include/fifolock_etcd.h", encoding="utf-8") as f:
+        if "fifolock_etcd_timed_convert" in f.read():  # conversions, where merged
+            macros.append(("FIFOLOCK_PY_ETCD_CONVERT", None))
     for flag in etcd_flags:
         if flag.startswith("-I"):
             include_dirs.append(flag[2:])

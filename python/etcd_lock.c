@@ -251,6 +251,68 @@ static PyObject *etcd_release(EtcdObject *so, PyObject *args)
     Py_RETURN_NONE;
 }
 
+#ifdef FIFOLOCK_PY_ETCD_CONVERT
+PyDoc_STRVAR(etcd_convert_doc,
+"convert(name, token, to_mode, timeout=None)\n--\n\n"
+"Turns the hold of name granted with token into one of to_mode without\n"
+"letting go (fifolock_etcd_timed_convert), waiting with the GIL released;\n"
+"returns the hold's new fencing token. TimeoutError, InterruptedError,\n"
+"DeadlockError, RuntimeError (no such hold): the old mode is still held\n"
+"under the old token. LockLostError: nothing is held.");
+
+static PyObject *etcd_convert(EtcdObject *so, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = { "name", "token", "to_mode", "timeout", NULL };
+    PyObject *cls, *timeout_obj = NULL;
+    const fifolock_mode *mode;
+    struct timespec deadline;
+    long long token;
+    int64_t new_token = 0;
+    const char *name;
+    char detail[256];
+    double timeout;
+    int rc;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "sLO|O:convert", kwlist, &name, &token, &cls,
+                                     &timeout_obj))
+        return NULL;
+    if (parse_timeout(timeout_obj, &timeout) < 0 || check_open(so) < 0)
+        return NULL;
+    mode = etcd_mode_of(so, cls);
+    if (mode == NULL)
+        return NULL;
+    if (timeout >= 0)
+        cross_deadline_in(timeout, &deadline);
+    so->busy++;
+    Py_BEGIN_ALLOW_THREADS
+    rc = fifolock_etcd_timed_convert(so->s, name, (int64_t)token, mode,
+                                     timeout >= 0 ? &deadline : NULL, &new_token);
+    snprintf(detail, sizeof detail, "%s", rc ? fifolock_etcd_last_error() : "");
+    Py_END_ALLOW_THREADS
+    so->busy--;
+    if (rc == 0)
+        return PyLong_FromLongLong((long long)new_token);
+    if (rc == EINTR) {
+        PyErr_SetString(PyExc_InterruptedError, "the conversion was interrupted");
+        return NULL;
+    }
+    if (rc == ETIMEDOUT) {
+        PyErr_Format(PyExc_TimeoutError, "conversion to lock mode %R of %s not made in time",
+                     cls, name);
+        return NULL;
+    }
+    if (rc == EDEADLK) {
+        PyErr_Format(so->table.st->deadlock_error,
+                     "conversion to lock mode %R would wait for ever: another conversion "
+                     "waits on %s, or %R can never be granted",
+                     cls, name, cls);
+        return NULL;
+    }
+    etcd_error(so, rc, detail, cls, 1);
+    return NULL;
+}
+#endif
+
 PyDoc_STRVAR(etcd_check_doc,
 "check(name, token)\n--\n\n"
 "Returns the CLOCK_BOOTTIME second until which the hold is safe, or raises\n"
@@ -810,6 +872,10 @@ static PyMethodDef etcd_methods[] = {
     { "release", (PyCFunction)etcd_release, METH_VARARGS,
       "release(name, token)\n--\n\nReleases the hold of name granted with token." },
     { "check", (PyCFunction)etcd_check, METH_VARARGS, etcd_check_doc },
+#ifdef FIFOLOCK_PY_ETCD_CONVERT
+    { "convert", (PyCFunction)(void (*)(void))etcd_convert, METH_VARARGS | METH_KEYWORDS,
+      etcd_convert_doc },
+#endif
     { "key", (PyCFunction)etcd_key, METH_VARARGS,
       "key(name, token)\n--\n\nThe etcd key of the entry of that hold." },
     { "interrupt", (PyCFunction)etcd_interrupt, METH_NOARGS,

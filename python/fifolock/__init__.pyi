@@ -3,7 +3,7 @@ import os
 from collections import defaultdict
 from collections.abc import (Awaitable, ItemsView, Iterable, Iterator, KeysView, Mapping,
                              ValuesView)
-from typing import Any, NamedTuple, NoReturn, Protocol, TypeVar, final, overload
+from typing import Any, NamedTuple, Protocol, TypeVar, final, overload
 
 _T = TypeVar("_T")
 _C = TypeVar("_C", bound="_BeyondContext")
@@ -308,8 +308,9 @@ class ProcessFifoLock:
     def __exit__(self, *exc_info: object) -> None: ...
 
 class EtcdLockContext(_BeyondContext):
-    def convert(self, mode: type, timeout: float | None = None) -> NoReturn:
-        """Not available yet: NotImplementedError."""
+    def convert(self, mode: type, timeout: float | None = None) -> Any:
+        """As ProcessLockContext.convert(); the hold gets a new token.
+        NotImplementedError where the library lacks the etcd conversions."""
     name: str
     token: int | None
     """The fencing token (the entry's create revision): grows with grant order."""

@@ -484,6 +484,55 @@ class EtcdLockContext(_Context):
     def _give_back(self, token):
         self._session._s.release(self.name, token)
 
+    def convert(self, mode, timeout=None):
+        """Turns this hold into one of ``mode`` without letting go
+        (fifolock_etcd_timed_convert): at once if the other holders allow
+        it, else ahead of the queue. ``held.token`` becomes the new fencing
+        token. Blocks after ``with``; returns an awaitable after ``async
+        with`` (its wait on a thread of its own: a cancel interrupts the
+        session's blocking waits, as a Ctrl-C does). A timeout,
+        DeadlockError, cancel or Ctrl-C leave the old mode held under the
+        old token."""
+        s = self._session._s
+        if not hasattr(s, "convert"):
+            raise NotImplementedError(_CONVERT_MSG)
+        if not self._holding:
+            raise RuntimeError(f"convert() of {self!r}, which does not hold")
+        if self.n != 1:
+            raise ValueError(f"convert() needs a context of one hold, not n={self.n}")
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"timeout must be a number of seconds >= 0 or None, not {timeout!r}")
+        old_mode, old_token = self.mode, self.token
+        session = self._session
+
+        def wait(cancel):
+            return session._wait_retrying(
+                lambda left: s.convert(self.name, old_token, mode, left), timeout, cancel)
+
+        def undo(token):
+            # the switch raced the cancellation: back, if that can be done at once
+            try:
+                self._switched(old_mode, s.convert(self.name, token, old_mode, 0))
+            except Exception:
+                self._switched(mode, token)
+
+        if self._entered_async:
+            async def aconvert():
+                self._switched(mode, await _wait_in_thread(wait, undo, self._on_cancel))
+            return aconvert()
+        if _threading.current_thread() is _threading.main_thread():
+            token = _wait_blocking(wait, undo, self._on_cancel)
+        else:
+            token = wait(None)
+        self._switched(mode, token)
+
+    def _switched(self, mode, token):
+        holders = self._session._holders
+        holders.pop((self.name, self.token), None)
+        self.mode = mode
+        self.token = token
+        holders[(self.name, token)] = self
+
     def _lost(self, reason):
         """The session's background thread: this hold was lost."""
         self._reason = reason
@@ -648,12 +697,18 @@ class EtcdSession:
     # with their entry).
 
     def _acquire(self, name, mode, n, timeout, cancel):
+        return self._wait_retrying(lambda left: self._s.acquire(name, mode, n, left),
+                                   timeout, cancel)
+
+    def _wait_retrying(self, call, timeout, cancel):
+        """call(seconds left) until it is not ended by another wait's
+        interrupt of the session."""
         end = None if timeout is None else _time.monotonic() + timeout
         try:
             while True:
                 left = None if end is None else max(0.0, end - _time.monotonic())
                 try:
-                    return self._s.acquire(name, mode, n, left)
+                    return call(left)
                 except InterruptedError:
                     if cancel is not None and cancel.is_set():
                         raise

@@ -21,7 +21,8 @@ import time
 import unittest
 
 import fifolock
-from fifolock import DeadlockError, EtcdSession, LockLostError, Mutex, Read, Semaphore, Write
+from fifolock import (DeadlockError, EtcdSession, LockLostError, Mutex, Read, Semaphore,
+                      Upgradable, Write)
 
 from support import Test, run
 
@@ -230,10 +231,34 @@ class EtcdSync(Base):
                 pass
         self.assertEqual([], entries(self.name))
 
-    def test_convert_is_not_implemented_yet(self):
-        with self.session.lock(self.name)(Read) as held:
-            with self.assertRaisesRegex(NotImplementedError, "fifolock_etcd_convert"):
-                held.convert(Write)
+    def test_upgrade_waits_for_a_reader_and_gets_a_new_token(self):
+        lock = self.session.lock(self.name)
+        if not hasattr(self.session._s, "convert"):  # before the etcd conversions
+            with lock(Read) as held:
+                with self.assertRaisesRegex(NotImplementedError, "fifolock_etcd_convert"):
+                    held.convert(Write)
+            return
+        p, release, _ = self.holder("Read")
+        with lock(Upgradable) as held:
+            t0 = held.token
+            with self.assertRaises(TimeoutError):
+                held.convert(Write, timeout=0.3)
+            self.assertEqual((Upgradable, t0), (held.mode, held.token))
+            threading.Timer(0.3, release.set).start()
+            held.convert(Write, timeout=20)
+            self.assertIs(Write, held.mode)
+            self.assertGreater(held.token, t0, "a converted hold gets a new, larger token")
+            held.check()
+        p.join(30)
+        wait_until(lambda: [k for k in entries(self.name) if "~token" not in k] == [])
+
+        async def main():
+            async with lock(Upgradable) as held:
+                t1 = held.token
+                await held.convert(Write, timeout=20)
+                self.assertEqual(Write, held.mode)
+                self.assertGreater(held.token, t1)
+        run(main(), 60)
 
     def test_check_raises_once_the_key_is_deleted(self):
         lock = self.session.lock(self.name)
