@@ -204,6 +204,12 @@ static int module_exec(PyObject *module)
     if (thread_lock_init(module, st) < 0)
         return -1;
 #endif
+#ifdef FIFOLOCK_PY_SHM
+    if (process_lock_init(module, st) < 0)
+        return -1;
+#endif
+    if (etcd_lock_init(module, st) < 0)
+        return -1;
     if (PyModule_AddStringConstant(module, "ENGINE_VERSION", FIFOLOCK_VERSION_STRING) < 0)
         return -1;
     return 0;

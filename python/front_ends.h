@@ -21,6 +21,22 @@ int thread_lock_init(PyObject *module, modstate *st);
 PyObject *thread_lock_fork_before(PyObject *module, PyObject *unused);
 PyObject *thread_lock_fork_parent(PyObject *module, PyObject *unused);
 PyObject *thread_lock_fork_child(PyObject *module, PyObject *unused);
+#ifdef FIFOLOCK_PY_SHM
+/* process_lock.c: _ShmLock, the core of fifolock.ProcessFifoLock (Linux). */
+int process_lock_init(PyObject *module, modstate *st);
 #endif
+/* etcd_lock.c: LockLostError, and _EtcdSession (the core of
+   fifolock.EtcdSession) where the etcd lock is built in. */
+int etcd_lock_init(PyObject *module, modstate *st);
+
+#endif
+
+#ifdef FIFOLOCK_PY_SHM
+/* process_lock.c: _ShmLock, the core of fifolock.ProcessFifoLock (Linux). */
+int process_lock_init(PyObject *module, modstate *st);
+#endif
+/* etcd_lock.c: LockLostError, and _EtcdSession (the core of
+   fifolock.EtcdSession) where the etcd lock is built in. */
+int etcd_lock_init(PyObject *module, modstate *st);
 
 #endif

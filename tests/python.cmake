@@ -12,6 +12,8 @@ if(FIFOLOCK_PYTHON_TESTS)
     ${PROJECT_SOURCE_DIR}/python/fifolock/*
     ${PROJECT_SOURCE_DIR}/src/*.c
     ${PROJECT_SOURCE_DIR}/src/*.h
+    ${PROJECT_SOURCE_DIR}/src/etcd/*.c
+    ${PROJECT_SOURCE_DIR}/src/etcd/*.h
     ${PROJECT_SOURCE_DIR}/include/*.h)
   add_custom_command(
     OUTPUT ${FIFOLOCK_PY_TMP}/built.stamp

@@ -65,6 +65,12 @@ __version__ = _fifolock.ENGINE_VERSION  # FIFOLOCK_VERSION_STRING of include/fif
 
 _Mapping.register(Holds)
 
+from ._beyond import DeadHolder, EtcdLock, EtcdLockContext, EtcdSession, LockLostError
+__all__ += ["DeadHolder", "LockLostError", "EtcdSession", "EtcdLock", "EtcdLockContext"]
+if hasattr(_fifolock, "_ShmLock"):  # Linux
+    from ._beyond import ProcessFifoLock, ProcessLockContext
+    __all__ += ["ProcessFifoLock", "ProcessLockContext"]
+
 if hasattr(_fifolock, "ThreadFifoLock"):  # Linux
     from ._fifolock import ThreadFifoLock, ThreadHolds, ThreadLockContext
     __all__ += ["ThreadFifoLock", "ThreadHolds", "ThreadLockContext"]

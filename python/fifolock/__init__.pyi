@@ -1,9 +1,12 @@
 import asyncio
+import os
 from collections import defaultdict
-from collections.abc import Awaitable, ItemsView, Iterator, KeysView, Mapping, ValuesView
-from typing import Any, Protocol, TypeVar, final, overload
+from collections.abc import (Awaitable, ItemsView, Iterable, Iterator, KeysView, Mapping,
+                             ValuesView)
+from typing import Any, NamedTuple, Protocol, TypeVar, final, overload
 
 _T = TypeVar("_T")
+_C = TypeVar("_C", bound="_BeyondContext")
 
 __version__: str
 
@@ -233,9 +236,124 @@ def Semaphore(size: int) -> type[SemaphoreBase]:
     machine); TypeError, ValueError below 1, OverflowError above. A request
     of more than `size` holds at once is refused with DeadlockError."""
 
+# ---- beyond one process ------------------------------------------------------
+
+class _NamedMode(Protocol):
+    """A mode that crosses processes: a ready-made one, or a class of your
+    own that declares `name` (1 to 31 bytes for ProcessFifoLock, 63 for
+    EtcdSession) and optionally `limit`, with is_compatible(holds), which
+    is asked in each process that decides; it must be pure and monotone."""
+    name: str
+    def is_compatible(self, holds: Mapping[type, int], /) -> Any: ...
+
+class LockLostError(RuntimeError):
+    """A hold beyond this process was lost (its etcd lease expired or was
+    revoked, or its entry deleted; or no keepalive was acknowledged within
+    the lease's TTL). Another holder may have been granted since."""
+
+class DeadHolder(NamedTuple):
+    """A holder that died before a grant (held.dead_holders)."""
+    pid: int
+    mode: type | None
+    name: str
+    limit: int
+    n: int
+
+class _BeyondContext:
+    mode: type
+    n: int
+    timeout: float | None
+    def __enter__(self: _C) -> _C:
+        """Blocks until granted, the GIL released (TimeoutError,
+        DeadlockError, KeyboardInterrupt: nothing left queued or held)."""
+    def __exit__(self, *exc_info: object) -> None: ...
+    async def __aenter__(self: _C) -> _C:
+        """Waits without blocking the event loop; cancellable (a cancel
+        before the grant leaves no trace; one racing it gives it back)."""
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+class ProcessLockContext(_BeyondContext):
+    owner_dead: bool
+    dead_holders: list[DeadHolder]
+    dead_count: int
+    def convert(self, mode: type, timeout: float | None = None) -> Any:
+        """Turns this context's one hold into `mode` without letting go,
+        waiting ahead of the queue: blocks if entered with `with`, returns
+        an awaitable if entered with `async with`. TimeoutError,
+        DeadlockError, a cancel or Ctrl-C leave the old mode held."""
+
+@final
+class ProcessFifoLock:
+    """A FIFO lock shared by the processes of one machine, in the lock file
+    at `path` (fifolock_shm, Linux). Pass your own modes and the semaphores
+    you use in `modes` (a new one is learnt only while this object holds
+    and waits for nothing: ValueError otherwise)."""
+    def __init__(self, path: str | os.PathLike[str], modes: Iterable[type] = (), *,
+                 capacity: int | None = None, permissions: int | None = None,
+                 read_only: Iterable[type] = ()) -> None: ...
+    def __call__(self, mode: type, n: int = 1,
+                 timeout: float | None = None) -> ProcessLockContext: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    def consistent(self) -> None:
+        """Declares the data repaired after a holder died (RuntimeError
+        without a hold of a mode that may write)."""
+    def waiting(self) -> int: ...
+    def held(self, mode: type) -> int: ...
+    def close(self) -> None:
+        """RuntimeError while a context of this lock holds or waits."""
+    def __enter__(self) -> ProcessFifoLock: ...
+    def __exit__(self, *exc_info: object) -> None: ...
+
+class EtcdLockContext(_BeyondContext):
+    def convert(self, mode: type, timeout: float | None = None) -> Any:
+        """As ProcessLockContext.convert(); the hold gets a new token.
+        NotImplementedError where the library lacks the etcd conversions."""
+    name: str
+    token: int | None
+    """The fencing token (the entry's create revision): grows with grant order."""
+    @property
+    def lost(self) -> bool: ...
+    def check(self) -> float:
+        """LockLostError once lost; else the CLOCK_BOOTTIME second until
+        which the hold is safe. Asks no server."""
+    async def wait_lost(self) -> int:
+        """Returns errno.ENOLCK or errno.ETIMEDOUT once the hold is lost."""
+    def key(self) -> str: ...
+
+@final
+class EtcdLock:
+    session: EtcdSession
+    name: str
+    def __call__(self, mode: type, n: int = 1,
+                 timeout: float | None = None) -> EtcdLockContext: ...
+
+@final
+class EtcdSession:
+    """A session (one lease) on an etcd v3 cluster (fifolock_etcd).
+    NotImplementedError if this build lacks the etcd lock."""
+    def __init__(self, endpoints: str | Iterable[str], *, ttl: int = 10,
+                 cacert: str | None = None, cert: str | None = None, key: str | None = None,
+                 user: str | None = None, password: str | None = None,
+                 modes: Iterable[type] = (), prefix: str | None = None,
+                 timeout: float | None = None) -> None: ...
+    def lock(self, name: str) -> EtcdLock: ...
+    @property
+    def closed(self) -> bool: ...
+    def close(self) -> None:
+        """Revokes the lease: everything held or asked for goes."""
+    def __enter__(self) -> EtcdSession: ...
+    def __exit__(self, *exc_info: object) -> None: ...
+    async def __aenter__(self) -> EtcdSession: ...
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
 __all__ = [
     "FifoLock", "Holds", "LockContext", "DeadlockError",
     "ThreadFifoLock", "ThreadHolds", "ThreadLockContext",
     "Mutex", "Read", "Write", "Upgradable", "Semaphore", "SemaphoreBase",
     "IS", "IX", "S", "SIX", "X",
+    "ProcessFifoLock", "ProcessLockContext", "DeadHolder", "LockLostError",
+    "EtcdSession", "EtcdLock", "EtcdLockContext",
 ]
