@@ -34,11 +34,6 @@ cflags = ["-std=c11", "-fvisibility=hidden"]
 if os.environ.get("FIFOLOCK_WERROR"):
     cflags += ["-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wstrict-prototypes",
                "-Wmissing-prototypes"]
-    # Python compiles with -O3, where GCC 12 takes an out-parameter set on
-    # success (src/etcd/async.c: async_state()) for maybe-uninitialized;
-    # the library's own builds (-O0, -O2) see no such warning. Kept a warning.
-    if sys.platform.startswith("linux"):
-        cflags += ["-Wno-error=maybe-uninitialized"]
 
 sources = [
     "python/fifolock_module.c",
@@ -94,9 +89,6 @@ etcd_flags = None if os.environ.get("FIFOLOCK_ETCD") == "0" else \
 if etcd_flags is not None and sys.platform.startswith("linux"):
     sources += sorted(glob.glob("src/etcd/*.c"))  # relative, as the others
     macros.append(("FIFOLOCK_PY_ETCD", None))
-    with open("include/fifolock_etcd.h", encoding="utf-8") as f:
-        if "fifolock_etcd_timed_convert" in f.read():  # conversions, where merged
-            macros.append(("FIFOLOCK_PY_ETCD_CONVERT", None))
     for flag in etcd_flags:
         if flag.startswith("-I"):
             include_dirs.append(flag[2:])

@@ -251,7 +251,6 @@ static PyObject *etcd_release(EtcdObject *so, PyObject *args)
     Py_RETURN_NONE;
 }
 
-#ifdef FIFOLOCK_PY_ETCD_CONVERT
 PyDoc_STRVAR(etcd_convert_doc,
 "convert(name, token, to_mode, timeout=None)\n--\n\n"
 "Turns the hold of name granted with token into one of to_mode without\n"
@@ -311,7 +310,6 @@ static PyObject *etcd_convert(EtcdObject *so, PyObject *args, PyObject *kwargs)
     etcd_error(so, rc, detail, cls, 1);
     return NULL;
 }
-#endif
 
 PyDoc_STRVAR(etcd_check_doc,
 "check(name, token)\n--\n\n"
@@ -872,10 +870,8 @@ static PyMethodDef etcd_methods[] = {
     { "release", (PyCFunction)etcd_release, METH_VARARGS,
       "release(name, token)\n--\n\nReleases the hold of name granted with token." },
     { "check", (PyCFunction)etcd_check, METH_VARARGS, etcd_check_doc },
-#ifdef FIFOLOCK_PY_ETCD_CONVERT
     { "convert", (PyCFunction)(void (*)(void))etcd_convert, METH_VARARGS | METH_KEYWORDS,
       etcd_convert_doc },
-#endif
     { "key", (PyCFunction)etcd_key, METH_VARARGS,
       "key(name, token)\n--\n\nThe etcd key of the entry of that hold." },
     { "interrupt", (PyCFunction)etcd_interrupt, METH_NOARGS,

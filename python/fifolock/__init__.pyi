@@ -309,8 +309,7 @@ class ProcessFifoLock:
 
 class EtcdLockContext(_BeyondContext):
     def convert(self, mode: type, timeout: float | None = None) -> Any:
-        """As ProcessLockContext.convert(); the hold gets a new token.
-        NotImplementedError where the library lacks the etcd conversions."""
+        """As ProcessLockContext.convert(); the hold gets a new token."""
     name: str
     token: int | None
     """The fencing token (the entry's create revision): grows with grant order."""

@@ -30,10 +30,6 @@ its ``pid`` (as its pid namespace named it), its ``mode`` (the class, None if
 this process does not know it), the mode's ``name`` and ``limit`` in the lock
 file, and ``n``, the holds of it that died."""
 
-_CONVERT_MSG = ("convert() of an etcd lock is not available yet: the C library's "
-                "conversions for it (fifolock_etcd_convert) are not in this build; "
-                "release and acquire the new mode instead")
-
 
 def _settle(fut, ok, value):
     if fut.done():
@@ -236,8 +232,8 @@ class _Context:
         self._exit()
 
     def convert(self, mode, timeout=None):
-        """Not available yet (raises NotImplementedError)."""
-        raise NotImplementedError(_CONVERT_MSG)
+        """Each lock's context says how it converts."""
+        raise NotImplementedError(f"{type(self).__name__} has no convert()")
 
     def __repr__(self):
         name = getattr(self.mode, "__qualname__", repr(self.mode))
@@ -494,8 +490,6 @@ class EtcdLockContext(_Context):
         DeadlockError, cancel or Ctrl-C leave the old mode held under the
         old token."""
         s = self._session._s
-        if not hasattr(s, "convert"):
-            raise NotImplementedError(_CONVERT_MSG)
         if not self._holding:
             raise RuntimeError(f"convert() of {self!r}, which does not hold")
         if self.n != 1:

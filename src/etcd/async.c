@@ -733,7 +733,7 @@ int fifolock_etcd_acquire_async(fifolock_etcd *s, const char *name, const fifolo
                                 fifolock_etcd_done_fn *done, void *arg,
                                 fifolock_etcd_request **req)
 {
-    struct fifolock__etcd_async *a;
+    struct fifolock__etcd_async *a = NULL; /* set when async_state() returns 0 */
     struct fifolock_etcd_request *q;
     int rc;
 
@@ -803,7 +803,7 @@ int fifolock_etcd_cancel(fifolock_etcd *s, fifolock_etcd_request *req)
 
 int fifolock_etcd_fd(fifolock_etcd *s)
 {
-    struct fifolock__etcd_async *a;
+    struct fifolock__etcd_async *a = NULL; /* set when async_state() returns 0 */
     int rc;
 
     if (s == NULL) {
@@ -849,7 +849,7 @@ int fifolock_etcd_timeout(fifolock_etcd *s)
 
 int fifolock_etcd_process(fifolock_etcd *s)
 {
-    struct fifolock__etcd_async *a;
+    struct fifolock__etcd_async *a = NULL; /* set when async_state() returns 0 */
     struct fifolock_etcd_request *q;
     struct epoll_event evs[64];
     CURLMsg *m;

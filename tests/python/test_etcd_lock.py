@@ -233,11 +233,6 @@ class EtcdSync(Base):
 
     def test_upgrade_waits_for_a_reader_and_gets_a_new_token(self):
         lock = self.session.lock(self.name)
-        if not hasattr(self.session._s, "convert"):  # before the etcd conversions
-            with lock(Read) as held:
-                with self.assertRaisesRegex(NotImplementedError, "fifolock_etcd_convert"):
-                    held.convert(Write)
-            return
         p, release, _ = self.holder("Read")
         with lock(Upgradable) as held:
             t0 = held.token
