@@ -135,6 +135,8 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp)
     return 0;
 }
 
+static void async_free(fifolock_etcd *s);
+
 /* The session's async state, made on first use. 0, ENOMEM, EMFILE, ENFILE. */
 static int async_state(fifolock_etcd *s, struct fifolock__etcd_async **out)
 {
@@ -174,6 +176,7 @@ static int async_state(fifolock_etcd *s, struct fifolock__etcd_async **out)
     curl_multi_setopt(a->multi, CURLMOPT_TIMERFUNCTION, on_timer);
     curl_multi_setopt(a->multi, CURLMOPT_TIMERDATA, a);
     s->async = a;
+    s->async_free = async_free;
     *out = a;
     return 0;
 }
@@ -943,7 +946,8 @@ int fifolock_etcd_process(fifolock_etcd *s)
     return 0;
 }
 
-void fifolock__etcd_async_free(fifolock_etcd *s)
+/* s->async_free: the session's async requests (no callback runs) and their state. */
+static void async_free(fifolock_etcd *s)
 {
     struct fifolock__etcd_async *a = s->async;
 
@@ -960,4 +964,5 @@ void fifolock__etcd_async_free(fifolock_etcd *s)
     close(a->evfd);
     free(a);
     s->async = NULL;
+    s->async_free = NULL;
 }

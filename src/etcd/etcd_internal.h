@@ -100,6 +100,12 @@ struct fifolock_etcd {
     /* The non-blocking API's state (async.c): made on its first use, then
      * touched only by the one thread that calls it at a time. */
     struct fifolock__etcd_async *async;
+    /*
+     * Frees `async` (its requests, no callback runs), installed by async.c
+     * with it: the session's close calls it without calling into async.c.
+     * NULL while `async` is.
+     */
+    void (*async_free)(fifolock_etcd *s);
 };
 
 /* ---- time (CLOCK_MONOTONIC, milliseconds) ---- */
@@ -366,8 +372,6 @@ FIFOLOCK_HIDDEN char *fifolock__etcd_entry_value(const fifolock_mode *mode, size
 
 /* ---- the non-blocking API (async.c) ---- */
 struct fifolock__etcd_async;
-/* Frees the session's async requests (no callback runs) and their state. */
-FIFOLOCK_HIDDEN void fifolock__etcd_async_free(fifolock_etcd *s);
 
 /* A new hold's watch starts this long after the grant (it replays what it missed). */
 #define FIFOLOCK__ETCD_WATCH_DELAY_MS 100
