@@ -2,6 +2,20 @@
  * Private to libfifolock_etcd: the session, the wire (wire.c: libcurl and
  * json-c over etcd's JSON gateway) and the background thread (session.c)
  * that lock.c's protocol relies on.
+ *
+ * THE LAYERS. A file may call the non-static functions of the files after
+ * its arrow, all below it, never of one above, so that no two files call
+ * into each other:
+ *
+ *   async.c    the non-blocking API       -> lock.c, session.c, kv.c, wire.c
+ *   lock.c     the lock protocol          -> session.c, kv.c, modes.c, wire.c
+ *   session.c  lease, background thread   -> kv.c, wire.c
+ *   kv.c       etcd's verbs (step M's put) -> wire.c
+ *   modes.c    modes by name              -> (none)
+ *   wire.c     requests, streams, JSON    -> (none)
+ *
+ * Where a lower file must reach a higher one it is handed a pointer: the
+ * session frees async.c's state through s->async_free, set by async.c.
  */
 #ifndef FIFOLOCK_ETCD_INTERNAL_H
 #define FIFOLOCK_ETCD_INTERNAL_H
@@ -269,6 +283,12 @@ FIFOLOCK_HIDDEN bool fifolock__etcd_interrupted(fifolock_etcd *s);
 FIFOLOCK_HIDDEN void fifolock__etcd_wake(fifolock_etcd *s);
 FIFOLOCK_HIDDEN void fifolock__etcd_add_orphan(fifolock_etcd *s, const char *key);
 
+/* ---- etcd's verbs (kv.c) ---- */
+/* A transaction's "compare": the list [create_revision(key) == rev]. */
+FIFOLOCK_HIDDEN json_object *fifolock__etcd_compare_create(const char *key, int64_t rev);
+/* A transaction's operation: put `value` on `key` with `lease` (0: none). */
+FIFOLOCK_HIDDEN json_object *fifolock__etcd_put_op(int64_t lease, const char *key,
+                                                   const char *value);
 /*
  * Step M of lock.c for a hold: puts `value` on `key` if its create revision
  * is still `token`. Returns 0, ENOLCK (the entry is gone), or an error

@@ -554,29 +554,6 @@ static json_object *range_request(const char *qprefix, const char *qend, int64_t
     return r;
 }
 
-static json_object *compare_create(const char *key, int64_t rev)
-{
-    json_object *c = json_object_new_object(), *list = json_object_new_array();
-
-    json_object_object_add(c, "key", fifolock__etcd_str_b64(key));
-    json_object_object_add(c, "target", json_object_new_string("CREATE"));
-    json_object_object_add(c, "result", json_object_new_string("EQUAL"));
-    json_object_object_add(c, "create_revision", fifolock__etcd_i64(rev));
-    json_object_array_add(list, c);
-    return list;
-}
-
-static json_object *put_op(int64_t lease, const char *key, const char *value)
-{
-    json_object *op = json_object_new_object(), *put = json_object_new_object();
-
-    json_object_object_add(put, "key", fifolock__etcd_str_b64(key));
-    json_object_object_add(put, "value", fifolock__etcd_str_b64(value));
-    json_object_object_add(put, "lease", fifolock__etcd_i64(lease));
-    json_object_object_add(op, "request_put", put);
-    return op;
-}
-
 static json_object *delete_op(const char *key)
 {
     json_object *op = json_object_new_object(), *del = json_object_new_object();
@@ -605,8 +582,8 @@ json_object *fifolock__etcd_join_txn(struct request *r)
         json_object_put(failure);
         return NULL;
     }
-    json_object_object_add(txn, "compare", compare_create(r->key, 0));
-    json_object_array_add(success, put_op(r->lease, r->key, r->value));
+    json_object_object_add(txn, "compare", fifolock__etcd_compare_create(r->key, 0));
+    json_object_array_add(success, fifolock__etcd_put_op(r->lease, r->key, r->value));
     json_object_array_add(success, mark_op(r->qprefix));
     json_object_array_add(success, range_op(r->qprefix, r->qend));
     json_object_array_add(failure, mark_op(r->qprefix));
@@ -793,35 +770,6 @@ static void withdraw(struct request *r)
         json_object_put(req);
     }
     fifolock__etcd_add_orphan(r->s, r->key);
-}
-
-int fifolock__etcd_mark(fifolock_etcd *s, const char *key, int64_t token, int64_t lease,
-                        const char *value, int64_t until_ms)
-{
-    json_object *txn = json_object_new_object(), *success = json_object_new_array(), *resp = NULL,
-                *succeeded;
-    int rc;
-
-    if (txn == NULL || success == NULL) {
-        json_object_put(txn);
-        json_object_put(success);
-        return ENOMEM;
-    }
-    json_object_object_add(txn, "compare", compare_create(key, token));
-    json_object_array_add(success, put_op(lease, key, value));
-    json_object_object_add(txn, "success", success);
-    rc = fifolock__etcd_call(s, "/v3/kv/txn", txn, &resp, until_ms);
-    json_object_put(txn);
-    if (rc == ENOENT)
-        rc = EIO;
-    if (rc != 0)
-        return rc;
-    rc = json_object_object_get_ex(resp, "succeeded", &succeeded) &&
-                 json_object_get_boolean(succeeded)
-             ? 0
-             : ENOLCK;
-    json_object_put(resp);
-    return rc;
 }
 
 /* ---- W: the watches, run in the caller's thread ---- */
@@ -1197,10 +1145,10 @@ json_object *fifolock__etcd_rekey_txn(struct request *r, const fifolock_mode *mo
         free(mark);
         return NULL;
     }
-    json_object_object_add(txn, "compare", compare_create(r->key, r->rev));
-    json_object_array_add(success, put_op(r->lease, key, value));
+    json_object_object_add(txn, "compare", fifolock__etcd_compare_create(r->key, r->rev));
+    json_object_array_add(success, fifolock__etcd_put_op(r->lease, key, value));
     json_object_array_add(success, delete_op(r->key));
-    json_object_array_add(success, put_op(0, mark, ""));
+    json_object_array_add(success, fifolock__etcd_put_op(0, mark, ""));
     json_object_object_add(get, "key", fifolock__etcd_str_b64(key));
     json_object_array_add(failure, json_object_new_object());
     json_object_object_add(json_object_array_get_idx(failure, 0), "request_range", get);
@@ -1669,7 +1617,7 @@ static int conv_read(struct conversion *c)
 /* Adds "create_revision(key) == rev" to a list of comparisons. */
 static void cmp_add_create(json_object *cmp, const char *key, int64_t rev)
 {
-    json_object *one = compare_create(key, rev);
+    json_object *one = fifolock__etcd_compare_create(key, rev);
 
     json_object_array_add(cmp, json_object_get(json_object_array_get_idx(one, 0)));
     json_object_put(one);
@@ -1711,7 +1659,7 @@ static int conv_claim(struct conversion *c)
     json_object_array_add(cmp, compare_range_empty(c->claims, c->claims_end));
     cmp_add_create(cmp, c->r.key, c->r.rev);
     json_object_object_add(txn, "compare", cmp);
-    json_object_array_add(success, put_op(c->r.lease, c->claim, value));
+    json_object_array_add(success, fifolock__etcd_put_op(c->r.lease, c->claim, value));
     json_object_array_add(success, range_op(c->r.qprefix, c->r.qend));
     json_object_array_add(failure, range_op(c->r.qprefix, c->r.qend));
     json_object_object_add(txn, "success", success);
@@ -1813,9 +1761,9 @@ static int conv_switch(struct conversion *c, const char *claim, int64_t claim_re
     cmp_add_mod(cmp, claim, claim_mod);
     cmp_add_create(cmp, c->r.key, c->r.rev);
     json_object_object_add(txn, "compare", cmp);
-    json_object_array_add(success, put_op(c->r.lease, c->newkey, v));
+    json_object_array_add(success, fifolock__etcd_put_op(c->r.lease, c->newkey, v));
     json_object_array_add(success, delete_op(c->r.key));
-    json_object_array_add(success, put_op(0, c->mark, ""));
+    json_object_array_add(success, fifolock__etcd_put_op(0, c->mark, ""));
     if (strcmp(claim, c->claim) == 0) {
         json_object_array_add(success, delete_op(c->claim));
     } else {
@@ -1885,7 +1833,7 @@ static int conv_bound(struct conversion *c, int64_t bound)
     }
     cmp_add_create(cmp, c->claim, c->claim_rev);
     json_object_object_add(txn, "compare", cmp);
-    json_object_array_add(success, put_op(c->r.lease, c->claim, value));
+    json_object_array_add(success, fifolock__etcd_put_op(c->r.lease, c->claim, value));
     json_object_object_add(txn, "success", success);
     free(value);
     rc = conv_txn(c, txn, &ok, NULL);
