@@ -605,15 +605,6 @@ static void call_done(struct fifolock_etcd_request *q, int rc, json_object *resp
     }
 }
 
-static int64_t header_revision(json_object *obj)
-{
-    json_object *header;
-
-    return json_object_object_get_ex(obj, "header", &header)
-               ? fifolock__etcd_get_i64(header, "revision")
-               : 0;
-}
-
 /* Applies the watch's messages in order, while no read is in flight. */
 static void apply_msgs(struct fifolock_etcd_request *q)
 {
@@ -627,7 +618,7 @@ static void apply_msgs(struct fifolock_etcd_request *q)
             /* W started after R: read again first, so that no change between is
              * missed; the messages after this one wait for the read (lock.c's
              * on_created() reads inside the callback, to the same effect). */
-            bool gap = header_revision(msg) > q->r.q.revision;
+            bool gap = fifolock__etcd_header_revision(msg) > q->r.q.revision;
 
             json_object_put(msg);
             if (gap) {

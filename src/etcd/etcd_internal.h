@@ -289,6 +289,18 @@ FIFOLOCK_HIDDEN json_object *fifolock__etcd_compare_create(const char *key, int6
 /* A transaction's operation: put `value` on `key` with `lease` (0: none). */
 FIFOLOCK_HIDDEN json_object *fifolock__etcd_put_op(int64_t lease, const char *key,
                                                    const char *value);
+/* A transaction's operation: delete `key`. */
+FIFOLOCK_HIDDEN json_object *fifolock__etcd_delete_op(const char *key);
+/* A comparison: no key in [key, range_end) exists (create_revision == 0). */
+FIFOLOCK_HIDDEN json_object *fifolock__etcd_compare_range_empty(const char *key,
+                                                                const char *range_end);
+/* Adds "create_revision(key) == rev" to a list of comparisons. */
+FIFOLOCK_HIDDEN void fifolock__etcd_cmp_add_create(json_object *cmp, const char *key,
+                                                   int64_t rev);
+/* Adds "mod_revision(key) == rev" to a list of comparisons. */
+FIFOLOCK_HIDDEN void fifolock__etcd_cmp_add_mod(json_object *cmp, const char *key, int64_t rev);
+/* The revision in an answer's (or a watch message's) header; 0 if it has none. */
+FIFOLOCK_HIDDEN int64_t fifolock__etcd_header_revision(json_object *obj);
 /*
  * Step M of lock.c for a hold: puts `value` on `key` if its create revision
  * is still `token`. Returns 0, ENOLCK (the entry is gone), or an error
