@@ -135,6 +135,8 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp)
     return 0;
 }
 
+static void async_free(fifolock_etcd *s);
+
 /* The session's async state, made on first use. 0, ENOMEM, EMFILE, ENFILE. */
 static int async_state(fifolock_etcd *s, struct fifolock__etcd_async **out)
 {
@@ -174,6 +176,7 @@ static int async_state(fifolock_etcd *s, struct fifolock__etcd_async **out)
     curl_multi_setopt(a->multi, CURLMOPT_TIMERFUNCTION, on_timer);
     curl_multi_setopt(a->multi, CURLMOPT_TIMERDATA, a);
     s->async = a;
+    s->async_free = async_free;
     *out = a;
     return 0;
 }
@@ -602,15 +605,6 @@ static void call_done(struct fifolock_etcd_request *q, int rc, json_object *resp
     }
 }
 
-static int64_t header_revision(json_object *obj)
-{
-    json_object *header;
-
-    return json_object_object_get_ex(obj, "header", &header)
-               ? fifolock__etcd_get_i64(header, "revision")
-               : 0;
-}
-
 /* Applies the watch's messages in order, while no read is in flight. */
 static void apply_msgs(struct fifolock_etcd_request *q)
 {
@@ -624,7 +618,7 @@ static void apply_msgs(struct fifolock_etcd_request *q)
             /* W started after R: read again first, so that no change between is
              * missed; the messages after this one wait for the read (lock.c's
              * on_created() reads inside the callback, to the same effect). */
-            bool gap = header_revision(msg) > q->r.q.revision;
+            bool gap = fifolock__etcd_header_revision(msg) > q->r.q.revision;
 
             json_object_put(msg);
             if (gap) {
@@ -943,7 +937,8 @@ int fifolock_etcd_process(fifolock_etcd *s)
     return 0;
 }
 
-void fifolock__etcd_async_free(fifolock_etcd *s)
+/* s->async_free: the session's async requests (no callback runs) and their state. */
+static void async_free(fifolock_etcd *s)
 {
     struct fifolock__etcd_async *a = s->async;
 
@@ -960,4 +955,5 @@ void fifolock__etcd_async_free(fifolock_etcd *s)
     close(a->evfd);
     free(a);
     s->async = NULL;
+    s->async_free = NULL;
 }

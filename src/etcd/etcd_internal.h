@@ -2,6 +2,20 @@
  * Private to libfifolock_etcd: the session, the wire (wire.c: libcurl and
  * json-c over etcd's JSON gateway) and the background thread (session.c)
  * that lock.c's protocol relies on.
+ *
+ * THE LAYERS. A file may call the non-static functions of the files after
+ * its arrow, all below it, never of one above, so that no two files call
+ * into each other:
+ *
+ *   async.c    the non-blocking API       -> lock.c, session.c, kv.c, wire.c
+ *   lock.c     the lock protocol          -> session.c, kv.c, modes.c, wire.c
+ *   session.c  lease, background thread   -> kv.c, wire.c
+ *   kv.c       etcd's verbs (step M's put) -> wire.c
+ *   modes.c    modes by name              -> (none)
+ *   wire.c     requests, streams, JSON    -> (none)
+ *
+ * Where a lower file must reach a higher one it is handed a pointer: the
+ * session frees async.c's state through s->async_free, set by async.c.
  */
 #ifndef FIFOLOCK_ETCD_INTERNAL_H
 #define FIFOLOCK_ETCD_INTERNAL_H
@@ -100,6 +114,12 @@ struct fifolock_etcd {
     /* The non-blocking API's state (async.c): made on its first use, then
      * touched only by the one thread that calls it at a time. */
     struct fifolock__etcd_async *async;
+    /*
+     * Frees `async` (its requests, no callback runs), installed by async.c
+     * with it: the session's close calls it without calling into async.c.
+     * NULL while `async` is.
+     */
+    void (*async_free)(fifolock_etcd *s);
 };
 
 /* ---- time (CLOCK_MONOTONIC, milliseconds) ---- */
@@ -263,6 +283,24 @@ FIFOLOCK_HIDDEN bool fifolock__etcd_interrupted(fifolock_etcd *s);
 FIFOLOCK_HIDDEN void fifolock__etcd_wake(fifolock_etcd *s);
 FIFOLOCK_HIDDEN void fifolock__etcd_add_orphan(fifolock_etcd *s, const char *key);
 
+/* ---- etcd's verbs (kv.c) ---- */
+/* A transaction's "compare": the list [create_revision(key) == rev]. */
+FIFOLOCK_HIDDEN json_object *fifolock__etcd_compare_create(const char *key, int64_t rev);
+/* A transaction's operation: put `value` on `key` with `lease` (0: none). */
+FIFOLOCK_HIDDEN json_object *fifolock__etcd_put_op(int64_t lease, const char *key,
+                                                   const char *value);
+/* A transaction's operation: delete `key`. */
+FIFOLOCK_HIDDEN json_object *fifolock__etcd_delete_op(const char *key);
+/* A comparison: no key in [key, range_end) exists (create_revision == 0). */
+FIFOLOCK_HIDDEN json_object *fifolock__etcd_compare_range_empty(const char *key,
+                                                                const char *range_end);
+/* Adds "create_revision(key) == rev" to a list of comparisons. */
+FIFOLOCK_HIDDEN void fifolock__etcd_cmp_add_create(json_object *cmp, const char *key,
+                                                   int64_t rev);
+/* Adds "mod_revision(key) == rev" to a list of comparisons. */
+FIFOLOCK_HIDDEN void fifolock__etcd_cmp_add_mod(json_object *cmp, const char *key, int64_t rev);
+/* The revision in an answer's (or a watch message's) header; 0 if it has none. */
+FIFOLOCK_HIDDEN int64_t fifolock__etcd_header_revision(json_object *obj);
 /*
  * Step M of lock.c for a hold: puts `value` on `key` if its create revision
  * is still `token`. Returns 0, ENOLCK (the entry is gone), or an error
@@ -366,8 +404,6 @@ FIFOLOCK_HIDDEN char *fifolock__etcd_entry_value(const fifolock_mode *mode, size
 
 /* ---- the non-blocking API (async.c) ---- */
 struct fifolock__etcd_async;
-/* Frees the session's async requests (no callback runs) and their state. */
-FIFOLOCK_HIDDEN void fifolock__etcd_async_free(fifolock_etcd *s);
 
 /* A new hold's watch starts this long after the grant (it replays what it missed). */
 #define FIFOLOCK__ETCD_WATCH_DELAY_MS 100

@@ -530,15 +530,6 @@ static int conv_fill(fifolock_etcd *s, struct queue *q, json_object *range, int6
     return q->v[at].key ? 0 : ENOMEM;
 }
 
-static int64_t header_revision(json_object *obj)
-{
-    json_object *header;
-
-    return json_object_object_get_ex(obj, "header", &header)
-               ? fifolock__etcd_get_i64(header, "revision")
-               : 0;
-}
-
 static json_object *range_request(const char *qprefix, const char *qend, int64_t max_rev)
 {
     json_object *r = json_object_new_object();
@@ -552,38 +543,6 @@ static json_object *range_request(const char *qprefix, const char *qend, int64_t
     if (max_rev)
         json_object_object_add(r, "max_create_revision", fifolock__etcd_i64(max_rev));
     return r;
-}
-
-static json_object *compare_create(const char *key, int64_t rev)
-{
-    json_object *c = json_object_new_object(), *list = json_object_new_array();
-
-    json_object_object_add(c, "key", fifolock__etcd_str_b64(key));
-    json_object_object_add(c, "target", json_object_new_string("CREATE"));
-    json_object_object_add(c, "result", json_object_new_string("EQUAL"));
-    json_object_object_add(c, "create_revision", fifolock__etcd_i64(rev));
-    json_object_array_add(list, c);
-    return list;
-}
-
-static json_object *put_op(int64_t lease, const char *key, const char *value)
-{
-    json_object *op = json_object_new_object(), *put = json_object_new_object();
-
-    json_object_object_add(put, "key", fifolock__etcd_str_b64(key));
-    json_object_object_add(put, "value", fifolock__etcd_str_b64(value));
-    json_object_object_add(put, "lease", fifolock__etcd_i64(lease));
-    json_object_object_add(op, "request_put", put);
-    return op;
-}
-
-static json_object *delete_op(const char *key)
-{
-    json_object *op = json_object_new_object(), *del = json_object_new_object();
-
-    json_object_object_add(del, "key", fifolock__etcd_str_b64(key));
-    json_object_object_add(op, "request_delete_range", del);
-    return op;
 }
 
 static json_object *range_op(const char *qprefix, const char *qend)
@@ -605,8 +564,8 @@ json_object *fifolock__etcd_join_txn(struct request *r)
         json_object_put(failure);
         return NULL;
     }
-    json_object_object_add(txn, "compare", compare_create(r->key, 0));
-    json_object_array_add(success, put_op(r->lease, r->key, r->value));
+    json_object_object_add(txn, "compare", fifolock__etcd_compare_create(r->key, 0));
+    json_object_array_add(success, fifolock__etcd_put_op(r->lease, r->key, r->value));
     json_object_array_add(success, mark_op(r->qprefix));
     json_object_array_add(success, range_op(r->qprefix, r->qend));
     json_object_array_add(failure, mark_op(r->qprefix));
@@ -645,7 +604,7 @@ int fifolock__etcd_join_answer(struct request *r, int rc, json_object *resp)
     last = json_object_array_get_idx(responses, json_object_array_length(responses) - 1);
     if (!json_object_object_get_ex(last, "response_range", &range))
         goto out;
-    r->q.revision = header_revision(resp);
+    r->q.revision = fifolock__etcd_header_revision(resp);
     r->q.mark = mark_of(json_object_array_get_idx(responses,
                                                   json_object_array_length(responses) - 2));
     if (json_object_object_get_ex(resp, "succeeded", &succeeded) &&
@@ -736,7 +695,7 @@ int fifolock__etcd_reread_answer(struct request *r, int rc, json_object *resp)
         fifolock__etcd_set_error("etcd's answer to a read of the queue lacks a range");
         return EIO;
     }
-    r->q.revision = header_revision(resp);
+    r->q.revision = fifolock__etcd_header_revision(resp);
     rc = queue_fill(r->s, &r->q, plain, r->rev);
     if (rc == 0 && (r->q.len == 0 || strcmp(r->q.v[r->q.len - 1].key, r->key) != 0)) {
         fifolock__etcd_set_error("the request's entry was deleted while it waited");
@@ -795,35 +754,6 @@ static void withdraw(struct request *r)
     fifolock__etcd_add_orphan(r->s, r->key);
 }
 
-int fifolock__etcd_mark(fifolock_etcd *s, const char *key, int64_t token, int64_t lease,
-                        const char *value, int64_t until_ms)
-{
-    json_object *txn = json_object_new_object(), *success = json_object_new_array(), *resp = NULL,
-                *succeeded;
-    int rc;
-
-    if (txn == NULL || success == NULL) {
-        json_object_put(txn);
-        json_object_put(success);
-        return ENOMEM;
-    }
-    json_object_object_add(txn, "compare", compare_create(key, token));
-    json_object_array_add(success, put_op(lease, key, value));
-    json_object_object_add(txn, "success", success);
-    rc = fifolock__etcd_call(s, "/v3/kv/txn", txn, &resp, until_ms);
-    json_object_put(txn);
-    if (rc == ENOENT)
-        rc = EIO;
-    if (rc != 0)
-        return rc;
-    rc = json_object_object_get_ex(resp, "succeeded", &succeeded) &&
-                 json_object_get_boolean(succeeded)
-             ? 0
-             : ENOLCK;
-    json_object_put(resp);
-    return rc;
-}
-
 /* ---- W: the watches, run in the caller's thread ---- */
 
 /*
@@ -852,7 +782,7 @@ static int on_created(struct wait *w, json_object *msg)
     bool held, ahead_held;
     int rc;
 
-    if (header_revision(msg) <= r->q.revision)
+    if (fifolock__etcd_header_revision(msg) <= r->q.revision)
         return 0;
     rc = reread(r);
     if (rc == 0)
@@ -926,8 +856,8 @@ static int on_wait_message(json_object *msg, void *arg)
     }
     if (w->pkey)
         return changed ? CHANGED : 0;
-    if (header_revision(msg) > r->q.revision)
-        r->q.revision = header_revision(msg);
+    if (fifolock__etcd_header_revision(msg) > r->q.revision)
+        r->q.revision = fifolock__etcd_header_revision(msg);
     w->rc = decide(r, &held, &ahead_held);
     if (w->rc != 0)
         return w->rc;
@@ -1197,10 +1127,10 @@ json_object *fifolock__etcd_rekey_txn(struct request *r, const fifolock_mode *mo
         free(mark);
         return NULL;
     }
-    json_object_object_add(txn, "compare", compare_create(r->key, r->rev));
-    json_object_array_add(success, put_op(r->lease, key, value));
-    json_object_array_add(success, delete_op(r->key));
-    json_object_array_add(success, put_op(0, mark, ""));
+    json_object_object_add(txn, "compare", fifolock__etcd_compare_create(r->key, r->rev));
+    json_object_array_add(success, fifolock__etcd_put_op(r->lease, key, value));
+    json_object_array_add(success, fifolock__etcd_delete_op(r->key));
+    json_object_array_add(success, fifolock__etcd_put_op(0, mark, ""));
     json_object_object_add(get, "key", fifolock__etcd_str_b64(key));
     json_object_array_add(failure, json_object_new_object());
     json_object_object_add(json_object_array_get_idx(failure, 0), "request_range", get);
@@ -1221,7 +1151,7 @@ int fifolock__etcd_rekey_answer(struct request *r, char *newkey, int rc, json_ob
     if (rc != 0)
         goto out;
     if (json_object_object_get_ex(resp, "succeeded", &ok) && json_object_get_boolean(ok)) {
-        r->rev = header_revision(resp);
+        r->rev = fifolock__etcd_header_revision(resp);
     } else if (json_object_object_get_ex(resp, "responses", &responses) &&
                json_object_object_get_ex(json_object_array_get_idx(responses, 0),
                                          "response_range", &range) &&
@@ -1233,7 +1163,7 @@ int fifolock__etcd_rekey_answer(struct request *r, char *newkey, int rc, json_ob
         rc = ENOLCK;
     }
     if (rc == 0) {
-        r->q.revision = header_revision(resp);
+        r->q.revision = fifolock__etcd_header_revision(resp);
         free(r->key);
         r->key = newkey;
         newkey = NULL;
@@ -1584,18 +1514,6 @@ struct conversion {
     size_t n;                   /* the hold's n: it converts whole */
 };
 
-static json_object *compare_range_empty(const char *key, const char *range_end)
-{
-    json_object *c = json_object_new_object();
-
-    json_object_object_add(c, "key", fifolock__etcd_str_b64(key));
-    json_object_object_add(c, "range_end", fifolock__etcd_str_b64(range_end));
-    json_object_object_add(c, "target", json_object_new_string("CREATE"));
-    json_object_object_add(c, "result", json_object_new_string("EQUAL"));
-    json_object_object_add(c, "create_revision", fifolock__etcd_i64(0));
-    return c;
-}
-
 /* V's value: the hold it converts, and once known the place it stands after. */
 static char *claim_value(int64_t from, int64_t bound)
 {
@@ -1632,7 +1550,7 @@ static int conv_txn(struct conversion *c, json_object *txn, bool *succeeded, jso
             json_object_array_get_idx(responses, json_object_array_length(responses) - 1),
             "response_range", &range)) {
         /* The list is exact at this revision (and only then). */
-        c->r.q.revision = header_revision(resp);
+        c->r.q.revision = fifolock__etcd_header_revision(resp);
         rc = queue_fill(c->r.s, &c->r.q, range, 0);
         if (rc == 0)
             rc = conv_fill(c->r.s, &c->r.q, range, 0);
@@ -1658,33 +1576,12 @@ static int conv_read(struct conversion *c)
         rc = EIO;
     if (rc != 0)
         return rc;
-    c->r.q.revision = header_revision(resp);
+    c->r.q.revision = fifolock__etcd_header_revision(resp);
     rc = queue_fill(c->r.s, &c->r.q, resp, 0);
     if (rc == 0)
         rc = conv_fill(c->r.s, &c->r.q, resp, 0);
     json_object_put(resp);
     return rc;
-}
-
-/* Adds "create_revision(key) == rev" to a list of comparisons. */
-static void cmp_add_create(json_object *cmp, const char *key, int64_t rev)
-{
-    json_object *one = compare_create(key, rev);
-
-    json_object_array_add(cmp, json_object_get(json_object_array_get_idx(one, 0)));
-    json_object_put(one);
-}
-
-/* Adds "mod_revision(key) == rev" to a list of comparisons. */
-static void cmp_add_mod(json_object *cmp, const char *key, int64_t rev)
-{
-    json_object *c = json_object_new_object();
-
-    json_object_object_add(c, "key", fifolock__etcd_str_b64(key));
-    json_object_object_add(c, "target", json_object_new_string("MOD"));
-    json_object_object_add(c, "result", json_object_new_string("EQUAL"));
-    json_object_object_add(c, "mod_revision", fifolock__etcd_i64(rev));
-    json_object_array_add(cmp, c);
 }
 
 /*
@@ -1708,10 +1605,10 @@ static int conv_claim(struct conversion *c)
         free(value);
         return ENOMEM;
     }
-    json_object_array_add(cmp, compare_range_empty(c->claims, c->claims_end));
-    cmp_add_create(cmp, c->r.key, c->r.rev);
+    json_object_array_add(cmp, fifolock__etcd_compare_range_empty(c->claims, c->claims_end));
+    fifolock__etcd_cmp_add_create(cmp, c->r.key, c->r.rev);
     json_object_object_add(txn, "compare", cmp);
-    json_object_array_add(success, put_op(c->r.lease, c->claim, value));
+    json_object_array_add(success, fifolock__etcd_put_op(c->r.lease, c->claim, value));
     json_object_array_add(success, range_op(c->r.qprefix, c->r.qend));
     json_object_array_add(failure, range_op(c->r.qprefix, c->r.qend));
     json_object_object_add(txn, "success", success);
@@ -1809,15 +1706,15 @@ static int conv_switch(struct conversion *c, const char *claim, int64_t claim_re
     v = strdup(json_object_to_json_string_ext(value, JSON_C_TO_STRING_PLAIN));
     if (v == NULL)
         goto fail;
-    cmp_add_create(cmp, claim, claim_rev);
-    cmp_add_mod(cmp, claim, claim_mod);
-    cmp_add_create(cmp, c->r.key, c->r.rev);
+    fifolock__etcd_cmp_add_create(cmp, claim, claim_rev);
+    fifolock__etcd_cmp_add_mod(cmp, claim, claim_mod);
+    fifolock__etcd_cmp_add_create(cmp, c->r.key, c->r.rev);
     json_object_object_add(txn, "compare", cmp);
-    json_object_array_add(success, put_op(c->r.lease, c->newkey, v));
-    json_object_array_add(success, delete_op(c->r.key));
-    json_object_array_add(success, put_op(0, c->mark, ""));
+    json_object_array_add(success, fifolock__etcd_put_op(c->r.lease, c->newkey, v));
+    json_object_array_add(success, fifolock__etcd_delete_op(c->r.key));
+    json_object_array_add(success, fifolock__etcd_put_op(0, c->mark, ""));
     if (strcmp(claim, c->claim) == 0) {
-        json_object_array_add(success, delete_op(c->claim));
+        json_object_array_add(success, fifolock__etcd_delete_op(c->claim));
     } else {
         /* Beside another's V: touch it, so that every other switch decided
          * before this one (with this hold still `from`) fails its comparison. */
@@ -1840,7 +1737,7 @@ static int conv_switch(struct conversion *c, const char *claim, int64_t claim_re
     rc = conv_txn(c, txn, &ok, &resp);
     if (rc != 0)
         return rc;
-    *revision = header_revision(resp);
+    *revision = fifolock__etcd_header_revision(resp);
     if (ok) {
         *token = *revision;
     } else if (json_object_object_get_ex(resp, "responses", &responses) &&
@@ -1883,9 +1780,9 @@ static int conv_bound(struct conversion *c, int64_t bound)
         free(value);
         return ENOMEM;
     }
-    cmp_add_create(cmp, c->claim, c->claim_rev);
+    fifolock__etcd_cmp_add_create(cmp, c->claim, c->claim_rev);
     json_object_object_add(txn, "compare", cmp);
-    json_object_array_add(success, put_op(c->r.lease, c->claim, value));
+    json_object_array_add(success, fifolock__etcd_put_op(c->r.lease, c->claim, value));
     json_object_object_add(txn, "success", success);
     free(value);
     rc = conv_txn(c, txn, &ok, NULL);
@@ -1907,9 +1804,9 @@ static void conv_withdraw(struct conversion *c)
     if (c->claim_rev == 0)
         return;
     if (txn != NULL && cmp != NULL && success != NULL) {
-        cmp_add_create(cmp, c->claim, c->claim_rev);
+        fifolock__etcd_cmp_add_create(cmp, c->claim, c->claim_rev);
         json_object_object_add(txn, "compare", cmp);
-        json_object_array_add(success, delete_op(c->claim));
+        json_object_array_add(success, fifolock__etcd_delete_op(c->claim));
         json_object_object_add(txn, "success", success);
         c->r.until = until;
         if (conv_txn(c, txn, &ok, NULL) == 0) {
@@ -1937,7 +1834,7 @@ static int on_conv_message(json_object *msg, void *arg)
     if (json_object_object_get_ex(msg, "canceled", &events) && json_object_get_boolean(events))
         return EAGAIN;
     if (json_object_object_get_ex(msg, "created", &events) && json_object_get_boolean(events))
-        return header_revision(msg) > c->r.q.revision ? EAGAIN : 0;
+        return fifolock__etcd_header_revision(msg) > c->r.q.revision ? EAGAIN : 0;
     if (!json_object_object_get_ex(msg, "events", &events) ||
         !json_object_is_type(events, json_type_array))
         return 0;
@@ -2041,7 +1938,7 @@ static int conv_made(struct conversion *c, int64_t *token, int64_t *revision)
     rc = ENOENT;
     if (json_object_object_get_ex(resp, "kvs", &kvs) && json_object_array_length(kvs) == 1) {
         *token = fifolock__etcd_get_i64(json_object_array_get_idx(kvs, 0), "create_revision");
-        *revision = header_revision(resp);
+        *revision = fifolock__etcd_header_revision(resp);
         rc = 0;
     }
     json_object_put(resp);

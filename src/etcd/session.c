@@ -55,7 +55,8 @@ static void free_session(fifolock_etcd *s)
 {
     size_t i;
 
-    fifolock__etcd_async_free(s);
+    if (s->async_free)
+        s->async_free(s);
     for (i = 0; i < s->nendpoints; i++)
         free(s->endpoints[i]);
     free(s->endpoints);
