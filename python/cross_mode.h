@@ -70,7 +70,5 @@ void cross_table_truncate(struct cross_table *t, size_t n);
 /* The C modes of the table, in order, into `out` (room for t->n). */
 void cross_table_modes(struct cross_table *t, const fifolock_mode **out);
 
-/* Deadline `timeout` seconds from now (CLOCK_MONOTONIC). */
-void cross_deadline_in(double timeout, struct timespec *deadline);
 
 #endif

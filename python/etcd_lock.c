@@ -204,7 +204,7 @@ static PyObject *etcd_acquire(EtcdObject *so, PyObject *args, PyObject *kwargs)
     if (mode == NULL)
         return NULL;
     if (timeout >= 0)
-        cross_deadline_in(timeout, &deadline);
+        deadline_in(timeout, &deadline);
     so->busy++;
     Py_BEGIN_ALLOW_THREADS
     rc = fifolock_etcd_acquire_n(so->s, name, mode, n, timeout >= 0 ? &deadline : NULL, &token);
@@ -281,7 +281,7 @@ static PyObject *etcd_convert(EtcdObject *so, PyObject *args, PyObject *kwargs)
     if (mode == NULL)
         return NULL;
     if (timeout >= 0)
-        cross_deadline_in(timeout, &deadline);
+        deadline_in(timeout, &deadline);
     so->busy++;
     Py_BEGIN_ALLOW_THREADS
     rc = fifolock_etcd_timed_convert(so->s, name, (int64_t)token, mode,
@@ -643,7 +643,7 @@ static PyObject *etcd_acquire_async(EtcdObject *so, PyObject *args, PyObject *kw
     r->next_done = NULL;
     PyObject_GC_Track(r);
     if (timeout >= 0)
-        cross_deadline_in(timeout, &deadline);
+        deadline_in(timeout, &deadline);
     Py_BEGIN_ALLOW_THREADS
     rc = fifolock_etcd_acquire_async(so->s, text, mode, n, timeout >= 0 ? &deadline : NULL,
                                      req_done, r, &r->req);

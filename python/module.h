@@ -165,5 +165,8 @@ int parse_n(PyObject *obj, size_t *n);
 /* timeout: a number >= 0 or None (also NULL: -1, none). 0, or -1 with
    TypeError or ValueError. */
 int parse_timeout(PyObject *obj, double *timeout);
+/* The deadline `timeout` seconds (>= 0) from now, on CLOCK_MONOTONIC, as
+   every blocking front end takes it. */
+void deadline_in(double timeout, struct timespec *deadline);
 
 #endif

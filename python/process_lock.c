@@ -329,7 +329,7 @@ static PyObject *shm_acquire(ShmLockObject *lk, PyObject *args, PyObject *kwargs
     lk->busy++; /* from here the handle stays: no reopening while busy */
     PyThread_release_lock(lk->mu);
     if (timeout >= 0)
-        cross_deadline_in(timeout, &deadline);
+        deadline_in(timeout, &deadline);
     Py_BEGIN_ALLOW_THREADS
     rc = fifolock_shm_acquire_interruptible(shm, mode, n, timeout >= 0 ? &deadline : NULL,
                                             shm_interrupted, &w);
@@ -425,7 +425,7 @@ static PyObject *shm_convert(ShmLockObject *lk, PyObject *args, PyObject *kwargs
         return NULL;
     shm = lk->shm;
     if (timeout >= 0)
-        cross_deadline_in(timeout, &deadline);
+        deadline_in(timeout, &deadline);
     Py_BEGIN_ALLOW_THREADS
     rc = fifolock_shm_convert_interruptible(shm, from, to, timeout >= 0 ? &deadline : NULL,
                                             shm_interrupted, &w);

@@ -466,23 +466,6 @@ static int release_holds(TLockObject *lk, const fifolock_mode *mode, size_t n)
     return rc;
 }
 
-static int deadline_in(double timeout, struct timespec *deadline)
-{
-    double whole, frac;
-
-    clock_gettime(CLOCK_MONOTONIC, deadline);
-    frac = modf(timeout, &whole);
-    if (whole > 1e15)
-        whole = 1e15; /* thirty million years */
-    deadline->tv_sec += (time_t)whole;
-    deadline->tv_nsec += (long)(frac * 1e9);
-    if (deadline->tv_nsec >= 1000000000L) {
-        deadline->tv_sec++;
-        deadline->tv_nsec -= 1000000000L;
-    }
-    return 0;
-}
-
 static PyObject *tcontext_enter(TContextObject *c, PyObject *unused)
 {
     TLockObject *lk = c->lock;

@@ -1141,6 +1141,26 @@ static void leave(struct fifolock_shm__handle *s, struct wakes *w)
             futex_wake_all(w->addr[i]);
 }
 
+/*
+ * A free entry for a new request, under the internal lock; if the table is
+ * full, dead processes' entries are reaped first. NULL when it is full even
+ * so: then it has left the internal lock (leave()) and said why.
+ */
+static struct shm_entry *entry_take(struct fifolock_shm__handle *s, struct wakes *w)
+{
+    struct shm_entry *e = entry_alloc(s);
+
+    if (e == NULL && reap(s, UINT32_MAX) > 0) {
+        settle(s, w);
+        e = entry_alloc(s);
+    }
+    if (e == NULL) {
+        leave(s, w);
+        set_error("lock file full: %u requests queued", s->capacity);
+    }
+    return e;
+}
+
 /* Registers this handle in this process (a slot and its byte). Under L. */
 static int ensure_registered(struct fifolock_shm__handle *s, uint32_t *slot_out)
 {
@@ -1911,16 +1931,9 @@ static int acquire(fifolock_shm *lock, const fifolock_mode *mode, size_t n,
         leave(s, NULL);
         return rc;
     }
-    e = entry_alloc(s);
-    if (e == NULL && reap(s, UINT32_MAX) > 0) {
-        settle(s, &w);
-        e = entry_alloc(s);
-    }
-    if (e == NULL) {
-        leave(s, &w);
-        set_error("lock file full: %u requests queued", s->capacity);
-        return EUSERS;
-    }
+    e = entry_take(s, &w);
+    if (e == NULL)
+        return EUSERS; /* it has left the internal lock */
     seq = entry_publish(s, e, slot, s->index[li], (uint32_t)n, ST_WAITING, 0, 0);
     settle(s, &w);
     if (!st_granted(st_load(e)) && !fits_empty(mode, n)) {
@@ -2170,16 +2183,9 @@ static int convert(fifolock_shm *lock, const fifolock_mode *from, const fifolock
         leave(s, &w);
         return EDEADLK; /* it would wait ahead of everybody, for ever */
     }
-    e = entry_alloc(s);
-    if (e == NULL && reap(s, UINT32_MAX) > 0) {
-        settle(s, &w);
-        e = entry_alloc(s);
-    }
-    if (e == NULL) {
-        leave(s, &w);
-        set_error("lock file full: %u requests queued", s->capacity);
-        return EUSERS;
-    }
+    e = entry_take(s, &w);
+    if (e == NULL)
+        return EUSERS; /* it has left the internal lock */
     e->from_n = f->n;
     seq = entry_publish(s, e, slot, ti, 1, ST_WAITING, E_CONVERT | (fi << E_FROM_SHIFT),
                         seq_load(f));

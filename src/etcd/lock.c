@@ -1411,18 +1411,27 @@ rejoin_if_lost:
     return rc;
 }
 
+/*
+ * An interrupted session refuses a wait before it begins: nothing is sent,
+ * nothing is left. True (and the error said) when it does.
+ */
+static bool refused_as_interrupted(fifolock_etcd *s)
+{
+    if (s == NULL || !fifolock__etcd_interrupted(s))
+        return false;
+    fifolock__etcd_clear_error();
+    fifolock__etcd_set_error("the session is interrupted");
+    return true;
+}
+
 int fifolock_etcd_acquire_n(fifolock_etcd *s, const char *name, const fifolock_mode *mode,
                             size_t n, const struct timespec *deadline, int64_t *token)
 {
     int64_t until = fifolock__etcd_deadline_ms(deadline);
     int rc;
 
-    if (s != NULL && fifolock__etcd_interrupted(s)) {
-        /* Interrupted before it began: nothing is sent, nothing is left. */
-        fifolock__etcd_clear_error();
-        fifolock__etcd_set_error("the session is interrupted");
+    if (refused_as_interrupted(s))
         return EINTR;
-    }
     if (until <= fifolock__etcd_now_ms()) {
         /* A deadline already past: one try, and the answer a timed wait would give. */
         rc = acquire(s, name, mode, n, until, true, token);
@@ -2176,11 +2185,8 @@ int fifolock_etcd_timed_convert(fifolock_etcd *s, const char *name, int64_t toke
     int64_t until = fifolock__etcd_deadline_ms(deadline);
     int rc;
 
-    if (s != NULL && fifolock__etcd_interrupted(s)) {
-        fifolock__etcd_clear_error();
-        fifolock__etcd_set_error("the session is interrupted");
+    if (refused_as_interrupted(s))
         return EINTR;
-    }
     if (until <= fifolock__etcd_now_ms()) {
         /* A deadline already past: one try, and the answer a timed wait would give. */
         rc = convert(s, name, token, to, until, true, new_token);
